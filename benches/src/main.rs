@@ -1,0 +1,45 @@
+//! `selfman-bench`: the benchmark harness. See `docs/benchmarks.md` for results and commands.
+//!
+//! ```text
+//! selfman-bench pingpong --pairs P --window W --round-trips N [--threads T] [--events-per-run E]
+//! selfman-bench components --count C [--threads T]
+//! selfman-bench idle --components C --seconds S [--threads T]
+//! ```
+
+mod alloc;
+mod args;
+mod components;
+mod idle;
+mod pingpong;
+
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args().skip(1);
+    let Some(cmd) = argv.next() else {
+        eprintln!("usage: selfman-bench <pingpong|components|idle> [options]");
+        return ExitCode::from(2);
+    };
+    let rest: Vec<String> = argv.collect();
+    let result = match cmd.as_str() {
+        "pingpong" => args::Args::parse(&rest).and_then(|a| pingpong::run(&a)),
+        "components" => args::Args::parse(&rest).and_then(|a| components::run(&a)),
+        "idle" => args::Args::parse(&rest).and_then(|a| idle::run(&a)),
+        other => Err(format!(
+            "unknown benchmark `{other}` (try pingpong, components, idle)"
+        )),
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("selfman-bench {cmd}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! P pinger/ponger pairs over a port, at most W pings in flight per pair, N round trips each.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Sender};
+use selfman::prelude::*;
+
+use crate::args::Args;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Ping;
+#[derive(Clone, Debug)]
+pub(crate) struct Pong;
+
+pub(crate) struct PingPongPort;
+impl Port for PingPongPort {
+    type Request = Ping;
+    type Indication = Pong;
+}
+
+#[derive(Default)]
+pub(crate) struct Ponger {
+    port: Provided<PingPongPort>,
+}
+
+impl Ponger {
+    fn on_ping(&mut self, _: Ping) -> Handled {
+        self.port.trigger(Pong);
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Ponger {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.provide(|c| &mut c.port, Self::on_ping);
+    }
+}
+
+pub(crate) struct Pinger {
+    port: Required<PingPongPort>,
+    window: u64,
+    total: u64,
+    sent: u64,
+    received: u64,
+    done: Sender<()>,
+}
+
+impl Pinger {
+    pub(crate) fn new(window: u64, total: u64, done: Sender<()>) -> Self {
+        Pinger {
+            port: Required::new(),
+            window,
+            total,
+            sent: 0,
+            received: 0,
+            done,
+        }
+    }
+
+    fn on_pong(&mut self, _: Pong) -> Handled {
+        self.received += 1;
+        if self.sent < self.total {
+            self.sent += 1;
+            self.port.trigger(Ping);
+        } else if self.received == self.total {
+            let _ = self.done.send(());
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Pinger {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.require(|c| &mut c.port, Self::on_pong);
+    }
+    fn on_start(&mut self) -> Handled {
+        let first = self.window.min(self.total);
+        for _ in 0..first {
+            self.port.trigger(Ping);
+        }
+        self.sent = first;
+        if self.total == 0 {
+            let _ = self.done.send(());
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn run(a: &Args) -> Result<String, String> {
+    let pairs = a.get("pairs", 1)?;
+    let window = a.get("window", 1)?.max(1);
+    let n = a.get("round-trips", 1_000_000)?;
+    let threads = a.threads()?;
+    let epr = a.get("events-per-run", 128)? as usize;
+    let rt = Runtime::builder()
+        .workers(threads)
+        .events_per_run(epr)
+        .build();
+    let (tx, rx) = bounded(pairs as usize);
+    let t = Duration::from_secs(30);
+    let mut pingers = Vec::new();
+    for _ in 0..pairs {
+        let ponger = rt.create(Ponger::default).map_err(|e| e.to_string())?;
+        let done = tx.clone();
+        let pinger = rt
+            .create(move || Pinger::new(window, n, done.clone()))
+            .map_err(|e| e.to_string())?;
+        rt.link::<PingPongPort>(&ponger, &pinger)
+            .map_err(|e| e.to_string())?;
+        rt.start_and_wait(&ponger, t).map_err(|e| e.to_string())?;
+        pingers.push(pinger);
+    }
+    let start = Instant::now();
+    for p in &pingers {
+        rt.start(p).map_err(|e| e.to_string())?;
+    }
+    for _ in 0..pairs {
+        rx.recv_timeout(Duration::from_secs(600))
+            .map_err(|_| "pairs did not finish in 600 s")?;
+    }
+    let elapsed = start.elapsed();
+    rt.shutdown().map_err(|e| e.to_string())?;
+    let msgs = 2 * n * pairs;
+    let ms = elapsed.as_millis();
+    let rate = msgs as f64 / elapsed.as_secs_f64();
+    Ok(format!(
+        "pingpong pairs={pairs} window={window} round_trips={n} threads={threads} elapsed_ms={ms} msgs_per_s={rate:.0}"
+    ))
+}

@@ -1,0 +1,333 @@
+//! Channels: the connections between a provided and a required port of the same type.
+//!
+//! Guarantees:
+//! * **FIFO per channel**: events triggered over one channel are handled in trigger order.
+//! * **Fan-out**: a trigger goes to every channel of the port whose selector accepts it. The
+//!   event is cloned once per receiver beyond the first; with one receiver it is moved.
+//! * **Connect/disconnect at any time** (from any thread, also inside a handler): they only take
+//!   the two ports' short channel-list locks, never wait for a component, so they cannot
+//!   deadlock. A trigger that starts after `disconnect` returned never uses the channel; events
+//!   already queued at the receiver when it returned are still delivered.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::port::Port;
+use crate::port_core::{Envelope, ProvidedCore, RequiredCore};
+
+type Predicate<E> = Box<dyn Fn(&E) -> bool + Send + Sync>;
+
+/// Filters which events a channel carries, per direction.
+///
+/// The usual use is one provider serving many requirers, each receiving only the indications
+/// meant for it.
+///
+/// # Examples
+///
+/// ```
+/// use selfman_core::{Port, Selector};
+/// # #[derive(Clone, Debug)] pub struct Get(pub u32);
+/// # #[derive(Clone, Debug)] pub struct Value { pub client: u32, pub v: u64 }
+/// # pub struct Store;
+/// # impl Port for Store { type Request = Get; type Indication = Value; }
+/// // This requirer only sees values addressed to client 7.
+/// let sel = Selector::<Store>::indications(|v: &Value| v.client == 7);
+/// ```
+pub struct Selector<P: Port> {
+    requests: Option<Predicate<P::Request>>,
+    indications: Option<Predicate<P::Indication>>,
+}
+
+impl<P: Port> Selector<P> {
+    /// Carries everything (the default).
+    pub fn all() -> Self {
+        Selector {
+            requests: None,
+            indications: None,
+        }
+    }
+
+    /// Carries only the indications for which `f` is true (and every request).
+    pub fn indications(f: impl Fn(&P::Indication) -> bool + Send + Sync + 'static) -> Self {
+        Selector {
+            requests: None,
+            indications: Some(Box::new(f)),
+        }
+    }
+
+    /// Carries only the requests for which `f` is true (and every indication).
+    pub fn requests(f: impl Fn(&P::Request) -> bool + Send + Sync + 'static) -> Self {
+        Selector {
+            requests: Some(Box::new(f)),
+            indications: None,
+        }
+    }
+
+    /// Also filters requests with `f`.
+    pub fn and_requests(mut self, f: impl Fn(&P::Request) -> bool + Send + Sync + 'static) -> Self {
+        self.requests = Some(Box::new(f));
+        self
+    }
+}
+
+impl<P: Port> Default for Selector<P> {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl<P: Port> fmt::Debug for Selector<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Selector")
+            .field("requests", &self.requests.is_some())
+            .field("indications", &self.indications.is_some())
+            .finish()
+    }
+}
+
+pub(crate) struct ChannelCore<P: Port> {
+    pub(crate) id: u64,
+    pub(crate) provided: Arc<ProvidedCore<P>>,
+    pub(crate) required: Arc<RequiredCore<P>>,
+    connected: AtomicBool,
+    selector: Selector<P>,
+}
+
+impl<P: Port> ChannelCore<P> {
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn accepts_indication(&self, ev: &P::Indication) -> bool {
+        self.is_connected() && self.selector.indications.as_ref().is_none_or(|f| f(ev))
+    }
+
+    pub(crate) fn accepts_request(&self, ev: &P::Request) -> bool {
+        self.is_connected() && self.selector.requests.as_ref().is_none_or(|f| f(ev))
+    }
+
+    /// Queues an indication at the requiring side.
+    pub(crate) fn deliver_indication(&self, ev: P::Indication) {
+        self.required.inbox.push(&self.required.owner, ev);
+    }
+
+    /// Queues a request at the providing side, remembering it came over this channel.
+    pub(crate) fn deliver_request(&self, ev: P::Request) {
+        self.provided.inbox.push(
+            &self.provided.owner,
+            Envelope {
+                event: ev,
+                origin: self.id,
+            },
+        );
+    }
+
+    /// Disconnects; `false` if it already was.
+    pub(crate) fn disconnect(&self) -> bool {
+        if !self.connected.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        self.provided.channels.remove(self.id);
+        self.required.channels.remove(self.id);
+        true
+    }
+}
+
+/// Creates and registers a channel. Lock order: provided side, then required side; both are
+/// short and never held while waiting for anything else.
+pub(crate) fn connect<P: Port>(
+    id: u64,
+    provided: &Arc<ProvidedCore<P>>,
+    required: &Arc<RequiredCore<P>>,
+    selector: Selector<P>,
+) -> Result<Channel<P>> {
+    if provided.owner.is_destroyed() {
+        return Err(Error::Destroyed(provided.owner.id()));
+    }
+    if required.owner.is_destroyed() {
+        return Err(Error::Destroyed(required.owner.id()));
+    }
+    let core = Arc::new(ChannelCore {
+        id,
+        provided: Arc::clone(provided),
+        required: Arc::clone(required),
+        connected: AtomicBool::new(true),
+        selector,
+    });
+    provided.channels.add(Arc::clone(&core));
+    required.channels.add(Arc::clone(&core));
+    // A component destroyed meanwhile has cleared its lists; undo so nothing dangles.
+    if provided.owner.is_destroyed() || required.owner.is_destroyed() {
+        core.disconnect();
+        let dead = if provided.owner.is_destroyed() {
+            &provided.owner
+        } else {
+            &required.owner
+        };
+        return Err(Error::Destroyed(dead.id()));
+    }
+    Ok(Channel { core })
+}
+
+/// The channels of one port, with a version so triggering code can cache a snapshot and only
+/// re-read the list after a connect or disconnect.
+pub(crate) struct ChannelSet<P: Port> {
+    list: Mutex<Vec<Arc<ChannelCore<P>>>>,
+    version: AtomicU64,
+}
+
+impl<P: Port> ChannelSet<P> {
+    pub(crate) fn new() -> Self {
+        ChannelSet {
+            list: Mutex::new(Vec::new()),
+            version: AtomicU64::new(1),
+        }
+    }
+
+    fn add(&self, ch: Arc<ChannelCore<P>>) {
+        let mut l = self.list.lock();
+        l.reserve_exact(1);
+        l.push(ch);
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    fn remove(&self, id: u64) {
+        let mut l = self.list.lock();
+        l.retain(|c| c.id != id);
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn snapshot(&self) -> (u64, Vec<Arc<ChannelCore<P>>>) {
+        let l = self.list.lock();
+        (self.version.load(Ordering::Acquire), l.clone())
+    }
+
+    pub(crate) fn ids(&self) -> Vec<u64> {
+        self.list.lock().iter().map(|c| c.id).collect()
+    }
+
+    /// Disconnects every channel (used when the owner is destroyed).
+    pub(crate) fn disconnect_all(&self) {
+        let all = std::mem::take(&mut *self.list.lock());
+        self.version.fetch_add(1, Ordering::Release);
+        for ch in all {
+            ch.disconnect();
+        }
+    }
+}
+
+/// A cached snapshot of a port's channels, owned by the port handle inside the component.
+pub(crate) struct ChannelCache<P: Port> {
+    version: u64,
+    pub(crate) channels: Vec<Arc<ChannelCore<P>>>,
+}
+
+impl<P: Port> ChannelCache<P> {
+    pub(crate) fn new() -> Self {
+        ChannelCache {
+            version: 0,
+            channels: Vec::new(),
+        }
+    }
+
+    /// Brings the snapshot up to date (one atomic load when nothing changed).
+    #[inline]
+    pub(crate) fn refresh(&mut self, set: &ChannelSet<P>) -> &[Arc<ChannelCore<P>>] {
+        if set.version() != self.version {
+            let (v, l) = set.snapshot();
+            self.version = v;
+            self.channels = l;
+        }
+        &self.channels
+    }
+
+    pub(crate) fn find(&mut self, set: &ChannelSet<P>, id: u64) -> Option<&Arc<ChannelCore<P>>> {
+        self.refresh(set);
+        self.channels.iter().find(|c| c.id == id)
+    }
+}
+
+/// Delivers `ev` to every channel `accept` admits: clones for all but the last, moves into the
+/// last. Returns how many receivers got it.
+#[inline]
+pub(crate) fn fan_out<P: Port, E: Clone>(
+    channels: &[Arc<ChannelCore<P>>],
+    ev: E,
+    accept: impl Fn(&ChannelCore<P>, &E) -> bool,
+    deliver: impl Fn(&ChannelCore<P>, E),
+) -> usize {
+    let mut pending: Option<&ChannelCore<P>> = None;
+    let mut n = 0;
+    for ch in channels {
+        if accept(ch, &ev) {
+            if let Some(prev) = pending.replace(ch) {
+                deliver(prev, ev.clone());
+            }
+            n += 1;
+        }
+    }
+    if let Some(last) = pending {
+        deliver(last, ev);
+    }
+    n
+}
+
+/// A handle to a connected channel. Dropping the handle does *not* disconnect the channel.
+pub struct Channel<P: Port> {
+    core: Arc<ChannelCore<P>>,
+}
+
+impl<P: Port> Channel<P> {
+    /// The channel's system-unique id.
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// Whether the channel is still connected.
+    pub fn is_connected(&self) -> bool {
+        self.core.is_connected()
+    }
+
+    /// Disconnects the channel. Events already queued at a receiver are still delivered;
+    /// triggers that start after this returns no longer use the channel.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] if it was already disconnected (also by the destruction of one
+    /// of its ends).
+    pub fn disconnect(&self) -> Result<()> {
+        if self.core.disconnect() {
+            Ok(())
+        } else {
+            Err(Error::Disconnected(self.core.id))
+        }
+    }
+}
+
+impl<P: Port> Clone for Channel<P> {
+    fn clone(&self) -> Self {
+        Channel {
+            core: Arc::clone(&self.core),
+        }
+    }
+}
+
+impl<P: Port> fmt::Debug for Channel<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.core.id)
+            .field("port", &std::any::type_name::<P>())
+            .field("provider", &self.core.provided.owner.id())
+            .field("requirer", &self.core.required.owner.id())
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}

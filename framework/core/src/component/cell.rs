@@ -1,0 +1,465 @@
+//! The component cell: a component's identity, queues, lifecycle and scheduling state.
+//!
+//! Scheduling invariant: `pending` counts *signals* — one per port (or the control queue) whose
+//! arrival queue went from empty to non-empty and has not been taken yet — plus at most one
+//! *claim* a run leaves when it ends with events still to handle. The cell is handed to the
+//! scheduler only when `pending` goes from 0 to 1, or by a run that ends with `pending` > 0, so
+//! at most one run of a cell is queued or running at any time: handlers never overlap.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::component::definition::{Failure, FailureCause};
+use crate::component::instance::{ErasedInstance, Hook, PortSlot};
+use crate::component::{ComponentId, FaultReport, LifecycleState};
+use crate::error::{Error, Result};
+use crate::handler::Severity;
+use crate::inbox::Inbox;
+use crate::runtime::Task;
+use crate::system::SystemShared;
+
+/// Builds a fresh definition instance for a cell (used at creation and restart).
+pub(crate) type Factory = Box<dyn Fn(&Arc<ComponentCell>) -> Box<dyn ErasedInstance> + Send + Sync>;
+
+/// Control events: lifecycle requests and reports between parent and child.
+pub(crate) enum Control {
+    Start,
+    Stop,
+    Kill,
+    ChildStarted(ComponentId),
+    ChildStopped(ComponentId),
+    ChildKilled(ComponentId),
+    ChildFault(Box<FaultReport>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    Passive,
+    Starting(Vec<ComponentId>),
+    Active,
+    Stopping(Vec<ComponentId>),
+    Faulty,
+    Destroying {
+        waiting: Vec<ComponentId>,
+        was_active: bool,
+    },
+    Destroyed,
+}
+
+/// State only the running worker touches (behind an uncontended lock).
+struct RunState {
+    instance: Option<Box<dyn ErasedInstance>>,
+    phase: Phase,
+    claim: bool,
+}
+
+/// Counters for introspection.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) handled: AtomicU64,
+    pub(crate) faults: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+pub(crate) struct ComponentCell {
+    id: ComponentId,
+    pub(crate) system: Arc<SystemShared>,
+    pending: AtomicIsize,
+    control: Inbox<Control>,
+    state: AtomicU8,
+    watch: Mutex<()>,
+    changed: Condvar,
+    run: Mutex<RunState>,
+    parent: Option<Weak<ComponentCell>>,
+    pub(crate) children: Mutex<BTreeMap<ComponentId, Arc<ComponentCell>>>,
+    pub(crate) ports: Mutex<Vec<PortSlot>>,
+    pub(crate) type_name: Mutex<&'static str>,
+    #[allow(dead_code)] // used by supervision (restart) next
+    pub(crate) factory: Option<Factory>,
+    pub(crate) stats: Stats,
+    pub(crate) last_fault: Mutex<Option<Box<FaultReport>>>,
+}
+
+impl ComponentCell {
+    pub(crate) fn new(
+        id: ComponentId,
+        system: Arc<SystemShared>,
+        parent: Option<&Arc<ComponentCell>>,
+        type_name: &'static str,
+        factory: Option<Factory>,
+    ) -> Arc<Self> {
+        Arc::new(ComponentCell {
+            id,
+            system,
+            pending: AtomicIsize::new(0),
+            control: Inbox::new(),
+            state: AtomicU8::new(LifecycleState::Passive as u8),
+            watch: Mutex::new(()),
+            changed: Condvar::new(),
+            run: Mutex::new(RunState {
+                instance: None,
+                phase: Phase::Passive,
+                claim: false,
+            }),
+            parent: parent.map(Arc::downgrade),
+            children: Mutex::new(BTreeMap::new()),
+            ports: Mutex::new(Vec::new()),
+            type_name: Mutex::new(type_name),
+            factory,
+            stats: Stats::default(),
+            last_fault: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn id(&self) -> ComponentId {
+        self.id
+    }
+
+    pub(crate) fn parent(&self) -> Option<Arc<ComponentCell>> {
+        self.parent.as_ref().and_then(Weak::upgrade)
+    }
+
+    pub(crate) fn state(&self) -> LifecycleState {
+        LifecycleState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn is_destroyed(&self) -> bool {
+        self.state() == LifecycleState::Destroyed
+    }
+
+    /// Installs the first instance (creation).
+    pub(crate) fn install(&self, instance: Box<dyn ErasedInstance>) {
+        self.run.lock().instance = Some(instance);
+    }
+
+    /// Runs `f` on the current instance; blocks while a handler of this component runs.
+    pub(crate) fn with_instance<R>(
+        &self,
+        f: impl FnOnce(&mut dyn ErasedInstance) -> R,
+    ) -> Result<R> {
+        let mut rs = self.run.lock();
+        match rs.instance.as_mut() {
+            Some(i) => Ok(f(&mut **i)),
+            None => Err(Error::Destroyed(self.id)),
+        }
+    }
+
+    /// Adds one signal; `true` if the cell must now be scheduled.
+    #[inline]
+    pub(crate) fn add_signal(&self) -> bool {
+        self.pending.fetch_add(1, Ordering::AcqRel) == 0
+    }
+
+    #[inline]
+    pub(crate) fn schedule(self: &Arc<Self>) {
+        self.system.parts.scheduler.schedule(Task(Arc::clone(self)));
+    }
+
+    pub(crate) fn send_control(self: &Arc<Self>, c: Control) {
+        self.control.push(self, c);
+    }
+
+    /// Total events waiting in this component's ports.
+    pub(crate) fn queued(&self) -> usize {
+        self.ports.lock().iter().map(|s| s.core.queued()).sum()
+    }
+
+    fn set_state(&self, s: LifecycleState) {
+        {
+            let _g = self.watch.lock();
+            self.state.store(s as u8, Ordering::Release);
+        }
+        self.changed.notify_all();
+        tracing::debug!(component = self.id.0, state = ?s, "lifecycle");
+    }
+
+    /// Waits until `done(state)` holds, or the timeout passes.
+    pub(crate) fn wait_for(
+        &self,
+        wanted: LifecycleState,
+        timeout: Duration,
+        done: impl Fn(LifecycleState) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.watch.lock();
+        loop {
+            let s = self.state();
+            if done(s) {
+                return Ok(());
+            }
+            if self.changed.wait_until(&mut g, deadline).timed_out() {
+                let s = self.state();
+                if done(s) {
+                    return Ok(());
+                }
+                return Err(Error::Timeout {
+                    component: self.id,
+                    wanted,
+                    state: s,
+                    timeout,
+                });
+            }
+        }
+    }
+
+    /// One scheduling turn: control events, then up to `events_per_run` port events.
+    pub(crate) fn run(self: &Arc<Self>) {
+        let budget = self.system.config.events_per_run;
+        let _span = tracing::trace_span!("component", id = self.id.0).entered();
+        let mut rs = self.run.lock();
+        let mut tally: isize = isize::from(std::mem::take(&mut rs.claim));
+        if self.control.take() {
+            tally += 1;
+            loop {
+                let next = self.control.local().pop_front();
+                match next {
+                    Some(c) => self.on_control(&mut rs, c),
+                    None => break,
+                }
+            }
+            // Control events are rare: give the buffer back rather than keep it per component.
+            *self.control.local() = VecDeque::new();
+        }
+        let mut more = false;
+        let active = rs.phase == Phase::Active;
+        if let Some(inst) = rs.instance.as_mut() {
+            tally += inst.take();
+            if active {
+                let batch = {
+                    let _h = tracing::trace_span!("handle").entered();
+                    inst.handle(budget)
+                };
+                self.stats
+                    .handled
+                    .fetch_add(batch.handled as u64, Ordering::Relaxed);
+                match batch.failure {
+                    Some(f) => self.fault(&mut rs, f),
+                    None => more = inst.has_local(),
+                }
+            }
+        } else {
+            tally += self.discard_ports();
+        }
+        if more {
+            rs.claim = true;
+            tally -= 1;
+        }
+        drop(rs);
+        let left = self.pending.fetch_sub(tally, Ordering::AcqRel) - tally;
+        if more || left > 0 {
+            self.schedule();
+        }
+    }
+
+    /// Drops events that reach a destroyed component; returns the signals consumed.
+    fn discard_ports(&self) -> isize {
+        let mut signals = 0;
+        for slot in self.ports.lock().iter() {
+            let (took, n) = slot.core.discard();
+            signals += isize::from(took);
+            self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        signals
+    }
+
+    fn live_children(&self) -> Vec<Arc<ComponentCell>> {
+        self.children
+            .lock()
+            .values()
+            .filter(|c| !c.is_destroyed())
+            .cloned()
+            .collect()
+    }
+
+    fn report_to_parent(&self, c: Control) {
+        let Some(p) = self.parent() else { return };
+        // The root awaits no starts or stops; skip the traffic (one event per top-level
+        // component matters when creating a million of them).
+        if p.parent.is_none() && matches!(c, Control::ChildStarted(_) | Control::ChildStopped(_)) {
+            return;
+        }
+        p.send_control(c);
+    }
+
+    fn on_control(self: &Arc<Self>, rs: &mut RunState, c: Control) {
+        match c {
+            Control::Start => match rs.phase {
+                Phase::Passive => {
+                    let kids = self.live_children();
+                    if kids.is_empty() {
+                        self.become_active(rs);
+                    } else {
+                        for k in &kids {
+                            k.send_control(Control::Start);
+                        }
+                        rs.phase = Phase::Starting(kids.iter().map(|k| k.id).collect());
+                        self.set_state(LifecycleState::Starting);
+                    }
+                }
+                Phase::Active => self.report_to_parent(Control::ChildStarted(self.id)),
+                _ => tracing::debug!(component = self.id.0, phase = ?rs.phase, "start ignored"),
+            },
+            Control::Stop => match rs.phase {
+                Phase::Active | Phase::Starting(_) | Phase::Faulty => {
+                    let kids = self.live_children();
+                    for k in &kids {
+                        k.send_control(Control::Stop);
+                    }
+                    rs.phase = Phase::Stopping(kids.iter().map(|k| k.id).collect());
+                    self.set_state(LifecycleState::Stopping);
+                    self.check_waiting(rs);
+                }
+                Phase::Passive => self.report_to_parent(Control::ChildStopped(self.id)),
+                _ => tracing::debug!(component = self.id.0, phase = ?rs.phase, "stop ignored"),
+            },
+            Control::Kill => match rs.phase {
+                Phase::Destroying { .. } | Phase::Destroyed => {}
+                _ => {
+                    let was_active = rs.phase == Phase::Active;
+                    let kids = self.live_children();
+                    for k in &kids {
+                        k.send_control(Control::Kill);
+                    }
+                    rs.phase = Phase::Destroying {
+                        waiting: kids.iter().map(|k| k.id).collect(),
+                        was_active,
+                    };
+                    self.set_state(LifecycleState::Destroying);
+                    self.check_waiting(rs);
+                }
+            },
+            Control::ChildStarted(id) | Control::ChildStopped(id) => {
+                match &mut rs.phase {
+                    Phase::Starting(w) | Phase::Stopping(w) => w.retain(|k| *k != id),
+                    _ => {}
+                }
+                self.check_waiting(rs);
+            }
+            Control::ChildKilled(id) => {
+                self.children.lock().remove(&id);
+                match &mut rs.phase {
+                    Phase::Starting(w) | Phase::Stopping(w) => w.retain(|k| *k != id),
+                    Phase::Destroying { waiting, .. } => waiting.retain(|k| *k != id),
+                    _ => {}
+                }
+                self.check_waiting(rs);
+            }
+            Control::ChildFault(report) => {
+                tracing::error!(
+                    parent = self.id.0,
+                    child = report.component.0,
+                    error = %report.error,
+                    "child component failed; it stays faulty (no supervision policy set)"
+                );
+            }
+        }
+    }
+
+    /// Completes a Starting / Stopping / Destroying phase once no child is awaited.
+    fn check_waiting(self: &Arc<Self>, rs: &mut RunState) {
+        match &rs.phase {
+            Phase::Starting(w) if w.is_empty() => self.become_active(rs),
+            Phase::Stopping(w) if w.is_empty() => {
+                if let Some(f) = self.run_hook(rs, Hook::Stop) {
+                    tracing::warn!(component = self.id.0, error = %f.error, "on_stop failed");
+                }
+                rs.phase = Phase::Passive;
+                self.set_state(LifecycleState::Passive);
+                self.report_to_parent(Control::ChildStopped(self.id));
+            }
+            Phase::Destroying {
+                waiting,
+                was_active,
+            } if waiting.is_empty() => {
+                if *was_active {
+                    if let Some(f) = self.run_hook(rs, Hook::Stop) {
+                        tracing::warn!(component = self.id.0, error = %f.error, "on_stop failed");
+                    }
+                }
+                if let Some(f) = self.run_hook(rs, Hook::Kill) {
+                    tracing::warn!(component = self.id.0, error = %f.error, "on_kill failed");
+                }
+                self.destroy(rs);
+            }
+            _ => {}
+        }
+    }
+
+    fn become_active(self: &Arc<Self>, rs: &mut RunState) {
+        if let Some(inst) = rs.instance.as_mut() {
+            if let Err(f) = inst.hook(Hook::Start) {
+                self.fault(rs, f);
+                return;
+            }
+        }
+        rs.phase = Phase::Active;
+        self.set_state(LifecycleState::Active);
+        self.report_to_parent(Control::ChildStarted(self.id));
+    }
+
+    fn run_hook(&self, rs: &mut RunState, hook: Hook) -> Option<FaultReport> {
+        let inst = rs.instance.as_mut()?;
+        inst.hook(hook).err().map(|f| self.report(f))
+    }
+
+    fn destroy(self: &Arc<Self>, rs: &mut RunState) {
+        rs.instance = None;
+        let slots: Vec<_> = self
+            .ports
+            .lock()
+            .iter()
+            .map(|s| Arc::clone(&s.core))
+            .collect();
+        for core in slots {
+            core.disconnect_all();
+            let n = core.clear();
+            self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        rs.phase = Phase::Destroyed;
+        self.set_state(LifecycleState::Destroyed);
+        self.report_to_parent(Control::ChildKilled(self.id));
+    }
+
+    fn report(&self, f: Failure) -> FaultReport {
+        let (severity, error) = match f.cause {
+            FailureCause::Error(e) => (e.severity(), e.to_string()),
+            FailureCause::Panic(msg) => (Severity::Recoverable, format!("panic: {msg}")),
+        };
+        FaultReport {
+            component: self.id,
+            type_name: *self.type_name.lock(),
+            severity,
+            error,
+            place: f.place,
+            event: f.event,
+        }
+    }
+
+    /// Marks the component faulty and reports to its parent.
+    fn fault(self: &Arc<Self>, rs: &mut RunState, f: Failure) {
+        let report = self.report(f);
+        tracing::error!(
+            component = self.id.0,
+            ty = report.type_name,
+            place = %report.place,
+            error = %report.error,
+            "component failed"
+        );
+        self.stats.faults.fetch_add(1, Ordering::Relaxed);
+        *self.last_fault.lock() = Some(Box::new(report.clone()));
+        rs.phase = Phase::Faulty;
+        self.set_state(LifecycleState::Faulty);
+        if report.severity == Severity::Unrecoverable {
+            self.send_control(Control::Kill);
+        } else {
+            for k in self.live_children() {
+                k.send_control(Control::Stop);
+            }
+        }
+        self.report_to_parent(Control::ChildFault(Box::new(report)));
+    }
+}

@@ -1,0 +1,367 @@
+//! Defining a component: the [`ComponentDefinition`] trait and its [`Setup`].
+//!
+//! A component is a plain struct holding its state and its port handles. Its `setup` declares,
+//! for each port field, which handler handles the events arriving there. The compiler checks that
+//! the handler takes exactly the event type that port delivers, so handling an event that is not
+//! on the port does not compile. Several ports of the same type are fine: each has its own field
+//! and its own handler.
+
+use std::any::{Any, TypeId};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::component::cell::ComponentCell;
+use crate::component::context::Context;
+use crate::handler::{Handled, HandlerError};
+use crate::port::{Direction, Port};
+use crate::port_core::{AnyPortCore, ProvidedCore, RequiredCore};
+use crate::port_handle::{Provided, Required};
+
+/// A component's behaviour: its state, its ports, its handlers.
+///
+/// Handlers of one component never run concurrently, so the state needs no locks; different
+/// components run in parallel.
+///
+/// # Examples
+///
+/// ```
+/// use selfman_core::{ComponentDefinition, Handled, Port, Provided, Setup};
+///
+/// #[derive(Clone, Debug)]
+/// pub struct Ping(pub u64);
+/// #[derive(Clone, Debug)]
+/// pub struct Pong(pub u64);
+/// pub struct PingPong;
+/// impl Port for PingPong {
+///     type Request = Ping;
+///     type Indication = Pong;
+/// }
+///
+/// #[derive(Default)]
+/// pub struct Ponger {
+///     pings: Provided<PingPong>,
+/// }
+///
+/// impl Ponger {
+///     fn on_ping(&mut self, ping: Ping) -> Handled {
+///         self.pings.reply(Pong(ping.0))?;
+///         Ok(())
+///     }
+/// }
+///
+/// impl ComponentDefinition for Ponger {
+///     fn setup(&mut self, setup: &mut Setup<Self>) {
+///         setup.provide(|c| &mut c.pings, Self::on_ping);
+///     }
+/// }
+/// ```
+pub trait ComponentDefinition: Send + Sized + 'static {
+    /// Declares the component's ports and their handlers (and optionally its [`Context`]).
+    /// Called once per instance, before any handler runs.
+    fn setup(&mut self, setup: &mut Setup<Self>);
+
+    /// Runs when the component becomes active (after all its children have started).
+    fn on_start(&mut self) -> Handled {
+        Ok(())
+    }
+
+    /// Runs when the component stops (after all its children have stopped).
+    fn on_stop(&mut self) -> Handled {
+        Ok(())
+    }
+
+    /// Runs when the component is destroyed (after all its children were destroyed).
+    fn on_kill(&mut self) -> Handled {
+        Ok(())
+    }
+}
+
+/// Accessor of a port field.
+type Field<D, H> = fn(&mut D) -> &mut H;
+
+/// Collects a component's port declarations. Passed to [`ComponentDefinition::setup`].
+pub struct Setup<D> {
+    pub(crate) decls: Vec<Box<dyn PortDecl<D>>>,
+    pub(crate) names: Vec<Option<&'static str>>,
+    pub(crate) context: Option<Field<D, Context>>,
+}
+
+/// Returned by [`Setup::provide`] and [`Setup::require`] to name the port.
+pub struct PortOptions<'a> {
+    name: &'a mut Option<&'static str>,
+}
+
+impl PortOptions<'_> {
+    /// Names the port, so that one of several ports of the same type can be found from outside
+    /// (e.g. [`ComponentRef::provided_named`](crate::ComponentRef::provided_named)) and in
+    /// introspection.
+    pub fn named(self, name: &'static str) {
+        *self.name = Some(name);
+    }
+}
+
+impl<D: ComponentDefinition> Setup<D> {
+    pub(crate) fn new() -> Self {
+        Setup {
+            decls: Vec::new(),
+            names: Vec::new(),
+            context: None,
+        }
+    }
+
+    /// Declares that `field` is a provided port whose requests go to `handler`.
+    pub fn provide<P: Port>(
+        &mut self,
+        field: fn(&mut D) -> &mut Provided<P>,
+        handler: fn(&mut D, P::Request) -> Handled,
+    ) -> PortOptions<'_> {
+        self.decls.push(Box::new(ProvidedEntry {
+            field,
+            handler,
+            core: None,
+        }));
+        self.names.push(None);
+        PortOptions {
+            name: self.names.last_mut().expect("just pushed"),
+        }
+    }
+
+    /// Declares that `field` is a required port whose indications go to `handler`.
+    pub fn require<P: Port>(
+        &mut self,
+        field: fn(&mut D) -> &mut Required<P>,
+        handler: fn(&mut D, P::Indication) -> Handled,
+    ) -> PortOptions<'_> {
+        self.decls.push(Box::new(RequiredEntry {
+            field,
+            handler,
+            core: None,
+        }));
+        self.names.push(None);
+        PortOptions {
+            name: self.names.last_mut().expect("just pushed"),
+        }
+    }
+
+    /// Declares the component's [`Context`] field, giving handlers access to the system, their
+    /// id, the clock and a seeded RNG.
+    pub fn context(&mut self, field: fn(&mut D) -> &mut Context) {
+        self.context = Some(field);
+    }
+}
+
+/// What went wrong in a handler.
+#[derive(Debug)]
+pub(crate) enum FailureCause {
+    Error(HandlerError),
+    Panic(String),
+}
+
+/// A failed handler invocation, with where it happened.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) cause: FailureCause,
+    /// `"port <type> (<direction>)"` or a lifecycle hook name.
+    pub(crate) place: String,
+    /// Type name of the event (or the hook).
+    pub(crate) event: &'static str,
+}
+
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Runs a handler, catching panics.
+#[inline]
+pub(crate) fn invoke<D, E>(
+    def: &mut D,
+    handler: fn(&mut D, E) -> Handled,
+    ev: E,
+) -> Result<(), FailureCause> {
+    match catch_unwind(AssertUnwindSafe(|| handler(def, ev))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(FailureCause::Error(e)),
+        Err(payload) => Err(FailureCause::Panic(panic_message(&*payload))),
+    }
+}
+
+/// Outcome of handling a batch from one port.
+pub(crate) struct Batch {
+    pub(crate) handled: usize,
+    pub(crate) failure: Option<Failure>,
+}
+
+/// A declared port: binds itself to a port core, then moves and handles its events.
+pub(crate) trait PortDecl<D>: Send {
+    /// `TypeId` of the port core this declaration binds to (identifies port type + direction).
+    fn core_type(&self) -> TypeId;
+    fn port_name(&self) -> &'static str;
+    fn direction(&self) -> Direction;
+    /// Binds the field of `def` to `existing` (when adopting a previous instance's ports) or to
+    /// a fresh core owned by `owner`; returns the core.
+    fn bind(
+        &mut self,
+        def: &mut D,
+        owner: &Arc<ComponentCell>,
+        existing: Option<Arc<dyn AnyPortCore>>,
+    ) -> Arc<dyn AnyPortCore>;
+    /// Moves arrived events to the local queue; `true` if any were taken.
+    fn take(&self) -> bool;
+    fn has_local(&self) -> bool;
+    /// Handles at most `max` local events.
+    fn handle(&self, def: &mut D, max: usize) -> Batch;
+}
+
+struct ProvidedEntry<D, P: Port> {
+    field: Field<D, Provided<P>>,
+    handler: fn(&mut D, P::Request) -> Handled,
+    core: Option<Arc<ProvidedCore<P>>>,
+}
+
+struct RequiredEntry<D, P: Port> {
+    field: Field<D, Required<P>>,
+    handler: fn(&mut D, P::Indication) -> Handled,
+    core: Option<Arc<RequiredCore<P>>>,
+}
+
+fn adopt<T: Any + Send + Sync>(existing: Option<Arc<dyn AnyPortCore>>) -> Option<Arc<T>> {
+    let any: Arc<dyn Any + Send + Sync> = existing?;
+    any.downcast::<T>().ok()
+}
+
+fn failure<P: Port, E>(cause: FailureCause, dir: Direction) -> Failure {
+    Failure {
+        cause,
+        place: format!("{} port {}", dir.as_str(), std::any::type_name::<P>()),
+        event: std::any::type_name::<E>(),
+    }
+}
+
+impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
+    fn core_type(&self) -> TypeId {
+        TypeId::of::<ProvidedCore<P>>()
+    }
+    fn port_name(&self) -> &'static str {
+        std::any::type_name::<P>()
+    }
+    fn direction(&self) -> Direction {
+        Direction::Provided
+    }
+    fn bind(
+        &mut self,
+        def: &mut D,
+        owner: &Arc<ComponentCell>,
+        existing: Option<Arc<dyn AnyPortCore>>,
+    ) -> Arc<dyn AnyPortCore> {
+        let core = adopt::<ProvidedCore<P>>(existing)
+            .unwrap_or_else(|| Arc::new(ProvidedCore::new(Arc::clone(owner))));
+        (self.field)(def).core = Some(Arc::clone(&core));
+        self.core = Some(Arc::clone(&core));
+        core
+    }
+    fn take(&self) -> bool {
+        self.core.as_ref().is_some_and(|c| c.inbox.take())
+    }
+    fn has_local(&self) -> bool {
+        self.core.as_ref().is_some_and(|c| c.inbox.has_local())
+    }
+    fn handle(&self, def: &mut D, max: usize) -> Batch {
+        let Some(core) = &self.core else {
+            return Batch {
+                handled: 0,
+                failure: None,
+            };
+        };
+        let mut local = core.inbox.local();
+        let mut handled = 0;
+        while handled < max {
+            let Some(env) = local.pop_front() else { break };
+            handled += 1;
+            (self.field)(def).origin = env.origin;
+            let r = invoke(def, self.handler, env.event);
+            (self.field)(def).origin = 0;
+            if let Err(cause) = r {
+                if let FailureCause::Error(e) = &cause {
+                    if e.severity() == crate::Severity::Benign {
+                        tracing::warn!(error = %e, port = self.port_name(), "benign handler error");
+                        continue;
+                    }
+                }
+                return Batch {
+                    handled,
+                    failure: Some(failure::<P, P::Request>(cause, Direction::Provided)),
+                };
+            }
+        }
+        Batch {
+            handled,
+            failure: None,
+        }
+    }
+}
+
+impl<D: Send + 'static, P: Port> PortDecl<D> for RequiredEntry<D, P> {
+    fn core_type(&self) -> TypeId {
+        TypeId::of::<RequiredCore<P>>()
+    }
+    fn port_name(&self) -> &'static str {
+        std::any::type_name::<P>()
+    }
+    fn direction(&self) -> Direction {
+        Direction::Required
+    }
+    fn bind(
+        &mut self,
+        def: &mut D,
+        owner: &Arc<ComponentCell>,
+        existing: Option<Arc<dyn AnyPortCore>>,
+    ) -> Arc<dyn AnyPortCore> {
+        let core = adopt::<RequiredCore<P>>(existing)
+            .unwrap_or_else(|| Arc::new(RequiredCore::new(Arc::clone(owner))));
+        (self.field)(def).core = Some(Arc::clone(&core));
+        self.core = Some(Arc::clone(&core));
+        core
+    }
+    fn take(&self) -> bool {
+        self.core.as_ref().is_some_and(|c| c.inbox.take())
+    }
+    fn has_local(&self) -> bool {
+        self.core.as_ref().is_some_and(|c| c.inbox.has_local())
+    }
+    fn handle(&self, def: &mut D, max: usize) -> Batch {
+        let Some(core) = &self.core else {
+            return Batch {
+                handled: 0,
+                failure: None,
+            };
+        };
+        let mut local = core.inbox.local();
+        let mut handled = 0;
+        while handled < max {
+            let Some(ev) = local.pop_front() else { break };
+            handled += 1;
+            if let Err(cause) = invoke(def, self.handler, ev) {
+                if let FailureCause::Error(e) = &cause {
+                    if e.severity() == crate::Severity::Benign {
+                        tracing::warn!(error = %e, port = self.port_name(), "benign handler error");
+                        continue;
+                    }
+                }
+                return Batch {
+                    handled,
+                    failure: Some(failure::<P, P::Indication>(cause, Direction::Required)),
+                };
+            }
+        }
+        Batch {
+            handled,
+            failure: None,
+        }
+    }
+}

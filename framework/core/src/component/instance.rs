@@ -1,0 +1,164 @@
+//! A live instance of a definition, bound to its component cell's port cores.
+//!
+//! The cell (identity, queues, channels) outlives instances: restarting or replacing a
+//! component builds a new instance that *adopts* the cell's port cores, so channels and queued
+//! events carry over.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::component::cell::ComponentCell;
+use crate::component::context::Context;
+use crate::component::definition::{
+    panic_message, Batch, ComponentDefinition, Failure, FailureCause, PortDecl, Setup,
+};
+use crate::handler::Handled;
+use crate::port::Direction;
+use crate::port_core::AnyPortCore;
+
+/// One entry of a cell's port table.
+pub(crate) struct PortSlot {
+    pub(crate) name: Option<&'static str>,
+    pub(crate) direction: Direction,
+    /// Its concrete type (`ProvidedCore<P>` / `RequiredCore<P>`) identifies the port type.
+    pub(crate) core: Arc<dyn AnyPortCore>,
+}
+
+/// Lifecycle hooks of a definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hook {
+    Start,
+    Stop,
+    Kill,
+}
+
+/// A definition of any type, as the cell sees it.
+pub(crate) trait ErasedInstance: Send {
+    /// Moves arrived events into local queues; returns how many ports had some (signals).
+    fn take(&mut self) -> isize;
+    /// Whether any local queue holds events.
+    fn has_local(&self) -> bool;
+    /// Handles at most `budget` events, round-robin over ports.
+    fn handle(&mut self, budget: usize) -> Batch;
+    /// Runs a lifecycle hook, catching panics.
+    fn hook(&mut self, hook: Hook) -> Result<(), Failure>;
+    /// The definition, for typed access from outside.
+    fn definition(&mut self) -> &mut dyn Any;
+}
+
+struct Instance<D> {
+    def: D,
+    entries: Box<[Box<dyn PortDecl<D>>]>,
+    next: usize,
+}
+
+impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
+    fn take(&mut self) -> isize {
+        self.entries.iter().map(|e| isize::from(e.take())).sum()
+    }
+
+    fn has_local(&self) -> bool {
+        self.entries.iter().any(|e| e.has_local())
+    }
+
+    fn handle(&mut self, budget: usize) -> Batch {
+        let n = self.entries.len();
+        let mut handled = 0;
+        for k in 0..n {
+            if handled >= budget {
+                break;
+            }
+            let i = (self.next + k) % n;
+            let b = self.entries[i].handle(&mut self.def, budget - handled);
+            handled += b.handled;
+            if b.failure.is_some() {
+                self.next = (i + 1) % n;
+                return Batch {
+                    handled,
+                    failure: b.failure,
+                };
+            }
+        }
+        if n > 0 {
+            self.next = (self.next + 1) % n;
+        }
+        Batch {
+            handled,
+            failure: None,
+        }
+    }
+
+    fn hook(&mut self, hook: Hook) -> Result<(), Failure> {
+        let f: fn(&mut D) -> Handled = match hook {
+            Hook::Start => D::on_start,
+            Hook::Stop => D::on_stop,
+            Hook::Kill => D::on_kill,
+        };
+        let cause = match catch_unwind(AssertUnwindSafe(|| f(&mut self.def))) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => FailureCause::Error(e),
+            Err(p) => FailureCause::Panic(panic_message(&*p)),
+        };
+        Err(Failure {
+            cause,
+            place: format!("{hook:?} hook"),
+            event: "lifecycle",
+        })
+    }
+
+    fn definition(&mut self) -> &mut dyn Any {
+        &mut self.def
+    }
+}
+
+/// Runs `setup` on `def`, binds its ports to `cell`'s port table (adopting existing cores of the
+/// same type, direction and name, in order; adding new ones) and returns the instance.
+pub(crate) fn instantiate<D: ComponentDefinition>(
+    cell: &Arc<ComponentCell>,
+    mut def: D,
+) -> Box<dyn ErasedInstance> {
+    let mut setup = Setup::new();
+    def.setup(&mut setup);
+    let Setup {
+        mut decls,
+        names,
+        context,
+    } = setup;
+    {
+        let mut slots = cell.ports.lock();
+        let mut used = vec![false; slots.len()];
+        for (decl, name) in decls.iter_mut().zip(names) {
+            let found = slots.iter().enumerate().position(|(i, s)| {
+                !used[i]
+                    && s.core.as_ref().type_id() == decl.core_type()
+                    && s.direction == decl.direction()
+                    && s.name == name
+            });
+            match found {
+                Some(i) => {
+                    used[i] = true;
+                    decl.bind(&mut def, cell, Some(Arc::clone(&slots[i].core)));
+                }
+                None => {
+                    let core = decl.bind(&mut def, cell, None);
+                    slots.push(PortSlot {
+                        name,
+                        direction: decl.direction(),
+                        core,
+                    });
+                    used.push(true);
+                }
+            }
+        }
+        slots.shrink_to_fit();
+    }
+    if let Some(field) = context {
+        *field(&mut def) = Context::bound(cell);
+    }
+    Box::new(Instance {
+        def,
+        entries: decls.into_boxed_slice(),
+        next: 0,
+    })
+}

@@ -1,0 +1,102 @@
+//! The shared, stable part of a port: its inbox and its channel list.
+//!
+//! A port core belongs to a component *cell* (the component's identity), not to the user's
+//! definition object, so it survives replacing or restarting the definition: channels keep
+//! pointing at the same core and queued events stay queued.
+
+use std::sync::Arc;
+
+use crate::channel::ChannelSet;
+use crate::component::cell::ComponentCell;
+use crate::inbox::Inbox;
+use crate::port::Port;
+
+/// A request together with the channel it arrived on (0 = injected from outside).
+pub(crate) struct Envelope<E> {
+    pub(crate) event: E,
+    pub(crate) origin: u64,
+}
+
+pub(crate) struct ProvidedCore<P: Port> {
+    pub(crate) owner: Arc<ComponentCell>,
+    pub(crate) inbox: Inbox<Envelope<P::Request>>,
+    pub(crate) channels: ChannelSet<P>,
+}
+
+pub(crate) struct RequiredCore<P: Port> {
+    pub(crate) owner: Arc<ComponentCell>,
+    pub(crate) inbox: Inbox<P::Indication>,
+    pub(crate) channels: ChannelSet<P>,
+}
+
+impl<P: Port> ProvidedCore<P> {
+    pub(crate) fn new(owner: Arc<ComponentCell>) -> Self {
+        ProvidedCore {
+            owner,
+            inbox: Inbox::new(),
+            channels: ChannelSet::new(),
+        }
+    }
+}
+
+impl<P: Port> RequiredCore<P> {
+    pub(crate) fn new(owner: Arc<ComponentCell>) -> Self {
+        RequiredCore {
+            owner,
+            inbox: Inbox::new(),
+            channels: ChannelSet::new(),
+        }
+    }
+}
+
+/// Type-erased view of a port core, kept in the cell's port table.
+pub(crate) trait AnyPortCore: std::any::Any + Send + Sync {
+    fn port_name(&self) -> &'static str;
+    fn queued(&self) -> usize;
+    fn channel_ids(&self) -> Vec<u64>;
+    fn disconnect_all(&self);
+    fn clear(&self) -> usize;
+    fn discard(&self) -> (bool, usize);
+}
+
+impl<P: Port> AnyPortCore for ProvidedCore<P> {
+    fn port_name(&self) -> &'static str {
+        std::any::type_name::<P>()
+    }
+    fn queued(&self) -> usize {
+        self.inbox.len()
+    }
+    fn channel_ids(&self) -> Vec<u64> {
+        self.channels.ids()
+    }
+    fn disconnect_all(&self) {
+        self.channels.disconnect_all();
+    }
+    fn clear(&self) -> usize {
+        self.inbox.clear()
+    }
+    fn discard(&self) -> (bool, usize) {
+        self.inbox.discard()
+    }
+}
+
+impl<P: Port> AnyPortCore for RequiredCore<P> {
+    fn port_name(&self) -> &'static str {
+        std::any::type_name::<P>()
+    }
+    fn queued(&self) -> usize {
+        self.inbox.len()
+    }
+    fn channel_ids(&self) -> Vec<u64> {
+        self.channels.ids()
+    }
+    fn disconnect_all(&self) {
+        self.channels.disconnect_all();
+    }
+    fn clear(&self) -> usize {
+        self.inbox.clear()
+    }
+    fn discard(&self) -> (bool, usize) {
+        self.inbox.discard()
+    }
+}
