@@ -23,10 +23,9 @@ impl Args {
     pub(crate) fn get(&self, key: &str, default: u64) -> Result<u64, String> {
         match self.values.get(key) {
             None => Ok(default),
-            Some(v) => v
-                .replace('_', "")
-                .parse()
-                .map_err(|_| format!("--{key}: `{v}` is not a number")),
+            Some(v) => {
+                v.replace('_', "").parse().map_err(|_| format!("--{key}: `{v}` is not a number"))
+            }
         }
     }
 

@@ -68,13 +68,13 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
         rt.link::<PingPongPort>(&s, &c).map_err(err)?;
         rt.start(&s).map_err(err)?;
         rt.start(&c).map_err(err)?;
-        handles.push(s.as_ref().clone());
-        handles.push(c.as_ref().clone());
+        handles.push(s.untyped().clone());
+        handles.push(c.untyped().clone());
     }
     if count % 2 == 1 {
         let s = rt.create(Server::default).map_err(err)?;
         rt.start(&s).map_err(err)?;
-        handles.push(s.as_ref().clone());
+        handles.push(s.untyped().clone());
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     while STARTED.load(Ordering::Relaxed) < count {

@@ -23,8 +23,7 @@ impl ComponentDefinition for Sleeper {
         s.require(|c| &mut c.timer, Self::on_timeout);
     }
     fn on_start(&mut self) -> Handled {
-        self.timer
-            .schedule_once(TimerId(1), Duration::from_secs(3600));
+        self.timer.schedule_once(TimerId(1), Duration::from_secs(3600));
         Ok(())
     }
 }
@@ -53,8 +52,7 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
         all.push(c);
     }
     for c in &all {
-        c.await_state(LifecycleState::Active, Duration::from_secs(60))
-            .map_err(err)?;
+        c.await_state(LifecycleState::Active, Duration::from_secs(60)).map_err(err)?;
     }
     std::thread::sleep(Duration::from_millis(500)); // let the timer requests settle
     let t0 = cpu_ticks()?;

@@ -28,9 +28,7 @@ fn main() -> ExitCode {
         "pingpong" => args::Args::parse(&rest).and_then(|a| pingpong::run(&a)),
         "components" => args::Args::parse(&rest).and_then(|a| components::run(&a)),
         "idle" => args::Args::parse(&rest).and_then(|a| idle::run(&a)),
-        other => Err(format!(
-            "unknown benchmark `{other}` (try pingpong, components, idle)"
-        )),
+        other => Err(format!("unknown benchmark `{other}` (try pingpong, components, idle)")),
     };
     match result {
         Ok(line) => {

@@ -47,14 +47,7 @@ pub(crate) struct Pinger {
 
 impl Pinger {
     pub(crate) fn new(window: u64, total: u64, done: Sender<()>) -> Self {
-        Pinger {
-            port: Required::new(),
-            window,
-            total,
-            sent: 0,
-            received: 0,
-            done,
-        }
+        Pinger { port: Required::new(), window, total, sent: 0, received: 0, done }
     }
 
     fn on_pong(&mut self, _: Pong) -> Handled {
@@ -92,21 +85,16 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
     let n = a.get("round-trips", 1_000_000)?;
     let threads = a.threads()?;
     let epr = a.get("events-per-run", 128)? as usize;
-    let rt = Runtime::builder()
-        .workers(threads)
-        .events_per_run(epr)
-        .build();
+    let rt = Runtime::builder().workers(threads).events_per_run(epr).build();
     let (tx, rx) = bounded(pairs as usize);
     let t = Duration::from_secs(30);
     let mut pingers = Vec::new();
     for _ in 0..pairs {
         let ponger = rt.create(Ponger::default).map_err(|e| e.to_string())?;
         let done = tx.clone();
-        let pinger = rt
-            .create(move || Pinger::new(window, n, done.clone()))
-            .map_err(|e| e.to_string())?;
-        rt.link::<PingPongPort>(&ponger, &pinger)
-            .map_err(|e| e.to_string())?;
+        let pinger =
+            rt.create(move || Pinger::new(window, n, done.clone())).map_err(|e| e.to_string())?;
+        rt.link::<PingPongPort>(&ponger, &pinger).map_err(|e| e.to_string())?;
         rt.start_and_wait(&ponger, t).map_err(|e| e.to_string())?;
         pingers.push(pinger);
     }
@@ -115,8 +103,7 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
         rt.start(p).map_err(|e| e.to_string())?;
     }
     for _ in 0..pairs {
-        rx.recv_timeout(Duration::from_secs(600))
-            .map_err(|_| "pairs did not finish in 600 s")?;
+        rx.recv_timeout(Duration::from_secs(600)).map_err(|_| "pairs did not finish in 600 s")?;
     }
     let elapsed = start.elapsed();
     rt.shutdown().map_err(|e| e.to_string())?;

@@ -6,8 +6,8 @@
 //!   event is cloned once per receiver beyond the first; with one receiver it is moved.
 //! * **Connect/disconnect at any time** (from any thread, also inside a handler): they only take
 //!   the two ports' short channel-list locks, never wait for a component, so they cannot
-//!   deadlock. A trigger that starts after `disconnect` returned never uses the channel; events
-//!   already queued at the receiver when it returned are still delivered.
+//!   deadlock. Once `disconnect` has returned, nothing more is queued over the channel (not even
+//!   by a trigger running concurrently); events queued before are still delivered.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,26 +45,17 @@ pub struct Selector<P: Port> {
 impl<P: Port> Selector<P> {
     /// Carries everything (the default).
     pub fn all() -> Self {
-        Selector {
-            requests: None,
-            indications: None,
-        }
+        Selector { requests: None, indications: None }
     }
 
     /// Carries only the indications for which `f` is true (and every request).
     pub fn indications(f: impl Fn(&P::Indication) -> bool + Send + Sync + 'static) -> Self {
-        Selector {
-            requests: None,
-            indications: Some(Box::new(f)),
-        }
+        Selector { requests: None, indications: Some(Box::new(f)) }
     }
 
     /// Carries only the requests for which `f` is true (and every indication).
     pub fn requests(f: impl Fn(&P::Request) -> bool + Send + Sync + 'static) -> Self {
-        Selector {
-            requests: Some(Box::new(f)),
-            indications: None,
-        }
+        Selector { requests: Some(Box::new(f)), indications: None }
     }
 
     /// Also filters requests with `f`.
@@ -112,18 +103,13 @@ impl<P: Port> ChannelCore<P> {
 
     /// Queues an indication at the requiring side.
     pub(crate) fn deliver_indication(&self, ev: P::Indication) {
-        self.required.inbox.push(&self.required.owner, ev);
+        self.required.inbox.push_if(&self.required.owner, ev, Some(&self.connected));
     }
 
     /// Queues a request at the providing side, remembering it came over this channel.
     pub(crate) fn deliver_request(&self, ev: P::Request) {
-        self.provided.inbox.push(
-            &self.provided.owner,
-            Envelope {
-                event: ev,
-                origin: self.id,
-            },
-        );
+        let env = Envelope { event: ev, origin: self.id };
+        self.provided.inbox.push_if(&self.provided.owner, env, Some(&self.connected));
     }
 
     /// Disconnects; `false` if it already was.
@@ -131,6 +117,10 @@ impl<P: Port> ChannelCore<P> {
         if !self.connected.swap(false, Ordering::AcqRel) {
             return false;
         }
+        // Deliveries check `connected` under the receiver's queue lock: after these barriers
+        // no delivery over this channel can still be on its way.
+        self.provided.inbox.barrier();
+        self.required.inbox.barrier();
         self.provided.channels.remove(self.id);
         self.required.channels.remove(self.id);
         true
@@ -163,11 +153,7 @@ pub(crate) fn connect<P: Port>(
     // A component destroyed meanwhile has cleared its lists; undo so nothing dangles.
     if provided.owner.is_destroyed() || required.owner.is_destroyed() {
         core.disconnect();
-        let dead = if provided.owner.is_destroyed() {
-            &provided.owner
-        } else {
-            &required.owner
-        };
+        let dead = if provided.owner.is_destroyed() { &provided.owner } else { &required.owner };
         return Err(Error::Destroyed(dead.id()));
     }
     Ok(Channel { core })
@@ -182,10 +168,7 @@ pub(crate) struct ChannelSet<P: Port> {
 
 impl<P: Port> ChannelSet<P> {
     pub(crate) fn new() -> Self {
-        ChannelSet {
-            list: Mutex::new(Vec::new()),
-            version: AtomicU64::new(1),
-        }
+        ChannelSet { list: Mutex::new(Vec::new()), version: AtomicU64::new(1) }
     }
 
     fn add(&self, ch: Arc<ChannelCore<P>>) {
@@ -232,10 +215,7 @@ pub(crate) struct ChannelCache<P: Port> {
 
 impl<P: Port> ChannelCache<P> {
     pub(crate) fn new() -> Self {
-        ChannelCache {
-            version: 0,
-            channels: Vec::new(),
-        }
+        ChannelCache { version: 0, channels: Vec::new() }
     }
 
     /// Brings the snapshot up to date (one atomic load when nothing changed).
@@ -296,8 +276,8 @@ impl<P: Port> Channel<P> {
         self.core.is_connected()
     }
 
-    /// Disconnects the channel. Events already queued at a receiver are still delivered;
-    /// triggers that start after this returns no longer use the channel.
+    /// Disconnects the channel. Events already queued at a receiver are still delivered; once
+    /// this returns, nothing more is queued over the channel.
     ///
     /// # Errors
     ///
@@ -314,9 +294,7 @@ impl<P: Port> Channel<P> {
 
 impl<P: Port> Clone for Channel<P> {
     fn clone(&self) -> Self {
-        Channel {
-            core: Arc::clone(&self.core),
-        }
+        Channel { core: Arc::clone(&self.core) }
     }
 }
 

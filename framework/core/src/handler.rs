@@ -44,10 +44,7 @@ impl HandlerError {
         severity: Severity,
         error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        Self {
-            severity,
-            error: error.into(),
-        }
+        Self { severity, error: error.into() }
     }
 
     /// A benign failure: logged, and the component keeps running.

@@ -10,7 +10,7 @@
 //!   so a take never consumes a signal that has not been counted yet.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -22,6 +22,9 @@ pub(crate) struct Inbox<E> {
     /// Hint that `shared` is non-empty; exact only under the lock.
     nonempty: AtomicBool,
     local: Mutex<VecDeque<E>>,
+    /// Length of `local` as of the runner's last take or batch, for introspection: observers
+    /// must never lock `local`, which the runner holds while user handlers run.
+    local_len: AtomicUsize,
 }
 
 impl<E> Inbox<E> {
@@ -30,14 +33,25 @@ impl<E> Inbox<E> {
             shared: Mutex::new(VecDeque::new()),
             nonempty: AtomicBool::new(false),
             local: Mutex::new(VecDeque::new()),
+            local_len: AtomicUsize::new(0),
         }
     }
 
     /// Queues `event` for `owner` and schedules the owner if this made its pending work
     /// non-zero.
     pub(crate) fn push(&self, owner: &Arc<ComponentCell>, event: E) {
+        self.push_if(owner, event, None);
+    }
+
+    /// As [`Inbox::push`], but only if `gate` (checked under the queue lock) is still open.
+    /// Together with [`Inbox::barrier`] this lets a channel guarantee that nothing is queued
+    /// over it once its disconnection has returned.
+    pub(crate) fn push_if(&self, owner: &Arc<ComponentCell>, event: E, gate: Option<&AtomicBool>) {
         let schedule = {
             let mut q = self.shared.lock();
+            if gate.is_some_and(|g| !g.load(Ordering::Acquire)) {
+                return;
+            }
             q.push_back(event);
             if q.len() == 1 {
                 self.nonempty.store(true, Ordering::Relaxed);
@@ -49,6 +63,12 @@ impl<E> Inbox<E> {
         if schedule {
             owner.schedule();
         }
+    }
+
+    /// Waits until no push is in progress: a push that checked a gate before it was closed has
+    /// finished when this returns, and later pushes see the gate closed.
+    pub(crate) fn barrier(&self) {
+        drop(self.shared.lock());
     }
 
     /// Moves everything from `shared` to `local`. Returns `true` if anything was taken (which
@@ -68,21 +88,28 @@ impl<E> Inbox<E> {
         } else {
             local.extend(q.drain(..));
         }
+        self.local_len.store(local.len(), Ordering::Relaxed);
         true
     }
 
-    /// The consumer-side queue. Only the running worker may lock it (uncontended).
+    /// The consumer-side queue. Only the running worker may lock it (uncontended); it must
+    /// call [`Inbox::settle`] with the guard when done.
     pub(crate) fn local(&self) -> parking_lot::MutexGuard<'_, VecDeque<E>> {
         self.local.lock()
+    }
+
+    /// Publishes the local queue's length for observers.
+    pub(crate) fn settle(&self, local: &VecDeque<E>) {
+        self.local_len.store(local.len(), Ordering::Relaxed);
     }
 
     pub(crate) fn has_local(&self) -> bool {
         !self.local.lock().is_empty()
     }
 
-    /// Events queued in total (for introspection).
+    /// Events queued in total (for introspection; the local part as of the last batch).
     pub(crate) fn len(&self) -> usize {
-        self.shared.lock().len() + self.local.lock().len()
+        self.shared.lock().len() + self.local_len.load(Ordering::Relaxed)
     }
 
     /// Drops what arrived and what is held locally. Returns whether anything arrived (which
@@ -92,21 +119,7 @@ impl<E> Inbox<E> {
         let mut local = self.local.lock();
         let n = local.len();
         local.clear();
+        self.local_len.store(0, Ordering::Relaxed);
         (took, n)
-    }
-
-    /// Drops every queued event; returns how many. Used when the owner is destroyed.
-    pub(crate) fn clear(&self) -> usize {
-        let mut n = 0;
-        {
-            let mut q = self.shared.lock();
-            n += q.len();
-            q.clear();
-            self.nonempty.store(false, Ordering::Relaxed);
-        }
-        let mut local = self.local.lock();
-        n += local.len();
-        local.clear();
-        n
     }
 }

@@ -36,7 +36,7 @@ pub use component::handle::{Component, ComponentRef};
 pub use component::{ComponentId, FaultReport, LifecycleState, PortInfo};
 pub use error::{Error, Result};
 pub use handler::{Handled, HandlerError, Severity};
-pub use port::{Direction, Event, Port};
+pub use port::{Direction, Event, IndicationFrom, Port, RequestFrom};
 pub use port_handle::{Origin, Provided, ProvidedRef, Required, RequiredRef};
 pub use rng::Rng;
 pub use runtime::{

@@ -47,6 +47,56 @@ pub trait Port: Send + Sync + 'static {
     type Indication: Event;
 }
 
+/// The bound behind the triggers of indications: `Self` is a port's indication type and `E` the
+/// type of the event passed to the trigger.
+///
+/// It holds exactly when `E: Into<Self>` (blanket impl); the trait only exists so that a
+/// mistake — triggering a request on a [`Provided`](crate::Provided) port, or an event the port
+/// does not carry — is reported as "`E` is not an indication of port `P`" rather than as a
+/// missing `From` impl. `P` names the port in that message only. Write `E: Into<P::Indication>`
+/// in generic code; it implies this bound.
+#[diagnostic::on_unimplemented(
+    message = "`{E}` is not an indication of port `{P}`",
+    label = "port `{P}` carries indications of type `{Self}`, and `{E}` does not convert into it",
+    note = "a `Provided<{P}>` triggers indications, a `Required<{P}>` triggers requests"
+)]
+pub trait IndicationFrom<E, P> {
+    /// Converts the triggered event into the port's indication type (`E::into`).
+    fn indication_from(event: E) -> Self;
+}
+
+impl<T, E: Into<T>, P> IndicationFrom<E, P> for T {
+    #[inline]
+    fn indication_from(event: E) -> T {
+        event.into()
+    }
+}
+
+/// The bound behind the triggers of requests: `Self` is a port's request type and `E` the type
+/// of the event passed to the trigger.
+///
+/// It holds exactly when `E: Into<Self>` (blanket impl); the trait only exists so that a
+/// mistake — triggering an indication on a [`Required`](crate::Required) port, or an event the
+/// port does not carry — is reported as "`E` is not a request of port `P`" rather than as a
+/// missing `From` impl. `P` names the port in that message only. Write `E: Into<P::Request>` in
+/// generic code; it implies this bound.
+#[diagnostic::on_unimplemented(
+    message = "`{E}` is not a request of port `{P}`",
+    label = "port `{P}` carries requests of type `{Self}`, and `{E}` does not convert into it",
+    note = "a `Required<{P}>` triggers requests, a `Provided<{P}>` triggers indications"
+)]
+pub trait RequestFrom<E, P> {
+    /// Converts the triggered event into the port's request type (`E::into`).
+    fn request_from(event: E) -> Self;
+}
+
+impl<T, E: Into<T>, P> RequestFrom<E, P> for T {
+    #[inline]
+    fn request_from(event: E) -> T {
+        event.into()
+    }
+}
+
 /// The direction of a port as seen from the component holding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Direction {

@@ -31,21 +31,13 @@ pub(crate) struct RequiredCore<P: Port> {
 
 impl<P: Port> ProvidedCore<P> {
     pub(crate) fn new(owner: Arc<ComponentCell>) -> Self {
-        ProvidedCore {
-            owner,
-            inbox: Inbox::new(),
-            channels: ChannelSet::new(),
-        }
+        ProvidedCore { owner, inbox: Inbox::new(), channels: ChannelSet::new() }
     }
 }
 
 impl<P: Port> RequiredCore<P> {
     pub(crate) fn new(owner: Arc<ComponentCell>) -> Self {
-        RequiredCore {
-            owner,
-            inbox: Inbox::new(),
-            channels: ChannelSet::new(),
-        }
+        RequiredCore { owner, inbox: Inbox::new(), channels: ChannelSet::new() }
     }
 }
 
@@ -55,7 +47,6 @@ pub(crate) trait AnyPortCore: std::any::Any + Send + Sync {
     fn queued(&self) -> usize;
     fn channel_ids(&self) -> Vec<u64>;
     fn disconnect_all(&self);
-    fn clear(&self) -> usize;
     fn discard(&self) -> (bool, usize);
 }
 
@@ -71,9 +62,6 @@ impl<P: Port> AnyPortCore for ProvidedCore<P> {
     }
     fn disconnect_all(&self) {
         self.channels.disconnect_all();
-    }
-    fn clear(&self) -> usize {
-        self.inbox.clear()
     }
     fn discard(&self) -> (bool, usize) {
         self.inbox.discard()
@@ -92,9 +80,6 @@ impl<P: Port> AnyPortCore for RequiredCore<P> {
     }
     fn disconnect_all(&self) {
         self.channels.disconnect_all();
-    }
-    fn clear(&self) -> usize {
-        self.inbox.clear()
     }
     fn discard(&self) -> (bool, usize) {
         self.inbox.discard()

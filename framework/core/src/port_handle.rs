@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::channel::{fan_out, ChannelCache, ChannelCore};
 use crate::component::ComponentId;
 use crate::error::{Error, Result};
-use crate::port::Port;
+use crate::port::{IndicationFrom, Port, RequestFrom};
 use crate::port_core::{Envelope, ProvidedCore, RequiredCore};
 
 /// The channel a request arrived on; pass it to [`Provided::trigger_to`] to answer only that
@@ -39,11 +39,7 @@ pub struct Provided<P: Port> {
 impl<P: Port> Provided<P> {
     /// An unbound port handle.
     pub fn new() -> Self {
-        Provided {
-            core: None,
-            cache: ChannelCache::new(),
-            origin: 0,
-        }
+        Provided { core: None, cache: ChannelCache::new(), origin: 0 }
     }
 
     /// Triggers an indication on every connected channel (whose selector accepts it).
@@ -53,18 +49,18 @@ impl<P: Port> Provided<P> {
     ///
     /// Only `P::Indication` can be triggered here; anything else does not compile.
     #[inline]
-    pub fn trigger(&mut self, event: impl Into<P::Indication>) -> usize {
+    pub fn trigger<E>(&mut self, event: E) -> usize
+    where
+        P::Indication: IndicationFrom<E, P>,
+    {
         let Some(core) = &self.core else {
-            tracing::warn!(
-                port = std::any::type_name::<P>(),
-                "trigger on an unbound port"
-            );
+            tracing::warn!(port = std::any::type_name::<P>(), "trigger on an unbound port");
             return 0;
         };
         let channels = self.cache.refresh(&core.channels);
         fan_out(
             channels,
-            event.into(),
+            P::Indication::indication_from(event),
             |ch, ev| ch.accepts_indication(ev),
             |ch, ev| ch.deliver_indication(ev),
         )
@@ -82,7 +78,10 @@ impl<P: Port> Provided<P> {
     ///
     /// [`Error::Unbound`] outside a request handler or for an injected request;
     /// [`Error::Disconnected`] if that channel is gone.
-    pub fn reply(&mut self, event: impl Into<P::Indication>) -> Result<()> {
+    pub fn reply<E>(&mut self, event: E) -> Result<()>
+    where
+        P::Indication: IndicationFrom<E, P>,
+    {
         match self.origin() {
             Some(o) => self.trigger_to(o, event),
             None => Err(Error::Unbound),
@@ -94,9 +93,12 @@ impl<P: Port> Provided<P> {
     /// # Errors
     ///
     /// [`Error::Disconnected`] if the channel is no longer connected to this port.
-    pub fn trigger_to(&mut self, origin: Origin, event: impl Into<P::Indication>) -> Result<()> {
+    pub fn trigger_to<E>(&mut self, origin: Origin, event: E) -> Result<()>
+    where
+        P::Indication: IndicationFrom<E, P>,
+    {
         let ch = self.channel(origin)?;
-        let ev = event.into();
+        let ev = P::Indication::indication_from(event);
         if ch.accepts_indication(&ev) {
             ch.deliver_indication(ev);
         }
@@ -105,10 +107,7 @@ impl<P: Port> Provided<P> {
 
     pub(crate) fn channel(&mut self, origin: Origin) -> Result<Arc<ChannelCore<P>>> {
         let core = self.core.as_ref().ok_or(Error::Unbound)?;
-        self.cache
-            .find(&core.channels, origin.0)
-            .cloned()
-            .ok_or(Error::Disconnected(origin.0))
+        self.cache.find(&core.channels, origin.0).cloned().ok_or(Error::Disconnected(origin.0))
     }
 
     /// A reference to this port for connecting it from outside.
@@ -117,12 +116,7 @@ impl<P: Port> Provided<P> {
     ///
     /// [`Error::Unbound`] before the component is created.
     pub fn share(&self) -> Result<ProvidedRef<P>> {
-        self.core
-            .as_ref()
-            .map(|c| ProvidedRef {
-                core: Arc::clone(c),
-            })
-            .ok_or(Error::Unbound)
+        self.core.as_ref().map(|c| ProvidedRef { core: Arc::clone(c) }).ok_or(Error::Unbound)
     }
 
     /// How many channels are connected to this port now.
@@ -158,10 +152,7 @@ pub struct Required<P: Port> {
 impl<P: Port> Required<P> {
     /// An unbound port handle.
     pub fn new() -> Self {
-        Required {
-            core: None,
-            cache: ChannelCache::new(),
-        }
+        Required { core: None, cache: ChannelCache::new() }
     }
 
     /// Triggers a request on every connected channel (whose selector accepts it).
@@ -170,18 +161,18 @@ impl<P: Port> Required<P> {
     ///
     /// Only `P::Request` can be triggered here; anything else does not compile.
     #[inline]
-    pub fn trigger(&mut self, event: impl Into<P::Request>) -> usize {
+    pub fn trigger<E>(&mut self, event: E) -> usize
+    where
+        P::Request: RequestFrom<E, P>,
+    {
         let Some(core) = &self.core else {
-            tracing::warn!(
-                port = std::any::type_name::<P>(),
-                "trigger on an unbound port"
-            );
+            tracing::warn!(port = std::any::type_name::<P>(), "trigger on an unbound port");
             return 0;
         };
         let channels = self.cache.refresh(&core.channels);
         fan_out(
             channels,
-            event.into(),
+            P::Request::request_from(event),
             |ch, ev| ch.accepts_request(ev),
             |ch, ev| ch.deliver_request(ev),
         )
@@ -193,12 +184,7 @@ impl<P: Port> Required<P> {
     ///
     /// [`Error::Unbound`] before the component is created.
     pub fn share(&self) -> Result<RequiredRef<P>> {
-        self.core
-            .as_ref()
-            .map(|c| RequiredRef {
-                core: Arc::clone(c),
-            })
-            .ok_or(Error::Unbound)
+        self.core.as_ref().map(|c| RequiredRef { core: Arc::clone(c) }).ok_or(Error::Unbound)
     }
 
     /// How many channels are connected to this port now.
@@ -242,26 +228,23 @@ impl<P: Port> ProvidedRef<P> {
     /// # Errors
     ///
     /// [`Error::Destroyed`] if the component was destroyed (the event is dropped).
-    pub fn request(&self, event: impl Into<P::Request>) -> Result<()> {
+    pub fn request<E>(&self, event: E) -> Result<()>
+    where
+        P::Request: RequestFrom<E, P>,
+    {
         if self.core.owner.is_destroyed() {
             return Err(Error::Destroyed(self.owner()));
         }
-        self.core.inbox.push(
-            &self.core.owner,
-            Envelope {
-                event: event.into(),
-                origin: 0,
-            },
-        );
+        self.core
+            .inbox
+            .push(&self.core.owner, Envelope { event: P::Request::request_from(event), origin: 0 });
         Ok(())
     }
 }
 
 impl<P: Port> Clone for ProvidedRef<P> {
     fn clone(&self) -> Self {
-        ProvidedRef {
-            core: Arc::clone(&self.core),
-        }
+        ProvidedRef { core: Arc::clone(&self.core) }
     }
 }
 
@@ -290,20 +273,21 @@ impl<P: Port> RequiredRef<P> {
     /// # Errors
     ///
     /// [`Error::Destroyed`] if the component was destroyed (the event is dropped).
-    pub fn indicate(&self, event: impl Into<P::Indication>) -> Result<()> {
+    pub fn indicate<E>(&self, event: E) -> Result<()>
+    where
+        P::Indication: IndicationFrom<E, P>,
+    {
         if self.core.owner.is_destroyed() {
             return Err(Error::Destroyed(self.owner()));
         }
-        self.core.inbox.push(&self.core.owner, event.into());
+        self.core.inbox.push(&self.core.owner, P::Indication::indication_from(event));
         Ok(())
     }
 }
 
 impl<P: Port> Clone for RequiredRef<P> {
     fn clone(&self) -> Self {
-        RequiredRef {
-            core: Arc::clone(&self.core),
-        }
+        RequiredRef { core: Arc::clone(&self.core) }
     }
 }
 

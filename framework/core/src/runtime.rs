@@ -67,6 +67,14 @@ pub trait Scheduler: Send + Sync + 'static {
 )]
 pub struct Time(pub u64);
 
+impl std::ops::Add<Duration> for Time {
+    type Output = Time;
+    /// Saturating addition (see [`Time::saturating_add`]).
+    fn add(self, d: Duration) -> Time {
+        self.saturating_add(d)
+    }
+}
+
 impl Time {
     /// The runtime's start.
     pub const ZERO: Time = Time(0);
@@ -76,12 +84,9 @@ impl Time {
         Duration::from_nanos(self.0)
     }
 
-    /// `self + d`, saturating.
-    pub fn add(self, d: Duration) -> Time {
-        Time(
-            self.0
-                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        )
+    /// `self + d`, saturating at the end of time.
+    pub fn saturating_add(self, d: Duration) -> Time {
+        Time(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
     }
 
     /// `self - earlier`, or zero if `earlier` is later.

@@ -35,9 +35,7 @@ pub struct SystemConfig {
 
 impl Default for SystemConfig {
     fn default() -> Self {
-        SystemConfig {
-            events_per_run: 128,
-        }
+        SystemConfig { events_per_run: 128 }
     }
 }
 
@@ -65,10 +63,7 @@ impl System {
     ///
     /// If `config.events_per_run` is 0.
     pub fn new(parts: RuntimeParts, config: SystemConfig) -> System {
-        assert!(
-            config.events_per_run > 0,
-            "events_per_run must be at least 1"
-        );
+        assert!(config.events_per_run > 0, "events_per_run must be at least 1");
         let shared = Arc::new(SystemShared {
             parts,
             config,
@@ -78,21 +73,12 @@ impl System {
             timer: Mutex::new(None),
             shut_down: AtomicBool::new(false),
         });
-        let root = ComponentCell::new(
-            ComponentId(0),
-            Arc::clone(&shared),
-            None,
-            "selfman::Root",
-            None,
-        );
+        let root =
+            ComponentCell::new(ComponentId(0), Arc::clone(&shared), None, "selfman::Root", None);
         *shared.root.lock() = Some(root);
         let system = System { shared };
-        let timer = system
-            .create(TimerService::default)
-            .expect("a new system accepts components");
-        let port = timer
-            .provided::<Timer>()
-            .expect("the timer service provides Timer");
+        let timer = system.create(TimerService::default).expect("a new system accepts components");
+        let port = timer.provided::<Timer>().expect("the timer service provides Timer");
         *system.shared.timer.lock() = Some(port);
         system.start(&timer).expect("the timer service is passive");
         system
@@ -180,10 +166,7 @@ impl System {
         if self.shared.shut_down.load(Ordering::Acquire) {
             return Err(Error::ShutDown);
         }
-        if matches!(
-            parent.state(),
-            LifecycleState::Destroyed | LifecycleState::Destroying
-        ) {
+        if matches!(parent.state(), LifecycleState::Destroyed | LifecycleState::Destroying) {
             return Err(Error::Destroyed(parent.id()));
         }
         let def = catch_unwind(AssertUnwindSafe(&factory))
@@ -247,9 +230,7 @@ impl System {
 
     fn check_not_root(&self, c: &ComponentRef) -> Result<()> {
         if c.cell.parent().is_none() {
-            return Err(Error::Hierarchy(
-                "the system root cannot be started, stopped or killed",
-            ));
+            return Err(Error::Hierarchy("the system root cannot be started, stopped or killed"));
         }
         Ok(())
     }
@@ -268,11 +249,7 @@ impl System {
                 Ok(())
             }
             LifecycleState::Destroyed | LifecycleState::Destroying => Err(Error::Destroyed(c.id())),
-            state => Err(Error::InvalidLifecycle {
-                component: c.id(),
-                state,
-                action: "start",
-            }),
+            state => Err(Error::InvalidLifecycle { component: c.id(), state, action: "start" }),
         }
     }
 
@@ -289,11 +266,7 @@ impl System {
                 Ok(())
             }
             LifecycleState::Destroyed | LifecycleState::Destroying => Err(Error::Destroyed(c.id())),
-            state => Err(Error::InvalidLifecycle {
-                component: c.id(),
-                state,
-                action: "stop",
-            }),
+            state => Err(Error::InvalidLifecycle { component: c.id(), state, action: "stop" }),
         }
     }
 
@@ -326,11 +299,7 @@ impl System {
         match c.state() {
             s if s == wanted => Ok(()),
             LifecycleState::Destroyed => Err(Error::Destroyed(c.id())),
-            state => Err(Error::InvalidLifecycle {
-                component: c.id(),
-                state,
-                action: "settle",
-            }),
+            state => Err(Error::InvalidLifecycle { component: c.id(), state, action: "settle" }),
         }
     }
 
@@ -361,9 +330,7 @@ impl System {
     /// As `kill`; [`Error::Timeout`].
     pub fn kill_and_wait(&self, c: &ComponentRef, timeout: Duration) -> Result<()> {
         self.kill(c)?;
-        c.cell.wait_for(LifecycleState::Destroyed, timeout, |s| {
-            s == LifecycleState::Destroyed
-        })
+        c.cell.wait_for(LifecycleState::Destroyed, timeout, |s| s == LifecycleState::Destroyed)
     }
 
     /// Whether [`shutdown`](Self::shutdown) has begun.
@@ -393,18 +360,15 @@ impl System {
         let mut result = Ok(());
         for group in [users, timer] {
             for k in &group {
-                if !matches!(
-                    k.state(),
-                    LifecycleState::Destroyed | LifecycleState::Destroying
-                ) {
+                if !matches!(k.state(), LifecycleState::Destroyed | LifecycleState::Destroying) {
                     k.send_control(Control::Kill);
                 }
             }
             for k in &group {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if let Err(e) = k.wait_for(LifecycleState::Destroyed, left, |s| {
-                    s == LifecycleState::Destroyed
-                }) {
+                if let Err(e) =
+                    k.wait_for(LifecycleState::Destroyed, left, |s| s == LifecycleState::Destroyed)
+                {
                     tracing::warn!(error = %e, "component did not finish during shutdown");
                     result = Err(e);
                 }

@@ -148,28 +148,14 @@ impl TimerService {
             }
             TimerRequest::Periodic { id, delay, period } => (id, delay, Some(period)),
             TimerRequest::Cancel { id } => {
-                timers.cancel(TimerKey {
-                    channel: channel.id,
-                    id: id.0,
-                });
+                timers.cancel(TimerKey { channel: channel.id, id: id.0 });
                 return Ok(());
             }
         };
-        let key = TimerKey {
-            channel: channel.id,
-            id: id.0,
-        };
-        let deadline = timers.now().add(delay);
-        let target = TimerTarget {
-            channel: Arc::downgrade(&channel),
-            id,
-        };
-        timers.schedule(TimerEntry {
-            key,
-            deadline,
-            period,
-            target,
-        });
+        let key = TimerKey { channel: channel.id, id: id.0 };
+        let deadline = timers.now() + delay;
+        let target = TimerTarget { channel: Arc::downgrade(&channel), id };
+        timers.schedule(TimerEntry { key, deadline, period, target });
         Ok(())
     }
 }

@@ -78,11 +78,7 @@ impl Pool {
             .into_iter()
             .zip(parkers)
             .enumerate()
-            .map(|(index, (local, parker))| WorkerHandle {
-                index,
-                local,
-                parker,
-            })
+            .map(|(index, (local, parker))| WorkerHandle { index, local, parker })
             .collect();
         (pool, handles)
     }
@@ -240,9 +236,7 @@ fn steal_one(mut f: impl FnMut() -> Steal<Task>) -> Option<Task> {
 impl Scheduler for Pool {
     fn schedule(&self, task: Task) {
         let me: *const Pool = self;
-        let local = CURRENT
-            .with(|c| c.get())
-            .filter(|s| std::ptr::eq(s.0.pool, me));
+        let local = CURRENT.with(|c| c.get()).filter(|s| std::ptr::eq(s.0.pool, me));
         match local {
             Some(slot) => {
                 // SAFETY: `slot.0.local` points at the deque owned by this worker thread's
@@ -273,8 +267,6 @@ impl std::fmt::Debug for Pool {
 
 impl std::fmt::Debug for WorkerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerHandle")
-            .field("index", &self.index)
-            .finish()
+        f.debug_struct("WorkerHandle").field("index", &self.index).finish()
     }
 }

@@ -87,13 +87,7 @@ impl RuntimeBuilder {
             rng: Arc::new(SeededRng(seed)),
         };
         let system = System::new(parts, self.config);
-        Runtime {
-            system,
-            pool,
-            timers,
-            threads,
-            shutdown_timeout: self.shutdown_timeout,
-        }
+        Runtime { system, pool, timers, threads, shutdown_timeout: self.shutdown_timeout }
     }
 }
 
@@ -185,8 +179,6 @@ impl Drop for Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("workers", &self.workers())
-            .finish()
+        f.debug_struct("Runtime").field("workers", &self.workers()).finish()
     }
 }

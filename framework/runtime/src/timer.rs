@@ -91,9 +91,9 @@ impl TimerThread {
                 due.push((key, seq, Arc::clone(&p.target)));
                 match p.period {
                     Some(period) => {
-                        let mut next = p.deadline.add(period);
+                        let mut next = p.deadline + period;
                         if next <= now {
-                            next = now.add(period);
+                            next = now + period;
                         }
                         p.deadline = next;
                         heap.push(Reverse((next, seq, key)));
@@ -142,10 +142,7 @@ impl TimerDriver for TimerThread {
         }
         let seq = s.next_seq;
         s.next_seq += 1;
-        let earliest = s
-            .heap
-            .peek()
-            .is_none_or(|Reverse((d, _, _))| entry.deadline < *d);
+        let earliest = s.heap.peek().is_none_or(|Reverse((d, _, _))| entry.deadline < *d);
         s.heap.push(Reverse((entry.deadline, seq, entry.key)));
         s.pending.insert(
             entry.key,
@@ -169,8 +166,6 @@ impl TimerDriver for TimerThread {
 
 impl std::fmt::Debug for TimerThread {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimerThread")
-            .field("pending", &self.pending())
-            .finish()
+        f.debug_struct("TimerThread").field("pending", &self.pending()).finish()
     }
 }

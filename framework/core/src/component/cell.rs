@@ -43,10 +43,7 @@ enum Phase {
     Active,
     Stopping(Vec<ComponentId>),
     Faulty,
-    Destroying {
-        waiting: Vec<ComponentId>,
-        was_active: bool,
-    },
+    Destroying { waiting: Vec<ComponentId>, was_active: bool },
     Destroyed,
 }
 
@@ -100,11 +97,7 @@ impl ComponentCell {
             state: AtomicU8::new(LifecycleState::Passive as u8),
             watch: Mutex::new(()),
             changed: Condvar::new(),
-            run: Mutex::new(RunState {
-                instance: None,
-                phase: Phase::Passive,
-                claim: false,
-            }),
+            run: Mutex::new(RunState { instance: None, phase: Phase::Passive, claim: false }),
             parent: parent.map(Arc::downgrade),
             children: Mutex::new(BTreeMap::new()),
             ports: Mutex::new(Vec::new()),
@@ -165,7 +158,8 @@ impl ComponentCell {
 
     /// Total events waiting in this component's ports.
     pub(crate) fn queued(&self) -> usize {
-        self.ports.lock().iter().map(|s| s.core.queued()).sum()
+        let cores: Vec<_> = self.ports.lock().iter().map(|s| Arc::clone(&s.core)).collect();
+        cores.iter().map(|c| c.queued()).sum()
     }
 
     fn set_state(&self, s: LifecycleState) {
@@ -196,12 +190,7 @@ impl ComponentCell {
                 if done(s) {
                     return Ok(());
                 }
-                return Err(Error::Timeout {
-                    component: self.id,
-                    wanted,
-                    state: s,
-                    timeout,
-                });
+                return Err(Error::Timeout { component: self.id, wanted, state: s, timeout });
             }
         }
     }
@@ -233,9 +222,7 @@ impl ComponentCell {
                     let _h = tracing::trace_span!("handle").entered();
                     inst.handle(budget)
                 };
-                self.stats
-                    .handled
-                    .fetch_add(batch.handled as u64, Ordering::Relaxed);
+                self.stats.handled.fetch_add(batch.handled as u64, Ordering::Relaxed);
                 match batch.failure {
                     Some(f) => self.fault(&mut rs, f),
                     None => more = inst.has_local(),
@@ -267,12 +254,7 @@ impl ComponentCell {
     }
 
     fn live_children(&self) -> Vec<Arc<ComponentCell>> {
-        self.children
-            .lock()
-            .values()
-            .filter(|c| !c.is_destroyed())
-            .cloned()
-            .collect()
+        self.children.lock().values().filter(|c| !c.is_destroyed()).cloned().collect()
     }
 
     fn report_to_parent(&self, c: Control) {
@@ -371,10 +353,7 @@ impl ComponentCell {
                 self.set_state(LifecycleState::Passive);
                 self.report_to_parent(Control::ChildStopped(self.id));
             }
-            Phase::Destroying {
-                waiting,
-                was_active,
-            } if waiting.is_empty() => {
+            Phase::Destroying { waiting, was_active } if waiting.is_empty() => {
                 if *was_active {
                     if let Some(f) = self.run_hook(rs, Hook::Stop) {
                         tracing::warn!(component = self.id.0, error = %f.error, "on_stop failed");
@@ -408,16 +387,11 @@ impl ComponentCell {
 
     fn destroy(self: &Arc<Self>, rs: &mut RunState) {
         rs.instance = None;
-        let slots: Vec<_> = self
-            .ports
-            .lock()
-            .iter()
-            .map(|s| Arc::clone(&s.core))
-            .collect();
+        let slots: Vec<_> = self.ports.lock().iter().map(|s| Arc::clone(&s.core)).collect();
+        // Queued events are dropped (and their signals consumed) by `discard_ports`, which
+        // every run of a cell without an instance performs.
         for core in slots {
             core.disconnect_all();
-            let n = core.clear();
-            self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
         }
         rs.phase = Phase::Destroyed;
         self.set_state(LifecycleState::Destroyed);

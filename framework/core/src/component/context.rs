@@ -28,18 +28,12 @@ pub struct Context {
 impl Context {
     /// An unbound context (to initialise the field).
     pub fn new() -> Self {
-        Context {
-            cell: None,
-            rng: Rng::seeded(0),
-        }
+        Context { cell: None, rng: Rng::seeded(0) }
     }
 
     pub(crate) fn bound(cell: &Arc<ComponentCell>) -> Self {
         let seed = cell.system.parts.rng.seed_for(cell.id());
-        Context {
-            cell: Some(Arc::clone(cell)),
-            rng: Rng::seeded(seed),
-        }
+        Context { cell: Some(Arc::clone(cell)), rng: Rng::seeded(seed) }
     }
 
     fn cell(&self) -> &Arc<ComponentCell> {
@@ -64,9 +58,7 @@ impl Context {
 
     /// A reference to this component.
     pub fn me(&self) -> ComponentRef {
-        ComponentRef {
-            cell: Arc::clone(self.cell()),
-        }
+        ComponentRef { cell: Arc::clone(self.cell()) }
     }
 
     /// The system this component runs in.
@@ -116,8 +108,6 @@ impl Default for Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("component", &self.cell.as_ref().map(|c| c.id()))
-            .finish()
+        f.debug_struct("Context").field("component", &self.cell.as_ref().map(|c| c.id())).finish()
     }
 }

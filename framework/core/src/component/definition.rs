@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use crate::component::cell::ComponentCell;
 use crate::component::context::Context;
-use crate::handler::{Handled, HandlerError};
+use crate::handler::{Handled, HandlerError, Severity};
+use crate::inbox::Inbox;
 use crate::port::{Direction, Port};
 use crate::port_core::{AnyPortCore, ProvidedCore, RequiredCore};
 use crate::port_handle::{Provided, Required};
@@ -102,11 +103,7 @@ impl PortOptions<'_> {
 
 impl<D: ComponentDefinition> Setup<D> {
     pub(crate) fn new() -> Self {
-        Setup {
-            decls: Vec::new(),
-            names: Vec::new(),
-            context: None,
-        }
+        Setup { decls: Vec::new(), names: Vec::new(), context: None }
     }
 
     /// Declares that `field` is a provided port whose requests go to `handler`.
@@ -115,15 +112,9 @@ impl<D: ComponentDefinition> Setup<D> {
         field: fn(&mut D) -> &mut Provided<P>,
         handler: fn(&mut D, P::Request) -> Handled,
     ) -> PortOptions<'_> {
-        self.decls.push(Box::new(ProvidedEntry {
-            field,
-            handler,
-            core: None,
-        }));
+        self.decls.push(Box::new(ProvidedEntry { field, handler, core: None }));
         self.names.push(None);
-        PortOptions {
-            name: self.names.last_mut().expect("just pushed"),
-        }
+        PortOptions { name: self.names.last_mut().expect("just pushed") }
     }
 
     /// Declares that `field` is a required port whose indications go to `handler`.
@@ -132,15 +123,9 @@ impl<D: ComponentDefinition> Setup<D> {
         field: fn(&mut D) -> &mut Required<P>,
         handler: fn(&mut D, P::Indication) -> Handled,
     ) -> PortOptions<'_> {
-        self.decls.push(Box::new(RequiredEntry {
-            field,
-            handler,
-            core: None,
-        }));
+        self.decls.push(Box::new(RequiredEntry { field, handler, core: None }));
         self.names.push(None);
-        PortOptions {
-            name: self.names.last_mut().expect("just pushed"),
-        }
+        PortOptions { name: self.names.last_mut().expect("just pushed") }
     }
 
     /// Declares the component's [`Context`] field, giving handlers access to the system, their
@@ -201,7 +186,6 @@ pub(crate) struct Batch {
 pub(crate) trait PortDecl<D>: Send {
     /// `TypeId` of the port core this declaration binds to (identifies port type + direction).
     fn core_type(&self) -> TypeId;
-    fn port_name(&self) -> &'static str;
     fn direction(&self) -> Direction;
     /// Binds the field of `def` to `existing` (when adopting a previous instance's ports) or to
     /// a fresh core owned by `owner`; returns the core.
@@ -235,6 +219,35 @@ fn adopt<T: Any + Send + Sync>(existing: Option<Arc<dyn AnyPortCore>>) -> Option
     any.downcast::<T>().ok()
 }
 
+/// Handles up to `max` events from `inbox`'s local queue with `call`. Benign errors are logged
+/// and skipped; any other failure stops the batch. Returns the number handled (including the
+/// failed one) and the failure.
+fn drain<T>(
+    inbox: &Inbox<T>,
+    max: usize,
+    mut call: impl FnMut(T) -> Result<(), FailureCause>,
+) -> (usize, Option<FailureCause>) {
+    let mut local = inbox.local();
+    let mut handled = 0;
+    let mut failed = None;
+    while handled < max {
+        let Some(item) = local.pop_front() else { break };
+        handled += 1;
+        match call(item) {
+            Ok(()) => {}
+            Err(FailureCause::Error(e)) if e.severity() == Severity::Benign => {
+                tracing::warn!(error = %e, event = std::any::type_name::<T>(), "benign handler error");
+            }
+            Err(cause) => {
+                failed = Some(cause);
+                break;
+            }
+        }
+    }
+    inbox.settle(&local);
+    (handled, failed)
+}
+
 fn failure<P: Port, E>(cause: FailureCause, dir: Direction) -> Failure {
     Failure {
         cause,
@@ -246,9 +259,6 @@ fn failure<P: Port, E>(cause: FailureCause, dir: Direction) -> Failure {
 impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
     fn core_type(&self) -> TypeId {
         TypeId::of::<ProvidedCore<P>>()
-    }
-    fn port_name(&self) -> &'static str {
-        std::any::type_name::<P>()
     }
     fn direction(&self) -> Direction {
         Direction::Provided
@@ -273,45 +283,22 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
     }
     fn handle(&self, def: &mut D, max: usize) -> Batch {
         let Some(core) = &self.core else {
-            return Batch {
-                handled: 0,
-                failure: None,
-            };
+            return Batch { handled: 0, failure: None };
         };
-        let mut local = core.inbox.local();
-        let mut handled = 0;
-        while handled < max {
-            let Some(env) = local.pop_front() else { break };
-            handled += 1;
-            (self.field)(def).origin = env.origin;
-            let r = invoke(def, self.handler, env.event);
-            (self.field)(def).origin = 0;
-            if let Err(cause) = r {
-                if let FailureCause::Error(e) = &cause {
-                    if e.severity() == crate::Severity::Benign {
-                        tracing::warn!(error = %e, port = self.port_name(), "benign handler error");
-                        continue;
-                    }
-                }
-                return Batch {
-                    handled,
-                    failure: Some(failure::<P, P::Request>(cause, Direction::Provided)),
-                };
-            }
-        }
-        Batch {
-            handled,
-            failure: None,
-        }
+        let (field, handler) = (self.field, self.handler);
+        let (handled, cause) = drain(&core.inbox, max, |env| {
+            field(def).origin = env.origin;
+            let r = invoke(def, handler, env.event);
+            field(def).origin = 0;
+            r
+        });
+        Batch { handled, failure: cause.map(|c| failure::<P, P::Request>(c, Direction::Provided)) }
     }
 }
 
 impl<D: Send + 'static, P: Port> PortDecl<D> for RequiredEntry<D, P> {
     fn core_type(&self) -> TypeId {
         TypeId::of::<RequiredCore<P>>()
-    }
-    fn port_name(&self) -> &'static str {
-        std::any::type_name::<P>()
     }
     fn direction(&self) -> Direction {
         Direction::Required
@@ -336,32 +323,13 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for RequiredEntry<D, P> {
     }
     fn handle(&self, def: &mut D, max: usize) -> Batch {
         let Some(core) = &self.core else {
-            return Batch {
-                handled: 0,
-                failure: None,
-            };
+            return Batch { handled: 0, failure: None };
         };
-        let mut local = core.inbox.local();
-        let mut handled = 0;
-        while handled < max {
-            let Some(ev) = local.pop_front() else { break };
-            handled += 1;
-            if let Err(cause) = invoke(def, self.handler, ev) {
-                if let FailureCause::Error(e) = &cause {
-                    if e.severity() == crate::Severity::Benign {
-                        tracing::warn!(error = %e, port = self.port_name(), "benign handler error");
-                        continue;
-                    }
-                }
-                return Batch {
-                    handled,
-                    failure: Some(failure::<P, P::Indication>(cause, Direction::Required)),
-                };
-            }
-        }
+        let handler = self.handler;
+        let (handled, cause) = drain(&core.inbox, max, |ev| invoke(def, handler, ev));
         Batch {
             handled,
-            failure: None,
+            failure: cause.map(|c| failure::<P, P::Indication>(c, Direction::Required)),
         }
     }
 }

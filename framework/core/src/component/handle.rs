@@ -44,14 +44,7 @@ impl ComponentRef {
 
     /// Its children that are not destroyed yet.
     pub fn children(&self) -> Vec<ComponentRef> {
-        self.cell
-            .children
-            .lock()
-            .values()
-            .map(|c| ComponentRef {
-                cell: Arc::clone(c),
-            })
-            .collect()
+        self.cell.children.lock().values().map(|c| ComponentRef { cell: Arc::clone(c) }).collect()
     }
 
     /// Events waiting in its ports.
@@ -61,16 +54,22 @@ impl ComponentRef {
 
     /// Its ports, in declaration order.
     pub fn ports(&self) -> Vec<PortInfo> {
-        self.cell
+        // Snapshot first: never hold the port table while querying the cores.
+        let slots: Vec<_> = self
+            .cell
             .ports
             .lock()
             .iter()
-            .map(|s| PortInfo {
-                name: s.name,
-                port: s.core.port_name(),
-                direction: s.direction,
-                channels: s.core.channel_ids(),
-                queued: s.core.queued(),
+            .map(|s| (s.name, s.direction, Arc::clone(&s.core)))
+            .collect();
+        slots
+            .into_iter()
+            .map(|(name, direction, core)| PortInfo {
+                name,
+                port: core.port_name(),
+                direction,
+                channels: core.channel_ids(),
+                queued: core.queued(),
             })
             .collect()
     }
@@ -111,7 +110,7 @@ impl ComponentRef {
         });
         let first = matching.next();
         let rest = matching.count();
-        let port_name = port_type_name::<T>(port);
+        let port_name = port_type_name(port);
         match first {
             None => Err(Error::NoSuchPort {
                 component: self.id(),
@@ -142,8 +141,7 @@ impl ComponentRef {
     /// [`Error::NoSuchPort`], or [`Error::AmbiguousPort`] if it has several (use
     /// [`provided_named`](Self::provided_named)).
     pub fn provided<P: Port>(&self) -> Result<ProvidedRef<P>> {
-        self.find::<ProvidedCore<P>>(Direction::Provided, None)
-            .map(|core| ProvidedRef { core })
+        self.find::<ProvidedCore<P>>(Direction::Provided, None).map(|core| ProvidedRef { core })
     }
 
     /// Its provided port of type `P` named `name` (see [`PortOptions::named`](crate::PortOptions::named)).
@@ -163,8 +161,7 @@ impl ComponentRef {
     /// [`Error::NoSuchPort`], or [`Error::AmbiguousPort`] if it has several (use
     /// [`required_named`](Self::required_named)).
     pub fn required<P: Port>(&self) -> Result<RequiredRef<P>> {
-        self.find::<RequiredCore<P>>(Direction::Required, None)
-            .map(|core| RequiredRef { core })
+        self.find::<RequiredCore<P>>(Direction::Required, None).map(|core| RequiredRef { core })
     }
 
     /// Its required port of type `P` named `name`.
@@ -179,7 +176,7 @@ impl ComponentRef {
 }
 
 /// The port type's name from a core type name like `selfman_core::port_core::ProvidedCore<x::P>`.
-fn port_type_name<T>(full: &'static str) -> &'static str {
+fn port_type_name(full: &'static str) -> &'static str {
     match (full.find('<'), full.rfind('>')) {
         (Some(a), Some(b)) if a < b => &full[a + 1..b],
         _ => full,
@@ -214,14 +211,11 @@ pub struct Component<D> {
 
 impl<D: ComponentDefinition> Component<D> {
     pub(crate) fn new(cell: Arc<ComponentCell>) -> Self {
-        Component {
-            r: ComponentRef { cell },
-            _d: PhantomData,
-        }
+        Component { r: ComponentRef { cell }, _d: PhantomData }
     }
 
     /// An untyped reference.
-    pub fn as_ref(&self) -> &ComponentRef {
+    pub fn untyped(&self) -> &ComponentRef {
         &self.r
     }
 
@@ -240,10 +234,7 @@ impl<D: ComponentDefinition> Component<D> {
             inst.definition()
                 .downcast_mut::<D>()
                 .map(f)
-                .ok_or(Error::WrongDefinition {
-                    component: id,
-                    wanted: std::any::type_name::<D>(),
-                })
+                .ok_or(Error::WrongDefinition { component: id, wanted: std::any::type_name::<D>() })
         })?
     }
 }
@@ -257,10 +248,7 @@ impl<D> Deref for Component<D> {
 
 impl<D> Clone for Component<D> {
     fn clone(&self) -> Self {
-        Component {
-            r: self.r.clone(),
-            _d: PhantomData,
-        }
+        Component { r: self.r.clone(), _d: PhantomData }
     }
 }
 

@@ -74,19 +74,13 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
             handled += b.handled;
             if b.failure.is_some() {
                 self.next = (i + 1) % n;
-                return Batch {
-                    handled,
-                    failure: b.failure,
-                };
+                return Batch { handled, failure: b.failure };
             }
         }
         if n > 0 {
             self.next = (self.next + 1) % n;
         }
-        Batch {
-            handled,
-            failure: None,
-        }
+        Batch { handled, failure: None }
     }
 
     fn hook(&mut self, hook: Hook) -> Result<(), Failure> {
@@ -100,11 +94,7 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
             Ok(Err(e)) => FailureCause::Error(e),
             Err(p) => FailureCause::Panic(panic_message(&*p)),
         };
-        Err(Failure {
-            cause,
-            place: format!("{hook:?} hook"),
-            event: "lifecycle",
-        })
+        Err(Failure { cause, place: format!("{hook:?} hook"), event: "lifecycle" })
     }
 
     fn definition(&mut self) -> &mut dyn Any {
@@ -120,11 +110,7 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
 ) -> Box<dyn ErasedInstance> {
     let mut setup = Setup::new();
     def.setup(&mut setup);
-    let Setup {
-        mut decls,
-        names,
-        context,
-    } = setup;
+    let Setup { mut decls, names, context } = setup;
     {
         let mut slots = cell.ports.lock();
         let mut used = vec![false; slots.len()];
@@ -142,11 +128,7 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
                 }
                 None => {
                     let core = decl.bind(&mut def, cell, None);
-                    slots.push(PortSlot {
-                        name,
-                        direction: decl.direction(),
-                        core,
-                    });
+                    slots.push(PortSlot { name, direction: decl.direction(), core });
                     used.push(true);
                 }
             }
@@ -156,9 +138,5 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
     if let Some(field) = context {
         *field(&mut def) = Context::bound(cell);
     }
-    Box::new(Instance {
-        def,
-        entries: decls.into_boxed_slice(),
-        next: 0,
-    })
+    Box::new(Instance { def, entries: decls.into_boxed_slice(), next: 0 })
 }

@@ -64,12 +64,7 @@ fn pingpong_roundtrips() {
     let (tx, rx) = mpsc::channel();
     let ponger = rt.create(Ponger::default).unwrap();
     let pinger = rt
-        .create(move || Pinger {
-            port: Required::new(),
-            n: 100_000,
-            got: 0,
-            done: tx.clone(),
-        })
+        .create(move || Pinger { port: Required::new(), n: 100_000, got: 0, done: tx.clone() })
         .unwrap();
     rt.link::<PingPong>(&ponger, &pinger).unwrap();
     rt.start_and_wait(&ponger, Duration::from_secs(5)).unwrap();
