@@ -286,20 +286,24 @@ impl System {
         }
     }
 
+    /// Waits until `c` is `wanted` (Ok) or destroyed, or — when starting — faulty (Err).
     fn wait_settled(
         &self,
         c: &ComponentRef,
         wanted: LifecycleState,
         timeout: Duration,
     ) -> Result<()> {
+        let starting = wanted == LifecycleState::Active;
         let settled = |s: LifecycleState| {
-            s == wanted || matches!(s, LifecycleState::Faulty | LifecycleState::Destroyed)
+            s == wanted
+                || s == LifecycleState::Destroyed
+                || (starting && s == LifecycleState::Faulty)
         };
         c.cell.wait_for(wanted, timeout, settled)?;
         match c.state() {
             s if s == wanted => Ok(()),
             LifecycleState::Destroyed => Err(Error::Destroyed(c.id())),
-            state => Err(Error::InvalidLifecycle { component: c.id(), state, action: "settle" }),
+            state => Err(Error::InvalidLifecycle { component: c.id(), state, action: "start" }),
         }
     }
 

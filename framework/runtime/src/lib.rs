@@ -5,7 +5,8 @@
 //! * a **work-stealing scheduler** ([`pool`]): one local deque per worker, a global injector,
 //!   stealing when idle, and parking when there is nothing to do (an idle system costs no CPU);
 //! * a **timer thread** ([`timer`]) serving the [`Timer`](selfman_core::Timer) port;
-//! * [`Runtime`], which wires both into a [`System`] and joins every thread on shutdown.
+//! * [`Runtime`], which wires both into a [`System`](selfman_core::System) and joins every
+//!   thread on shutdown.
 //!
 //! ```
 //! use selfman_runtime::Runtime;

@@ -400,7 +400,7 @@ impl ComponentCell {
 
     fn report(&self, f: Failure) -> FaultReport {
         let (severity, error) = match f.cause {
-            FailureCause::Error(e) => (e.severity(), e.to_string()),
+            FailureCause::Error(e) => (e.severity(), e.error().to_string()),
             FailureCause::Panic(msg) => (Severity::Recoverable, format!("panic: {msg}")),
         };
         FaultReport {
