@@ -17,12 +17,18 @@ pub(crate) struct Envelope<E> {
     pub(crate) origin: u64,
 }
 
+/// Field order is fixed: `owner` (read by producers), the inbox (producers' part, gap,
+/// runner's part), then `channels` (read by the owner when it triggers) — so the owner's
+/// triggers do not share a cache line with other cores' pushes.
+#[repr(C)]
 pub(crate) struct ProvidedCore<P: Port> {
     pub(crate) owner: Arc<ComponentCell>,
     pub(crate) inbox: Inbox<Envelope<P::Request>>,
     pub(crate) channels: ChannelSet<P>,
 }
 
+/// Field order as in [`ProvidedCore`].
+#[repr(C)]
 pub(crate) struct RequiredCore<P: Port> {
     pub(crate) owner: Arc<ComponentCell>,
     pub(crate) inbox: Inbox<P::Indication>,

@@ -6,7 +6,7 @@
 //! scheduler only when `pending` goes from 0 to 1, or by a run that ends with `pending` > 0, so
 //! at most one run of a cell is queued or running at any time: handlers never overlap.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -66,7 +66,7 @@ pub(crate) struct ComponentCell {
     id: ComponentId,
     pub(crate) system: Arc<SystemShared>,
     pending: AtomicIsize,
-    control: Inbox<Control>,
+    control: Inbox<Control, 0>,
     state: AtomicU8,
     watch: Mutex<()>,
     changed: Condvar,
@@ -201,7 +201,7 @@ impl ComponentCell {
         let _span = tracing::trace_span!("component", id = self.id.0).entered();
         let mut rs = self.run.lock();
         let mut tally: isize = isize::from(std::mem::take(&mut rs.claim));
-        if self.control.take() {
+        if self.control.take(true) {
             tally += 1;
             loop {
                 let next = self.control.local().pop_front();
@@ -210,13 +210,11 @@ impl ComponentCell {
                     None => break,
                 }
             }
-            // Control events are rare: give the buffer back rather than keep it per component.
-            *self.control.local() = VecDeque::new();
         }
         let mut more = false;
         let active = rs.phase == Phase::Active;
         if let Some(inst) = rs.instance.as_mut() {
-            tally += inst.take();
+            tally += inst.take(!active);
             if active {
                 let batch = {
                     let _h = tracing::trace_span!("handle").entered();

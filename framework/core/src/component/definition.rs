@@ -196,7 +196,7 @@ pub(crate) trait PortDecl<D>: Send {
         existing: Option<Arc<dyn AnyPortCore>>,
     ) -> Arc<dyn AnyPortCore>;
     /// Moves arrived events to the local queue; `true` if any were taken.
-    fn take(&self) -> bool;
+    fn take(&self, hold: bool) -> bool;
     fn has_local(&self) -> bool;
     /// Handles at most `max` local events.
     fn handle(&self, def: &mut D, max: usize) -> Batch;
@@ -275,8 +275,8 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
         self.core = Some(Arc::clone(&core));
         core
     }
-    fn take(&self) -> bool {
-        self.core.as_ref().is_some_and(|c| c.inbox.take())
+    fn take(&self, hold: bool) -> bool {
+        self.core.as_ref().is_some_and(|c| c.inbox.take(hold))
     }
     fn has_local(&self) -> bool {
         self.core.as_ref().is_some_and(|c| c.inbox.has_local())
@@ -315,8 +315,8 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for RequiredEntry<D, P> {
         self.core = Some(Arc::clone(&core));
         core
     }
-    fn take(&self) -> bool {
-        self.core.as_ref().is_some_and(|c| c.inbox.take())
+    fn take(&self, hold: bool) -> bool {
+        self.core.as_ref().is_some_and(|c| c.inbox.take(hold))
     }
     fn has_local(&self) -> bool {
         self.core.as_ref().is_some_and(|c| c.inbox.has_local())

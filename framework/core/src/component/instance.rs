@@ -35,8 +35,9 @@ pub(crate) enum Hook {
 
 /// A definition of any type, as the cell sees it.
 pub(crate) trait ErasedInstance: Send {
-    /// Moves arrived events into local queues; returns how many ports had some (signals).
-    fn take(&mut self) -> isize;
+    /// Moves arrived events into local queues (see `Inbox::take` for `hold`); returns how many
+    /// ports had some (signals).
+    fn take(&mut self, hold: bool) -> isize;
     /// Whether any local queue holds events.
     fn has_local(&self) -> bool;
     /// Handles at most `budget` events, round-robin over ports.
@@ -54,8 +55,8 @@ struct Instance<D> {
 }
 
 impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
-    fn take(&mut self) -> isize {
-        self.entries.iter().map(|e| isize::from(e.take())).sum()
+    fn take(&mut self, hold: bool) -> isize {
+        self.entries.iter().map(|e| isize::from(e.take(hold))).sum()
     }
 
     fn has_local(&self) -> bool {
