@@ -4,6 +4,7 @@
 //! selfman-bench pingpong --pairs P --window W --round-trips N [--threads T] [--events-per-run E]
 //! selfman-bench components --count C [--threads T]
 //! selfman-bench idle --components C --seconds S [--threads T]
+//! selfman-bench swap --swaps S --producers P [--queued Q] [--threads T]
 //! ```
 
 mod alloc;
@@ -11,6 +12,7 @@ mod args;
 mod components;
 mod idle;
 mod pingpong;
+mod swap;
 
 use std::process::ExitCode;
 
@@ -20,7 +22,7 @@ static ALLOC: alloc::Counting = alloc::Counting;
 fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let Some(cmd) = argv.next() else {
-        eprintln!("usage: selfman-bench <pingpong|components|idle> [options]");
+        eprintln!("usage: selfman-bench <pingpong|components|idle|swap> [options]");
         return ExitCode::from(2);
     };
     let rest: Vec<String> = argv.collect();
@@ -28,7 +30,8 @@ fn main() -> ExitCode {
         "pingpong" => args::Args::parse(&rest).and_then(|a| pingpong::run(&a)),
         "components" => args::Args::parse(&rest).and_then(|a| components::run(&a)),
         "idle" => args::Args::parse(&rest).and_then(|a| idle::run(&a)),
-        other => Err(format!("unknown benchmark `{other}` (try pingpong, components, idle)")),
+        "swap" => args::Args::parse(&rest).and_then(|a| swap::run(&a)),
+        other => Err(format!("unknown benchmark `{other}` (try pingpong, components, idle, swap)")),
     };
     match result {
         Ok(line) => {

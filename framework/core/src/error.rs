@@ -83,6 +83,24 @@ pub enum Error {
     /// A component factory panicked; no component was created.
     #[error("component factory panicked: {0}")]
     FactoryPanicked(String),
+    /// A replacement definition does not declare every port of the component it replaces (it
+    /// must adopt each of them, by port type, direction and name).
+    #[error("the replacement for component {component} lacks its ports: {missing}")]
+    IncompatiblePorts {
+        /// The component.
+        component: ComponentId,
+        /// The ports the replacement does not declare.
+        missing: String,
+    },
+    /// A hot swap did not happen within the time waited for it (the component's current handler
+    /// may still be running); it may still happen later.
+    #[error("the swap of component {component} did not happen within {timeout:?}")]
+    SwapPending {
+        /// The component.
+        component: ComponentId,
+        /// How long the caller waited.
+        timeout: Duration,
+    },
     /// The system is shutting down or shut down.
     #[error("the system is shut down")]
     ShutDown,

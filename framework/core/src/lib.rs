@@ -42,5 +42,5 @@ pub use rng::Rng;
 pub use runtime::{
     RngSource, RuntimeParts, Scheduler, SeededRng, Task, Time, TimerDriver, TimerEntry, TimerKey,
 };
-pub use system::{System, SystemConfig};
+pub use system::{Swap, System, SystemConfig};
 pub use timer::{Timeout, Timer, TimerId, TimerRequest, TimerTarget};

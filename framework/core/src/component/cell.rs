@@ -7,13 +7,14 @@
 //! at most one run of a cell is queued or running at any time: handlers never overlap.
 
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::component::definition::{Failure, FailureCause};
+use crate::component::definition::{panic_message, Failure, FailureCause};
 use crate::component::instance::{ErasedInstance, Hook, PortSlot};
 use crate::component::{ComponentId, FaultReport, LifecycleState};
 use crate::error::{Error, Result};
@@ -23,7 +24,8 @@ use crate::runtime::Task;
 use crate::system::SystemShared;
 
 /// Builds a fresh definition instance for a cell (used at creation and restart).
-pub(crate) type Factory = Box<dyn Fn(&Arc<ComponentCell>) -> Box<dyn ErasedInstance> + Send + Sync>;
+pub(crate) type Factory =
+    Box<dyn Fn(&Arc<ComponentCell>) -> Result<Box<dyn ErasedInstance>> + Send + Sync>;
 
 /// Control events: lifecycle requests and reports between parent and child.
 pub(crate) enum Control {
@@ -34,6 +36,23 @@ pub(crate) enum Control {
     ChildStopped(ComponentId),
     ChildKilled(ComponentId),
     ChildFault(Box<FaultReport>),
+    Replace(Box<Replacement>),
+}
+
+/// Builds a replacement instance, given the cell and the current instance (for state transfer).
+pub(crate) type Build = Box<
+    dyn FnOnce(&Arc<ComponentCell>, &mut dyn ErasedInstance) -> Result<Box<dyn ErasedInstance>>
+        + Send,
+>;
+
+/// A request to swap a component's definition for another, inside one of its turns.
+pub(crate) struct Replacement {
+    pub(crate) build: Build,
+    /// Becomes the component's factory (for later restarts).
+    pub(crate) factory: Factory,
+    pub(crate) type_name: &'static str,
+    pub(crate) requested: std::time::Instant,
+    pub(crate) done: std::sync::mpsc::SyncSender<Result<()>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -60,6 +79,7 @@ pub(crate) struct Stats {
     pub(crate) handled: AtomicU64,
     pub(crate) faults: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) swaps: AtomicU64,
 }
 
 pub(crate) struct ComponentCell {
@@ -76,7 +96,7 @@ pub(crate) struct ComponentCell {
     pub(crate) ports: Mutex<Vec<PortSlot>>,
     pub(crate) type_name: Mutex<&'static str>,
     #[allow(dead_code)] // used by supervision (restart) next
-    pub(crate) factory: Option<Factory>,
+    pub(crate) factory: Mutex<Option<Factory>>,
     pub(crate) stats: Stats,
     pub(crate) last_fault: Mutex<Option<Box<FaultReport>>>,
 }
@@ -102,7 +122,7 @@ impl ComponentCell {
             children: Mutex::new(BTreeMap::new()),
             ports: Mutex::new(Vec::new()),
             type_name: Mutex::new(type_name),
-            factory,
+            factory: Mutex::new(factory),
             stats: Stats::default(),
             last_fault: Mutex::new(None),
         })
@@ -328,6 +348,7 @@ impl ComponentCell {
                 }
                 self.check_waiting(rs);
             }
+            Control::Replace(r) => self.replace_instance(rs, *r),
             Control::ChildFault(report) => {
                 tracing::error!(
                     parent = self.id.0,
@@ -364,6 +385,43 @@ impl ComponentCell {
             }
             _ => {}
         }
+    }
+
+    /// Swaps the definition instance. Channels and queued events stay with the cell, so nothing
+    /// is lost or reordered; a failing build leaves the old instance in place.
+    fn replace_instance(self: &Arc<Self>, rs: &mut RunState, r: Replacement) {
+        let Replacement { build, factory, type_name, requested, done } = r;
+        let result = match (&rs.phase, rs.instance.as_mut()) {
+            (Phase::Destroying { .. } | Phase::Destroyed, _) | (_, None) => {
+                Err(Error::Destroyed(self.id))
+            }
+            (_, Some(old)) => match catch_unwind(AssertUnwindSafe(|| build(self, &mut **old))) {
+                Err(p) => Err(Error::FactoryPanicked(panic_message(&*p))),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(new)) => {
+                    rs.instance = Some(new);
+                    let from = std::mem::replace(&mut *self.type_name.lock(), type_name);
+                    *self.factory.lock() = Some(factory);
+                    self.stats.swaps.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        component = self.id.0,
+                        from,
+                        to = type_name,
+                        micros = requested.elapsed().as_micros() as u64,
+                        "component replaced"
+                    );
+                    if matches!(rs.phase, Phase::Active | Phase::Faulty) {
+                        // The new instance starts (a faulty component is resumed by it).
+                        self.become_active(rs);
+                    }
+                    Ok(())
+                }
+            },
+        };
+        if let Err(e) = &result {
+            tracing::warn!(component = self.id.0, error = %e, "replacement failed; old instance kept");
+        }
+        let _ = done.send(result);
     }
 
     fn become_active(self: &Arc<Self>, rs: &mut RunState) {

@@ -52,6 +52,12 @@ impl ComponentRef {
         self.cell.queued()
     }
 
+    /// A typed handle, for [`Component::on_definition`] (e.g. after the component was replaced
+    /// by a definition of another type). The type is checked when the definition is accessed.
+    pub fn typed<D: ComponentDefinition>(&self) -> Component<D> {
+        Component::new(Arc::clone(&self.cell))
+    }
+
     /// Its ports, in declaration order.
     pub fn ports(&self) -> Vec<PortInfo> {
         // Snapshot first: never hold the port table while querying the cores.
@@ -77,6 +83,11 @@ impl ComponentRef {
     /// Events it has handled so far.
     pub fn handled(&self) -> u64 {
         self.cell.stats.handled.load(Ordering::Relaxed)
+    }
+
+    /// How many times its definition was replaced (hot swaps).
+    pub fn swaps(&self) -> u64 {
+        self.cell.stats.swaps.load(Ordering::Relaxed)
     }
 
     /// Events dropped because they reached it after it was destroyed.

@@ -13,6 +13,7 @@ use crate::component::context::Context;
 use crate::component::definition::{
     panic_message, Batch, ComponentDefinition, Failure, FailureCause, PortDecl, Setup,
 };
+use crate::error::Error;
 use crate::handler::Handled;
 use crate::port::Direction;
 use crate::port_core::AnyPortCore;
@@ -105,32 +106,56 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
 
 /// Runs `setup` on `def`, binds its ports to `cell`'s port table (adopting existing cores of the
 /// same type, direction and name, in order; adding new ones) and returns the instance.
+///
+/// With `strict` (replacing a running component's definition), every port the cell already has
+/// must be adopted by `def`, so no channel is left without a handler; otherwise nothing is bound
+/// and the unmatched ports are reported.
 pub(crate) fn instantiate<D: ComponentDefinition>(
     cell: &Arc<ComponentCell>,
     mut def: D,
-) -> Box<dyn ErasedInstance> {
+    strict: bool,
+) -> Result<Box<dyn ErasedInstance>, Error> {
     let mut setup = Setup::new();
     def.setup(&mut setup);
     let Setup { mut decls, names, context } = setup;
     {
         let mut slots = cell.ports.lock();
+        // Plan first: which existing slot each declaration adopts.
         let mut used = vec![false; slots.len()];
-        for (decl, name) in decls.iter_mut().zip(names) {
+        let mut plan = Vec::with_capacity(decls.len());
+        for (decl, name) in decls.iter().zip(&names) {
             let found = slots.iter().enumerate().position(|(i, s)| {
                 !used[i]
                     && s.core.as_ref().type_id() == decl.core_type()
                     && s.direction == decl.direction()
-                    && s.name == name
+                    && s.name == *name
             });
+            if let Some(i) = found {
+                used[i] = true;
+            }
+            plan.push(found);
+        }
+        if strict && used.iter().any(|u| !u) {
+            let missing = slots
+                .iter()
+                .zip(&used)
+                .filter(|(_, u)| !**u)
+                .map(|(s, _)| {
+                    let name = s.name.map(|n| format!(" \"{n}\"")).unwrap_or_default();
+                    format!("{} {}{name}", s.direction.as_str(), s.core.port_name())
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Error::IncompatiblePorts { component: cell.id(), missing });
+        }
+        for ((decl, name), found) in decls.iter_mut().zip(names).zip(plan) {
             match found {
                 Some(i) => {
-                    used[i] = true;
                     decl.bind(&mut def, cell, Some(Arc::clone(&slots[i].core)));
                 }
                 None => {
                     let core = decl.bind(&mut def, cell, None);
                     slots.push(PortSlot { name, direction: decl.direction(), core });
-                    used.push(true);
                 }
             }
         }
@@ -139,5 +164,5 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
     if let Some(field) = context {
         *field(&mut def) = Context::bound(cell);
     }
-    Box::new(Instance { def, entries: decls.into_boxed_slice(), next: 0 })
+    Ok(Box::new(Instance { def, entries: decls.into_boxed_slice(), next: 0 }))
 }

@@ -1,0 +1,312 @@
+//! Hot swap: replacing a running component's definition loses, duplicates and reorders nothing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, Num, Numbers, WAIT};
+use parking_lot::Mutex;
+use selfman_core::{
+    ComponentDefinition, Error, Handled, LifecycleState, Provided, Required, Setup,
+};
+use selfman_runtime::Runtime;
+
+/// Forwards every request on `input` to `output`, counting them. Two implementations with the
+/// same ports: `RelayA` and `RelayB`.
+#[derive(Default)]
+struct RelayA {
+    input: Provided<Numbers>,
+    output: Required<Numbers>,
+    forwarded: u64,
+}
+
+impl RelayA {
+    fn on_in(&mut self, n: Num) -> Handled {
+        self.output.trigger(n);
+        self.forwarded += 1;
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for RelayA {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.provide(|c| &mut c.input, Self::on_in);
+        s.require(|c| &mut c.output, |_, _| Ok(()));
+    }
+}
+
+/// A different implementation of the same ports (keeps its count in another shape).
+#[derive(Default)]
+struct RelayB {
+    output: Required<Numbers>,
+    input: Provided<Numbers>,
+    count: Vec<u64>,
+}
+
+impl RelayB {
+    fn on_in(&mut self, n: Num) -> Handled {
+        self.output.trigger(n);
+        match self.count.first_mut() {
+            Some(c) => *c += 1,
+            None => self.count.push(1),
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for RelayB {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.require(|c| &mut c.output, |_, _| Ok(()));
+        s.provide(|c| &mut c.input, Self::on_in);
+    }
+}
+
+/// Checks, per producer, that sequence numbers arrive exactly once and in order.
+#[derive(Default)]
+struct Checker {
+    port: Provided<Numbers>,
+    next: HashMap<u64, u64>,
+    errors: Arc<Mutex<Vec<String>>>,
+    total: Arc<AtomicU64>,
+}
+
+impl Checker {
+    fn on_num(&mut self, n: Num) -> Handled {
+        let (producer, seq) = (n.0 >> 32, n.0 & 0xffff_ffff);
+        let expected = self.next.entry(producer).or_insert(0);
+        if seq != *expected {
+            let kind = if seq < *expected { "duplicate/reordered" } else { "lost" };
+            self.errors
+                .lock()
+                .push(format!("producer {producer}: got {seq}, expected {expected} ({kind})"));
+        }
+        *expected = seq + 1;
+        self.total.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Checker {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.provide(|c| &mut c.port, Self::on_num);
+    }
+}
+
+/// Streams `count` numbered events, a burst per turn.
+struct Producer {
+    id: u64,
+    out: Required<Numbers>,
+    kick: Provided<Numbers>,
+    sent: u64,
+    count: u64,
+}
+
+impl Producer {
+    fn on_kick(&mut self, _: Num) -> Handled {
+        for _ in 0..(self.count - self.sent).min(64) {
+            self.out.trigger(Num(self.id << 32 | self.sent));
+            self.sent += 1;
+        }
+        if self.sent < self.count {
+            self.kick.share()?.request(Num(0))?;
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Producer {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.require(|c| &mut c.out, |_, _| Ok(()));
+        s.provide(|c| &mut c.kick, Self::on_kick);
+    }
+}
+
+fn stress(workers: usize, producers: u64, per_producer: u64, swaps: usize) {
+    let rt = Runtime::builder().workers(workers).events_per_run(32).build();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let total = Arc::new(AtomicU64::new(0));
+    let (e2, t2) = (errors.clone(), total.clone());
+    let checker = rt
+        .create(move || Checker { errors: e2.clone(), total: t2.clone(), ..Checker::default() })
+        .unwrap();
+    let relay = rt.create(RelayA::default).unwrap();
+    rt.connect(&checker.provided::<Numbers>().unwrap(), &relay.required::<Numbers>().unwrap())
+        .unwrap();
+    rt.start_and_wait(&checker, WAIT).unwrap();
+    rt.start_and_wait(&relay, WAIT).unwrap();
+    let mut ps = Vec::new();
+    for id in 0..producers {
+        let p = rt
+            .create(move || Producer {
+                id,
+                out: Required::new(),
+                kick: Provided::new(),
+                sent: 0,
+                count: per_producer,
+            })
+            .unwrap();
+        rt.connect(&relay.provided::<Numbers>().unwrap(), &p.required::<Numbers>().unwrap())
+            .unwrap();
+        rt.start_and_wait(&p, WAIT).unwrap();
+        ps.push(p);
+    }
+    for p in &ps {
+        p.provided::<Numbers>().unwrap().request(Num(0)).unwrap();
+    }
+    for i in 0..swaps {
+        let r = if i % 2 == 0 {
+            rt.replace_and_wait(&relay, RelayB::default, WAIT)
+        } else {
+            rt.replace_and_wait(&relay, RelayA::default, WAIT)
+        };
+        r.unwrap();
+    }
+    let expected = producers * per_producer;
+    eventually("all events through", || total.load(Ordering::SeqCst) >= expected);
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(
+        errors.lock().is_empty(),
+        "{} violations, first: {:?}",
+        errors.lock().len(),
+        errors.lock().first()
+    );
+    assert_eq!(total.load(Ordering::SeqCst), expected, "events duplicated");
+    assert_eq!(relay.swaps(), swaps as u64);
+    assert_eq!(relay.state(), LifecycleState::Active);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn reconfig_swap_stress_1000_swaps_8_producers_two_workers() {
+    stress(2, 8, 20_000, 1_000);
+}
+
+#[test]
+fn reconfig_swap_stress_one_worker() {
+    stress(1, 8, 5_000, 300);
+}
+
+#[test]
+fn reconfig_swap_stress_four_workers() {
+    stress(4, 8, 10_000, 500);
+}
+
+#[test]
+fn reconfig_state_transfer_and_failed_swaps() {
+    let rt = Runtime::builder().workers(2).build();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let sink = rt.create(move || common::Sink::new(s2.clone())).unwrap();
+    let relay = rt.create(RelayA::default).unwrap();
+    rt.connect(&sink.provided::<Numbers>().unwrap(), &relay.required::<Numbers>().unwrap())
+        .unwrap();
+    rt.start_and_wait(&sink, WAIT).unwrap();
+    rt.start_and_wait(&relay, WAIT).unwrap();
+    let input = relay.provided::<Numbers>().unwrap();
+    for n in 0..100 {
+        input.request(Num(n)).unwrap();
+    }
+    eventually("forwarded", || seen.lock().len() == 100);
+
+    // Typed state transfer: RelayA's count moves into RelayB.
+    rt.replace_with_state(&relay, RelayB::default, |old: &mut RelayA, new: &mut RelayB| {
+        new.count = vec![old.forwarded];
+    })
+    .unwrap()
+    .wait(WAIT)
+    .unwrap();
+    for n in 100..150 {
+        input.request(Num(n)).unwrap();
+    }
+    eventually("forwarded by B", || seen.lock().len() == 150);
+    assert_eq!(relay.type_name(), std::any::type_name::<RelayB>());
+    let as_b = relay.typed::<RelayB>();
+    assert_eq!(as_b.on_definition(|b| b.count.clone()).unwrap(), [150]);
+    assert!(matches!(relay.on_definition(|_| ()), Err(Error::WrongDefinition { .. })));
+
+    // A factory that panics: the swap fails, the old instance keeps serving.
+    let err = rt.replace_and_wait::<RelayA, _>(&relay, || panic!("bad build"), WAIT).unwrap_err();
+    assert_eq!(err, Error::FactoryPanicked("bad build".into()));
+    input.request(Num(150)).unwrap();
+    eventually("still forwarding", || seen.lock().len() == 151);
+    assert_eq!(relay.type_name(), std::any::type_name::<RelayB>());
+
+    // A replacement that lacks one of the ports is refused.
+    let err = rt
+        .replace_and_wait(&relay, || common::Sink::new(Arc::new(Mutex::new(Vec::new()))), WAIT)
+        .unwrap_err();
+    assert!(matches!(err, Error::IncompatiblePorts { .. }), "{err:?}");
+    assert!(err.to_string().contains("required"), "{err}");
+
+    // State transfer from the wrong type is refused too.
+    let err = rt
+        .replace_with_state(&relay, RelayA::default, |_: &mut RelayA, _: &mut RelayA| {})
+        .unwrap()
+        .wait(WAIT)
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongDefinition { .. }));
+    assert_eq!(relay.swaps(), 1);
+    rt.shutdown().unwrap();
+}
+
+/// A deliberately broken relay: loses one event and repeats another.
+#[derive(Default)]
+struct BrokenRelay {
+    input: Provided<Numbers>,
+    output: Required<Numbers>,
+    seen: u64,
+}
+
+impl BrokenRelay {
+    fn on_in(&mut self, n: Num) -> Handled {
+        self.seen += 1;
+        match self.seen {
+            10 => {} // lost
+            20 => {
+                // duplicated
+                self.output.trigger(n.clone());
+                self.output.trigger(n);
+            }
+            _ => {
+                self.output.trigger(n);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for BrokenRelay {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.provide(|c| &mut c.input, Self::on_in);
+        s.require(|c| &mut c.output, |_, _| Ok(()));
+    }
+}
+
+#[test]
+fn reconfig_checker_catches_a_broken_relay() {
+    let rt = Runtime::builder().workers(2).build();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let total = Arc::new(AtomicU64::new(0));
+    let (e2, t2) = (errors.clone(), total.clone());
+    let checker = rt
+        .create(move || Checker { errors: e2.clone(), total: t2.clone(), ..Checker::default() })
+        .unwrap();
+    let relay = rt.create(RelayA::default).unwrap();
+    rt.connect(&checker.provided::<Numbers>().unwrap(), &relay.required::<Numbers>().unwrap())
+        .unwrap();
+    rt.start_and_wait(&checker, WAIT).unwrap();
+    rt.start_and_wait(&relay, WAIT).unwrap();
+    rt.replace_and_wait(&relay, BrokenRelay::default, WAIT).unwrap();
+    let input = relay.provided::<Numbers>().unwrap();
+    for seq in 0..100 {
+        input.request(Num(seq)).unwrap();
+    }
+    eventually("all through", || total.load(Ordering::SeqCst) == 100);
+    let errs = errors.lock().clone();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].contains("lost") && errs[1].contains("duplicate"), "{errs:?}");
+    rt.shutdown().unwrap();
+}
