@@ -142,7 +142,8 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
     let t = Duration::from_secs(30);
     let stats = Arc::new(Stats::default());
     let st = stats.clone();
-    let checker = rt.create(move || Checker { stats: st.clone(), ..Checker::default() }).map_err(err)?;
+    let checker =
+        rt.create(move || Checker { stats: st.clone(), ..Checker::default() }).map_err(err)?;
     let relay = rt
         .create(|| Relay { input: Provided::new(), output: Required::new(), first: None })
         .map_err(err)?;

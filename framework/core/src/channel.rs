@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::component::ComponentId;
 use crate::error::{Error, Result};
 use crate::port::Port;
 use crate::port_core::{Envelope, ProvidedCore, RequiredCore};
@@ -195,6 +196,14 @@ impl<P: Port> ChannelSet<P> {
 
     pub(crate) fn ids(&self) -> Vec<u64> {
         self.list.lock().iter().map(|c| c.id).collect()
+    }
+
+    pub(crate) fn edges(&self) -> Vec<(u64, ComponentId, ComponentId)> {
+        self.list
+            .lock()
+            .iter()
+            .map(|c| (c.id, c.provided.owner.id(), c.required.owner.id()))
+            .collect()
     }
 
     /// Disconnects every channel (used when the owner is destroyed).

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::channel::ChannelSet;
 use crate::component::cell::ComponentCell;
+use crate::component::ComponentId;
 use crate::inbox::Inbox;
 use crate::port::Port;
 
@@ -52,6 +53,8 @@ pub(crate) trait AnyPortCore: std::any::Any + Send + Sync {
     fn port_name(&self) -> &'static str;
     fn queued(&self) -> usize;
     fn channel_ids(&self) -> Vec<u64>;
+    /// (channel id, provider, requirer) of each connected channel.
+    fn channel_edges(&self) -> Vec<(u64, ComponentId, ComponentId)>;
     fn disconnect_all(&self);
     fn discard(&self) -> (bool, usize);
 }
@@ -65,6 +68,9 @@ impl<P: Port> AnyPortCore for ProvidedCore<P> {
     }
     fn channel_ids(&self) -> Vec<u64> {
         self.channels.ids()
+    }
+    fn channel_edges(&self) -> Vec<(u64, ComponentId, ComponentId)> {
+        self.channels.edges()
     }
     fn disconnect_all(&self) {
         self.channels.disconnect_all();
@@ -83,6 +89,9 @@ impl<P: Port> AnyPortCore for RequiredCore<P> {
     }
     fn channel_ids(&self) -> Vec<u64> {
         self.channels.ids()
+    }
+    fn channel_edges(&self) -> Vec<(u64, ComponentId, ComponentId)> {
+        self.channels.edges()
     }
     fn disconnect_all(&self) {
         self.channels.disconnect_all();

@@ -75,6 +75,7 @@ impl System {
         });
         let root =
             ComponentCell::new(ComponentId(0), Arc::clone(&shared), None, "selfman::Root", None);
+        root.activate_root();
         *shared.root.lock() = Some(root);
         let system = System { shared };
         let timer = system.create(TimerService::default).expect("a new system accepts components");
@@ -109,6 +110,16 @@ impl System {
     /// [`Error::ShutDown`] after shutdown.
     pub fn root_ref(&self) -> Result<ComponentRef> {
         self.root().map(|cell| ComponentRef { cell })
+    }
+
+    /// A snapshot of the whole component tree and its channels (see
+    /// [`SystemSnapshot`](crate::SystemSnapshot)); serialisable, e.g. to JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutDown`] after shutdown.
+    pub fn snapshot(&self) -> Result<crate::SystemSnapshot> {
+        Ok(crate::introspection::snapshot(&self.root()?))
     }
 
     /// The timer service's provided [`Timer`] port; connect components' required timer ports

@@ -144,6 +144,12 @@ impl ComponentCell {
         self.state() == LifecycleState::Destroyed
     }
 
+    /// Marks the system root as active: it has no definition and is never started by users.
+    pub(crate) fn activate_root(&self) {
+        self.run.lock().phase = Phase::Active;
+        self.set_state(LifecycleState::Active);
+    }
+
     /// Installs the first instance (creation).
     pub(crate) fn install(&self, instance: Box<dyn ErasedInstance>) {
         self.run.lock().instance = Some(instance);
