@@ -74,13 +74,13 @@ impl ComponentDefinition for Checker {
 struct Relay {
     input: Provided<Stream>,
     output: Required<Stream>,
-    first: Option<Arc<std::sync::Mutex<Option<Instant>>>>,
+    first: Option<std::sync::mpsc::SyncSender<Instant>>,
 }
 
 impl Relay {
     fn on_in(&mut self, s: Seq) -> Handled {
-        if let Some(slot) = self.first.take() {
-            *slot.lock().expect("not poisoned") = Some(Instant::now());
+        if let Some(first) = self.first.take() {
+            let _ = first.send(Instant::now());
         }
         self.output.trigger(s);
         Ok(())
@@ -179,27 +179,20 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
             input.request(Seq { producer: mine, n: my_sent }).map_err(err)?;
             my_sent += 1;
         }
-        let slot = Arc::new(std::sync::Mutex::new(None));
-        let s2 = slot.clone();
+        let (tx, first_handled) = std::sync::mpsc::sync_channel(1);
         let requested = Instant::now();
         rt.replace(&relay, move || Relay {
             input: Provided::new(),
             output: Required::new(),
-            first: Some(s2.clone()),
+            first: Some(tx.clone()),
         })
         .map_err(err)?
         .wait(t)
         .map_err(err)?;
-        let deadline = Instant::now() + t;
-        let first = loop {
-            if let Some(at) = *slot.lock().expect("not poisoned") {
-                break at;
-            }
-            if Instant::now() > deadline {
-                return Err("the new instance handled nothing within 30 s".into());
-            }
-            std::hint::spin_loop();
-        };
+        // Block (do not spin: the waiting thread must not take a core from the workers).
+        let first = first_handled
+            .recv_timeout(t)
+            .map_err(|_| "the new instance handled nothing in 30 s")?;
         pauses.push(first.duration_since(requested).as_micros() as u64);
     }
     stop.store(true, Ordering::Relaxed);
