@@ -41,6 +41,8 @@ pub struct ComponentSnapshot {
     pub faults: u64,
     /// Hot swaps of its definition so far.
     pub swaps: u64,
+    /// Restarts by its supervisor so far.
+    pub restarts: u64,
     /// Its most recent failure.
     pub last_fault: Option<FaultReport>,
 }
@@ -104,6 +106,7 @@ pub(crate) fn snapshot(root: &Arc<ComponentCell>) -> SystemSnapshot {
             dropped: cell.stats.dropped.load(Ordering::Relaxed),
             faults: cell.stats.faults.load(Ordering::Relaxed),
             swaps: cell.stats.swaps.load(Ordering::Relaxed),
+            restarts: cell.stats.restarts.load(Ordering::Relaxed),
             last_fault: r.last_fault(),
         });
         todo.extend(kids.into_iter().rev());

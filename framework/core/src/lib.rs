@@ -27,6 +27,7 @@ mod port_core;
 mod port_handle;
 mod rng;
 mod runtime;
+mod supervision;
 mod system;
 mod timer;
 
@@ -44,5 +45,6 @@ pub use rng::Rng;
 pub use runtime::{
     RngSource, RuntimeParts, Scheduler, SeededRng, Task, Time, TimerDriver, TimerEntry, TimerKey,
 };
+pub use supervision::{Directive, Strategy, SupervisorPolicy};
 pub use system::{Swap, System, SystemConfig};
 pub use timer::{Timeout, Timer, TimerId, TimerRequest, TimerTarget};

@@ -18,11 +18,13 @@ use crate::component::cell::{Build, ComponentCell, Control, Factory, Replacement
 use crate::component::definition::{panic_message, ComponentDefinition};
 use crate::component::handle::{Component, ComponentRef};
 use crate::component::instance::instantiate;
+use crate::component::supervisor::Supervisor;
 use crate::component::{ComponentId, LifecycleState};
 use crate::error::{Error, Result};
 use crate::port::Port;
 use crate::port_handle::{ProvidedRef, RequiredRef};
 use crate::runtime::{RuntimeParts, Time};
+use crate::supervision::SupervisorPolicy;
 use crate::timer::{Timer, TimerService};
 
 /// Tunables of a system.
@@ -36,6 +38,13 @@ pub struct SystemConfig {
 impl Default for SystemConfig {
     fn default() -> Self {
         SystemConfig { events_per_run: 128 }
+    }
+}
+
+impl SystemShared {
+    /// A fresh system-unique number (shares the channel id sequence).
+    pub(crate) fn fresh_id(&self) -> u64 {
+        self.next_channel.fetch_add(1, Ordering::Relaxed)
     }
 }
 
@@ -76,6 +85,7 @@ impl System {
         let root =
             ComponentCell::new(ComponentId(0), Arc::clone(&shared), None, "selfman::Root", None);
         root.activate_root();
+        *root.supervisor.lock() = Some(Box::new(Supervisor::new(SupervisorPolicy::log_and_stop())));
         *shared.root.lock() = Some(root);
         let system = System { shared };
         let timer = system.create(TimerService::default).expect("a new system accepts components");
@@ -110,6 +120,32 @@ impl System {
     /// [`Error::ShutDown`] after shutdown.
     pub fn root_ref(&self) -> Result<ComponentRef> {
         self.root().map(|cell| ComponentRef { cell })
+    }
+
+    /// Makes `parent` supervise its children (and, for failures passed on to it, its further
+    /// descendants) with `policy`; see [`SupervisorPolicy`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Destroyed`] if `parent` is destroyed.
+    pub fn supervise(&self, parent: &ComponentRef, policy: SupervisorPolicy) -> Result<()> {
+        if parent.state() == LifecycleState::Destroyed {
+            return Err(Error::Destroyed(parent.id()));
+        }
+        *parent.cell.supervisor.lock() = Some(Box::new(Supervisor::new(policy)));
+        Ok(())
+    }
+
+    /// Sets the root's policy, which decides about failures no other supervisor handled
+    /// (default: [`SupervisorPolicy::log_and_stop`]). The root cannot escalate: an escalation
+    /// that reaches it stops the failed subtree.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutDown`] after shutdown.
+    pub fn set_root_policy(&self, policy: SupervisorPolicy) -> Result<()> {
+        *self.root()?.supervisor.lock() = Some(Box::new(Supervisor::new(policy)));
+        Ok(())
     }
 
     /// A snapshot of the whole component tree and its channels (see

@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::channel::ChannelCore;
+use crate::component::cell::{ComponentCell, Control};
 use crate::component::context::Context;
 use crate::component::definition::{ComponentDefinition, Setup};
 use crate::handler::{Handled, HandlerError};
@@ -84,28 +85,50 @@ impl Required<Timer> {
     }
 }
 
-/// Where a fired timer delivers its timeout: the requirer's end of the channel it was requested
-/// over.
+/// Where a fired timer goes: the requirer's end of the channel a timeout was requested over, or
+/// (for supervision backoff) a component to restart.
 #[derive(Debug)]
-pub struct TimerTarget {
-    channel: Weak<ChannelCore<Timer>>,
-    id: TimerId,
+pub struct TimerTarget(Target);
+
+#[derive(Debug)]
+enum Target {
+    Timeout { channel: Weak<ChannelCore<Timer>>, id: TimerId },
+    Restart(Weak<ComponentCell>),
 }
 
 impl TimerTarget {
-    /// Delivers the [`Timeout`]. Returns `false` if the channel is gone (the driver should then
-    /// forget the timer).
+    pub(crate) fn restart(cell: &Arc<ComponentCell>) -> Self {
+        TimerTarget(Target::Restart(Arc::downgrade(cell)))
+    }
+
+    /// Delivers it. Returns `false` if the target is gone (the driver should then forget the
+    /// timer).
     pub fn fire(&self) -> bool {
-        match self.channel.upgrade() {
-            Some(ch) if ch.is_connected() => {
-                let ev = Timeout { id: self.id };
-                if ch.accepts_indication(&ev) {
-                    ch.deliver_indication(ev);
+        match &self.0 {
+            Target::Timeout { channel, id } => match channel.upgrade() {
+                Some(ch) if ch.is_connected() => {
+                    let ev = Timeout { id: *id };
+                    if ch.accepts_indication(&ev) {
+                        ch.deliver_indication(ev);
+                    }
+                    true
                 }
-                true
-            }
-            _ => false,
+                _ => false,
+            },
+            Target::Restart(cell) => match cell.upgrade() {
+                Some(cell) => {
+                    cell.send_control(Control::Restart);
+                    true
+                }
+                None => false,
+            },
         }
+    }
+}
+
+impl std::fmt::Debug for ComponentCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Component({})", self.id())
     }
 }
 
@@ -154,7 +177,7 @@ impl TimerService {
         };
         let key = TimerKey { channel: channel.id, id: id.0 };
         let deadline = timers.now() + delay;
-        let target = TimerTarget { channel: Arc::downgrade(&channel), id };
+        let target = TimerTarget(Target::Timeout { channel: Arc::downgrade(&channel), id });
         timers.schedule(TimerEntry { key, deadline, period, target });
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Handler failures: benign ones are skipped, recoverable ones and panics make the component
-//! faulty (its events stay queued), unrecoverable ones destroy it; others are never disturbed.
+//! faulty (its events stay queued; the root's default policy then stops it), unrecoverable ones
+//! destroy it; others are never disturbed.
 
 mod common;
 
@@ -74,7 +75,8 @@ fn lifecycle_fault_severities() {
         for n in [0, bad, 7, 8] {
             p.request(Num(n)).unwrap();
         }
-        c.await_state(LifecycleState::Faulty, WAIT).unwrap();
+        // Faulty, then stopped by the root's default policy (log and stop).
+        c.await_state(LifecycleState::Passive, WAIT).unwrap();
         let f = c.last_fault().expect("fault recorded");
         assert_eq!(f.severity, Severity::Recoverable);
         assert_eq!(f.error, text);
@@ -117,12 +119,15 @@ fn lifecycle_panics_under_load_do_not_disturb_others() {
         fragile.push(c);
     }
     for c in &fragile {
-        c.await_state(LifecycleState::Faulty, WAIT).unwrap();
+        c.await_state(LifecycleState::Passive, WAIT).unwrap();
+        assert!(c.last_fault().is_some());
     }
     eventually("bystander handled all", || seen.lock().len() == 50);
     assert_eq!(bystander.state(), LifecycleState::Active);
-    // A faulty component can still be stopped and killed.
-    rt.stop_and_wait(&fragile[0], WAIT).unwrap();
+    // A failed (stopped) component can be started again — its queued event is then handled —
+    // or killed.
+    rt.start_and_wait(&fragile[0], WAIT).unwrap();
+    eventually("queued event handled after restart", || fragile[0].handled() == 3);
     rt.kill_and_wait(&fragile[1], WAIT).unwrap();
     rt.shutdown().unwrap();
 }

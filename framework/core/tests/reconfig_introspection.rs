@@ -43,7 +43,8 @@ fn reconfig_snapshot_describes_the_running_system() {
     rt.start_and_wait(&parent, WAIT).unwrap();
     rt.start_and_wait(&bad, WAIT).unwrap();
     bad.provided::<Numbers>().unwrap().request(Num(1)).unwrap();
-    bad.await_state(LifecycleState::Faulty, WAIT).unwrap();
+    // The root's default policy stops the failed component.
+    bad.await_state(LifecycleState::Passive, WAIT).unwrap();
     sink.provided::<Numbers>().unwrap().request(Num(5)).unwrap();
     eventually("handled", || seen.lock().len() == 1);
     rt.replace_and_wait(&sink, || Sink::new(Arc::new(Mutex::new(Vec::new()))), WAIT).unwrap();
@@ -68,7 +69,7 @@ fn reconfig_snapshot_describes_the_running_system() {
     assert_eq!(s.ports[0].channels, vec![ch.id()]);
 
     let b = snap.component(bad.id()).unwrap();
-    assert_eq!(b.state, LifecycleState::Faulty);
+    assert_eq!(b.state, LifecycleState::Passive);
     assert_eq!(b.faults, 1);
     assert_eq!(b.ports[0].name, Some("in"));
     assert!(b.last_fault.as_ref().unwrap().error.contains("introspect me"));
@@ -83,7 +84,7 @@ fn reconfig_snapshot_describes_the_running_system() {
     let comps = json["components"].as_array().unwrap();
     assert_eq!(comps.len(), snap.components.len());
     let bj = comps.iter().find(|c| c["id"] == bad.id().0).unwrap();
-    assert_eq!(bj["state"], "Faulty");
+    assert_eq!(bj["state"], "Passive");
     assert_eq!(bj["last_fault"]["severity"], "Recoverable");
     assert!(json["channels"].as_array().unwrap().iter().any(|c| c["id"] == ch.id()));
     rt.shutdown().unwrap();

@@ -16,6 +16,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::component::definition::{panic_message, Failure, FailureCause};
 use crate::component::instance::{ErasedInstance, Hook, PortSlot};
+use crate::component::supervisor::Supervisor;
 use crate::component::{ComponentId, FaultReport, LifecycleState};
 use crate::error::{Error, Result};
 use crate::handler::Severity;
@@ -35,8 +36,12 @@ pub(crate) enum Control {
     ChildStarted(ComponentId),
     ChildStopped(ComponentId),
     ChildKilled(ComponentId),
-    ChildFault(Box<FaultReport>),
+    ChildFault(Box<FaultReport>, Weak<ComponentCell>),
     Replace(Box<Replacement>),
+    /// Supervision: build a fresh instance from the factory.
+    Restart,
+    /// Supervision: continue after a failure with the same instance.
+    Resume,
 }
 
 /// Builds a replacement instance, given the cell and the current instance (for state transfer).
@@ -56,7 +61,7 @@ pub(crate) struct Replacement {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     Passive,
     Starting(Vec<ComponentId>),
     Active,
@@ -67,9 +72,9 @@ enum Phase {
 }
 
 /// State only the running worker touches (behind an uncontended lock).
-struct RunState {
-    instance: Option<Box<dyn ErasedInstance>>,
-    phase: Phase,
+pub(crate) struct RunState {
+    pub(crate) instance: Option<Box<dyn ErasedInstance>>,
+    pub(crate) phase: Phase,
     claim: bool,
 }
 
@@ -80,6 +85,7 @@ pub(crate) struct Stats {
     pub(crate) faults: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) swaps: AtomicU64,
+    pub(crate) restarts: AtomicU64,
 }
 
 pub(crate) struct ComponentCell {
@@ -95,10 +101,11 @@ pub(crate) struct ComponentCell {
     pub(crate) children: Mutex<BTreeMap<ComponentId, Arc<ComponentCell>>>,
     pub(crate) ports: Mutex<Vec<PortSlot>>,
     pub(crate) type_name: Mutex<&'static str>,
-    #[allow(dead_code)] // used by supervision (restart) next
     pub(crate) factory: Mutex<Option<Factory>>,
     pub(crate) stats: Stats,
     pub(crate) last_fault: Mutex<Option<Box<FaultReport>>>,
+    /// Set on components that supervise their children (and always on the root).
+    pub(crate) supervisor: Mutex<Option<Box<Supervisor>>>,
 }
 
 impl ComponentCell {
@@ -125,6 +132,7 @@ impl ComponentCell {
             factory: Mutex::new(factory),
             stats: Stats::default(),
             last_fault: Mutex::new(None),
+            supervisor: Mutex::new(None),
         })
     }
 
@@ -188,7 +196,7 @@ impl ComponentCell {
         cores.iter().map(|c| c.queued()).sum()
     }
 
-    fn set_state(&self, s: LifecycleState) {
+    pub(crate) fn set_state(&self, s: LifecycleState) {
         {
             let _g = self.watch.lock();
             self.state.store(s as u8, Ordering::Release);
@@ -277,11 +285,11 @@ impl ComponentCell {
         signals
     }
 
-    fn live_children(&self) -> Vec<Arc<ComponentCell>> {
+    pub(crate) fn live_children(&self) -> Vec<Arc<ComponentCell>> {
         self.children.lock().values().filter(|c| !c.is_destroyed()).cloned().collect()
     }
 
-    fn report_to_parent(&self, c: Control) {
+    pub(crate) fn report_to_parent(&self, c: Control) {
         let Some(p) = self.parent() else { return };
         // The root awaits no starts or stops; skip the traffic (one event per top-level
         // component matters when creating a million of them).
@@ -355,13 +363,14 @@ impl ComponentCell {
                 self.check_waiting(rs);
             }
             Control::Replace(r) => self.replace_instance(rs, *r),
-            Control::ChildFault(report) => {
-                tracing::error!(
-                    parent = self.id.0,
-                    child = report.component.0,
-                    error = %report.error,
-                    "child component failed; it stays faulty (no supervision policy set)"
-                );
+            Control::ChildFault(report, failed) => self.on_child_fault(rs, *report, &failed),
+            Control::Restart => self.restart(rs),
+            Control::Resume => {
+                if rs.phase == Phase::Faulty {
+                    rs.phase = Phase::Active;
+                    self.set_state(LifecycleState::Active);
+                    tracing::info!(component = self.id.0, "resumed after a failure");
+                }
             }
         }
     }
@@ -430,7 +439,7 @@ impl ComponentCell {
         let _ = done.send(result);
     }
 
-    fn become_active(self: &Arc<Self>, rs: &mut RunState) {
+    pub(crate) fn become_active(self: &Arc<Self>, rs: &mut RunState) {
         if let Some(inst) = rs.instance.as_mut() {
             if let Err(f) = inst.hook(Hook::Start) {
                 self.fault(rs, f);
@@ -476,7 +485,7 @@ impl ComponentCell {
     }
 
     /// Marks the component faulty and reports to its parent.
-    fn fault(self: &Arc<Self>, rs: &mut RunState, f: Failure) {
+    pub(crate) fn fault(self: &Arc<Self>, rs: &mut RunState, f: Failure) {
         let report = self.report(f);
         tracing::error!(
             component = self.id.0,
@@ -491,11 +500,7 @@ impl ComponentCell {
         self.set_state(LifecycleState::Faulty);
         if report.severity == Severity::Unrecoverable {
             self.send_control(Control::Kill);
-        } else {
-            for k in self.live_children() {
-                k.send_control(Control::Stop);
-            }
         }
-        self.report_to_parent(Control::ChildFault(Box::new(report)));
+        self.report_to_parent(Control::ChildFault(Box::new(report), Arc::downgrade(self)));
     }
 }

@@ -90,6 +90,11 @@ impl ComponentRef {
         self.cell.stats.swaps.load(Ordering::Relaxed)
     }
 
+    /// How many times a supervisor restarted it.
+    pub fn restarts(&self) -> u64 {
+        self.cell.stats.restarts.load(Ordering::Relaxed)
+    }
+
     /// Events dropped because they reached it after it was destroyed.
     pub fn dropped(&self) -> u64 {
         self.cell.stats.dropped.load(Ordering::Relaxed)

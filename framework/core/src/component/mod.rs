@@ -11,6 +11,7 @@ pub(crate) mod context;
 pub(crate) mod definition;
 pub(crate) mod handle;
 pub(crate) mod instance;
+pub(crate) mod supervisor;
 
 use std::fmt;
 
