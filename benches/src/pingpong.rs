@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
 use selfman::prelude::*;
+use selfman::{Strategy, SupervisorPolicy};
 
 use crate::args::Args;
 
@@ -79,21 +80,44 @@ impl ComponentDefinition for Pinger {
     }
 }
 
+/// Parent of supervised pairs.
+#[derive(Default)]
+struct Supervisor;
+
+impl ComponentDefinition for Supervisor {
+    fn setup(&mut self, _: &mut Setup<Self>) {}
+}
+
 pub(crate) fn run(a: &Args) -> Result<String, String> {
     let pairs = a.get("pairs", 1)?;
     let window = a.get("window", 1)?.max(1);
     let n = a.get("round-trips", 1_000_000)?;
     let threads = a.threads()?;
     let epr = a.get("events-per-run", 128)? as usize;
+    let supervised = a.get("supervised", 0)? != 0;
     let rt = Runtime::builder().workers(threads).events_per_run(epr).build();
     let (tx, rx) = bounded(pairs as usize);
     let t = Duration::from_secs(30);
+    // With --supervised 1, every pair lives under a supervisor with a restart policy.
+    let boss = if supervised {
+        let boss = rt.create(Supervisor::default).map_err(|e| e.to_string())?;
+        let policy = SupervisorPolicy::restart(Strategy::OneForOne);
+        rt.supervise(&boss, policy).map_err(|e| e.to_string())?;
+        rt.start_and_wait(&boss, t).map_err(|e| e.to_string())?;
+        Some(boss)
+    } else {
+        None
+    };
     let mut pingers = Vec::new();
     for _ in 0..pairs {
-        let ponger = rt.create(Ponger::default).map_err(|e| e.to_string())?;
         let done = tx.clone();
-        let pinger =
-            rt.create(move || Pinger::new(window, n, done.clone())).map_err(|e| e.to_string())?;
+        let pinger_factory = move || Pinger::new(window, n, done.clone());
+        let (ponger, pinger) = match &boss {
+            Some(b) => (rt.create_child(b, Ponger::default), rt.create_child(b, pinger_factory)),
+            None => (rt.create(Ponger::default), rt.create(pinger_factory)),
+        };
+        let ponger = ponger.map_err(|e| e.to_string())?;
+        let pinger = pinger.map_err(|e| e.to_string())?;
         rt.link::<PingPongPort>(&ponger, &pinger).map_err(|e| e.to_string())?;
         rt.start_and_wait(&ponger, t).map_err(|e| e.to_string())?;
         pingers.push(pinger);
@@ -110,7 +134,8 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
     let msgs = 2 * n * pairs;
     let ms = elapsed.as_millis();
     let rate = msgs as f64 / elapsed.as_secs_f64();
+    let sup = if supervised { " supervised=1" } else { "" };
     Ok(format!(
-        "pingpong pairs={pairs} window={window} round_trips={n} threads={threads} elapsed_ms={ms} msgs_per_s={rate:.0}"
+        "pingpong pairs={pairs} window={window} round_trips={n} threads={threads} elapsed_ms={ms} msgs_per_s={rate:.0}{sup}"
     ))
 }

@@ -36,10 +36,11 @@ pub use selfman_core as core;
 pub use selfman_runtime as runtime;
 
 pub use selfman_core::{
-    Channel, Component, ComponentDefinition, ComponentId, ComponentRef, Context, Direction, Error,
-    Event, FaultReport, Handled, HandlerError, LifecycleState, Origin, Port, PortInfo, PortOptions,
-    Provided, ProvidedRef, Required, RequiredRef, Result, Rng, Selector, Setup, Severity, System,
-    SystemConfig, Time, Timeout, Timer, TimerId, TimerRequest,
+    Channel, ChannelSnapshot, Component, ComponentDefinition, ComponentId, ComponentRef,
+    ComponentSnapshot, Context, Direction, Directive, Error, Event, FaultReport, Handled,
+    HandlerError, LifecycleState, Origin, Port, PortInfo, PortOptions, Provided, ProvidedRef,
+    Required, RequiredRef, Result, Rng, Selector, Setup, Severity, Strategy, SupervisorPolicy,
+    Swap, System, SystemConfig, SystemSnapshot, Time, Timeout, Timer, TimerId, TimerRequest,
 };
 pub use selfman_runtime::{Runtime, RuntimeBuilder};
 
