@@ -35,6 +35,10 @@ pub enum Directive {
     Destroy,
     /// Fail the supervisor itself, handing the decision to its parent.
     Escalate,
+    /// Leave it faulty: it handles nothing and its events queue up until someone replaces it
+    /// ([`System::replace`](crate::System::replace) resumes it with the new instance), stops
+    /// or kills it.
+    Hold,
 }
 
 /// Which components a restart applies to.

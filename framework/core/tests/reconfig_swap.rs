@@ -310,3 +310,64 @@ fn reconfig_checker_catches_a_broken_relay() {
     assert!(errs[0].contains("lost") && errs[1].contains("duplicate"), "{errs:?}");
     rt.shutdown().unwrap();
 }
+
+/// Fails on 13.
+#[derive(Default)]
+struct FragileRelay {
+    input: Provided<Numbers>,
+    output: Required<Numbers>,
+}
+
+impl FragileRelay {
+    fn on_in(&mut self, n: Num) -> Handled {
+        assert_ne!(n.0, 13, "fragile relay cannot take 13");
+        self.output.trigger(n);
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for FragileRelay {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.provide(|c| &mut c.input, Self::on_in);
+        s.require(|c| &mut c.output, |_, _| Ok(()));
+    }
+}
+
+#[test]
+fn reconfig_swap_and_rewire_a_faulty_component() {
+    let rt = Runtime::builder().workers(2).build();
+    // Faulty components are held (not stopped) so that an operator can act on them.
+    rt.set_root_policy(selfman_core::SupervisorPolicy::always(selfman_core::Directive::Hold))
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let sink = rt.create(move || common::Sink::new(s2.clone())).unwrap();
+    let relay = rt.create(FragileRelay::default).unwrap();
+    let first = rt.link::<Numbers>(&sink, &relay).unwrap();
+    rt.start_and_wait(&sink, WAIT).unwrap();
+    rt.start_and_wait(&relay, WAIT).unwrap();
+    let input = relay.provided::<Numbers>().unwrap();
+    for n in [1, 13, 2, 3] {
+        input.request(Num(n)).unwrap();
+    }
+    relay.await_state(LifecycleState::Faulty, WAIT).unwrap();
+    assert_eq!(relay.queued(), 2, "events after the failure wait");
+
+    // Rewire the faulty component: disconnect its output and connect it to another sink.
+    let seen2 = Arc::new(Mutex::new(Vec::new()));
+    let s3 = seen2.clone();
+    let other = rt.create(move || common::Sink::new(s3.clone())).unwrap();
+    rt.start_and_wait(&other, WAIT).unwrap();
+    first.disconnect().unwrap();
+    rt.link::<Numbers>(&other, &relay).unwrap();
+
+    // Replace it with a sturdier implementation: it resumes, the queued events go to the new sink.
+    rt.replace_and_wait(&relay, RelayA::default, WAIT).unwrap();
+    assert_eq!(relay.state(), LifecycleState::Active);
+    eventually("queued events forwarded", || seen2.lock().len() == 2);
+    let got: Vec<u64> = seen2.lock().iter().map(|(_, n)| *n).collect();
+    assert_eq!(got, [2, 3]);
+    let before: Vec<u64> = seen.lock().iter().map(|(_, n)| *n).collect();
+    assert_eq!(before, [1]);
+    rt.shutdown().unwrap();
+}

@@ -65,6 +65,7 @@ impl ComponentCell {
         );
         match directive {
             Directive::Resume => failed.send_control(Control::Resume),
+            Directive::Hold => {}
             Directive::Stop => failed.send_control(Control::Stop),
             Directive::Destroy => failed.send_control(Control::Kill),
             Directive::Escalate => {
