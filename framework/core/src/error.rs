@@ -101,6 +101,14 @@ pub enum Error {
         /// How long the caller waited.
         timeout: Duration,
     },
+    /// State could not be migrated between versions of a component.
+    #[error("state migration for component {component} failed: {reason}")]
+    Migration {
+        /// The component.
+        component: ComponentId,
+        /// Why (the serde error).
+        reason: String,
+    },
     /// The system is shutting down or shut down.
     #[error("the system is shut down")]
     ShutDown,

@@ -27,6 +27,17 @@ use crate::runtime::{RuntimeParts, Time};
 use crate::supervision::SupervisorPolicy;
 use crate::timer::{Timer, TimerService};
 
+/// A component whose state can be carried to another version of it through serde (see
+/// [`System::replace_migrating`]).
+pub trait Migrate: ComponentDefinition {
+    /// The state to carry over, in a form both versions agree on through serde.
+    type State: serde::Serialize + serde::de::DeserializeOwned;
+    /// The state of the running (old) instance.
+    fn save(&self) -> Self::State;
+    /// Installs carried-over state into the new instance (before it handles anything).
+    fn restore(&mut self, state: Self::State);
+}
+
 /// Tunables of a system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemConfig {
@@ -326,6 +337,36 @@ impl System {
                 wanted: std::any::type_name::<Old>(),
             })?;
             transfer(old, new);
+            Ok(())
+        })
+    }
+
+    /// As [`replace`](Self::replace), carrying state across *versions* through serde: the old
+    /// definition's [`Migrate::State`] is serialised and read back as the new one's (so a new
+    /// version can add fields with `#[serde(default)]`, drop fields, or rename them with serde
+    /// attributes), then handed to the new definition's [`Migrate::restore`].
+    ///
+    /// # Errors
+    ///
+    /// As `replace`; the swap fails with [`Error::Migration`] (old instance kept) if the state
+    /// does not convert.
+    pub fn replace_migrating<Old, D, F>(&self, c: &Component<Old>, factory: F) -> Result<Swap>
+    where
+        Old: Migrate,
+        D: Migrate,
+        F: Fn() -> D + Send + Sync + 'static,
+    {
+        let id = c.id();
+        self.replace_inner(c, factory, move |old: &mut dyn std::any::Any, new: &mut D| {
+            let old = old.downcast_mut::<Old>().ok_or(Error::WrongDefinition {
+                component: id,
+                wanted: std::any::type_name::<Old>(),
+            })?;
+            let migrate =
+                |e: serde_json::Error| Error::Migration { component: id, reason: e.to_string() };
+            let value = serde_json::to_value(old.save()).map_err(migrate)?;
+            let state: D::State = serde_json::from_value(value).map_err(migrate)?;
+            new.restore(state);
             Ok(())
         })
     }

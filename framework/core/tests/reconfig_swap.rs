@@ -371,3 +371,232 @@ fn reconfig_swap_and_rewire_a_faulty_component() {
     assert_eq!(before, [1]);
     rt.shutdown().unwrap();
 }
+
+mod versions {
+    //! Two versions of a counter; v2 renames a field and adds one.
+    use super::*;
+
+    #[derive(Default)]
+    pub(super) struct CounterV1 {
+        pub(super) input: Provided<Numbers>,
+        pub(super) output: Required<Numbers>,
+        pub(super) count: u64,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub(super) struct StateV1 {
+        pub(super) count: u64,
+    }
+
+    impl CounterV1 {
+        fn on_in(&mut self, n: Num) -> Handled {
+            self.count += 1;
+            self.output.trigger(n);
+            Ok(())
+        }
+    }
+
+    impl ComponentDefinition for CounterV1 {
+        fn setup(&mut self, s: &mut Setup<Self>) {
+            s.provide(|c| &mut c.input, Self::on_in);
+            s.require(|c| &mut c.output, |_, _| Ok(()));
+        }
+    }
+
+    impl selfman_core::Migrate for CounterV1 {
+        type State = StateV1;
+        fn save(&self) -> StateV1 {
+            StateV1 { count: self.count }
+        }
+        fn restore(&mut self, s: StateV1) {
+            self.count = s.count;
+        }
+    }
+
+    #[derive(Default)]
+    pub(super) struct CounterV2 {
+        pub(super) input: Provided<Numbers>,
+        pub(super) output: Required<Numbers>,
+        pub(super) handled: u64,
+        pub(super) largest: u64,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub(super) struct StateV2 {
+        #[serde(alias = "count")]
+        pub(super) handled: u64,
+        #[serde(default)]
+        pub(super) largest: u64,
+    }
+
+    impl CounterV2 {
+        fn on_in(&mut self, n: Num) -> Handled {
+            self.handled += 1;
+            self.largest = self.largest.max(n.0);
+            self.output.trigger(n);
+            Ok(())
+        }
+    }
+
+    impl ComponentDefinition for CounterV2 {
+        fn setup(&mut self, s: &mut Setup<Self>) {
+            s.provide(|c| &mut c.input, Self::on_in);
+            s.require(|c| &mut c.output, |_, _| Ok(()));
+        }
+    }
+
+    impl selfman_core::Migrate for CounterV2 {
+        type State = StateV2;
+        fn save(&self) -> StateV2 {
+            StateV2 { handled: self.handled, largest: self.largest }
+        }
+        fn restore(&mut self, s: StateV2) {
+            self.handled = s.handled;
+            self.largest = s.largest;
+        }
+    }
+
+    /// A version whose state cannot be read from v1's.
+    #[derive(Default)]
+    pub(super) struct Incompatible {
+        pub(super) input: Provided<Numbers>,
+        pub(super) output: Required<Numbers>,
+    }
+
+    impl ComponentDefinition for Incompatible {
+        fn setup(&mut self, s: &mut Setup<Self>) {
+            s.provide(|c| &mut c.input, |_, _| Ok(()));
+            s.require(|c| &mut c.output, |_, _| Ok(()));
+        }
+    }
+
+    impl selfman_core::Migrate for Incompatible {
+        type State = Vec<String>;
+        fn save(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn restore(&mut self, _: Vec<String>) {}
+    }
+}
+
+#[test]
+fn reconfig_serde_migration_between_versions() {
+    use versions::{CounterV1, CounterV2, Incompatible};
+    let rt = Runtime::builder().workers(2).build();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let sink = rt.create(move || common::Sink::new(s2.clone())).unwrap();
+    let counter = rt.create(CounterV1::default).unwrap();
+    rt.link::<Numbers>(&sink, &counter).unwrap();
+    rt.start_and_wait(&sink, WAIT).unwrap();
+    rt.start_and_wait(&counter, WAIT).unwrap();
+    let input = counter.provided::<Numbers>().unwrap();
+    for n in [5, 9, 2] {
+        input.request(Num(n)).unwrap();
+    }
+    eventually("v1 counted", || seen.lock().len() == 3);
+
+    // v1 → incompatible state: refused, v1 keeps running with its state.
+    let err =
+        rt.replace_migrating(&counter, Incompatible::default).unwrap().wait(WAIT).unwrap_err();
+    assert!(matches!(err, Error::Migration { .. }), "{err:?}");
+    assert_eq!(counter.on_definition(|c| c.count).unwrap(), 3);
+
+    // v1 → v2: `count` becomes `handled`, `largest` starts from its default.
+    rt.replace_migrating(&counter, CounterV2::default).unwrap().wait(WAIT).unwrap();
+    input.request(Num(7)).unwrap();
+    eventually("v2 counted", || seen.lock().len() == 4);
+    let v2 = counter.typed::<CounterV2>();
+    assert_eq!(v2.on_definition(|c| (c.handled, c.largest)).unwrap(), (4, 7));
+    rt.shutdown().unwrap();
+}
+
+/// Four ports, two of each direction, told apart by name: requests on `a` go out on `x`,
+/// requests on `b` on `y`.
+#[derive(Default)]
+struct Hub {
+    a: Provided<Numbers>,
+    b: Provided<Numbers>,
+    x: Required<Numbers>,
+    y: Required<Numbers>,
+}
+
+impl Hub {
+    fn on_a(&mut self, n: Num) -> Handled {
+        self.x.trigger(n);
+        Ok(())
+    }
+    fn on_b(&mut self, n: Num) -> Handled {
+        self.y.trigger(n);
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Hub {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.provide(|c| &mut c.a, Self::on_a).named("a");
+        s.provide(|c| &mut c.b, Self::on_b).named("b");
+        s.require(|c| &mut c.x, |_, _| Ok(())).named("x");
+        s.require(|c| &mut c.y, |_, _| Ok(())).named("y");
+    }
+}
+
+/// The same ports declared in another order, adding 1000 to what it forwards.
+#[derive(Default)]
+struct HubV2 {
+    y: Required<Numbers>,
+    b: Provided<Numbers>,
+    x: Required<Numbers>,
+    a: Provided<Numbers>,
+}
+
+impl HubV2 {
+    fn on_a(&mut self, n: Num) -> Handled {
+        self.x.trigger(Num(n.0 + 1000));
+        Ok(())
+    }
+    fn on_b(&mut self, n: Num) -> Handled {
+        self.y.trigger(Num(n.0 + 1000));
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for HubV2 {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.require(|c| &mut c.y, |_, _| Ok(())).named("y");
+        s.provide(|c| &mut c.b, Self::on_b).named("b");
+        s.require(|c| &mut c.x, |_, _| Ok(())).named("x");
+        s.provide(|c| &mut c.a, Self::on_a).named("a");
+    }
+}
+
+#[test]
+fn reconfig_swap_component_with_several_ports_of_one_type() {
+    let rt = Runtime::builder().workers(2).build();
+    let hub = rt.create(Hub::default).unwrap();
+    let (xs, ys) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let (x2, y2) = (xs.clone(), ys.clone());
+    let sx = rt.create(move || common::Sink::new(x2.clone())).unwrap();
+    let sy = rt.create(move || common::Sink::new(y2.clone())).unwrap();
+    rt.connect(&sx.provided::<Numbers>().unwrap(), &hub.required_named::<Numbers>("x").unwrap())
+        .unwrap();
+    rt.connect(&sy.provided::<Numbers>().unwrap(), &hub.required_named::<Numbers>("y").unwrap())
+        .unwrap();
+    for c in [sx.untyped(), sy.untyped(), hub.untyped()] {
+        rt.start_and_wait(c, WAIT).unwrap();
+    }
+    let a = hub.provided_named::<Numbers>("a").unwrap();
+    let b = hub.provided_named::<Numbers>("b").unwrap();
+    a.request(Num(1)).unwrap();
+    b.request(Num(2)).unwrap();
+    rt.replace_and_wait(&hub, HubV2::default, WAIT).unwrap();
+    a.request(Num(3)).unwrap();
+    b.request(Num(4)).unwrap();
+    eventually("all forwarded", || xs.lock().len() == 2 && ys.lock().len() == 2);
+    let x: Vec<u64> = xs.lock().iter().map(|(_, n)| *n).collect();
+    let y: Vec<u64> = ys.lock().iter().map(|(_, n)| *n).collect();
+    assert_eq!(x, [1, 1003], "port a still feeds x after the swap");
+    assert_eq!(y, [2, 1004], "port b still feeds y after the swap");
+    assert_eq!(hub.ports().len(), 4, "the new definition adopted the four ports, adding none");
+    rt.shutdown().unwrap();
+}
