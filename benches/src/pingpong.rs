@@ -84,6 +84,29 @@ impl ComponentDefinition for Pinger {
 #[derive(Default)]
 struct Supervisor;
 
+/// Panics on every poke; on (re)start it pokes itself, so under a restart policy it crashes and
+/// is restarted in a loop — load for "other components keep their throughput".
+#[derive(Default)]
+struct Panicker {
+    port: Provided<PingPongPort>,
+}
+
+impl Panicker {
+    fn on_poke(&mut self, _: Ping) -> Handled {
+        panic!("poked");
+    }
+}
+
+impl ComponentDefinition for Panicker {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.provide(|c| &mut c.port, Self::on_poke);
+    }
+    fn on_start(&mut self) -> Handled {
+        self.port.share()?.request(Ping)?;
+        Ok(())
+    }
+}
+
 impl ComponentDefinition for Supervisor {
     fn setup(&mut self, _: &mut Setup<Self>) {}
 }
@@ -108,6 +131,21 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
     } else {
         None
     };
+    // With --panickers K, K components crash and are restarted in a loop during the run.
+    let panickers = a.get("panickers", 0)?;
+    let crash_boss = if panickers > 0 {
+        std::panic::set_hook(Box::new(|_| {})); // a million panic messages would drown stderr
+        let boss = rt.create(Supervisor::default).map_err(|e| e.to_string())?;
+        let policy = SupervisorPolicy::restart(Strategy::OneForOne)
+            .intensity(usize::MAX, Duration::from_secs(1));
+        rt.supervise(&boss, policy).map_err(|e| e.to_string())?;
+        for _ in 0..panickers {
+            rt.create_child(&boss, Panicker::default).map_err(|e| e.to_string())?;
+        }
+        Some(boss)
+    } else {
+        None
+    };
     let mut pingers = Vec::new();
     for _ in 0..pairs {
         let done = tx.clone();
@@ -122,6 +160,9 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
         rt.start_and_wait(&ponger, t).map_err(|e| e.to_string())?;
         pingers.push(pinger);
     }
+    if let Some(b) = &crash_boss {
+        rt.start_and_wait(b, t).map_err(|e| e.to_string())?;
+    }
     let start = Instant::now();
     for p in &pingers {
         rt.start(p).map_err(|e| e.to_string())?;
@@ -130,11 +171,16 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
         rx.recv_timeout(Duration::from_secs(600)).map_err(|_| "pairs did not finish in 600 s")?;
     }
     let elapsed = start.elapsed();
+    let restarts: u64 =
+        crash_boss.as_ref().map(|b| b.children().iter().map(|c| c.restarts()).sum()).unwrap_or(0);
     rt.shutdown().map_err(|e| e.to_string())?;
     let msgs = 2 * n * pairs;
     let ms = elapsed.as_millis();
     let rate = msgs as f64 / elapsed.as_secs_f64();
-    let sup = if supervised { " supervised=1" } else { "" };
+    let mut sup = if supervised { " supervised=1".to_owned() } else { String::new() };
+    if panickers > 0 {
+        sup += &format!(" panickers={panickers} restarts={restarts}");
+    }
     Ok(format!(
         "pingpong pairs={pairs} window={window} round_trips={n} threads={threads} elapsed_ms={ms} msgs_per_s={rate:.0}{sup}"
     ))
