@@ -332,11 +332,7 @@ impl System {
     {
         let id = c.id();
         self.replace_inner(c, factory, move |old: &mut dyn std::any::Any, new: &mut D| {
-            let old = old.downcast_mut::<Old>().ok_or(Error::WrongDefinition {
-                component: id,
-                wanted: std::any::type_name::<Old>(),
-            })?;
-            transfer(old, new);
+            transfer(downcast_old::<Old>(id, old)?, new);
             Ok(())
         })
     }
@@ -358,10 +354,7 @@ impl System {
     {
         let id = c.id();
         self.replace_inner(c, factory, move |old: &mut dyn std::any::Any, new: &mut D| {
-            let old = old.downcast_mut::<Old>().ok_or(Error::WrongDefinition {
-                component: id,
-                wanted: std::any::type_name::<Old>(),
-            })?;
+            let old = downcast_old::<Old>(id, old)?;
             let migrate =
                 |e: serde_json::Error| Error::Migration { component: id, reason: e.to_string() };
             let value = serde_json::to_value(old.save()).map_err(migrate)?;
@@ -581,6 +574,12 @@ impl fmt::Debug for System {
             .field("shut_down", &self.is_shut_down())
             .finish()
     }
+}
+
+/// The definition being replaced, as the type a state transfer expects.
+fn downcast_old<Old: 'static>(id: ComponentId, old: &mut dyn std::any::Any) -> Result<&mut Old> {
+    old.downcast_mut::<Old>()
+        .ok_or(Error::WrongDefinition { component: id, wanted: std::any::type_name::<Old>() })
 }
 
 /// A pending hot swap (see [`System::replace`]).

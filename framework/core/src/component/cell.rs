@@ -36,7 +36,8 @@ pub(crate) enum Control {
     ChildStarted(ComponentId),
     ChildStopped(ComponentId),
     ChildKilled(ComponentId),
-    ChildFault(Box<FaultReport>, Weak<ComponentCell>),
+    /// A descendant failed (boxed: keeps `Control` two words, and control buffers small).
+    ChildFault(Box<(FaultReport, Weak<ComponentCell>)>),
     Replace(Box<Replacement>),
     /// Supervision: build a fresh instance from the factory.
     Restart,
@@ -363,7 +364,10 @@ impl ComponentCell {
                 self.check_waiting(rs);
             }
             Control::Replace(r) => self.replace_instance(rs, *r),
-            Control::ChildFault(report, failed) => self.on_child_fault(rs, *report, &failed),
+            Control::ChildFault(fault) => {
+                let (report, failed) = *fault;
+                self.on_child_fault(rs, report, &failed);
+            }
             Control::Restart => self.restart(rs),
             Control::Resume => {
                 if rs.phase == Phase::Faulty {
@@ -501,6 +505,6 @@ impl ComponentCell {
         if report.severity == Severity::Unrecoverable {
             self.send_control(Control::Kill);
         }
-        self.report_to_parent(Control::ChildFault(Box::new(report), Arc::downgrade(self)));
+        self.report_to_parent(Control::ChildFault(Box::new((report, Arc::downgrade(self)))));
     }
 }

@@ -83,13 +83,15 @@ type Field<D, H> = fn(&mut D) -> &mut H;
 /// Collects a component's port declarations. Passed to [`ComponentDefinition::setup`].
 pub struct Setup<D> {
     pub(crate) decls: Vec<Box<dyn PortDecl<D>>>,
-    pub(crate) names: Vec<Option<&'static str>>,
+    /// Names given with [`PortOptions::named`], by declaration index (only named ports).
+    pub(crate) names: Vec<(usize, &'static str)>,
     pub(crate) context: Option<Field<D, Context>>,
 }
 
 /// Returned by [`Setup::provide`] and [`Setup::require`] to name the port.
 pub struct PortOptions<'a> {
-    name: &'a mut Option<&'static str>,
+    names: &'a mut Vec<(usize, &'static str)>,
+    index: usize,
 }
 
 impl PortOptions<'_> {
@@ -97,7 +99,8 @@ impl PortOptions<'_> {
     /// (e.g. [`ComponentRef::provided_named`](crate::ComponentRef::provided_named)) and in
     /// introspection.
     pub fn named(self, name: &'static str) {
-        *self.name = Some(name);
+        self.names.retain(|(i, _)| *i != self.index);
+        self.names.push((self.index, name));
     }
 }
 
@@ -113,8 +116,7 @@ impl<D: ComponentDefinition> Setup<D> {
         handler: fn(&mut D, P::Request) -> Handled,
     ) -> PortOptions<'_> {
         self.decls.push(Box::new(ProvidedEntry { field, handler, core: None }));
-        self.names.push(None);
-        PortOptions { name: self.names.last_mut().expect("just pushed") }
+        PortOptions { names: &mut self.names, index: self.decls.len() - 1 }
     }
 
     /// Declares that `field` is a required port whose indications go to `handler`.
@@ -124,8 +126,7 @@ impl<D: ComponentDefinition> Setup<D> {
         handler: fn(&mut D, P::Indication) -> Handled,
     ) -> PortOptions<'_> {
         self.decls.push(Box::new(RequiredEntry { field, handler, core: None }));
-        self.names.push(None);
-        PortOptions { name: self.names.last_mut().expect("just pushed") }
+        PortOptions { names: &mut self.names, index: self.decls.len() - 1 }
     }
 
     /// Declares the component's [`Context`] field, giving handlers access to the system, their

@@ -118,29 +118,37 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
     let mut setup = Setup::new();
     def.setup(&mut setup);
     let Setup { mut decls, names, context } = setup;
+    let name_of = |i: usize| names.iter().find(|(j, _)| *j == i).map(|(_, n)| *n);
     {
         let mut slots = cell.ports.lock();
-        // Plan first: which existing slot each declaration adopts.
-        let mut used = vec![false; slots.len()];
-        let mut plan = Vec::with_capacity(decls.len());
-        for (decl, name) in decls.iter().zip(&names) {
-            let found = slots.iter().enumerate().position(|(i, s)| {
-                !used[i]
-                    && s.core.as_ref().type_id() == decl.core_type()
-                    && s.direction == decl.direction()
-                    && s.name == *name
-            });
-            if let Some(i) = found {
-                used[i] = true;
-            }
-            plan.push(found);
-        }
-        if strict && used.iter().any(|u| !u) {
+        // The existing slot each declaration adopts: the first unused one of the same port
+        // type, direction and name. (A fresh component has no slots: nothing to match.)
+        let adopt = |slots: &[PortSlot]| -> Vec<Option<usize>> {
+            let mut used = vec![false; slots.len()];
+            decls
+                .iter()
+                .enumerate()
+                .map(|(k, decl)| {
+                    let found = slots.iter().enumerate().position(|(i, s)| {
+                        !used[i]
+                            && s.core.as_ref().type_id() == decl.core_type()
+                            && s.direction == decl.direction()
+                            && s.name == name_of(k)
+                    });
+                    if let Some(i) = found {
+                        used[i] = true;
+                    }
+                    found
+                })
+                .collect()
+        };
+        let plan = if slots.is_empty() { Vec::new() } else { adopt(&slots) };
+        if strict && slots.iter().enumerate().any(|(i, _)| !plan.contains(&Some(i))) {
             let missing = slots
                 .iter()
-                .zip(&used)
-                .filter(|(_, u)| !**u)
-                .map(|(s, _)| {
+                .enumerate()
+                .filter(|(i, _)| !plan.contains(&Some(*i)))
+                .map(|(_, s)| {
                     let name = s.name.map(|n| format!(" \"{n}\"")).unwrap_or_default();
                     format!("{} {}{name}", s.direction.as_str(), s.core.port_name())
                 })
@@ -148,18 +156,20 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
                 .join(", ");
             return Err(Error::IncompatiblePorts { component: cell.id(), missing });
         }
-        for ((decl, name), found) in decls.iter_mut().zip(names).zip(plan) {
-            match found {
+        if slots.is_empty() {
+            slots.reserve_exact(decls.len());
+        }
+        for (k, decl) in decls.iter_mut().enumerate() {
+            match plan.get(k).copied().flatten() {
                 Some(i) => {
                     decl.bind(&mut def, cell, Some(Arc::clone(&slots[i].core)));
                 }
                 None => {
                     let core = decl.bind(&mut def, cell, None);
-                    slots.push(PortSlot { name, direction: decl.direction(), core });
+                    slots.push(PortSlot { name: name_of(k), direction: decl.direction(), core });
                 }
             }
         }
-        slots.shrink_to_fit();
     }
     if let Some(field) = context {
         *field(&mut def) = Context::bound(cell);

@@ -52,7 +52,7 @@ impl ComponentCell {
             drop(guard);
             // No policy here: the nearest ancestor with one decides.
             let weak = Arc::downgrade(&failed);
-            self.report_to_parent(Control::ChildFault(Box::new(report), weak));
+            self.report_to_parent(Control::ChildFault(Box::new((report, weak))));
             return;
         };
         let directive = (sup.policy.decide)(&report);
