@@ -1,0 +1,200 @@
+//! [`Simulation`]: a system driven step by step on the calling thread.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use selfman_core::{
+    RuntimeParts, Scheduler, SeededRng, System, SystemConfig, Task, Time, TimerDriver,
+};
+
+use crate::clock::VirtualClock;
+
+/// Component turns waiting to run, in the order they were scheduled.
+#[derive(Default)]
+struct ReadyQueue {
+    tasks: Mutex<VecDeque<Task>>,
+}
+
+impl Scheduler for ReadyQueue {
+    fn schedule(&self, task: Task) {
+        self.tasks.lock().push_back(task);
+    }
+}
+
+/// FNV-1a over 64-bit words: a stable, dependency-free hash for traces.
+#[derive(Debug, Clone, Copy)]
+struct TraceHash(u64);
+
+impl TraceHash {
+    fn add(&mut self, word: u64) {
+        for b in word.to_le_bytes() {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// A deterministic, single-threaded, virtual-time run of a component [`System`].
+pub struct Simulation {
+    seed: u64,
+    system: System,
+    ready: Arc<ReadyQueue>,
+    clock: Arc<VirtualClock>,
+    trace: Mutex<(TraceHash, u64, u64)>,
+}
+
+impl Simulation {
+    /// A simulation whose components' RNGs derive from `seed`.
+    pub fn new(seed: u64) -> Simulation {
+        Self::with_config(seed, SystemConfig::default())
+    }
+
+    /// As [`Simulation::new`], with system tunables.
+    pub fn with_config(seed: u64, config: SystemConfig) -> Simulation {
+        let ready = Arc::new(ReadyQueue::default());
+        let clock = Arc::new(VirtualClock::default());
+        let parts = RuntimeParts {
+            scheduler: ready.clone(),
+            timers: clock.clone(),
+            rng: Arc::new(SeededRng(seed)),
+        };
+        let system = System::new(parts, config);
+        let sim = Simulation {
+            seed,
+            system,
+            ready,
+            clock,
+            trace: Mutex::new((TraceHash(0xcbf2_9ce4_8422_2325), 0, 0)),
+        };
+        sim.run_until_idle(); // start the timer service
+        sim
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The simulated system: create, connect and start components here.
+    pub fn system(&self) -> &System {
+        &self.system
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    /// Runs one component turn if any is ready. Returns `false` if none was.
+    pub fn run_one(&self) -> bool {
+        let task = self.ready.tasks.lock().pop_front();
+        let Some(task) = task else { return false };
+        {
+            let mut t = self.trace.lock();
+            t.0.add(self.clock.now().0);
+            t.0.add(task.component().0);
+            t.1 += 1;
+        }
+        task.run();
+        true
+    }
+
+    /// Runs ready turns and due timers until nothing is left at the current instant. Returns
+    /// the number of turns run.
+    pub fn run_until_idle(&self) -> u64 {
+        let mut n = 0;
+        loop {
+            while self.run_one() {
+                n += 1;
+            }
+            if !self.fire_due() {
+                return n;
+            }
+        }
+    }
+
+    fn fire_due(&self) -> bool {
+        let mut fired = false;
+        while let Some((key, target)) = self.clock.pop_due() {
+            {
+                let mut t = self.trace.lock();
+                t.0.add(self.clock.now().0);
+                t.0.add(key.channel);
+                t.0.add(key.id);
+                t.2 += 1;
+            }
+            if !target.fire() {
+                self.clock.forget(key);
+            }
+            fired = true;
+        }
+        fired
+    }
+
+    /// Runs until virtual time `until` (inclusive of everything due then), jumping from one
+    /// timer deadline to the next when no component has work. Returns the number of turns run.
+    pub fn run_until(&self, until: Time) -> u64 {
+        let mut n = self.run_until_idle();
+        while let Some(next) = self.clock.next_deadline() {
+            if next > until {
+                break;
+            }
+            self.clock.advance_to(next);
+            n += self.run_until_idle();
+        }
+        self.clock.advance_to(until);
+        n + self.run_until_idle()
+    }
+
+    /// Runs for `d` of virtual time from now.
+    pub fn run_for(&self, d: Duration) -> u64 {
+        self.run_until(self.now() + d)
+    }
+
+    /// Hash of everything that happened so far: each turn (time, component) and each timer
+    /// firing (time, timer). Equal seeds and equal setups give equal hashes.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.lock().0 .0
+    }
+
+    /// Component turns run so far.
+    pub fn turns(&self) -> u64 {
+        self.trace.lock().1
+    }
+
+    /// Timer firings so far.
+    pub fn timer_firings(&self) -> u64 {
+        self.trace.lock().2
+    }
+
+    /// Timers waiting to fire.
+    pub fn pending_timers(&self) -> usize {
+        self.clock.pending()
+    }
+}
+
+impl Drop for Simulation {
+    /// Destroys every component (driving the simulation until they are gone), which breaks the
+    /// reference cycles between connected components.
+    fn drop(&mut self) {
+        if let Ok(root) = self.system.root_ref() {
+            for child in root.children() {
+                let _ = self.system.kill(&child);
+            }
+            self.run_until_idle();
+        }
+    }
+}
+
+impl fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Simulation")
+            .field("seed", &self.seed)
+            .field("now", &self.now())
+            .field("turns", &self.turns())
+            .finish()
+    }
+}
