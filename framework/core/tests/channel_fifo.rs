@@ -97,7 +97,8 @@ fn run(workers: usize, producers: usize, count: u64) {
         p.provided::<Numbers>().unwrap().request(Num(0)).unwrap();
     }
     eventually("all events received", || total.load(Ordering::Relaxed) == count * producers as u64);
-    assert!(errors.lock().is_empty(), "FIFO violated: {:?}", &errors.lock()[..]);
+    let errs = errors.lock().clone();
+    assert!(errs.is_empty(), "FIFO violated: {errs:?}");
     rt.shutdown().unwrap();
 }
 

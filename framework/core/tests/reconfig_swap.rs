@@ -167,12 +167,9 @@ fn stress(workers: usize, producers: u64, per_producer: u64, swaps: usize) {
     let expected = producers * per_producer;
     eventually("all events through", || total.load(Ordering::SeqCst) >= expected);
     std::thread::sleep(Duration::from_millis(20));
-    assert!(
-        errors.lock().is_empty(),
-        "{} violations, first: {:?}",
-        errors.lock().len(),
-        errors.lock().first()
-    );
+    // One guard at a time: holding two on one mutex in a failure message would deadlock.
+    let errs = errors.lock().clone();
+    assert!(errs.is_empty(), "{} violations, first: {:?}", errs.len(), errs.first());
     assert_eq!(total.load(Ordering::SeqCst), expected, "events duplicated");
     assert_eq!(relay.swaps(), swaps as u64);
     assert_eq!(relay.state(), LifecycleState::Active);
