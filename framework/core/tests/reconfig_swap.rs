@@ -586,6 +586,9 @@ fn reconfig_swap_component_with_several_ports_of_one_type() {
     let b = hub.provided_named::<Numbers>("b").unwrap();
     a.request(Num(1)).unwrap();
     b.request(Num(2)).unwrap();
+    // Let v1 handle these first (a swap requested earlier would overtake queued events: they
+    // are then handled by the new instance, in order).
+    eventually("v1 forwarded", || xs.lock().len() == 1 && ys.lock().len() == 1);
     rt.replace_and_wait(&hub, HubV2::default, WAIT).unwrap();
     a.request(Num(3)).unwrap();
     b.request(Num(4)).unwrap();
