@@ -105,8 +105,10 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
         } else {
             local.extend(q.drain(..));
         }
-        drop(q);
+        // Published before the arrival lock is released, so an observer (`len`) never sees the
+        // events in neither queue.
         self.local_len.store(local.len(), Ordering::Relaxed);
+        drop(q);
         true
     }
 
