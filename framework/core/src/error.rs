@@ -112,6 +112,10 @@ pub enum Error {
     /// The system is shutting down or shut down.
     #[error("the system is shut down")]
     ShutDown,
+    /// A network could not be set up or a protocol could not be registered (bind failure,
+    /// protocol name used with two message types, protocol id clash, …).
+    #[error("network: {0}")]
+    Network(String),
     /// A component cannot be its own ancestor, and the root cannot be used as a component.
     #[error("invalid component hierarchy: {0}")]
     Hierarchy(&'static str),

@@ -22,6 +22,7 @@ mod error;
 mod handler;
 mod inbox;
 mod introspection;
+mod network;
 mod port;
 mod port_core;
 mod port_handle;
@@ -39,8 +40,12 @@ pub use component::{ComponentId, FaultReport, LifecycleState, PortInfo};
 pub use error::{Error, Result};
 pub use handler::{Handled, HandlerError, Severity};
 pub use introspection::{ChannelSnapshot, ComponentSnapshot, SystemSnapshot};
+pub use network::{
+    CloseReason, Credit, Delivery, Host, LinkStatus, Message, NetIndication, NetRequest, Network,
+    NodeAddr, NodeComponent, NodeId, ParseNodeAddrError, PeerStatus, ProtocolId,
+};
 pub use port::{Direction, Event, IndicationFrom, Port, RequestFrom};
-pub use port_handle::{Origin, Provided, ProvidedRef, Required, RequiredRef};
+pub use port_handle::{Indicator, Origin, Provided, ProvidedRef, Required, RequiredRef};
 pub use rng::Rng;
 pub use runtime::{
     RngSource, RuntimeParts, Scheduler, SeededRng, Task, Time, TimerDriver, TimerEntry, TimerKey,

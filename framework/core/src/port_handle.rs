@@ -242,6 +242,69 @@ impl<P: Port> ProvidedRef<P> {
     }
 }
 
+impl<P: Port> ProvidedRef<P> {
+    /// A handle that triggers indications on this port from outside its component — for
+    /// drivers such as a network transport's I/O thread, which deliver what arrives from the
+    /// outside world through a port a component provides.
+    ///
+    /// Indications triggered through it fan out to the port's channels like the component's own
+    /// triggers; FIFO holds per indicator and channel.
+    pub fn indicator(&self) -> Indicator<P> {
+        Indicator { core: Arc::clone(&self.core), cache: ChannelCache::new() }
+    }
+}
+
+/// Triggers indications on a provided port from outside its component; see
+/// [`ProvidedRef::indicator`]. Caches the port's channel list, so a trigger costs one atomic
+/// load when no channel changed.
+pub struct Indicator<P: Port> {
+    core: Arc<ProvidedCore<P>>,
+    cache: ChannelCache<P>,
+}
+
+impl<P: Port> Indicator<P> {
+    /// Triggers an indication on every connected channel of the port (whose selector accepts
+    /// it). Returns how many channels it went to (0 once the component is destroyed).
+    #[inline]
+    pub fn trigger<E>(&mut self, event: E) -> usize
+    where
+        P::Indication: IndicationFrom<E, P>,
+    {
+        let channels = self.cache.refresh(&self.core.channels);
+        fan_out(
+            channels,
+            P::Indication::indication_from(event),
+            |ch, ev| ch.accepts_indication(ev),
+            |ch, ev| ch.deliver_indication(ev),
+        )
+    }
+
+    /// The component that provides the port.
+    pub fn owner(&self) -> ComponentId {
+        self.core.owner.id()
+    }
+
+    /// Whether that component is destroyed.
+    pub fn is_destroyed(&self) -> bool {
+        self.core.owner.is_destroyed()
+    }
+}
+
+impl<P: Port> Clone for Indicator<P> {
+    fn clone(&self) -> Self {
+        Indicator { core: Arc::clone(&self.core), cache: ChannelCache::new() }
+    }
+}
+
+impl<P: Port> fmt::Debug for Indicator<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Indicator")
+            .field("port", &std::any::type_name::<P>())
+            .field("owner", &self.owner())
+            .finish()
+    }
+}
+
 impl<P: Port> Clone for ProvidedRef<P> {
     fn clone(&self) -> Self {
         ProvidedRef { core: Arc::clone(&self.core) }

@@ -1,0 +1,4 @@
+//! # selfman-tests
+//!
+//! Simulation scenarios shared by the test suites and the `sweep` runner (work in progress).
+#![deny(missing_docs)]
