@@ -231,6 +231,12 @@ impl<M> Delivery<M> {
     pub fn with_credit(from: NodeAddr, msg: M, credit: Credit) -> Delivery<M> {
         Delivery { from, msg, credit }
     }
+
+    /// The inbound budget this delivery holds: its size on the wire for a message that came
+    /// over a connection, 0 for one handed over in the same process.
+    pub fn credit(&self) -> usize {
+        self.credit.amount()
+    }
 }
 
 /// A share of an inbound budget, held by a [`Delivery`] until the event is dropped.
@@ -247,6 +253,11 @@ impl Credit {
     /// No accounting.
     pub const fn none() -> Credit {
         Credit(None)
+    }
+
+    /// The amount held (0 for [`Credit::none`]).
+    pub fn amount(&self) -> usize {
+        self.0.as_ref().map_or(0, |(_, n)| *n)
     }
 
     /// Adds `amount` to `counter` now and subtracts it again when dropped.
