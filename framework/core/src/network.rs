@@ -192,7 +192,9 @@ pub enum NetRequest<M> {
     /// is partitioned, the peer's queue is full), never duplicated; messages from one node to
     /// another over one protocol arrive in the order sent while the connection lasts.
     Send {
-        /// The destination node (its incarnation id must match, or the message is dropped).
+        /// The destination node. Its incarnation id must match, or the message is dropped;
+        /// [`NodeId::UNKNOWN`] matches whichever incarnation runs at the address (to contact a
+        /// seed node known only by address — its reply's `from` carries its id).
         to: NodeAddr,
         /// The message.
         msg: M,

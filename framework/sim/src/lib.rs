@@ -20,6 +20,10 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod net;
+mod node;
 mod simulation;
 
-pub use simulation::Simulation;
+pub use net::{Latency, LinkModel, SimNetConfig, SimNetStats};
+pub use node::{NodeBuilder, SimHost};
+pub use simulation::{SimConfig, Simulation};

@@ -11,6 +11,8 @@ use selfman_core::{
 };
 
 use crate::clock::VirtualClock;
+use crate::net::{SimNetConfig, World};
+use crate::node::Builder;
 
 /// Component turns waiting to run, in the order they were scheduled.
 #[derive(Default)]
@@ -37,12 +39,23 @@ impl TraceHash {
     }
 }
 
+/// Everything configurable about a [`Simulation`].
+#[derive(Debug, Clone, Default)]
+pub struct SimConfig {
+    /// System tunables (batch size, …).
+    pub system: SystemConfig,
+    /// The simulated network.
+    pub network: SimNetConfig,
+}
+
 /// A deterministic, single-threaded, virtual-time run of a component [`System`].
 pub struct Simulation {
     seed: u64,
     system: System,
     ready: Arc<ReadyQueue>,
     clock: Arc<VirtualClock>,
+    pub(crate) world: Arc<World>,
+    pub(crate) builders: Mutex<Vec<Builder>>,
     trace: Mutex<(TraceHash, u64, u64)>,
 }
 
@@ -54,6 +67,11 @@ impl Simulation {
 
     /// As [`Simulation::new`], with system tunables.
     pub fn with_config(seed: u64, config: SystemConfig) -> Simulation {
+        Self::with(seed, SimConfig { system: config, ..SimConfig::default() })
+    }
+
+    /// As [`Simulation::new`], with every setting.
+    pub fn with(seed: u64, config: SimConfig) -> Simulation {
         let ready = Arc::new(ReadyQueue::default());
         let clock = Arc::new(VirtualClock::default());
         let parts = RuntimeParts {
@@ -61,12 +79,16 @@ impl Simulation {
             timers: clock.clone(),
             rng: Arc::new(SeededRng(seed)),
         };
-        let system = System::new(parts, config);
+        let system = System::new(parts, config.system);
+        let c = Arc::clone(&clock);
+        let world = Arc::new(World::new(seed, config.network, Arc::new(move || c.now())));
         let sim = Simulation {
             seed,
             system,
             ready,
             clock,
+            world,
+            builders: Mutex::new(Vec::new()),
             trace: Mutex::new((TraceHash(0xcbf2_9ce4_8422_2325), 0, 0)),
         };
         sim.run_until_idle(); // start the timer service
@@ -117,7 +139,12 @@ impl Simulation {
     }
 
     fn fire_due(&self) -> bool {
-        let mut fired = false;
+        let mut fired = self.world.deliver_due(self.clock.now(), |words| {
+            let mut t = self.trace.lock();
+            for &w in words {
+                t.0.add(w);
+            }
+        });
         while let Some((key, target)) = self.clock.pop_due() {
             {
                 let mut t = self.trace.lock();
@@ -138,7 +165,7 @@ impl Simulation {
     /// timer deadline to the next when no component has work. Returns the number of turns run.
     pub fn run_until(&self, until: Time) -> u64 {
         let mut n = self.run_until_idle();
-        while let Some(next) = self.clock.next_deadline() {
+        while let Some(next) = self.next_event() {
             if next > until {
                 break;
             }
@@ -147,6 +174,30 @@ impl Simulation {
         }
         self.clock.advance_to(until);
         n + self.run_until_idle()
+    }
+
+    /// The virtual time of the next timer or message delivery, if any.
+    pub fn next_event(&self) -> Option<Time> {
+        match (self.clock.next_deadline(), self.world.next_delivery()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Advances to the next instant at which something happens and runs everything due then.
+    /// Returns that instant, or `None` if nothing is left to happen (time does not move).
+    pub fn step(&self) -> Option<Time> {
+        self.run_until_idle();
+        let next = self.next_event()?;
+        self.clock.advance_to(next);
+        self.run_until_idle();
+        Some(next)
+    }
+
+    /// Moves virtual time to `t` without running anything due before it (use
+    /// [`Simulation::run_until`] to run up to `t`). Time never moves backwards.
+    pub fn advance_to(&self, t: Time) {
+        self.clock.advance_to(t);
     }
 
     /// Runs for `d` of virtual time from now.
@@ -173,6 +224,11 @@ impl Simulation {
     /// Timers waiting to fire.
     pub fn pending_timers(&self) -> usize {
         self.clock.pending()
+    }
+
+    /// Messages (and unreachable hints) travelling on the simulated network.
+    pub fn in_flight(&self) -> usize {
+        self.world.in_flight()
     }
 }
 

@@ -1,0 +1,579 @@
+//! The simulated network: the [`Network`] port served in virtual time, with per-link latency,
+//! loss, partitions, and nodes that crash and restart.
+//!
+//! Messages are handed over as values (nothing is serialised). Each send draws its fate from the
+//! network's own seeded RNG — lost, partitioned away, or delivered after a latency drawn from the
+//! link's distribution — and is queued in a min-heap ordered by (delivery time, send sequence),
+//! so the same seed gives the same deliveries in the same order.
+
+use std::any::{Any, TypeId};
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use selfman_core::{
+    CloseReason, ComponentDefinition, ComponentRef, Delivery, Handled, Indicator, LinkStatus,
+    Message, NetIndication, NetRequest, Network, NodeAddr, NodeId, PeerStatus, ProtocolId,
+    Provided, ProvidedRef, Rng, Setup, Time,
+};
+
+/// A latency distribution for one direction of a link.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Latency {
+    /// Always this.
+    Fixed(Duration),
+    /// Uniform between `min` and `max` (inclusive, nanosecond resolution).
+    Uniform {
+        /// Shortest.
+        min: Duration,
+        /// Longest.
+        max: Duration,
+    },
+    /// `base` plus an exponentially distributed extra delay with mean `mean_extra`, capped at
+    /// 20 × the mean (a long tail, like a loaded network).
+    Exponential {
+        /// The minimum delay.
+        base: Duration,
+        /// The mean of the extra delay.
+        mean_extra: Duration,
+    },
+}
+
+impl Latency {
+    fn sample(&self, rng: &mut Rng) -> Duration {
+        match *self {
+            Latency::Fixed(d) => d,
+            Latency::Uniform { min, max } => {
+                let (lo, hi) = (nanos(min), nanos(max));
+                if hi <= lo {
+                    return min;
+                }
+                Duration::from_nanos(lo + rng.below(hi - lo + 1))
+            }
+            Latency::Exponential { base, mean_extra } => {
+                let mean = nanos(mean_extra) as f64;
+                let u = rng.unit_f64();
+                let extra = (-(1.0 - u).ln() * mean).min(20.0 * mean);
+                base + Duration::from_nanos(extra as u64)
+            }
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// How one direction of a link behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkModel {
+    /// The latency distribution.
+    pub latency: Latency,
+    /// The probability that a message is lost (0.0 – 1.0).
+    pub loss: f64,
+}
+
+impl Default for LinkModel {
+    /// 1–5 ms uniform latency, no loss.
+    fn default() -> Self {
+        LinkModel {
+            latency: Latency::Uniform {
+                min: Duration::from_millis(1),
+                max: Duration::from_millis(5),
+            },
+            loss: 0.0,
+        }
+    }
+}
+
+/// Configuration of the simulated network.
+#[derive(Debug, Clone)]
+pub struct SimNetConfig {
+    /// The model of every link without an override.
+    pub default_link: LinkModel,
+    /// Keep messages from one node to another in sending order, as a TCP connection does
+    /// (default `true`): a message is never delivered before one sent earlier on the same link.
+    /// `false` lets random latencies reorder them — a deliberately weaker network for testing
+    /// checkers.
+    pub fifo: bool,
+    /// Tell a sender, as a [`LinkStatus::Unreachable`] status after a link latency, that it
+    /// sent to a node that is not running (crashed, or a stale incarnation) — as a refused TCP
+    /// connection would. Default `true`.
+    pub unreachable_hints: bool,
+}
+
+impl Default for SimNetConfig {
+    fn default() -> Self {
+        SimNetConfig { default_link: LinkModel::default(), fifo: true, unreachable_hints: true }
+    }
+}
+
+/// Counters of the simulated network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimNetStats {
+    /// Messages handed to the network.
+    pub sent: u64,
+    /// Messages delivered to a node.
+    pub delivered: u64,
+    /// Messages lost to the links' loss probability.
+    pub lost: u64,
+    /// Messages dropped because sender and receiver were in different partitions (at sending or
+    /// at delivery time).
+    pub partitioned: u64,
+    /// Messages addressed to a node that was not running, or to a stale incarnation, or sent by
+    /// a crashed node.
+    pub dead: u64,
+    /// Messages for a protocol the destination node has no network port for.
+    pub unknown_protocol: u64,
+    /// Unreachable hints delivered.
+    pub hints: u64,
+}
+
+/// FxHash-style hasher: fast, and deterministic (not that lookups would depend on it).
+#[derive(Default)]
+pub(crate) struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7cc1_b727_220a_95);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// Delivers type-erased messages through one adapter's typed port.
+trait Port: Send {
+    fn deliver(&mut self, from: NodeAddr, msg: Box<dyn Any + Send>) -> bool;
+    fn status(&mut self, status: PeerStatus);
+}
+
+struct TypedPort<M: Message> {
+    indicator: Indicator<Network<M>>,
+}
+
+impl<M: Message> Port for TypedPort<M> {
+    fn deliver(&mut self, from: NodeAddr, msg: Box<dyn Any + Send>) -> bool {
+        match msg.downcast::<M>() {
+            Ok(m) => {
+                self.indicator.trigger(NetIndication::Deliver(Delivery::new(from, *m)));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn status(&mut self, status: PeerStatus) {
+        self.indicator.trigger(NetIndication::Status(status));
+    }
+}
+
+struct Registered {
+    name: String,
+    id: ProtocolId,
+    ty: TypeId,
+    provided: Box<dyn Any + Send>,
+    port: Box<dyn Port>,
+}
+
+/// A running incarnation of a node.
+pub(crate) struct Incarnation {
+    pub(crate) id: NodeId,
+    pub(crate) host: ComponentRef,
+    protocols: Vec<Registered>,
+}
+
+/// One node address: its current incarnation, if running.
+pub(crate) struct Slot {
+    pub(crate) addr: SocketAddr,
+    pub(crate) current: Option<Incarnation>,
+    group: u32,
+}
+
+enum Payload {
+    Message { proto: ProtocolId, msg: Box<dyn Any + Send> },
+    Unreachable { peer: NodeAddr },
+}
+
+struct InFlight {
+    at: Time,
+    seq: u64,
+    from: NodeAddr,
+    from_slot: u32,
+    to: NodeAddr,
+    to_slot: u32,
+    payload: Payload,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for InFlight {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+pub(crate) struct NetState {
+    rng: Rng,
+    config: SimNetConfig,
+    links: FastMap<(u32, u32), LinkModel>,
+    last: FastMap<(u32, u32), Time>,
+    pub(crate) slots: Vec<Slot>,
+    by_addr: FastMap<SocketAddr, u32>,
+    heap: BinaryHeap<Reverse<InFlight>>,
+    seq: u64,
+    pub(crate) stats: SimNetStats,
+    pub(crate) next_node_id: u64,
+}
+
+/// The simulated network shared by a simulation and its network adapters.
+pub(crate) struct World {
+    pub(crate) state: Mutex<NetState>,
+    clock: Arc<dyn Fn() -> Time + Send + Sync>,
+}
+
+impl World {
+    pub(crate) fn new(
+        seed: u64,
+        config: SimNetConfig,
+        clock: Arc<dyn Fn() -> Time + Send + Sync>,
+    ) -> World {
+        World {
+            state: Mutex::new(NetState {
+                rng: Rng::seeded(seed ^ 0x6e65_7477_6f72_6b21), // "network!"
+                config,
+                links: FastMap::default(),
+                last: FastMap::default(),
+                slots: Vec::new(),
+                by_addr: FastMap::default(),
+                heap: BinaryHeap::new(),
+                seq: 0,
+                stats: SimNetStats::default(),
+                next_node_id: 1,
+            }),
+            clock,
+        }
+    }
+
+    /// Registers a new address; returns its slot.
+    pub(crate) fn add_slot(&self, addr: SocketAddr) -> u32 {
+        let mut s = self.state.lock();
+        let idx = s.slots.len() as u32;
+        s.slots.push(Slot { addr, current: None, group: 0 });
+        s.by_addr.insert(addr, idx);
+        idx
+    }
+
+    pub(crate) fn slot_of(&self, addr: &SocketAddr) -> Option<u32> {
+        self.state.lock().by_addr.get(addr).copied()
+    }
+
+    /// A fresh incarnation id (never reused).
+    pub(crate) fn fresh_id(&self) -> NodeId {
+        let mut s = self.state.lock();
+        let id = NodeId(s.next_node_id);
+        s.next_node_id += 1;
+        id
+    }
+
+    pub(crate) fn set_incarnation(&self, slot: u32, id: NodeId, host: ComponentRef) {
+        let mut s = self.state.lock();
+        s.slots[slot as usize].current = Some(Incarnation { id, host, protocols: Vec::new() });
+    }
+
+    /// Ends the slot's incarnation; returns its host component.
+    pub(crate) fn take_incarnation(&self, slot: u32) -> Option<(NodeId, ComponentRef)> {
+        let inc = self.state.lock().slots[slot as usize].current.take();
+        inc.map(|i| (i.id, i.host))
+    }
+
+    pub(crate) fn set_link(&self, from: u32, to: u32, model: LinkModel) {
+        self.state.lock().links.insert((from, to), model);
+    }
+
+    pub(crate) fn set_default_link(&self, model: LinkModel) {
+        self.state.lock().config.default_link = model;
+    }
+
+    pub(crate) fn set_groups(&self, groups: &[(u32, u32)]) {
+        let mut s = self.state.lock();
+        for slot in &mut s.slots {
+            slot.group = 0;
+        }
+        for &(slot, g) in groups {
+            s.slots[slot as usize].group = g;
+        }
+    }
+
+    pub(crate) fn stats(&self) -> SimNetStats {
+        self.state.lock().stats
+    }
+
+    /// The network port for `name` on incarnation `me` of `slot`, created by `create` on first
+    /// use.
+    pub(crate) fn port<M: Message>(
+        &self,
+        slot: u32,
+        me: NodeId,
+        name: &str,
+        create: impl FnOnce() -> selfman_core::Result<ProvidedRef<Network<M>>>,
+    ) -> selfman_core::Result<ProvidedRef<Network<M>>> {
+        let id = ProtocolId::of(name);
+        let ty = TypeId::of::<M>();
+        {
+            let s = self.state.lock();
+            let inc = current(&s, slot, me)?;
+            for r in &inc.protocols {
+                if r.name == name {
+                    if r.ty != ty {
+                        return Err(selfman_core::Error::Network(format!(
+                            "protocol `{name}` is already registered with another message type \
+                             (not `{}`)",
+                            std::any::type_name::<M>()
+                        )));
+                    }
+                    let p = r.provided.downcast_ref::<ProvidedRef<Network<M>>>();
+                    return p.cloned().ok_or_else(|| {
+                        selfman_core::Error::Network(format!("protocol `{name}`: type confusion"))
+                    });
+                }
+                if r.id == id {
+                    return Err(selfman_core::Error::Network(format!(
+                        "protocol names `{name}` and `{}` have the same id {:?}; rename one",
+                        r.name, id
+                    )));
+                }
+            }
+        }
+        let provided = create()?;
+        let mut s = self.state.lock();
+        let inc = current_mut(&mut s, slot, me)?;
+        inc.protocols.push(Registered {
+            name: name.to_owned(),
+            id,
+            ty,
+            provided: Box::new(provided.clone()),
+            port: Box::new(TypedPort { indicator: provided.indicator() }),
+        });
+        Ok(provided)
+    }
+
+    /// Sends `msg` from incarnation `from` (at `from_slot`) to `to`.
+    fn send(
+        &self,
+        from_slot: u32,
+        from: NodeAddr,
+        to: NodeAddr,
+        proto: ProtocolId,
+        msg: Box<dyn Any + Send>,
+    ) {
+        let now = (self.clock)();
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        s.stats.sent += 1;
+        let sender = &s.slots[from_slot as usize];
+        if sender.current.as_ref().is_none_or(|i| i.id != from.id) {
+            s.stats.dead += 1; // a crashed node's leftover turn: nothing leaves it
+            return;
+        }
+        let from_group = sender.group;
+        let to_slot = s.by_addr.get(&to.addr).copied();
+        let alive = to_slot.and_then(|t| {
+            let inc = s.slots[t as usize].current.as_ref()?;
+            (to.id == inc.id || to.id == NodeId::UNKNOWN).then_some((t, inc.id))
+        });
+        let Some((to_slot, to_id)) = alive else {
+            s.stats.dead += 1;
+            if s.config.unreachable_hints {
+                let d = s.config.default_link.latency.sample(&mut s.rng);
+                let seq = s.next_seq();
+                s.heap.push(Reverse(InFlight {
+                    at: now + d,
+                    seq,
+                    from: to,
+                    from_slot: to_slot.unwrap_or(u32::MAX),
+                    to: from,
+                    to_slot: from_slot,
+                    payload: Payload::Unreachable { peer: to },
+                }));
+            }
+            return;
+        };
+        if s.slots[to_slot as usize].group != from_group {
+            s.stats.partitioned += 1;
+            return;
+        }
+        let link = s.links.get(&(from_slot, to_slot)).unwrap_or(&s.config.default_link);
+        let (latency, loss) = (link.latency.clone(), link.loss);
+        if loss > 0.0 && s.rng.chance(loss) {
+            s.stats.lost += 1;
+            return;
+        }
+        let mut at = now + latency.sample(&mut s.rng);
+        if s.config.fifo {
+            let last = s.last.entry((from_slot, to_slot)).or_insert(Time::ZERO);
+            at = at.max(*last);
+            *last = at;
+        }
+        let seq = s.next_seq();
+        s.heap.push(Reverse(InFlight {
+            at,
+            seq,
+            from,
+            from_slot,
+            to: NodeAddr::new(to.addr, to_id),
+            to_slot,
+            payload: Payload::Message { proto, msg },
+        }));
+    }
+
+    /// The time of the next delivery.
+    pub(crate) fn next_delivery(&self) -> Option<Time> {
+        self.state.lock().heap.peek().map(|r| r.0.at)
+    }
+
+    /// Delivers everything due at or before `now`, calling `trace` with each delivery's words.
+    /// Returns whether anything was due.
+    pub(crate) fn deliver_due(&self, now: Time, mut trace: impl FnMut(&[u64])) -> bool {
+        let mut any = false;
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        while s.heap.peek().is_some_and(|r| r.0.at <= now) {
+            let Some(Reverse(f)) = s.heap.pop() else { break };
+            any = true;
+            s.deliver(f, &mut trace);
+        }
+        any
+    }
+
+    /// In-flight messages and hints.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.state.lock().heap.len()
+    }
+}
+
+fn current(s: &NetState, slot: u32, me: NodeId) -> selfman_core::Result<&Incarnation> {
+    match s.slots.get(slot as usize).and_then(|sl| sl.current.as_ref()) {
+        Some(inc) if inc.id == me => Ok(inc),
+        _ => Err(selfman_core::Error::Network(format!("node {me} is not running"))),
+    }
+}
+
+fn current_mut(s: &mut NetState, slot: u32, me: NodeId) -> selfman_core::Result<&mut Incarnation> {
+    match s.slots.get_mut(slot as usize).and_then(|sl| sl.current.as_mut()) {
+        Some(inc) if inc.id == me => Ok(inc),
+        _ => Err(selfman_core::Error::Network(format!("node {me} is not running"))),
+    }
+}
+
+impl NetState {
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn deliver(&mut self, f: InFlight, trace: &mut impl FnMut(&[u64])) {
+        let from_group = self.slots.get(f.from_slot as usize).map(|s| s.group);
+        let Some(dest) = self.slots.get_mut(f.to_slot as usize) else { return };
+        let group = dest.group;
+        let Some(inc) = dest.current.as_mut().filter(|i| i.id == f.to.id) else {
+            self.stats.dead += 1;
+            return;
+        };
+        match f.payload {
+            Payload::Message { proto, msg } => {
+                if from_group != Some(group) {
+                    self.stats.partitioned += 1;
+                    return;
+                }
+                match inc.protocols.iter_mut().find(|r| r.id == proto) {
+                    Some(r) => {
+                        trace(&[f.at.0, f.from.id.0, f.to.id.0, u64::from(proto.0)]);
+                        if r.port.deliver(f.from, msg) {
+                            self.stats.delivered += 1;
+                        } else {
+                            self.stats.unknown_protocol += 1;
+                        }
+                    }
+                    None => self.stats.unknown_protocol += 1,
+                }
+            }
+            Payload::Unreachable { peer } => {
+                trace(&[f.at.0, f.to.id.0, peer.id.0, u64::MAX]);
+                let status = PeerStatus {
+                    peer,
+                    status: LinkStatus::Unreachable(CloseReason::Other("node not running".into())),
+                };
+                for r in &mut inc.protocols {
+                    r.port.status(status.clone());
+                }
+                self.stats.hints += 1;
+            }
+        }
+    }
+}
+
+/// The component providing `Network<M>` for one protocol on one simulated node.
+pub(crate) struct SimNetPort<M: Message> {
+    port: Provided<Network<M>>,
+    world: Arc<World>,
+    slot: u32,
+    me: NodeAddr,
+    proto: ProtocolId,
+}
+
+impl<M: Message> SimNetPort<M> {
+    pub(crate) fn new(world: Arc<World>, slot: u32, me: NodeAddr, proto: ProtocolId) -> Self {
+        SimNetPort { port: Provided::new(), world, slot, me, proto }
+    }
+
+    fn on_request(&mut self, r: NetRequest<M>) -> Handled {
+        match r {
+            NetRequest::Send { to, msg } => {
+                self.world.send(self.slot, self.me, to, self.proto, Box::new(msg));
+            }
+            other => {
+                tracing::warn!(request = ?other, "simulated network: unsupported request ignored")
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<M: Message> ComponentDefinition for SimNetPort<M> {
+    fn setup(&mut self, setup: &mut Setup<Self>) {
+        setup.provide(|c| &mut c.port, Self::on_request);
+    }
+}

@@ -1,0 +1,301 @@
+//! The simulated network: latency, loss, partitions, crash and restart, FIFO, determinism.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use selfman_core::{
+    ComponentDefinition, Context, Error, Handled, Host, LinkStatus, NetIndication, Network,
+    NodeAddr, NodeId, Required, Setup, Time, Timeout, Timer, TimerId,
+};
+use selfman_sim::{Latency, LinkModel, SimConfig, SimNetConfig, Simulation};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Beat {
+    seq: u64,
+    sent_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Heard {
+    to: NodeAddr,
+    from: NodeAddr,
+    seq: u64,
+    sent_at: u64,
+    at: u64,
+}
+
+#[derive(Default)]
+struct Log {
+    heard: Mutex<Vec<Heard>>,
+    unreachable: Mutex<Vec<(NodeAddr, NodeAddr)>>,
+}
+
+type Directory = Arc<Mutex<Vec<NodeAddr>>>;
+
+/// Every 10 ms sends a numbered beat to every node in the directory but itself.
+struct Beacon {
+    ctx: Context,
+    me: NodeAddr,
+    net: Required<Network<Beat>>,
+    timer: Required<Timer>,
+    peers: Directory,
+    log: Arc<Log>,
+    seq: u64,
+}
+
+impl Beacon {
+    fn on_net(&mut self, ev: NetIndication<Beat>) -> Handled {
+        match ev {
+            NetIndication::Deliver(d) => self.log.heard.lock().push(Heard {
+                to: self.me,
+                from: d.from,
+                seq: d.msg.seq,
+                sent_at: d.msg.sent_at,
+                at: self.ctx.now().0,
+            }),
+            NetIndication::Status(s) => {
+                if matches!(s.status, LinkStatus::Unreachable(_)) {
+                    self.log.unreachable.lock().push((self.me, s.peer));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, _: Timeout) -> Handled {
+        let peers = self.peers.lock().clone();
+        for p in peers.into_iter().filter(|p| p.addr != self.me.addr) {
+            self.seq += 1;
+            self.net.send(p, Beat { seq: self.seq, sent_at: self.ctx.now().0 });
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Beacon {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.context(|c| &mut c.ctx);
+        s.require(|c| &mut c.net, Self::on_net);
+        s.require(|c| &mut c.timer, Self::on_tick);
+    }
+    fn on_start(&mut self) -> Handled {
+        let period = Duration::from_millis(10);
+        self.timer.schedule_periodic(TimerId(1), period, period);
+        Ok(())
+    }
+}
+
+/// A simulation of `n` beacons that all beat to each other.
+fn cluster(seed: u64, n: usize, config: SimConfig) -> (Simulation, Directory, Arc<Log>) {
+    let sim = Simulation::with(seed, config);
+    let dir: Directory = Arc::default();
+    let log = Arc::new(Log::default());
+    for _ in 0..n {
+        let (d, l) = (dir.clone(), log.clone());
+        let addr = sim
+            .add_node(move |h| {
+                let (peers, log, me) = (d.clone(), l.clone(), h.local());
+                let b = h.create(move || Beacon {
+                    ctx: Context::new(),
+                    me,
+                    net: Required::new(),
+                    timer: Required::new(),
+                    peers: peers.clone(),
+                    log: log.clone(),
+                    seq: 0,
+                })?;
+                h.system().connect(&h.network::<Beat>("beat")?, &b.required()?)?;
+                h.system().connect(&h.timer()?, &b.required()?)?;
+                Ok(())
+            })
+            .unwrap();
+        dir.lock().push(addr);
+    }
+    (sim, dir, log)
+}
+
+fn ms(n: u64) -> Time {
+    Time(n * 1_000_000)
+}
+
+#[test]
+fn sim_net_delivers_within_the_link_latency() {
+    let (sim, dir, log) = cluster(1, 5, SimConfig::default());
+    sim.run_until(ms(500));
+    let heard = log.heard.lock();
+    // 5 nodes × 4 peers × ~50 ticks.
+    assert!(heard.len() > 900, "only {} beats heard", heard.len());
+    for h in heard.iter() {
+        let lat = h.at - h.sent_at;
+        assert!((1_000_000..=5_000_000).contains(&lat), "latency {lat} ns outside 1-5 ms");
+        assert!(dir.lock().contains(&h.from));
+    }
+    let stats = sim.net_stats();
+    assert_eq!(stats.delivered as usize, heard.len());
+    assert_eq!(stats.lost + stats.partitioned + stats.dead, 0);
+}
+
+#[test]
+fn sim_net_loses_messages_at_the_configured_rate() {
+    let mut config = SimConfig::default();
+    config.network.default_link.loss = 0.3;
+    let (sim, _, log) = cluster(2, 4, config);
+    sim.run_until(ms(2000));
+    let s = sim.net_stats();
+    let rate = s.lost as f64 / s.sent as f64;
+    assert!((0.27..0.33).contains(&rate), "loss rate {rate} for p = 0.3 ({s:?})");
+    assert_eq!(log.heard.lock().len() as u64, s.delivered);
+}
+
+#[test]
+fn sim_net_partition_blocks_cross_group_traffic_until_healed() {
+    let (sim, dir, log) = cluster(3, 6, SimConfig::default());
+    let nodes = dir.lock().clone();
+    sim.run_until(ms(100));
+    sim.partition(&[nodes[..3].to_vec(), nodes[3..].to_vec()]);
+    let side = |a: &NodeAddr| nodes.iter().position(|n| n == a).unwrap() < 3;
+    let cut = log.heard.lock().len();
+    sim.run_until(ms(300));
+    {
+        let heard = log.heard.lock();
+        let during = &heard[cut..];
+        assert!(during.len() > 100);
+        // Beats sent before the cut may still arrive in its first 5 ms; none after.
+        for h in during.iter().filter(|h| h.at > ms(106).0) {
+            assert_eq!(side(&h.from), side(&h.to), "crossed the partition: {h:?}");
+        }
+    }
+    assert!(sim.net_stats().partitioned > 0);
+    sim.heal();
+    let healed = log.heard.lock().len();
+    sim.run_until(ms(400));
+    let heard = log.heard.lock();
+    assert!(heard[healed..].iter().any(|h| side(&h.from) != side(&h.to)), "no traffic after heal");
+}
+
+#[test]
+fn sim_net_crash_and_restart_use_a_new_incarnation() {
+    let (sim, dir, log) = cluster(4, 3, SimConfig::default());
+    let nodes = dir.lock().clone();
+    sim.run_until(ms(100));
+    sim.crash(nodes[0]).unwrap();
+    assert!(!sim.is_alive(nodes[0]));
+    assert_eq!(sim.alive_nodes(), nodes[1..].to_vec());
+    assert!(matches!(sim.crash(nodes[0]), Err(Error::Network(_))));
+    let crashed_at = sim.now();
+    sim.run_until(ms(200));
+    {
+        let heard = log.heard.lock();
+        assert!(
+            !heard.iter().any(|h| h.to == nodes[0] && h.at > crashed_at.0),
+            "a crashed node heard something"
+        );
+        assert!(!heard.iter().any(|h| h.from == nodes[0] && h.at > crashed_at.0 + 5_000_000));
+        let un = log.unreachable.lock();
+        assert!(un.iter().any(|&(me, peer)| me == nodes[1] && peer == nodes[0]), "no hint");
+    }
+    let again = sim.restart(nodes[0]).unwrap();
+    assert_eq!(again.addr, nodes[0].addr);
+    assert_ne!(again.id, nodes[0].id);
+    assert!(sim.is_alive(again));
+    let restarted_at = sim.now();
+    sim.run_until(ms(300));
+    let heard = log.heard.lock();
+    // The others still address the old incarnation: nothing reaches the new one from them …
+    assert!(!heard.iter().any(|h| h.to == again && h.from != again));
+    // … but the new incarnation's beats (to the live peers) arrive.
+    assert!(heard.iter().any(|h| h.from == again && h.at > restarted_at.0));
+    drop(heard);
+    // Addressing by address only reaches whichever incarnation runs there.
+    dir.lock()[0] = NodeAddr::new(again.addr, NodeId::UNKNOWN);
+    let before = log.heard.lock().len();
+    sim.run_until(ms(400));
+    assert!(log.heard.lock()[before..].iter().any(|h| h.to == again));
+}
+
+#[test]
+fn sim_net_keeps_links_fifo_and_a_checker_sees_reordering_when_it_does_not() {
+    fn reordered(fifo: bool) -> usize {
+        let config = SimConfig {
+            network: SimNetConfig {
+                default_link: LinkModel {
+                    latency: Latency::Uniform {
+                        min: Duration::from_millis(1),
+                        max: Duration::from_millis(30),
+                    },
+                    loss: 0.0,
+                },
+                fifo,
+                ..SimNetConfig::default()
+            },
+            ..SimConfig::default()
+        };
+        let (sim, _, log) = cluster(5, 4, config);
+        sim.run_until(ms(1000));
+        let heard = log.heard.lock();
+        let mut last = std::collections::HashMap::new();
+        let mut bad = 0;
+        for h in heard.iter() {
+            let prev = last.insert((h.from, h.to), h.seq).unwrap_or(0);
+            bad += usize::from(h.seq < prev);
+        }
+        bad
+    }
+    assert_eq!(reordered(true), 0);
+    assert!(reordered(false) > 10, "the ordering checker caught nothing on a reordering network");
+}
+
+#[test]
+fn sim_net_same_seed_same_trace() {
+    let run = |seed| {
+        let mut config = SimConfig::default();
+        config.network.default_link = LinkModel {
+            latency: Latency::Exponential {
+                base: Duration::from_millis(1),
+                mean_extra: Duration::from_millis(3),
+            },
+            loss: 0.05,
+        };
+        let (sim, dir, _) = cluster(seed, 8, config);
+        let nodes = dir.lock().clone();
+        sim.run_until(ms(200));
+        sim.crash(nodes[2]).unwrap();
+        sim.partition(&[nodes[..4].to_vec()]);
+        sim.run_until(ms(400));
+        sim.heal();
+        sim.restart(nodes[2]).unwrap();
+        sim.run_until(ms(600));
+        (sim.trace_hash(), sim.net_stats())
+    };
+    let a = run(7);
+    assert_eq!(a, run(7));
+    assert!(a.1.delivered > 1000 && a.1.lost > 0 && a.1.partitioned > 0 && a.1.dead > 0);
+    assert_ne!(a.0, run(8).0);
+}
+
+#[test]
+fn sim_net_refuses_conflicting_protocol_names() {
+    let sim = Simulation::new(9);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    sim.add_node(move |h| {
+        let a = h.network::<Beat>("beat")?;
+        let again = h.network::<Beat>("beat")?;
+        assert_eq!(a.owner(), again.owner(), "same protocol, same port");
+        s.lock().push(h.network::<u64>("beat").map(|_| ()));
+        Ok(())
+    })
+    .unwrap();
+    let r = seen.lock().pop().unwrap();
+    assert!(matches!(r, Err(Error::Network(m)) if m.contains("another message type")));
+}
+
+#[test]
+fn sim_net_builder_errors_are_reported_and_leave_no_node() {
+    let sim = Simulation::new(10);
+    let err = sim.add_node(|_| Err(Error::Network("boom".into()))).unwrap_err();
+    assert_eq!(err, Error::Network("boom".into()));
+    assert!(sim.alive_nodes().is_empty());
+}
