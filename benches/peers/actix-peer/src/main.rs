@@ -259,5 +259,9 @@ fn main() {
     match peer_common::parse_args() {
         Command::PingPong(a) => pingpong(a),
         Command::Components(a) => components(a),
+        Command::NetPingPong(_) | Command::NetPonger(_) => {
+            eprintln!("actix-peer: net-pingpong is not implemented for this peer");
+            std::process::exit(2)
+        }
     }
 }

@@ -5,6 +5,9 @@
 //!   indications. Each pinger keeps at most W pings in flight.
 //! * `components`: C minimal components (one port each), connected pairwise,
 //!   started; reports time and net heap bytes per component.
+//! * `net-pingpong`: K pinger actors in this process, K ponger actors in a
+//!   child process (hidden `net-ponger` subcommand), over loopback TCP with
+//!   Kompact's `NetworkDispatcher` (crate `kompact-net`); see `net.rs`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -14,6 +17,8 @@ use std::time::{Duration, Instant};
 use kompact::prelude::*;
 use peer_common::{Command, ComponentsArgs, PingPongArgs};
 
+mod net;
+
 #[global_allocator]
 static ALLOC: peer_common::CountingAlloc = peer_common::CountingAlloc;
 
@@ -21,7 +26,9 @@ static ALLOC: peer_common::CountingAlloc = peer_common::CountingAlloc;
 // System setup
 // ---------------------------------------------------------------------------
 
-fn build_system(threads: usize) -> KompactSystem {
+/// Kompact config shared by every benchmark: T pool threads, Kompact's
+/// logger on stderr, everything else at Kompact's defaults.
+fn kompact_config(threads: usize) -> KompactConfig {
     let mut cfg = KompactConfig::default();
     // Thread pool size; everything else (throughput = 50, message priority =
     // 0.5, scheduler = auto -> crossbeam work-stealing small pool) stays at
@@ -34,7 +41,11 @@ fn build_system(threads: usize) -> KompactSystem {
     let drain = slog_async::Async::new(drain).chan_size(1024).build().fuse();
     let logger = slog::Logger::root_typed(Arc::new(drain), o!());
     cfg.logger(logger);
-    cfg.build().wait().expect("Kompact system")
+    cfg
+}
+
+fn build_system(threads: usize) -> KompactSystem {
+    kompact_config(threads).build().wait().expect("Kompact system")
 }
 
 fn shutdown(system: KompactSystem) {
@@ -305,5 +316,7 @@ fn main() {
     match peer_common::parse_args() {
         Command::PingPong(a) => pingpong(a),
         Command::Components(a) => components(a),
+        Command::NetPingPong(a) => net::net_pingpong(a),
+        Command::NetPonger(a) => net::net_ponger(a),
     }
 }

@@ -18,6 +18,10 @@ use std::time::Duration;
 pub enum Command {
     PingPong(PingPongArgs),
     Components(ComponentsArgs),
+    /// `net-pingpong`: the pinger side of the two-process TCP benchmark.
+    NetPingPong(PingPongArgs),
+    /// `net-ponger` (hidden): the ponger side, spawned by `net-pingpong`.
+    NetPonger(NetPongerArgs),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +29,13 @@ pub struct PingPongArgs {
     pub pairs: usize,
     pub window: u64,
     pub round_trips: u64,
+    pub threads: usize,
+}
+
+/// Arguments of the hidden `net-ponger` subcommand (the child process).
+#[derive(Debug, Clone, Copy)]
+pub struct NetPongerArgs {
+    pub pairs: usize,
     pub threads: usize,
 }
 
@@ -44,6 +55,7 @@ pub fn default_threads() -> usize {
 fn usage(prog: &str) -> ! {
     eprintln!(
         "usage:\n  {prog} pingpong --pairs P --window W --round-trips N [--threads T]\n  \
+         {prog} net-pingpong --pairs P --window W --round-trips N [--threads T]\n  \
          {prog} components --count C [--threads T]"
     );
     exit(2)
@@ -89,25 +101,42 @@ pub fn parse_args() -> Command {
         usage(&prog);
     }
     match sub.as_str() {
-        "pingpong" => {
+        "pingpong" | "net-pingpong" => {
             let (Some(pairs), Some(window), Some(round_trips)) = (pairs, window, round_trips) else {
-                eprintln!("{prog}: pingpong needs --pairs, --window and --round-trips");
+                eprintln!("{prog}: {sub} needs --pairs, --window and --round-trips");
                 usage(&prog)
             };
             if count.is_some() {
-                eprintln!("{prog}: --count is not valid for pingpong");
+                eprintln!("{prog}: --count is not valid for {sub}");
                 usage(&prog);
             }
             if window == 0 && round_trips > 0 {
                 eprintln!("{prog}: --window must be > 0");
                 usage(&prog);
             }
-            Command::PingPong(PingPongArgs {
+            let a = PingPongArgs {
                 pairs,
                 window,
                 round_trips,
                 threads,
-            })
+            };
+            if sub == "pingpong" {
+                Command::PingPong(a)
+            } else {
+                Command::NetPingPong(a)
+            }
+        }
+        "net-ponger" => {
+            // Hidden: only started by `net-pingpong` itself.
+            let Some(pairs) = pairs else {
+                eprintln!("{prog}: net-ponger needs --pairs");
+                usage(&prog)
+            };
+            if window.is_some() || round_trips.is_some() || count.is_some() {
+                eprintln!("{prog}: net-ponger only takes --pairs [--threads]");
+                usage(&prog);
+            }
+            Command::NetPonger(NetPongerArgs { pairs, threads })
         }
         "components" => {
             let Some(count) = count else {
@@ -119,10 +148,6 @@ pub fn parse_args() -> Command {
                 usage(&prog);
             }
             Command::Components(ComponentsArgs { count, threads })
-        }
-        "net-pingpong" => {
-            eprintln!("{prog}: net-pingpong is not implemented for this peer");
-            exit(2)
         }
         _ => usage(&prog),
     }
@@ -147,6 +172,42 @@ pub fn print_pingpong(a: &PingPongArgs, elapsed: Duration) {
         elapsed.as_millis(),
         msgs_per_s
     );
+}
+
+/// Prints the single net-pingpong result line.
+/// Messages counted = pings + pongs = 2 * N * P. `rtt_us` is
+/// `Some((p50, p99))` in microseconds when per-round-trip times were recorded
+/// (window 1), else both are printed as `NA`.
+pub fn print_net_pingpong(a: &PingPongArgs, elapsed: Duration, rtt_us: Option<(f64, f64)>) {
+    let msgs = 2u128 * a.round_trips as u128 * a.pairs as u128;
+    let nanos = elapsed.as_nanos().max(1);
+    let msgs_per_s = msgs * 1_000_000_000 / nanos;
+    let (p50, p99) = match rtt_us {
+        Some((p50, p99)) => (format!("{p50:.1}"), format!("{p99:.1}")),
+        None => ("NA".to_string(), "NA".to_string()),
+    };
+    println!(
+        "net-pingpong pairs={} window={} round_trips={} elapsed_ms={} msgs_per_s={} rtt_us_p50={} rtt_us_p99={}",
+        a.pairs,
+        a.window,
+        a.round_trips,
+        elapsed.as_millis(),
+        msgs_per_s,
+        p50,
+        p99
+    );
+}
+
+/// Nearest-rank percentile (`p` in 0..=100) of an ascending-sorted slice:
+/// the smallest sample such that at least p% of all samples are <= it.
+/// Returns `None` for an empty slice.
+pub fn percentile_sorted(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let n = sorted.len();
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, n) - 1])
 }
 
 /// Prints the single components result line.
