@@ -22,8 +22,10 @@
 mod clock;
 mod net;
 mod node;
+mod scenario;
 mod simulation;
 
 pub use net::{Latency, LinkModel, SimNetConfig, SimNetStats};
 pub use node::{NodeBuilder, SimHost};
+pub use scenario::{seeds, Check, Churn, Outcome, Run, Scenario, Violation};
 pub use simulation::{SimConfig, Simulation};
