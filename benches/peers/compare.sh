@@ -6,12 +6,17 @@
 # and actix alternately RUNS times each, takes the median msgs_per_s per
 # framework and prints one `ratio ...` line per (configuration, peer).
 # Then does the same for the components benchmark (elapsed_ms and
-# bytes_per_component).
+# bytes_per_component). Finally runs net-pingpong (two processes over
+# loopback TCP) for pairs in {1,8} x window in {1,500}, selfman and kompact
+# alternately (actix has no networking peer), and prints one
+# `ratio net-pingpong ...` line per configuration plus, for window 1, one
+# `ratio net-pingpong-rtt ...` line with the round-trip-time medians.
 #
 # Environment:
 #   ROUND_TRIPS    round trips per pair        (default 1000000)
 #   RUNS           runs per framework/config   (default 3)
 #   COUNT          components to create        (default 1000000)
+#   NET_ROUND_TRIPS round trips per pair for net-pingpong (default 200000)
 #   THREADS        if set, passed as --threads T to every pingpong/components
 #                  run; otherwise each binary uses its default (= #cores)
 #   RUN_TIMEOUT    seconds per benchmark invocation (default 300)
@@ -22,7 +27,9 @@
 #
 # stdout: only the `ratio ...` lines. stderr: progress and every raw result
 # line. Exit status is non-zero if any build or run failed (its values are
-# then reported as NA).
+# then reported as NA). Exception: if selfman-bench does not know the
+# net-pingpong subcommand yet (a probe run fails with "unknown ..."), its
+# net-pingpong values are NA and that alone does not fail the script.
 
 set -u
 set -o pipefail
@@ -33,6 +40,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 ROUND_TRIPS="${ROUND_TRIPS:-1000000}"
 RUNS="${RUNS:-3}"
 COUNT="${COUNT:-1000000}"
+NET_ROUND_TRIPS="${NET_ROUND_TRIPS:-200000}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-300}"
 BUILD_TIMEOUT="${BUILD_TIMEOUT:-1800}"
 THREADS="${THREADS:-}"
@@ -45,7 +53,7 @@ FAILED=0
 
 log() { echo "compare.sh: $*" >&2; }
 
-for v in ROUND_TRIPS COUNT; do
+for v in ROUND_TRIPS COUNT NET_ROUND_TRIPS; do
     if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
         log "$v must be a non-negative integer (got '${!v}')"
         exit 2
@@ -141,6 +149,30 @@ median() {
     }'
 }
 
+# fmedian VALUES... : like median, but for decimal numbers (e.g. 12.5);
+# prints the median with one decimal, or NA.
+fmedian() {
+    if [ $# -eq 0 ]; then echo NA; return; fi
+    local v
+    for v in "$@"; do
+        if ! [[ "$v" =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; then echo NA; return; fi
+    done
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
+        if (NR % 2) printf "%.1f\n", a[(NR + 1) / 2];
+        else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2;
+    }'
+}
+
+# fratio A B : A/B with two decimals for decimal numbers, NA if not computable.
+fratio() {
+    if [[ "$1" =~ ^-?[0-9]+(\.[0-9]+)?$ ]] && [[ "$2" =~ ^-?[0-9]+(\.[0-9]+)?$ ]] &&
+        awk -v b="$2" 'BEGIN { exit !(b != 0) }'; then
+        awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'
+    else
+        echo NA
+    fi
+}
+
 # ratio A B : A/B with two decimals, NA if not computable.
 ratio() {
     if [[ "$1" =~ ^-?[0-9]+$ ]] && [[ "$2" =~ ^-?[0-9]+$ ]] && [ "$2" -ne 0 ]; then
@@ -215,6 +247,67 @@ for peer in kompact actix; do
     # shellcheck disable=SC2086
     p_b="$(median ${bytes[$peer]})"
     echo "ratio components count=$COUNT selfman_elapsed_ms=$s_ms ${peer}_elapsed_ms=$p_ms elapsed_ratio=$(ratio "$s_ms" "$p_ms") selfman_bytes_per_component=$s_b ${peer}_bytes_per_component=$p_b bytes_ratio=$(ratio "$s_b" "$p_b")"
+done
+
+# ---------------------------------------------------------------------------
+# net-pingpong (two OS processes over loopback TCP; selfman vs kompact)
+# ---------------------------------------------------------------------------
+# Probe whether selfman-bench has net-pingpong at all. An "unknown ..."
+# complaint means it does not (yet): report NA without failing. Any other
+# probe failure is left to the real runs below (which then count as failed).
+NET_FRAMEWORKS=(selfman kompact)
+probe_err="$(timeout -k 5 60 "$SELFMAN" net-pingpong --pairs 1 --window 1 --round-trips 10 2>&1 >/dev/null)"
+probe_rc=$?
+if [ $probe_rc -ne 0 ] && printf '%s\n' "$probe_err" | grep -qi unknown; then
+    log "selfman-bench has no net-pingpong (probe: $(printf '%s' "$probe_err" | head -n 1)); its values are NA"
+    NET_FRAMEWORKS=(kompact)
+fi
+
+for pairs in 1 8; do
+    for window in 1 500; do
+        log "net-pingpong pairs=$pairs window=$window round_trips=$NET_ROUND_TRIPS runs=$RUNS"
+        declare -A vals=([selfman]="" [kompact]="")
+        declare -A p50s=([selfman]="" [kompact]="")
+        declare -A p99s=([selfman]="" [kompact]="")
+        for ((r = 1; r <= RUNS; r++)); do
+            for fw in "${NET_FRAMEWORKS[@]}"; do
+                if line="$(run_bench "$fw" net-pingpong --pairs "$pairs" --window "$window" \
+                    --round-trips "$NET_ROUND_TRIPS" "${THREAD_ARGS[@]}")"; then
+                    v="$(kv msgs_per_s "$line")"
+                    a="$(kv rtt_us_p50 "$line")"
+                    b="$(kv rtt_us_p99 "$line")"
+                    [ -n "$v" ] || v=NA
+                    [ -n "$a" ] || a=NA
+                    [ -n "$b" ] || b=NA
+                else
+                    v=NA
+                    a=NA
+                    b=NA
+                    FAILED=1
+                fi
+                vals[$fw]+="$v "
+                p50s[$fw]+="$a "
+                p99s[$fw]+="$b "
+            done
+        done
+        # shellcheck disable=SC2086
+        s="$(median ${vals[selfman]})"
+        # shellcheck disable=SC2086
+        k="$(median ${vals[kompact]})"
+        echo "ratio net-pingpong pairs=$pairs window=$window selfman_msgs_per_s=$s kompact_msgs_per_s=$k selfman/kompact=$(ratio "$s" "$k")"
+        if [ "$window" -eq 1 ]; then
+            # shellcheck disable=SC2086
+            s50="$(fmedian ${p50s[selfman]})"
+            # shellcheck disable=SC2086
+            k50="$(fmedian ${p50s[kompact]})"
+            # shellcheck disable=SC2086
+            s99="$(fmedian ${p99s[selfman]})"
+            # shellcheck disable=SC2086
+            k99="$(fmedian ${p99s[kompact]})"
+            echo "ratio net-pingpong-rtt pairs=$pairs window=$window selfman_rtt_us_p50=$s50 kompact_rtt_us_p50=$k50 p50_selfman/kompact=$(fratio "$s50" "$k50") selfman_rtt_us_p99=$s99 kompact_rtt_us_p99=$k99 p99_selfman/kompact=$(fratio "$s99" "$k99")"
+        fi
+        unset vals p50s p99s
+    done
 done
 
 if [ "$FAILED" -ne 0 ]; then

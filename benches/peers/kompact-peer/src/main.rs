@@ -27,8 +27,9 @@ static ALLOC: peer_common::CountingAlloc = peer_common::CountingAlloc;
 // ---------------------------------------------------------------------------
 
 /// Kompact config shared by every benchmark: T pool threads, Kompact's
-/// logger on stderr, everything else at Kompact's defaults.
-fn kompact_config(threads: usize) -> KompactConfig {
+/// logger on stderr (records below `min_level` dropped), everything else at
+/// Kompact's defaults.
+fn kompact_config(threads: usize, min_level: slog::Level) -> KompactConfig {
     let mut cfg = KompactConfig::default();
     // Thread pool size; everything else (throughput = 50, message priority =
     // 0.5, scheduler = auto -> crossbeam work-stealing small pool) stays at
@@ -38,6 +39,7 @@ fn kompact_config(threads: usize) -> KompactConfig {
     // the result line is the only thing on stdout.
     let decorator = slog_term::TermDecorator::new().stderr().build();
     let drain = slog_term::FullFormat::new(decorator).build().fuse();
+    let drain = slog::LevelFilter::new(drain, min_level).fuse();
     let drain = slog_async::Async::new(drain).chan_size(1024).build().fuse();
     let logger = slog::Logger::root_typed(Arc::new(drain), o!());
     cfg.logger(logger);
@@ -45,7 +47,11 @@ fn kompact_config(threads: usize) -> KompactConfig {
 }
 
 fn build_system(threads: usize) -> KompactSystem {
-    kompact_config(threads).build().wait().expect("Kompact system")
+    // All levels Kompact's release build keeps (info and up), as before.
+    kompact_config(threads, slog::Level::Info)
+        .build()
+        .wait()
+        .expect("Kompact system")
 }
 
 fn shutdown(system: KompactSystem) {
