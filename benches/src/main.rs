@@ -5,6 +5,7 @@
 //! selfman-bench components --count C [--threads T]
 //! selfman-bench idle --components C --seconds S [--threads T]
 //! selfman-bench swap --swaps S --producers P [--queued Q] [--threads T]
+//! selfman-bench sim --nodes N --virtual-seconds S --seed X
 //! ```
 
 mod alloc;
@@ -12,6 +13,7 @@ mod args;
 mod components;
 mod idle;
 mod pingpong;
+mod sim;
 mod swap;
 
 use std::process::ExitCode;
@@ -22,7 +24,7 @@ static ALLOC: alloc::Counting = alloc::Counting;
 fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let Some(cmd) = argv.next() else {
-        eprintln!("usage: selfman-bench <pingpong|components|idle|swap> [options]");
+        eprintln!("usage: selfman-bench <pingpong|components|idle|swap|sim> [options]");
         return ExitCode::from(2);
     };
     let rest: Vec<String> = argv.collect();
@@ -31,7 +33,10 @@ fn main() -> ExitCode {
         "components" => args::Args::parse(&rest).and_then(|a| components::run(&a)),
         "idle" => args::Args::parse(&rest).and_then(|a| idle::run(&a)),
         "swap" => args::Args::parse(&rest).and_then(|a| swap::run(&a)),
-        other => Err(format!("unknown benchmark `{other}` (try pingpong, components, idle, swap)")),
+        "sim" => args::Args::parse(&rest).and_then(|a| sim::run(&a)),
+        other => {
+            Err(format!("unknown benchmark `{other}` (try pingpong, components, idle, swap, sim)"))
+        }
     };
     match result {
         Ok(line) => {

@@ -3,8 +3,8 @@
 //! A Kompics-style component framework: components with typed ports, connected by channels,
 //! running on a multi-core work-stealing runtime (or, for testing, a deterministic simulator).
 //!
-//! This facade re-exports the component model ([`selfman_core`]) and the multi-core runtime
-//! ([`selfman_runtime`]); `use selfman::prelude::*;` brings in what a component needs.
+//! This facade re-exports the component model ([`selfman_core`]), the multi-core runtime
+//! ([`selfman_runtime`]) and the deterministic simulator ([`selfman_sim`]); `use selfman::prelude::*;` brings in what a component needs.
 //!
 //! ```
 //! use std::time::Duration;
@@ -34,6 +34,7 @@
 
 pub use selfman_core as core;
 pub use selfman_runtime as runtime;
+pub use selfman_sim as sim;
 
 pub use selfman_core::{
     Channel, ChannelSnapshot, Component, ComponentDefinition, ComponentId, ComponentRef,
@@ -42,13 +43,18 @@ pub use selfman_core::{
     Required, RequiredRef, Result, Rng, Selector, Setup, Severity, Strategy, SupervisorPolicy,
     Swap, System, SystemConfig, SystemSnapshot, Time, Timeout, Timer, TimerId, TimerRequest,
 };
+pub use selfman_core::{
+    CloseReason, Delivery, Host, LinkStatus, Message, NetIndication, NetRequest, Network, NodeAddr,
+    NodeId, PeerStatus,
+};
 pub use selfman_runtime::{Runtime, RuntimeBuilder};
 
 /// What a component definition usually needs.
 pub mod prelude {
     pub use selfman_core::{
-        Component, ComponentDefinition, ComponentRef, Context, Handled, HandlerError, Port,
-        Provided, Required, Setup, System, Timeout, Timer, TimerId,
+        Component, ComponentDefinition, ComponentRef, Context, Handled, HandlerError, Host,
+        NetIndication, Network, NodeAddr, Port, Provided, Required, Setup, System, Timeout, Timer,
+        TimerId,
     };
     pub use selfman_runtime::Runtime;
 }

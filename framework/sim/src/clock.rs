@@ -4,13 +4,15 @@
 //! only on what the components did.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use selfman_core::{Time, TimerDriver, TimerEntry, TimerKey, TimerTarget};
+
+use crate::net::FastMap;
 
 struct Pending {
     seq: u64,
@@ -21,7 +23,7 @@ struct Pending {
 #[derive(Default)]
 struct Timers {
     heap: BinaryHeap<Reverse<(Time, u64, TimerKey)>>,
-    pending: BTreeMap<TimerKey, Pending>,
+    pending: FastMap<TimerKey, Pending>,
     next_seq: u64,
 }
 

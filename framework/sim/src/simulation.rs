@@ -1,5 +1,6 @@
 //! [`Simulation`]: a system driven step by step on the calling thread.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
@@ -26,16 +27,20 @@ impl Scheduler for ReadyQueue {
     }
 }
 
-/// FNV-1a over 64-bit words: a stable, dependency-free hash for traces.
-#[derive(Debug, Clone, Copy)]
-struct TraceHash(u64);
+/// The running trace: a word-wise multiplicative hash (stable across platforms and runs, no
+/// dependency) and two counters.
+#[derive(Default)]
+struct Trace {
+    hash: Cell<u64>,
+    turns: Cell<u64>,
+    firings: Cell<u64>,
+}
 
-impl TraceHash {
-    fn add(&mut self, word: u64) {
-        for b in word.to_le_bytes() {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
+impl Trace {
+    #[inline]
+    fn add(&self, word: u64) {
+        let h = (self.hash.get().rotate_left(23) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.hash.set(h ^ (h >> 29));
     }
 }
 
@@ -56,7 +61,7 @@ pub struct Simulation {
     clock: Arc<VirtualClock>,
     pub(crate) world: Arc<World>,
     pub(crate) builders: Mutex<Vec<Builder>>,
-    trace: Mutex<(TraceHash, u64, u64)>,
+    trace: Trace,
 }
 
 impl Simulation {
@@ -89,7 +94,7 @@ impl Simulation {
             clock,
             world,
             builders: Mutex::new(Vec::new()),
-            trace: Mutex::new((TraceHash(0xcbf2_9ce4_8422_2325), 0, 0)),
+            trace: Trace { hash: Cell::new(0xcbf2_9ce4_8422_2325), ..Trace::default() },
         };
         sim.run_until_idle(); // start the timer service
         sim
@@ -114,12 +119,10 @@ impl Simulation {
     pub fn run_one(&self) -> bool {
         let task = self.ready.tasks.lock().pop_front();
         let Some(task) = task else { return false };
-        {
-            let mut t = self.trace.lock();
-            t.0.add(self.clock.now().0);
-            t.0.add(task.component().0);
-            t.1 += 1;
-        }
+        let t = &self.trace;
+        t.add(self.clock.now().0);
+        t.add(task.component().0);
+        t.turns.set(t.turns.get() + 1);
         task.run();
         true
     }
@@ -140,19 +143,16 @@ impl Simulation {
 
     fn fire_due(&self) -> bool {
         let mut fired = self.world.deliver_due(self.clock.now(), |words| {
-            let mut t = self.trace.lock();
             for &w in words {
-                t.0.add(w);
+                self.trace.add(w);
             }
         });
         while let Some((key, target)) = self.clock.pop_due() {
-            {
-                let mut t = self.trace.lock();
-                t.0.add(self.clock.now().0);
-                t.0.add(key.channel);
-                t.0.add(key.id);
-                t.2 += 1;
-            }
+            let t = &self.trace;
+            t.add(self.clock.now().0);
+            t.add(key.channel);
+            t.add(key.id);
+            t.firings.set(t.firings.get() + 1);
             if !target.fire() {
                 self.clock.forget(key);
             }
@@ -164,13 +164,13 @@ impl Simulation {
     /// Runs until virtual time `until` (inclusive of everything due then), jumping from one
     /// timer deadline to the next when no component has work. Returns the number of turns run.
     pub fn run_until(&self, until: Time) -> u64 {
-        let mut n = self.run_until_idle();
-        while let Some(next) = self.next_event() {
-            if next > until {
-                break;
-            }
-            self.clock.advance_to(next);
+        let mut n = 0;
+        loop {
             n += self.run_until_idle();
+            match self.next_event() {
+                Some(next) if next <= until => self.clock.advance_to(next),
+                _ => break,
+            }
         }
         self.clock.advance_to(until);
         n + self.run_until_idle()
@@ -208,17 +208,17 @@ impl Simulation {
     /// Hash of everything that happened so far: each turn (time, component) and each timer
     /// firing (time, timer). Equal seeds and equal setups give equal hashes.
     pub fn trace_hash(&self) -> u64 {
-        self.trace.lock().0 .0
+        self.trace.hash.get()
     }
 
     /// Component turns run so far.
     pub fn turns(&self) -> u64 {
-        self.trace.lock().1
+        self.trace.turns.get()
     }
 
     /// Timer firings so far.
     pub fn timer_firings(&self) -> u64 {
-        self.trace.lock().2
+        self.trace.firings.get()
     }
 
     /// Timers waiting to fire.
