@@ -15,7 +15,7 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     let nodes = args.get("nodes", 1000)? as usize;
     let secs = args.get("virtual-seconds", 10)?;
     let seed = args.get("seed", 1)?;
-    if nodes < 2 || nodes >= 1 << 24 {
+    if !(2..1 << 24).contains(&nodes) {
         return Err("--nodes must be between 2 and 16777215".into());
     }
     let addr = |i: usize| NodeAddr::simulated(i as u32 + 1, NodeId::UNKNOWN).addr;
