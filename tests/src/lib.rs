@@ -1,4 +1,61 @@
 //! # selfman-tests
 //!
-//! Simulation scenarios shared by the test suites and the `sweep` runner (work in progress).
+//! Simulation scenarios shared by the test suites and the `sweep` runner:
+//!
+//! ```text
+//! cargo run --release -p selfman-tests --bin sweep -- <scenario> --seeds N [--start S]
+//! ```
+//!
+//! Each scenario is a [`Scenario`] recipe with its invariants; [`by_name`] finds one,
+//! [`SCENARIOS`] lists them. A failing seed prints the command that replays it; once the bug is
+//! fixed, the seed goes into `tests/tests/regressions.rs` so it keeps being checked.
 #![deny(missing_docs)]
+
+pub mod scenarios;
+
+use selfman_sim::Scenario;
+
+/// A registered scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// What it exercises and checks.
+    pub about: &'static str,
+    /// Whether a correct system must pass it (`false` for deliberately broken variants that
+    /// show a checker catching a bug).
+    pub must_pass: bool,
+    /// Builds it.
+    pub build: fn() -> Scenario,
+}
+
+/// Every scenario the sweep runner knows.
+pub const SCENARIOS: &[Entry] = &[
+    Entry {
+        name: "net-fifo",
+        about: "typed messages between churning, partitioned nodes on lossy links: per-link \
+                FIFO, no duplicates, no delivery to another incarnation, no message from the \
+                future",
+        must_pass: true,
+        build: scenarios::net_fifo,
+    },
+    Entry {
+        name: "net-fifo-broken",
+        about: "net-fifo on a network that reorders (FIFO off): the checker must report it",
+        must_pass: false,
+        build: scenarios::net_fifo_broken,
+    },
+    Entry {
+        name: "heartbeat-churn",
+        about: "the heartbeat detector on a 50-node ring under crash/restart churn and a \
+                partition; after things settle every node suspects exactly its crashed \
+                neighbours",
+        must_pass: true,
+        build: scenarios::heartbeat_churn,
+    },
+];
+
+/// The scenario called `name`.
+pub fn by_name(name: &str) -> Option<&'static Entry> {
+    SCENARIOS.iter().find(|e| e.name == name)
+}

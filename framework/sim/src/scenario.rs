@@ -344,6 +344,9 @@ impl Scenario {
 
     /// Plays the scenario from `seed`. A violation is printed to stderr with the replay
     /// command.
+    ///
+    /// State captured by the scenario's closures (a shared log, a board) is shared by every run
+    /// of this `Scenario` value: to run several seeds, build a fresh scenario for each.
     pub fn run(&self, seed: u64) -> Outcome {
         let sim = Simulation::with(seed, self.config.clone());
         let outcome = self.play(&sim, seed);
@@ -351,6 +354,12 @@ impl Scenario {
             eprintln!("simulation failed: {outcome}");
         }
         outcome
+    }
+
+    /// As [`Scenario::run`], without printing anything.
+    pub fn run_quiet(&self, seed: u64) -> Outcome {
+        let sim = Simulation::with(seed, self.config.clone());
+        self.play(&sim, seed)
     }
 
     /// As [`Scenario::run`], and hands the simulation to `inspect` before it is dropped.
