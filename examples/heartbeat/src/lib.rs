@@ -219,6 +219,7 @@ impl ComponentDefinition for Heartbeat {
     }
 }
 
+// ANCHOR: build
 /// Wires a heartbeat on `host`, watching `peers`: the one function both worlds call.
 ///
 /// # Errors
@@ -236,6 +237,7 @@ pub fn build<H: Host>(
     host.system().connect(&host.timer()?, &hb.required()?)?;
     Ok(hb)
 }
+// ANCHOR_END: build
 
 /// The ring neighbours (predecessor and successor) of node `i` of `n`, addressed by `addr`
 /// with unknown incarnation ids.

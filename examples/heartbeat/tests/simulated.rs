@@ -42,6 +42,7 @@ fn check_detection(sim: &Simulation, board: &Board, config_timeout_ok: bool) -> 
     Ok(())
 }
 
+// ANCHOR: scenario
 fn scenario(config: Config, name: &str) -> (Scenario, Board) {
     let board: Board = Arc::default();
     let b = board.clone();
@@ -68,7 +69,9 @@ fn scenario(config: Config, name: &str) -> (Scenario, Board) {
         );
     (s, board)
 }
+// ANCHOR_END: scenario
 
+// ANCHOR: run
 #[test]
 fn heartbeat_detects_crashes_among_1000_simulated_nodes() {
     for seed in seeds(0..2) {
@@ -79,6 +82,7 @@ fn heartbeat_detects_crashes_among_1000_simulated_nodes() {
         assert_eq!(out.alive, 980);
     }
 }
+// ANCHOR_END: run
 
 #[test]
 fn the_detection_check_catches_a_detector_that_never_suspects() {
