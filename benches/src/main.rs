@@ -6,12 +6,14 @@
 //! selfman-bench idle --components C --seconds S [--threads T]
 //! selfman-bench swap --swaps S --producers P [--queued Q] [--threads T]
 //! selfman-bench sim --nodes N --virtual-seconds S --seed X
+//! selfman-bench net-pingpong --pairs K --window W --round-trips N [--threads T]
 //! ```
 
 mod alloc;
 mod args;
 mod components;
 mod idle;
+mod net_pingpong;
 mod pingpong;
 mod sim;
 mod swap;
@@ -24,7 +26,9 @@ static ALLOC: alloc::Counting = alloc::Counting;
 fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let Some(cmd) = argv.next() else {
-        eprintln!("usage: selfman-bench <pingpong|components|idle|swap|sim> [options]");
+        eprintln!(
+            "usage: selfman-bench <pingpong|components|idle|swap|sim|net-pingpong> [options]"
+        );
         return ExitCode::from(2);
     };
     let rest: Vec<String> = argv.collect();
@@ -34,11 +38,14 @@ fn main() -> ExitCode {
         "idle" => args::Args::parse(&rest).and_then(|a| idle::run(&a)),
         "swap" => args::Args::parse(&rest).and_then(|a| swap::run(&a)),
         "sim" => args::Args::parse(&rest).and_then(|a| sim::run(&a)),
-        other => {
-            Err(format!("unknown benchmark `{other}` (try pingpong, components, idle, swap, sim)"))
-        }
+        "net-pingpong" => args::Args::parse(&rest).and_then(|a| net_pingpong::run(&a)),
+        "net-ponger" => args::Args::parse(&rest).and_then(|a| net_pingpong::ponger(&a)),
+        other => Err(format!(
+            "unknown benchmark `{other}` (try pingpong, components, idle, swap, sim, net-pingpong)"
+        )),
     };
     match result {
+        Ok(line) if line.is_empty() => ExitCode::SUCCESS,
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
