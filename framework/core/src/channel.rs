@@ -238,9 +238,17 @@ impl<P: Port> ChannelCache<P> {
         &self.channels
     }
 
+    /// The channel with id `id`. Channels are usually listed in id order (ids grow and are
+    /// appended as connected), so this is a binary search; concurrent connects can leave the
+    /// list slightly out of order, hence the linear fallback. A provider with many requirers —
+    /// the timer service serves every component — must not pay O(n) per reply.
     pub(crate) fn find(&mut self, set: &ChannelSet<P>, id: u64) -> Option<&Arc<ChannelCore<P>>> {
         self.refresh(set);
-        self.channels.iter().find(|c| c.id == id)
+        let chans = &self.channels;
+        match chans.binary_search_by_key(&id, |c| c.id) {
+            Ok(i) => Some(&chans[i]),
+            Err(_) => chans.iter().find(|c| c.id == id),
+        }
     }
 }
 
