@@ -8,6 +8,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use selfman_core::{
@@ -38,8 +39,9 @@ pub struct TcpNetwork {
 }
 
 impl TcpNetwork {
-    /// Binds `config.listen`, starts the I/O thread, and creates (and starts) the node's parent
-    /// component under the system's root.
+    /// Binds `config.listen`, starts the I/O thread, and creates and starts the node's parent
+    /// component under the system's root. Blocks until that component is active: not for
+    /// handlers.
     ///
     /// # Errors
     ///
@@ -56,7 +58,9 @@ impl TcpNetwork {
         let id = config.node_id.unwrap_or_else(fresh_id);
         let local = NodeAddr::new(addr, id);
         let node = system.create(NodeComponent::default)?;
-        system.start(&node)?;
+        // Wait until the node is active, so that components created under it right away are
+        // not caught by its start cascade (their own `start` would then fail).
+        system.start_and_wait(&node, Duration::from_secs(10))?;
         let shared = Arc::new(Shared::new(local, config, waker));
         let io = IoLoop::new(Arc::clone(&shared), poll, listener);
         let thread = std::thread::Builder::new()
@@ -151,7 +155,11 @@ impl TcpNetwork {
             ProtocolAdapter::new(Arc::clone(&shared), id, Arc::clone(&c))
         })?;
         let port = adapter.provided::<Network<M>>()?;
-        self.system.start(&adapter)?;
+        match self.system.start(&adapter) {
+            // already started by a start of the node still cascading: fine
+            Ok(()) | Err(Error::InvalidLifecycle { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let sink_port = port.clone();
         entry.insert(ProtocolEntry {
             name: protocol.to_owned(),
