@@ -194,6 +194,18 @@ impl<M: Message> ProtocolAdapter<M> {
                     }
                     break;
                 }
+                Push::Sent { notify } => {
+                    add(&stats.direct_frames, 1);
+                    add(&stats.direct_bytes, self.scratch.len() as u64);
+                    if notify {
+                        self.shared.announce(&q);
+                    }
+                    break;
+                }
+                Push::Lost => {
+                    add(&stats.dropped_unreachable, 1);
+                    break;
+                }
                 Push::Full => {
                     add(&stats.dropped_queue_full, 1);
                     if let Some(n) = self.full_warn.check() {

@@ -29,7 +29,7 @@ use selfman_core::{CloseReason, Credit, LinkStatus, NodeAddr, NodeId, PeerStatus
 use crate::adapter::InboundSink;
 use crate::frame::{self, Frame, FrameDecoder, Hello, DATA_HEADER, HELLO_MAX_BYTES};
 use crate::shared::{PeerQueue, RateLimit, Shared};
-use crate::stats::{bump, drop_by};
+use crate::stats::{add, bump, drop_by};
 
 pub(crate) const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
@@ -50,7 +50,8 @@ enum Phase {
 }
 
 struct Conn {
-    stream: TcpStream,
+    /// Shared with the peer's queue while active, for senders' direct writes.
+    stream: Arc<TcpStream>,
     remote: SocketAddr,
     /// The node we dialed (outbound connections).
     target: Option<NodeAddr>,
@@ -227,8 +228,9 @@ impl IoLoop {
             self.conns.len() - 1
         });
         let mut conn = conn;
+        let stream = Arc::get_mut(&mut conn.stream).expect("a new connection is not shared");
         if let Err(e) = self.poll.registry().register(
-            &mut conn.stream,
+            stream,
             Token(i + FIRST_CONN),
             Interest::READABLE | Interest::WRITABLE,
         ) {
@@ -247,7 +249,7 @@ impl IoLoop {
             None => (Phase::Handshaking, c.handshake_timeout),
         };
         Conn {
-            stream,
+            stream: Arc::new(stream),
             remote,
             target,
             peer: target,
@@ -336,7 +338,7 @@ impl IoLoop {
         let backoff = min.saturating_mul(1 << (peer.failures - 1).min(16)).min(max);
         peer.next_attempt = Instant::now() + backoff;
         let dropped = peer.queue.clear();
-        bump(&self.shared.stats.dropped_unreachable, dropped);
+        add(&self.shared.stats.dropped_unreachable, dropped);
         tracing::debug!(peer = %key, %reason, ?backoff, dropped, "peer unreachable");
         self.emit(key, LinkStatus::Unreachable(reason));
     }
@@ -388,7 +390,7 @@ impl IoLoop {
                 }
                 bump(&stats.frames_out, frames);
             }
-            match c.stream.write(&c.wbuf[c.wpos..]) {
+            match (&*c.stream).write(&c.wbuf[c.wpos..]) {
                 Ok(0) => break Some(CloseReason::Io("the socket accepts no more bytes".into())),
                 Ok(n) => {
                     c.wpos += n;
@@ -412,7 +414,7 @@ impl IoLoop {
         let budget = self.shared.config.inbound_budget_bytes;
         for _ in 0..READS_PER_TURN {
             let Some(c) = self.conns[i].as_mut() else { return };
-            match c.decoder.read_from(&mut c.stream) {
+            match c.decoder.read_from(&mut &*c.stream) {
                 Ok(0) => {
                     let reason = match c.decoder.finish() {
                         Ok(()) => CloseReason::PeerClosed,
@@ -581,7 +583,9 @@ impl IoLoop {
         if decider {
             frame::encode_accept(&mut c.wbuf);
         }
+        let (stream, busy) = (Arc::clone(&c.stream), c.wpos < c.wbuf.len());
         let peer = self.peer_mut(key);
+        peer.queue.attach(stream, busy);
         peer.active = Some(i);
         peer.pending.retain(|&p| p != i);
         if peer.dialing == Some(i) {
@@ -598,7 +602,22 @@ impl IoLoop {
 
     fn close(&mut self, i: usize, closing: Closing) {
         let Some(mut c) = self.conns[i].take() else { return };
-        let _ = self.poll.registry().deregister(&mut c.stream);
+        if c.phase == Phase::Active {
+            // stop direct writes first, so that the socket is ours alone again
+            if let Some(p) = c.peer.and_then(|k| self.peers.get(&k)).filter(|p| p.active == Some(i))
+            {
+                p.queue.detach();
+            }
+        }
+        match Arc::get_mut(&mut c.stream) {
+            Some(s) => {
+                let _ = self.poll.registry().deregister(s);
+            }
+            // a sender is writing on it right now: make sure the peer sees the close at once
+            None => {
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
         self.free.push(i);
         let Closing { reason, quiet } = closing;
         let bad = is_bad_input(&reason);
@@ -630,9 +649,10 @@ impl IoLoop {
         }
         if c.phase == Phase::Active && peer.active == Some(i) {
             peer.active = None;
+            peer.queue.detach();
             let dropped = peer.queue.clear();
             drop_by(&stats.connections, 1);
-            bump(&stats.dropped_unreachable, dropped);
+            add(&stats.dropped_unreachable, dropped);
             if !quiet {
                 self.emit(key, LinkStatus::Lost(reason));
             }

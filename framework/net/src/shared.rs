@@ -13,10 +13,12 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::net::TcpStream;
 use parking_lot::Mutex;
 use selfman_core::{Message, Network, NodeAddr, ProtocolId, ProvidedRef};
 
@@ -24,15 +26,36 @@ use crate::adapter::InboundSink;
 use crate::config::NetConfig;
 use crate::stats::Counters;
 
+/// A frame pushed after the link to its peer was quiet at least this long is written by the
+/// sender itself (saving the I/O thread's wake-up); frames closer together are queued for the
+/// I/O thread, which writes many per system call.
+pub(crate) const DIRECT_AFTER_IDLE: Duration = Duration::from_micros(50);
+
 /// What happened to a frame offered to a [`PeerQueue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Push {
     /// Queued; `notify` says the I/O thread must be told (the queue was not announced yet).
     Queued { notify: bool },
+    /// Written to the socket by the caller; `notify` as for `Queued` (others queued meanwhile).
+    Sent { notify: bool },
+    /// Partly written when the connection went away: the frame is lost with the connection.
+    Lost,
     /// The queue is full: the frame was dropped.
     Full,
     /// The queue was retired by the I/O thread: look up the current one and retry.
     Retired,
+}
+
+/// Who may write to the peer's socket now.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// Nobody: a sender may write directly (if the queue is empty).
+    #[default]
+    Idle,
+    /// A sender is writing directly; the I/O thread must not take the queue.
+    Sender,
+    /// The I/O thread holds unwritten bytes; senders must queue.
+    Io,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +65,24 @@ struct QueueInner {
     /// On the ready list (or known to the I/O thread) since the last time it took the bytes.
     announced: bool,
     retired: bool,
+    /// The active connection's socket, for direct writes.
+    direct: Option<Arc<TcpStream>>,
+    writer: Writer,
+    last_push: Option<Instant>,
+}
+
+/// Writes as much of `buf` as the socket takes now.
+fn write_some(stream: &TcpStream, buf: &[u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match (&*stream).write(&buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break, // WouldBlock: the I/O thread continues; errors: it finds them
+        }
+    }
+    n
 }
 
 /// Encoded frames waiting for one destination node.
@@ -66,6 +107,45 @@ impl PeerQueue {
         if q.bytes.len() + frame.len() > limit {
             return Push::Full;
         }
+        let now = Instant::now();
+        let quiet = q.last_push.is_none_or(|t| now.duration_since(t) >= DIRECT_AFTER_IDLE);
+        q.last_push = Some(now);
+        if quiet && q.writer == Writer::Idle && q.bytes.is_empty() {
+            if let Some(stream) = q.direct.clone() {
+                q.writer = Writer::Sender;
+                drop(q);
+                let n = write_some(&stream, frame);
+                let mut q = self.inner.lock();
+                if q.writer == Writer::Sender {
+                    q.writer = Writer::Idle;
+                }
+                let same = q.direct.as_ref().is_some_and(|s| Arc::ptr_eq(s, &stream));
+                if n < frame.len() {
+                    if same {
+                        // The rest goes first: it precedes what others queued meanwhile.
+                        let mut rest = Vec::with_capacity(frame.len() - n + q.bytes.len());
+                        rest.extend_from_slice(&frame[n..]);
+                        rest.extend_from_slice(&q.bytes);
+                        q.bytes = rest;
+                        q.frames += 1;
+                    } else if n > 0 {
+                        return Push::Lost;
+                    } else {
+                        q.bytes.extend_from_slice(frame);
+                        q.frames += 1;
+                    }
+                } else if q.bytes.is_empty() {
+                    return Push::Sent { notify: false };
+                }
+                let notify = !q.announced;
+                q.announced = true;
+                return if n == frame.len() {
+                    Push::Sent { notify }
+                } else {
+                    Push::Queued { notify }
+                };
+            }
+        }
         q.bytes.extend_from_slice(frame);
         q.frames += 1;
         let notify = !q.announced;
@@ -80,11 +160,33 @@ impl PeerQueue {
         debug_assert!(buf.is_empty());
         let mut q = self.inner.lock();
         q.announced = false;
+        if q.writer == Writer::Sender {
+            return 0; // a sender is writing; it announces again if more is queued
+        }
         if q.bytes.is_empty() {
+            q.writer = Writer::Idle;
             return 0;
         }
+        q.writer = Writer::Io;
         std::mem::swap(&mut q.bytes, buf);
         std::mem::take(&mut q.frames)
+    }
+
+    /// The connection `stream` to the peer became active; `busy` if the I/O thread has bytes
+    /// to write on it first.
+    pub(crate) fn attach(&self, stream: Arc<TcpStream>, busy: bool) {
+        let mut q = self.inner.lock();
+        q.direct = Some(stream);
+        q.writer = if busy { Writer::Io } else { Writer::Idle };
+    }
+
+    /// The active connection closed.
+    pub(crate) fn detach(&self) {
+        let mut q = self.inner.lock();
+        q.direct = None;
+        if q.writer == Writer::Io {
+            q.writer = Writer::Idle;
+        }
     }
 
     /// Drops everything queued; returns how many frames.

@@ -20,6 +20,11 @@ pub struct NetStats {
     pub bytes_in: u64,
     /// `write` calls that wrote something (frames per write = `frames_out / writes`).
     pub writes: u64,
+    /// Of `frames_out`, frames written directly by the sending adapter (the link was quiet, so
+    /// it skipped the I/O thread's wake-up), one per `write`.
+    pub direct_frames: u64,
+    /// Of `bytes_out`, bytes written directly by sending adapters.
+    pub direct_bytes: u64,
     /// `read` calls that read something.
     pub reads: u64,
     /// Established connections now (one per connected peer).
@@ -58,7 +63,12 @@ macro_rules! counters {
 
         impl Counters {
             pub(crate) fn snapshot(&self) -> NetStats {
-                NetStats { $($name: self.$name.load(Ordering::Relaxed),)* }
+                let mut s = NetStats { $($name: self.$name.load(Ordering::Relaxed),)* };
+                // the I/O thread's counters exclude what senders wrote directly
+                s.frames_out += s.direct_frames;
+                s.bytes_out += s.direct_bytes;
+                s.writes += s.direct_frames;
+                s
             }
         }
     };
@@ -70,6 +80,8 @@ counters!(
     frames_in,
     bytes_in,
     writes,
+    direct_frames,
+    direct_bytes,
     reads,
     connections,
     connections_opened,
