@@ -26,6 +26,7 @@ struct Setup {
 }
 
 fn setup(cfg: NetConfig) -> Setup {
+    common::warnings::install();
     let rt = runtime();
     let a = TcpNetwork::start(&rt, cfg).unwrap();
     let b = TcpNetwork::start(&rt, config()).unwrap();
@@ -73,9 +74,10 @@ fn truncated_frame_then_eof() {
         is_lost(&st, |r| matches!(r, CloseReason::BadFrame(m) if m.contains("ended inside"))),
         "{st:?}"
     );
-    let _ = from;
     assert_closed_by_node(&mut raw);
     assert_eq!(s.a.stats().closed_bad_input, 1);
+    let remote = from.to_string();
+    assert!(common::warnings::logged(&["closing connection", &remote, "ended inside"]));
     s.finish();
 }
 
@@ -121,6 +123,11 @@ fn garbage_bytes() {
         raw.send(bytes).unwrap();
         let st = s.ea.status("unreachable: garbage", about(raw.local()));
         assert!(is_unreachable(&st, |r| matches!(r, CloseReason::BadFrame(_))), "case {n}: {st:?}");
+        let remote = raw.local().to_string();
+        assert!(
+            common::warnings::logged(&["closing connection", &remote, "bad frame"]),
+            "case {n}"
+        );
         assert_closed_by_node(&mut raw);
     }
     // garbage after a good handshake: a data frame for a protocol, with a payload that does
@@ -175,6 +182,8 @@ fn silent_peer_times_out() {
     let t = std::time::Instant::now();
     let st = s.ea.status("idle", about(raw.local()));
     assert!(is_unreachable(&st, |r| *r == CloseReason::Idle), "{st:?}");
+    let remote = raw.local().to_string();
+    assert!(common::warnings::logged(&["closing connection", &remote, "idle timeout"]));
     assert!(t.elapsed() >= Duration::from_millis(150), "closed too early: {:?}", t.elapsed());
     assert_closed_by_node(&mut raw);
     // a peer that completes the hello but never sends Accept (it should decide) also times out
@@ -221,6 +230,7 @@ fn flooding_peer_is_cut_off_and_memory_stays_bounded() {
         st.peer.id.0 == 83 && !matches!(st.status, selfman_core::LinkStatus::Connected)
     });
     assert!(is_lost(&st, |r| *r == CloseReason::Overloaded), "{st:?}");
+    assert!(common::warnings::logged(&["closing connection", "inbound budget exceeded"]));
     let stats = s.a.stats();
     assert_eq!(stats.closed_overloaded, 1);
     // what was accepted is bounded by the budget plus one read turn
