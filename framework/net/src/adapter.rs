@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use selfman_core::{
     ComponentDefinition, Credit, Delivery, Handled, Indicator, Message, NetIndication, NetRequest,
-    Network, NodeAddr, PeerStatus, ProtocolId, Provided, Setup,
+    Network, NodeAddr, NodeId, PeerStatus, ProtocolId, Provided, Setup,
 };
 
 use crate::codec::{Codec, CodecError};
@@ -107,7 +107,7 @@ impl<M: Message> ProtocolAdapter<M> {
     #[inline]
     fn send(&mut self, to: NodeAddr, msg: M) {
         let local = self.shared.local;
-        if to == local {
+        if to == local || (to.id == NodeId::UNKNOWN && to.addr == local.addr) {
             add(&self.shared.stats.local_deliveries, 1);
             self.port.trigger(NetIndication::Deliver(Delivery::new(local, msg)));
             return;
@@ -152,10 +152,14 @@ impl<M: Message> ProtocolAdapter<M> {
 
     /// Finds the route to `to`: a same-process port, or the peer's queue. `None` if `to` is in
     /// this process but does not run this protocol (with this message type).
+    ///
+    /// `(addr, NodeId::UNKNOWN)` matches any live transport of this process at `addr` (the
+    /// route is dropped with it, so a later send finds its successor); otherwise it gets its own
+    /// queue, which the I/O thread serves through whichever incarnation answers at `addr`.
     fn resolve(&self, to: NodeAddr) -> Option<Route<M>> {
         if self.shared.config.local_delivery {
             if let Some(dest) = registry::lookup(to.addr) {
-                if dest.local.id == to.id && dest.is_alive() {
+                if (to.id == NodeId::UNKNOWN || dest.local.id == to.id) && dest.is_alive() {
                     let port = dest.port_for::<M>(self.protocol)?;
                     return Some(Route::Local {
                         alive: Arc::clone(&dest.alive),

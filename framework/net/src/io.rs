@@ -14,6 +14,12 @@
 //! * Status events: `Connected` when a connection becomes active; `Lost` when an active one
 //!   closes; `Unreachable` when a dial fails, or when a connection that never became active is
 //!   closed for bad input. Losing or failing to reach a peer drops what was queued for it.
+//! * Messages to `(addr, NodeId::UNKNOWN)` ("whoever runs at `addr`") are queued under that
+//!   key, which never owns a connection of its own once a handshake completes: while some
+//!   connection to an incarnation at `addr` is up (`by_addr`), the I/O thread moves their frames
+//!   to that incarnation's queue, so they share its one connection; otherwise it dials `addr`
+//!   expecting [`NodeId::UNKNOWN`], and the handshake names the incarnation whose queue (and
+//!   connection) they join. Frames queued for a specific id are never moved.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -105,6 +111,9 @@ pub(crate) struct IoLoop {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     peers: HashMap<NodeAddr, Peer>,
+    /// The incarnation last met at each address (by a completed handshake), for messages to
+    /// `(addr, NodeId::UNKNOWN)`; checked against `peers` before use.
+    by_addr: HashMap<SocketAddr, NodeId>,
     sinks: HashMap<ProtocolId, Box<dyn InboundSink>>,
     sinks_version: u64,
     again: Vec<usize>,
@@ -130,6 +139,7 @@ impl IoLoop {
             conns: Vec::new(),
             free: Vec::new(),
             peers: HashMap::new(),
+            by_addr: HashMap::new(),
             sinks: HashMap::new(),
             sinks_version: u64::MAX,
             again: Vec::new(),
@@ -317,6 +327,11 @@ impl IoLoop {
     }
 
     fn dial(&mut self, key: NodeAddr) {
+        if key.id == NodeId::UNKNOWN {
+            if let Some(live) = self.live_at(key.addr) {
+                return self.forward(key, live);
+            }
+        }
         bump(&self.shared.stats.dials, 1);
         self.arm_tick();
         let result = TcpStream::connect(key.addr).and_then(|stream| {
@@ -326,6 +341,40 @@ impl IoLoop {
         match result {
             Ok(i) => self.peer_mut(key).dialing = Some(i),
             Err(e) => self.dial_failed(key, CloseReason::Io(e.to_string())),
+        }
+    }
+
+    /// The peer at `addr` with a connection that completed its handshake (active, or waiting for
+    /// `Accept`), if any.
+    fn live_at(&mut self, addr: SocketAddr) -> Option<NodeAddr> {
+        let key = NodeAddr::new(addr, *self.by_addr.get(&addr)?);
+        match self.peers.get(&key) {
+            Some(p) if p.active.is_some() || !p.pending.is_empty() => Some(key),
+            _ => {
+                self.by_addr.remove(&addr);
+                None
+            }
+        }
+    }
+
+    /// Moves every frame queued for `from` (an `(addr, NodeId::UNKNOWN)` key; its queue is never
+    /// attached to a socket) to the queue of `to`, the incarnation found at that address.
+    fn forward(&mut self, from: NodeAddr, to: NodeAddr) {
+        debug_assert_eq!(from.id, NodeId::UNKNOWN);
+        let src = Arc::clone(&self.peer_mut(from).queue);
+        let mut bytes = Vec::new();
+        let frames = src.take_into(&mut bytes);
+        if bytes.is_empty() {
+            return;
+        }
+        let dst = Arc::clone(&self.peer_mut(to).queue);
+        match dst.append(&bytes, frames, self.shared.config.outbound_queue_bytes) {
+            Some(notify) => match self.peers.get(&to).and_then(|p| p.active) {
+                Some(a) => self.flush(a),
+                None if notify => self.shared.announce(&dst),
+                None => {}
+            },
+            None => add(&self.shared.stats.dropped_queue_full, frames),
         }
     }
 
@@ -522,6 +571,8 @@ impl IoLoop {
             return Err(CloseReason::Handshake(format!("peer claims to be {}", h.from)).into());
         }
         let key = match c.target {
+            // whoever runs there: this incarnation
+            Some(t) if t.id == NodeId::UNKNOWN => NodeAddr::new(t.addr, h.from.id),
             Some(t) if t.id != h.from.id => {
                 return Err(CloseReason::Handshake(format!(
                     "reached incarnation {} instead of {}",
@@ -542,7 +593,22 @@ impl IoLoop {
             None => h.from,
         };
         c.peer = Some(key);
+        let unknown = c.target.filter(|t| t.id == NodeId::UNKNOWN);
         let decider = local < h.from;
+        self.by_addr.insert(key.addr, key.id);
+        if let Some(t) = unknown {
+            // The dial for `t` is done: what waits for it now waits for `key` (and goes out on
+            // this connection, or on the one the decider keeps).
+            let now = Instant::now();
+            let u = self.peer_mut(t);
+            if u.dialing == Some(i) {
+                u.dialing = None;
+            }
+            u.failures = 0;
+            u.next_attempt = now;
+            tracing::debug!(peer = %key, "reached an unknown incarnation");
+            self.forward(t, key);
+        }
         if decider {
             if self.peer_mut(key).active.is_some_and(|a| a != i) {
                 return Err(Closing {
@@ -552,6 +618,7 @@ impl IoLoop {
             }
             self.activate(i, key, true);
         } else {
+            let c = self.conns[i].as_mut().expect("frames are drained from open connections");
             c.phase = Phase::Pending;
             self.peer_mut(key).pending.push(i);
         }
@@ -688,6 +755,13 @@ impl IoLoop {
             if !Arc::ptr_eq(&peer.queue, &q) {
                 peer.queue = q;
             }
+            if key.id == NodeId::UNKNOWN {
+                if let Some(live) = self.live_at(key.addr) {
+                    self.forward(key, live);
+                    continue;
+                }
+            }
+            let peer = self.peer_mut(key);
             if let Some(a) = peer.active {
                 self.flush(a);
             } else if peer.dialing.is_none() && peer.pending.is_empty() && now >= peer.next_attempt

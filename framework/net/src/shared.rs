@@ -172,6 +172,21 @@ impl PeerQueue {
         std::mem::take(&mut q.frames)
     }
 
+    /// Appends `frames` whole encoded frames (`bytes`, taken from another queue by the I/O
+    /// thread) unless that would exceed `limit` bytes or the queue is retired. `Some(notify)`
+    /// when appended, `notify` as for [`Push::Queued`]; `None` when dropped.
+    pub(crate) fn append(&self, bytes: &[u8], frames: u64, limit: usize) -> Option<bool> {
+        let mut q = self.inner.lock();
+        if q.retired || q.bytes.len() + bytes.len() > limit {
+            return None;
+        }
+        q.bytes.extend_from_slice(bytes);
+        q.frames += frames;
+        let notify = !q.announced;
+        q.announced = true;
+        Some(notify)
+    }
+
     /// The connection `stream` to the peer became active; `busy` if the I/O thread has bytes
     /// to write on it first.
     pub(crate) fn attach(&self, stream: Arc<TcpStream>, busy: bool) {
