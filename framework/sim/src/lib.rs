@@ -11,12 +11,20 @@
 //! * Every turn and every timer firing is folded into a **trace hash**
 //!   ([`Simulation::trace_hash`]): two runs are the same run exactly when their hashes match.
 //!
+//! * [`SimHost`] — a simulated node, implementing the same [`Host`](selfman_core::Host) trait as a
+//!   node over TCP: its components get `Network<M>` ports served by a **simulated network** with
+//!   per-link [`Latency`] distributions, loss, FIFO links, partitions, and nodes that crash and
+//!   restart as new incarnations ([`Simulation::add_node`], [`Simulation::crash`],
+//!   [`Simulation::restart`], [`Simulation::partition`]).
+//! * [`Scenario`] — a scripted run: nodes started at given times, a [`Churn`] process, partitions
+//!   set and healed, invariant checks at given times, after every step or at the end. Its
+//!   [`Outcome`] lists violations; a failing run prints its seed and a command that replays it.
+//!
 //! The blocking helpers of `System` (`start_and_wait`, `shutdown`, …) must not be used inside a
 //! simulation (nothing would run while they wait): use `start` and then
-//! [`Simulation::run_until_idle`] or [`Simulation::run_for`].
+//! [`Simulation::run_until_idle`], [`Simulation::run_until`] or a scenario.
 //!
-//! This is the first part of the simulator: the simulated network, fault plans and scenario
-//! scripting come with the network layer.
+//! The book chapter is `docs/simulation.md`.
 #![deny(missing_docs)]
 
 mod clock;

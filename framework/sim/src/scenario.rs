@@ -175,7 +175,7 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// A scripted simulation run; see the [module docs](self).
+/// A scripted simulation run: nodes started at given times, churn, partitions, invariant checks.
 ///
 /// # Examples
 ///
