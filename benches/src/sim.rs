@@ -1,12 +1,11 @@
 //! N simulated nodes heartbeating their ring neighbours for S virtual seconds, in the
 //! deterministic simulator: how fast the simulator delivers messages on one core.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use selfman::core::{Host, NodeAddr, NodeId, Time};
-use selfman::sim::Simulation;
+use selfman::core::Time;
+use selfman::sim::{address_of, Simulation};
 use selfman_example_heartbeat::{build, ring_neighbours, Config};
 
 use crate::args::Args;
@@ -18,13 +17,10 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     if !(2..1 << 24).contains(&nodes) {
         return Err("--nodes must be between 2 and 16777215".into());
     }
-    let addr = |i: usize| NodeAddr::simulated(i as u32 + 1, NodeId::UNKNOWN).addr;
-    let index: Arc<HashMap<_, _>> = Arc::new((0..nodes).map(|i| (addr(i), i)).collect());
     let start = Instant::now();
     let sim = Simulation::new(seed);
     let build_node = move |h: &selfman::sim::SimHost| {
-        let i = index[&h.local().addr];
-        build(h, ring_neighbours(i, nodes, addr), Config::default(), None).map(|_| ())
+        build(h, ring_neighbours(h.index(), nodes, address_of), Config::default(), None).map(|_| ())
     };
     let build_node = Arc::new(build_node);
     for _ in 0..nodes {

@@ -1,7 +1,6 @@
 //! The scenarios (see [`crate::SCENARIOS`]).
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,8 +8,8 @@ use selfman_core::{
     ComponentDefinition, Context, Handled, Host, NetIndication, Network, NodeAddr, NodeId,
     Required, Setup, Time, Timeout, Timer, TimerId,
 };
-use selfman_example_heartbeat::{build, ring_neighbours, Board, Config};
-use selfman_sim::{Churn, Latency, LinkModel, Scenario, SimConfig, SimNetConfig, Simulation};
+use selfman_example_heartbeat::{build, check_ring, ring_neighbours, Board, Config};
+use selfman_sim::{address_of, Churn, Latency, LinkModel, Scenario, SimConfig, SimNetConfig};
 use serde::{Deserialize, Serialize};
 
 fn secs(s: f64) -> Time {
@@ -44,8 +43,8 @@ struct Chatter {
 
 impl Chatter {
     fn on_tick(&mut self, _: Timeout) -> Handled {
-        let i = self.ctx.rng().below(FIFO_NODES as u64) as u32;
-        let to = NodeAddr::new(NodeAddr::simulated(i + 1, NodeId::UNKNOWN).addr, NodeId::UNKNOWN);
+        let i = self.ctx.rng().below(FIFO_NODES as u64);
+        let to = NodeAddr::new(address_of(i as usize), NodeId::UNKNOWN);
         if to.addr != self.me.addr {
             self.seq += 1;
             let now = self.ctx.now().0;
@@ -159,42 +158,16 @@ pub fn net_fifo_broken() -> Scenario {
 
 const RING: usize = 50;
 
-fn ring_addr(i: usize) -> SocketAddr {
-    NodeAddr::simulated(i as u32 + 1, NodeId::UNKNOWN).addr
-}
-
-/// Every running node suspects exactly its crashed ring neighbours.
-pub fn check_ring_detection(sim: &Simulation, board: &Board, n: usize) -> Result<(), String> {
-    let alive: BTreeSet<_> = sim.alive_nodes().iter().map(|a| a.addr).collect();
-    let board = board.lock().map_err(|_| "board poisoned")?;
-    for i in 0..n {
-        let me = ring_addr(i);
-        if !alive.contains(&me) {
-            continue;
-        }
-        let suspects = board.get(&me).cloned().unwrap_or_default();
-        for nb in ring_neighbours(i, n, ring_addr) {
-            let up = alive.contains(&nb.addr);
-            if up == suspects.contains(&nb.addr) {
-                let what = if up { "suspects running" } else { "misses crashed" };
-                return Err(format!("{me} {what} neighbour {}", nb.addr));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// See [`crate::SCENARIOS`].
 pub fn heartbeat_churn() -> Scenario {
     let board: Board = Arc::default();
     let b = board.clone();
-    let index: Arc<HashMap<_, _>> = Arc::new((0..RING).map(|i| (ring_addr(i), i)).collect());
     let build_node = move |h: &selfman_sim::SimHost| {
-        let i = index[&h.local().addr];
         if let Ok(mut b) = b.lock() {
             b.remove(&h.local().addr); // a new incarnation suspects nobody yet
         }
-        build(h, ring_neighbours(i, RING, ring_addr), Config::default(), Some(b.clone()))?;
+        let peers = ring_neighbours(h.index(), RING, address_of);
+        build(h, peers, Config::default(), Some(b.clone()))?;
         Ok(())
     };
     Scenario::new("heartbeat-churn")
@@ -203,7 +176,8 @@ pub fn heartbeat_churn() -> Scenario {
         .partition_halves(secs(3.0))
         .heal(secs(5.0))
         .check_at_end("suspects exactly the crashed neighbours", move |sim| {
-            check_ring_detection(sim, &board, RING)
+            let alive: BTreeSet<_> = sim.alive_nodes().iter().map(|a| a.addr).collect();
+            check_ring(RING, address_of, &alive, &board)
         })
         .until(secs(15.0))
 }

@@ -250,6 +250,33 @@ pub fn ring_neighbours(i: usize, n: usize, addr: impl Fn(usize) -> SocketAddr) -
     v.into_iter().map(|j| NodeAddr::new(addr(j), NodeId::UNKNOWN)).collect()
 }
 
+/// Checks that every running node of a ring of `n` (node `i` at `addr(i)`) suspects exactly its
+/// crashed [`ring_neighbours`], according to `board`.
+///
+/// # Errors
+///
+/// Describes the first node that suspects a running neighbour or misses a crashed one.
+pub fn check_ring(
+    n: usize,
+    addr: impl Fn(usize) -> SocketAddr,
+    alive: &BTreeSet<SocketAddr>,
+    board: &Board,
+) -> std::result::Result<(), String> {
+    let board = board.lock().map_err(|_| "board poisoned")?;
+    for i in (0..n).filter(|&i| alive.contains(&addr(i))) {
+        let me = addr(i);
+        let suspects = board.get(&me).cloned().unwrap_or_default();
+        for nb in ring_neighbours(i, n, &addr) {
+            let up = alive.contains(&nb.addr);
+            if up == suspects.contains(&nb.addr) {
+                let what = if up { "suspects its running" } else { "does not suspect its crashed" };
+                return Err(format!("{me} {what} neighbour {}", nb.addr));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,6 @@ mod scenario;
 mod simulation;
 
 pub use net::{Latency, LinkModel, SimNetConfig, SimNetStats};
-pub use node::{NodeBuilder, SimHost};
+pub use node::{address_of, NodeBuilder, SimHost};
 pub use scenario::{seeds, Check, Churn, Outcome, Run, Scenario, Violation};
 pub use simulation::{SimConfig, Simulation};

@@ -15,7 +15,13 @@ use crate::Simulation;
 /// restart (with a new incarnation).
 pub type NodeBuilder = Arc<dyn Fn(&SimHost) -> Result<()> + Send + Sync>;
 
-pub(crate) type Builder = NodeBuilder;
+/// The address of the `index`-th node added to a simulation (counting from 0): the same in
+/// every run, and kept by every incarnation of that node. Wiring code uses it to address
+/// other nodes by position (with [`NodeId::UNKNOWN`](selfman_core::NodeId::UNKNOWN) until their
+/// ids are learnt).
+pub fn address_of(index: usize) -> SocketAddr {
+    NodeAddr::simulated(index as u32 + 1, selfman_core::NodeId::UNKNOWN).addr
+}
 
 /// A simulated node as its wiring code sees it: the same [`Host`] interface a node has over
 /// TCP, served by the simulated network and the virtual clock.
@@ -26,6 +32,14 @@ pub struct SimHost {
     local: NodeAddr,
     slot: u32,
     world: Arc<World>,
+}
+
+impl SimHost {
+    /// The node's position: it was the `index()`-th node added (its address is
+    /// [`address_of`]`(index)`).
+    pub fn index(&self) -> usize {
+        self.slot as usize
+    }
 }
 
 impl Host for SimHost {
@@ -83,10 +97,10 @@ impl Simulation {
     ///
     /// As [`Simulation::add_node`].
     pub fn add_node_with(&self, build: NodeBuilder) -> Result<NodeAddr> {
-        let n = self.builders.lock().len() as u32;
-        let addr = NodeAddr::simulated(n + 1, selfman_core::NodeId::UNKNOWN).addr;
+        let n = self.builders.lock().len();
+        let addr = address_of(n);
         let slot = self.world.add_slot(addr);
-        debug_assert_eq!(slot, n);
+        debug_assert_eq!(slot as usize, n);
         self.builders.lock().push(Arc::clone(&build));
         self.spawn(slot, addr, &build)
     }

@@ -348,18 +348,12 @@ impl Scenario {
     /// State captured by the scenario's closures (a shared log, a board) is shared by every run
     /// of this `Scenario` value: to run several seeds, build a fresh scenario for each.
     pub fn run(&self, seed: u64) -> Outcome {
-        let sim = Simulation::with(seed, self.config.clone());
-        let outcome = self.play(&sim, seed);
-        if !outcome.is_ok() {
-            eprintln!("simulation failed: {outcome}");
-        }
-        outcome
+        self.run_inspect(seed, |_| ())
     }
 
     /// As [`Scenario::run`], without printing anything.
     pub fn run_quiet(&self, seed: u64) -> Outcome {
-        let sim = Simulation::with(seed, self.config.clone());
-        self.play(&sim, seed)
+        self.play(&Simulation::with(seed, self.config.clone()), seed)
     }
 
     /// As [`Scenario::run`], and hands the simulation to `inspect` before it is dropped.

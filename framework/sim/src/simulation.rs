@@ -13,7 +13,7 @@ use selfman_core::{
 
 use crate::clock::VirtualClock;
 use crate::net::{SimNetConfig, World};
-use crate::node::Builder;
+use crate::node::NodeBuilder;
 
 /// Component turns waiting to run, in the order they were scheduled.
 #[derive(Default)]
@@ -60,7 +60,7 @@ pub struct Simulation {
     ready: Arc<ReadyQueue>,
     clock: Arc<VirtualClock>,
     pub(crate) world: Arc<World>,
-    pub(crate) builders: Mutex<Vec<Builder>>,
+    pub(crate) builders: Mutex<Vec<NodeBuilder>>,
     trace: Trace,
 }
 
