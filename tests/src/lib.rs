@@ -11,6 +11,8 @@
 //! fixed, the seed goes into `tests/tests/regressions.rs` so it keeps being checked.
 #![deny(missing_docs)]
 
+pub mod agreement;
+pub mod failure_detection;
 pub mod scenarios;
 
 use selfman_sim::Scenario;
@@ -53,6 +55,8 @@ pub const SCENARIOS: &[Entry] = &[
         must_pass: true,
         build: scenarios::heartbeat_churn,
     },
+    // failure_detection.rs entries (fd, omega, and their broken variants) go here.
+    // agreement.rs entries (beb, consensus, and their broken variants) go here.
 ];
 
 /// The scenario called `name`.

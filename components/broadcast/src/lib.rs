@@ -1,0 +1,1 @@
+//! Best-effort broadcast over the Network port (work in progress).

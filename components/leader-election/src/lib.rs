@@ -1,0 +1,1 @@
+//! Eventual leader election (Omega) over a failure detector (work in progress).

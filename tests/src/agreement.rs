@@ -1,0 +1,1 @@
+//! Scenarios for best-effort broadcast and consensus (see [`crate::SCENARIOS`]).

@@ -1,0 +1,1 @@
+//! Scenarios for the failure detector and leader election (see [`crate::SCENARIOS`]).
