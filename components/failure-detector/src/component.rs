@@ -1,0 +1,148 @@
+//! [`HeartbeatFd`]: the component around the [`Detector`]. It owns no logic of its own: it
+//! turns port events into detector inputs and carries out the detector's outputs.
+
+use std::collections::BTreeMap;
+
+use selfman_core::{
+    ComponentDefinition, Context, Handled, LinkStatus, NetIndication, Network, Origin, Provided,
+    Required, Setup, Timeout, Timer, TimerId,
+};
+use selfman_ports::{FailureDetector, FdRequest};
+
+use crate::config::FdConfig;
+use crate::detector::{Detector, Faults, Output, Subscriber};
+use crate::messages::FdMessage;
+
+const TICK: TimerId = TimerId(1);
+
+/// The heartbeat failure detector component: provides [`FailureDetector`], requires
+/// `Network<`[`FdMessage`]`>` and [`Timer`].
+///
+/// Each user (each channel connected to the provided port) gets indications only about the
+/// processes it monitors; requests injected without a channel (`ProvidedRef::request`) count
+/// as one more user whose indications go to every channel. One periodic timer drives all
+/// monitored peers. [`build`](crate::build) creates and wires it on a host.
+pub struct HeartbeatFd {
+    ctx: Context,
+    net: Required<Network<FdMessage>>,
+    timer: Required<Timer>,
+    port: Provided<FailureDetector>,
+    detector: Detector,
+    out: Vec<Output>,
+    /// The channel of each subscriber, by channel id.
+    origins: BTreeMap<u64, Origin>,
+}
+
+impl HeartbeatFd {
+    /// A detector with the given timing (an invalid config is replaced by
+    /// [`FdConfig::normalized`]).
+    pub fn new(config: FdConfig) -> HeartbeatFd {
+        HeartbeatFd {
+            ctx: Context::new(),
+            net: Required::new(),
+            timer: Required::new(),
+            port: Provided::new(),
+            detector: Detector::new(config),
+            out: Vec::new(),
+            origins: BTreeMap::new(),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn with_faults(mut self, faults: Faults) -> HeartbeatFd {
+        self.detector = self.detector.with_faults(faults);
+        self
+    }
+
+    /// The detector's state (for inspection and tests, through
+    /// [`Component::on_definition`](selfman_core::Component::on_definition)).
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    fn on_request(&mut self, req: FdRequest) -> Handled {
+        let sub = match self.port.origin() {
+            Some(o) => {
+                self.origins.insert(o.channel_id(), o);
+                Subscriber(o.channel_id())
+            }
+            None => Subscriber::ALL,
+        };
+        match req {
+            FdRequest::Monitor(n) => self.detector.monitor(sub, n, self.ctx.now(), &mut self.out),
+            FdRequest::Unmonitor(n) => self.detector.unmonitor(sub, n),
+            other => tracing::warn!(request = ?other, "failure detector: unsupported request"),
+        }
+        self.flush();
+        Ok(())
+    }
+
+    fn on_net(&mut self, ev: NetIndication<FdMessage>) -> Handled {
+        match ev {
+            NetIndication::Deliver(d) => {
+                self.detector.on_message(d.from, d.msg, self.ctx.now(), &mut self.out)
+            }
+            NetIndication::Status(s) => {
+                if matches!(s.status, LinkStatus::Lost(_) | LinkStatus::Unreachable(_)) {
+                    self.detector.on_hint(s.peer, &mut self.out);
+                }
+            }
+        }
+        self.flush();
+        Ok(())
+    }
+
+    fn on_timeout(&mut self, t: Timeout) -> Handled {
+        if t.id == TICK {
+            self.detector.tick(self.ctx.now(), &mut self.out);
+            self.flush();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        let mut gone = Vec::new();
+        for o in self.out.drain(..) {
+            match o {
+                Output::Send { to, msg } => self.net.send(to, msg),
+                Output::Indicate { to: Subscriber::ALL, indication } => {
+                    self.port.trigger(indication);
+                }
+                Output::Indicate { to, indication } => {
+                    let sent = match self.origins.get(&to.0) {
+                        Some(&o) => self.port.trigger_to(o, indication).is_ok(),
+                        None => false,
+                    };
+                    if !sent {
+                        gone.push(to);
+                    }
+                }
+            }
+        }
+        for sub in gone {
+            // Its channel was disconnected: it monitors nothing any more.
+            self.origins.remove(&sub.0);
+            self.detector.remove_subscriber(sub);
+        }
+    }
+}
+
+impl ComponentDefinition for HeartbeatFd {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.context(|c| &mut c.ctx);
+        s.require(|c| &mut c.net, Self::on_net);
+        s.require(|c| &mut c.timer, Self::on_timeout);
+        s.provide(|c| &mut c.port, Self::on_request);
+    }
+
+    fn on_start(&mut self) -> Handled {
+        let p = self.detector.config().period;
+        self.timer.schedule_periodic(TICK, p, p);
+        Ok(())
+    }
+
+    fn on_stop(&mut self) -> Handled {
+        self.timer.cancel(TICK);
+        Ok(())
+    }
+}

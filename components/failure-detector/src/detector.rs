@@ -1,0 +1,630 @@
+//! The detector's logic, free of I/O: [`Detector`] takes requests, ticks, messages and
+//! network hints, and pushes [`Output`]s (messages to send, indications to raise).
+//!
+//! Invariants:
+//! * indications are raised only on a change, only to the subscribers that monitor the process,
+//!   and name the process exactly as it was monitored;
+//! * a watch is suspected after more than its peer's timeout of silence, checked once per tick;
+//!   it is restored by the next message from a matching incarnation (unless it was replaced);
+//! * a peer's timeout only grows (by `increment` per false suspicion, capped at `max_timeout`);
+//! * a watch of a concrete incarnation that was *replaced* (another incarnation answered a probe
+//!   sent after the watch began) stays suspected for good;
+//! * work per tick is one pass over the monitored addresses and at most one probe per address.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use selfman_core::{NodeAddr, NodeId, Time};
+use selfman_ports::FdIndication;
+
+use crate::config::FdConfig;
+use crate::messages::FdMessage;
+
+/// Who asked to monitor a process; indications about it go back to them.
+///
+/// The component uses the id of the channel a request came over; [`Subscriber::ALL`] stands
+/// for "every user" (requests injected without a channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subscriber(pub u64);
+
+impl Subscriber {
+    /// Every user of the detector: indications for it go to every connected channel.
+    pub const ALL: Subscriber = Subscriber(0);
+}
+
+/// Something the [`Detector`] wants done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send `msg` to `to`.
+    Send {
+        /// The destination.
+        to: NodeAddr,
+        /// The message.
+        msg: FdMessage,
+    },
+    /// Raise `indication` to subscriber `to`.
+    Indicate {
+        /// Who monitors the process.
+        to: Subscriber,
+        /// What to tell them.
+        indication: FdIndication,
+    },
+}
+
+/// Deliberately wrong behaviours, to show that the simulation checkers catch them. Not for use.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Never restore a suspected process (breaks eventual strong accuracy).
+    pub never_restore: bool,
+    /// Never grow a timeout (breaks eventual strong accuracy when delays exceed the timeout).
+    pub fixed_timeout: bool,
+}
+
+/// One monitored process, as a user named it.
+#[derive(Clone, Debug)]
+struct Watch {
+    /// As monitored: a concrete incarnation, or [`NodeId::UNKNOWN`] for "whoever runs there".
+    node: NodeAddr,
+    /// Probes numbered `since` or later were sent after the watch began.
+    since: u64,
+    /// When a matching incarnation was last heard (or when the watch began).
+    last_heard: Time,
+    /// The incarnation last heard (for an `UNKNOWN` watch, whichever answered).
+    heard: NodeId,
+    suspected: bool,
+    /// Another incarnation answered at the address: the watched one is gone for good.
+    replaced: bool,
+    /// Sorted, without duplicates.
+    subscribers: Vec<Subscriber>,
+}
+
+impl Watch {
+    fn matches(&self, from: NodeId) -> bool {
+        self.node.id == NodeId::UNKNOWN || self.node.id == from
+    }
+}
+
+/// Everything known about one address.
+#[derive(Clone, Debug)]
+struct Peer {
+    timeout: Duration,
+    /// The tick in which the last hint-triggered probe was sent.
+    hint_tick: u64,
+    watches: Vec<Watch>,
+}
+
+impl Peer {
+    fn probed(&self) -> bool {
+        self.watches.iter().any(|w| !w.replaced)
+    }
+}
+
+/// An eventually perfect failure detector's logic: heartbeat probes with a per-peer timeout
+/// that grows on every false suspicion.
+///
+/// Feed it [`Detector::monitor`] / [`Detector::unmonitor`] requests, a [`Detector::tick`] every
+/// [`FdConfig::period`], every received [`FdMessage`] ([`Detector::on_message`]) and connection
+/// hints ([`Detector::on_hint`]); carry out the [`Output`]s it pushes.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use selfman_core::{NodeAddr, NodeId, Time};
+/// use selfman_failure_detector::{Detector, FdConfig, FdMessage, Output, Subscriber};
+/// use selfman_ports::FdIndication;
+///
+/// let peer = NodeAddr::simulated(2, NodeId(7));
+/// let mut d = Detector::new(FdConfig::default());
+/// let mut out = Vec::new();
+/// d.monitor(Subscriber::ALL, peer, Time::ZERO, &mut out);
+/// let at = |ms| Time::ZERO + Duration::from_millis(ms);
+/// d.tick(at(100), &mut out); // probes the peer
+/// assert!(matches!(out[0], Output::Send { msg: FdMessage::Ping(_), .. }));
+/// out.clear();
+/// d.tick(at(500), &mut out); // 500 ms of silence > 400 ms
+/// assert!(out.contains(&Output::Indicate {
+///     to: Subscriber::ALL,
+///     indication: FdIndication::Suspect(peer),
+/// }));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Detector {
+    config: FdConfig,
+    faults: Faults,
+    /// The number of the last probe sent.
+    seq: u64,
+    /// Ticks so far.
+    ticks: u64,
+    /// Ordered, so that probes go out in the same order in every run.
+    peers: BTreeMap<SocketAddr, Peer>,
+}
+
+impl Detector {
+    /// A detector monitoring nobody. An invalid `config` is replaced by
+    /// [`FdConfig::normalized`].
+    pub fn new(config: FdConfig) -> Detector {
+        if let Err(e) = config.validate() {
+            tracing::warn!(error = %e, "failure detector: using the nearest valid config");
+        }
+        Detector {
+            config: config.normalized(),
+            faults: Faults::default(),
+            seq: 0,
+            ticks: 0,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn with_faults(mut self, faults: Faults) -> Detector {
+        self.faults = faults;
+        self
+    }
+
+    /// The config in use.
+    pub fn config(&self) -> &FdConfig {
+        &self.config
+    }
+
+    /// `sub` starts monitoring `node` at `now`. An id of [`NodeId::UNKNOWN`] watches whichever
+    /// incarnation runs at the address; a concrete id watches that incarnation only, and
+    /// suspects it for good once another incarnation answers a probe at its address.
+    ///
+    /// Monitoring a process the subscriber already monitors does nothing. A subscriber that
+    /// starts monitoring a process already suspected (for another subscriber) is told
+    /// [`FdIndication::Suspect`] at once.
+    pub fn monitor(&mut self, sub: Subscriber, node: NodeAddr, now: Time, out: &mut Vec<Output>) {
+        let timeout = self.config.initial_timeout;
+        let peer = self.peers.entry(node.addr).or_insert_with(|| Peer {
+            timeout,
+            hint_tick: u64::MAX,
+            watches: Vec::new(),
+        });
+        if let Some(w) = peer.watches.iter_mut().find(|w| w.node == node) {
+            if let Err(i) = w.subscribers.binary_search(&sub) {
+                w.subscribers.insert(i, sub);
+                if w.suspected {
+                    out.push(Output::Indicate { to: sub, indication: FdIndication::Suspect(node) });
+                }
+            }
+            return;
+        }
+        peer.watches.push(Watch {
+            node,
+            since: self.seq + 1,
+            last_heard: now,
+            heard: node.id,
+            suspected: false,
+            replaced: false,
+            subscribers: vec![sub],
+        });
+    }
+
+    /// `sub` stops monitoring `node` (no effect if it did not). Once nobody monitors an
+    /// address it is no longer probed and its timeout is forgotten.
+    pub fn unmonitor(&mut self, sub: Subscriber, node: NodeAddr) {
+        let Some(peer) = self.peers.get_mut(&node.addr) else { return };
+        if let Some(i) = peer.watches.iter().position(|w| w.node == node) {
+            let w = &mut peer.watches[i];
+            if let Ok(j) = w.subscribers.binary_search(&sub) {
+                w.subscribers.remove(j);
+            }
+            if w.subscribers.is_empty() {
+                peer.watches.swap_remove(i);
+            }
+        }
+        if peer.watches.is_empty() {
+            self.peers.remove(&node.addr);
+        }
+    }
+
+    /// Forgets everything `sub` monitors (its channel is gone).
+    pub fn remove_subscriber(&mut self, sub: Subscriber) {
+        let nodes: Vec<NodeAddr> = self
+            .peers
+            .values()
+            .flat_map(|p| p.watches.iter())
+            .filter(|w| w.subscribers.binary_search(&sub).is_ok())
+            .map(|w| w.node)
+            .collect();
+        for n in nodes {
+            self.unmonitor(sub, n);
+        }
+    }
+
+    /// A period passed: suspects every watch silent for longer than its peer's timeout, and
+    /// probes every monitored address once.
+    pub fn tick(&mut self, now: Time, out: &mut Vec<Output>) {
+        self.ticks += 1;
+        self.seq += 1;
+        let seq = self.seq;
+        for (&addr, peer) in &mut self.peers {
+            for w in &mut peer.watches {
+                if !w.suspected && !w.replaced && now.duration_since(w.last_heard) > peer.timeout {
+                    w.suspected = true;
+                    raise(out, w, FdIndication::Suspect(w.node));
+                }
+            }
+            if peer.probed() {
+                out.push(Output::Send {
+                    to: NodeAddr::new(addr, NodeId::UNKNOWN),
+                    msg: FdMessage::Ping(seq),
+                });
+            }
+        }
+    }
+
+    /// A message arrived from `from` at `now`. Answers a ping, and restores the watches `from`
+    /// matches; a pong from another incarnation than a watched one replaces that watch.
+    pub fn on_message(&mut self, from: NodeAddr, msg: FdMessage, now: Time, out: &mut Vec<Output>) {
+        let (seq, pong) = match msg {
+            FdMessage::Ping(s) => {
+                out.push(Output::Send { to: from, msg: FdMessage::Pong(s) });
+                (s, false)
+            }
+            FdMessage::Pong(s) => (s, true),
+        };
+        let Some(peer) = self.peers.get_mut(&from.addr) else { return };
+        let mut grow = false;
+        for w in &mut peer.watches {
+            if w.replaced {
+                continue;
+            }
+            if w.matches(from.id) {
+                w.last_heard = now;
+                if w.suspected && !self.faults.never_restore {
+                    w.suspected = false;
+                    // The same incarnation was alive all along: a false suspicion. (A watch
+                    // restored by a new incarnation was right: the old one had crashed.)
+                    grow |= w.heard == from.id;
+                    raise(out, w, FdIndication::Restore(w.node));
+                }
+                w.heard = from.id;
+            } else if pong && seq >= w.since {
+                // Another incarnation answered a probe sent after the watch began, when the
+                // watched incarnation already existed: it has crashed (one incarnation runs at
+                // an address at a time).
+                w.replaced = true;
+                if !w.suspected {
+                    w.suspected = true;
+                    raise(out, w, FdIndication::Suspect(w.node));
+                }
+            }
+        }
+        if grow && !self.faults.fixed_timeout {
+            peer.timeout = (peer.timeout + self.config.increment).min(self.config.max_timeout);
+        }
+    }
+
+    /// The network reported the connection to `peer` lost or unreachable. A hint, not proof:
+    /// nothing is suspected because of it, but the address is probed at once (at most once per
+    /// tick, and only while some watch there is not suspected yet), so that a replacing
+    /// incarnation or a quick reconnection is noticed sooner.
+    pub fn on_hint(&mut self, peer: NodeAddr, out: &mut Vec<Output>) {
+        let Some(p) = self.peers.get_mut(&peer.addr) else { return };
+        if p.hint_tick == self.ticks || !p.watches.iter().any(|w| !w.suspected && !w.replaced) {
+            return;
+        }
+        p.hint_tick = self.ticks;
+        self.seq += 1;
+        out.push(Output::Send {
+            to: NodeAddr::new(peer.addr, NodeId::UNKNOWN),
+            msg: FdMessage::Ping(self.seq),
+        });
+    }
+
+    /// Whether `node` (as monitored) is suspected now; `None` if nobody monitors it.
+    pub fn is_suspected(&self, node: NodeAddr) -> Option<bool> {
+        let peer = self.peers.get(&node.addr)?;
+        peer.watches.iter().find(|w| w.node == node).map(|w| w.suspected)
+    }
+
+    /// Every monitored process (as monitored) that is suspected now, in address order.
+    pub fn suspected(&self) -> impl Iterator<Item = NodeAddr> + '_ {
+        self.peers.values().flat_map(|p| p.watches.iter()).filter(|w| w.suspected).map(|w| w.node)
+    }
+
+    /// The current timeout for the address of `node`; `None` if nobody monitors it.
+    pub fn timeout(&self, node: NodeAddr) -> Option<Duration> {
+        self.peers.get(&node.addr).map(|p| p.timeout)
+    }
+
+    /// How many distinct processes (as monitored) are watched.
+    pub fn monitored(&self) -> usize {
+        self.peers.values().map(|p| p.watches.len()).sum()
+    }
+}
+
+fn raise(out: &mut Vec<Output>, w: &Watch, indication: FdIndication) {
+    out.extend(w.subscribers.iter().map(|&to| Output::Indicate { to, indication }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Subscriber = Subscriber(1);
+    const B: Subscriber = Subscriber(2);
+
+    fn node(n: u32, id: u64) -> NodeAddr {
+        NodeAddr::simulated(n, NodeId(id))
+    }
+
+    fn at(ms: u64) -> Time {
+        Time::ZERO + Duration::from_millis(ms)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn cfg() -> FdConfig {
+        FdConfig {
+            period: ms(100),
+            initial_timeout: ms(300),
+            increment: ms(200),
+            max_timeout: ms(700),
+        }
+    }
+
+    /// The indications in `out`, as (subscriber, indication).
+    fn indications(out: &[Output]) -> Vec<(Subscriber, FdIndication)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Indicate { to, indication } => Some((*to, *indication)),
+                Output::Send { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The pings in `out`, as (destination, seq).
+    fn pings(out: &[Output]) -> Vec<(NodeAddr, u64)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { to, msg: FdMessage::Ping(s) } => Some((*to, *s)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Ticks at `t` and returns the indications raised.
+    fn tick(d: &mut Detector, t: u64) -> Vec<(Subscriber, FdIndication)> {
+        let mut out = Vec::new();
+        d.tick(at(t), &mut out);
+        indications(&out)
+    }
+
+    fn pong(d: &mut Detector, from: NodeAddr, seq: u64, t: u64) -> Vec<(Subscriber, FdIndication)> {
+        let mut out = Vec::new();
+        d.on_message(from, FdMessage::Pong(seq), at(t), &mut out);
+        indications(&out)
+    }
+
+    #[test]
+    fn probes_each_address_once_per_tick_and_answers_pings() {
+        let mut d = Detector::new(cfg());
+        let mut out = Vec::new();
+        let (p, q) = (node(2, 5), node(3, 6));
+        d.monitor(A, p, at(0), &mut out);
+        d.monitor(B, p, at(0), &mut out);
+        d.monitor(A, NodeAddr::new(p.addr, NodeId::UNKNOWN), at(0), &mut out);
+        d.monitor(A, q, at(0), &mut out);
+        assert!(out.is_empty());
+        d.tick(at(100), &mut out);
+        let unknown = |n: NodeAddr| NodeAddr::new(n.addr, NodeId::UNKNOWN);
+        assert_eq!(pings(&out), vec![(unknown(p), 1), (unknown(q), 1)]);
+        out.clear();
+        d.on_message(q, FdMessage::Ping(42), at(101), &mut out);
+        assert_eq!(out, vec![Output::Send { to: q, msg: FdMessage::Pong(42) }]);
+        // Pings are answered even from strangers.
+        out.clear();
+        let stranger = node(9, 9);
+        d.on_message(stranger, FdMessage::Ping(1), at(102), &mut out);
+        assert_eq!(out, vec![Output::Send { to: stranger, msg: FdMessage::Pong(1) }]);
+        assert_eq!(d.monitored(), 3);
+    }
+
+    #[test]
+    fn suspects_after_the_timeout_only_on_change() {
+        let mut d = Detector::new(cfg());
+        let p = node(2, 5);
+        d.monitor(A, p, at(0), &mut Vec::new());
+        assert!(tick(&mut d, 100).is_empty());
+        assert!(pong(&mut d, p, 1, 150).is_empty());
+        assert!(tick(&mut d, 400).is_empty(), "250 ms of silence < 300 ms");
+        assert_eq!(tick(&mut d, 500), vec![(A, FdIndication::Suspect(p))]);
+        assert!(tick(&mut d, 600).is_empty(), "no repeated suspicion");
+        assert_eq!(d.is_suspected(p), Some(true));
+        assert_eq!(d.suspected().collect::<Vec<_>>(), vec![p]);
+    }
+
+    #[test]
+    fn a_false_suspicion_is_restored_and_lengthens_the_timeout_up_to_the_cap() {
+        let mut d = Detector::new(cfg());
+        let p = node(2, 5);
+        d.monitor(A, p, at(0), &mut Vec::new());
+        let mut t = 0;
+        let mut timeouts = Vec::new();
+        for _ in 0..5 {
+            let timeout = d.timeout(p).unwrap();
+            timeouts.push(timeout.as_millis());
+            // Silent for exactly the timeout: not yet suspected; one tick later: suspected.
+            let silent_until = t + timeout.as_millis() as u64;
+            assert!(tick(&mut d, silent_until).is_empty());
+            assert_eq!(tick(&mut d, silent_until + 1), vec![(A, FdIndication::Suspect(p))]);
+            t = silent_until + 10;
+            assert_eq!(pong(&mut d, p, 1, t), vec![(A, FdIndication::Restore(p))]);
+        }
+        assert_eq!(timeouts, vec![300, 500, 700, 700, 700], "grows by 200 ms, capped at 700");
+    }
+
+    #[test]
+    fn restore_by_a_new_incarnation_does_not_lengthen_the_timeout() {
+        let mut d = Detector::new(cfg());
+        let any = NodeAddr::new(node(2, 0).addr, NodeId::UNKNOWN);
+        d.monitor(A, any, at(0), &mut Vec::new());
+        assert!(pong(&mut d, node(2, 5), 1, 10).is_empty());
+        assert_eq!(tick(&mut d, 400), vec![(A, FdIndication::Suspect(any))]);
+        // Incarnation 6 now runs at the address: the suspicion of incarnation 5 was right.
+        assert_eq!(pong(&mut d, node(2, 6), 2, 410), vec![(A, FdIndication::Restore(any))]);
+        assert_eq!(d.timeout(any), Some(ms(300)));
+        // Incarnation 6 is then wrongly suspected: that one counts.
+        assert_eq!(tick(&mut d, 800), vec![(A, FdIndication::Suspect(any))]);
+        assert_eq!(pong(&mut d, node(2, 6), 3, 810), vec![(A, FdIndication::Restore(any))]);
+        assert_eq!(d.timeout(any), Some(ms(500)));
+    }
+
+    #[test]
+    fn an_unknown_id_follows_whichever_incarnation_runs() {
+        let mut d = Detector::new(cfg());
+        let any = NodeAddr::new(node(2, 0).addr, NodeId::UNKNOWN);
+        d.monitor(A, any, at(0), &mut Vec::new());
+        tick(&mut d, 100);
+        assert!(pong(&mut d, node(2, 5), 1, 110).is_empty());
+        tick(&mut d, 200);
+        // A quick restart: the new incarnation answers before the timeout; nothing to report.
+        assert!(pong(&mut d, node(2, 6), 2, 210).is_empty());
+        assert!(tick(&mut d, 500).is_empty());
+        assert_eq!(d.is_suspected(any), Some(false));
+    }
+
+    #[test]
+    fn a_concrete_id_is_suspected_for_good_once_another_incarnation_answers() {
+        let mut d = Detector::new(cfg());
+        let (old, new) = (node(2, 5), node(2, 6));
+        let mut out = Vec::new();
+        d.monitor(A, old, at(0), &mut out);
+        d.tick(at(100), &mut out);
+        assert_eq!(pings(&out)[0].0.id, NodeId::UNKNOWN, "probes whoever runs there");
+        assert!(pong(&mut d, old, 1, 110).is_empty());
+        assert_eq!(pong(&mut d, new, 1, 120), vec![(A, FdIndication::Suspect(old))]);
+        // Late messages from the old incarnation do not bring it back.
+        assert!(pong(&mut d, old, 1, 130).is_empty());
+        let mut out = Vec::new();
+        d.on_message(old, FdMessage::Ping(9), at(131), &mut out);
+        assert!(indications(&out).is_empty());
+        assert_eq!(d.is_suspected(old), Some(true));
+        // The address is no longer probed for that watch.
+        let mut out = Vec::new();
+        d.tick(at(200), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // Monitoring the new incarnation works as usual, for another subscriber too.
+        let mut out = Vec::new();
+        d.monitor(B, new, at(200), &mut out);
+        d.monitor(B, old, at(200), &mut out);
+        assert_eq!(indications(&out), vec![(B, FdIndication::Suspect(old))]);
+    }
+
+    #[test]
+    fn a_pong_to_a_probe_older_than_the_watch_proves_nothing_about_incarnations() {
+        let mut d = Detector::new(cfg());
+        let any = NodeAddr::new(node(2, 0).addr, NodeId::UNKNOWN);
+        d.monitor(A, any, at(0), &mut Vec::new());
+        tick(&mut d, 100); // probe 1, answered by incarnation 5, which then crashes
+                           // Incarnation 6 has started; a user learns its id and monitors it before the
+                           // answer of incarnation 5 to probe 1 arrives.
+        let new = node(2, 6);
+        d.monitor(A, new, at(105), &mut Vec::new());
+        assert!(pong(&mut d, node(2, 5), 1, 110).is_empty(), "probe 1 predates the watch");
+        assert_eq!(d.is_suspected(new), Some(false));
+        tick(&mut d, 200); // probe 2
+        assert!(pong(&mut d, new, 2, 210).is_empty());
+        assert_eq!(d.is_suspected(new), Some(false));
+    }
+
+    #[test]
+    fn unmonitor_stops_indications_and_probes() {
+        let mut d = Detector::new(cfg());
+        let (p, q) = (node(2, 5), node(3, 6));
+        let mut out = Vec::new();
+        d.monitor(A, p, at(0), &mut out);
+        d.monitor(B, p, at(0), &mut out);
+        d.monitor(A, q, at(0), &mut out);
+        d.unmonitor(A, p);
+        assert_eq!(
+            tick(&mut d, 400),
+            vec![(B, FdIndication::Suspect(p)), (A, FdIndication::Suspect(q))]
+        );
+        d.unmonitor(B, p);
+        d.unmonitor(B, q); // B never monitored q: no effect
+        assert_eq!(d.is_suspected(p), None);
+        assert_eq!(d.is_suspected(q), Some(true));
+        let mut out = Vec::new();
+        d.tick(at(500), &mut out);
+        assert_eq!(pings(&out).iter().map(|x| x.0.addr).collect::<Vec<_>>(), vec![q.addr]);
+        d.remove_subscriber(A);
+        assert_eq!(d.monitored(), 0);
+        let mut out = Vec::new();
+        d.tick(at(600), &mut out);
+        assert!(out.is_empty());
+        // Monitoring again starts afresh, with the initial timeout.
+        d.monitor(A, p, at(600), &mut out);
+        assert_eq!(d.is_suspected(p), Some(false));
+        assert_eq!(d.timeout(p), Some(ms(300)));
+    }
+
+    #[test]
+    fn monitoring_twice_does_nothing() {
+        let mut d = Detector::new(cfg());
+        let p = node(2, 5);
+        let mut out = Vec::new();
+        d.monitor(A, p, at(0), &mut out);
+        tick(&mut d, 400);
+        d.monitor(A, p, at(400), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(d.monitored(), 1);
+        assert_eq!(d.is_suspected(p), Some(true));
+    }
+
+    #[test]
+    fn hints_probe_sooner_but_never_suspect() {
+        let mut d = Detector::new(cfg());
+        let p = node(2, 5);
+        d.monitor(A, p, at(0), &mut Vec::new());
+        tick(&mut d, 100);
+        let mut out = Vec::new();
+        d.on_hint(p, &mut out);
+        assert_eq!(pings(&out), vec![(NodeAddr::new(p.addr, NodeId::UNKNOWN), 2)]);
+        assert!(indications(&out).is_empty(), "a hint is no proof");
+        // At most one extra probe per tick.
+        out.clear();
+        d.on_hint(p, &mut out);
+        assert!(out.is_empty());
+        // Not for strangers.
+        d.on_hint(node(7, 1), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(d.is_suspected(p), Some(false));
+        // The extra probe is what reveals a new incarnation quickly.
+        assert_eq!(pong(&mut d, node(2, 6), 2, 105), vec![(A, FdIndication::Suspect(p))]);
+        tick(&mut d, 200);
+        d.on_hint(p, &mut out);
+        assert!(out.is_empty(), "no hurry for a process already suspected");
+    }
+
+    #[test]
+    fn faults_break_what_they_say() {
+        let p = node(2, 5);
+        let mut d =
+            Detector::new(cfg()).with_faults(Faults { never_restore: true, ..Faults::default() });
+        d.monitor(A, p, at(0), &mut Vec::new());
+        assert_eq!(tick(&mut d, 400), vec![(A, FdIndication::Suspect(p))]);
+        assert!(pong(&mut d, p, 1, 410).is_empty());
+        assert_eq!(d.is_suspected(p), Some(true));
+
+        let mut d =
+            Detector::new(cfg()).with_faults(Faults { fixed_timeout: true, ..Faults::default() });
+        d.monitor(A, p, at(0), &mut Vec::new());
+        tick(&mut d, 400);
+        assert_eq!(pong(&mut d, p, 1, 410), vec![(A, FdIndication::Restore(p))]);
+        assert_eq!(d.timeout(p), Some(ms(300)));
+    }
+
+    #[test]
+    fn an_invalid_config_is_normalized() {
+        let d = Detector::new(FdConfig { period: Duration::ZERO, ..cfg() });
+        assert_eq!(d.config().validate(), Ok(()));
+    }
+}
