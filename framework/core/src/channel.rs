@@ -18,7 +18,8 @@ use parking_lot::Mutex;
 use crate::component::ComponentId;
 use crate::error::{Error, Result};
 use crate::port::Port;
-use crate::port_core::{Envelope, ProvidedCore, RequiredCore};
+use crate::port_core::{DirectService, Envelope, ProvidedCore, RequiredCore};
+use crate::port_handle::ProvidedRef;
 
 type Predicate<E> = Box<dyn Fn(&E) -> bool + Send + Sync>;
 
@@ -87,6 +88,9 @@ pub(crate) struct ChannelCore<P: Port> {
     pub(crate) required: Arc<RequiredCore<P>>,
     connected: AtomicBool,
     selector: Selector<P>,
+    /// The channel's service if the provided port is direct. Only the requirer's turns trigger
+    /// requests over a channel, so the lock is uncontended.
+    direct: Option<Mutex<DirectService<P>>>,
 }
 
 impl<P: Port> ChannelCore<P> {
@@ -107,8 +111,14 @@ impl<P: Port> ChannelCore<P> {
         self.required.inbox.push_if(&self.required.owner, ev, Some(&self.connected));
     }
 
-    /// Queues a request at the providing side, remembering it came over this channel.
+    /// Queues a request at the providing side, remembering it came over this channel — or,
+    /// for a direct port, serves it right here.
+    #[inline]
     pub(crate) fn deliver_request(&self, ev: P::Request) {
+        if let Some(serve) = &self.direct {
+            (serve.lock())(ev);
+            return;
+        }
         let env = Envelope { event: ev, origin: self.id };
         self.provided.inbox.push_if(&self.provided.owner, env, Some(&self.connected));
     }
@@ -142,12 +152,17 @@ pub(crate) fn connect<P: Port>(
     if required.owner.is_destroyed() {
         return Err(Error::Destroyed(required.owner.id()));
     }
+    let direct = provided.direct.as_ref().map(|make| {
+        let port = ProvidedRef { core: Arc::clone(provided) };
+        Mutex::new(make(&port))
+    });
     let core = Arc::new(ChannelCore {
         id,
         provided: Arc::clone(provided),
         required: Arc::clone(required),
         connected: AtomicBool::new(true),
         selector,
+        direct,
     });
     provided.channels.add(Arc::clone(&core));
     required.channels.add(Arc::clone(&core));

@@ -11,6 +11,14 @@ use crate::component::cell::ComponentCell;
 use crate::component::ComponentId;
 use crate::inbox::Inbox;
 use crate::port::Port;
+use crate::port_handle::ProvidedRef;
+
+/// Serves the requests of one channel of a direct port (see
+/// [`Setup::provide_direct`](crate::Setup::provide_direct)).
+pub(crate) type DirectService<P> = Box<dyn FnMut(<P as Port>::Request) + Send>;
+
+/// Makes the service of each channel connected to a direct port.
+pub(crate) type DirectFactory<P> = Arc<dyn Fn(&ProvidedRef<P>) -> DirectService<P> + Send + Sync>;
 
 /// A request together with the channel it arrived on (0 = injected from outside).
 pub(crate) struct Envelope<E> {
@@ -26,6 +34,9 @@ pub(crate) struct ProvidedCore<P: Port> {
     pub(crate) owner: Arc<ComponentCell>,
     pub(crate) inbox: Inbox<Envelope<P::Request>>,
     pub(crate) channels: ChannelSet<P>,
+    /// Set for a port served directly: requests over a channel run a per-channel service in
+    /// the requirer's turn instead of being queued. Fixed when the port is created.
+    pub(crate) direct: Option<DirectFactory<P>>,
 }
 
 /// Field order as in [`ProvidedCore`].
@@ -37,8 +48,8 @@ pub(crate) struct RequiredCore<P: Port> {
 }
 
 impl<P: Port> ProvidedCore<P> {
-    pub(crate) fn new(owner: Arc<ComponentCell>) -> Self {
-        ProvidedCore { owner, inbox: Inbox::new(), channels: ChannelSet::new() }
+    pub(crate) fn new(owner: Arc<ComponentCell>, direct: Option<DirectFactory<P>>) -> Self {
+        ProvidedCore { owner, inbox: Inbox::new(), channels: ChannelSet::new(), direct }
     }
 }
 

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use selfman_core::{
-    ComponentDefinition, Credit, Delivery, Handled, Indicator, Message, NetIndication, NetRequest,
-    Network, NodeAddr, NodeId, PeerStatus, ProtocolId, Provided, Setup,
+    ComponentDefinition, Credit, Delivery, Indicator, Message, NetIndication, NetRequest, Network,
+    NodeAddr, NodeId, PeerStatus, ProtocolId, Provided, Setup,
 };
 
 use crate::codec::{Codec, CodecError};
@@ -69,8 +69,12 @@ enum Route<M: Message> {
 }
 
 /// The component providing `Network<M>` for one protocol of one transport.
-pub(crate) struct ProtocolAdapter<M: Message> {
-    port: Provided<Network<M>>,
+/// The sending side of one channel to the adapter's port: every protocol component connected
+/// to the port gets its own (its own route cache and scratch buffer), and it runs inside that
+/// component's turns — no lock shared with other senders, no scheduling hop.
+struct Sender<M: Message> {
+    /// Delivers messages this node sends to itself.
+    port: Indicator<Network<M>>,
     protocol: ProtocolId,
     shared: Arc<Shared>,
     codec: Arc<dyn Codec<M>>,
@@ -80,10 +84,15 @@ pub(crate) struct ProtocolAdapter<M: Message> {
     other_warn: RateLimit,
 }
 
-impl<M: Message> ProtocolAdapter<M> {
-    pub(crate) fn new(shared: Arc<Shared>, protocol: ProtocolId, codec: Arc<dyn Codec<M>>) -> Self {
-        ProtocolAdapter {
-            port: Provided::new(),
+impl<M: Message> Sender<M> {
+    fn new(
+        port: Indicator<Network<M>>,
+        shared: Arc<Shared>,
+        protocol: ProtocolId,
+        codec: Arc<dyn Codec<M>>,
+    ) -> Self {
+        Sender {
+            port,
             protocol,
             shared,
             codec,
@@ -94,14 +103,13 @@ impl<M: Message> ProtocolAdapter<M> {
         }
     }
 
-    fn on_request(&mut self, req: NetRequest<M>) -> Handled {
+    fn on_request(&mut self, req: NetRequest<M>) {
         match req {
             NetRequest::Send { to, msg } => self.send(to, msg),
             other => {
                 tracing::debug!(request = ?other, "request not supported by the TCP network");
             }
         }
-        Ok(())
     }
 
     #[inline]
@@ -234,8 +242,37 @@ impl<M: Message> ProtocolAdapter<M> {
     }
 }
 
+/// The component that provides `Network<M>` for one protocol. Its port is direct (see
+/// `Setup::provide_direct`): each connected protocol component sends through a [`Sender`] of
+/// its own, inside its own turns.
+pub(crate) struct ProtocolAdapter<M: Message> {
+    port: Provided<Network<M>>,
+    protocol: ProtocolId,
+    shared: Arc<Shared>,
+    codec: Arc<dyn Codec<M>>,
+}
+
+impl<M: Message> ProtocolAdapter<M> {
+    pub(crate) fn new(shared: Arc<Shared>, protocol: ProtocolId, codec: Arc<dyn Codec<M>>) -> Self {
+        ProtocolAdapter { port: Provided::new(), protocol, shared, codec }
+    }
+}
+
 impl<M: Message> ComponentDefinition for ProtocolAdapter<M> {
     fn setup(&mut self, setup: &mut Setup<Self>) {
-        setup.provide(|c| &mut c.port, Self::on_request);
+        let (shared, protocol, codec) =
+            (Arc::clone(&self.shared), self.protocol, Arc::clone(&self.codec));
+        setup.provide_direct(
+            |c| &mut c.port,
+            move |port| {
+                let mut sender = Sender::new(
+                    port.indicator(),
+                    Arc::clone(&shared),
+                    protocol,
+                    Arc::clone(&codec),
+                );
+                move |req| sender.on_request(req)
+            },
+        );
     }
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use selfman_core::{
-    CloseReason, ComponentDefinition, ComponentRef, Delivery, Handled, Indicator, LinkStatus,
-    Message, NetIndication, NetRequest, Network, NodeAddr, NodeId, PeerStatus, ProtocolId,
-    Provided, ProvidedRef, Rng, Setup, Time,
+    CloseReason, ComponentDefinition, ComponentRef, Delivery, Indicator, LinkStatus, Message,
+    NetIndication, NetRequest, Network, NodeAddr, NodeId, PeerStatus, ProtocolId, Provided,
+    ProvidedRef, Rng, Setup, Time,
 };
 
 /// A latency distribution for one direction of a link.
@@ -559,7 +559,9 @@ impl NetState {
     }
 }
 
-/// The component providing `Network<M>` for one protocol on one simulated node.
+/// The component providing `Network<M>` for one protocol on one simulated node. Its port is
+/// direct: a send goes into the simulated network inside the sender's own turn, with no turn
+/// of its own.
 pub(crate) struct SimNetPort<M: Message> {
     port: Provided<Network<M>>,
     world: Arc<World>,
@@ -572,22 +574,23 @@ impl<M: Message> SimNetPort<M> {
     pub(crate) fn new(world: Arc<World>, slot: u32, me: NodeAddr, proto: ProtocolId) -> Self {
         SimNetPort { port: Provided::new(), world, slot, me, proto }
     }
-
-    fn on_request(&mut self, r: NetRequest<M>) -> Handled {
-        match r {
-            NetRequest::Send { to, msg } => {
-                self.world.send(self.slot, self.me, to, self.proto, Box::new(msg));
-            }
-            other => {
-                tracing::warn!(request = ?other, "simulated network: unsupported request ignored")
-            }
-        }
-        Ok(())
-    }
 }
 
 impl<M: Message> ComponentDefinition for SimNetPort<M> {
     fn setup(&mut self, setup: &mut Setup<Self>) {
-        setup.provide(|c| &mut c.port, Self::on_request);
+        let (world, slot, me, proto) = (Arc::clone(&self.world), self.slot, self.me, self.proto);
+        setup.provide_direct(
+            |c| &mut c.port,
+            move |_| {
+                let world = Arc::clone(&world);
+                move |r: NetRequest<M>| match r {
+                    NetRequest::Send { to, msg } => world.send(slot, me, to, proto, Box::new(msg)),
+                    other => tracing::warn!(
+                        request = ?other,
+                        "simulated network: unsupported request ignored"
+                    ),
+                }
+            },
+        );
     }
 }

@@ -15,8 +15,8 @@ use crate::component::context::Context;
 use crate::handler::{Handled, HandlerError, Severity};
 use crate::inbox::Inbox;
 use crate::port::{Direction, Port};
-use crate::port_core::{AnyPortCore, ProvidedCore, RequiredCore};
-use crate::port_handle::{Provided, Required};
+use crate::port_core::{AnyPortCore, DirectFactory, DirectService, ProvidedCore, RequiredCore};
+use crate::port_handle::{Provided, ProvidedRef, Required};
 
 /// A component's behaviour: its state, its ports, its handlers.
 ///
@@ -119,6 +119,41 @@ impl<D: ComponentDefinition> Setup<D> {
         PortOptions { names: &mut self.names, index: self.decls.len() - 1 }
     }
 
+    /// Declares that `field` is a provided port served **directly**: a request triggered over
+    /// a channel is not queued for this component but handled on the spot, inside the
+    /// requirer's trigger, by a service made for that channel.
+    ///
+    /// `make` is called once per channel, when it is connected (with a reference to the port,
+    /// e.g. to trigger indications through an [`Indicator`](crate::Indicator)); the service
+    /// it returns handles every request of that channel, in order, one at a time — the
+    /// requirer's handlers never overlap. Requests injected with
+    /// [`ProvidedRef::request`](crate::ProvidedRef::request) are queued as usual and handled by
+    /// a service of their own in this component's turns.
+    ///
+    /// This removes a scheduling hop per request, which is what transports want: the network
+    /// adapters of `selfman-sim` and `selfman-net` serve `Network<M>` this way. The price:
+    ///
+    /// * services run on requirers' threads, concurrently with each other and with this
+    ///   component's handlers, so they must not touch the component's state (give them what
+    ///   they need, shared through `Arc`s);
+    /// * they serve regardless of this component's lifecycle (also while it is passive);
+    /// * a service must not trigger a request on its own channel (it would deadlock), and a
+    ///   panic in it fails the *requirer's* handler;
+    /// * whether a port is direct, and with which `make`, is fixed when the component is
+    ///   created: replacing or restarting the component keeps the port's services.
+    pub fn provide_direct<P: Port, S>(
+        &mut self,
+        field: fn(&mut D) -> &mut Provided<P>,
+        make: impl Fn(&ProvidedRef<P>) -> S + Send + Sync + 'static,
+    ) -> PortOptions<'_>
+    where
+        S: FnMut(P::Request) + Send + 'static,
+    {
+        let make: DirectFactory<P> = Arc::new(move |port| Box::new(make(port)));
+        self.decls.push(Box::new(DirectEntry { field, make, core: None, fallback: None.into() }));
+        PortOptions { names: &mut self.names, index: self.decls.len() - 1 }
+    }
+
     /// Declares that `field` is a required port whose indications go to `handler`.
     pub fn require<P: Port>(
         &mut self,
@@ -209,6 +244,14 @@ struct ProvidedEntry<D, P: Port> {
     core: Option<Arc<ProvidedCore<P>>>,
 }
 
+struct DirectEntry<D, P: Port> {
+    field: Field<D, Provided<P>>,
+    make: DirectFactory<P>,
+    core: Option<Arc<ProvidedCore<P>>>,
+    /// Serves injected requests (made on first use).
+    fallback: parking_lot::Mutex<Option<DirectService<P>>>,
+}
+
 struct RequiredEntry<D, P: Port> {
     field: Field<D, Required<P>>,
     handler: fn(&mut D, P::Indication) -> Handled,
@@ -271,7 +314,7 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
         existing: Option<Arc<dyn AnyPortCore>>,
     ) -> Arc<dyn AnyPortCore> {
         let core = adopt::<ProvidedCore<P>>(existing)
-            .unwrap_or_else(|| Arc::new(ProvidedCore::new(Arc::clone(owner))));
+            .unwrap_or_else(|| Arc::new(ProvidedCore::new(Arc::clone(owner), None)));
         (self.field)(def).core = Some(Arc::clone(&core));
         self.core = Some(Arc::clone(&core));
         core
@@ -292,6 +335,49 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
             let r = invoke(def, handler, env.event);
             field(def).origin = 0;
             r
+        });
+        Batch { handled, failure: cause.map(|c| failure::<P, P::Request>(c, Direction::Provided)) }
+    }
+}
+
+impl<D: Send + 'static, P: Port> PortDecl<D> for DirectEntry<D, P> {
+    fn core_type(&self) -> TypeId {
+        TypeId::of::<ProvidedCore<P>>()
+    }
+    fn direction(&self) -> Direction {
+        Direction::Provided
+    }
+    fn bind(
+        &mut self,
+        def: &mut D,
+        owner: &Arc<ComponentCell>,
+        existing: Option<Arc<dyn AnyPortCore>>,
+    ) -> Arc<dyn AnyPortCore> {
+        let make = Arc::clone(&self.make);
+        let core = adopt::<ProvidedCore<P>>(existing)
+            .unwrap_or_else(|| Arc::new(ProvidedCore::new(Arc::clone(owner), Some(make))));
+        (self.field)(def).core = Some(Arc::clone(&core));
+        self.core = Some(Arc::clone(&core));
+        core
+    }
+    fn take(&self, hold: bool) -> bool {
+        self.core.as_ref().is_some_and(|c| c.inbox.take(hold))
+    }
+    fn has_local(&self) -> bool {
+        self.core.as_ref().is_some_and(|c| c.inbox.has_local())
+    }
+    fn handle(&self, _def: &mut D, max: usize) -> Batch {
+        let Some(core) = &self.core else {
+            return Batch { handled: 0, failure: None };
+        };
+        let mut fallback = self.fallback.lock();
+        let serve = fallback.get_or_insert_with(|| {
+            let make = core.direct.as_ref().unwrap_or(&self.make);
+            make(&ProvidedRef { core: Arc::clone(core) })
+        });
+        let (handled, cause) = drain(&core.inbox, max, |env| {
+            catch_unwind(AssertUnwindSafe(|| serve(env.event)))
+                .map_err(|p| FailureCause::Panic(panic_message(&*p)))
         });
         Batch { handled, failure: cause.map(|c| failure::<P, P::Request>(c, Direction::Provided)) }
     }
