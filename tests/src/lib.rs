@@ -56,6 +56,51 @@ pub const SCENARIOS: &[Entry] = &[
         build: scenarios::heartbeat_churn,
     },
     // failure_detection.rs entries (fd, omega, and their broken variants) go here.
+    Entry {
+        name: "fd",
+        about: "the heartbeat detector, 12 nodes monitoring each other: jitter, loss, \
+                crash/restart churn, a partition that heals, then a stable network and two \
+                crashes; strong completeness, eventual strong accuracy, detection within 2x the \
+                timeout",
+        must_pass: true,
+        build: failure_detection::fd,
+    },
+    Entry {
+        name: "fd-broken",
+        about: "fd with a detector that never restores: the accuracy check must report it",
+        must_pass: false,
+        build: failure_detection::fd_broken,
+    },
+    Entry {
+        name: "fd-slow",
+        about: "the detector on slow but bounded links (round trips beyond the first \
+                timeout), crash-stop: completeness, at most the false suspicions the timeout \
+                increments allow, detection within 2x the timeout",
+        must_pass: true,
+        build: failure_detection::fd_slow,
+    },
+    Entry {
+        name: "fd-slow-broken",
+        about: "fd-slow with a detector whose timeout never grows: the false-suspicion bound \
+                must report it",
+        must_pass: false,
+        build: failure_detection::fd_slow_broken,
+    },
+    Entry {
+        name: "omega",
+        about: "leader election over the detector, 7 nodes: the leader crashes twice, one \
+                more node crashes, loss, jitter, a partition that heals; eventually all correct \
+                nodes trust the same correct node",
+        must_pass: true,
+        build: failure_detection::omega,
+    },
+    Entry {
+        name: "omega-broken",
+        about: "omega with an election that ignores suspicions (trusts by rank alone): the \
+                accuracy check must report it",
+        must_pass: false,
+        build: failure_detection::omega_broken,
+    },
     // agreement.rs entries (beb, consensus, and their broken variants) go here.
 ];
 
