@@ -1,0 +1,453 @@
+//! The `consensus-cluster` program: a launcher that runs a local consensus group as OS
+//! processes over TCP on 127.0.0.1, and the node those processes run.
+//!
+//! ```text
+//! consensus-cluster [--nodes N] [--kill-leader-after K] [--decisions-after M]
+//!                   [--interval-ms I] [--timeout-s T]
+//! consensus-cluster node [--listen IP:PORT] [--name NAME] [--interval-ms I]
+//! ```
+//!
+//! The launcher starts `N` node processes (default 5), tells each the group, and watches the
+//! sequence they agree on, checking that every node decides the same value for every slot.
+//! After `K` slots (default 20) it kills the current leader's process (SIGKILL, by PID), then
+//! waits for `M` more slots (default 20) and prints how long the survivors took to elect a new
+//! leader and to decide again. Its last line is
+//!
+//! ```text
+//! consensus-cluster nodes=N slots=S killed=IP:PORT new_leader_ms=X first_decision_after_kill_ms=Y agreement=ok
+//! ```
+//!
+//! A node prints `ready <node address>`, reads one line `group ADDR,ADDR,...` (in rank order),
+//! prints `started`, then `decide <slot> <value>` and `epoch <ts> <leader>` lines, and exits
+//! when its stdin closes.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use selfman_core::{ComponentDefinition, Handled, Host, NodeAddr, Required, Setup};
+use selfman_net::{NetConfig, TcpNetwork};
+use selfman_runtime::Runtime;
+
+use crate::{build_node, build_sequencer, NodeConfig, SeqEvent, SeqEvents};
+
+/// Runs the program with the process's arguments.
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("node") => parse_node(&args[1..]).and_then(run_node),
+        Some("-h" | "--help") => {
+            println!("{}", USAGE);
+            Ok(())
+        }
+        _ => parse_launch(&args).and_then(launch),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("consensus-cluster: {e}");
+            ExitCode::from(if e.starts_with("usage") { 2 } else { 1 })
+        }
+    }
+}
+
+const USAGE: &str = "usage: consensus-cluster [--nodes N] [--kill-leader-after K] \
+[--decisions-after M] [--interval-ms I] [--timeout-s T]\n       consensus-cluster node \
+[--listen IP:PORT] [--name NAME] [--interval-ms I]";
+
+fn usage(why: impl std::fmt::Display) -> String {
+    format!("usage error: {why}\n{USAGE}")
+}
+
+fn flag_values(args: &[String]) -> Result<Vec<(&str, &str)>, String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or_else(|| usage(format!("{flag} needs a value")))?;
+        out.push((flag.as_str(), v.as_str()));
+    }
+    Ok(out)
+}
+
+fn number(flag: &str, v: &str) -> Result<u64, String> {
+    v.parse().map_err(|_| usage(format!("{flag}: `{v}` is not a number")))
+}
+
+// ----------------------------------------------------------------------------------------
+// One node
+// ----------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct NodeOptions {
+    listen: SocketAddr,
+    name: String,
+    interval: Duration,
+}
+
+fn parse_node(args: &[String]) -> Result<NodeOptions, String> {
+    let mut o = NodeOptions {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        name: "node".into(),
+        interval: Duration::from_millis(20),
+    };
+    for (flag, v) in flag_values(args)? {
+        match flag {
+            "--listen" => {
+                o.listen =
+                    v.parse().map_err(|_| usage(format!("--listen: `{v}` is not IP:PORT")))?
+            }
+            "--name" => o.name = v.to_owned(),
+            "--interval-ms" => o.interval = Duration::from_millis(number(flag, v)?),
+            other => return Err(usage(format!("unknown option `{other}`"))),
+        }
+    }
+    Ok(o)
+}
+
+/// Prints what the sequencer reports, one line each.
+struct Printer {
+    events: Required<SeqEvents>,
+}
+
+impl Printer {
+    fn on_event(&mut self, e: SeqEvent) -> Handled {
+        let mut out = std::io::stdout().lock();
+        match e {
+            SeqEvent::Decided { slot, value } => writeln!(out, "decide {slot} {value}")?,
+            SeqEvent::Epoch { ts, leader } => writeln!(out, "epoch {ts} {}", leader.addr)?,
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Printer {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.require(|c| &mut c.events, Self::on_event);
+    }
+}
+
+fn parse_group(line: &str) -> Result<Vec<NodeAddr>, String> {
+    let list = line.strip_prefix("group ").ok_or("expected `group ADDR,ADDR,...`")?;
+    list.split(',')
+        .map(|s| s.trim().parse::<NodeAddr>().map_err(|e| format!("group member `{s}`: {e}")))
+        .collect()
+}
+
+fn run_node(o: NodeOptions) -> Result<(), String> {
+    let rt = Runtime::new();
+    let net =
+        TcpNetwork::start(&rt, NetConfig::default().listen(o.listen)).map_err(|e| e.to_string())?;
+    println!("ready {}", net.local());
+    let _ = std::io::stdout().flush();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let line = lines.next().ok_or("stdin closed before `group ...`")?.map_err(|e| e.to_string())?;
+    let group = parse_group(&line)?;
+    if !group.iter().any(|m| m.addr == net.local().addr) {
+        return Err(format!("this node ({}) is not in the group", net.local()));
+    }
+    let err = |e: selfman_core::Error| e.to_string();
+    let node = build_node::<String, _>(&net, group, &NodeConfig::default()).map_err(err)?;
+    let seq = build_sequencer(&net, &node, o.name, o.interval, None).map_err(err)?;
+    let printer = net.create(|| Printer { events: Required::new() }).map_err(err)?;
+    rt.link::<SeqEvents>(&seq, &printer).map_err(err)?;
+    // A TCP node runs from the start; components added to it are started one by one,
+    // providers before their users.
+    rt.start(&printer).map_err(err)?;
+    for c in node.components() {
+        rt.start(&c).map_err(err)?;
+    }
+    rt.start(&seq).map_err(err)?;
+    println!("started");
+    let _ = std::io::stdout().flush();
+    for line in lines {
+        if line.is_err() {
+            break;
+        }
+    }
+    net.shutdown();
+    rt.shutdown().map_err(|e| e.to_string())
+}
+
+// ----------------------------------------------------------------------------------------
+// The launcher
+// ----------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct LaunchOptions {
+    nodes: usize,
+    kill_after: u64,
+    decisions_after: u64,
+    interval_ms: u64,
+    timeout: Duration,
+}
+
+fn parse_launch(args: &[String]) -> Result<LaunchOptions, String> {
+    let mut o = LaunchOptions {
+        nodes: 5,
+        kill_after: 20,
+        decisions_after: 20,
+        interval_ms: 20,
+        timeout: Duration::from_secs(60),
+    };
+    for (flag, v) in flag_values(args)? {
+        match flag {
+            "--nodes" => o.nodes = number(flag, v)? as usize,
+            "--kill-leader-after" => o.kill_after = number(flag, v)?,
+            "--decisions-after" => o.decisions_after = number(flag, v)?,
+            "--interval-ms" => o.interval_ms = number(flag, v)?,
+            "--timeout-s" => o.timeout = Duration::from_secs(number(flag, v)?),
+            other => return Err(usage(format!("unknown option `{other}`"))),
+        }
+    }
+    if !(3..=64).contains(&o.nodes) {
+        return Err(usage("--nodes must be between 3 and 64 (a majority must survive a kill)"));
+    }
+    if o.decisions_after == 0 {
+        return Err(usage("--decisions-after must be at least 1"));
+    }
+    Ok(o)
+}
+
+/// A node process; killed (by PID) and reaped when dropped.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    addr: NodeAddr,
+    alive: bool,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        drop(self.stdin.take()); // a node exits when its stdin closes
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A line printed by node `.0`.
+type Line = (usize, String);
+
+fn spawn(i: usize, interval_ms: u64, lines: &mpsc::Sender<Line>) -> Result<Proc, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut child = Command::new(exe)
+        .args(["node", "--name", &format!("n{i}"), "--interval-ms", &interval_ms.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start node {i}: {e}"))?;
+    let stdin = child.stdin.take();
+    let out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let tx = lines.clone();
+    std::thread::spawn(move || {
+        let mut lines = out.lines().map_while(Result::ok);
+        if let Some(first) = lines.next() {
+            let _ = ready_tx.send(first);
+        }
+        for l in lines {
+            if tx.send((i, l)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut proc = Proc {
+        child,
+        stdin,
+        addr: NodeAddr::new(([0, 0, 0, 0], 0).into(), Default::default()),
+        alive: true,
+    };
+    let ready = ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|_| format!("node {i} did not start"))?;
+    let addr = ready.strip_prefix("ready ").ok_or_else(|| format!("node {i} said `{ready}`"))?;
+    proc.addr = addr.parse().map_err(|e| format!("node {i} address `{addr}`: {e}"))?;
+    Ok(proc)
+}
+
+/// What the launcher learnt from the nodes' lines.
+#[derive(Default)]
+struct Watch {
+    /// Slot → (value, how many nodes decided it).
+    slots: BTreeMap<u64, (String, usize)>,
+    /// Node → its latest (epoch ts, leader address).
+    epochs: BTreeMap<usize, (u64, SocketAddr)>,
+}
+
+impl Watch {
+    /// Takes in one line; `Err` on a disagreement.
+    fn take(&mut self, node: usize, line: &str) -> Result<Option<u64>, String> {
+        let mut parts = line.splitn(3, ' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("decide"), Some(slot), Some(value)) => {
+                let slot: u64 = slot.parse().map_err(|_| format!("node {node}: `{line}`"))?;
+                let entry = self.slots.entry(slot).or_insert_with(|| (value.to_owned(), 0));
+                if entry.0 != value {
+                    return Err(format!(
+                        "DISAGREEMENT: node {node} decided `{value}` for slot {slot}, \
+                         another node decided `{}`",
+                        entry.0
+                    ));
+                }
+                entry.1 += 1;
+                Ok(Some(slot))
+            }
+            (Some("epoch"), Some(ts), Some(leader)) => {
+                let ts = ts.parse().map_err(|_| format!("node {node}: `{line}`"))?;
+                let leader = leader.parse().map_err(|_| format!("node {node}: `{line}`"))?;
+                self.epochs.insert(node, (ts, leader));
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The leader a majority of the live nodes are in an epoch of, if any.
+    fn leader(&self, alive: &[usize], majority: usize) -> Option<SocketAddr> {
+        let mut votes: BTreeMap<SocketAddr, usize> = BTreeMap::new();
+        for n in alive {
+            if let Some((_, l)) = self.epochs.get(n) {
+                *votes.entry(*l).or_default() += 1;
+            }
+        }
+        votes.into_iter().find(|&(_, v)| v >= majority).map(|(l, _)| l)
+    }
+
+    /// Slots decided by at least one node.
+    fn decided(&self) -> u64 {
+        self.slots.len() as u64
+    }
+}
+
+fn launch(o: LaunchOptions) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel::<Line>();
+    let mut procs = Vec::with_capacity(o.nodes);
+    for i in 0..o.nodes {
+        procs.push(spawn(i, o.interval_ms, &tx)?);
+    }
+    drop(tx);
+    let group: Vec<String> = procs.iter().map(|p| p.addr.to_string()).collect();
+    for (i, p) in procs.iter_mut().enumerate() {
+        println!("node {i}: {} (pid {})", p.addr, p.child.id());
+        let stdin = p.stdin.as_mut().ok_or("no stdin")?;
+        writeln!(stdin, "group {}", group.join(",")).map_err(|e| e.to_string())?;
+        stdin.flush().map_err(|e| e.to_string())?;
+    }
+    let start = Instant::now();
+    let deadline = start + o.timeout;
+    let majority = o.nodes / 2 + 1;
+    let mut watch = Watch::default();
+    let mut started = 0;
+    let next = |deadline: Instant| -> Result<Line, String> {
+        let left = deadline.checked_duration_since(Instant::now()).unwrap_or_default();
+        rx.recv_timeout(left).map_err(|_| "timed out".to_owned())
+    };
+
+    // Phase 1: run until K slots are decided and a majority agrees on the leader.
+    let (victim, killed_at, slots_before) = loop {
+        let (node, line) = next(deadline).map_err(|e| format!("before the kill: {e}"))?;
+        if line == "started" {
+            started += 1;
+            continue;
+        }
+        watch.take(node, &line)?;
+        let alive: Vec<usize> = (0..o.nodes).collect();
+        if started == o.nodes && watch.decided() >= o.kill_after {
+            if let Some(leader) = watch.leader(&alive, majority) {
+                let victim = procs
+                    .iter()
+                    .position(|p| p.addr.addr == leader)
+                    .ok_or_else(|| format!("the leader {leader} is not a node of this cluster"))?;
+                let before = watch.slots.keys().next_back().copied();
+                println!(
+                    "{} slots decided in {} ms; leader is node {victim} ({leader}): killing pid {}",
+                    watch.decided(),
+                    start.elapsed().as_millis(),
+                    procs[victim].child.id()
+                );
+                procs[victim].child.kill().map_err(|e| format!("kill: {e}"))?;
+                procs[victim].alive = false;
+                break (victim, Instant::now(), before);
+            }
+        }
+    };
+
+    // Phase 2: the survivors elect a new leader and decide again.
+    let killed = procs[victim].addr.addr;
+    let mut new_leader = None;
+    let mut first_decision = None;
+    let target = watch.decided() + o.decisions_after;
+    while first_decision.is_none() || new_leader.is_none() || watch.decided() < target {
+        let (node, line) = next(deadline).map_err(|e| {
+            format!("after killing the leader: {e} ({} slots decided)", watch.decided())
+        })?;
+        if node == victim {
+            continue; // lines it printed before dying
+        }
+        let slot = watch.take(node, &line)?;
+        if new_leader.is_none() {
+            if let Some((_, l)) = watch.epochs.get(&node).filter(|(_, l)| *l != killed) {
+                let ms = killed_at.elapsed().as_secs_f64() * 1e3;
+                println!("node {node} follows a new leader {l} after {ms:.0} ms");
+                new_leader = Some(ms);
+            }
+        }
+        if first_decision.is_none() && slot.is_some_and(|s| slots_before.is_none_or(|b| s > b)) {
+            let ms = killed_at.elapsed().as_secs_f64() * 1e3;
+            println!("first decision after the kill: slot {} after {ms:.0} ms", slot.unwrap_or(0));
+            first_decision = Some(ms);
+        }
+    }
+    let survivors_all_decided = watch.slots.values().filter(|(_, n)| *n >= o.nodes - 1).count();
+    println!(
+        "consensus-cluster nodes={} slots={} killed={killed} new_leader_ms={:.0} \
+         first_decision_after_kill_ms={:.0} agreement=ok",
+        o.nodes,
+        watch.decided(),
+        new_leader.unwrap_or(f64::NAN),
+        first_decision.unwrap_or(f64::NAN),
+    );
+    eprintln!("({survivors_all_decided} slots seen by every survivor)");
+    drop(procs); // closes stdins, reaps every process (killing stragglers by PID)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_catches_disagreement_and_finds_the_majority_leader() {
+        let mut w = Watch::default();
+        assert_eq!(w.take(0, "decide 3 n1:3").unwrap(), Some(3));
+        assert_eq!(w.take(1, "decide 3 n1:3").unwrap(), Some(3));
+        assert!(w.take(2, "decide 3 n2:3").unwrap_err().contains("DISAGREEMENT"));
+        w.take(0, "epoch 5 127.0.0.1:9").unwrap();
+        w.take(1, "epoch 5 127.0.0.1:9").unwrap();
+        w.take(2, "epoch 4 127.0.0.1:8").unwrap();
+        assert_eq!(w.leader(&[0, 1, 2], 2), Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(w.leader(&[0, 2], 2), None);
+    }
+
+    #[test]
+    fn bad_options_are_usage_errors() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert!(parse_launch(&args("--nodes 2")).unwrap_err().starts_with("usage"));
+        assert!(parse_launch(&args("--nodes x")).unwrap_err().starts_with("usage"));
+        assert!(parse_launch(&args("--bogus 1")).unwrap_err().starts_with("usage"));
+        assert!(parse_node(&args("--listen nope")).unwrap_err().starts_with("usage"));
+        assert_eq!(parse_launch(&[]).unwrap().nodes, 5);
+        assert!(parse_group("group 1@127.0.0.1:1,nope").is_err());
+    }
+}
