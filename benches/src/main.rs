@@ -7,11 +7,13 @@
 //! selfman-bench swap --swaps S --producers P [--queued Q] [--threads T]
 //! selfman-bench sim --nodes N --virtual-seconds S --seed X
 //! selfman-bench net-pingpong --pairs K --window W --round-trips N [--threads T]
+//! selfman-bench consensus --nodes N --instances I [--window W] [--tcp 1] [--threads T]
 //! ```
 
 mod alloc;
 mod args;
 mod components;
+mod consensus;
 mod idle;
 mod net_pingpong;
 mod pingpong;
@@ -27,7 +29,8 @@ fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let Some(cmd) = argv.next() else {
         eprintln!(
-            "usage: selfman-bench <pingpong|components|idle|swap|sim|net-pingpong> [options]"
+            "usage: selfman-bench <pingpong|components|idle|swap|sim|net-pingpong|consensus> \
+             [options]"
         );
         return ExitCode::from(2);
     };
@@ -39,9 +42,11 @@ fn main() -> ExitCode {
         "swap" => args::Args::parse(&rest).and_then(|a| swap::run(&a)),
         "sim" => args::Args::parse(&rest).and_then(|a| sim::run(&a)),
         "net-pingpong" => args::Args::parse(&rest).and_then(|a| net_pingpong::run(&a)),
+        "consensus" => args::Args::parse(&rest).and_then(|a| consensus::run(&a)),
         "net-ponger" => args::Args::parse(&rest).and_then(|a| net_pingpong::ponger(&a)),
         other => Err(format!(
-            "unknown benchmark `{other}` (try pingpong, components, idle, swap, sim, net-pingpong)"
+            "unknown benchmark `{other}` (try pingpong, components, idle, swap, sim, net-pingpong, \
+             consensus)"
         )),
     };
     match result {
