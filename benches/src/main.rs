@@ -14,6 +14,7 @@ mod alloc;
 mod args;
 mod components;
 mod consensus;
+mod fd;
 mod idle;
 mod net_pingpong;
 mod pingpong;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         "idle" => args::Args::parse(&rest).and_then(|a| idle::run(&a)),
         "swap" => args::Args::parse(&rest).and_then(|a| swap::run(&a)),
         "sim" => args::Args::parse(&rest).and_then(|a| sim::run(&a)),
+        "fd" => args::Args::parse(&rest).and_then(|a| fd::run(&a)),
         "net-pingpong" => args::Args::parse(&rest).and_then(|a| net_pingpong::run(&a)),
         "consensus" => args::Args::parse(&rest).and_then(|a| consensus::run(&a)),
         "net-ponger" => args::Args::parse(&rest).and_then(|a| net_pingpong::ponger(&a)),

@@ -103,6 +103,10 @@ struct FdRecorder {
 }
 
 impl FdRecorder {
+    fn new(me: NodeAddr, watch: Vec<NodeAddr>, log: Shared) -> FdRecorder {
+        FdRecorder { ctx: Context::new(), me, fd: Required::new(), watch, log }
+    }
+
     fn on_fd(&mut self, ind: FdIndication) -> Handled {
         let now = self.ctx.now();
         self.log.lock().fd.push((now, self.me, ind));
@@ -133,6 +137,10 @@ struct TrustRecorder {
 }
 
 impl TrustRecorder {
+    fn new(me: NodeAddr, log: Shared) -> TrustRecorder {
+        TrustRecorder { ctx: Context::new(), me, le: Required::new(), log }
+    }
+
     fn on_trust(&mut self, t: Trust) -> Handled {
         let now = self.ctx.now();
         self.log.lock().trust.push((now, self.me, t));
@@ -159,42 +167,37 @@ struct Wiring {
     omega_broken: bool,
 }
 
+/// Builds one node: the detector, a recorder monitoring every other node, and (if asked) Ω
+/// over the detector with a recorder of its `Trust`s.
 fn build_node(h: &SimHost, w: Wiring, log: &Shared) -> selfman_core::Result<()> {
     let me = h.local();
+    let (log1, log2) = (log.clone(), log.clone());
+    let nodes = w.nodes;
+    // ANCHOR: wiring
+    // The detector, with its network and timer.
     let fd = build_with_faults(h, w.config, w.faults)?;
-    {
-        let mut l = log.lock();
-        l.lives.push(Life { node: me, start: h.system().now(), end: None });
-        l.detectors.retain(|n, _| n.addr != me.addr);
-        l.detectors.insert(me, fd.clone());
-    }
     let fd_port = fd.provided::<FailureDetector>()?;
-    let watch: Vec<NodeAddr> = (0..w.nodes).filter(|&i| i != h.index()).map(any).collect();
-    let log2 = log.clone();
-    let rec = h.create(move || FdRecorder {
-        ctx: Context::new(),
-        me,
-        fd: Required::new(),
-        watch: watch.clone(),
-        log: log2.clone(),
-    })?;
+    // A user: monitors every other node (by address) on start.
+    let watch: Vec<NodeAddr> = (0..nodes).filter(|&i| i != h.index()).map(any).collect();
+    let rec = h.create(move || FdRecorder::new(me, watch.clone(), log1.clone()))?;
     h.system().connect(&fd_port, &rec.required()?)?;
     if w.omega {
-        let group: Vec<NodeAddr> = (0..w.nodes).map(any).collect();
+        // Ω over the same detector; every node in index order is the group (index 0 ranks
+        // highest), each member named by address only.
+        let group: Vec<NodeAddr> = (0..nodes).map(any).collect();
         let omega = if w.omega_broken {
             selfman_leader_election::build_ignoring_suspicions(h, &fd_port, group)?
         } else {
             selfman_leader_election::build(h, &fd_port, group)?
         };
-        let log3 = log.clone();
-        let tr = h.create(move || TrustRecorder {
-            ctx: Context::new(),
-            me,
-            le: Required::new(),
-            log: log3.clone(),
-        })?;
+        let tr = h.create(move || TrustRecorder::new(me, log2.clone()))?;
         h.system().connect(&omega.provided::<LeaderElection>()?, &tr.required()?)?;
     }
+    // ANCHOR_END: wiring
+    let mut l = log.lock();
+    l.lives.push(Life { node: me, start: h.system().now(), end: None });
+    l.detectors.retain(|n, _| n.addr != me.addr);
+    l.detectors.insert(me, fd);
     Ok(())
 }
 

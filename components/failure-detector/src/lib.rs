@@ -67,6 +67,7 @@ use selfman_core::{Component, Host, Result};
 /// The detector's protocol name on the network.
 pub const PROTOCOL: &str = "failure-detector";
 
+// ANCHOR: build
 /// Creates a [`HeartbeatFd`] on `host` and connects its network (protocol [`PROTOCOL`]) and
 /// timer. The caller connects its provided
 /// [`FailureDetector`](selfman_ports::FailureDetector) port to the users, which then send
@@ -79,6 +80,7 @@ pub const PROTOCOL: &str = "failure-detector";
 pub fn build<H: Host>(host: &H, config: FdConfig) -> Result<Component<HeartbeatFd>> {
     build_from(host, move || HeartbeatFd::new(config))
 }
+// ANCHOR_END: build
 
 /// As [`build`], with deliberately wrong behaviour (for showing that checkers catch it).
 #[doc(hidden)]
