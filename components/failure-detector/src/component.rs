@@ -31,6 +31,8 @@ pub struct HeartbeatFd {
     out: Vec<Output>,
     /// The channel of each subscriber, by channel id.
     origins: BTreeMap<u64, Origin>,
+    /// Started before (so a start is a resumption after a stop).
+    started: bool,
 }
 
 impl HeartbeatFd {
@@ -45,6 +47,7 @@ impl HeartbeatFd {
             detector: Detector::new(config),
             out: Vec::new(),
             origins: BTreeMap::new(),
+            started: false,
         }
     }
 
@@ -136,6 +139,10 @@ impl ComponentDefinition for HeartbeatFd {
     }
 
     fn on_start(&mut self) -> Handled {
+        if self.started {
+            self.detector.resume(self.ctx.now());
+        }
+        self.started = true;
         let p = self.detector.config().period;
         self.timer.schedule_periodic(TICK, p, p);
         Ok(())

@@ -316,6 +316,16 @@ impl Detector {
         });
     }
 
+    /// The detector was paused (its component stopped) and resumes at `now`: silence during
+    /// the pause is not held against anyone — every watch not suspected counts as heard now.
+    pub fn resume(&mut self, now: Time) {
+        for w in self.peers.values_mut().flat_map(|p| p.watches.iter_mut()) {
+            if !w.suspected {
+                w.last_heard = w.last_heard.max(now);
+            }
+        }
+    }
+
     /// Whether `node` (as monitored) is suspected now; `None` if nobody monitors it.
     pub fn is_suspected(&self, node: NodeAddr) -> Option<bool> {
         let peer = self.peers.get(&node.addr)?;
@@ -620,6 +630,24 @@ mod tests {
         tick(&mut d, 400);
         assert_eq!(pong(&mut d, p, 1, 410), vec![(A, FdIndication::Restore(p))]);
         assert_eq!(d.timeout(p), Some(ms(300)));
+    }
+
+    #[test]
+    fn a_pause_is_not_held_against_anyone() {
+        let mut d = Detector::new(cfg());
+        let (p, q) = (node(2, 5), node(3, 6));
+        d.monitor(A, p, at(0), &mut Vec::new());
+        d.monitor(A, q, at(0), &mut Vec::new());
+        assert_eq!(
+            tick(&mut d, 400),
+            vec![(A, FdIndication::Suspect(p)), (A, FdIndication::Suspect(q))]
+        );
+        assert_eq!(pong(&mut d, q, 1, 410), vec![(A, FdIndication::Restore(q))]);
+        // Paused from 410 ms to 5 s: q is not suspected for the pause; p stays suspected.
+        d.resume(at(5_000));
+        assert!(tick(&mut d, 5_100).is_empty());
+        assert_eq!(d.is_suspected(p), Some(true));
+        assert_eq!(tick(&mut d, 5_600), vec![(A, FdIndication::Suspect(q))]);
     }
 
     #[test]

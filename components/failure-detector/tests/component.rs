@@ -170,3 +170,23 @@ fn a_concrete_incarnation_replaced_by_a_quick_restart_is_suspected_for_good() {
     sim.run_until(secs(5.0));
     assert_eq!(log.lock().unwrap().len(), 1);
 }
+
+#[test]
+fn a_stopped_detector_forgives_the_pause_when_started_again() {
+    let sim = Simulation::new(5);
+    let (a, b) = (Log::default(), Log::default());
+    let fd = setup(&sim, 3, &a, &b);
+    // Between two ticks, once every answer has arrived: nothing waits in the queue to refresh
+    // the peers on restart.
+    sim.run_until(secs(1.05));
+    sim.system().stop(fd.untyped()).unwrap();
+    sim.run_until(secs(4.0));
+    sim.system().start(fd.untyped()).unwrap();
+    sim.run_until(secs(6.0));
+    assert!(a.lock().unwrap().is_empty(), "{:?}", a.lock().unwrap());
+    // It works as before: a crash is still detected.
+    sim.crash(alive(&sim, 2)).unwrap();
+    sim.run_until(secs(7.0));
+    let a = a.lock().unwrap().clone();
+    assert_eq!(a.iter().map(|x| x.1).collect::<Vec<_>>(), vec![FdIndication::Suspect(any(2))]);
+}
