@@ -102,6 +102,61 @@ pub const SCENARIOS: &[Entry] = &[
         build: failure_detection::omega_broken,
     },
     // agreement.rs entries (beb, consensus, and their broken variants) go here.
+    Entry {
+        name: "beb",
+        about: "best-effort broadcast among 8 nodes over reliable links, crash/restart churn, a \
+                group change: no duplication, no creation, validity for correct senders and \
+                receivers, nothing delivered outside the group",
+        must_pass: true,
+        build: agreement::beb,
+    },
+    Entry {
+        name: "beb-broken",
+        about: "beb over links that lose 10% of messages while validity is still demanded: \
+                the checker must report it",
+        must_pass: false,
+        build: agreement::beb_broken,
+    },
+    Entry {
+        name: "consensus",
+        about: "uniform consensus (FD + Omega + epoch change + epoch consensus) on 3-7 nodes, \
+                many instances proposed at several nodes, crashes of a minority (leader \
+                preferred), loss, delays, partitions: validity, integrity, uniform agreement, \
+                epoch monotonicity and consistency always; termination and one epoch at the end",
+        must_pass: true,
+        build: agreement::consensus,
+    },
+    Entry {
+        name: "consensus-broken",
+        about: "consensus whose epoch leader adopts the lowest-timestamp state: agreement \
+                must fail",
+        must_pass: false,
+        build: agreement::consensus_broken,
+    },
+    Entry {
+        name: "consensus-broken-epochs",
+        about: "epoch change with colliding timestamps: consistency must fail",
+        must_pass: false,
+        build: agreement::consensus_broken_epochs,
+    },
+    Entry {
+        name: "consensus-broken-monotonic",
+        about: "epoch change that accepts stale epochs: monotonicity must fail",
+        must_pass: false,
+        build: agreement::consensus_broken_monotonic,
+    },
+    Entry {
+        name: "consensus-broken-integrity",
+        about: "uniform consensus that forgets its decisions at each epoch: integrity must fail",
+        must_pass: false,
+        build: agreement::consensus_broken_integrity,
+    },
+    Entry {
+        name: "consensus-broken-termination",
+        about: "epoch consensus without retransmission over lossy links: termination must fail",
+        must_pass: false,
+        build: agreement::consensus_broken_termination,
+    },
 ];
 
 /// The scenario called `name`.

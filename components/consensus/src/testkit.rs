@@ -14,8 +14,9 @@ use crate::{EpochChanger, EpochConsensus, UniformConsensus};
 /// A mistake in the epoch change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EcFlaw {
-    /// Timestamps count 1, 2, 3, … at every process instead of `rank + k·n`: two leaders can
-    /// announce the same timestamp (breaks consistency).
+    /// A new timestamp is one above the last this process was in or tried, instead of
+    /// `rank + k·n` above everything heard of: two leaders can announce the same timestamp
+    /// (breaks consistency).
     SharedTimestamps,
     /// A `NewEpoch` from the trusted process is accepted even if its timestamp is not above the
     /// last epoch's (breaks monotonicity).

@@ -71,7 +71,6 @@ pub struct EpochChangeMachine {
     ts: u64,
     /// The highest timestamp heard of (announced or reported in a refusal).
     seen: u64,
-    attempts: u64,
     flaw: Option<EcFlaw>,
 }
 
@@ -86,7 +85,6 @@ impl EpochChangeMachine {
             leader: None,
             ts: 0,
             seen: 0,
-            attempts: 0,
             flaw: None,
         }
     }
@@ -114,10 +112,10 @@ impl EpochChangeMachine {
     fn next_ts(&mut self) -> Option<u64> {
         let rank = self.group.my_rank()? as u64;
         let n = self.group.len() as u64;
-        self.attempts += 1;
         if self.flaw == Some(EcFlaw::SharedTimestamps) {
-            // Deliberately wrong: every process counts 1, 2, 3, ... (timestamps collide).
-            return Some(self.seen.max(self.ts).max(self.lastts) + 1);
+            // Deliberately wrong: one above the last epoch it was in or tried, whoever it is
+            // (two processes can pick the same timestamp).
+            return Some(self.ts.max(self.lastts) + 1);
         }
         let above = self.seen.max(self.ts).max(self.lastts);
         // The smallest rank + k·n (k ≥ 1) greater than `above`.
