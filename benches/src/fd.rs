@@ -156,6 +156,8 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     let mut took = Vec::new();
     let mut timeouts = Vec::new();
     let mut missed = 0usize;
+    // The largest detection time relative to the observer's timeout.
+    let mut ratio = 0.0f64;
     for &(victim, tc) in &crashed {
         let target = address_of(victim);
         for k in 1..=peers {
@@ -174,16 +176,21 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
                 .rev()
                 .find(|(t, j, ind)| *j == o && *t <= tc && ind.node().addr == target)
                 .is_some_and(|(_, _, ind)| is_suspect(ind));
-            match first {
-                Some(d) => took.push(d),
-                None if already => {}
-                None => missed += 1,
+            let node = NodeAddr::new(target, NodeId::UNKNOWN);
+            let timeout = detectors[o]
+                .as_ref()
+                .and_then(|fd| fd.on_definition(|f| f.detector().timeout(node)).ok().flatten());
+            if let Some(t) = timeout {
+                timeouts.push(t);
             }
-            if let Some(fd) = &detectors[o] {
-                let node = NodeAddr::new(target, NodeId::UNKNOWN);
-                if let Ok(Some(t)) = fd.on_definition(|f| f.detector().timeout(node)) {
-                    timeouts.push(t);
+            match (first, timeout) {
+                (Some(d), Some(t)) => {
+                    took.push(d);
+                    ratio = ratio.max(d.as_secs_f64() / t.as_secs_f64());
                 }
+                (Some(d), None) => took.push(d),
+                (None, _) if already => {}
+                (None, _) => missed += 1,
             }
         }
     }
@@ -209,7 +216,8 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     drop(sim);
     Ok(format!(
         "fd nodes={nodes} peers={peers} crashed={crash} jitter_ms={} detect_ms_p50={:.0} \
-         detect_ms_max={:.0} timeout_ms={:.0} timeout_ms_max={:.0} false_suspicions={false_suspicions} \
+         detect_ms_max={:.0} timeout_ms={:.0} timeout_ms_max={:.0} detect_over_timeout_max={ratio:.2} \
+         false_suspicions={false_suspicions} \
          detections={} deliveries={d} wall_ms={}",
         jitter.as_millis(),
         ms(percentile(&took, 0.5)),
