@@ -1,5 +1,12 @@
 //! [`HeartbeatFd`]: the component around the [`Detector`]. It owns no logic of its own: it
 //! turns port events into detector inputs and carries out the detector's outputs.
+//!
+//! Live replacement: [`HeartbeatFd::transfer`] hands everything the running instance knows
+//! (the detector's state and which channel each user monitors over) to its replacement, so a
+//! swap under `System::replace_with_state` loses no watch, no subscriber and no suspicion.
+//! The replacement's `on_start` schedules the tick timer again under the same id over the same
+//! (surviving) timer channel, which *replaces* the old instance's timer: exactly one periodic
+//! timer runs after a swap, at the new period.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +17,7 @@ use selfman_core::{
 use selfman_ports::{FailureDetector, FdRequest};
 
 use crate::config::FdConfig;
-use crate::detector::{Detector, Faults, Output, Subscriber};
+use crate::detector::{Detector, DetectorState, Faults, Output, Subscriber};
 use crate::messages::FdMessage;
 
 const TICK: TimerId = TimerId(1);
@@ -31,8 +38,8 @@ pub struct HeartbeatFd {
     out: Vec<Output>,
     /// The channel of each subscriber, by channel id.
     origins: BTreeMap<u64, Origin>,
-    /// Started before (so a start is a resumption after a stop).
-    started: bool,
+    /// Stopped (so the next start is a resumption after a pause).
+    paused: bool,
 }
 
 impl HeartbeatFd {
@@ -47,8 +54,51 @@ impl HeartbeatFd {
             detector: Detector::new(config),
             out: Vec::new(),
             origins: BTreeMap::new(),
-            started: false,
+            paused: false,
         }
+    }
+
+    /// The state transfer for a live replacement: `new` takes over everything `old` knows —
+    /// the detector's state ([`Detector::take_over`], so under `new`'s config, timeouts
+    /// clamped into its range) and the channel each user monitors over — and `old` is left
+    /// knowing nothing. Use it with `System::replace_with_state`, or through
+    /// [`reconfigure`](crate::reconfigure):
+    ///
+    /// ```
+    /// use selfman_core::{Host, NodeAddr, NodeId};
+    /// use selfman_failure_detector::{build, FdConfig, HeartbeatFd};
+    /// use selfman_ports::{FailureDetector, FdRequest};
+    /// use selfman_sim::{address_of, Simulation};
+    ///
+    /// let sim = Simulation::new(1);
+    /// let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    /// let s = slot.clone();
+    /// sim.add_node(move |h| {
+    ///     let fd = build(h, FdConfig::default())?;
+    ///     let peer = NodeAddr::new(address_of(1), NodeId::UNKNOWN);
+    ///     fd.provided::<FailureDetector>()?.request(FdRequest::Monitor(peer))?;
+    ///     *s.lock().unwrap() = Some(fd);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// sim.run_for(std::time::Duration::from_secs(1));
+    /// let fd = slot.lock().unwrap().take().unwrap();
+    /// let swap = sim
+    ///     .system()
+    ///     .replace_with_state(&fd, || HeartbeatFd::new(FdConfig::beernet()), HeartbeatFd::transfer)
+    ///     .unwrap();
+    /// // In the simulator the swap happens at the component's next turn: run, then look.
+    /// sim.run_for(std::time::Duration::from_millis(1));
+    /// assert!(matches!(swap.try_outcome(), Some(Ok(()))));
+    /// let (config, monitored) =
+    ///     fd.on_definition(|d| (*d.detector().config(), d.detector().monitored())).unwrap();
+    /// assert_eq!((config, monitored), (FdConfig::beernet(), 1));
+    /// ```
+    pub fn transfer(old: &mut HeartbeatFd, new: &mut HeartbeatFd) {
+        new.detector.take_over(old.detector.save());
+        old.detector.take_over(DetectorState::default());
+        new.origins = std::mem::take(&mut old.origins);
+        new.paused = old.paused;
     }
 
     #[doc(hidden)]
@@ -138,17 +188,23 @@ impl ComponentDefinition for HeartbeatFd {
         s.provide(|c| &mut c.port, Self::on_request);
     }
 
+    /// Runs when the component starts, when it is started again after a stop, and when this
+    /// instance takes over a running one (a hot swap). After a stop, the silence of the pause is
+    /// forgiven ([`Detector::resume`]); after a swap nothing was paused, so nothing is forgiven.
+    /// In every case the tick timer is (re)scheduled under its one id (`TICK`): scheduling an id
+    /// again over the same channel replaces the timer, so a replacement's new period takes
+    /// effect and the old instance's timer does not keep firing beside it.
     fn on_start(&mut self) -> Handled {
-        if self.started {
+        if std::mem::take(&mut self.paused) {
             self.detector.resume(self.ctx.now());
         }
-        self.started = true;
         let p = self.detector.config().period;
         self.timer.schedule_periodic(TICK, p, p);
         Ok(())
     }
 
     fn on_stop(&mut self) -> Handled {
+        self.paused = true;
         self.timer.cancel(TICK);
         Ok(())
     }

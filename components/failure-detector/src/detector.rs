@@ -9,7 +9,10 @@
 //! * a peer's timeout only grows (by `increment` per false suspicion, capped at `max_timeout`);
 //! * a watch of a concrete incarnation that was *replaced* (another incarnation answered a probe
 //!   sent after the watch began) stays suspected for good;
-//! * work per tick is one pass over the monitored addresses and at most one probe per address.
+//! * work per tick is one pass over the monitored addresses and at most one probe per address;
+//! * [`Detector::save`] / [`Detector::restore`] carry everything a detector knows to another
+//!   detector (possibly with another config) without losing a watch, a subscriber or a
+//!   suspicion; peer timeouts are clamped into the new config's range.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,6 +20,7 @@ use std::time::Duration;
 
 use selfman_core::{NodeAddr, NodeId, Time};
 use selfman_ports::FdIndication;
+use serde::{Deserialize, Serialize};
 
 use crate::config::FdConfig;
 use crate::messages::FdMessage;
@@ -25,7 +29,7 @@ use crate::messages::FdMessage;
 ///
 /// The component uses the id of the channel a request came over; [`Subscriber::ALL`] stands
 /// for "every user" (requests injected without a channel).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Subscriber(pub u64);
 
 impl Subscriber {
@@ -99,6 +103,56 @@ impl Peer {
     fn probed(&self) -> bool {
         self.watches.iter().any(|w| !w.replaced)
     }
+}
+
+/// Everything a [`Detector`] knows, as plain data that survives serde: what
+/// [`Detector::save`] returns and [`Detector::restore`] takes over.
+///
+/// It is the detector's interchange format for live replacement: a new version of the
+/// detector, or the same detector with another [`FdConfig`], takes over the watches, their
+/// subscribers and suspicions, the per-peer timeouts and the probe numbering, so nobody has to
+/// ask to monitor again and no suspicion is raised twice or forgotten. The config is not part
+/// of it: the taker brings its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectorState {
+    /// The number of the last probe sent. A taker numbers its next probe after it, so that
+    /// answers to earlier probes keep their meaning (see [`WatchState::since`]).
+    pub seq: u64,
+    /// Ticks so far.
+    pub ticks: u64,
+    /// Every monitored address, in address order.
+    pub peers: Vec<PeerState>,
+}
+
+/// One monitored address in a [`DetectorState`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerState {
+    /// The address (every watch here is of a process at it).
+    pub addr: SocketAddr,
+    /// Its current timeout (grown by false suspicions).
+    pub timeout: Duration,
+    /// The processes at this address that someone monitors (never empty).
+    pub watches: Vec<WatchState>,
+}
+
+/// One monitored process in a [`PeerState`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchState {
+    /// As monitored: a concrete incarnation, or [`NodeId::UNKNOWN`] for "whoever runs there".
+    pub node: NodeAddr,
+    /// Probes numbered `since` or later were sent after the watch began: only an answer to one
+    /// of them from another incarnation proves that a concrete one has crashed.
+    pub since: u64,
+    /// When a matching incarnation was last heard (or when the watch began).
+    pub last_heard: Time,
+    /// The incarnation last heard.
+    pub heard: NodeId,
+    /// Suspected now.
+    pub suspected: bool,
+    /// Another incarnation answered at the address: suspected for good.
+    pub replaced: bool,
+    /// Who monitors it (sorted, without duplicates; never empty).
+    pub subscribers: Vec<Subscriber>,
 }
 
 /// An eventually perfect failure detector's logic: heartbeat probes with a per-peer timeout
@@ -345,6 +399,104 @@ impl Detector {
     /// How many distinct processes (as monitored) are watched.
     pub fn monitored(&self) -> usize {
         self.peers.values().map(|p| p.watches.len()).sum()
+    }
+
+    /// The ticks so far (one per [`FdConfig::period`] while running).
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    /// Everything this detector knows, for another detector to take over
+    /// ([`Detector::restore`]).
+    pub fn save(&self) -> DetectorState {
+        DetectorState {
+            seq: self.seq,
+            ticks: self.ticks,
+            peers: self
+                .peers
+                .iter()
+                .map(|(&addr, p)| PeerState {
+                    addr,
+                    timeout: p.timeout,
+                    watches: p
+                        .watches
+                        .iter()
+                        .map(|w| WatchState {
+                            node: w.node,
+                            since: w.since,
+                            last_heard: w.last_heard,
+                            heard: w.heard,
+                            suspected: w.suspected,
+                            replaced: w.replaced,
+                            subscribers: w.subscribers.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A detector with `config` (normalized, as in [`Detector::new`]) that takes over `state`
+    /// — usually another detector's [`Detector::save`] — as if it had been running all along.
+    ///
+    /// What changes with the config: each peer's timeout is clamped into the new
+    /// `[initial_timeout, max_timeout]` (a timeout grown by false suspicions keeps what it
+    /// learnt, within the new bounds), and from now on probes go out every new `period` and
+    /// timeouts grow by the new `increment`. What does not: the watches, their subscribers,
+    /// suspicions (a suspected process is not suspected again, and is restored by its next
+    /// message), last-heard times and the probe numbering. So the taker raises no indication
+    /// of its own at the swap; at its first tick it suspects whoever has been silent longer
+    /// than their (clamped) timeout.
+    ///
+    /// Malformed input is repaired rather than trusted: watches without subscribers and peers
+    /// without watches are dropped, duplicate addresses and watches are merged, a watch filed
+    /// under the wrong address is moved to its own, and subscriber lists are sorted and
+    /// deduplicated.
+    pub fn restore(config: FdConfig, state: DetectorState) -> Detector {
+        let mut d = Detector::new(config);
+        d.take_over(state);
+        d
+    }
+
+    /// As [`Detector::restore`], keeping this detector's config and (test-only) faults: the
+    /// state this detector had is replaced by `state`.
+    pub fn take_over(&mut self, state: DetectorState) {
+        let (lo, hi) = (self.config.initial_timeout, self.config.max_timeout);
+        self.seq = state.seq;
+        self.ticks = state.ticks;
+        self.peers.clear();
+        for p in state.peers {
+            for mut w in p.watches {
+                w.subscribers.sort_unstable();
+                w.subscribers.dedup();
+                if w.subscribers.is_empty() {
+                    continue;
+                }
+                let peer = self.peers.entry(w.node.addr).or_insert_with(|| Peer {
+                    timeout: p.timeout.clamp(lo, hi),
+                    hint_tick: u64::MAX,
+                    watches: Vec::new(),
+                });
+                // A known watch (listed twice): merge the subscribers, keep the first state.
+                if let Some(known) = peer.watches.iter_mut().find(|k| k.node == w.node) {
+                    for sub in w.subscribers {
+                        if let Err(i) = known.subscribers.binary_search(&sub) {
+                            known.subscribers.insert(i, sub);
+                        }
+                    }
+                    continue;
+                }
+                peer.watches.push(Watch {
+                    node: w.node,
+                    since: w.since,
+                    last_heard: w.last_heard,
+                    heard: w.heard,
+                    suspected: w.suspected || w.replaced,
+                    replaced: w.replaced,
+                    subscribers: w.subscribers,
+                });
+            }
+        }
     }
 }
 
@@ -648,6 +800,144 @@ mod tests {
         assert!(tick(&mut d, 5_100).is_empty());
         assert_eq!(d.is_suspected(p), Some(true));
         assert_eq!(tick(&mut d, 5_600), vec![(A, FdIndication::Suspect(q))]);
+    }
+
+    /// A detector with a bit of everything: `p` (concrete; A and B) falsely suspected once and
+    /// heard since, so its timeout grew; `any(q)` (A) suspected now; `old` (B) replaced by a
+    /// newer incarnation.
+    fn busy() -> (Detector, NodeAddr, NodeAddr, NodeAddr) {
+        let mut d = Detector::new(cfg());
+        let (p, old) = (node(2, 5), node(4, 8));
+        let q = NodeAddr::new(node(3, 0).addr, NodeId::UNKNOWN);
+        let mut out = Vec::new();
+        d.monitor(A, p, at(0), &mut out);
+        d.monitor(B, p, at(0), &mut out);
+        d.monitor(A, q, at(0), &mut out);
+        d.monitor(B, old, at(0), &mut out);
+        tick(&mut d, 100);
+        assert!(pong(&mut d, node(3, 6), 1, 110).is_empty());
+        assert!(pong(&mut d, old, 1, 120).is_empty());
+        assert_eq!(pong(&mut d, node(4, 9), 1, 130), vec![(B, FdIndication::Suspect(old))]);
+        let s = tick(&mut d, 400);
+        assert_eq!(s, vec![(A, FdIndication::Suspect(p)), (B, FdIndication::Suspect(p))]);
+        assert_eq!(pong(&mut d, p, 2, 410).len(), 2, "p restored for A and B");
+        assert_eq!(tick(&mut d, 500), vec![(A, FdIndication::Suspect(q))]);
+        assert_eq!(d.timeout(p), Some(ms(500)));
+        (d, p, q, old)
+    }
+
+    #[test]
+    fn a_restored_detector_carries_on_where_the_saved_one_was() {
+        let (d, p, q, old) = busy();
+        let saved = d.save();
+        let mut r = Detector::restore(cfg(), saved.clone());
+        assert_eq!(r.save(), saved, "nothing lost, nothing added");
+        assert_eq!(r.ticks(), d.ticks());
+        for n in [p, q, old] {
+            assert_eq!(r.is_suspected(n), d.is_suspected(n), "{n}");
+            assert_eq!(r.timeout(n), d.timeout(n), "{n}");
+        }
+        // The probe numbering continues: an answer from another incarnation to the next probe
+        // still proves that a concrete watch's incarnation is gone.
+        let mut out = Vec::new();
+        r.tick(at(600), &mut out);
+        assert!(indications(&out).is_empty(), "no suspicion raised twice");
+        assert!(pings(&out).iter().all(|&(_, seq)| seq == saved.seq + 1), "{out:?}");
+        assert_eq!(pong(&mut r, node(2, 6), saved.seq + 1, 610).len(), 2, "p replaced");
+        // A suspected watch is restored by its next message, to its subscribers only.
+        assert_eq!(
+            pong(&mut r, node(3, 6), saved.seq + 1, 620),
+            vec![(A, FdIndication::Restore(q))]
+        );
+        // The replaced watch stays suspected.
+        assert!(pong(&mut r, old, saved.seq + 1, 630).is_empty());
+        assert_eq!(r.is_suspected(old), Some(true));
+        // Unmonitoring works on carried-over watches and subscribers.
+        r.unmonitor(B, old);
+        assert_eq!(r.is_suspected(old), None);
+    }
+
+    #[test]
+    fn a_new_config_clamps_the_timeouts_and_sets_the_pace() {
+        let (d, p, q, _) = busy();
+        assert_eq!((d.timeout(p), d.timeout(q)), (Some(ms(500)), Some(ms(300))));
+        // Narrower: [400, 450] ms, +50 ms per false suspicion.
+        let narrow = FdConfig {
+            period: ms(50),
+            initial_timeout: ms(400),
+            increment: ms(50),
+            max_timeout: ms(450),
+        };
+        let mut r = Detector::restore(narrow, d.save());
+        assert_eq!(r.config(), &narrow);
+        assert_eq!((r.timeout(p), r.timeout(q)), (Some(ms(450)), Some(ms(400))));
+        // q is wrongly suspected: restored, its timeout grows by the new increment.
+        assert_eq!(pong(&mut r, node(3, 6), 3, 600), vec![(A, FdIndication::Restore(q))]);
+        assert_eq!(r.timeout(q), Some(ms(450)));
+        // p was last heard at 410 ms: silent for more than the clamped 450 ms at 861 ms.
+        assert!(tick(&mut r, 860).is_empty());
+        assert_eq!(tick(&mut r, 861).len(), 2, "p suspected for A and B");
+        // Wider: every timeout is raised to the new initial timeout.
+        let wide = FdConfig::beernet();
+        let r = Detector::restore(wide, d.save());
+        assert_eq!((r.timeout(p), r.timeout(q)), (Some(ms(500)), Some(ms(500))));
+    }
+
+    #[test]
+    fn the_state_survives_serde_and_tolerates_a_newer_version() {
+        let (d, p, _, _) = busy();
+        let saved = d.save();
+        let json = serde_json::to_string(&saved).unwrap();
+        let back: DetectorState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, saved);
+        // A newer version that adds a field (here: to each watch) still hands over.
+        let newer = json.replace("\"suspected\"", "\"jitter_ms\":3,\"suspected\"");
+        assert_ne!(newer, json);
+        let back: DetectorState = serde_json::from_str(&newer).unwrap();
+        assert_eq!(Detector::restore(cfg(), back).is_suspected(p), Some(false));
+    }
+
+    #[test]
+    fn a_malformed_state_is_repaired() {
+        let (p, q) = (node(2, 5), node(3, 6));
+        let watch = |node, subscribers: Vec<Subscriber>| WatchState {
+            node,
+            since: 1,
+            last_heard: at(0),
+            heard: node.id,
+            suspected: false,
+            replaced: true,
+            subscribers,
+        };
+        let state = DetectorState {
+            seq: 7,
+            ticks: 7,
+            peers: vec![
+                PeerState {
+                    addr: p.addr,
+                    timeout: ms(5),
+                    // Unsorted with a duplicate; the same watch twice; nobody monitors q.
+                    watches: vec![watch(p, vec![B, A, B]), watch(p, vec![Subscriber(9)])],
+                },
+                // q's watch filed under p's address; a watch nobody monitors.
+                PeerState {
+                    addr: p.addr,
+                    timeout: ms(9_000),
+                    watches: vec![watch(q, vec![A]), watch(node(4, 1), vec![])],
+                },
+            ],
+        };
+        let r = Detector::restore(cfg(), state);
+        let saved = r.save();
+        assert_eq!(saved.peers.len(), 2, "{saved:?}");
+        assert_eq!(saved.peers[0].addr, p.addr);
+        assert_eq!(saved.peers[0].timeout, ms(300), "clamped up");
+        assert_eq!(saved.peers[0].watches.len(), 1);
+        assert_eq!(saved.peers[0].watches[0].subscribers, vec![A, B, Subscriber(9)]);
+        assert_eq!(saved.peers[1].addr, q.addr, "moved to its own address");
+        assert_eq!(saved.peers[1].timeout, ms(700), "clamped down");
+        assert_eq!(r.is_suspected(p), Some(true), "a replaced watch is suspected");
+        assert_eq!(r.is_suspected(node(4, 1)), None);
     }
 
     #[test]

@@ -24,6 +24,10 @@
 //!   suspicion.
 //! * The logic is the I/O-free [`Detector`]; the component is a thin wrapper. One periodic
 //!   timer serves all peers, so thousands of monitored peers per node cost one pass per period.
+//! * Hot swap: [`reconfigure`] replaces a running detector by one with another config, and
+//!   [`HeartbeatFd::transfer`] is the state transfer for any `System::replace_with_state`;
+//!   the detector's state is plain serde data ([`DetectorState`]) for other versions and
+//!   implementations to take over.
 //!
 //! The book chapter is `docs/failure-detector.md`.
 //!
@@ -59,10 +63,10 @@ pub use component::HeartbeatFd;
 pub use config::{ConfigError, FdConfig};
 #[doc(hidden)]
 pub use detector::Faults;
-pub use detector::{Detector, Output, Subscriber};
+pub use detector::{Detector, DetectorState, Output, PeerState, Subscriber, WatchState};
 pub use messages::FdMessage;
 
-use selfman_core::{Component, Host, Result};
+use selfman_core::{Component, Host, Result, Swap, System};
 
 /// The detector's protocol name on the network.
 pub const PROTOCOL: &str = "failure-detector";
@@ -81,6 +85,25 @@ pub fn build<H: Host>(host: &H, config: FdConfig) -> Result<Component<HeartbeatF
     build_from(host, move || HeartbeatFd::new(config))
 }
 // ANCHOR_END: build
+
+// ANCHOR: reconfigure
+/// Replaces the running detector `fd` by a [`HeartbeatFd`] with `config`, live, carrying over
+/// everything it knows ([`HeartbeatFd::transfer`]): its users keep their watches and the
+/// suspicions they were told about, timeouts are clamped into the new config's range, and
+/// probing continues at the new period. The component keeps its identity, channels and
+/// queued events (`System::replace_with_state`).
+///
+/// Returns at once; the swap happens at the component's next turn. [`Swap::wait`] blocks
+/// for it (not in a handler, not inside the single-threaded simulator: there, run the
+/// simulation and poll [`Swap::try_outcome`]).
+///
+/// # Errors
+///
+/// As `System::replace_with_state` (e.g. the component is destroyed).
+pub fn reconfigure(system: &System, fd: &Component<HeartbeatFd>, config: FdConfig) -> Result<Swap> {
+    system.replace_with_state(fd, move || HeartbeatFd::new(config), HeartbeatFd::transfer)
+}
+// ANCHOR_END: reconfigure
 
 /// As [`build`], with deliberately wrong behaviour (for showing that checkers catch it).
 #[doc(hidden)]

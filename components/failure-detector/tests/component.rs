@@ -1,5 +1,5 @@
 //! The component in the simulator: several users on one detector, crashes, partitions,
-//! restarts, and the network's hints.
+//! restarts, the network's hints, and live replacement (hot swap) of the detector.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use selfman_core::{
     ComponentDefinition, Context, Handled, Host, NodeAddr, NodeId, Required, Setup, Time,
 };
-use selfman_failure_detector::{build, FdConfig, HeartbeatFd};
+use selfman_failure_detector::{build, reconfigure, FdConfig, HeartbeatFd};
 use selfman_ports::{FailureDetector, FdIndication, FdRequest};
 use selfman_sim::{address_of, SimHost, Simulation};
 
@@ -189,4 +189,117 @@ fn a_stopped_detector_forgives_the_pause_when_started_again() {
     sim.run_until(secs(7.0));
     let a = a.lock().unwrap().clone();
     assert_eq!(a.iter().map(|x| x.1).collect::<Vec<_>>(), vec![FdIndication::Suspect(any(2))]);
+}
+
+/// The indications in `log`, without their times.
+fn kinds(log: &Log) -> Vec<FdIndication> {
+    log.lock().unwrap().iter().map(|x| x.1).collect()
+}
+
+/// Runs the simulation until the swap has happened, and checks that it succeeded.
+fn finish(sim: &Simulation, swap: selfman_core::Swap) {
+    sim.run_until_idle();
+    match swap.try_outcome() {
+        Some(Ok(())) => {}
+        other => panic!("swap not done: {other:?}"),
+    }
+}
+
+#[test]
+fn a_live_swap_keeps_watches_and_suspicions_and_changes_the_pace() {
+    let sim = Simulation::new(6);
+    let (a, b) = (Log::default(), Log::default());
+    let fd = setup(&sim, 3, &a, &b);
+    sim.run_until(secs(1.0));
+    sim.partition(&[vec![alive(&sim, 1)]]);
+    sim.run_until(secs(1.75));
+    let suspect = vec![FdIndication::Suspect(any(1))];
+    assert_eq!((kinds(&a), kinds(&b)), (suspect.clone(), suspect.clone()));
+    let before = fd.on_definition(|d| d.detector().save()).unwrap();
+
+    finish(&sim, reconfigure(sim.system(), &fd, FdConfig::beernet()).unwrap());
+    let swapped = sim.now();
+    assert_eq!(fd.swaps(), 1);
+    let (config, after, ticks) = fd
+        .on_definition(|d| (*d.detector().config(), d.detector().save(), d.detector().ticks()))
+        .unwrap();
+    assert_eq!(config, FdConfig::beernet());
+    assert_eq!(after.seq, before.seq);
+    let watches = |s: &selfman_failure_detector::DetectorState| {
+        s.peers.iter().flat_map(|p| p.watches.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(watches(&after), watches(&before), "every watch, subscriber and suspicion");
+    // 400 ms (default, not grown: the suspicion is not known to be false yet) -> 500 ms.
+    let t = |s: &selfman_failure_detector::DetectorState, i: usize| {
+        s.peers.iter().find(|p| p.addr == address_of(i)).map(|p| p.timeout)
+    };
+    assert_eq!((t(&before, 1), t(&after, 1)), (Some(ms(400)), Some(ms(500))));
+
+    // Exactly one tick timer, at the new period: 2 s / 250 ms = 8 ticks, not 8 + 20.
+    sim.run_until(swapped + Duration::from_secs(2));
+    let ticked = fd.on_definition(|d| d.detector().ticks()).unwrap() - ticks;
+    assert_eq!(ticked, 8);
+
+    // The old suspicion is corrected by the new instance, to both users, and counts as a
+    // false suspicion under the new config (+500 ms).
+    sim.heal();
+    sim.run_for(Duration::from_secs(1));
+    let fixed = vec![FdIndication::Suspect(any(1)), FdIndication::Restore(any(1))];
+    assert_eq!((kinds(&a), kinds(&b)), (fixed.clone(), fixed.clone()));
+    assert!(a.lock().unwrap()[1].0 > swapped);
+    let timeout = fd.on_definition(|d| d.detector().timeout(any(1))).unwrap();
+    assert_eq!(timeout, Some(ms(1_000)));
+
+    // And it still detects, within the new config's bound, for the user that watches.
+    let crash = sim.now();
+    sim.crash(alive(&sim, 2)).unwrap();
+    sim.run_for(Duration::from_secs(2));
+    let a = a.lock().unwrap().clone();
+    assert_eq!(a.len(), 3, "{a:?}");
+    assert_eq!(a[2].1, FdIndication::Suspect(any(2)));
+    assert!(a[2].0.duration_since(crash) <= ms(800), "{:?}", a[2].0.duration_since(crash));
+    assert_eq!(kinds(&b), fixed, "b does not watch node 2");
+    assert_eq!((fd.swaps(), fd.dropped()), (1, 0));
+}
+
+#[test]
+fn a_swap_without_the_transfer_forgets_every_watch() {
+    // What the transfer is for: a fresh detector knows nothing, and its users, who asked once,
+    // are never told about a crash.
+    let sim = Simulation::new(7);
+    let (a, b) = (Log::default(), Log::default());
+    let fd = setup(&sim, 3, &a, &b);
+    sim.run_until(secs(1.0));
+    finish(
+        &sim,
+        sim.system().replace(fd.untyped(), || HeartbeatFd::new(FdConfig::beernet())).unwrap(),
+    );
+    assert_eq!(fd.swaps(), 1);
+    assert_eq!(fd.on_definition(|d| d.detector().monitored()).unwrap(), 0);
+    sim.crash(alive(&sim, 2)).unwrap();
+    sim.run_until(secs(5.0));
+    assert!(kinds(&a).is_empty() && kinds(&b).is_empty());
+}
+
+#[test]
+fn a_detector_swapped_while_stopped_forgives_the_pause_when_started() {
+    let sim = Simulation::new(8);
+    let (a, b) = (Log::default(), Log::default());
+    let fd = setup(&sim, 3, &a, &b);
+    sim.run_until(secs(1.05));
+    sim.system().stop(fd.untyped()).unwrap();
+    sim.run_until(secs(2.0));
+    finish(&sim, reconfigure(sim.system(), &fd, FdConfig::default()).unwrap());
+    sim.run_until(secs(4.0));
+    assert_eq!(fd.on_definition(|d| d.detector().ticks()).unwrap(), 10, "no tick while stopped");
+    sim.system().start(fd.untyped()).unwrap();
+    sim.run_until(secs(6.0));
+    assert!(kinds(&a).is_empty(), "{:?}", kinds(&a));
+    sim.crash(alive(&sim, 2)).unwrap();
+    sim.run_until(secs(7.0));
+    assert_eq!(kinds(&a), vec![FdIndication::Suspect(any(2))]);
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
