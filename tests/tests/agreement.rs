@@ -79,15 +79,16 @@ fn every_broken_variant_is_caught_by_its_checker() {
 
 #[test]
 fn members_keeping_stale_epoch_messages_break_agreement() {
-    // The bite needs an old leader's re-sent write to beat the epoch change after a heal: it
-    // is caught in most seeds, not all (74 of the first 100).
-    let caught: Vec<u64> = (0..8)
+    // The bite needs an old leader's re-sent write to reach members that have moved to a newer
+    // epoch before the old leader moves too: it happens in some seeds (20 of the first 100),
+    // so this variant is not registered; these seeds show the checker catching it.
+    let caught: Vec<u64> = (0..30)
         .filter(|&seed| {
             let out = consensus_broken_stale().run_quiet(seed);
             out.violations.first().is_some_and(|v| v.message.contains("agreement:"))
         })
         .collect();
-    assert!(caught.len() >= 4, "caught only in seeds {caught:?}");
+    assert!(caught.len() >= 3, "caught only in seeds {caught:?}");
 }
 
 fn node(i: usize, id: u64) -> NodeAddr {

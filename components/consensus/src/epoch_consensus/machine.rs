@@ -25,6 +25,12 @@ use crate::testkit::EpFlaw;
 /// Messages of later epochs kept at most (the oldest are dropped first; the leader re-sends).
 const FUTURE_CAP: usize = 4096;
 
+/// Instances re-sent to one member per message at most (the rest go in later periods).
+const RESEND_BATCH: usize = 1024;
+
+/// A member silent for this many periods is re-sent to only every this many periods.
+const MAX_BACKOFF: u32 = 32;
+
 /// Timing of epoch consensus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EpConfig {
@@ -70,7 +76,18 @@ struct Leading<V> {
     adopted: BTreeMap<InstanceId, EpochState<V>>,
     /// Proposals waiting for the read phase.
     proposals: BTreeMap<InstanceId, V>,
+    /// Instances written in this epoch and not yet decided and acknowledged by every member.
     writes: BTreeMap<InstanceId, Write<V>>,
+    /// Instances written, decided and acknowledged by every member (never written again).
+    done: BTreeSet<InstanceId>,
+    /// Per member, periods since it last answered (re-sending backs off while it is silent).
+    silent: BTreeMap<SocketAddr, u32>,
+}
+
+impl<V> Leading<V> {
+    fn written(&self, id: &InstanceId) -> bool {
+        self.writes.contains_key(id) || self.done.contains(id)
+    }
 }
 
 impl<V> Default for Leading<V> {
@@ -81,6 +98,8 @@ impl<V> Default for Leading<V> {
             adopted: BTreeMap::new(),
             proposals: BTreeMap::new(),
             writes: BTreeMap::new(),
+            done: BTreeSet::new(),
+            silent: BTreeMap::new(),
         }
     }
 }
@@ -179,7 +198,7 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
     pub fn propose(&mut self, ets: u64, id: InstanceId, value: V, out: &mut Vec<EpOutput<V>>) {
         let Some(e) = self.epoch.as_mut().filter(|e| e.ets == ets && !e.aborted) else { return };
         let Some(lead) = e.lead.as_mut() else { return };
-        if lead.writes.contains_key(&id) {
+        if lead.written(&id) {
             return;
         }
         if lead.read_done {
@@ -236,10 +255,15 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
             EpMessage::State { states, .. } => self.on_state(from, states, out),
             EpMessage::Accept { ids, .. } => self.on_accept(from, ids, out),
             EpMessage::DecidedAck { ids, .. } => {
+                let n = self.group.len();
                 if let Some(lead) = self.leading() {
+                    lead.silent.insert(from.addr, 0);
                     for id in ids {
-                        if let Some(w) = lead.writes.get_mut(&id) {
-                            w.acked.insert(from.addr);
+                        let Some(w) = lead.writes.get_mut(&id) else { continue };
+                        w.acked.insert(from.addr);
+                        if w.acked.len() >= n {
+                            lead.writes.remove(&id);
+                            lead.done.insert(id);
                         }
                     }
                 }
@@ -248,24 +272,32 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
         }
     }
 
-    /// The retransmission period passed: the leader re-sends what members have not answered.
+    /// The retransmission period passed: the leader re-sends what members have not answered
+    /// (to a member silent for `k` periods, only when `k` is a power of two or a multiple of
+    /// 32, so crashed members cost little).
     pub fn on_tick(&mut self, out: &mut Vec<EpOutput<V>>) {
         if self.flaw == Some(EpFlaw::NoRetransmission) {
             return;
         }
-        let Some(e) = self.epoch.as_ref().filter(|e| !e.aborted) else { return };
-        let Some(lead) = e.lead.as_ref() else { return };
+        let Some(e) = self.epoch.as_mut().filter(|e| !e.aborted) else { return };
         let ets = e.ets;
+        let Some(lead) = e.lead.as_mut() else { return };
         for p in self.group.others() {
+            let silent = lead.silent.entry(p.addr).or_insert(0);
+            *silent = silent.saturating_add(1);
+            let k = *silent;
+            if !(k.is_power_of_two() || k % MAX_BACKOFF == 0) {
+                continue;
+            }
             if !lead.read_done && !lead.read_from.contains(&p.addr) {
                 out.push(EpOutput::Send(p, EpMessage::Read { ets }));
             }
             let mut write = Vec::new();
             let mut decided = Vec::new();
             for (id, w) in &lead.writes {
-                if !w.decided && !w.accepted.contains(&p.addr) {
+                if !w.decided && !w.accepted.contains(&p.addr) && write.len() < RESEND_BATCH {
                     write.push((*id, w.val.clone()));
-                } else if w.decided && !w.acked.contains(&p.addr) {
+                } else if w.decided && !w.acked.contains(&p.addr) && decided.len() < RESEND_BATCH {
                     decided.push((*id, w.val.clone()));
                 }
             }
@@ -341,6 +373,7 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
         let majority = self.group.majority();
         let lowest = self.flaw == Some(EpFlaw::AdoptLowest);
         let Some(lead) = self.leading() else { return };
+        lead.silent.insert(from.addr, 0);
         if !lead.read_from.insert(from.addr) {
             return; // a duplicate answer (retransmitted Read)
         }
@@ -357,7 +390,7 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
             if better {
                 lead.adopted.insert(id, s);
             }
-            if lead.read_done && !lead.writes.contains_key(&id) && !late.contains(&id) {
+            if lead.read_done && !lead.written(&id) && !late.contains(&id) {
                 late.push(id);
             }
         }
@@ -390,7 +423,7 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
         let Some(lead) = e.lead.as_mut() else { return };
         let mut sent = Vec::with_capacity(values.len());
         for (id, v) in values {
-            if lead.writes.contains_key(&id) {
+            if lead.written(&id) {
                 continue;
             }
             let w = Write {
@@ -416,6 +449,7 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
         let Some(e) = self.epoch.as_mut().filter(|e| !e.aborted) else { return };
         let ets = e.ets;
         let Some(lead) = e.lead.as_mut() else { return };
+        lead.silent.insert(from.addr, 0);
         let mut decided = Vec::new();
         for id in ids {
             if let Some(w) = lead.writes.get_mut(&id) {

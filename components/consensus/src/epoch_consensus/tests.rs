@@ -360,3 +360,32 @@ fn duelling_leaders_of_two_epochs_decide_one_value() {
     // p0 (epoch 3) gets no majority: its members ignore it.
     assert!(c.decided[0].is_empty());
 }
+
+#[test]
+fn a_silent_member_is_resent_to_ever_more_rarely() {
+    let mut c = Cluster::new(3);
+    c.start(&[0, 1, 2], 3, 0);
+    c.crash(2);
+    c.propose(0, 3, I1, 1);
+    c.run_all();
+    assert_eq!(c.decisions(I1).len(), 2);
+    let mut sent_at = Vec::new();
+    for k in 1..=100u32 {
+        c.tick(0);
+        if c.queue.iter().any(|(_, to, _)| *to == 2) {
+            sent_at.push(k);
+        }
+        assert!(c.queue.iter().all(|(_, to, _)| *to == 2), "p1 has acknowledged everything");
+        c.queue.clear();
+    }
+    assert_eq!(sent_at, vec![1, 2, 4, 8, 16, 32, 64, 96]);
+    // Back (a healed partition): the next re-send, at most 32 periods later, reaches it.
+    c.crashed[2] = false;
+    for _ in 0..32 {
+        c.tick(0);
+    }
+    c.run_all();
+    assert_eq!(c.decisions(I1).len(), 3);
+    c.tick(0);
+    assert!(c.queue.is_empty(), "everyone acknowledged: {:?}", c.queue);
+}
