@@ -51,5 +51,5 @@ pub use runtime::{
     RngSource, RuntimeParts, Scheduler, SeededRng, Task, Time, TimerDriver, TimerEntry, TimerKey,
 };
 pub use supervision::{Directive, Strategy, SupervisorPolicy};
-pub use system::{Migrate, Swap, System, SystemConfig};
+pub use system::{Migrate, Swap, System, SystemConfig, WeakSystem};
 pub use timer::{Timeout, Timer, TimerId, TimerRequest, TimerTarget};

@@ -75,7 +75,26 @@ pub struct System {
     shared: Arc<SystemShared>,
 }
 
+/// A reference to a [`System`] that does not keep it alive (see [`System::downgrade`]).
+#[derive(Clone, Debug)]
+pub struct WeakSystem {
+    shared: std::sync::Weak<SystemShared>,
+}
+
+impl WeakSystem {
+    /// The system, if it still exists.
+    pub fn upgrade(&self) -> Option<System> {
+        self.shared.upgrade().map(|shared| System { shared })
+    }
+}
+
 impl System {
+    /// A reference that does not keep the system alive — for code that must not hold it in a
+    /// cycle, and for checking that a system was freed.
+    pub fn downgrade(&self) -> WeakSystem {
+        WeakSystem { shared: Arc::downgrade(&self.shared) }
+    }
+
     /// A system on the given runtime services. Runtimes (`selfman-runtime`, the simulator)
     /// call this; applications normally get their system from a runtime.
     ///

@@ -88,6 +88,13 @@ impl VirtualClock {
     pub(crate) fn pending(&self) -> usize {
         self.timers.lock().pending.len()
     }
+
+    /// Forgets every timer (their targets reference components).
+    pub(crate) fn clear(&self) {
+        let mut t = self.timers.lock();
+        t.heap.clear();
+        t.pending.clear();
+    }
 }
 
 impl TimerDriver for VirtualClock {

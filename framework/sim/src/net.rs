@@ -481,6 +481,20 @@ impl World {
     pub(crate) fn in_flight(&self) -> usize {
         self.state.lock().heap.len()
     }
+
+    /// Forgets every incarnation and everything in flight (they reference components).
+    pub(crate) fn clear(&self) {
+        let (incarnations, in_flight) = {
+            let mut s = self.state.lock();
+            let inc: Vec<_> = s.slots.iter_mut().filter_map(|sl| sl.current.take()).collect();
+            s.heap.clear();
+            s.free.clear();
+            (inc, std::mem::take(&mut s.slab))
+        };
+        // Dropped outside the lock: dropping a component reference may run arbitrary drops.
+        drop(incarnations);
+        drop(in_flight);
+    }
 }
 
 fn link_key(from: u32, to: u32) -> u64 {

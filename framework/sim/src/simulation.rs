@@ -234,7 +234,9 @@ impl Simulation {
 
 impl Drop for Simulation {
     /// Destroys every component (driving the simulation until they are gone), which breaks the
-    /// reference cycles between connected components.
+    /// reference cycles between connected components; then shuts the system down and forgets
+    /// the timers, turns and messages still pending, which reference components too. Nothing of
+    /// a dropped simulation stays in memory (sweeps run thousands in one process).
     fn drop(&mut self) {
         if let Ok(root) = self.system.root_ref() {
             for child in root.children() {
@@ -242,6 +244,11 @@ impl Drop for Simulation {
             }
             self.run_until_idle();
         }
+        // Everything is destroyed by now, so this does not wait; it drops the root.
+        let _ = self.system.shutdown(Duration::ZERO);
+        self.clock.clear();
+        self.world.clear();
+        self.ready.tasks.lock().clear();
     }
 }
 

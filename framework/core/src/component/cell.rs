@@ -264,6 +264,17 @@ impl ComponentCell {
         } else {
             tally += self.discard_ports();
         }
+        if rs.phase == Phase::Destroyed {
+            // Nothing will ever run here again: drop the port table, which breaks the
+            // cell ↔ port-core reference cycles (cores point at their owner), and forget the
+            // signals. A push racing with this finds its queue non-empty and its owner gone;
+            // at most one more (empty) run follows.
+            let ports = std::mem::take(&mut *self.ports.lock());
+            drop(rs);
+            self.pending.store(0, Ordering::Release);
+            drop(ports);
+            return;
+        }
         if more {
             rs.claim = true;
             tally -= 1;
