@@ -97,4 +97,3 @@ fn regression_seeds_stay_fixed() {
         assert!(out.is_ok(), "regression ({what}): {out}");
     }
 }
-
