@@ -64,6 +64,9 @@ pub struct Faults {
     pub never_restore: bool,
     /// Never grow a timeout (breaks eventual strong accuracy when delays exceed the timeout).
     pub fixed_timeout: bool,
+    /// Forget every suspicion when taking over another detector's state (a live replacement
+    /// then raises a suspicion twice, or never restores it).
+    pub forget_suspicions: bool,
 }
 
 /// One monitored process, as a user named it.
@@ -491,7 +494,7 @@ impl Detector {
                     since: w.since,
                     last_heard: w.last_heard,
                     heard: w.heard,
-                    suspected: w.suspected || w.replaced,
+                    suspected: (w.suspected && !self.faults.forget_suspicions) || w.replaced,
                     replaced: w.replaced,
                     subscribers: w.subscribers,
                 });
@@ -782,6 +785,14 @@ mod tests {
         tick(&mut d, 400);
         assert_eq!(pong(&mut d, p, 1, 410), vec![(A, FdIndication::Restore(p))]);
         assert_eq!(d.timeout(p), Some(ms(300)));
+
+        let (d, p, q, old) = busy();
+        let mut r = Detector::new(cfg())
+            .with_faults(Faults { forget_suspicions: true, ..Faults::default() });
+        r.take_over(d.save());
+        assert_eq!((r.is_suspected(q), r.is_suspected(old)), (Some(false), Some(true)));
+        assert!(pong(&mut r, node(3, 6), 9, 600).is_empty(), "q is never restored");
+        assert_eq!(r.is_suspected(p), Some(false));
     }
 
     #[test]
