@@ -128,6 +128,8 @@ impl ComponentRef {
         let rest = matching.count();
         let port_name = port_type_name(port);
         match first {
+            // A destroyed component has dropped its port table.
+            None if self.cell.is_destroyed() => Err(Error::Destroyed(self.id())),
             None => Err(Error::NoSuchPort {
                 component: self.id(),
                 direction: dir.as_str(),
@@ -155,7 +157,8 @@ impl ComponentRef {
     /// # Errors
     ///
     /// [`Error::NoSuchPort`], or [`Error::AmbiguousPort`] if it has several (use
-    /// [`provided_named`](Self::provided_named)).
+    /// [`provided_named`](Self::provided_named)); [`Error::Destroyed`] once the component is
+    /// destroyed.
     pub fn provided<P: Port>(&self) -> Result<ProvidedRef<P>> {
         self.find::<ProvidedCore<P>>(Direction::Provided, None).map(|core| ProvidedRef { core })
     }
@@ -175,7 +178,8 @@ impl ComponentRef {
     /// # Errors
     ///
     /// [`Error::NoSuchPort`], or [`Error::AmbiguousPort`] if it has several (use
-    /// [`required_named`](Self::required_named)).
+    /// [`required_named`](Self::required_named)); [`Error::Destroyed`] once the component is
+    /// destroyed.
     pub fn required<P: Port>(&self) -> Result<RequiredRef<P>> {
         self.find::<RequiredCore<P>>(Direction::Required, None).map(|core| RequiredRef { core })
     }
