@@ -115,7 +115,11 @@ impl<D: ComponentDefinition> Setup<D> {
         field: fn(&mut D) -> &mut Provided<P>,
         handler: fn(&mut D, P::Request) -> Handled,
     ) -> PortOptions<'_> {
-        self.decls.push(Box::new(ProvidedEntry { field, handler, core: None }));
+        self.decls.push(Box::new(ProvidedEntry {
+            field,
+            serve: Serve::Handler(handler),
+            core: None,
+        }));
         PortOptions { names: &mut self.names, index: self.decls.len() - 1 }
     }
 
@@ -150,7 +154,8 @@ impl<D: ComponentDefinition> Setup<D> {
         S: FnMut(P::Request) + Send + 'static,
     {
         let make: DirectFactory<P> = Arc::new(move |port| Box::new(make(port)));
-        self.decls.push(Box::new(DirectEntry { field, make, core: None, fallback: None.into() }));
+        let serve = Serve::Direct { make, fallback: None.into() };
+        self.decls.push(Box::new(ProvidedEntry { field, serve, core: None }));
         PortOptions { names: &mut self.names, index: self.decls.len() - 1 }
     }
 
@@ -240,16 +245,17 @@ pub(crate) trait PortDecl<D>: Send {
 
 struct ProvidedEntry<D, P: Port> {
     field: Field<D, Provided<P>>,
-    handler: fn(&mut D, P::Request) -> Handled,
+    serve: Serve<D, P>,
     core: Option<Arc<ProvidedCore<P>>>,
 }
 
-struct DirectEntry<D, P: Port> {
-    field: Field<D, Provided<P>>,
-    make: DirectFactory<P>,
-    core: Option<Arc<ProvidedCore<P>>>,
-    /// Serves injected requests (made on first use).
-    fallback: parking_lot::Mutex<Option<DirectService<P>>>,
+/// How a provided port's queued requests are served.
+enum Serve<D, P: Port> {
+    /// By the component's handler, in its turns.
+    Handler(fn(&mut D, P::Request) -> Handled),
+    /// A direct port (see [`Setup::provide_direct`]): channels serve themselves; what is
+    /// queued (injected requests) goes to `fallback`, made on first use.
+    Direct { make: DirectFactory<P>, fallback: parking_lot::Mutex<Option<DirectService<P>>> },
 }
 
 struct RequiredEntry<D, P: Port> {
@@ -313,8 +319,12 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
         owner: &Arc<ComponentCell>,
         existing: Option<Arc<dyn AnyPortCore>>,
     ) -> Arc<dyn AnyPortCore> {
+        let direct = match &self.serve {
+            Serve::Handler(_) => None,
+            Serve::Direct { make, .. } => Some(Arc::clone(make)),
+        };
         let core = adopt::<ProvidedCore<P>>(existing)
-            .unwrap_or_else(|| Arc::new(ProvidedCore::new(Arc::clone(owner), None)));
+            .unwrap_or_else(|| Arc::new(ProvidedCore::new(Arc::clone(owner), direct)));
         (self.field)(def).core = Some(Arc::clone(&core));
         self.core = Some(Arc::clone(&core));
         core
@@ -329,56 +339,26 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
         let Some(core) = &self.core else {
             return Batch { handled: 0, failure: None };
         };
-        let (field, handler) = (self.field, self.handler);
-        let (handled, cause) = drain(&core.inbox, max, |env| {
-            field(def).origin = env.origin;
-            let r = invoke(def, handler, env.event);
-            field(def).origin = 0;
-            r
-        });
-        Batch { handled, failure: cause.map(|c| failure::<P, P::Request>(c, Direction::Provided)) }
-    }
-}
-
-impl<D: Send + 'static, P: Port> PortDecl<D> for DirectEntry<D, P> {
-    fn core_type(&self) -> TypeId {
-        TypeId::of::<ProvidedCore<P>>()
-    }
-    fn direction(&self) -> Direction {
-        Direction::Provided
-    }
-    fn bind(
-        &mut self,
-        def: &mut D,
-        owner: &Arc<ComponentCell>,
-        existing: Option<Arc<dyn AnyPortCore>>,
-    ) -> Arc<dyn AnyPortCore> {
-        let make = Arc::clone(&self.make);
-        let core = adopt::<ProvidedCore<P>>(existing)
-            .unwrap_or_else(|| Arc::new(ProvidedCore::new(Arc::clone(owner), Some(make))));
-        (self.field)(def).core = Some(Arc::clone(&core));
-        self.core = Some(Arc::clone(&core));
-        core
-    }
-    fn take(&self, hold: bool) -> bool {
-        self.core.as_ref().is_some_and(|c| c.inbox.take(hold))
-    }
-    fn has_local(&self) -> bool {
-        self.core.as_ref().is_some_and(|c| c.inbox.has_local())
-    }
-    fn handle(&self, _def: &mut D, max: usize) -> Batch {
-        let Some(core) = &self.core else {
-            return Batch { handled: 0, failure: None };
+        let field = self.field;
+        let (handled, cause) = match &self.serve {
+            Serve::Handler(handler) => drain(&core.inbox, max, |env| {
+                field(def).origin = env.origin;
+                let r = invoke(def, *handler, env.event);
+                field(def).origin = 0;
+                r
+            }),
+            Serve::Direct { make, fallback } => {
+                let mut fallback = fallback.lock();
+                let serve = fallback.get_or_insert_with(|| {
+                    let make = core.direct.as_ref().unwrap_or(make);
+                    make(&ProvidedRef { core: Arc::clone(core) })
+                });
+                drain(&core.inbox, max, |env| {
+                    catch_unwind(AssertUnwindSafe(|| serve(env.event)))
+                        .map_err(|p| FailureCause::Panic(panic_message(&*p)))
+                })
+            }
         };
-        let mut fallback = self.fallback.lock();
-        let serve = fallback.get_or_insert_with(|| {
-            let make = core.direct.as_ref().unwrap_or(&self.make);
-            make(&ProvidedRef { core: Arc::clone(core) })
-        });
-        let (handled, cause) = drain(&core.inbox, max, |env| {
-            catch_unwind(AssertUnwindSafe(|| serve(env.event)))
-                .map_err(|p| FailureCause::Panic(panic_message(&*p)))
-        });
         Batch { handled, failure: cause.map(|c| failure::<P, P::Request>(c, Direction::Provided)) }
     }
 }
