@@ -14,13 +14,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use selfman_consensus::testkit::{build_flawed_stack, EcFlaw, EpFlaw, Flaws, UcFlaw};
-use selfman_consensus::{EcMessage, EpMessage, Stack, StackConfig};
+use selfman_consensus::testkit::{EcFlaw, EpFlaw, Flaws, UcFlaw};
+use selfman_consensus::{Stack, StackConfig};
+use selfman_consensus_cluster::{build_flawed_node, NodeConfig};
 use selfman_core::{
     ComponentDefinition, Context, Handled, Host, NodeAddr, NodeId, ProvidedRef, Required, Setup,
     Time, Timeout, Timer, TimerId,
 };
-use selfman_failure_detector::FdConfig;
 use selfman_ports::{
     BebDeliver, BebRequest, BestEffortBroadcast, Consensus, Decide, EpochChange, InstanceId,
     Propose, StartEpoch,
@@ -474,23 +474,9 @@ impl ComponentDefinition for Recorder {
 // Consensus: wiring a node
 // ------------------------------------------------------------------------------------------
 
-/// Protocol name of the epoch change's broadcast.
-pub const EC_BEB: &str = "consensus-ec-beb";
-/// Protocol name of epoch consensus's broadcast.
-pub const EP_BEB: &str = "consensus-ep-beb";
-
-/// Wires a whole consensus node on `host` for `group` (members in rank order): a heartbeat
-/// failure detector, Ω over it, two best-effort broadcasts and the consensus stack (epoch
-/// change, epoch consensus, uniform consensus), with `flaws` (none for the real thing).
-///
-/// ```text
-///  HeartbeatFd ──FailureDetector──▶ Omega ──LeaderElection──▶ EpochChanger ◀─BEB─ Beb<EcMessage>
-///                                                                  │ EpochChange
-///  user ──Consensus<V>──▶ UniformConsensus ◀──────────────────────┘
-///                              │ AbortableConsensus<V>
-///                              ▼
-///                        EpochConsensus ◀─BEB─ Beb<EpMessage<V>>
-/// ```
+/// Wires a whole consensus node on `host` for `group` (members in rank order) with the
+/// default settings and `flaws` (none for the real thing): the consensus cluster's
+/// [`build_node`](selfman_consensus_cluster::build_node), which shows the wiring.
 ///
 /// # Errors
 ///
@@ -501,19 +487,8 @@ pub fn build_consensus_node<H: Host>(
     config: &StackConfig,
     flaws: Flaws,
 ) -> selfman_core::Result<Stack<Value>> {
-    let fd = selfman_failure_detector::build(host, FdConfig::default())?;
-    let omega = selfman_leader_election::build(host, &fd.provided()?, group.clone())?;
-    let ec_beb = selfman_broadcast::build::<EcMessage, _>(host, EC_BEB, group.clone())?;
-    let ep_beb = selfman_broadcast::build::<EpMessage<Value>, _>(host, EP_BEB, group.clone())?;
-    build_flawed_stack(
-        host,
-        config,
-        group,
-        &omega.provided()?,
-        &ec_beb.provided()?,
-        &ep_beb.provided()?,
-        flaws,
-    )
+    let config = NodeConfig { stack: config.clone(), ..NodeConfig::default() };
+    Ok(build_flawed_node(host, group, &config, flaws)?.stack)
 }
 
 // ------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ pub mod cli;
 
 use std::time::Duration;
 
-use selfman_consensus::{build_stack, EcMessage, EpMessage, Stack, StackConfig};
+use selfman_consensus::testkit::{build_flawed_stack, Flaws};
+use selfman_consensus::{EcMessage, EpMessage, Stack, StackConfig};
 use selfman_core::{
     Component, ComponentDefinition, ComponentRef, Context, Handled, Host, Message, NodeAddr,
     Provided, Required, Result, Setup, Timeout, Timer, TimerId,
@@ -103,17 +104,30 @@ pub fn build_node<V: Message + PartialEq, H: Host>(
     group: Vec<NodeAddr>,
     config: &NodeConfig,
 ) -> Result<ConsensusNode<V>> {
+    build_flawed_node(host, group, config, Flaws::default())
+}
+
+/// As [`build_node`], with deliberate `flaws` in the consensus stack (for showing that the
+/// simulation checkers catch them).
+#[doc(hidden)]
+pub fn build_flawed_node<V: Message + PartialEq, H: Host>(
+    host: &H,
+    group: Vec<NodeAddr>,
+    config: &NodeConfig,
+    flaws: Flaws,
+) -> Result<ConsensusNode<V>> {
     let fd = selfman_failure_detector::build(host, config.fd)?;
     let omega = selfman_leader_election::build(host, &fd.provided()?, group.clone())?;
     let ec_beb = selfman_broadcast::build::<EcMessage, _>(host, EC_BEB, group.clone())?;
     let ep_beb = selfman_broadcast::build::<EpMessage<V>, _>(host, EP_BEB, group.clone())?;
-    let stack = build_stack(
+    let stack = build_flawed_stack(
         host,
         &config.stack,
         group,
         &omega.provided()?,
         &ec_beb.provided()?,
         &ep_beb.provided()?,
+        flaws,
     )?;
     Ok(ConsensusNode { fd, omega, ec_beb, ep_beb, stack })
 }
