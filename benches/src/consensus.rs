@@ -12,7 +12,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use selfman::core::{Context, Handled, Host, NodeAddr, Required};
+use selfman::core::{Handled, Host, NodeAddr, Required};
 use selfman::prelude::*;
 use selfman::Runtime;
 use selfman_consensus_cluster::{build_node, NodeConfig};
@@ -26,7 +26,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Proposes instances 1..=total (0 is the warm-up), `window` at a time; reports latencies.
 struct Driver {
-    ctx: Context,
     consensus: Required<Consensus<u64>>,
     total: u64,
     window: u64,
@@ -79,7 +78,6 @@ impl Driver {
 
 impl ComponentDefinition for Driver {
     fn setup(&mut self, s: &mut Setup<Self>) {
-        s.context(|c| &mut c.ctx);
         s.require(|c| &mut c.consensus, Self::on_decide);
     }
 
@@ -125,7 +123,6 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     let (done_tx, done_rx) = mpsc::channel();
     let driver = nets[0]
         .create(move || Driver {
-            ctx: Context::new(),
             consensus: Required::new(),
             total,
             window,

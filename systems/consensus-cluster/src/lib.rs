@@ -21,8 +21,8 @@ use std::time::Duration;
 use selfman_consensus::testkit::{build_flawed_stack, Flaws};
 use selfman_consensus::{EcMessage, EpMessage, Stack, StackConfig};
 use selfman_core::{
-    Component, ComponentDefinition, ComponentRef, Context, Handled, Host, Message, NodeAddr,
-    Provided, Required, Result, Setup, Timeout, Timer, TimerId,
+    Component, ComponentDefinition, ComponentRef, Handled, Host, Message, NodeAddr, Provided,
+    Required, Result, Setup, Timeout, Timer, TimerId,
 };
 use selfman_failure_detector::{FdConfig, HeartbeatFd};
 use selfman_leader_election::Omega;
@@ -165,7 +165,6 @@ impl selfman_core::Port for SeqEvents {
 /// (if given). Each decision is reported on [`SeqEvents`] as it arrives (a lagging node may
 /// learn a later slot first), together with the epochs this node enters.
 pub struct Sequencer {
-    ctx: Context,
     consensus: Required<Consensus<String>>,
     epochs: Required<EpochChange>,
     timer: Required<Timer>,
@@ -183,7 +182,6 @@ impl Sequencer {
     /// A sequencer that names its proposals after `name`.
     pub fn new(name: String, interval: Duration, slots: Option<u64>) -> Sequencer {
         Sequencer {
-            ctx: Context::new(),
             consensus: Required::new(),
             epochs: Required::new(),
             timer: Required::new(),
@@ -238,7 +236,6 @@ impl Sequencer {
 
 impl ComponentDefinition for Sequencer {
     fn setup(&mut self, s: &mut Setup<Self>) {
-        s.context(|c| &mut c.ctx);
         s.require(|c| &mut c.consensus, Self::on_decide);
         s.require(|c| &mut c.epochs, Self::on_epoch);
         s.require(|c| &mut c.timer, Self::on_timeout);
