@@ -154,8 +154,15 @@ impl IoLoop {
     /// Runs until the transport shuts down; then closes every socket.
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
+        // After the last event, poll without blocking for `io_spin` (yielding the core between
+        // polls) before sleeping in the OS: see `NetConfig::io_spin`.
+        let spin = self.shared.config.io_spin;
+        let mut last_busy = Instant::now();
         loop {
             let timeout = if !self.again.is_empty() {
+                Some(Duration::ZERO)
+            } else if !spin.is_zero() && last_busy.elapsed() < spin {
+                std::thread::yield_now();
                 Some(Duration::ZERO)
             } else {
                 self.next_tick.map(|t| t.saturating_duration_since(Instant::now()))
@@ -168,6 +175,9 @@ impl IoLoop {
             }
             if !self.shared.is_alive() {
                 break;
+            }
+            if !events.is_empty() {
+                last_busy = Instant::now();
             }
             self.refresh_sinks();
             let mut woke = false;

@@ -3,7 +3,8 @@
 //! * Each worker owns a FIFO deque. A task scheduled from a worker thread goes to that worker's
 //!   deque; from any other thread it goes to the global injector.
 //! * An idle worker steals: a batch from the injector first, then from other workers' deques.
-//! * Workers that find nothing search briefly (spin, then yield) and then park. A worker is woken only when work is pushed where it could
+//! * Workers that find nothing search for a while (spin, then yield, for up to the pool's spin
+//!   time, default 100 µs) and then park. A worker is woken only when work is pushed where it could
 //!   help: onto the injector, or onto a deque that already held work. (A task pushed onto the
 //!   pusher's own empty deque will be run by the pusher itself as soon as its current task
 //!   returns, so waking a sibling for it would only cost a futex call — this is what keeps a
@@ -15,6 +16,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::sync::{Parker, Unparker};
@@ -35,6 +37,7 @@ pub struct Pool {
     num_sleeping: AtomicUsize,
     searching: AtomicUsize,
     shutdown: AtomicBool,
+    spin: Duration,
 }
 
 /// What a worker thread keeps for itself.
@@ -60,8 +63,10 @@ struct CurrentSlot(Current);
 unsafe impl Sync for CurrentSlot {}
 
 impl Pool {
-    /// A pool for `workers` workers, with the handle each worker thread runs with.
-    pub fn new(workers: usize) -> (Arc<Pool>, Vec<WorkerHandle>) {
+    /// A pool for `workers` workers, with the handle each worker thread runs with. An idle
+    /// worker keeps looking for work for `spin` (yielding the core to other threads between
+    /// looks) before it parks.
+    pub fn new(workers: usize, spin: Duration) -> (Arc<Pool>, Vec<WorkerHandle>) {
         let workers = workers.max(1);
         let locals: Vec<Worker<Task>> = (0..workers).map(|_| Worker::new_fifo()).collect();
         let parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
@@ -73,6 +78,7 @@ impl Pool {
             num_sleeping: AtomicUsize::new(0),
             searching: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
+            spin,
         });
         let handles = locals
             .into_iter()
@@ -133,16 +139,32 @@ impl Pool {
         h.local.pop()
     }
 
-    /// Searches for work for a short while (spinning, then yielding) before the caller parks:
-    /// a producer that schedules work every few microseconds then costs no futex calls.
+    /// Searches for work for a short while (spinning, then yielding, up to the pool's spin
+    /// time) before the caller parks: a producer that schedules work every few microseconds
+    /// then costs no futex calls, and a reply that arrives within the spin time finds a worker
+    /// awake (waking a parked thread on an idle core costs tens of microseconds, most of a
+    /// loopback round trip).
     fn search_spinning(&self, h: &WorkerHandle) -> Option<Task> {
         let backoff = Backoff::new();
+        let mut deadline: Option<Instant> = None;
         loop {
             if let Some(t) = self.search(h) {
                 return Some(t);
             }
-            if backoff.is_completed() || self.shutdown.load(Ordering::Relaxed) {
+            if self.shutdown.load(Ordering::Relaxed) {
                 return None;
+            }
+            if backoff.is_completed() {
+                if self.spin.is_zero() {
+                    return None;
+                }
+                let now = Instant::now();
+                let d = *deadline.get_or_insert(now + self.spin);
+                if now >= d {
+                    return None;
+                }
+                std::thread::yield_now();
+                continue;
             }
             backoff.snooze();
         }
