@@ -105,14 +105,18 @@ impl Monitor {
 
     /// A period passed: returns where to send beats now, and pushes new suspicions to
     /// `changes`.
-    pub fn on_tick(&mut self, now: Time, changes: &mut Vec<Change>) -> Vec<NodeAddr> {
+    pub fn on_tick<'a>(
+        &'a mut self,
+        now: Time,
+        changes: &mut Vec<Change>,
+    ) -> impl Iterator<Item = NodeAddr> + use<'a> {
         for p in &mut self.peers {
             if !p.suspected && now.duration_since(p.last_heard) > p.timeout {
                 p.suspected = true;
                 changes.push(Change::Suspect(p.addr));
             }
         }
-        self.peers.iter().map(|p| p.addr).collect()
+        self.peers.iter().map(|p| p.addr)
     }
 
     /// A beat arrived from `from`; returns a restore if that peer was suspected. A beat from a
@@ -294,19 +298,19 @@ mod tests {
         let cfg = Config::default();
         let mut m = Monitor::new(&[addr(1), addr(2)], cfg, at(0));
         let mut ch = Vec::new();
-        assert_eq!(m.on_tick(at(100), &mut ch).len(), 2);
+        assert_eq!(m.on_tick(at(100), &mut ch).count(), 2);
         assert!(ch.is_empty());
         assert_eq!(m.on_beat(addr(1), at(300)), None);
-        m.on_tick(at(400), &mut ch);
+        let _ = m.on_tick(at(400), &mut ch);
         assert_eq!(ch, vec![Change::Suspect(addr(2))]);
         assert_eq!(m.suspected().into_iter().collect::<Vec<_>>(), vec![addr(2).addr]);
         assert_eq!(m.on_beat(addr(2), at(450)), Some(Change::Restore(addr(2))));
         // Now 450 ms of silence are tolerated for peer 2, still 350 for peer 1.
         ch.clear();
-        m.on_tick(at(850), &mut ch);
+        let _ = m.on_tick(at(850), &mut ch);
         assert_eq!(ch, vec![Change::Suspect(addr(1))]);
         ch.clear();
-        m.on_tick(at(901), &mut ch);
+        let _ = m.on_tick(at(901), &mut ch);
         assert_eq!(ch, vec![Change::Suspect(addr(2))]);
     }
 
@@ -315,9 +319,9 @@ mod tests {
         let unknown = NodeAddr::new(addr(1).addr, NodeId::UNKNOWN);
         let mut m = Monitor::new(&[unknown], Config::default(), at(0));
         let mut ch = Vec::new();
-        assert_eq!(m.on_tick(at(1), &mut ch), vec![unknown]);
+        assert_eq!(m.on_tick(at(1), &mut ch).collect::<Vec<_>>(), vec![unknown]);
         m.on_beat(addr(1), at(2));
-        assert_eq!(m.on_tick(at(3), &mut ch), vec![addr(1)]);
+        assert_eq!(m.on_tick(at(3), &mut ch).collect::<Vec<_>>(), vec![addr(1)]);
         assert_eq!(m.on_beat(addr(9), at(4)), None, "not a watched address");
     }
 

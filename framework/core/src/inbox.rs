@@ -27,6 +27,9 @@ pub(crate) struct Inbox<E, const GAP: usize = 64> {
     shared: Mutex<VecDeque<E>>,
     /// Hint that `shared` is non-empty; exact only under the lock.
     nonempty: AtomicBool,
+    /// This port's bit in its owner's ready mask (see `ComponentCell::mark_ready`); 0 for the
+    /// control queue, which every turn checks anyway.
+    bit: u64,
     _gap: [u8; GAP],
     /// Written only by the runner.
     local: Mutex<VecDeque<E>>,
@@ -37,9 +40,15 @@ pub(crate) struct Inbox<E, const GAP: usize = 64> {
 
 impl<E, const GAP: usize> Inbox<E, GAP> {
     pub(crate) fn new() -> Self {
+        Self::with_bit(0)
+    }
+
+    /// An inbox that sets `bit` in its owner's ready mask whenever it becomes non-empty.
+    pub(crate) fn with_bit(bit: u64) -> Self {
         Inbox {
             shared: Mutex::new(VecDeque::new()),
             nonempty: AtomicBool::new(false),
+            bit,
             _gap: [0; GAP],
             local: Mutex::new(VecDeque::new()),
             local_len: AtomicUsize::new(0),
@@ -64,6 +73,9 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
             q.push_back(event);
             if q.len() == 1 {
                 self.nonempty.store(true, Ordering::Relaxed);
+                if self.bit != 0 {
+                    owner.mark_ready(self.bit);
+                }
                 owner.add_signal()
             } else {
                 false

@@ -48,15 +48,28 @@ pub(crate) struct RequiredCore<P: Port> {
 }
 
 impl<P: Port> ProvidedCore<P> {
-    pub(crate) fn new(owner: Arc<ComponentCell>, direct: Option<DirectFactory<P>>) -> Self {
-        ProvidedCore { owner, inbox: Inbox::new(), channels: ChannelSet::new(), direct }
+    /// A port of `owner`, at position `slot` of its port table.
+    pub(crate) fn new(
+        owner: Arc<ComponentCell>,
+        slot: usize,
+        direct: Option<DirectFactory<P>>,
+    ) -> Self {
+        let inbox = Inbox::with_bit(ready_bit(slot));
+        ProvidedCore { owner, inbox, channels: ChannelSet::new(), direct }
     }
 }
 
 impl<P: Port> RequiredCore<P> {
-    pub(crate) fn new(owner: Arc<ComponentCell>) -> Self {
-        RequiredCore { owner, inbox: Inbox::new(), channels: ChannelSet::new() }
+    /// A port of `owner`, at position `slot` of its port table.
+    pub(crate) fn new(owner: Arc<ComponentCell>, slot: usize) -> Self {
+        RequiredCore { owner, inbox: Inbox::with_bit(ready_bit(slot)), channels: ChannelSet::new() }
     }
+}
+
+/// The bit of the port at position `slot` of a port table in its owner's ready mask. Ports
+/// from position 63 on share the last bit.
+pub(crate) fn ready_bit(slot: usize) -> u64 {
+    1 << slot.min(63)
 }
 
 /// Type-erased view of a port core, kept in the cell's port table.

@@ -93,6 +93,10 @@ pub(crate) struct ComponentCell {
     id: ComponentId,
     pub(crate) system: Arc<SystemShared>,
     pending: AtomicIsize,
+    /// One bit per port (by position in the port table, see `port_core::ready_bit`) whose
+    /// arrival queue became non-empty since the last turn looked: a turn takes from those
+    /// ports only, instead of asking every port.
+    ready: AtomicU64,
     control: Inbox<Control, 0>,
     state: AtomicU8,
     watch: Mutex<()>,
@@ -121,6 +125,7 @@ impl ComponentCell {
             id,
             system,
             pending: AtomicIsize::new(0),
+            ready: AtomicU64::new(0),
             control: Inbox::new(),
             state: AtomicU8::new(LifecycleState::Passive as u8),
             watch: Mutex::new(()),
@@ -174,6 +179,13 @@ impl ComponentCell {
             Some(i) => Ok(f(&mut **i)),
             None => Err(Error::Destroyed(self.id)),
         }
+    }
+
+    /// Records that the port(s) of `bit` have arrivals. Called under the port's arrival lock,
+    /// before the signal is added, so a turn that consumes the signal also sees the bit.
+    #[inline]
+    pub(crate) fn mark_ready(&self, bit: u64) {
+        self.ready.fetch_or(bit, Ordering::AcqRel);
     }
 
     /// Adds one signal; `true` if the cell must now be scheduled.
@@ -236,6 +248,9 @@ impl ComponentCell {
         let _span = tracing::trace_span!("component", id = self.id.0).entered();
         let mut rs = self.run.lock();
         let mut tally: isize = isize::from(std::mem::take(&mut rs.claim));
+        // Before any take: a port marked after this is taken by a later turn, which its
+        // (not yet consumed) signal schedules.
+        let ready = self.ready.swap(0, Ordering::AcqRel);
         if self.control.take(true) {
             tally += 1;
             loop {
@@ -249,16 +264,13 @@ impl ComponentCell {
         let mut more = false;
         let active = rs.phase == Phase::Active;
         if let Some(inst) = rs.instance.as_mut() {
-            tally += inst.take(!active);
-            if active {
-                let batch = {
-                    let _h = tracing::trace_span!("handle").entered();
-                    inst.handle(budget)
-                };
+            tally += inst.take(!active, ready);
+            if active && inst.has_local() {
+                let batch = inst.handle(budget);
                 self.stats.handled.fetch_add(batch.handled as u64, Ordering::Relaxed);
                 match batch.failure {
-                    Some(f) => self.fault(&mut rs, f),
-                    None => more = inst.has_local(),
+                    Some(f) => self.fault(&mut rs, *f),
+                    None => more = batch.more,
                 }
             }
         } else {

@@ -220,7 +220,11 @@ pub(crate) fn invoke<D, E>(
 /// Outcome of handling a batch from one port.
 pub(crate) struct Batch {
     pub(crate) handled: usize,
-    pub(crate) failure: Option<Failure>,
+    /// Boxed: a batch is returned per port per turn, and an empty option of a pointer costs
+    /// nothing to check or drop.
+    pub(crate) failure: Option<Box<Failure>>,
+    /// Whether the port still holds events taken earlier (its local queue is not empty).
+    pub(crate) more: bool,
 }
 
 /// A declared port: binds itself to a port core, then moves and handles its events.
@@ -234,6 +238,7 @@ pub(crate) trait PortDecl<D>: Send {
         &mut self,
         def: &mut D,
         owner: &Arc<ComponentCell>,
+        slot: usize,
         existing: Option<Arc<dyn AnyPortCore>>,
     ) -> Arc<dyn AnyPortCore>;
     /// Moves arrived events to the local queue; `true` if any were taken.
@@ -272,11 +277,13 @@ fn adopt<T: Any + Send + Sync>(existing: Option<Arc<dyn AnyPortCore>>) -> Option
 /// Handles up to `max` events from `inbox`'s local queue with `call`. Benign errors are logged
 /// and skipped; any other failure stops the batch. Returns the number handled (including the
 /// failed one) and the failure.
+/// Handles up to `max` events of the local queue; returns how many, the failure that stopped
+/// it (if any) and whether events are left.
 fn drain<T>(
     inbox: &Inbox<T>,
     max: usize,
     mut call: impl FnMut(T) -> Result<(), FailureCause>,
-) -> (usize, Option<FailureCause>) {
+) -> (usize, Option<FailureCause>, bool) {
     let mut local = inbox.local();
     let mut handled = 0;
     let mut failed = None;
@@ -295,15 +302,15 @@ fn drain<T>(
         }
     }
     inbox.settle(&local);
-    (handled, failed)
+    (handled, failed, !local.is_empty())
 }
 
-fn failure<P: Port, E>(cause: FailureCause, dir: Direction) -> Failure {
-    Failure {
+fn failure<P: Port, E>(cause: FailureCause, dir: Direction) -> Box<Failure> {
+    Box::new(Failure {
         cause,
         place: format!("{} port {}", dir.as_str(), std::any::type_name::<P>()),
         event: std::any::type_name::<E>(),
-    }
+    })
 }
 
 impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
@@ -317,6 +324,7 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
         &mut self,
         def: &mut D,
         owner: &Arc<ComponentCell>,
+        slot: usize,
         existing: Option<Arc<dyn AnyPortCore>>,
     ) -> Arc<dyn AnyPortCore> {
         let direct = match &self.serve {
@@ -324,7 +332,7 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
             Serve::Direct { make, .. } => Some(Arc::clone(make)),
         };
         let core = adopt::<ProvidedCore<P>>(existing)
-            .unwrap_or_else(|| Arc::new(ProvidedCore::new(Arc::clone(owner), direct)));
+            .unwrap_or_else(|| Arc::new(ProvidedCore::new(Arc::clone(owner), slot, direct)));
         (self.field)(def).core = Some(Arc::clone(&core));
         self.core = Some(Arc::clone(&core));
         core
@@ -337,10 +345,10 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
     }
     fn handle(&self, def: &mut D, max: usize) -> Batch {
         let Some(core) = &self.core else {
-            return Batch { handled: 0, failure: None };
+            return Batch { handled: 0, failure: None, more: false };
         };
         let field = self.field;
-        let (handled, cause) = match &self.serve {
+        let (handled, cause, more) = match &self.serve {
             Serve::Handler(handler) => drain(&core.inbox, max, |env| {
                 field(def).origin = env.origin;
                 let r = invoke(def, *handler, env.event);
@@ -359,7 +367,8 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
                 })
             }
         };
-        Batch { handled, failure: cause.map(|c| failure::<P, P::Request>(c, Direction::Provided)) }
+        let failure = cause.map(|c| failure::<P, P::Request>(c, Direction::Provided));
+        Batch { handled, failure, more }
     }
 }
 
@@ -374,10 +383,11 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for RequiredEntry<D, P> {
         &mut self,
         def: &mut D,
         owner: &Arc<ComponentCell>,
+        slot: usize,
         existing: Option<Arc<dyn AnyPortCore>>,
     ) -> Arc<dyn AnyPortCore> {
         let core = adopt::<RequiredCore<P>>(existing)
-            .unwrap_or_else(|| Arc::new(RequiredCore::new(Arc::clone(owner))));
+            .unwrap_or_else(|| Arc::new(RequiredCore::new(Arc::clone(owner), slot)));
         (self.field)(def).core = Some(Arc::clone(&core));
         self.core = Some(Arc::clone(&core));
         core
@@ -390,13 +400,11 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for RequiredEntry<D, P> {
     }
     fn handle(&self, def: &mut D, max: usize) -> Batch {
         let Some(core) = &self.core else {
-            return Batch { handled: 0, failure: None };
+            return Batch { handled: 0, failure: None, more: false };
         };
         let handler = self.handler;
-        let (handled, cause) = drain(&core.inbox, max, |ev| invoke(def, handler, ev));
-        Batch {
-            handled,
-            failure: cause.map(|c| failure::<P, P::Indication>(c, Direction::Required)),
-        }
+        let (handled, cause, more) = drain(&core.inbox, max, |ev| invoke(def, handler, ev));
+        let failure = cause.map(|c| failure::<P, P::Indication>(c, Direction::Required));
+        Batch { handled, failure, more }
     }
 }

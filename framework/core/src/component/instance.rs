@@ -16,7 +16,7 @@ use crate::component::definition::{
 use crate::error::Error;
 use crate::handler::Handled;
 use crate::port::Direction;
-use crate::port_core::AnyPortCore;
+use crate::port_core::{ready_bit, AnyPortCore};
 
 /// One entry of a cell's port table.
 pub(crate) struct PortSlot {
@@ -36,12 +36,14 @@ pub(crate) enum Hook {
 
 /// A definition of any type, as the cell sees it.
 pub(crate) trait ErasedInstance: Send {
-    /// Moves arrived events into local queues (see `Inbox::take` for `hold`); returns how many
-    /// ports had some (signals).
-    fn take(&mut self, hold: bool) -> isize;
+    /// Moves arrived events into local queues (see `Inbox::take` for `hold`), looking only at
+    /// the ports whose bits are set in `ready` (the owner's ready mask, see
+    /// `ComponentCell::mark_ready`) and at those it put off last time; returns how many ports
+    /// had some (signals).
+    fn take(&mut self, hold: bool, ready: u64) -> isize;
     /// Whether any local queue holds events.
     fn has_local(&self) -> bool;
-    /// Handles at most `budget` events, round-robin over ports.
+    /// Handles at most `budget` events, round-robin over the ports holding some.
     fn handle(&mut self, budget: usize) -> Batch;
     /// Runs a lifecycle hook, catching panics.
     fn hook(&mut self, hook: Hook) -> Result<(), Failure>;
@@ -49,40 +51,110 @@ pub(crate) trait ErasedInstance: Send {
     fn definition(&mut self) -> &mut dyn Any;
 }
 
+/// Bit `k` of a per-entry mask; entries from 63 on share the last bit.
+fn entry_bit(k: usize) -> u64 {
+    1 << k.min(63)
+}
+
 struct Instance<D> {
     def: D,
     entries: Box<[Box<dyn PortDecl<D>>]>,
+    /// Each entry's bit in the owner's ready mask.
+    ready_bits: Box<[u64]>,
+    /// Entries whose local queue holds events, by [`entry_bit`]. Only this instance takes and
+    /// handles events, so this is exact (for entries from 63 on: "maybe").
+    local: u64,
+    /// Ready bits seen but not taken (a port's arrivals wait while its local queue is
+    /// non-empty), looked at again next turn. All ones for a fresh instance, which has not
+    /// seen the ready bits consumed before it existed.
+    deferred: u64,
     next: usize,
 }
 
+impl<D: ComponentDefinition> Instance<D> {
+    fn new(def: D, entries: Vec<Box<dyn PortDecl<D>>>, ready_bits: Vec<u64>) -> Self {
+        let local = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.has_local())
+            .fold(0, |m, (k, _)| m | entry_bit(k));
+        Instance {
+            def,
+            entries: entries.into_boxed_slice(),
+            ready_bits: ready_bits.into_boxed_slice(),
+            local,
+            deferred: u64::MAX,
+            next: 0,
+        }
+    }
+
+    /// Entries from 63 on share one bit: clear it once none of them holds events.
+    fn settle_overflow(&mut self) {
+        let last = entry_bit(63);
+        if self.local & last != 0 && !self.entries.iter().skip(63).any(|e| e.has_local()) {
+            self.local &= !last;
+        }
+    }
+}
+
 impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
-    fn take(&mut self, hold: bool) -> isize {
-        self.entries.iter().map(|e| isize::from(e.take(hold))).sum()
+    fn take(&mut self, hold: bool, ready: u64) -> isize {
+        let ready = ready | std::mem::take(&mut self.deferred);
+        if ready == 0 {
+            return 0;
+        }
+        let mut took = 0;
+        for (k, entry) in self.entries.iter().enumerate() {
+            let bit = self.ready_bits[k];
+            if ready & bit == 0 {
+                continue;
+            }
+            if entry.take(hold) {
+                took += 1;
+                self.local |= entry_bit(k);
+            } else if self.local & entry_bit(k) != 0 {
+                // Arrivals (if any) wait until the local queue is handled: look again.
+                self.deferred |= bit;
+            }
+        }
+        took
     }
 
     fn has_local(&self) -> bool {
-        self.entries.iter().any(|e| e.has_local())
+        self.local != 0
     }
 
     fn handle(&mut self, budget: usize) -> Batch {
         let n = self.entries.len();
         let mut handled = 0;
-        for k in 0..n {
-            if handled >= budget {
+        let mut k = self.next;
+        for _ in 0..n {
+            if handled >= budget || self.local == 0 {
                 break;
             }
-            let i = (self.next + k) % n;
-            let b = self.entries[i].handle(&mut self.def, budget - handled);
-            handled += b.handled;
-            if b.failure.is_some() {
-                self.next = (i + 1) % n;
-                return Batch { handled, failure: b.failure };
+            let bit = entry_bit(k);
+            if self.local & bit != 0 {
+                let b = self.entries[k].handle(&mut self.def, budget - handled);
+                handled += b.handled;
+                if !b.more && k < 63 {
+                    self.local &= !bit;
+                }
+                if b.failure.is_some() {
+                    self.next = (k + 1) % n;
+                    self.settle_overflow();
+                    return Batch { handled, failure: b.failure, more: self.local != 0 };
+                }
+            }
+            k += 1;
+            if k == n {
+                k = 0;
             }
         }
         if n > 0 {
             self.next = (self.next + 1) % n;
         }
-        Batch { handled, failure: None }
+        self.settle_overflow();
+        Batch { handled, failure: None, more: self.local != 0 }
     }
 
     fn hook(&mut self, hook: Hook) -> Result<(), Failure> {
@@ -119,6 +191,7 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
     def.setup(&mut setup);
     let Setup { mut decls, names, context } = setup;
     let name_of = |i: usize| names.iter().find(|(j, _)| *j == i).map(|(_, n)| *n);
+    let mut ready_bits = Vec::with_capacity(decls.len());
     {
         let mut slots = cell.ports.lock();
         // The existing slot each declaration adopts: the first unused one of the same port
@@ -162,11 +235,14 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
         for (k, decl) in decls.iter_mut().enumerate() {
             match plan.get(k).copied().flatten() {
                 Some(i) => {
-                    decl.bind(&mut def, cell, Some(Arc::clone(&slots[i].core)));
+                    decl.bind(&mut def, cell, i, Some(Arc::clone(&slots[i].core)));
+                    ready_bits.push(ready_bit(i));
                 }
                 None => {
-                    let core = decl.bind(&mut def, cell, None);
+                    let i = slots.len();
+                    let core = decl.bind(&mut def, cell, i, None);
                     slots.push(PortSlot { name: name_of(k), direction: decl.direction(), core });
+                    ready_bits.push(ready_bit(i));
                 }
             }
         }
@@ -174,5 +250,5 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
     if let Some(field) = context {
         *field(&mut def) = Context::bound(cell);
     }
-    Ok(Box::new(Instance { def, entries: decls.into_boxed_slice(), next: 0 }))
+    Ok(Box::new(Instance::new(def, decls, ready_bits)))
 }
