@@ -267,7 +267,10 @@ impl ComponentCell {
             tally += inst.take(!active, ready);
             if active && inst.has_local() {
                 let batch = inst.handle(budget);
-                self.stats.handled.fetch_add(batch.handled as u64, Ordering::Relaxed);
+                // Only the running turn writes this counter (turns of a cell never overlap),
+                // so a plain load and store suffice: no read-modify-write per turn.
+                let h = &self.stats.handled;
+                h.store(h.load(Ordering::Relaxed) + batch.handled as u64, Ordering::Relaxed);
                 match batch.failure {
                     Some(f) => self.fault(&mut rs, *f),
                     None => more = batch.more,
