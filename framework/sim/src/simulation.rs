@@ -85,8 +85,7 @@ impl Simulation {
             rng: Arc::new(SeededRng(seed)),
         };
         let system = System::new(parts, config.system);
-        let c = Arc::clone(&clock);
-        let world = Arc::new(World::new(seed, config.network, Arc::new(move || c.now())));
+        let world = Arc::new(World::new(seed, config.network, Arc::clone(&clock)));
         let sim = Simulation {
             seed,
             system,
