@@ -46,23 +46,43 @@ pub enum Latency {
     },
 }
 
-impl Latency {
+/// A [`Latency`] in nanoseconds, ready to sample (converted once per link model, not per
+/// message).
+#[derive(Debug, Clone, Copy)]
+enum Sampler {
+    Fixed(u64),
+    Uniform { lo: u64, hi: u64 },
+    Exponential { base: u64, mean: f64 },
+}
+
+impl From<Latency> for Sampler {
+    fn from(l: Latency) -> Sampler {
+        match l {
+            Latency::Fixed(d) => Sampler::Fixed(nanos(d)),
+            Latency::Uniform { min, max } => Sampler::Uniform { lo: nanos(min), hi: nanos(max) },
+            Latency::Exponential { base, mean_extra } => {
+                Sampler::Exponential { base: nanos(base), mean: nanos(mean_extra) as f64 }
+            }
+        }
+    }
+}
+
+impl Sampler {
     /// One delay, in nanoseconds (saturating).
-    fn sample_nanos(&self, rng: &mut Rng) -> u64 {
-        match *self {
-            Latency::Fixed(d) => nanos(d),
-            Latency::Uniform { min, max } => {
-                let (lo, hi) = (nanos(min), nanos(max));
+    #[inline]
+    fn sample(self, rng: &mut Rng) -> u64 {
+        match self {
+            Sampler::Fixed(d) => d,
+            Sampler::Uniform { lo, hi } => {
                 if hi <= lo {
                     return lo;
                 }
                 lo + rng.below(hi - lo + 1)
             }
-            Latency::Exponential { base, mean_extra } => {
-                let mean = nanos(mean_extra) as f64;
+            Sampler::Exponential { base, mean } => {
                 let u = rng.unit_f64();
                 let extra = (-(1.0 - u).ln() * mean).min(20.0 * mean);
-                nanos(base).saturating_add(extra as u64)
+                base.saturating_add(extra as u64)
             }
         }
     }
@@ -247,6 +267,8 @@ struct InFlight {
 pub(crate) struct NetState {
     rng: Rng,
     config: SimNetConfig,
+    /// `config.default_link`'s latency and loss, converted.
+    default_link: (Sampler, f64),
     links: FastMap<u64, LinkModel>,
     last: FastMap<u64, Time>,
     pub(crate) slots: Vec<Slot>,
@@ -280,6 +302,7 @@ impl World {
         World {
             state: Mutex::new(NetState {
                 rng: Rng::seeded(seed ^ 0x6e65_7477_6f72_6b21), // "network!"
+                default_link: (config.default_link.latency.into(), config.default_link.loss),
                 config,
                 links: FastMap::default(),
                 last: FastMap::default(),
@@ -334,7 +357,9 @@ impl World {
     }
 
     pub(crate) fn set_default_link(&self, model: LinkModel) {
-        self.state.lock().config.default_link = model;
+        let mut s = self.state.lock();
+        s.default_link = (model.latency.into(), model.loss);
+        s.config.default_link = model;
     }
 
     pub(crate) fn set_groups(&self, groups: &[(u32, u32)]) {
@@ -427,7 +452,7 @@ impl World {
         let Some((to_slot, to_id)) = alive else {
             s.stats.dead += 1;
             if s.config.unreachable_hints {
-                let d = s.config.default_link.latency.sample_nanos(&mut s.rng);
+                let d = s.default_link.0.sample(&mut s.rng);
                 let at = Time(now.0.saturating_add(d));
                 s.push(
                     at,
@@ -449,17 +474,23 @@ impl World {
         }
         let key = link_key(from_slot, to_slot);
         let link = if s.links.is_empty() { None } else { s.links.get(&key) };
-        let link = link.unwrap_or(&s.config.default_link);
-        let (latency, loss) = (link.latency, link.loss);
+        let (latency, loss) = link.map_or(s.default_link, |l| (l.latency.into(), l.loss));
         if loss > 0.0 && s.rng.chance(loss) {
             s.stats.lost += 1;
             return;
         }
-        let mut at = Time(now.0.saturating_add(latency.sample_nanos(&mut s.rng)));
+        let mut at = Time(now.0.saturating_add(latency.sample(&mut s.rng)));
         if s.config.fifo {
-            let last = s.last.entry(key).or_insert(Time::ZERO);
-            at = at.max(*last);
-            *last = at;
+            // Not `entry`: it reserves room on every call.
+            match s.last.get_mut(&key) {
+                Some(last) => {
+                    at = at.max(*last);
+                    *last = at;
+                }
+                None => {
+                    s.last.insert(key, at);
+                }
+            }
         }
         s.push(
             at,
