@@ -11,6 +11,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,10 @@ use parking_lot::Mutex;
 use selfman_core::{
     CloseReason, ComponentDefinition, ComponentRef, Delivery, Indicator, LinkStatus, Message,
     NetIndication, NetRequest, Network, NodeAddr, NodeId, PeerStatus, ProtocolId, Provided,
-    ProvidedRef, Rng, Setup, Time,
+    ProvidedRef, Rng, Setup, Time, TimerDriver,
 };
+
+use crate::clock::{Due, VirtualClock};
 
 /// A latency distribution for one direction of a link.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,22 +46,43 @@ pub enum Latency {
     },
 }
 
-impl Latency {
-    fn sample(&self, rng: &mut Rng) -> Duration {
-        match *self {
-            Latency::Fixed(d) => d,
-            Latency::Uniform { min, max } => {
-                let (lo, hi) = (nanos(min), nanos(max));
-                if hi <= lo {
-                    return min;
-                }
-                Duration::from_nanos(lo + rng.below(hi - lo + 1))
-            }
+/// A [`Latency`] in nanoseconds, ready to sample (converted once per link model, not per
+/// message).
+#[derive(Debug, Clone, Copy)]
+enum Sampler {
+    Fixed(u64),
+    Uniform { lo: u64, hi: u64 },
+    Exponential { base: u64, mean: f64 },
+}
+
+impl From<Latency> for Sampler {
+    fn from(l: Latency) -> Sampler {
+        match l {
+            Latency::Fixed(d) => Sampler::Fixed(nanos(d)),
+            Latency::Uniform { min, max } => Sampler::Uniform { lo: nanos(min), hi: nanos(max) },
             Latency::Exponential { base, mean_extra } => {
-                let mean = nanos(mean_extra) as f64;
+                Sampler::Exponential { base: nanos(base), mean: nanos(mean_extra) as f64 }
+            }
+        }
+    }
+}
+
+impl Sampler {
+    /// One delay, in nanoseconds (saturating).
+    #[inline]
+    fn sample(self, rng: &mut Rng) -> u64 {
+        match self {
+            Sampler::Fixed(d) => d,
+            Sampler::Uniform { lo, hi } => {
+                if hi <= lo {
+                    return lo;
+                }
+                lo + rng.below(hi - lo + 1)
+            }
+            Sampler::Exponential { base, mean } => {
                 let u = rng.unit_f64();
                 let extra = (-(1.0 - u).ln() * mean).min(20.0 * mean);
-                base + Duration::from_nanos(extra as u64)
+                base.saturating_add(extra as u64)
             }
         }
     }
@@ -219,34 +243,39 @@ pub(crate) struct Slot {
 }
 
 enum Payload {
-    Message { proto: ProtocolId, msg: Box<dyn Any + Send> },
-    Unreachable { peer: NodeAddr },
+    Message {
+        proto: ProtocolId,
+        msg: Box<dyn Any + Send>,
+    },
+    /// To `to`: `peer` (which `to` sent to) is not running. Rare: boxed, to keep messages small.
+    Unreachable {
+        peer: Box<NodeAddr>,
+    },
 }
 
+/// A message (or hint) on its way. Nodes are named by slot and incarnation, not by address
+/// (the address is the slot's): 48 bytes. Its delivery time is in its heap entry.
 struct InFlight {
-    at: Time,
-    from: NodeAddr,
+    from: NodeId,
+    to: NodeId,
+    /// `u32::MAX` for a hint about an unknown address.
     from_slot: u32,
-    to: NodeAddr,
     to_slot: u32,
     payload: Payload,
-}
-
-/// Heap entries stay small (the messages wait in a slab): sifting moves 24 bytes, not ~150.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Due {
-    at: Time,
-    seq: u64,
-    slot: u32,
 }
 
 pub(crate) struct NetState {
     rng: Rng,
     config: SimNetConfig,
+    /// `config.default_link`'s latency and loss, converted.
+    default_link: (Sampler, f64),
     links: FastMap<u64, LinkModel>,
     last: FastMap<u64, Time>,
     pub(crate) slots: Vec<Slot>,
     by_addr: FastMap<SocketAddr, u32>,
+    /// Deliveries by (time, send sequence), earliest first; the messages wait in the slab, so
+    /// sifting moves 24 bytes, not 64. (Not a [`DueQueue`]: random latencies make few sends
+    /// the latest, and its run costs more than it saves.)
     heap: BinaryHeap<Reverse<Due>>,
     slab: Vec<Option<InFlight>>,
     free: Vec<u32>,
@@ -258,18 +287,22 @@ pub(crate) struct NetState {
 /// The simulated network shared by a simulation and its network adapters.
 pub(crate) struct World {
     pub(crate) state: Mutex<NetState>,
-    clock: Arc<dyn Fn() -> Time + Send + Sync>,
+    /// The time of the next delivery, mirrored out of the lock after every change (the
+    /// stepping loop asks far more often than anything changes); [`NO_DELIVERY`] if none.
+    next: AtomicU64,
+    clock: Arc<VirtualClock>,
 }
 
+/// The mirrored next delivery time when nothing is in flight (or, rarely, when it is the end of
+/// time).
+const NO_DELIVERY: u64 = u64::MAX;
+
 impl World {
-    pub(crate) fn new(
-        seed: u64,
-        config: SimNetConfig,
-        clock: Arc<dyn Fn() -> Time + Send + Sync>,
-    ) -> World {
+    pub(crate) fn new(seed: u64, config: SimNetConfig, clock: Arc<VirtualClock>) -> World {
         World {
             state: Mutex::new(NetState {
                 rng: Rng::seeded(seed ^ 0x6e65_7477_6f72_6b21), // "network!"
+                default_link: (config.default_link.latency.into(), config.default_link.loss),
                 config,
                 links: FastMap::default(),
                 last: FastMap::default(),
@@ -282,6 +315,7 @@ impl World {
                 stats: SimNetStats::default(),
                 next_node_id: 1,
             }),
+            next: AtomicU64::new(NO_DELIVERY),
             clock,
         }
     }
@@ -296,7 +330,7 @@ impl World {
     }
 
     pub(crate) fn slot_of(&self, addr: &SocketAddr) -> Option<u32> {
-        self.state.lock().by_addr.get(addr).copied()
+        self.state.lock().slot_of(addr)
     }
 
     /// A fresh incarnation id (never reused).
@@ -323,7 +357,9 @@ impl World {
     }
 
     pub(crate) fn set_default_link(&self, model: LinkModel) {
-        self.state.lock().config.default_link = model;
+        let mut s = self.state.lock();
+        s.default_link = (model.latency.into(), model.loss);
+        s.config.default_link = model;
     }
 
     pub(crate) fn set_groups(&self, groups: &[(u32, u32)]) {
@@ -393,22 +429,22 @@ impl World {
     fn send(
         &self,
         from_slot: u32,
-        from: NodeAddr,
+        from: NodeId,
         to: NodeAddr,
         proto: ProtocolId,
         msg: Box<dyn Any + Send>,
     ) {
-        let now = (self.clock)();
+        let now = self.clock.now();
         let mut guard = self.state.lock();
         let s = &mut *guard;
         s.stats.sent += 1;
         let sender = &s.slots[from_slot as usize];
-        if sender.current.as_ref().is_none_or(|i| i.id != from.id) {
+        if sender.current.as_ref().is_none_or(|i| i.id != from) {
             s.stats.dead += 1; // a crashed node's leftover turn: nothing leaves it
             return;
         }
         let from_group = sender.group;
-        let to_slot = s.by_addr.get(&to.addr).copied();
+        let to_slot = s.slot_of(&to.addr);
         let alive = to_slot.and_then(|t| {
             let inc = s.slots[t as usize].current.as_ref()?;
             (to.id == inc.id || to.id == NodeId::UNKNOWN).then_some((t, inc.id))
@@ -416,15 +452,19 @@ impl World {
         let Some((to_slot, to_id)) = alive else {
             s.stats.dead += 1;
             if s.config.unreachable_hints {
-                let d = s.config.default_link.latency.sample(&mut s.rng);
-                s.push(InFlight {
-                    at: now + d,
-                    from: to,
-                    from_slot: to_slot.unwrap_or(u32::MAX),
-                    to: from,
-                    to_slot: from_slot,
-                    payload: Payload::Unreachable { peer: to },
-                });
+                let d = s.default_link.0.sample(&mut s.rng);
+                let at = Time(now.0.saturating_add(d));
+                s.push(
+                    at,
+                    InFlight {
+                        from: to.id,
+                        to: from,
+                        from_slot: to_slot.unwrap_or(u32::MAX),
+                        to_slot: from_slot,
+                        payload: Payload::Unreachable { peer: Box::new(to) },
+                    },
+                );
+                self.next.store(s.next_at(), Ordering::Relaxed);
             }
             return;
         };
@@ -434,46 +474,63 @@ impl World {
         }
         let key = link_key(from_slot, to_slot);
         let link = if s.links.is_empty() { None } else { s.links.get(&key) };
-        let link = link.unwrap_or(&s.config.default_link);
-        let (latency, loss) = (link.latency, link.loss);
+        let (latency, loss) = link.map_or(s.default_link, |l| (l.latency.into(), l.loss));
         if loss > 0.0 && s.rng.chance(loss) {
             s.stats.lost += 1;
             return;
         }
-        let mut at = now + latency.sample(&mut s.rng);
+        let mut at = Time(now.0.saturating_add(latency.sample(&mut s.rng)));
         if s.config.fifo {
-            let last = s.last.entry(key).or_insert(Time::ZERO);
-            at = at.max(*last);
-            *last = at;
+            // Not `entry`: it reserves room on every call.
+            match s.last.get_mut(&key) {
+                Some(last) => {
+                    at = at.max(*last);
+                    *last = at;
+                }
+                None => {
+                    s.last.insert(key, at);
+                }
+            }
         }
-        s.push(InFlight {
+        s.push(
             at,
-            from,
-            from_slot,
-            to: NodeAddr::new(to.addr, to_id),
-            to_slot,
-            payload: Payload::Message { proto, msg },
-        });
+            InFlight {
+                from,
+                to: to_id,
+                from_slot,
+                to_slot,
+                payload: Payload::Message { proto, msg },
+            },
+        );
+        self.next.store(s.next_at(), Ordering::Relaxed);
     }
 
     /// The time of the next delivery.
     pub(crate) fn next_delivery(&self) -> Option<Time> {
-        self.state.lock().heap.peek().map(|r| r.0.at)
+        match self.next.load(Ordering::Relaxed) {
+            // The end of time is a possible delivery time: look.
+            NO_DELIVERY => self.state.lock().heap.peek().map(|due| due.0.at),
+            next => Some(Time(next)),
+        }
     }
 
     /// Delivers everything due at or before `now`, calling `trace` with each delivery's words.
     /// Returns whether anything was due.
     pub(crate) fn deliver_due(&self, now: Time, mut trace: impl FnMut(&[u64])) -> bool {
+        if self.next.load(Ordering::Relaxed) > now.0 {
+            return false;
+        }
         let mut any = false;
         let mut guard = self.state.lock();
         let s = &mut *guard;
-        while s.heap.peek().is_some_and(|r| r.0.at <= now) {
+        while s.heap.peek().is_some_and(|due| due.0.at <= now) {
             let Some(Reverse(due)) = s.heap.pop() else { break };
             let Some(f) = s.slab[due.slot as usize].take() else { continue };
             s.free.push(due.slot);
             any = true;
-            s.deliver(f, &mut trace);
+            s.deliver(due.at, f, &mut trace);
         }
+        self.next.store(s.next_at(), Ordering::Relaxed);
         any
     }
 
@@ -489,6 +546,7 @@ impl World {
             let inc: Vec<_> = s.slots.iter_mut().filter_map(|sl| sl.current.take()).collect();
             s.heap.clear();
             s.free.clear();
+            self.next.store(NO_DELIVERY, Ordering::Relaxed);
             (inc, std::mem::take(&mut s.slab))
         };
         // Dropped outside the lock: dropping a component reference may run arbitrary drops.
@@ -516,9 +574,27 @@ fn current_mut(s: &mut NetState, slot: u32, me: NodeId) -> selfman_core::Result<
 }
 
 impl NetState {
-    fn push(&mut self, f: InFlight) {
+    /// The slot of the node at `addr`, if any.
+    fn slot_of(&self, addr: &SocketAddr) -> Option<u32> {
+        // The n-th node added sits at `address_of(n)` (10.x.y.z:4000 with x.y.z = n + 1): try
+        // the slot that address names before hashing it.
+        if let SocketAddr::V4(v4) = addr {
+            let [_, b, c, d] = v4.ip().octets();
+            let n = u32::from_be_bytes([0, b, c, d]).wrapping_sub(1);
+            if self.slots.get(n as usize).is_some_and(|sl| sl.addr == *addr) {
+                return Some(n);
+            }
+        }
+        self.by_addr.get(addr).copied()
+    }
+
+    /// The time of the next delivery, or [`NO_DELIVERY`].
+    fn next_at(&self) -> u64 {
+        self.heap.peek().map_or(NO_DELIVERY, |due| due.0.at.0)
+    }
+
+    fn push(&mut self, at: Time, f: InFlight) {
         self.seq += 1;
-        let at = f.at;
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slab[slot as usize] = Some(f);
@@ -532,24 +608,24 @@ impl NetState {
         self.heap.push(Reverse(Due { at, seq: self.seq, slot }));
     }
 
-    fn deliver(&mut self, f: InFlight, trace: &mut impl FnMut(&[u64])) {
-        let from_group = self.slots.get(f.from_slot as usize).map(|s| s.group);
+    fn deliver(&mut self, at: Time, f: InFlight, trace: &mut impl FnMut(&[u64])) {
+        let from = self.slots.get(f.from_slot as usize).map(|s| (s.group, s.addr));
         let Some(dest) = self.slots.get_mut(f.to_slot as usize) else { return };
         let group = dest.group;
-        let Some(inc) = dest.current.as_mut().filter(|i| i.id == f.to.id) else {
+        let Some(inc) = dest.current.as_mut().filter(|i| i.id == f.to) else {
             self.stats.dead += 1;
             return;
         };
         match f.payload {
             Payload::Message { proto, msg } => {
-                if from_group != Some(group) {
+                let Some((_, from_addr)) = from.filter(|&(g, _)| g == group) else {
                     self.stats.partitioned += 1;
                     return;
-                }
+                };
                 match inc.protocols.iter_mut().find(|r| r.id == proto) {
                     Some(r) => {
-                        trace(&[f.at.0, f.from.id.0, f.to.id.0, u64::from(proto.0)]);
-                        if r.port.deliver(f.from, msg) {
+                        trace(&[at.0, f.from.0, f.to.0, u64::from(proto.0)]);
+                        if r.port.deliver(NodeAddr::new(from_addr, f.from), msg) {
                             self.stats.delivered += 1;
                         } else {
                             self.stats.unknown_protocol += 1;
@@ -559,9 +635,9 @@ impl NetState {
                 }
             }
             Payload::Unreachable { peer } => {
-                trace(&[f.at.0, f.to.id.0, peer.id.0, u64::MAX]);
+                trace(&[at.0, f.to.0, peer.id.0, u64::MAX]);
                 let status = PeerStatus {
-                    peer,
+                    peer: *peer,
                     status: LinkStatus::Unreachable(CloseReason::Other("node not running".into())),
                 };
                 for r in &mut inc.protocols {
@@ -598,7 +674,9 @@ impl<M: Message> ComponentDefinition for SimNetPort<M> {
             move |_| {
                 let world = Arc::clone(&world);
                 move |r: NetRequest<M>| match r {
-                    NetRequest::Send { to, msg } => world.send(slot, me, to, proto, Box::new(msg)),
+                    NetRequest::Send { to, msg } => {
+                        world.send(slot, me.id, to, proto, Box::new(msg));
+                    }
                     other => tracing::warn!(
                         request = ?other,
                         "simulated network: unsupported request ignored"

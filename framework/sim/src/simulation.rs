@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +20,34 @@ use crate::node::NodeBuilder;
 #[derive(Default)]
 struct ReadyQueue {
     tasks: Mutex<VecDeque<Task>>,
+    /// How many, mirrored out of the lock: the stepping loop finds the queue empty about once
+    /// per turn, and need not lock to see it.
+    len: AtomicUsize,
+}
+
+impl ReadyQueue {
+    fn pop(&self) -> Option<Task> {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut tasks = self.tasks.lock();
+        let task = tasks.pop_front();
+        self.len.store(tasks.len(), Ordering::Relaxed);
+        task
+    }
+
+    fn clear(&self) {
+        let mut tasks = self.tasks.lock();
+        tasks.clear();
+        self.len.store(0, Ordering::Relaxed);
+    }
 }
 
 impl Scheduler for ReadyQueue {
     fn schedule(&self, task: Task) {
-        self.tasks.lock().push_back(task);
+        let mut tasks = self.tasks.lock();
+        tasks.push_back(task);
+        self.len.store(tasks.len(), Ordering::Relaxed);
     }
 }
 
@@ -85,8 +109,7 @@ impl Simulation {
             rng: Arc::new(SeededRng(seed)),
         };
         let system = System::new(parts, config.system);
-        let c = Arc::clone(&clock);
-        let world = Arc::new(World::new(seed, config.network, Arc::new(move || c.now())));
+        let world = Arc::new(World::new(seed, config.network, Arc::clone(&clock)));
         let sim = Simulation {
             seed,
             system,
@@ -117,8 +140,7 @@ impl Simulation {
 
     /// Runs one component turn if any is ready. Returns `false` if none was.
     pub fn run_one(&self) -> bool {
-        let task = self.ready.tasks.lock().pop_front();
-        let Some(task) = task else { return false };
+        let Some(task) = self.ready.pop() else { return false };
         let t = &self.trace;
         t.add(self.clock.now().0);
         t.add(task.component().0);
@@ -248,7 +270,7 @@ impl Drop for Simulation {
         let _ = self.system.shutdown(Duration::ZERO);
         self.clock.clear();
         self.world.clear();
-        self.ready.tasks.lock().clear();
+        self.ready.clear();
     }
 }
 
