@@ -99,10 +99,16 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
     /// handles those first, and producers keep the arrival queue to themselves meanwhile (fewer
     /// lock hand-overs between cores, no copying). `hold` (used while the component is not
     /// handling events, and for control events) takes everything regardless.
+    #[inline]
     pub(crate) fn take(&self, hold: bool) -> bool {
         if !self.nonempty.load(Ordering::Relaxed) {
             return false;
         }
+        self.take_arrived(hold)
+    }
+
+    /// [`Inbox::take`] once the hint says something arrived.
+    fn take_arrived(&self, hold: bool) -> bool {
         let mut local = self.local.lock();
         if !hold && !local.is_empty() {
             return false;

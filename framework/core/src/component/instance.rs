@@ -52,6 +52,7 @@ pub(crate) trait ErasedInstance: Send {
 }
 
 /// Bit `k` of a per-entry mask; entries from 63 on share the last bit.
+#[inline(always)]
 fn entry_bit(k: usize) -> u64 {
     1 << k.min(63)
 }
@@ -89,6 +90,7 @@ impl<D: ComponentDefinition> Instance<D> {
     }
 
     /// Entries from 63 on share one bit: clear it once none of them holds events.
+    #[inline]
     fn settle_overflow(&mut self) {
         let last = entry_bit(63);
         if self.local & last != 0 && !self.entries.iter().skip(63).any(|e| e.has_local()) {
@@ -109,11 +111,15 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
             if ready & bit == 0 {
                 continue;
             }
-            if entry.take(hold) {
+            let holding = self.local & entry_bit(k) != 0;
+            if holding && !hold && k < 63 {
+                // Arrivals wait until the local queue is handled (see `Inbox::take`): look
+                // again next turn.
+                self.deferred |= bit;
+            } else if entry.take(hold) {
                 took += 1;
                 self.local |= entry_bit(k);
-            } else if self.local & entry_bit(k) != 0 {
-                // Arrivals (if any) wait until the local queue is handled: look again.
+            } else if holding {
                 self.deferred |= bit;
             }
         }
@@ -140,7 +146,7 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
                     self.local &= !bit;
                 }
                 if b.failure.is_some() {
-                    self.next = (k + 1) % n;
+                    self.next = if k + 1 == n { 0 } else { k + 1 };
                     self.settle_overflow();
                     return Batch { handled, failure: b.failure, more: self.local != 0 };
                 }
@@ -150,8 +156,9 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
                 k = 0;
             }
         }
-        if n > 0 {
-            self.next = (self.next + 1) % n;
+        self.next += 1;
+        if self.next >= n {
+            self.next = 0;
         }
         self.settle_overflow();
         Batch { handled, failure: None, more: self.local != 0 }
