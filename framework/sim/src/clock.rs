@@ -199,11 +199,17 @@ impl VirtualClock {
 
     /// Pops one timer due at or before now, rescheduling it if periodic. Returns its key and
     /// target (fire it outside the lock).
+    #[inline]
     pub(crate) fn pop_due(&self) -> Option<(TimerKey, Arc<TimerTarget>)> {
         let now = self.now();
         if self.next.load(Ordering::Relaxed) > now.0 {
-            return None;
+            return None; // the usual answer: checked inline, without a call
         }
+        self.pop_due_locked(now)
+    }
+
+    #[inline(never)]
+    fn pop_due_locked(&self, now: Time) -> Option<(TimerKey, Arc<TimerTarget>)> {
         let mut guard = self.timers.lock();
         let t = &mut *guard;
         let fired = loop {

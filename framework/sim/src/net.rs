@@ -516,10 +516,16 @@ impl World {
 
     /// Delivers everything due at or before `now`, calling `trace` with each delivery's words.
     /// Returns whether anything was due.
-    pub(crate) fn deliver_due(&self, now: Time, mut trace: impl FnMut(&[u64])) -> bool {
+    #[inline]
+    pub(crate) fn deliver_due(&self, now: Time, trace: impl FnMut(&[u64])) -> bool {
         if self.next.load(Ordering::Relaxed) > now.0 {
-            return false;
+            return false; // the usual answer: checked inline, without a call
         }
+        self.deliver_due_locked(now, trace)
+    }
+
+    #[inline(never)]
+    fn deliver_due_locked(&self, now: Time, mut trace: impl FnMut(&[u64])) -> bool {
         let mut any = false;
         let mut guard = self.state.lock();
         let s = &mut *guard;
