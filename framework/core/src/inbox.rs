@@ -3,12 +3,17 @@
 //! Invariants:
 //! * Producers (any thread) push into `shared` under its lock; FIFO per producer is therefore
 //!   FIFO per channel.
-//! * Only the worker currently running the owning component touches `local` (taking `shared`
-//!   into it in one swap, then handling from it), so handling costs no lock per event.
+//! * Only the turn currently running the owning component touches `local` (taking `shared`
+//!   into it in one swap, then handling from it), so handling costs no lock per event. Turns of
+//!   a component never overlap and run under its cell's `run` lock, which is what makes the
+//!   unsynchronised `local` sound: every function touching it is `unsafe` with that
+//!   precondition (*runner only*: the caller runs a turn of the owner — holds its `run` lock —
+//!   or the owner is not yet reachable by any other thread, as while it is being created).
 //! * Each push that makes `shared` non-empty adds one *signal* to the owner's pending count, and
 //!   each take of a non-empty `shared` consumes one. The signal is added while the lock is held,
 //!   so a take never consumes a signal that has not been counted yet.
 
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,20 +28,26 @@ use crate::component::cell::ComponentCell;
 /// queues, which see little traffic, use `GAP = 0`.
 #[repr(C)]
 pub(crate) struct Inbox<E, const GAP: usize = 64> {
-    /// Written by producers (any thread).
-    shared: Mutex<VecDeque<E>>,
-    /// Hint that `shared` is non-empty; exact only under the lock.
+    /// Hint that `shared` is non-empty; exact only under the lock. First, so that a turn that
+    /// finds it clear (the control queue, nearly always) reads the first line only.
     nonempty: AtomicBool,
     /// This port's bit in its owner's ready mask (see `ComponentCell::mark_ready`); 0 for the
     /// control queue, which every turn checks anyway.
     bit: u64,
+    /// Written by producers (any thread).
+    shared: Mutex<VecDeque<E>>,
     _gap: [u8; GAP],
-    /// Written only by the runner.
-    local: Mutex<VecDeque<E>>,
+    /// Touched only by the runner (see the module's invariants).
+    local: UnsafeCell<VecDeque<E>>,
     /// Length of `local` as of the runner's last take or batch, for introspection: observers
-    /// must never lock `local`, which the runner holds while user handlers run.
+    /// never touch `local`.
     local_len: AtomicUsize,
 }
+
+// SAFETY: `shared` and the atomics are synchronised; `local` is only touched by the owner's
+// runner (the precondition of every function that reaches it), one thread at a time, with the
+// owner's `run` lock ordering successive turns on different threads.
+unsafe impl<E: Send, const GAP: usize> Sync for Inbox<E, GAP> {}
 
 impl<E, const GAP: usize> Inbox<E, GAP> {
     pub(crate) fn new() -> Self {
@@ -46,11 +57,11 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
     /// An inbox that sets `bit` in its owner's ready mask whenever it becomes non-empty.
     pub(crate) fn with_bit(bit: u64) -> Self {
         Inbox {
-            shared: Mutex::new(VecDeque::new()),
             nonempty: AtomicBool::new(false),
             bit,
+            shared: Mutex::new(VecDeque::new()),
             _gap: [0; GAP],
-            local: Mutex::new(VecDeque::new()),
+            local: UnsafeCell::new(VecDeque::new()),
             local_len: AtomicUsize::new(0),
         }
     }
@@ -93,23 +104,34 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
     }
 
     /// Moves everything from `shared` to `local`. Returns `true` if anything was taken (which
-    /// consumes one signal). Only the running worker may call this.
+    /// consumes one signal).
     ///
     /// Unless `hold` is set, nothing is taken while `local` still has events: the runner
     /// handles those first, and producers keep the arrival queue to themselves meanwhile (fewer
     /// lock hand-overs between cores, no copying). `hold` (used while the component is not
     /// handling events, and for control events) takes everything regardless.
+    ///
+    /// # Safety
+    ///
+    /// Runner only (see the module's invariants).
     #[inline]
-    pub(crate) fn take(&self, hold: bool) -> bool {
+    pub(crate) unsafe fn take(&self, hold: bool) -> bool {
         if !self.nonempty.load(Ordering::Relaxed) {
             return false;
         }
-        self.take_arrived(hold)
+        // SAFETY: our caller's precondition.
+        unsafe { self.take_arrived(hold) }
     }
 
     /// [`Inbox::take`] once the hint says something arrived.
-    fn take_arrived(&self, hold: bool) -> bool {
-        let mut local = self.local.lock();
+    ///
+    /// # Safety
+    ///
+    /// Runner only.
+    unsafe fn take_arrived(&self, hold: bool) -> bool {
+        // SAFETY: runner only, and no other reference to `local` is alive (none is kept across
+        // calls).
+        let local = unsafe { &mut *self.local.get() };
         if !hold && !local.is_empty() {
             return false;
         }
@@ -119,7 +141,7 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
         }
         self.nonempty.store(false, Ordering::Relaxed);
         if local.is_empty() {
-            std::mem::swap(&mut *local, &mut *q);
+            std::mem::swap(local, &mut *q);
         } else {
             local.extend(q.drain(..));
         }
@@ -130,19 +152,38 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
         true
     }
 
-    /// The consumer-side queue. Only the running worker may lock it (uncontended); it must
-    /// call [`Inbox::settle`] with the guard when done.
-    pub(crate) fn local(&self) -> parking_lot::MutexGuard<'_, VecDeque<E>> {
-        self.local.lock()
+    /// Takes the next locally held event.
+    ///
+    /// # Safety
+    ///
+    /// Runner only.
+    #[inline]
+    pub(crate) unsafe fn pop_local(&self) -> Option<E> {
+        // SAFETY: runner only; the reference ends here, before the event is handled.
+        unsafe { &mut *self.local.get() }.pop_front()
     }
 
-    /// Publishes the local queue's length for observers.
-    pub(crate) fn settle(&self, local: &VecDeque<E>) {
-        self.local_len.store(local.len(), Ordering::Relaxed);
+    /// Publishes the local queue's length for observers; returns whether events are left.
+    ///
+    /// # Safety
+    ///
+    /// Runner only.
+    #[inline]
+    pub(crate) unsafe fn settle(&self) -> bool {
+        // SAFETY: runner only.
+        let n = unsafe { &*self.local.get() }.len();
+        self.local_len.store(n, Ordering::Relaxed);
+        n > 0
     }
 
-    pub(crate) fn has_local(&self) -> bool {
-        !self.local.lock().is_empty()
+    /// Whether events are held locally.
+    ///
+    /// # Safety
+    ///
+    /// Runner only.
+    pub(crate) unsafe fn has_local(&self) -> bool {
+        // SAFETY: runner only.
+        !unsafe { &*self.local.get() }.is_empty()
     }
 
     /// Events queued in total (for introspection; the local part as of the last batch).
@@ -151,10 +192,16 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
     }
 
     /// Drops what arrived and what is held locally. Returns whether anything arrived (which
-    /// consumes a signal) and how many events were dropped. Only the running worker may call it.
-    pub(crate) fn discard(&self) -> (bool, usize) {
-        let took = self.take(true);
-        let mut local = self.local.lock();
+    /// consumes a signal) and how many events were dropped.
+    ///
+    /// # Safety
+    ///
+    /// Runner only.
+    pub(crate) unsafe fn discard(&self) -> (bool, usize) {
+        // SAFETY: runner only (our precondition).
+        let took = unsafe { self.take(true) };
+        // SAFETY: runner only; `take` has returned, so no other reference to `local` is alive.
+        let local = unsafe { &mut *self.local.get() };
         let n = local.len();
         local.clear();
         self.local_len.store(0, Ordering::Relaxed);

@@ -102,7 +102,7 @@ pub(crate) fn snapshot(root: &Arc<ComponentCell>) -> SystemSnapshot {
             state: cell.state(),
             queued: ports.iter().map(|p| p.queued).sum(),
             ports,
-            handled: cell.stats.handled.load(Ordering::Relaxed),
+            handled: cell.handled.load(Ordering::Relaxed),
             dropped: cell.stats.dropped.load(Ordering::Relaxed),
             faults: cell.stats.faults.load(Ordering::Relaxed),
             swaps: cell.stats.swaps.load(Ordering::Relaxed),

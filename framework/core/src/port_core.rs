@@ -80,7 +80,12 @@ pub(crate) trait AnyPortCore: std::any::Any + Send + Sync {
     /// (channel id, provider, requirer) of each connected channel.
     fn channel_edges(&self) -> Vec<(u64, ComponentId, ComponentId)>;
     fn disconnect_all(&self);
-    fn discard(&self) -> (bool, usize);
+    /// Drops the port's queued events (see `Inbox::discard`).
+    ///
+    /// # Safety
+    ///
+    /// Only from a turn of the port's owner (holding its `run` lock).
+    unsafe fn discard(&self) -> (bool, usize);
 }
 
 impl<P: Port> AnyPortCore for ProvidedCore<P> {
@@ -99,8 +104,9 @@ impl<P: Port> AnyPortCore for ProvidedCore<P> {
     fn disconnect_all(&self) {
         self.channels.disconnect_all();
     }
-    fn discard(&self) -> (bool, usize) {
-        self.inbox.discard()
+    unsafe fn discard(&self) -> (bool, usize) {
+        // SAFETY: our caller's precondition.
+        unsafe { self.inbox.discard() }
     }
 }
 
@@ -120,7 +126,8 @@ impl<P: Port> AnyPortCore for RequiredCore<P> {
     fn disconnect_all(&self) {
         self.channels.disconnect_all();
     }
-    fn discard(&self) -> (bool, usize) {
-        self.inbox.discard()
+    unsafe fn discard(&self) -> (bool, usize) {
+        // SAFETY: our caller's precondition.
+        unsafe { self.inbox.discard() }
     }
 }

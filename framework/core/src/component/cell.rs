@@ -82,26 +82,31 @@ pub(crate) struct RunState {
 /// Counters for introspection.
 #[derive(Default)]
 pub(crate) struct Stats {
-    pub(crate) handled: AtomicU64,
     pub(crate) faults: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) swaps: AtomicU64,
     pub(crate) restarts: AtomicU64,
 }
 
+/// `repr(C)`, hot fields first: a turn and a push read the reference counts (in front of the
+/// cell), `pending`, `ready`, `system`, `id`, `handled`, `run` and the control queue's
+/// arrival hint, which then span two or three cache lines instead of most of the cell's seven.
+#[repr(C)]
 pub(crate) struct ComponentCell {
-    id: ComponentId,
-    pub(crate) system: Arc<SystemShared>,
     pending: AtomicIsize,
     /// One bit per port (by position in the port table, see `port_core::ready_bit`) whose
     /// arrival queue became non-empty since the last turn looked: a turn takes from those
     /// ports only, instead of asking every port.
     ready: AtomicU64,
+    pub(crate) system: Arc<SystemShared>,
+    id: ComponentId,
+    /// Events handled (for introspection).
+    pub(crate) handled: AtomicU64,
+    run: Mutex<RunState>,
     control: Inbox<Control, 0>,
     state: AtomicU8,
     watch: Mutex<()>,
     changed: Condvar,
-    run: Mutex<RunState>,
     parent: Option<Weak<ComponentCell>>,
     pub(crate) children: Mutex<BTreeMap<ComponentId, Arc<ComponentCell>>>,
     pub(crate) ports: Mutex<Vec<PortSlot>>,
@@ -126,6 +131,7 @@ impl ComponentCell {
             system,
             pending: AtomicIsize::new(0),
             ready: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
             control: Inbox::new(),
             state: AtomicU8::new(LifecycleState::Passive as u8),
             watch: Mutex::new(()),
@@ -251,10 +257,12 @@ impl ComponentCell {
         // Before any take: a port marked after this is taken by a later turn, which its
         // (not yet consumed) signal schedules.
         let ready = self.ready.swap(0, Ordering::AcqRel);
-        if self.control.take(true) {
+        // SAFETY: this is the owner's turn (the control queue's runner), holding `run`.
+        if unsafe { self.control.take(true) } {
             tally += 1;
             loop {
-                let next = self.control.local().pop_front();
+                // SAFETY: as above.
+                let next = unsafe { self.control.pop_local() };
                 match next {
                     Some(c) => self.on_control(&mut rs, c),
                     None => break,
@@ -269,7 +277,7 @@ impl ComponentCell {
                 let batch = inst.handle(budget);
                 // Only the running turn writes this counter (turns of a cell never overlap),
                 // so a plain load and store suffice: no read-modify-write per turn.
-                let h = &self.stats.handled;
+                let h = &self.handled;
                 h.store(h.load(Ordering::Relaxed) + batch.handled as u64, Ordering::Relaxed);
                 match batch.failure {
                     Some(f) => self.fault(&mut rs, *f),
@@ -305,7 +313,8 @@ impl ComponentCell {
     fn discard_ports(&self) -> isize {
         let mut signals = 0;
         for slot in self.ports.lock().iter() {
-            let (took, n) = slot.core.discard();
+            // SAFETY: called from the owner's turn, holding its `run` lock.
+            let (took, n) = unsafe { slot.core.discard() };
             signals += isize::from(took);
             self.stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
         }

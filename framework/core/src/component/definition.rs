@@ -228,6 +228,11 @@ pub(crate) struct Batch {
 }
 
 /// A declared port: binds itself to a port core, then moves and handles its events.
+///
+/// Contract: `take`, `has_local` and `handle` reach the port's unsynchronised local queue, so
+/// they are only called by the owner's instance from within the owner's turns (holding its
+/// cell's `run` lock) or while the owner is created and not yet reachable by other threads.
+/// `instance.rs` is the only caller.
 pub(crate) trait PortDecl<D>: Send {
     /// `TypeId` of the port core this declaration binds to (identifies port type + direction).
     fn core_type(&self) -> TypeId;
@@ -284,11 +289,11 @@ fn drain<T>(
     max: usize,
     mut call: impl FnMut(T) -> Result<(), FailureCause>,
 ) -> (usize, Option<FailureCause>, bool) {
-    let mut local = inbox.local();
     let mut handled = 0;
     let mut failed = None;
     while handled < max {
-        let Some(item) = local.pop_front() else { break };
+        // SAFETY: `PortDecl` methods run only within the owner's turns (see `PortDecl`).
+        let Some(item) = (unsafe { inbox.pop_local() }) else { break };
         handled += 1;
         match call(item) {
             Ok(()) => {}
@@ -301,8 +306,9 @@ fn drain<T>(
             }
         }
     }
-    inbox.settle(&local);
-    (handled, failed, !local.is_empty())
+    // SAFETY: as above.
+    let more = unsafe { inbox.settle() };
+    (handled, failed, more)
 }
 
 fn failure<P: Port, E>(cause: FailureCause, dir: Direction) -> Box<Failure> {
@@ -338,10 +344,12 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
         core
     }
     fn take(&self, hold: bool) -> bool {
-        self.core.as_ref().is_some_and(|c| c.inbox.take(hold))
+        // SAFETY: `PortDecl` methods run only within the owner's turns (see `PortDecl`).
+        self.core.as_ref().is_some_and(|c| unsafe { c.inbox.take(hold) })
     }
     fn has_local(&self) -> bool {
-        self.core.as_ref().is_some_and(|c| c.inbox.has_local())
+        // SAFETY: as in `take`.
+        self.core.as_ref().is_some_and(|c| unsafe { c.inbox.has_local() })
     }
     fn handle(&self, def: &mut D, max: usize) -> Batch {
         let Some(core) = &self.core else {
@@ -393,10 +401,12 @@ impl<D: Send + 'static, P: Port> PortDecl<D> for RequiredEntry<D, P> {
         core
     }
     fn take(&self, hold: bool) -> bool {
-        self.core.as_ref().is_some_and(|c| c.inbox.take(hold))
+        // SAFETY: `PortDecl` methods run only within the owner's turns (see `PortDecl`).
+        self.core.as_ref().is_some_and(|c| unsafe { c.inbox.take(hold) })
     }
     fn has_local(&self) -> bool {
-        self.core.as_ref().is_some_and(|c| c.inbox.has_local())
+        // SAFETY: as in `take`.
+        self.core.as_ref().is_some_and(|c| unsafe { c.inbox.has_local() })
     }
     fn handle(&self, def: &mut D, max: usize) -> Batch {
         let Some(core) = &self.core else {

@@ -82,7 +82,7 @@ impl ComponentRef {
 
     /// Events it has handled so far.
     pub fn handled(&self) -> u64 {
-        self.cell.stats.handled.load(Ordering::Relaxed)
+        self.cell.handled.load(Ordering::Relaxed)
     }
 
     /// How many times its definition was replaced (hot swaps).

@@ -57,11 +57,16 @@ fn entry_bit(k: usize) -> u64 {
     1 << k.min(63)
 }
 
+struct Entry<D> {
+    ready_bit: u64,
+    decl: Box<dyn PortDecl<D>>,
+}
+
 struct Instance<D> {
     def: D,
-    entries: Box<[Box<dyn PortDecl<D>>]>,
-    /// Each entry's bit in the owner's ready mask.
-    ready_bits: Box<[u64]>,
+    /// The port declarations, each with its bit in the owner's ready mask (side by side: a
+    /// turn reads both, so they share cache lines and one allocation).
+    entries: Box<[Entry<D>]>,
     /// Entries whose local queue holds events, by [`entry_bit`]. Only this instance takes and
     /// handles events, so this is exact (for entries from 63 on: "maybe").
     local: u64,
@@ -73,27 +78,20 @@ struct Instance<D> {
 }
 
 impl<D: ComponentDefinition> Instance<D> {
-    fn new(def: D, entries: Vec<Box<dyn PortDecl<D>>>, ready_bits: Vec<u64>) -> Self {
+    fn new(def: D, entries: Vec<Entry<D>>) -> Self {
         let local = entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.has_local())
+            .filter(|(_, e)| e.decl.has_local())
             .fold(0, |m, (k, _)| m | entry_bit(k));
-        Instance {
-            def,
-            entries: entries.into_boxed_slice(),
-            ready_bits: ready_bits.into_boxed_slice(),
-            local,
-            deferred: u64::MAX,
-            next: 0,
-        }
+        Instance { def, entries: entries.into_boxed_slice(), local, deferred: u64::MAX, next: 0 }
     }
 
     /// Entries from 63 on share one bit: clear it once none of them holds events.
     #[inline]
     fn settle_overflow(&mut self) {
         let last = entry_bit(63);
-        if self.local & last != 0 && !self.entries.iter().skip(63).any(|e| e.has_local()) {
+        if self.local & last != 0 && !self.entries.iter().skip(63).any(|e| e.decl.has_local()) {
             self.local &= !last;
         }
     }
@@ -107,7 +105,7 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
         }
         let mut took = 0;
         for (k, entry) in self.entries.iter().enumerate() {
-            let bit = self.ready_bits[k];
+            let bit = entry.ready_bit;
             if ready & bit == 0 {
                 continue;
             }
@@ -116,7 +114,7 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
                 // Arrivals wait until the local queue is handled (see `Inbox::take`): look
                 // again next turn.
                 self.deferred |= bit;
-            } else if entry.take(hold) {
+            } else if entry.decl.take(hold) {
                 took += 1;
                 self.local |= entry_bit(k);
             } else if holding {
@@ -140,7 +138,7 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
             }
             let bit = entry_bit(k);
             if self.local & bit != 0 {
-                let b = self.entries[k].handle(&mut self.def, budget - handled);
+                let b = self.entries[k].decl.handle(&mut self.def, budget - handled);
                 handled += b.handled;
                 if !b.more && k < 63 {
                     self.local &= !bit;
@@ -198,7 +196,7 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
     def.setup(&mut setup);
     let Setup { mut decls, names, context } = setup;
     let name_of = |i: usize| names.iter().find(|(j, _)| *j == i).map(|(_, n)| *n);
-    let mut ready_bits = Vec::with_capacity(decls.len());
+    let mut bits = Vec::with_capacity(decls.len());
     {
         let mut slots = cell.ports.lock();
         // The existing slot each declaration adopts: the first unused one of the same port
@@ -243,13 +241,13 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
             match plan.get(k).copied().flatten() {
                 Some(i) => {
                     decl.bind(&mut def, cell, i, Some(Arc::clone(&slots[i].core)));
-                    ready_bits.push(ready_bit(i));
+                    bits.push(ready_bit(i));
                 }
                 None => {
                     let i = slots.len();
                     let core = decl.bind(&mut def, cell, i, None);
                     slots.push(PortSlot { name: name_of(k), direction: decl.direction(), core });
-                    ready_bits.push(ready_bit(i));
+                    bits.push(ready_bit(i));
                 }
             }
         }
@@ -257,5 +255,6 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
     if let Some(field) = context {
         *field(&mut def) = Context::bound(cell);
     }
-    Ok(Box::new(Instance::new(def, decls, ready_bits)))
+    let entries = bits.into_iter().zip(decls).map(|(ready_bit, decl)| Entry { ready_bit, decl });
+    Ok(Box::new(Instance::new(def, entries.collect())))
 }
