@@ -38,7 +38,7 @@ pub(crate) struct Due {
 impl Due {
     /// (time, sequence) as one number: one branch-free comparison.
     #[inline]
-    pub(crate) fn key(&self) -> u128 {
+    fn key(&self) -> u128 {
         (u128::from(self.at.0) << 64) | u128::from(self.seq)
     }
 }
@@ -124,193 +124,6 @@ impl DueQueue {
             (_, Some(_)) => self.run.pop_front(),
             (_, None) => self.heap.pop().map(|r| r.0),
         }
-    }
-}
-
-/// Width of a [`Calendar`] bucket: 2^14 ns (16.4 µs; a burst of sends with latencies of a few
-/// milliseconds puts a handful of messages in each).
-const BUCKET_SHIFT: u32 = 14;
-/// Buckets in a [`Calendar`]'s ring: a 16.8 ms window (later deliveries wait in its `far` heap).
-const RING: usize = 1024;
-const RING_WORDS: usize = RING / 64;
-
-fn bucket(at: Time) -> u64 {
-    at.0 >> BUCKET_SHIFT
-}
-
-/// The network's queue of [`Due`] entries, earliest first: a calendar queue. Entries go into
-/// buckets by time (O(1)); a bucket is sorted once when its turn comes, and taken in order.
-/// Entries that arrive for the open bucket or an earlier one wait in a small heap beside it;
-/// entries beyond the ring's window wait in another heap until their bucket is next. Messages
-/// sent in a burst with latencies of a few milliseconds thus cost a push, a share of a small
-/// sort and a pop, instead of two sifts through a heap of the whole burst.
-pub(crate) struct Calendar {
-    /// The open bucket, sorted; taken from `pos` on.
-    run: Vec<Due>,
-    pos: usize,
-    /// Entries for the open bucket or earlier, queued after it was opened.
-    late: BinaryHeap<Reverse<Due>>,
-    /// The open bucket's index. Everything in `run` and `late` is in it or earlier; the ring
-    /// holds buckets `cur + 1 .. cur + RING`, at their index modulo `RING`; `far`, later ones
-    /// (and it is never behind `cur`: the next bucket opened is the earliest of both).
-    cur: u64,
-    ring: Vec<Vec<Due>>,
-    /// Which ring buckets are not empty.
-    bits: [u64; RING_WORDS],
-    far: BinaryHeap<Reverse<Due>>,
-    len: usize,
-    /// The earliest entry, when known without opening a bucket.
-    first: Option<Due>,
-}
-
-impl Default for Calendar {
-    fn default() -> Self {
-        Calendar {
-            run: Vec::new(),
-            pos: 0,
-            late: BinaryHeap::new(),
-            cur: 0,
-            ring: (0..RING).map(|_| Vec::new()).collect(),
-            bits: [0; RING_WORDS],
-            far: BinaryHeap::new(),
-            len: 0,
-            first: None,
-        }
-    }
-}
-
-impl Calendar {
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.run.clear();
-        self.pos = 0;
-        self.late.clear();
-        for (w, word) in self.bits.iter_mut().enumerate() {
-            while *word != 0 {
-                let i = w * 64 + word.trailing_zeros() as usize;
-                self.ring[i].clear();
-                *word &= *word - 1;
-            }
-        }
-        self.far.clear();
-        self.len = 0;
-        self.first = None;
-    }
-
-    /// Queues `due`, which is not earlier than `now` (nor than anything taken already).
-    pub(crate) fn push(&mut self, now: Time, due: Due) {
-        if self.len == 0 {
-            // Empty: restart the window at now, so a burst of sends lands in the ring.
-            self.run.clear();
-            self.pos = 0;
-            self.cur = bucket(now).min(bucket(due.at));
-        }
-        self.len += 1;
-        if self.len == 1 || self.first.is_some_and(|f| due < f) {
-            self.first = Some(due);
-        }
-        let b = bucket(due.at);
-        if b <= self.cur {
-            self.late.push(Reverse(due));
-        } else if b - self.cur < RING as u64 {
-            let i = b as usize & (RING - 1);
-            self.ring[i].push(due);
-            self.bits[i / 64] |= 1 << (i % 64);
-        } else {
-            self.far.push(Reverse(due));
-        }
-    }
-
-    /// The earliest entry.
-    pub(crate) fn peek(&mut self) -> Option<Due> {
-        if self.first.is_none() {
-            self.first = self.front();
-        }
-        self.first
-    }
-
-    /// The earliest entry, from the open bucket or the late heap (opening the next bucket if
-    /// both are empty).
-    fn front(&mut self) -> Option<Due> {
-        loop {
-            return match (self.run.get(self.pos), self.late.peek()) {
-                (Some(r), Some(Reverse(l))) => Some(if l < r { *l } else { *r }),
-                (Some(r), None) => Some(*r),
-                (None, Some(Reverse(l))) => Some(*l),
-                (None, None) => {
-                    if self.open_next() {
-                        continue;
-                    }
-                    None
-                }
-            };
-        }
-    }
-
-    /// Takes the earliest entry.
-    pub(crate) fn pop(&mut self) -> Option<Due> {
-        let first = self.front()?;
-        match self.run.get(self.pos) {
-            Some(r) if r.seq == first.seq => self.pos += 1,
-            _ => {
-                self.late.pop();
-            }
-        }
-        self.len -= 1;
-        self.first = None;
-        Some(first)
-    }
-
-    /// Opens the next non-empty bucket (the run and the late heap are empty). Returns `false`
-    /// if there is none.
-    fn open_next(&mut self) -> bool {
-        let ring_next = self.next_in_ring();
-        let far_next = self.far.peek().map(|d| bucket(d.0.at));
-        let next = match (ring_next, far_next) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return false,
-        };
-        self.cur = next;
-        self.run.clear();
-        self.pos = 0;
-        if ring_next == Some(next) {
-            let i = next as usize & (RING - 1);
-            // The ring keeps the emptied run's buffer: no allocation in the steady state.
-            std::mem::swap(&mut self.run, &mut self.ring[i]);
-            self.bits[i / 64] &= !(1 << (i % 64));
-        }
-        while self.far.peek().is_some_and(|d| bucket(d.0.at) == next) {
-            if let Some(Reverse(d)) = self.far.pop() {
-                self.run.push(d);
-            }
-        }
-        self.run.sort_unstable_by_key(Due::key);
-        true
-    }
-
-    /// The first non-empty ring bucket after `cur`, if any.
-    fn next_in_ring(&self) -> Option<u64> {
-        let start = (self.cur.wrapping_add(1) as usize) & (RING - 1);
-        let (w0, b0) = (start / 64, start % 64);
-        let mut found = None;
-        for k in 0..=RING_WORDS {
-            let w = (w0 + k) % RING_WORDS;
-            let word = match k {
-                0 => self.bits[w] & (!0u64 << b0),
-                RING_WORDS => self.bits[w] & !(!0u64 << b0),
-                _ => self.bits[w],
-            };
-            if word != 0 {
-                found = Some(w * 64 + word.trailing_zeros() as usize);
-                break;
-            }
-        }
-        let i = found?;
-        Some(self.cur + 1 + ((i + RING - start) & (RING - 1)) as u64)
     }
 }
 
@@ -489,7 +302,7 @@ impl TimerDriver for VirtualClock {
 mod tests {
     use std::collections::BTreeSet;
 
-    use super::{Calendar, Due, DueQueue};
+    use super::{Due, DueQueue};
     use selfman_core::{Rng, Time};
 
     /// The queue gives the entries in (time, sequence) order, whichever of its heap and run
@@ -519,56 +332,6 @@ mod tests {
                         now = at;
                     }
                 }
-            }
-            while let Some(want) = model.pop_first() {
-                assert_eq!(q.pop().map(|d| (d.at.0, d.seq)), Some(want), "seed {seed}");
-            }
-            assert!(q.pop().is_none());
-        }
-    }
-
-    /// The calendar gives the entries in (time, sequence) order, wherever they waited: in the
-    /// open bucket, beside it (late), in the ring, or beyond it (far); through bursts, gaps
-    /// longer than the ring, times at the end of time, emptying and clearing.
-    #[test]
-    fn calendar_pops_in_time_then_sequence_order() {
-        const MS: u64 = 1_000_000;
-        for seed in 0..50 {
-            let mut rng = Rng::seeded(seed);
-            let (mut q, mut model) = (Calendar::default(), BTreeSet::<(u64, u64)>::new());
-            let (mut seq, mut now) = (0u64, 0u64);
-            for step in 0..5_000 {
-                match rng.below(10) {
-                    0..=4 => {
-                        let at = match rng.below(10) {
-                            0 => now + rng.below(40_000),           // within a bucket or two: late
-                            1 => now + 15 * MS + rng.below(4 * MS), // about the ring's end
-                            2 => now + rng.below(10_000 * MS),      // far
-                            3 if rng.below(20) == 0 => u64::MAX,
-                            _ => now + MS + rng.below(4 * MS),
-                        };
-                        seq += 1;
-                        q.push(Time(now), Due { at: Time(at), seq, slot: 0 });
-                        model.insert((at, seq));
-                    }
-                    5..=8 => {
-                        let got = q.pop().map(|d| (d.at.0, d.seq));
-                        assert_eq!(got, model.pop_first(), "seed {seed} step {step}");
-                        if let Some((at, _)) = got {
-                            now = now.max(at.min(u64::MAX / 2));
-                        }
-                    }
-                    _ if rng.below(50) == 0 => {
-                        q.clear();
-                        model.clear();
-                    }
-                    _ => now += rng.below(200 * MS),
-                }
-                if seed % 2 == 0 {
-                    // (The network peeks after every change; a peek can open a bucket.)
-                    assert_eq!(q.peek().map(|d| (d.at.0, d.seq)), model.first().copied());
-                }
-                assert_eq!(q.len(), model.len());
             }
             while let Some(want) = model.pop_first() {
                 assert_eq!(q.pop().map(|d| (d.at.0, d.seq)), Some(want), "seed {seed}");
