@@ -54,7 +54,7 @@ impl<P: Port> ProvidedCore<P> {
         slot: usize,
         direct: Option<DirectFactory<P>>,
     ) -> Self {
-        let inbox = Inbox::with_bit(ready_bit(slot));
+        let inbox = Inbox::with_bit(mask_bit(slot));
         ProvidedCore { owner, inbox, channels: ChannelSet::new(), direct }
     }
 }
@@ -62,14 +62,16 @@ impl<P: Port> ProvidedCore<P> {
 impl<P: Port> RequiredCore<P> {
     /// A port of `owner`, at position `slot` of its port table.
     pub(crate) fn new(owner: Arc<ComponentCell>, slot: usize) -> Self {
-        RequiredCore { owner, inbox: Inbox::with_bit(ready_bit(slot)), channels: ChannelSet::new() }
+        RequiredCore { owner, inbox: Inbox::with_bit(mask_bit(slot)), channels: ChannelSet::new() }
     }
 }
 
-/// The bit of the port at position `slot` of a port table in its owner's ready mask. Ports
-/// from position 63 on share the last bit.
-pub(crate) fn ready_bit(slot: usize) -> u64 {
-    1 << slot.min(63)
+/// The bit of position `i` in a 64-bit mask of positions (a port's position in its owner's
+/// port table, for the ready mask; a declaration's, for an instance's masks). Positions from 63
+/// on share the last bit.
+#[inline(always)]
+pub(crate) fn mask_bit(i: usize) -> u64 {
+    1 << i.min(63)
 }
 
 /// Type-erased view of a port core, kept in the cell's port table.

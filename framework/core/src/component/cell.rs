@@ -94,7 +94,7 @@ pub(crate) struct Stats {
 #[repr(C)]
 pub(crate) struct ComponentCell {
     pending: AtomicIsize,
-    /// One bit per port (by position in the port table, see `port_core::ready_bit`) whose
+    /// One bit per port (by position in the port table, see `port_core::mask_bit`) whose
     /// arrival queue became non-empty since the last turn looked: a turn takes from those
     /// ports only, instead of asking every port.
     ready: AtomicU64,

@@ -281,9 +281,7 @@ fn adopt<T: Any + Send + Sync>(existing: Option<Arc<dyn AnyPortCore>>) -> Option
 
 /// Handles up to `max` events from `inbox`'s local queue with `call`. Benign errors are logged
 /// and skipped; any other failure stops the batch. Returns the number handled (including the
-/// failed one) and the failure.
-/// Handles up to `max` events of the local queue; returns how many, the failure that stopped
-/// it (if any) and whether events are left.
+/// failed one), the failure, and whether events are left.
 fn drain<T>(
     inbox: &Inbox<T>,
     max: usize,

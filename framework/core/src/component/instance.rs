@@ -16,7 +16,7 @@ use crate::component::definition::{
 use crate::error::Error;
 use crate::handler::Handled;
 use crate::port::Direction;
-use crate::port_core::{ready_bit, AnyPortCore};
+use crate::port_core::{mask_bit, AnyPortCore};
 
 /// One entry of a cell's port table.
 pub(crate) struct PortSlot {
@@ -51,12 +51,6 @@ pub(crate) trait ErasedInstance: Send {
     fn definition(&mut self) -> &mut dyn Any;
 }
 
-/// Bit `k` of a per-entry mask; entries from 63 on share the last bit.
-#[inline(always)]
-fn entry_bit(k: usize) -> u64 {
-    1 << k.min(63)
-}
-
 struct Entry<D> {
     ready_bit: u64,
     decl: Box<dyn PortDecl<D>>,
@@ -67,7 +61,7 @@ struct Instance<D> {
     /// The port declarations, each with its bit in the owner's ready mask (side by side: a
     /// turn reads both, so they share cache lines and one allocation).
     entries: Box<[Entry<D>]>,
-    /// Entries whose local queue holds events, by [`entry_bit`]. Only this instance takes and
+    /// Entries whose local queue holds events, by [`mask_bit`]. Only this instance takes and
     /// handles events, so this is exact (for entries from 63 on: "maybe").
     local: u64,
     /// Ready bits seen but not taken (a port's arrivals wait while its local queue is
@@ -83,14 +77,14 @@ impl<D: ComponentDefinition> Instance<D> {
             .iter()
             .enumerate()
             .filter(|(_, e)| e.decl.has_local())
-            .fold(0, |m, (k, _)| m | entry_bit(k));
+            .fold(0, |m, (k, _)| m | mask_bit(k));
         Instance { def, entries: entries.into_boxed_slice(), local, deferred: u64::MAX, next: 0 }
     }
 
     /// Entries from 63 on share one bit: clear it once none of them holds events.
     #[inline]
     fn settle_overflow(&mut self) {
-        let last = entry_bit(63);
+        let last = mask_bit(63);
         if self.local & last != 0 && !self.entries.iter().skip(63).any(|e| e.decl.has_local()) {
             self.local &= !last;
         }
@@ -109,14 +103,14 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
             if ready & bit == 0 {
                 continue;
             }
-            let holding = self.local & entry_bit(k) != 0;
+            let holding = self.local & mask_bit(k) != 0;
             if holding && !hold && k < 63 {
                 // Arrivals wait until the local queue is handled (see `Inbox::take`): look
                 // again next turn.
                 self.deferred |= bit;
             } else if entry.decl.take(hold) {
                 took += 1;
-                self.local |= entry_bit(k);
+                self.local |= mask_bit(k);
             } else if holding {
                 self.deferred |= bit;
             }
@@ -136,7 +130,7 @@ impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
             if handled >= budget || self.local == 0 {
                 break;
             }
-            let bit = entry_bit(k);
+            let bit = mask_bit(k);
             if self.local & bit != 0 {
                 let b = self.entries[k].decl.handle(&mut self.def, budget - handled);
                 handled += b.handled;
@@ -238,18 +232,19 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
             slots.reserve_exact(decls.len());
         }
         for (k, decl) in decls.iter_mut().enumerate() {
-            match plan.get(k).copied().flatten() {
+            let i = match plan.get(k).copied().flatten() {
                 Some(i) => {
                     decl.bind(&mut def, cell, i, Some(Arc::clone(&slots[i].core)));
-                    bits.push(ready_bit(i));
+                    i
                 }
                 None => {
                     let i = slots.len();
                     let core = decl.bind(&mut def, cell, i, None);
                     slots.push(PortSlot { name: name_of(k), direction: decl.direction(), core });
-                    bits.push(ready_bit(i));
+                    i
                 }
-            }
+            };
+            bits.push(mask_bit(i));
         }
     }
     if let Some(field) = context {
