@@ -15,6 +15,7 @@ mod args;
 mod components;
 mod consensus;
 mod fd;
+mod huge_pages;
 mod idle;
 mod net_pingpong;
 mod pingpong;
@@ -36,6 +37,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let rest: Vec<String> = argv.collect();
+    if cmd == "sim" {
+        if let Some(code) = huge_pages::reexec() {
+            return code;
+        }
+    }
     let result = match cmd.as_str() {
         "pingpong" => args::Args::parse(&rest).and_then(|a| pingpong::run(&a)),
         "components" => args::Args::parse(&rest).and_then(|a| components::run(&a)),
