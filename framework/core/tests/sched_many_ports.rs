@@ -66,7 +66,6 @@ fn sched_seventy_ports_all_handled_in_order() {
             seen: s2.clone(),
         })
         .unwrap();
-    rt.start(&wide).unwrap();
     let refs: Vec<_> = NAMES.iter().map(|n| wide.provided_named::<Numbers>(n).unwrap()).collect();
     for r in 0..2 {
         // In the second round, the high ports (sharing the last bit) go first.
@@ -76,6 +75,9 @@ fn sched_seventy_ports_all_handled_in_order() {
             refs[i].request(Num(r)).unwrap();
         }
     }
+    // Started only now: had it started first, a port could handle `0` and queue `2` before
+    // this thread queued `1` (two producers, each FIFO on its own, may interleave).
+    rt.start(&wide).unwrap();
     eventually("every event handled", || {
         seen.lock().iter().map(Vec::len).sum::<usize>() == PORTS * ROUNDS as usize
     });
