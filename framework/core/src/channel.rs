@@ -232,25 +232,47 @@ impl<P: Port> ChannelSet<P> {
 }
 
 /// A cached snapshot of a port's channels, owned by the port handle inside the component.
+///
+/// A port usually has exactly one channel; that one is held inline, so triggering over it reads
+/// no list buffer (one cache line fewer per trigger, which counts when thousands of simulated
+/// nodes are touched at random).
 pub(crate) struct ChannelCache<P: Port> {
     version: u64,
-    pub(crate) channels: Vec<Arc<ChannelCore<P>>>,
+    /// The only channel, when there is exactly one (then `many` is empty).
+    one: Option<Arc<ChannelCore<P>>>,
+    /// The channels, when there are none or several.
+    many: Vec<Arc<ChannelCore<P>>>,
 }
 
 impl<P: Port> ChannelCache<P> {
     pub(crate) fn new() -> Self {
-        ChannelCache { version: 0, channels: Vec::new() }
+        ChannelCache { version: 0, one: None, many: Vec::new() }
+    }
+
+    /// The snapshot as a slice (without touching the list buffer when there is one channel).
+    #[inline]
+    pub(crate) fn channels(&self) -> &[Arc<ChannelCore<P>>] {
+        match &self.one {
+            Some(one) => std::slice::from_ref(one),
+            None => &self.many,
+        }
     }
 
     /// Brings the snapshot up to date (one atomic load when nothing changed).
     #[inline]
     pub(crate) fn refresh(&mut self, set: &ChannelSet<P>) -> &[Arc<ChannelCore<P>>] {
         if set.version() != self.version {
-            let (v, l) = set.snapshot();
+            let (v, mut l) = set.snapshot();
             self.version = v;
-            self.channels = l;
+            if l.len() == 1 {
+                self.one = l.pop();
+                self.many = Vec::new();
+            } else {
+                self.one = None;
+                self.many = l;
+            }
         }
-        &self.channels
+        self.channels()
     }
 
     /// The channel with id `id`. Channels are usually listed in id order (ids grow and are
@@ -258,8 +280,7 @@ impl<P: Port> ChannelCache<P> {
     /// list slightly out of order, hence the linear fallback. A provider with many requirers —
     /// the timer service serves every component — must not pay O(n) per reply.
     pub(crate) fn find(&mut self, set: &ChannelSet<P>, id: u64) -> Option<&Arc<ChannelCore<P>>> {
-        self.refresh(set);
-        let chans = &self.channels;
+        let chans = self.refresh(set);
         match chans.binary_search_by_key(&id, |c| c.id) {
             Ok(i) => Some(&chans[i]),
             Err(_) => chans.iter().find(|c| c.id == id),

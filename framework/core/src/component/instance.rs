@@ -56,8 +56,10 @@ struct Entry<D> {
     decl: Box<dyn PortDecl<D>>,
 }
 
+/// `repr(C)`, bookkeeping first: every turn reads it, while a handler reads only some fields of
+/// `def` (which may be hundreds of bytes); put after `def`, it sat on a line of its own.
+#[repr(C)]
 struct Instance<D> {
-    def: D,
     /// The port declarations, each with its bit in the owner's ready mask (side by side: a
     /// turn reads both, so they share cache lines and one allocation).
     entries: Box<[Entry<D>]>,
@@ -69,6 +71,7 @@ struct Instance<D> {
     /// seen the ready bits consumed before it existed.
     deferred: u64,
     next: usize,
+    def: D,
 }
 
 impl<D: ComponentDefinition> Instance<D> {
@@ -78,7 +81,7 @@ impl<D: ComponentDefinition> Instance<D> {
             .enumerate()
             .filter(|(_, e)| e.decl.has_local())
             .fold(0, |m, (k, _)| m | mask_bit(k));
-        Instance { def, entries: entries.into_boxed_slice(), local, deferred: u64::MAX, next: 0 }
+        Instance { entries: entries.into_boxed_slice(), local, deferred: u64::MAX, next: 0, def }
     }
 
     /// Entries from 63 on share one bit: clear it once none of them holds events.
