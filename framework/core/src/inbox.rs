@@ -27,7 +27,7 @@ use crate::component::cell::ComponentCell;
 /// each other's lines. Plain padding rather than alignment keeps allocations cheap. Control
 /// queues, which see little traffic, use `GAP = 0`.
 #[repr(C)]
-pub(crate) struct Inbox<E, const GAP: usize = 64> {
+pub(crate) struct Inbox<E, const GAP: usize = 0> {
     /// Hint that `shared` is non-empty; exact only under the lock. First, so that a turn that
     /// finds it clear (the control queue, nearly always) reads the first line only.
     nonempty: AtomicBool,
