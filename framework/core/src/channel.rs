@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::component::cell::ComponentCell;
 use crate::component::ComponentId;
 use crate::error::{Error, Result};
 use crate::port::Port;
@@ -88,7 +89,12 @@ impl<P: Port> fmt::Debug for Selector<P> {
 pub(crate) struct ChannelCore<P: Port> {
     connected: AtomicBool,
     pub(crate) required: Arc<RequiredCore<P>>,
+    /// `required.owner` and `provided.owner`, copied here so a delivery knows the receiving
+    /// cell without first reading its port core, and can fetch both at once (see
+    /// `Inbox::push_if`).
+    required_owner: Arc<ComponentCell>,
     pub(crate) provided: Arc<ProvidedCore<P>>,
+    provided_owner: Arc<ComponentCell>,
     /// `None` for a channel that carries everything (nearly all): one word to check.
     selector: Option<Box<Selector<P>>>,
     /// The channel's service if the provided port is direct. Only the requirer's turns trigger
@@ -114,7 +120,7 @@ impl<P: Port> ChannelCore<P> {
 
     /// Queues an indication at the requiring side.
     pub(crate) fn deliver_indication(&self, ev: P::Indication) {
-        self.required.inbox.push_if(&self.required.owner, ev, Some(&self.connected));
+        self.required.inbox.push_if(&self.required_owner, ev, Some(&self.connected));
     }
 
     /// Queues a request at the providing side, remembering it came over this channel — or,
@@ -126,7 +132,7 @@ impl<P: Port> ChannelCore<P> {
             return;
         }
         let env = Envelope { event: ev, origin: self.id };
-        self.provided.inbox.push_if(&self.provided.owner, env, Some(&self.connected));
+        self.provided.inbox.push_if(&self.provided_owner, env, Some(&self.connected));
     }
 
     /// Disconnects; `false` if it already was.
@@ -165,7 +171,9 @@ pub(crate) fn connect<P: Port>(
     let core = Arc::new(ChannelCore {
         id,
         provided: Arc::clone(provided),
+        provided_owner: Arc::clone(&provided.owner),
         required: Arc::clone(required),
+        required_owner: Arc::clone(&required.owner),
         connected: AtomicBool::new(true),
         selector: (selector.requests.is_some() || selector.indications.is_some())
             .then(|| Box::new(selector)),

@@ -75,14 +75,21 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
     /// As [`Inbox::push`], but only if `gate` (checked under the queue lock) is still open.
     /// Together with [`Inbox::barrier`] this lets a channel guarantee that nothing is queued
     /// over it once its disconnection has returned.
+    ///
+    /// Where producers run far from the receiver's memory (a simulation of thousands of nodes,
+    /// each touched at random), the inbox and the owner's cell are cache misses of their own;
+    /// the cell is fetched ahead, so the two overlap, and the owner is signalled before the
+    /// event is stored (all under the lock, so no one can tell the order) so the locked
+    /// signalling does not wait for the store's miss on the queue buffer.
+    #[inline]
     pub(crate) fn push_if(&self, owner: &Arc<ComponentCell>, event: E, gate: Option<&AtomicBool>) {
+        prefetch(Arc::as_ptr(owner));
         let schedule = {
             let mut q = self.shared.lock();
             if gate.is_some_and(|g| !g.load(Ordering::Acquire)) {
                 return;
             }
-            q.push_back(event);
-            if q.len() == 1 {
+            let schedule = if q.is_empty() {
                 self.nonempty.store(true, Ordering::Relaxed);
                 if self.bit != 0 {
                     owner.mark_ready(self.bit);
@@ -90,7 +97,9 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
                 owner.add_signal()
             } else {
                 false
-            }
+            };
+            q.push_back(event);
+            schedule
         };
         if schedule {
             owner.schedule();
@@ -207,4 +216,18 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
         self.local_len.store(0, Ordering::Relaxed);
         (took, n)
     }
+}
+
+/// Asks the CPU to start fetching the cache line at `p` (for writing, where the target has an
+/// instruction for that); a hint only: no effect on what the program computes, never a fault.
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program can observe and cannot fault, whatever the
+    // address; SSE is part of the x86-64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
