@@ -102,6 +102,7 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
             schedule
         };
         if schedule {
+            owner.prefetch_turn();
             owner.schedule();
         }
     }

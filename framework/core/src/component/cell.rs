@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use crate::component::supervisor::Supervisor;
 use crate::component::{ComponentId, FaultReport, LifecycleState};
 use crate::error::{Error, Result};
 use crate::handler::Severity;
-use crate::inbox::Inbox;
+use crate::inbox::{prefetch, Inbox};
 use crate::runtime::Task;
 use crate::system::SystemShared;
 
@@ -98,6 +98,9 @@ pub(crate) struct ComponentCell {
     /// arrival queue became non-empty since the last turn looked: a turn takes from those
     /// ports only, instead of asking every port.
     ready: AtomicU64,
+    /// Where the current instance lives, for [`ComponentCell::prefetch_turn`] only (a hint:
+    /// never dereferenced; written whenever the instance changes).
+    instance_at: AtomicPtr<u8>,
     pub(crate) system: Arc<SystemShared>,
     id: ComponentId,
     /// Events handled (for introspection).
@@ -131,6 +134,7 @@ impl ComponentCell {
             system,
             pending: AtomicIsize::new(0),
             ready: AtomicU64::new(0),
+            instance_at: AtomicPtr::new(std::ptr::null_mut()),
             handled: AtomicU64::new(0),
             control: Inbox::new(),
             state: AtomicU8::new(LifecycleState::Passive as u8),
@@ -172,7 +176,36 @@ impl ComponentCell {
 
     /// Installs the first instance (creation).
     pub(crate) fn install(&self, instance: Box<dyn ErasedInstance>) {
-        self.run.lock().instance = Some(instance);
+        self.set_instance(&mut self.run.lock(), Some(instance));
+    }
+
+    /// Replaces the instance (the only way it changes).
+    pub(crate) fn set_instance(
+        &self,
+        rs: &mut RunState,
+        instance: Option<Box<dyn ErasedInstance>>,
+    ) {
+        rs.instance = instance;
+        let at = rs
+            .instance
+            .as_deref()
+            .map_or(std::ptr::null(), |i| (i as *const dyn ErasedInstance).cast::<u8>());
+        self.instance_at.store(at.cast_mut(), Ordering::Relaxed);
+    }
+
+    /// Starts fetching what the next turn reads first — the cell's second line and the head of
+    /// its instance — when a push has just made the cell runnable: the fetches overlap with
+    /// whatever the pusher does until the turn runs, instead of stalling the turn one after
+    /// the other. Only a hint (see `inbox::prefetch`).
+    #[inline]
+    pub(crate) fn prefetch_turn(&self) {
+        let me = (self as *const Self).cast::<u8>();
+        prefetch(me.wrapping_add(64));
+        let at = self.instance_at.load(Ordering::Relaxed);
+        if !at.is_null() {
+            prefetch(at);
+            prefetch(at.wrapping_add(64));
+        }
     }
 
     /// Runs `f` on the current instance; blocks while a handler of this component runs.
@@ -453,7 +486,7 @@ impl ComponentCell {
                 Err(p) => Err(Error::FactoryPanicked(panic_message(&*p))),
                 Ok(Err(e)) => Err(e),
                 Ok(Ok(new)) => {
-                    rs.instance = Some(new);
+                    self.set_instance(rs, Some(new));
                     let from = std::mem::replace(&mut *self.type_name.lock(), type_name);
                     *self.factory.lock() = Some(factory);
                     self.stats.swaps.fetch_add(1, Ordering::Relaxed);
@@ -496,7 +529,7 @@ impl ComponentCell {
     }
 
     fn destroy(self: &Arc<Self>, rs: &mut RunState) {
-        rs.instance = None;
+        self.set_instance(rs, None);
         let slots: Vec<_> = self.ports.lock().iter().map(|s| Arc::clone(&s.core)).collect();
         // Queued events are dropped (and their signals consumed) by `discard_ports`, which
         // every run of a cell without an instance performs.

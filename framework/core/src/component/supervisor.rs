@@ -145,7 +145,7 @@ impl ComponentCell {
         };
         let cause = match built {
             Ok(Ok(new)) => {
-                rs.instance = Some(new);
+                self.set_instance(rs, Some(new));
                 self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(component = self.id().0, "restarted");
                 if matches!(rs.phase, Phase::Active | Phase::Faulty) {
