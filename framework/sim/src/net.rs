@@ -225,7 +225,8 @@ struct Registered {
     id: ProtocolId,
     ty: TypeId,
     provided: Box<dyn Any + Send>,
-    port: Box<dyn Port>,
+    /// `None` for the first protocol registered: its port is in the node's [`Hot`] entry.
+    port: Option<Box<dyn Port>>,
 }
 
 /// A running incarnation of a node.
@@ -235,11 +236,34 @@ pub(crate) struct Incarnation {
     protocols: Vec<Registered>,
 }
 
-/// One node address: its current incarnation, if running.
+/// One node address: its current incarnation, if running. Its address is
+/// [`address_of`](crate::address_of)`(slot)`, and what sending and delivering look at is in
+/// its [`Hot`] entry.
 pub(crate) struct Slot {
-    pub(crate) addr: SocketAddr,
     pub(crate) current: Option<Incarnation>,
+}
+
+/// The part of a node's slot that every send and delivery reads, in its own dense array
+/// (32 bytes, two per cache line). A large simulation's node state does not fit in the cache,
+/// and a message touches two nodes: reading their incarnation and partition group, and finding
+/// the destination's port, from here costs a line of a 320 KB array (10,000 nodes) that stays
+/// cached, instead of the cold `Slot`, its protocol list and a `Registered` entry.
+struct Hot {
+    /// The running incarnation, or [`NodeId::UNKNOWN`] (never an incarnation's id) if none.
+    id: NodeId,
+    /// The port of the incarnation's first registered protocol (the only one, or the busiest,
+    /// in most nodes); the others are in its `Registered` entries.
+    port: Option<Box<dyn Port>>,
+    /// The partition group of the address (kept across incarnations).
     group: u32,
+    /// The protocol of `port`.
+    proto: ProtocolId,
+}
+
+const _: () = assert!(std::mem::size_of::<Hot>() == 32);
+
+impl Hot {
+    const STOPPED: Hot = Hot { id: NodeId::UNKNOWN, port: None, group: 0, proto: ProtocolId(0) };
 }
 
 enum Payload {
@@ -272,7 +296,8 @@ pub(crate) struct NetState {
     links: FastMap<u64, LinkModel>,
     last: FastMap<u64, Time>,
     pub(crate) slots: Vec<Slot>,
-    by_addr: FastMap<SocketAddr, u32>,
+    /// Parallel to `slots`.
+    hot: Vec<Hot>,
     /// Deliveries by (time, send sequence), earliest first; the messages wait in the slab, so
     /// sifting moves 24 bytes, not 64. (Not a [`DueQueue`]: random latencies make few sends
     /// the latest, and its run costs more than it saves.)
@@ -307,7 +332,7 @@ impl World {
                 links: FastMap::default(),
                 last: FastMap::default(),
                 slots: Vec::new(),
-                by_addr: FastMap::default(),
+                hot: Vec::new(),
                 heap: BinaryHeap::new(),
                 slab: Vec::new(),
                 free: Vec::new(),
@@ -320,13 +345,14 @@ impl World {
         }
     }
 
-    /// Registers a new address; returns its slot.
-    pub(crate) fn add_slot(&self, addr: SocketAddr) -> u32 {
+    /// Registers the next address, [`address_of`](crate::address_of)`(slot)`; returns its
+    /// slot, or `None` if every address is taken.
+    pub(crate) fn add_slot(&self) -> Option<u32> {
         let mut s = self.state.lock();
-        let idx = s.slots.len() as u32;
-        s.slots.push(Slot { addr, current: None, group: 0 });
-        s.by_addr.insert(addr, idx);
-        idx
+        let idx = u32::try_from(s.slots.len()).ok().filter(|&i| i < MAX_SLOTS)?;
+        s.slots.push(Slot { current: None });
+        s.hot.push(Hot::STOPPED);
+        Some(idx)
     }
 
     pub(crate) fn slot_of(&self, addr: &SocketAddr) -> Option<u32> {
@@ -343,12 +369,24 @@ impl World {
 
     pub(crate) fn set_incarnation(&self, slot: u32, id: NodeId, host: ComponentRef) {
         let mut s = self.state.lock();
-        s.slots[slot as usize].current = Some(Incarnation { id, host, protocols: Vec::new() });
+        let old =
+            s.slots[slot as usize].current.replace(Incarnation { id, host, protocols: Vec::new() });
+        debug_assert!(old.is_none(), "an incarnation replaced without being taken");
+        let hot = &mut s.hot[slot as usize];
+        *hot = Hot { id, port: None, group: hot.group, proto: ProtocolId(0) };
     }
 
     /// Ends the slot's incarnation; returns its host component.
     pub(crate) fn take_incarnation(&self, slot: u32) -> Option<(NodeId, ComponentRef)> {
-        let inc = self.state.lock().slots[slot as usize].current.take();
+        let (inc, port) = {
+            let mut s = self.state.lock();
+            let hot = &mut s.hot[slot as usize];
+            hot.id = NodeId::UNKNOWN;
+            let port = hot.port.take();
+            (s.slots[slot as usize].current.take(), port)
+        };
+        // Dropped outside the lock, as in `clear`.
+        drop(port);
         inc.map(|i| (i.id, i.host))
     }
 
@@ -364,11 +402,11 @@ impl World {
 
     pub(crate) fn set_groups(&self, groups: &[(u32, u32)]) {
         let mut s = self.state.lock();
-        for slot in &mut s.slots {
-            slot.group = 0;
+        for hot in &mut s.hot {
+            hot.group = 0;
         }
         for &(slot, g) in groups {
-            s.slots[slot as usize].group = g;
+            s.hot[slot as usize].group = g;
         }
     }
 
@@ -389,7 +427,7 @@ impl World {
         let ty = TypeId::of::<M>();
         {
             let s = self.state.lock();
-            let inc = current(&s, slot, me)?;
+            let inc = current(&s.slots, slot, me)?;
             for r in &inc.protocols {
                 if r.name == name {
                     if r.ty != ty {
@@ -413,14 +451,21 @@ impl World {
             }
         }
         let provided = create()?;
-        let mut s = self.state.lock();
-        let inc = current_mut(&mut s, slot, me)?;
+        let mut guard = self.state.lock();
+        let s = &mut *guard;
+        let inc = current_mut(&mut s.slots, slot, me)?;
+        let mut port: Option<Box<dyn Port>> =
+            Some(Box::new(TypedPort { indicator: provided.indicator() }));
+        if inc.protocols.is_empty() {
+            let hot = &mut s.hot[slot as usize];
+            (hot.proto, hot.port) = (id, port.take());
+        }
         inc.protocols.push(Registered {
             name: name.to_owned(),
             id,
             ty,
             provided: Box::new(provided.clone()),
-            port: Box::new(TypedPort { indicator: provided.indicator() }),
+            port,
         });
         Ok(provided)
     }
@@ -438,16 +483,16 @@ impl World {
         let mut guard = self.state.lock();
         let s = &mut *guard;
         s.stats.sent += 1;
-        let sender = &s.slots[from_slot as usize];
-        if sender.current.as_ref().is_none_or(|i| i.id != from) {
+        let sender = &s.hot[from_slot as usize];
+        if sender.id != from {
             s.stats.dead += 1; // a crashed node's leftover turn: nothing leaves it
             return;
         }
         let from_group = sender.group;
         let to_slot = s.slot_of(&to.addr);
         let alive = to_slot.and_then(|t| {
-            let inc = s.slots[t as usize].current.as_ref()?;
-            (to.id == inc.id || to.id == NodeId::UNKNOWN).then_some((t, inc.id))
+            let id = s.hot[t as usize].id;
+            (id != NodeId::UNKNOWN && (to.id == id || to.id == NodeId::UNKNOWN)).then_some((t, id))
         });
         let Some((to_slot, to_id)) = alive else {
             s.stats.dead += 1;
@@ -468,7 +513,7 @@ impl World {
             }
             return;
         };
-        if s.slots[to_slot as usize].group != from_group {
+        if s.hot[to_slot as usize].group != from_group {
             s.stats.partitioned += 1;
             return;
         }
@@ -547,16 +592,25 @@ impl World {
 
     /// Forgets every incarnation and everything in flight (they reference components).
     pub(crate) fn clear(&self) {
-        let (incarnations, in_flight) = {
+        let (incarnations, ports, in_flight) = {
             let mut s = self.state.lock();
             let inc: Vec<_> = s.slots.iter_mut().filter_map(|sl| sl.current.take()).collect();
+            let ports: Vec<_> = s
+                .hot
+                .iter_mut()
+                .filter_map(|h| {
+                    h.id = NodeId::UNKNOWN;
+                    h.port.take()
+                })
+                .collect();
             s.heap.clear();
             s.free.clear();
             self.next.store(NO_DELIVERY, Ordering::Relaxed);
-            (inc, std::mem::take(&mut s.slab))
+            (inc, ports, std::mem::take(&mut s.slab))
         };
         // Dropped outside the lock: dropping a component reference may run arbitrary drops.
         drop(incarnations);
+        drop(ports);
         drop(in_flight);
     }
 }
@@ -565,33 +619,41 @@ fn link_key(from: u32, to: u32) -> u64 {
     (u64::from(from) << 32) | u64::from(to)
 }
 
-fn current(s: &NetState, slot: u32, me: NodeId) -> selfman_core::Result<&Incarnation> {
-    match s.slots.get(slot as usize).and_then(|sl| sl.current.as_ref()) {
+/// How many addresses [`address_of`](crate::address_of) tells apart: `10.0.0.1` to
+/// `10.255.255.255`.
+const MAX_SLOTS: u32 = (1 << 24) - 1;
+
+/// The address of the node in `slot`.
+pub(crate) fn slot_addr(slot: u32) -> SocketAddr {
+    crate::address_of(slot as usize)
+}
+
+fn current(slots: &[Slot], slot: u32, me: NodeId) -> selfman_core::Result<&Incarnation> {
+    match slots.get(slot as usize).and_then(|sl| sl.current.as_ref()) {
         Some(inc) if inc.id == me => Ok(inc),
         _ => Err(selfman_core::Error::Network(format!("node {me} is not running"))),
     }
 }
 
-fn current_mut(s: &mut NetState, slot: u32, me: NodeId) -> selfman_core::Result<&mut Incarnation> {
-    match s.slots.get_mut(slot as usize).and_then(|sl| sl.current.as_mut()) {
+fn current_mut(
+    slots: &mut [Slot],
+    slot: u32,
+    me: NodeId,
+) -> selfman_core::Result<&mut Incarnation> {
+    match slots.get_mut(slot as usize).and_then(|sl| sl.current.as_mut()) {
         Some(inc) if inc.id == me => Ok(inc),
         _ => Err(selfman_core::Error::Network(format!("node {me} is not running"))),
     }
 }
 
 impl NetState {
-    /// The slot of the node at `addr`, if any.
+    /// The slot of the node at `addr`, if any: slot `n` is at `address_of(n)` (10.x.y.z:4000
+    /// with x.y.z = n + 1), computed, not looked up.
     fn slot_of(&self, addr: &SocketAddr) -> Option<u32> {
-        // The n-th node added sits at `address_of(n)` (10.x.y.z:4000 with x.y.z = n + 1): try
-        // the slot that address names before hashing it.
-        if let SocketAddr::V4(v4) = addr {
-            let [_, b, c, d] = v4.ip().octets();
-            let n = u32::from_be_bytes([0, b, c, d]).wrapping_sub(1);
-            if self.slots.get(n as usize).is_some_and(|sl| sl.addr == *addr) {
-                return Some(n);
-            }
-        }
-        self.by_addr.get(addr).copied()
+        let SocketAddr::V4(v4) = addr else { return None };
+        let [_, b, c, d] = v4.ip().octets();
+        let n = u32::from_be_bytes([0, b, c, d]).wrapping_sub(1);
+        ((n as usize) < self.slots.len() && slot_addr(n) == *addr).then_some(n)
     }
 
     /// The time of the next delivery, or [`NO_DELIVERY`].
@@ -615,23 +677,29 @@ impl NetState {
     }
 
     fn deliver(&mut self, at: Time, f: InFlight, trace: &mut impl FnMut(&[u64])) {
-        let from = self.slots.get(f.from_slot as usize).map(|s| (s.group, s.addr));
-        let Some(dest) = self.slots.get_mut(f.to_slot as usize) else { return };
-        let group = dest.group;
-        let Some(inc) = dest.current.as_mut().filter(|i| i.id == f.to) else {
+        let from_group = self.hot.get(f.from_slot as usize).map(|h| h.group);
+        // `f.to` is a running incarnation's id when sent, never `UNKNOWN`.
+        let Some(dest) = self.hot.get_mut(f.to_slot as usize).filter(|h| h.id == f.to) else {
             self.stats.dead += 1;
             return;
         };
         match f.payload {
             Payload::Message { proto, msg } => {
-                let Some((_, from_addr)) = from.filter(|&(g, _)| g == group) else {
+                if from_group != Some(dest.group) {
                     self.stats.partitioned += 1;
                     return;
+                }
+                let port = match &mut dest.port {
+                    Some(p) if dest.proto == proto => Some(p),
+                    _ => other_ports(&mut self.slots, f.to_slot)
+                        .find(|(id, _)| *id == proto)
+                        .map(|(_, p)| p),
                 };
-                match inc.protocols.iter_mut().find(|r| r.id == proto) {
-                    Some(r) => {
+                match port {
+                    Some(port) => {
                         trace(&[at.0, f.from.0, f.to.0, u64::from(proto.0)]);
-                        if r.port.deliver(NodeAddr::new(from_addr, f.from), msg) {
+                        let from = NodeAddr::new(slot_addr(f.from_slot), f.from);
+                        if port.deliver(from, msg) {
                             self.stats.delivered += 1;
                         } else {
                             self.stats.unknown_protocol += 1;
@@ -646,13 +714,27 @@ impl NetState {
                     peer: *peer,
                     status: LinkStatus::Unreachable(CloseReason::Other("node not running".into())),
                 };
-                for r in &mut inc.protocols {
-                    r.port.status(status.clone());
+                for port in dest
+                    .port
+                    .iter_mut()
+                    .chain(other_ports(&mut self.slots, f.to_slot).map(|(_, p)| p))
+                {
+                    port.status(status.clone());
                 }
                 self.stats.hints += 1;
             }
         }
     }
+}
+
+/// The ports of the protocols of `slot`'s incarnation other than the first (which is in its
+/// [`Hot`] entry), in registration order.
+fn other_ports(
+    slots: &mut [Slot],
+    slot: u32,
+) -> impl Iterator<Item = (ProtocolId, &mut Box<dyn Port>)> {
+    let inc = slots[slot as usize].current.as_mut();
+    inc.into_iter().flat_map(|i| &mut i.protocols).filter_map(|r| Some((r.id, r.port.as_mut()?)))
 }
 
 /// The component providing `Network<M>` for one protocol on one simulated node. Its port is

@@ -99,7 +99,9 @@ impl Simulation {
     pub fn add_node_with(&self, build: NodeBuilder) -> Result<NodeAddr> {
         let n = self.builders.lock().len();
         let addr = address_of(n);
-        let slot = self.world.add_slot(addr);
+        let slot = self.world.add_slot().ok_or_else(|| {
+            Error::Network(format!("no more node addresses ({n} nodes are the most)"))
+        })?;
         debug_assert_eq!(slot as usize, n);
         self.builders.lock().push(Arc::clone(&build));
         self.spawn(slot, addr, &build)
@@ -168,7 +170,8 @@ impl Simulation {
         let s = self.world.state.lock();
         s.slots
             .iter()
-            .filter_map(|sl| sl.current.as_ref().map(|i| NodeAddr::new(sl.addr, i.id)))
+            .enumerate()
+            .filter_map(|(n, sl)| sl.current.as_ref().map(|i| NodeAddr::new(address_of(n), i.id)))
             .collect()
     }
 
@@ -177,7 +180,11 @@ impl Simulation {
         let s = self.world.state.lock();
         s.slots
             .iter()
-            .map(|sl| (sl.addr, sl.current.as_ref().map(|i| NodeAddr::new(sl.addr, i.id))))
+            .enumerate()
+            .map(|(n, sl)| {
+                let addr = address_of(n);
+                (addr, sl.current.as_ref().map(|i| NodeAddr::new(addr, i.id)))
+            })
             .collect()
     }
 
@@ -238,7 +245,7 @@ impl Simulation {
     fn current(&self, slot: u32) -> Option<NodeAddr> {
         let s = self.world.state.lock();
         let sl = &s.slots[slot as usize];
-        sl.current.as_ref().map(|i| NodeAddr::new(sl.addr, i.id))
+        sl.current.as_ref().map(|i| NodeAddr::new(address_of(slot as usize), i.id))
     }
 
     fn running_slot(&self, node: NodeAddr) -> Result<u32> {
