@@ -756,14 +756,16 @@ impl<M: Message> SimNetPort<M> {
 
 impl<M: Message> ComponentDefinition for SimNetPort<M> {
     fn setup(&mut self, setup: &mut Setup<Self>) {
-        let (world, slot, me, proto) = (Arc::clone(&self.world), self.slot, self.me, self.proto);
+        // Only the id of `me` is captured: each channel's service is a small box read on every
+        // send, and a whole address would double it.
+        let (world, slot, me, proto) = (Arc::clone(&self.world), self.slot, self.me.id, self.proto);
         setup.provide_direct(
             |c| &mut c.port,
             move |_| {
                 let world = Arc::clone(&world);
                 move |r: NetRequest<M>| match r {
                     NetRequest::Send { to, msg } => {
-                        world.send(slot, me.id, to, proto, Box::new(msg));
+                        world.send(slot, me, to, proto, Box::new(msg));
                     }
                     other => tracing::warn!(
                         request = ?other,
