@@ -22,12 +22,11 @@ use parking_lot::Mutex;
 
 use crate::component::cell::ComponentCell;
 
-/// `GAP` bytes separate the producers' fields from the runner's, so that (with `GAP` ≥ 64) they
-/// never share a cache line: producers pushing and the runner handling then do not invalidate
-/// each other's lines. Plain padding rather than alignment keeps allocations cheap. Control
-/// queues, which see little traffic, use `GAP = 0`.
+/// Producers' and runner's fields sit side by side, without padding between them: padding to
+/// separate cache lines cost a line per turn where memory is the bottleneck and bought nothing
+/// measurable across cores (decision 010).
 #[repr(C)]
-pub(crate) struct Inbox<E, const GAP: usize = 0> {
+pub(crate) struct Inbox<E> {
     /// Hint that `shared` is non-empty; exact only under the lock. First, so that a turn that
     /// finds it clear (the control queue, nearly always) reads the first line only.
     nonempty: AtomicBool,
@@ -36,7 +35,6 @@ pub(crate) struct Inbox<E, const GAP: usize = 0> {
     bit: u64,
     /// Written by producers (any thread).
     shared: Mutex<VecDeque<E>>,
-    _gap: [u8; GAP],
     /// Touched only by the runner (see the module's invariants).
     local: UnsafeCell<VecDeque<E>>,
     /// Length of `local` as of the runner's last take or batch, for introspection: observers
@@ -47,9 +45,9 @@ pub(crate) struct Inbox<E, const GAP: usize = 0> {
 // SAFETY: `shared` and the atomics are synchronised; `local` is only touched by the owner's
 // runner (the precondition of every function that reaches it), one thread at a time, with the
 // owner's `run` lock ordering successive turns on different threads.
-unsafe impl<E: Send, const GAP: usize> Sync for Inbox<E, GAP> {}
+unsafe impl<E: Send> Sync for Inbox<E> {}
 
-impl<E, const GAP: usize> Inbox<E, GAP> {
+impl<E> Inbox<E> {
     pub(crate) fn new() -> Self {
         Self::with_bit(0)
     }
@@ -60,7 +58,6 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
             nonempty: AtomicBool::new(false),
             bit,
             shared: Mutex::new(VecDeque::new()),
-            _gap: [0; GAP],
             local: UnsafeCell::new(VecDeque::new()),
             local_len: AtomicUsize::new(0),
         }
@@ -219,8 +216,8 @@ impl<E, const GAP: usize> Inbox<E, GAP> {
     }
 }
 
-/// Asks the CPU to start fetching the cache line at `p` (for writing, where the target has an
-/// instruction for that); a hint only: no effect on what the program computes, never a fault.
+/// Asks the CPU to start fetching the cache line at `p` into all cache levels; a hint only: no
+/// effect on what the program computes, never a fault.
 #[inline(always)]
 pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]

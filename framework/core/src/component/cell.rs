@@ -106,7 +106,7 @@ pub(crate) struct ComponentCell {
     /// Events handled (for introspection).
     pub(crate) handled: AtomicU64,
     run: Mutex<RunState>,
-    control: Inbox<Control, 0>,
+    control: Inbox<Control>,
     state: AtomicU8,
     watch: Mutex<()>,
     changed: Condvar,
