@@ -3,9 +3,11 @@
 mod common;
 
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{config, endpoint, eventually, runtime, Endpoint};
+use common::{
+    assert_link_works, config, endpoint, eventually, is_lost, is_unreachable, runtime, Endpoint,
+};
 use selfman_core::{CloseReason, LinkStatus, NodeAddr, NodeId};
 use selfman_net::TcpNetwork;
 
@@ -159,5 +161,78 @@ fn full_outbound_queue_drops_new_messages_and_counts_them() {
     assert_eq!(s.connections, 0);
     drop(a);
     drop(silent);
+    rt.shutdown().unwrap();
+}
+
+/// A dial that gets no answer is given up after `connect_timeout`, reported as unreachable —
+/// not before the timeout, and not never. The peer is a listener whose accept queue is full:
+/// the kernel then drops new connection requests, so a connect hangs as it would towards a
+/// machine that is down.
+#[test]
+fn connect_timeout_gives_up_on_a_peer_that_never_answers() {
+    let rt = runtime();
+    let timeout = Duration::from_millis(300);
+    let a = TcpNetwork::start(&rt, config().connect_timeout(timeout)).unwrap();
+    let ea: Endpoint<u64> = endpoint(&a, "x");
+    let full = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = full.local_addr().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        queued.push(s);
+        assert!(queued.len() < 5_000, "the listener's accept queue never filled");
+    }
+    let sent = Instant::now();
+    ea.send(NodeAddr::new(addr, NodeId::UNKNOWN), 1);
+    ea.status("unreachable: connect timed out", |s| {
+        s.peer.addr == addr
+            && is_unreachable(s, |r| matches!(r, CloseReason::Io(m) if m.contains("timed out")))
+    });
+    assert!(sent.elapsed() >= timeout, "gave up after {:?}, before the timeout", sent.elapsed());
+    assert!(a.stats().dials >= 1);
+    drop((a, queued, full));
+    rt.shutdown().unwrap();
+}
+
+/// With `idle_timeout`, a connection on which nothing arrives for that long is closed (`Lost`
+/// with `Idle` on the node that timed out; the other side sees it lost too) — and the next
+/// message simply reconnects.
+#[test]
+fn idle_timeout_closes_a_silent_connection_and_the_next_message_reconnects() {
+    let rt = runtime();
+    let idle = Duration::from_millis(300);
+    let a = TcpNetwork::start(&rt, config().idle_timeout(Some(idle))).unwrap();
+    let b = TcpNetwork::start(&rt, config()).unwrap();
+    let (ea, eb): (Endpoint<u64>, Endpoint<u64>) = (endpoint(&a, "x"), endpoint(&b, "x"));
+    let sent = Instant::now();
+    ea.send(b.local(), 1);
+    assert_eq!(eb.recv().msg, 1);
+    ea.status("lost: idle", |s| s.peer == b.local() && is_lost(s, |r| *r == CloseReason::Idle));
+    assert!(sent.elapsed() >= idle, "closed after {:?}, before the idle timeout", sent.elapsed());
+    eb.status("lost", |s| s.peer == a.local() && matches!(s.status, LinkStatus::Lost(_)));
+    assert_link_works(&ea, &eb, 10);
+    drop((a, b));
+    rt.shutdown().unwrap();
+}
+
+/// A connection that keeps receiving is not idle: a message every tenth of the idle timeout
+/// (a wide margin for a loaded machine) keeps it open for two and a half timeouts' length.
+#[test]
+fn idle_timeout_spares_a_connection_that_receives() {
+    let rt = runtime();
+    let idle = Duration::from_secs(1);
+    let a = TcpNetwork::start(&rt, config().idle_timeout(Some(idle))).unwrap();
+    let b = TcpNetwork::start(&rt, config()).unwrap();
+    let (ea, eb): (Endpoint<u64>, Endpoint<u64>) = (endpoint(&a, "x"), endpoint(&b, "x"));
+    ea.send(b.local(), 0);
+    assert_eq!(eb.recv().msg, 0);
+    for n in 1..=25 {
+        eb.send(a.local(), n);
+        assert_eq!(ea.recv().msg, n);
+        std::thread::sleep(idle / 10);
+    }
+    let lost = ea.skipped.borrow().iter().any(|s| matches!(s.status, LinkStatus::Lost(_)));
+    assert!(!lost, "a connection that received every {:?} was closed as idle", idle / 10);
+    assert_eq!(a.stats().dials + b.stats().dials, 1, "the connection was replaced");
+    drop((a, b));
     rt.shutdown().unwrap();
 }
