@@ -193,46 +193,63 @@ fn connect_timeout_gives_up_on_a_peer_that_never_answers() {
     rt.shutdown().unwrap();
 }
 
+/// Node `a` with `idle_timeout` = `idle`, node `b` without, a protocol endpoint on each, and a
+/// first message from `a` to `b` (which opens the connection) received.
+struct IdlePair {
+    rt: selfman_runtime::Runtime,
+    a: TcpNetwork,
+    b: TcpNetwork,
+    ea: Endpoint<u64>,
+    eb: Endpoint<u64>,
+}
+
+fn idle_pair(idle: Duration) -> IdlePair {
+    let rt = runtime();
+    let a = TcpNetwork::start(&rt, config().idle_timeout(Some(idle))).unwrap();
+    let b = TcpNetwork::start(&rt, config()).unwrap();
+    let (ea, eb) = (endpoint(&a, "x"), endpoint(&b, "x"));
+    ea.send(b.local(), 0);
+    assert_eq!(eb.recv().msg, 0);
+    IdlePair { rt, a, b, ea, eb }
+}
+
+impl IdlePair {
+    fn shutdown(self) {
+        let IdlePair { rt, a, b, .. } = self;
+        drop((a, b));
+        rt.shutdown().unwrap();
+    }
+}
+
 /// With `idle_timeout`, a connection on which nothing arrives for that long is closed (`Lost`
 /// with `Idle` on the node that timed out; the other side sees it lost too) — and the next
 /// message simply reconnects.
 #[test]
 fn idle_timeout_closes_a_silent_connection_and_the_next_message_reconnects() {
-    let rt = runtime();
     let idle = Duration::from_millis(300);
-    let a = TcpNetwork::start(&rt, config().idle_timeout(Some(idle))).unwrap();
-    let b = TcpNetwork::start(&rt, config()).unwrap();
-    let (ea, eb): (Endpoint<u64>, Endpoint<u64>) = (endpoint(&a, "x"), endpoint(&b, "x"));
-    let sent = Instant::now();
-    ea.send(b.local(), 1);
-    assert_eq!(eb.recv().msg, 1);
-    ea.status("lost: idle", |s| s.peer == b.local() && is_lost(s, |r| *r == CloseReason::Idle));
-    assert!(sent.elapsed() >= idle, "closed after {:?}, before the idle timeout", sent.elapsed());
-    eb.status("lost", |s| s.peer == a.local() && matches!(s.status, LinkStatus::Lost(_)));
-    assert_link_works(&ea, &eb, 10);
-    drop((a, b));
-    rt.shutdown().unwrap();
+    let opened = Instant::now();
+    let p = idle_pair(idle);
+    let (a, b) = (p.a.local(), p.b.local());
+    p.ea.status("lost: idle", |s| s.peer == b && is_lost(s, |r| *r == CloseReason::Idle));
+    assert!(opened.elapsed() >= idle, "closed after {:?}, before the timeout", opened.elapsed());
+    p.eb.status("lost", |s| s.peer == a && matches!(s.status, LinkStatus::Lost(_)));
+    assert_link_works(&p.ea, &p.eb, 10);
+    p.shutdown();
 }
 
 /// A connection that keeps receiving is not idle: a message every tenth of the idle timeout
 /// (a wide margin for a loaded machine) keeps it open for two and a half timeouts' length.
 #[test]
 fn idle_timeout_spares_a_connection_that_receives() {
-    let rt = runtime();
     let idle = Duration::from_secs(1);
-    let a = TcpNetwork::start(&rt, config().idle_timeout(Some(idle))).unwrap();
-    let b = TcpNetwork::start(&rt, config()).unwrap();
-    let (ea, eb): (Endpoint<u64>, Endpoint<u64>) = (endpoint(&a, "x"), endpoint(&b, "x"));
-    ea.send(b.local(), 0);
-    assert_eq!(eb.recv().msg, 0);
+    let p = idle_pair(idle);
     for n in 1..=25 {
-        eb.send(a.local(), n);
-        assert_eq!(ea.recv().msg, n);
+        p.eb.send(p.a.local(), n);
+        assert_eq!(p.ea.recv().msg, n);
         std::thread::sleep(idle / 10);
     }
-    let lost = ea.skipped.borrow().iter().any(|s| matches!(s.status, LinkStatus::Lost(_)));
+    let lost = p.ea.skipped.borrow().iter().any(|s| matches!(s.status, LinkStatus::Lost(_)));
     assert!(!lost, "a connection that received every {:?} was closed as idle", idle / 10);
-    assert_eq!(a.stats().dials + b.stats().dials, 1, "the connection was replaced");
-    drop((a, b));
-    rt.shutdown().unwrap();
+    assert_eq!(p.a.stats().dials + p.b.stats().dials, 1, "the connection was replaced");
+    p.shutdown();
 }
