@@ -288,6 +288,25 @@ impl<P: Port> ChannelCache<P> {
         }
     }
 
+    /// Starts fetching the lone channel (see `Indicator::prefetch`); with several channels,
+    /// nothing (a driver prefetching a fan-out would fetch more than it saves).
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        if let Some(one) = &self.one {
+            crate::inbox::prefetch(Arc::as_ptr(one));
+        }
+    }
+
+    /// Reads the lone channel and starts fetching its requiring side's queue and component
+    /// (see `Indicator::prefetch_receiver`).
+    #[inline]
+    pub(crate) fn prefetch_receiver(&self) {
+        if let Some(one) = &self.one {
+            crate::inbox::prefetch(&one.required.inbox);
+            crate::inbox::prefetch(Arc::as_ptr(&one.required_owner));
+        }
+    }
+
     /// Brings the snapshot up to date: one load of [`TOPOLOGY`] when no list changed anywhere,
     /// one more of the port's version when some list did.
     ///

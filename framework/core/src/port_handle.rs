@@ -288,6 +288,22 @@ impl<P: Port> Indicator<P> {
     pub fn is_destroyed(&self) -> bool {
         self.core.owner.is_destroyed()
     }
+
+    /// A hint for a driver that knows which port it will trigger next (the simulator, which
+    /// knows its next delivery): starts fetching the port's channel into the CPU cache,
+    /// without waiting for it. Nothing else happens; calling it or not never changes what a
+    /// trigger does. Only a port with exactly one channel is prefetched.
+    #[inline]
+    pub fn prefetch(&self) {
+        self.cache.prefetch();
+    }
+
+    /// The second step after [`Indicator::prefetch`], once the channel has had time to arrive:
+    /// reads it and starts fetching the receiving queue and component. A hint as well.
+    #[inline]
+    pub fn prefetch_receiver(&self) {
+        self.cache.prefetch_receiver();
+    }
 }
 
 impl<P: Port> Clone for Indicator<P> {
