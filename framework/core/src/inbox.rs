@@ -217,9 +217,10 @@ impl<E> Inbox<E> {
 }
 
 /// Asks the CPU to start fetching the cache line at `p` into all cache levels; a hint only: no
-/// effect on what the program computes, never a fault.
+/// effect on what the program computes, never a fault (any address will do). A no-op on targets
+/// other than x86-64. For drivers that know what they will touch next, as the simulator does.
 #[inline(always)]
-pub(crate) fn prefetch<T>(p: *const T) {
+pub fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing the program can observe and cannot fault, whatever the
     // address; SSE is part of the x86-64 baseline.

@@ -39,6 +39,7 @@ pub use component::handle::{Component, ComponentRef};
 pub use component::{ComponentId, FaultReport, LifecycleState, PortInfo};
 pub use error::{Error, Result};
 pub use handler::{Handled, HandlerError, Severity};
+pub use inbox::prefetch;
 pub use introspection::{ChannelSnapshot, ComponentSnapshot, SystemSnapshot};
 pub use network::{
     CloseReason, Credit, Delivery, Host, LinkStatus, Message, NetIndication, NetRequest, Network,

@@ -598,12 +598,14 @@ impl World {
             any = true;
             // The next delivery's port is known now: its box is fetched while this one is
             // delivered, its channel while this one's turn runs, and its queue and component
-            // while it is taken off the queue (see `next_port`).
-            if let Some(p) = s.next_port() {
-                prefetch((p as *const dyn Port).cast::<u8>());
+            // while it is taken off the queue (see `next_port`). Delivering only queues events,
+            // so the next delivery is still the same one after it.
+            let next = s.next_slot();
+            if let Some(p) = next.and_then(|n| s.port_at(n)) {
+                selfman_core::prefetch((p as *const dyn Port).cast::<u8>());
             }
             s.deliver(due.at, f, &mut trace);
-            if let Some(p) = s.next_port() {
+            if let Some(p) = next.and_then(|n| s.port_at(n)) {
                 p.prefetch();
             }
         }
@@ -639,20 +641,6 @@ impl World {
         drop(ports);
         drop(in_flight);
     }
-}
-
-/// Asks the CPU to start fetching the cache line at `p` (a hint: never a fault, no effect on
-/// what the program computes).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing the program can observe and cannot fault, whatever the
-    // address; SSE is part of the x86-64 baseline.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 fn link_key(from: u32, to: u32) -> u64 {
@@ -702,9 +690,20 @@ impl NetState {
     /// the first links are fetched ahead.
     #[inline]
     fn next_port(&self) -> Option<&dyn Port> {
+        self.port_at(self.next_slot()?)
+    }
+
+    /// The destination slot of the next message to deliver.
+    #[inline]
+    fn next_slot(&self) -> Option<u32> {
         let due = self.heap.peek()?.0;
-        let f = self.slab.get(due.slot as usize)?.as_ref()?;
-        self.hot.get(f.to_slot as usize)?.port.as_deref()
+        Some(self.slab.get(due.slot as usize)?.as_ref()?.to_slot)
+    }
+
+    /// The first protocol's port of the node in `slot`.
+    #[inline]
+    fn port_at(&self, slot: u32) -> Option<&dyn Port> {
+        self.hot.get(slot as usize)?.port.as_deref()
     }
 
     /// The time of the next delivery, or [`NO_DELIVERY`].
