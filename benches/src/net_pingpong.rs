@@ -3,17 +3,16 @@
 //! The process started by the user runs the pingers; it spawns a second process of the same
 //! binary (`net-ponger`) that runs the pongers and prints its node address. Every pair first
 //! plays a warm-up exchange (connection set-up is not measured), then N round trips with at most
-//! W pings in flight. The child is killed by PID on every path, and exits by itself when its
-//! stdin (a pipe from the parent) closes.
+//! W pings in flight. The child is a `selfman_launch::Process`: reaped by PID on every path; it
+//! exits by itself when its stdin (a pipe from the parent) closes.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use selfman::core::{NetIndication, Network, NodeAddr, Selector};
 use selfman::prelude::*;
 use selfman::Runtime;
+use selfman_launch::{node, Process, Program};
 use selfman_net::{NetConfig, TcpNetwork};
 use serde::{Deserialize, Serialize};
 
@@ -151,61 +150,28 @@ pub(crate) fn ponger(args: &Args) -> Result<String, String> {
             .map_err(|e| e.to_string())?;
         rt.start(&p).map_err(|e| e.to_string())?;
     }
-    println!("ready {}", net.local());
     // Serve until the parent closes our stdin (or goes away).
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut sink);
+    node::announce_ready(net.local()).map_err(|e| e.to_string())?.wait_until_closed();
     net.shutdown();
     rt.shutdown().map_err(|e| e.to_string())?;
     Ok(String::new())
 }
 
-/// Kills and reaps the child on every path.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            drop(c.stdin.take()); // the child exits by itself when its stdin closes
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn_ponger(args: &Args, pairs: u64) -> Result<(ChildGuard, NodeAddr), String> {
+fn spawn_ponger(args: &Args, pairs: u64) -> Result<(Process, NodeAddr), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
+    let mut child = Program::new(exe)
+        .name("net-ponger")
         .args(["net-ponger", "--pairs", &pairs.to_string()])
         .args(["--threads", &args.threads()?.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .grace(Duration::from_secs(5))
         .spawn()
         .map_err(|e| format!("cannot spawn the ponger process: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout from the ponger process")?;
-    let guard = ChildGuard(Some(child));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(SETUP_TIMEOUT).map_err(|_| "the ponger process did not start")?;
-    let addr = line
-        .trim()
-        .strip_prefix("ready ")
-        .ok_or_else(|| format!("unexpected line from the ponger process: {line:?}"))?
+    let addr = child
+        .wait_ready(SETUP_TIMEOUT)
+        .map_err(|e| e.to_string())?
         .parse::<NodeAddr>()
         .map_err(|e| e.to_string())?;
-    Ok((guard, addr))
+    Ok((child, addr))
 }
 
 pub(crate) fn run(args: &Args) -> Result<String, String> {

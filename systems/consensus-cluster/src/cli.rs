@@ -19,16 +19,17 @@
 //!
 //! A node prints `ready <node address>`, reads one line `group ADDR,ADDR,...` (in rank order),
 //! prints `started`, then `decide <slot> <value>` and `epoch <ts> <leader>` lines, and exits
-//! when its stdin closes.
+//! when its stdin closes. Both sides of that are `selfman-launch`: the launcher's nodes are a
+//! `selfman_launch::Cluster`, the node uses `selfman_launch::node`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use selfman_core::{ComponentDefinition, Handled, Host, NodeAddr, Required, Setup};
+use selfman_launch::{self as launch, node, Cluster, Program};
 use selfman_net::{NetConfig, TcpNetwork};
 use selfman_runtime::Runtime;
 
@@ -141,12 +142,9 @@ fn run_node(o: NodeOptions) -> Result<(), String> {
     let rt = Runtime::new();
     let net =
         TcpNetwork::start(&rt, NetConfig::default().listen(o.listen)).map_err(|e| e.to_string())?;
-    println!("ready {}", net.local());
-    let _ = std::io::stdout().flush();
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    let line = lines.next().ok_or("stdin closed before `group ...`")?.map_err(|e| e.to_string())?;
-    let group = parse_group(&line)?;
+    let mut launcher = node::announce_ready(net.local()).map_err(|e| e.to_string())?;
+    let line = launcher.read_line().map_err(|e| e.to_string())?;
+    let group = parse_group(&line.ok_or("stdin closed before `group ...`")?)?;
     if !group.iter().any(|m| m.addr == net.local().addr) {
         return Err(format!("this node ({}) is not in the group", net.local()));
     }
@@ -162,13 +160,8 @@ fn run_node(o: NodeOptions) -> Result<(), String> {
         rt.start(&c).map_err(err)?;
     }
     rt.start(&seq).map_err(err)?;
-    println!("started");
-    let _ = std::io::stdout().flush();
-    for line in lines {
-        if line.is_err() {
-            break;
-        }
-    }
+    launcher.say("started").map_err(|e| e.to_string())?;
+    launcher.wait_until_closed();
     net.shutdown();
     rt.shutdown().map_err(|e| e.to_string())
 }
@@ -213,67 +206,44 @@ fn parse_launch(args: &[String]) -> Result<LaunchOptions, String> {
     Ok(o)
 }
 
-/// A node process; killed (by PID) and reaped when dropped.
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    addr: NodeAddr,
-    alive: bool,
-}
+/// How long a node gets to print its readiness line.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        drop(self.stdin.take()); // a node exits when its stdin closes
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A line printed by node `.0`.
-type Line = (usize, String);
-
-fn spawn(i: usize, interval_ms: u64, lines: &mpsc::Sender<Line>) -> Result<Proc, String> {
+/// Node `i` of the cluster: this same program's `node` subcommand.
+fn node_program(i: usize, interval_ms: u64) -> Result<Program, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let mut child = Command::new(exe)
-        .args(["node", "--name", &format!("n{i}"), "--interval-ms", &interval_ms.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start node {i}: {e}"))?;
-    let stdin = child.stdin.take();
-    let out = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let tx = lines.clone();
-    std::thread::spawn(move || {
-        let mut lines = out.lines().map_while(Result::ok);
-        if let Some(first) = lines.next() {
-            let _ = ready_tx.send(first);
-        }
-        for l in lines {
-            if tx.send((i, l)).is_err() {
-                break;
-            }
-        }
-    });
-    let mut proc = Proc {
-        child,
-        stdin,
-        addr: NodeAddr::new(([0, 0, 0, 0], 0).into(), Default::default()),
-        alive: true,
-    };
-    let ready = ready_rx
-        .recv_timeout(Duration::from_secs(20))
-        .map_err(|_| format!("node {i} did not start"))?;
-    let addr = ready.strip_prefix("ready ").ok_or_else(|| format!("node {i} said `{ready}`"))?;
-    proc.addr = addr.parse().map_err(|e| format!("node {i} address `{addr}`: {e}"))?;
-    Ok(proc)
+    Ok(Program::new(exe).name(format!("node {i}")).args([
+        "node",
+        "--name",
+        &format!("n{i}"),
+        "--interval-ms",
+        &interval_ms.to_string(),
+    ]))
+}
+
+/// Starts the `n` nodes (all at once), waits until each serves, and returns them with their
+/// addresses.
+fn start_nodes(n: usize, interval_ms: u64) -> Result<(Cluster, Vec<NodeAddr>), String> {
+    let mut cluster = Cluster::new();
+    for i in 0..n {
+        cluster.spawn(&node_program(i, interval_ms)?).map_err(|e| e.to_string())?;
+    }
+    let mut addrs = Vec::with_capacity(n);
+    for i in 0..n {
+        let addr = cluster[i].wait_ready(READY_TIMEOUT).map_err(|e| e.to_string())?;
+        addrs.push(addr.parse().map_err(|e| format!("node {i} address `{addr}`: {e}"))?);
+    }
+    Ok((cluster, addrs))
+}
+
+/// The next line printed by a node, with the node's index.
+fn next_line(nodes: &mut Cluster, deadline: Instant) -> Result<(usize, String), String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    nodes.next_line(left).map_err(|e| match e {
+        launch::Error::Timeout { .. } => "timed out".to_owned(),
+        launch::Error::Exited { .. } => "every node exited".to_owned(),
+        e => e.to_string(),
+    })
 }
 
 /// What the launcher learnt from the nodes' lines.
@@ -331,32 +301,22 @@ impl Watch {
 }
 
 fn launch(o: LaunchOptions) -> Result<(), String> {
-    let (tx, rx) = mpsc::channel::<Line>();
-    let mut procs = Vec::with_capacity(o.nodes);
-    for i in 0..o.nodes {
-        procs.push(spawn(i, o.interval_ms, &tx)?);
-    }
-    drop(tx);
-    let group: Vec<String> = procs.iter().map(|p| p.addr.to_string()).collect();
-    for (i, p) in procs.iter_mut().enumerate() {
-        println!("node {i}: {} (pid {})", p.addr, p.child.id());
-        let stdin = p.stdin.as_mut().ok_or("no stdin")?;
-        writeln!(stdin, "group {}", group.join(",")).map_err(|e| e.to_string())?;
-        stdin.flush().map_err(|e| e.to_string())?;
+    let (mut nodes, addrs) = start_nodes(o.nodes, o.interval_ms)?;
+    let group: Vec<String> = addrs.iter().map(NodeAddr::to_string).collect();
+    for (i, addr) in addrs.iter().enumerate() {
+        println!("node {i}: {addr} (pid {})", nodes[i].pid());
+        nodes[i].send_line(&format!("group {}", group.join(","))).map_err(|e| e.to_string())?;
     }
     let start = Instant::now();
     let deadline = start + o.timeout;
     let majority = o.nodes / 2 + 1;
     let mut watch = Watch::default();
     let mut started = 0;
-    let next = |deadline: Instant| -> Result<Line, String> {
-        let left = deadline.checked_duration_since(Instant::now()).unwrap_or_default();
-        rx.recv_timeout(left).map_err(|_| "timed out".to_owned())
-    };
 
     // Phase 1: run until K slots are decided and a majority agrees on the leader.
-    let (victim, killed_at, slots_before) = loop {
-        let (node, line) = next(deadline).map_err(|e| format!("before the kill: {e}"))?;
+    let (victim, slots_before) = loop {
+        let (node, line) =
+            next_line(&mut nodes, deadline).map_err(|e| format!("before the kill: {e}"))?;
         if line == "started" {
             started += 1;
             continue;
@@ -365,31 +325,31 @@ fn launch(o: LaunchOptions) -> Result<(), String> {
         let alive: Vec<usize> = (0..o.nodes).collect();
         if started == o.nodes && watch.decided() >= o.kill_after {
             if let Some(leader) = watch.leader(&alive, majority) {
-                let victim = procs
+                let victim = addrs
                     .iter()
-                    .position(|p| p.addr.addr == leader)
+                    .position(|a| a.addr == leader)
                     .ok_or_else(|| format!("the leader {leader} is not a node of this cluster"))?;
                 let before = watch.slots.keys().next_back().copied();
                 println!(
                     "{} slots decided in {} ms; leader is node {victim} ({leader}): killing pid {}",
                     watch.decided(),
                     start.elapsed().as_millis(),
-                    procs[victim].child.id()
+                    nodes[victim].pid()
                 );
-                procs[victim].child.kill().map_err(|e| format!("kill: {e}"))?;
-                procs[victim].alive = false;
-                break (victim, Instant::now(), before);
+                break (victim, before);
             }
         }
     };
+    let killed_at = Instant::now();
+    nodes[victim].kill_9().map_err(|e| e.to_string())?;
 
     // Phase 2: the survivors elect a new leader and decide again.
-    let killed = procs[victim].addr.addr;
+    let killed = addrs[victim].addr;
     let mut new_leader = None;
     let mut first_decision = None;
     let target = watch.decided() + o.decisions_after;
     while first_decision.is_none() || new_leader.is_none() || watch.decided() < target {
-        let (node, line) = next(deadline).map_err(|e| {
+        let (node, line) = next_line(&mut nodes, deadline).map_err(|e| {
             format!("after killing the leader: {e} ({} slots decided)", watch.decided())
         })?;
         if node == victim {
@@ -419,7 +379,7 @@ fn launch(o: LaunchOptions) -> Result<(), String> {
         first_decision.unwrap_or(f64::NAN),
     );
     eprintln!("({survivors_all_decided} slots seen by every survivor)");
-    drop(procs); // closes stdins, reaps every process (killing stragglers by PID)
+    drop(nodes); // closes stdins, reaps every process (killing stragglers by PID)
     Ok(())
 }
 

@@ -6,17 +6,19 @@
 //!
 //! A peer is `ID@IP:PORT` (one incarnation, as printed by the peer's `ready` line) or `IP:PORT`
 //! (whichever incarnation runs there). Prints `ready <node address>` once listening. Without
-//! `--peers` it then reads one line `peers PEER,...` from stdin (so a launcher can start every node first and tell each the
-//! others' addresses). It prints `suspect IP:PORT` / `restore IP:PORT` as its suspicions change,
-//! and exits when its stdin closes.
+//! `--peers` it then reads one line `peers PEER,...` from stdin (so a launcher can start every
+//! node first and tell each the others' addresses). It prints `started`, then
+//! `suspect IP:PORT` / `restore IP:PORT` as its suspicions change, and exits when its stdin
+//! closes: the node side of `selfman-launch` (`selfman_launch::node`).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use selfman_core::{ComponentDefinition, Handled, Host, NodeAddr, NodeId, Required, Setup};
 use selfman_example_heartbeat::{build, Change, Config, Suspicions};
+use selfman_launch::node;
 use selfman_net::{NetConfig, TcpNetwork};
 use selfman_runtime::Runtime;
 
@@ -96,15 +98,12 @@ fn run(o: Options) -> Result<(), String> {
     let rt = Runtime::new();
     let net =
         TcpNetwork::start(&rt, NetConfig::default().listen(o.listen)).map_err(|e| e.to_string())?;
-    println!("ready {}", net.local());
-    let _ = std::io::stdout().flush();
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
+    let mut launcher = node::announce_ready(net.local()).map_err(|e| e.to_string())?;
     let peers = match o.peers {
         Some(p) => p,
         None => {
-            let line = lines.next().ok_or("stdin closed before `peers ...`")?;
-            let line = line.map_err(|e| e.to_string())?;
+            let line = launcher.read_line().map_err(|e| e.to_string())?;
+            let line = line.ok_or("stdin closed before `peers ...`")?;
             let list = line.strip_prefix("peers ").ok_or("expected `peers IP:PORT,...`")?;
             parse_peers(list)?
         }
@@ -115,14 +114,8 @@ fn run(o: Options) -> Result<(), String> {
     // The TCP node runs from the start; components added to it are started one by one.
     rt.start(&printer).map_err(|e| e.to_string())?;
     rt.start(&hb).map_err(|e| e.to_string())?;
-    println!("started");
-    let _ = std::io::stdout().flush();
-    // Run until stdin closes.
-    for line in lines {
-        if line.is_err() {
-            break;
-        }
-    }
+    launcher.say("started").map_err(|e| e.to_string())?;
+    launcher.wait_until_closed();
     net.shutdown();
     rt.shutdown().map_err(|e| e.to_string())
 }
