@@ -74,5 +74,10 @@ pub use output::{KEPT_BYTES_PER_PROCESS, MAX_LINE_BYTES, RECENT_LINES};
 pub use process::Process;
 pub use program::{Program, Stderr, DEFAULT_GRACE};
 
+/// The user's chapter, `docs/launch.md`, whose code blocks run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/launch.md")]
+pub struct LaunchChapter;
+
 /// The readiness line's first word and its space: a node prints `ready <address>`.
 pub const READY_PREFIX: &str = "ready ";
