@@ -311,7 +311,10 @@ mod tests {
         assert_eq!(out.wait_for(Some(a), &mut ready, soon()), Waited::Found(a, "ready a".into()));
         assert_eq!(out.wait_for(Some(a), &mut ready, soon()), Waited::TimedOut);
         assert_eq!(out.take_all(Some(a)), [(a, "a1".into()), (a, "a3".into())]);
-        assert_eq!(out.wait_for(None, &mut |_, _| true, soon()), Waited::Found(b, "ready b".into()));
+        assert_eq!(
+            out.wait_for(None, &mut |_, _| true, soon()),
+            Waited::Found(b, "ready b".into())
+        );
         out.close(a);
         assert_eq!(out.wait_for(Some(a), &mut |_, _| true, soon()), Waited::Closed);
         assert_eq!(out.wait_for(None, &mut |_, _| true, soon()), Waited::TimedOut);

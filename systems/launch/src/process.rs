@@ -13,7 +13,7 @@
 //!
 //! [`Program::grace`]: crate::Program::grace
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::raw::c_int;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -76,11 +76,14 @@ impl Process {
         };
         let stdin = child.stdin.take();
         let name = format!("`{}` (pid {})", program.name, child.id());
-        let threads = [
-            child.stdout.take().map(|o| (Box::new(o) as Box<dyn std::io::Read + Send>, Pipe::Stdout)),
-            child.stderr.take().map(|e| (Box::new(e) as Box<dyn std::io::Read + Send>, Pipe::Stderr)),
-        ];
-        for (pipe, which) in threads.into_iter().flatten() {
+        let mut readers: Vec<(Box<dyn Read + Send>, Pipe)> = Vec::with_capacity(2);
+        if let Some(out) = child.stdout.take() {
+            readers.push((Box::new(out), Pipe::Stdout));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push((Box::new(err), Pipe::Stderr));
+        }
+        for (pipe, which) in readers {
             let out = Arc::clone(&output);
             // Detached: the thread ends when the pipe reaches end of file, that is when the
             // child (and any process it shared the pipe with) is gone.

@@ -68,11 +68,8 @@ impl Program {
     /// messages is its file name (see [`Program::name`]).
     pub fn new(program: impl AsRef<OsStr>) -> Program {
         let program = program.as_ref().to_owned();
-        let name = Path::new(&program)
-            .file_name()
-            .unwrap_or(&program)
-            .to_string_lossy()
-            .into_owned();
+        let name =
+            Path::new(&program).file_name().unwrap_or(&program).to_string_lossy().into_owned();
         Program {
             program,
             name,

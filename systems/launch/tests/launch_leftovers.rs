@@ -25,7 +25,11 @@ fn no_child_process_outlives_its_handles() {
         killed.kill_9().unwrap();
         c[0].wait_ready(PATIENCE).unwrap();
         assert!(lone.wait_ready(Duration::from_millis(100)).is_err());
-        assert_eq!(children().len(), 5, "running: 3 in the cluster, lone, quitter (maybe a zombie)");
+        assert_eq!(
+            children().len(),
+            5,
+            "running: 3 in the cluster, lone, quitter (maybe a zombie)"
+        );
     }
     assert_eq!(children(), Vec::<u32>::new(), "children left behind");
 }

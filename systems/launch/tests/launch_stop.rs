@@ -35,9 +35,10 @@ fn stop_is_graceful_for_a_node_that_listens_and_kills_one_that_does_not() {
     let mut deaf = test_node(&["--ignore-stdin"]).spawn().unwrap();
     deaf.wait_ready(PATIENCE).unwrap();
     let seen = Seen::now(deaf.pid());
-    let status = within(SHORT_GRACE + Duration::from_secs(5), "a stop past the grace period", || {
-        deaf.stop(SHORT_GRACE).unwrap()
-    });
+    let status =
+        within(SHORT_GRACE + Duration::from_secs(5), "a stop past the grace period", || {
+            deaf.stop(SHORT_GRACE).unwrap()
+        });
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
     assert_reaped(seen);
 }
@@ -94,10 +95,8 @@ fn dropping_a_node_reaps_it_whether_or_not_it_listens() {
     within(Duration::from_secs(2), "dropping a node that listens", || drop(good));
     assert_reaped(seen);
 
-    let mut deaf = test_node(&["--ignore-stdin", "--ignore-term"])
-        .grace(SHORT_GRACE)
-        .spawn()
-        .unwrap();
+    let mut deaf =
+        test_node(&["--ignore-stdin", "--ignore-term"]).grace(SHORT_GRACE).spawn().unwrap();
     deaf.wait_ready(PATIENCE).unwrap();
     let seen = Seen::now(deaf.pid());
     within(SHORT_GRACE + Duration::from_secs(5), "dropping a deaf node", || drop(deaf));
@@ -129,9 +128,8 @@ fn a_cluster_stops_all_its_members_against_one_deadline() {
     }
     let seen: Vec<Seen> = c.pids().into_iter().map(Seen::now).collect();
     // Four deaf members: one grace period in all, not four.
-    let statuses = within(SHORT_GRACE * 3, "stopping the cluster", || {
-        c.stop_all(SHORT_GRACE).unwrap()
-    });
+    let statuses =
+        within(SHORT_GRACE * 3, "stopping the cluster", || c.stop_all(SHORT_GRACE).unwrap());
     assert_eq!(statuses.len(), 5);
     for s in &statuses[..4] {
         assert_eq!(s.signal(), Some(libc::SIGKILL), "{s}");
