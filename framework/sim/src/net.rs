@@ -148,6 +148,9 @@ pub struct SimNetStats {
     /// Messages dropped because sender and receiver were in different partitions (at sending or
     /// at delivery time).
     pub partitioned: u64,
+    /// Messages dropped because their link (one direction) was blocked (at sending or at
+    /// delivery time; see `Simulation::block_link`).
+    pub blocked: u64,
     /// Messages addressed to a node that was not running, or to a stale incarnation, or sent by
     /// a crashed node.
     pub dead: u64,
@@ -271,6 +274,9 @@ pub(crate) struct NetState {
     /// `config.default_link`'s latency and loss, converted.
     default_link: (Sampler, f64),
     links: FastMap<u64, LinkModel>,
+    /// Blocked directed links (by [`link_key`]): what `from` sends to `to` is dropped, while
+    /// both stay in the same partition group — non-transitive connectivity.
+    blocked: FastMap<u64, ()>,
     last: FastMap<u64, Time>,
     pub(crate) slots: Vec<Slot>,
     /// Parallel to `slots`.
@@ -307,6 +313,7 @@ impl World {
                 default_link: (config.default_link.latency.into(), config.default_link.loss),
                 config,
                 links: FastMap::default(),
+                blocked: FastMap::default(),
                 last: FastMap::default(),
                 slots: Vec::new(),
                 hot: Vec::new(),
@@ -369,6 +376,21 @@ impl World {
 
     pub(crate) fn set_link(&self, from: u32, to: u32, model: LinkModel) {
         self.state.lock().links.insert(link_key(from, to), model);
+    }
+
+    /// Blocks (`true`) or unblocks the directed link `from → to`.
+    pub(crate) fn set_blocked(&self, from: u32, to: u32, blocked: bool) {
+        let mut s = self.state.lock();
+        if blocked {
+            s.blocked.insert(link_key(from, to), ());
+        } else {
+            s.blocked.remove(&link_key(from, to));
+        }
+    }
+
+    /// Unblocks every link.
+    pub(crate) fn clear_blocked(&self) {
+        self.state.lock().blocked.clear();
     }
 
     pub(crate) fn set_default_link(&self, model: LinkModel) {
@@ -495,6 +517,10 @@ impl World {
             return;
         }
         let key = link_key(from_slot, to_slot);
+        if !s.blocked.is_empty() && s.blocked.contains_key(&key) {
+            s.stats.blocked += 1;
+            return;
+        }
         let link = if s.links.is_empty() { None } else { s.links.get(&key) };
         let (latency, loss) = link.map_or(s.default_link, |l| (l.latency.into(), l.loss));
         if loss > 0.0 && s.rng.chance(loss) {
@@ -700,6 +726,12 @@ impl NetState {
             Payload::Message { proto, msg } => {
                 if from_group != Some(dest.group) {
                     self.stats.partitioned += 1;
+                    return;
+                }
+                if !self.blocked.is_empty()
+                    && self.blocked.contains_key(&link_key(f.from_slot, f.to_slot))
+                {
+                    self.stats.blocked += 1;
                     return;
                 }
                 let port = match &mut dest.port {
