@@ -113,3 +113,26 @@ fn announced_sizes_reserve_nothing_before_the_bytes_arrive() {
     let over = format!("*1\r\n${}\r\n", 512 * 1024 * 1024 + 1).into_bytes();
     assert_eq!(d.decode(&over), Err(ProtocolError::InvalidBulkLength));
 }
+
+/// Pieces of the protocol, so random inputs are mostly near-requests.
+const TOKENS: &[&[u8]] =
+    &[b"*", b"$", b"\r\n", b"\r", b"\n", b"1", b"12", b"0", b"-1", b"a", b" ", b"\"", b"'", b"\0"];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn tiny_limits_and_protocol_pieces_do_not_make_splits_matter(
+        tokens in vec(0..TOKENS.len(), 0..20),
+        cuts in vec(any::<usize>(), 0..6),
+        max_inline in 1usize..5,
+        max_args in 1usize..4,
+        max_bulk in 0usize..4,
+    ) {
+        // Limits at the edge of the input's line lengths: the decision must depend on a fixed
+        // window, not on how much happened to arrive (a case the fuzzer found).
+        let input: Vec<u8> = tokens.iter().flat_map(|&t| TOKENS[t].iter().copied()).collect();
+        let limits = Limits { max_inline, max_args, max_bulk };
+        prop_assert_eq!(decode_in_pieces(&input, &[], limits), decode_in_pieces(&input, &cuts, limits));
+    }
+}

@@ -199,15 +199,16 @@ impl RequestDecoder {
                     args: Vec::with_capacity(count.min(RESERVE_ARGS)),
                 });
             } else {
-                let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-                    if rest.len() > self.limits.max_inline {
+                // The `\n` must come within `max_inline` bytes (as for `number_line`, the
+                // decision depends on that window only).
+                let window = self.limits.max_inline.saturating_add(1);
+                let Some(nl) = rest[..rest.len().min(window)].iter().position(|&b| b == b'\n')
+                else {
+                    if rest.len() >= window {
                         return Err(ProtocolError::TooBigInline);
                     }
                     return Ok((pos, None));
                 };
-                if nl > self.limits.max_inline {
-                    return Err(ProtocolError::TooBigInline);
-                }
                 let line = &rest[..nl];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 pos += nl + 1;
@@ -227,9 +228,11 @@ fn number_line(
     limits: &Limits,
     too_long: ProtocolError,
 ) -> Result<Option<(Option<i64>, usize)>, ProtocolError> {
-    let scan = &input[..input.len().min(limits.max_inline.saturating_add(2))];
-    let Some(cr) = scan.iter().position(|&b| b == b'\r') else {
-        if input.len() > limits.max_inline {
+    // The `\r` must come right after the sigil and at most `max_inline` more bytes. Deciding on
+    // that window alone is what makes the outcome independent of how the input is split.
+    let window = limits.max_inline.saturating_add(2);
+    let Some(cr) = input[..input.len().min(window)].iter().position(|&b| b == b'\r') else {
+        if input.len() >= window {
             return Err(too_long);
         }
         return Ok(None);
@@ -493,6 +496,22 @@ mod tests {
         assert_eq!(dec(b"GET abcdefgh"), Err(ProtocolError::TooBigInline));
         assert_eq!(dec(b"GET abcdefgh\r\n"), Err(ProtocolError::TooBigInline));
         assert_eq!(dec(b"GET ab\r\n"), Ok(args(&["GET", "ab"])));
+    }
+
+    #[test]
+    fn line_limits_decide_on_a_fixed_window_so_splits_do_not_matter() {
+        // Found by the fuzzer: with the `\r` just past the limit, the whole input waited for
+        // more while the same bytes one at a time were refused.
+        let limits = Limits { max_inline: 1, max_args: 1, max_bulk: 0 };
+        let dec = |input: &[u8]| RequestDecoder::new(limits).decode(input);
+        assert_eq!(dec(b"*\0\r"), Ok((0, None)));
+        assert_eq!(dec(b"*\0"), Ok((0, None)));
+        assert_eq!(dec(b"*"), Ok((0, None)));
+        assert_eq!(dec(b"*\0\r\n"), Err(ProtocolError::InvalidMultibulkLength));
+        assert_eq!(dec(b"*\0x"), Err(ProtocolError::TooBigMultibulkCount));
+        assert_eq!(dec(b"*12"), Err(ProtocolError::TooBigMultibulkCount));
+        assert_eq!(dec(b"ab"), Err(ProtocolError::TooBigInline));
+        assert_eq!(dec(b"a\n"), Ok((2, Some(vec![b"a".to_vec()]))));
     }
 
     #[test]
