@@ -293,7 +293,7 @@ impl<P: Port> ChannelCache<P> {
     #[inline]
     pub(crate) fn prefetch(&self) {
         if let Some(one) = &self.one {
-            crate::inbox::prefetch(Arc::as_ptr(one));
+            crate::prefetch::prefetch(Arc::as_ptr(one));
         }
     }
 
@@ -302,8 +302,8 @@ impl<P: Port> ChannelCache<P> {
     #[inline]
     pub(crate) fn prefetch_receiver(&self) {
         if let Some(one) = &self.one {
-            crate::inbox::prefetch(&one.required.inbox);
-            crate::inbox::prefetch(Arc::as_ptr(&one.required_owner));
+            crate::prefetch::prefetch(&one.required.inbox);
+            crate::prefetch::prefetch(Arc::as_ptr(&one.required_owner));
         }
     }
 

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::component::cell::ComponentCell;
+use crate::prefetch::prefetch;
 
 /// Producers' and runner's fields sit side by side, without padding between them: padding to
 /// separate cache lines cost a line per turn where memory is the bottleneck and bought nothing
@@ -214,19 +215,4 @@ impl<E> Inbox<E> {
         self.local_len.store(0, Ordering::Relaxed);
         (took, n)
     }
-}
-
-/// Asks the CPU to start fetching the cache line at `p` into all cache levels; a hint only: no
-/// effect on what the program computes, never a fault (any address will do). A no-op on targets
-/// other than x86-64. For drivers that know what they will touch next, as the simulator does.
-#[inline(always)]
-pub fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing the program can observe and cannot fault, whatever the
-    // address; SSE is part of the x86-64 baseline.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }

@@ -26,6 +26,8 @@ mod network;
 mod port;
 mod port_core;
 mod port_handle;
+mod prefetch;
+mod replace;
 mod rng;
 mod runtime;
 mod supervision;
@@ -39,7 +41,6 @@ pub use component::handle::{Component, ComponentRef};
 pub use component::{ComponentId, FaultReport, LifecycleState, PortInfo};
 pub use error::{Error, Result};
 pub use handler::{Handled, HandlerError, Severity};
-pub use inbox::prefetch;
 pub use introspection::{ChannelSnapshot, ComponentSnapshot, SystemSnapshot};
 pub use network::{
     CloseReason, Credit, Delivery, Host, LinkStatus, Message, NetIndication, NetRequest, Network,
@@ -47,10 +48,13 @@ pub use network::{
 };
 pub use port::{Direction, Event, IndicationFrom, Port, RequestFrom};
 pub use port_handle::{Indicator, Origin, Provided, ProvidedRef, Required, RequiredRef};
+#[doc(hidden)]
+pub use prefetch::prefetch;
+pub use replace::{Migrate, Swap};
 pub use rng::Rng;
 pub use runtime::{
     RngSource, RuntimeParts, Scheduler, SeededRng, Task, Time, TimerDriver, TimerEntry, TimerKey,
 };
 pub use supervision::{Directive, Strategy, SupervisorPolicy};
-pub use system::{Migrate, Swap, System, SystemConfig, WeakSystem};
+pub use system::{System, SystemConfig, WeakSystem};
 pub use timer::{Timeout, Timer, TimerId, TimerRequest, TimerTarget};

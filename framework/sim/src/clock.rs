@@ -12,7 +12,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use selfman_core::{Time, TimerDriver, TimerEntry, TimerKey, TimerTarget};
 
-use crate::net::FastMap;
+use crate::fast_map::FastMap;
 
 /// A scheduled timer, in its slab slot.
 struct Pending {

@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod fast_map;
 mod net;
 mod node;
 mod scenario;

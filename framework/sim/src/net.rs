@@ -8,8 +8,7 @@
 
 use std::any::{Any, TypeId};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +22,7 @@ use selfman_core::{
 };
 
 use crate::clock::{Due, VirtualClock};
+use crate::fast_map::FastMap;
 
 /// A latency distribution for one direction of a link.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -148,6 +148,9 @@ pub struct SimNetStats {
     /// Messages dropped because sender and receiver were in different partitions (at sending or
     /// at delivery time).
     pub partitioned: u64,
+    /// Messages dropped because their link (one direction) was blocked (at sending or at
+    /// delivery time; see `Simulation::block_link`).
+    pub blocked: u64,
     /// Messages addressed to a node that was not running, or to a stale incarnation, or sent by
     /// a crashed node.
     pub dead: u64,
@@ -156,43 +159,6 @@ pub struct SimNetStats {
     /// Unreachable hints delivered.
     pub hints: u64,
 }
-
-/// FxHash-style hasher: fast, and deterministic (not that lookups would depend on it).
-#[derive(Default)]
-pub(crate) struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.write_u64(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
-        }
-        let mut tail = [0u8; 8];
-        let rest = chunks.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        self.write_u64(u64::from_le_bytes(tail) ^ (rest.len() as u64) << 56);
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(u64::from(i));
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
-    }
-}
-
-pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// Delivers type-erased messages through one adapter's typed port.
 trait Port: Send {
@@ -308,6 +274,9 @@ pub(crate) struct NetState {
     /// `config.default_link`'s latency and loss, converted.
     default_link: (Sampler, f64),
     links: FastMap<u64, LinkModel>,
+    /// Blocked directed links (by [`link_key`]): what `from` sends to `to` is dropped, while
+    /// both stay in the same partition group — non-transitive connectivity.
+    blocked: FastMap<u64, ()>,
     last: FastMap<u64, Time>,
     pub(crate) slots: Vec<Slot>,
     /// Parallel to `slots`.
@@ -344,6 +313,7 @@ impl World {
                 default_link: (config.default_link.latency.into(), config.default_link.loss),
                 config,
                 links: FastMap::default(),
+                blocked: FastMap::default(),
                 last: FastMap::default(),
                 slots: Vec::new(),
                 hot: Vec::new(),
@@ -406,6 +376,21 @@ impl World {
 
     pub(crate) fn set_link(&self, from: u32, to: u32, model: LinkModel) {
         self.state.lock().links.insert(link_key(from, to), model);
+    }
+
+    /// Blocks (`true`) or unblocks the directed link `from → to`.
+    pub(crate) fn set_blocked(&self, from: u32, to: u32, blocked: bool) {
+        let mut s = self.state.lock();
+        if blocked {
+            s.blocked.insert(link_key(from, to), ());
+        } else {
+            s.blocked.remove(&link_key(from, to));
+        }
+    }
+
+    /// Unblocks every link.
+    pub(crate) fn clear_blocked(&self) {
+        self.state.lock().blocked.clear();
     }
 
     pub(crate) fn set_default_link(&self, model: LinkModel) {
@@ -532,6 +517,10 @@ impl World {
             return;
         }
         let key = link_key(from_slot, to_slot);
+        if !s.blocked.is_empty() && s.blocked.contains_key(&key) {
+            s.stats.blocked += 1;
+            return;
+        }
         let link = if s.links.is_empty() { None } else { s.links.get(&key) };
         let (latency, loss) = link.map_or(s.default_link, |l| (l.latency.into(), l.loss));
         if loss > 0.0 && s.rng.chance(loss) {
@@ -737,6 +726,12 @@ impl NetState {
             Payload::Message { proto, msg } => {
                 if from_group != Some(dest.group) {
                     self.stats.partitioned += 1;
+                    return;
+                }
+                if !self.blocked.is_empty()
+                    && self.blocked.contains_key(&link_key(f.from_slot, f.to_slot))
+                {
+                    self.stats.blocked += 1;
                     return;
                 }
                 let port = match &mut dest.port {

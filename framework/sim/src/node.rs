@@ -232,6 +232,41 @@ impl Simulation {
         Ok(())
     }
 
+    /// Blocks the link from `from` to `to` (one direction; by address, across incarnations):
+    /// what `from` sends to `to` is dropped, at sending and at delivery, until
+    /// [`unblock_link`](Self::unblock_link) or [`unblock_all`](Self::unblock_all). Unlike a
+    /// partition this need not be transitive: with `p → r` blocked, `p` may still reach `q` and
+    /// `q` reach `r`. Blocking both directions of some pairs is how a scenario builds
+    /// non-transitive connectivity. Dropped messages count as [`SimNetStats::blocked`]; no
+    /// unreachable hint is sent (the sender learns nothing, as on a black-holed route).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Network`] if either address is unknown.
+    pub fn block_link(&self, from: NodeAddr, to: NodeAddr) -> Result<()> {
+        let f = self.world.slot_of(&from.addr).ok_or_else(|| unknown(from))?;
+        let t = self.world.slot_of(&to.addr).ok_or_else(|| unknown(to))?;
+        self.world.set_blocked(f, t, true);
+        Ok(())
+    }
+
+    /// Unblocks the link from `from` to `to` (see [`block_link`](Self::block_link)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Network`] if either address is unknown.
+    pub fn unblock_link(&self, from: NodeAddr, to: NodeAddr) -> Result<()> {
+        let f = self.world.slot_of(&from.addr).ok_or_else(|| unknown(from))?;
+        let t = self.world.slot_of(&to.addr).ok_or_else(|| unknown(to))?;
+        self.world.set_blocked(f, t, false);
+        Ok(())
+    }
+
+    /// Unblocks every link blocked with [`block_link`](Self::block_link).
+    pub fn unblock_all(&self) {
+        self.world.clear_blocked();
+    }
+
     /// Sets the model of every link without an override.
     pub fn set_default_link(&self, model: LinkModel) {
         self.world.set_default_link(model);

@@ -176,6 +176,46 @@ fn sim_net_partition_blocks_cross_group_traffic_until_healed() {
 }
 
 #[test]
+fn sim_net_blocked_links_make_connectivity_non_transitive() {
+    let (sim, dir, log) = cluster(5, 3, SimConfig::default());
+    let n = dir.lock().clone();
+    let (p, q, r) = (n[0], n[1], n[2]);
+    sim.run_until(ms(50));
+    // p and r cannot talk (both directions); p–q and q–r still can.
+    sim.block_link(p, r).unwrap();
+    sim.block_link(r, p).unwrap();
+    let cut = log.heard.lock().len();
+    sim.run_until(ms(300));
+    {
+        let heard = log.heard.lock();
+        let late = || heard[cut..].iter().filter(|h| h.at > ms(56).0);
+        let pair = |a: NodeAddr, b: NodeAddr| late().filter(|h| h.from == a && h.to == b).count();
+        assert_eq!(pair(p, r) + pair(r, p), 0, "a blocked link delivered");
+        for (a, b) in [(p, q), (q, p), (q, r), (r, q)] {
+            assert!(pair(a, b) > 10, "{a} -> {b} should still deliver");
+        }
+    }
+    let s = sim.net_stats();
+    assert!(s.blocked > 0 && s.partitioned == 0, "{s:?}");
+    // One direction back: r hears p again, p still does not hear r.
+    sim.unblock_link(p, r).unwrap();
+    let back = log.heard.lock().len();
+    sim.run_until(ms(400));
+    {
+        let heard = log.heard.lock();
+        let after = &heard[back..];
+        assert!(after.iter().any(|h| h.from == p && h.to == r));
+        assert!(!after.iter().any(|h| h.from == r && h.to == p && h.at > ms(306).0));
+    }
+    sim.unblock_all();
+    let all = log.heard.lock().len();
+    sim.run_until(ms(500));
+    assert!(log.heard.lock()[all..].iter().any(|h| h.from == r && h.to == p));
+    let unknown = NodeAddr::new("10.9.9.9:1".parse().unwrap(), selfman_core::NodeId(1));
+    assert!(sim.block_link(p, unknown).is_err());
+}
+
+#[test]
 fn sim_net_crash_and_restart_use_a_new_incarnation() {
     let (sim, dir, log) = cluster(4, 3, SimConfig::default());
     let nodes = dir.lock().clone();

@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::component::definition::{panic_message, Failure, FailureCause};
+use crate::component::failure::{panic_message, Failure, FailureCause};
 use crate::component::instance::{ErasedInstance, Hook, PortSlot};
 use crate::component::supervisor::Supervisor;
 use crate::component::{ComponentId, FaultReport, LifecycleState};
 use crate::error::{Error, Result};
 use crate::handler::Severity;
-use crate::inbox::{prefetch, Inbox};
+use crate::inbox::Inbox;
+use crate::prefetch::prefetch;
 use crate::runtime::Task;
 use crate::system::SystemShared;
 
@@ -196,7 +197,7 @@ impl ComponentCell {
     /// Starts fetching what the next turn reads first — the cell's second line and the head of
     /// its instance — when a push has just made the cell runnable: the fetches overlap with
     /// whatever the pusher does until the turn runs, instead of stalling the turn one after
-    /// the other. Only a hint (see `inbox::prefetch`).
+    /// the other. Only a hint (see `crate::prefetch`).
     #[inline]
     pub(crate) fn prefetch_turn(&self) {
         let me = (self as *const Self).cast::<u8>();

@@ -6,16 +6,13 @@
 //! on the port does not compile. Several ports of the same type are fine: each has its own field
 //! and its own handler.
 
-use std::any::{Any, TypeId};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::component::cell::ComponentCell;
 use crate::component::context::Context;
-use crate::handler::{Handled, HandlerError, Severity};
-use crate::inbox::Inbox;
-use crate::port::{Direction, Port};
-use crate::port_core::{AnyPortCore, DirectFactory, DirectService, ProvidedCore, RequiredCore};
+use crate::component::port_decl::{self, PortDecl};
+use crate::handler::Handled;
+use crate::port::Port;
+use crate::port_core::DirectFactory;
 use crate::port_handle::{Provided, ProvidedRef, Required};
 
 /// A component's behaviour: its state, its ports, its handlers.
@@ -78,7 +75,7 @@ pub trait ComponentDefinition: Send + Sized + 'static {
 }
 
 /// Accessor of a port field.
-type Field<D, H> = fn(&mut D) -> &mut H;
+pub(crate) type Field<D, H> = fn(&mut D) -> &mut H;
 
 /// Collects a component's port declarations. Passed to [`ComponentDefinition::setup`].
 pub struct Setup<D> {
@@ -115,11 +112,7 @@ impl<D: ComponentDefinition> Setup<D> {
         field: fn(&mut D) -> &mut Provided<P>,
         handler: fn(&mut D, P::Request) -> Handled,
     ) -> PortOptions<'_> {
-        self.decls.push(Box::new(ProvidedEntry {
-            field,
-            serve: Serve::Handler(handler),
-            core: None,
-        }));
+        self.decls.push(port_decl::provided(field, handler));
         PortOptions { names: &mut self.names, index: self.decls.len() - 1 }
     }
 
@@ -154,8 +147,7 @@ impl<D: ComponentDefinition> Setup<D> {
         S: FnMut(P::Request) + Send + 'static,
     {
         let make: DirectFactory<P> = Arc::new(move |port| Box::new(make(port)));
-        let serve = Serve::Direct { make, fallback: None.into() };
-        self.decls.push(Box::new(ProvidedEntry { field, serve, core: None }));
+        self.decls.push(port_decl::provided_direct(field, make));
         PortOptions { names: &mut self.names, index: self.decls.len() - 1 }
     }
 
@@ -165,7 +157,7 @@ impl<D: ComponentDefinition> Setup<D> {
         field: fn(&mut D) -> &mut Required<P>,
         handler: fn(&mut D, P::Indication) -> Handled,
     ) -> PortOptions<'_> {
-        self.decls.push(Box::new(RequiredEntry { field, handler, core: None }));
+        self.decls.push(port_decl::required(field, handler));
         PortOptions { names: &mut self.names, index: self.decls.len() - 1 }
     }
 
@@ -173,246 +165,5 @@ impl<D: ComponentDefinition> Setup<D> {
     /// id, the clock and a seeded RNG.
     pub fn context(&mut self, field: fn(&mut D) -> &mut Context) {
         self.context = Some(field);
-    }
-}
-
-/// What went wrong in a handler.
-#[derive(Debug)]
-pub(crate) enum FailureCause {
-    Error(HandlerError),
-    Panic(String),
-}
-
-/// A failed handler invocation, with where it happened.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub(crate) cause: FailureCause,
-    /// `"port <type> (<direction>)"` or a lifecycle hook name.
-    pub(crate) place: String,
-    /// Type name of the event (or the hook).
-    pub(crate) event: &'static str,
-}
-
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
-}
-
-/// Runs a handler, catching panics.
-#[inline]
-pub(crate) fn invoke<D, E>(
-    def: &mut D,
-    handler: fn(&mut D, E) -> Handled,
-    ev: E,
-) -> Result<(), FailureCause> {
-    match catch_unwind(AssertUnwindSafe(|| handler(def, ev))) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(FailureCause::Error(e)),
-        Err(payload) => Err(FailureCause::Panic(panic_message(&*payload))),
-    }
-}
-
-/// Outcome of handling a batch from one port.
-pub(crate) struct Batch {
-    pub(crate) handled: usize,
-    /// Boxed: a batch is returned per port per turn, and an empty option of a pointer costs
-    /// nothing to check or drop.
-    pub(crate) failure: Option<Box<Failure>>,
-    /// Whether the port still holds events taken earlier (its local queue is not empty).
-    pub(crate) more: bool,
-}
-
-/// A declared port: binds itself to a port core, then moves and handles its events.
-///
-/// Contract: `take`, `has_local` and `handle` reach the port's unsynchronised local queue, so
-/// they are only called by the owner's instance from within the owner's turns (holding its
-/// cell's `run` lock) or while the owner is created and not yet reachable by other threads.
-/// `instance.rs` is the only caller.
-pub(crate) trait PortDecl<D>: Send {
-    /// `TypeId` of the port core this declaration binds to (identifies port type + direction).
-    fn core_type(&self) -> TypeId;
-    fn direction(&self) -> Direction;
-    /// Binds the field of `def` to `existing` (when adopting a previous instance's ports) or to
-    /// a fresh core owned by `owner`; returns the core.
-    fn bind(
-        &mut self,
-        def: &mut D,
-        owner: &Arc<ComponentCell>,
-        slot: usize,
-        existing: Option<Arc<dyn AnyPortCore>>,
-    ) -> Arc<dyn AnyPortCore>;
-    /// Moves arrived events to the local queue; `true` if any were taken.
-    fn take(&self, hold: bool) -> bool;
-    fn has_local(&self) -> bool;
-    /// Handles at most `max` local events.
-    fn handle(&self, def: &mut D, max: usize) -> Batch;
-}
-
-struct ProvidedEntry<D, P: Port> {
-    field: Field<D, Provided<P>>,
-    serve: Serve<D, P>,
-    core: Option<Arc<ProvidedCore<P>>>,
-}
-
-/// How a provided port's queued requests are served.
-enum Serve<D, P: Port> {
-    /// By the component's handler, in its turns.
-    Handler(fn(&mut D, P::Request) -> Handled),
-    /// A direct port (see [`Setup::provide_direct`]): channels serve themselves; what is
-    /// queued (injected requests) goes to `fallback`, made on first use.
-    Direct { make: DirectFactory<P>, fallback: parking_lot::Mutex<Option<DirectService<P>>> },
-}
-
-struct RequiredEntry<D, P: Port> {
-    field: Field<D, Required<P>>,
-    handler: fn(&mut D, P::Indication) -> Handled,
-    core: Option<Arc<RequiredCore<P>>>,
-}
-
-fn adopt<T: Any + Send + Sync>(existing: Option<Arc<dyn AnyPortCore>>) -> Option<Arc<T>> {
-    let any: Arc<dyn Any + Send + Sync> = existing?;
-    any.downcast::<T>().ok()
-}
-
-/// Handles up to `max` events from `inbox`'s local queue with `call`. Benign errors are logged
-/// and skipped; any other failure stops the batch. Returns the number handled (including the
-/// failed one), the failure, and whether events are left.
-fn drain<T>(
-    inbox: &Inbox<T>,
-    max: usize,
-    mut call: impl FnMut(T) -> Result<(), FailureCause>,
-) -> (usize, Option<FailureCause>, bool) {
-    let mut handled = 0;
-    let mut failed = None;
-    while handled < max {
-        // SAFETY: `PortDecl` methods run only within the owner's turns (see `PortDecl`).
-        let Some(item) = (unsafe { inbox.pop_local() }) else { break };
-        handled += 1;
-        match call(item) {
-            Ok(()) => {}
-            Err(FailureCause::Error(e)) if e.severity() == Severity::Benign => {
-                tracing::warn!(error = %e, event = std::any::type_name::<T>(), "benign handler error");
-            }
-            Err(cause) => {
-                failed = Some(cause);
-                break;
-            }
-        }
-    }
-    // SAFETY: as above.
-    let more = unsafe { inbox.settle() };
-    (handled, failed, more)
-}
-
-fn failure<P: Port, E>(cause: FailureCause, dir: Direction) -> Box<Failure> {
-    Box::new(Failure {
-        cause,
-        place: format!("{} port {}", dir.as_str(), std::any::type_name::<P>()),
-        event: std::any::type_name::<E>(),
-    })
-}
-
-impl<D: Send + 'static, P: Port> PortDecl<D> for ProvidedEntry<D, P> {
-    fn core_type(&self) -> TypeId {
-        TypeId::of::<ProvidedCore<P>>()
-    }
-    fn direction(&self) -> Direction {
-        Direction::Provided
-    }
-    fn bind(
-        &mut self,
-        def: &mut D,
-        owner: &Arc<ComponentCell>,
-        slot: usize,
-        existing: Option<Arc<dyn AnyPortCore>>,
-    ) -> Arc<dyn AnyPortCore> {
-        let direct = match &self.serve {
-            Serve::Handler(_) => None,
-            Serve::Direct { make, .. } => Some(Arc::clone(make)),
-        };
-        let core = adopt::<ProvidedCore<P>>(existing)
-            .unwrap_or_else(|| Arc::new(ProvidedCore::new(Arc::clone(owner), slot, direct)));
-        (self.field)(def).core = Some(Arc::clone(&core));
-        self.core = Some(Arc::clone(&core));
-        core
-    }
-    fn take(&self, hold: bool) -> bool {
-        // SAFETY: `PortDecl` methods run only within the owner's turns (see `PortDecl`).
-        self.core.as_ref().is_some_and(|c| unsafe { c.inbox.take(hold) })
-    }
-    fn has_local(&self) -> bool {
-        // SAFETY: as in `take`.
-        self.core.as_ref().is_some_and(|c| unsafe { c.inbox.has_local() })
-    }
-    fn handle(&self, def: &mut D, max: usize) -> Batch {
-        let Some(core) = &self.core else {
-            return Batch { handled: 0, failure: None, more: false };
-        };
-        let field = self.field;
-        let (handled, cause, more) = match &self.serve {
-            Serve::Handler(handler) => drain(&core.inbox, max, |env| {
-                field(def).origin = env.origin;
-                let r = invoke(def, *handler, env.event);
-                field(def).origin = 0;
-                r
-            }),
-            Serve::Direct { make, fallback } => {
-                let mut fallback = fallback.lock();
-                let serve = fallback.get_or_insert_with(|| {
-                    let make = core.direct.as_ref().unwrap_or(make);
-                    make(&ProvidedRef { core: Arc::clone(core) })
-                });
-                drain(&core.inbox, max, |env| {
-                    catch_unwind(AssertUnwindSafe(|| serve(env.event)))
-                        .map_err(|p| FailureCause::Panic(panic_message(&*p)))
-                })
-            }
-        };
-        let failure = cause.map(|c| failure::<P, P::Request>(c, Direction::Provided));
-        Batch { handled, failure, more }
-    }
-}
-
-impl<D: Send + 'static, P: Port> PortDecl<D> for RequiredEntry<D, P> {
-    fn core_type(&self) -> TypeId {
-        TypeId::of::<RequiredCore<P>>()
-    }
-    fn direction(&self) -> Direction {
-        Direction::Required
-    }
-    fn bind(
-        &mut self,
-        def: &mut D,
-        owner: &Arc<ComponentCell>,
-        slot: usize,
-        existing: Option<Arc<dyn AnyPortCore>>,
-    ) -> Arc<dyn AnyPortCore> {
-        let core = adopt::<RequiredCore<P>>(existing)
-            .unwrap_or_else(|| Arc::new(RequiredCore::new(Arc::clone(owner), slot)));
-        (self.field)(def).core = Some(Arc::clone(&core));
-        self.core = Some(Arc::clone(&core));
-        core
-    }
-    fn take(&self, hold: bool) -> bool {
-        // SAFETY: `PortDecl` methods run only within the owner's turns (see `PortDecl`).
-        self.core.as_ref().is_some_and(|c| unsafe { c.inbox.take(hold) })
-    }
-    fn has_local(&self) -> bool {
-        // SAFETY: as in `take`.
-        self.core.as_ref().is_some_and(|c| unsafe { c.inbox.has_local() })
-    }
-    fn handle(&self, def: &mut D, max: usize) -> Batch {
-        let Some(core) = &self.core else {
-            return Batch { handled: 0, failure: None, more: false };
-        };
-        let handler = self.handler;
-        let (handled, cause, more) = drain(&core.inbox, max, |ev| invoke(def, handler, ev));
-        let failure = cause.map(|c| failure::<P, P::Indication>(c, Direction::Required));
-        Batch { handled, failure, more }
     }
 }

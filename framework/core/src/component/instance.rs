@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use crate::component::cell::ComponentCell;
 use crate::component::context::Context;
-use crate::component::definition::{
-    panic_message, Batch, ComponentDefinition, Failure, FailureCause, PortDecl, Setup,
-};
+use crate::component::definition::{ComponentDefinition, Setup};
+use crate::component::failure::{panic_message, Failure, FailureCause};
+use crate::component::port_decl::{Batch, PortDecl};
 use crate::error::Error;
 use crate::handler::Handled;
 use crate::port::Direction;

@@ -9,8 +9,10 @@
 pub(crate) mod cell;
 pub(crate) mod context;
 pub(crate) mod definition;
+pub(crate) mod failure;
 pub(crate) mod handle;
 pub(crate) mod instance;
+pub(crate) mod port_decl;
 pub(crate) mod supervisor;
 
 use std::fmt;

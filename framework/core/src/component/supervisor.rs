@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use crate::component::cell::{ComponentCell, Control, Phase, RunState};
-use crate::component::definition::{panic_message, Failure, FailureCause};
+use crate::component::failure::{panic_message, Failure, FailureCause};
 use crate::component::FaultReport;
 use crate::handler::{HandlerError, Severity};
 use crate::runtime::{Time, TimerEntry, TimerKey};
