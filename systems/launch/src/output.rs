@@ -49,6 +49,8 @@ struct Line {
 struct Member {
     /// Its stdout reached end of file (or failed): no more lines will come.
     closed: bool,
+    /// A thread is reading its stderr, which has not reached end of file yet.
+    reading_stderr: bool,
     /// Unread lines dropped because the queue was full.
     dropped: u64,
     /// Its last stdout lines, read by the caller or not.
@@ -142,6 +144,22 @@ impl Output {
         self.changed.notify_all();
     }
 
+    /// Records that a thread starts reading `from`'s stderr.
+    pub(crate) fn reading_stderr(&self, from: usize, reading: bool) {
+        self.lock().members[from].reading_stderr = reading;
+        self.changed.notify_all();
+    }
+
+    /// Waits until every pipe of `from` that is read has reached end of file, or `deadline`:
+    /// after that, what it printed is all there.
+    pub(crate) fn wait_all_read(&self, from: usize, deadline: Instant) {
+        let mut st = self.lock();
+        while !st.members[from].closed || st.members[from].reading_stderr {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return };
+            st = self.changed.wait_timeout(st, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
     /// Waits until a line of `member` (of any member if `None`) for which `pred(from, line)`
     /// holds is queued, and takes it out of the queue; the lines it passes over stay queued, in
     /// order.
@@ -231,8 +249,9 @@ pub(crate) fn read_lines(mut r: impl BufRead, output: Arc<Output>, from: usize, 
             Pipe::Stderr => output.push_stderr(from, &text),
         }
     }
-    if let Pipe::Stdout = pipe {
-        output.close(from);
+    match pipe {
+        Pipe::Stdout => output.close(from),
+        Pipe::Stderr => output.reading_stderr(from, false),
     }
 }
 

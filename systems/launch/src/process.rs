@@ -24,7 +24,8 @@ use crate::output::{read_lines, Output, Pipe, Waited};
 use crate::program::{Program, Stderr};
 use crate::READY_PREFIX;
 
-/// How long a wait that saw a process close its stdout waits for its exit status, to report it.
+/// How long a wait that saw a process close its stdout waits for its exit status and the end of
+/// its captured stderr, to report them.
 const EXIT_STATUS_WAIT: Duration = Duration::from_millis(500);
 
 /// The longest sleep between two polls of a process's exit.
@@ -84,6 +85,9 @@ impl Process {
             readers.push((Box::new(err), Pipe::Stderr));
         }
         for (pipe, which) in readers {
+            if let Pipe::Stderr = which {
+                output.reading_stderr(index, true);
+            }
             let out = Arc::clone(&output);
             // Detached: the thread ends when the pipe reaches end of file, that is when the
             // child (and any process it shared the pipe with) is gone.
@@ -239,9 +243,11 @@ impl Process {
     }
 
     /// The error for a wait that saw the child close its stdout; waits a little for its
-    /// status.
+    /// status and the rest of its captured stderr.
     pub(crate) fn exited(&mut self, awaited: String) -> Error {
+        let deadline = Instant::now() + EXIT_STATUS_WAIT;
         let status = self.wait_timeout(EXIT_STATUS_WAIT).ok().flatten();
+        self.output.wait_all_read(self.index, deadline);
         Error::Exited { who: self.who(), awaited, status, printed: self.printed() }
     }
 
