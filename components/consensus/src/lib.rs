@@ -26,7 +26,6 @@
 
 mod epoch_change;
 mod epoch_consensus;
-mod group;
 mod messages;
 mod stack;
 pub mod testkit;
@@ -34,7 +33,6 @@ mod uniform_consensus;
 
 pub use epoch_change::{EcConfig, EcOutput, EpochChangeMachine, EpochChanger};
 pub use epoch_consensus::{EpConfig, EpOutput, EpochConsensus, EpochConsensusMachine};
-pub use group::Group;
 pub use messages::{EcMessage, EpMessage, UcMessage};
 pub use stack::{build_stack, Stack, StackConfig};
 pub use uniform_consensus::{UcConfig, UcOutput, UniformConsensus, UniformConsensusMachine};

@@ -10,9 +10,8 @@
 use std::time::Duration;
 
 use selfman_core::NodeAddr;
-use selfman_ports::{StartEpoch, Trust};
+use selfman_ports::{Membership, StartEpoch, Trust};
 
-use crate::group::Group;
 use crate::messages::EcMessage;
 use crate::testkit::EcFlaw;
 
@@ -62,7 +61,7 @@ pub enum EcOutput {
 ///   every period), so a new leader learns at once how high it must go.
 #[derive(Debug, Clone)]
 pub struct EpochChangeMachine {
-    group: Group,
+    group: Membership,
     trusted: Option<NodeAddr>,
     /// The last epoch started here (0: none yet) and its leader.
     lastts: u64,
@@ -79,7 +78,7 @@ impl EpochChangeMachine {
     /// of them: a process outside the group follows but never leads).
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>) -> Self {
         EpochChangeMachine {
-            group: Group::new(me, group),
+            group: Membership::new(me, group),
             trusted: None,
             lastts: 0,
             leader: None,

@@ -16,9 +16,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use selfman_core::NodeAddr;
-use selfman_ports::{EpIndication, EpochState, InstanceId};
+use selfman_ports::{EpIndication, EpochState, InstanceId, Membership};
 
-use crate::group::Group;
 use crate::messages::EpMessage;
 use crate::testkit::EpFlaw;
 
@@ -126,7 +125,7 @@ struct Epoch<V> {
 /// lives.
 #[derive(Debug, Clone)]
 pub struct EpochConsensusMachine<V> {
-    group: Group,
+    group: Membership,
     states: BTreeMap<InstanceId, EpochState<V>>,
     epoch: Option<Epoch<V>>,
     future: VecDeque<(NodeAddr, EpMessage<V>)>,
@@ -137,7 +136,7 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
     /// Epoch consensus of process `me` in `group`.
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>) -> Self {
         EpochConsensusMachine {
-            group: Group::new(me, group),
+            group: Membership::new(me, group),
             states: BTreeMap::new(),
             epoch: None,
             future: VecDeque::new(),

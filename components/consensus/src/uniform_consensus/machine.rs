@@ -12,9 +12,8 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use selfman_core::NodeAddr;
-use selfman_ports::{Decide, EpRequest, EpochState, InstanceId, StartEpoch};
+use selfman_ports::{Decide, EpRequest, EpochState, InstanceId, Membership, StartEpoch};
 
-use crate::group::Group;
 use crate::messages::UcMessage;
 use crate::testkit::UcFlaw;
 
@@ -58,7 +57,7 @@ enum Phase {
 /// once: a sequence of epoch-consensus epochs, one per epoch the epoch change starts.
 #[derive(Debug, Clone)]
 pub struct UniformConsensusMachine<V> {
-    group: Group,
+    group: Membership,
     /// The current epoch (timestamp, leader), if any.
     ets: u64,
     leader: Option<NodeAddr>,
@@ -79,7 +78,7 @@ impl<V: Clone + Debug + PartialEq> UniformConsensusMachine<V> {
     /// Uniform consensus of process `me` in `group`.
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>) -> Self {
         UniformConsensusMachine {
-            group: Group::new(me, group),
+            group: Membership::new(me, group),
             ets: 0,
             leader: None,
             phase: Phase::Idle,
