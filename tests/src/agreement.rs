@@ -14,8 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use selfman_consensus::testkit::{EcFlaw, EpFlaw, Flaws, UcFlaw};
-use selfman_consensus::{Stack, StackConfig};
+use selfman_consensus::{EcFlaw, EpFlaw, Flaws, Stack, StackConfig, UcFlaw};
 use selfman_consensus_cluster::{build_flawed_node, NodeConfig};
 use selfman_core::{
     ComponentDefinition, Context, Handled, Host, NodeAddr, NodeId, ProvidedRef, Required, Setup,

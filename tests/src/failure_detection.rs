@@ -27,7 +27,8 @@ use std::time::Duration;
 use selfman_core::{
     Component, ComponentDefinition, Context, Handled, Host, NodeAddr, NodeId, Required, Setup, Time,
 };
-use selfman_failure_detector::{build_with_faults, Faults, FdConfig, HeartbeatFd};
+use selfman_failure_detector::{FdConfig, Flaw, HeartbeatFd};
+use selfman_leader_election::Flaw as OmegaFlaw;
 use selfman_ports::{FailureDetector, FdIndication, FdRequest, LeaderElection, Trust};
 use selfman_sim::{
     address_of, Churn, Latency, LinkModel, Scenario, SimConfig, SimHost, SimNetConfig, Simulation,
@@ -160,11 +161,12 @@ impl ComponentDefinition for TrustRecorder {
 struct Wiring {
     nodes: usize,
     config: FdConfig,
-    faults: Faults,
+    /// The detector's deliberate mistake (broken variants).
+    flaw: Option<Flaw>,
     /// Add Ω over the detector (group: every node, by address, in index order).
     omega: bool,
-    /// Ω ignores suspicions (broken).
-    omega_broken: bool,
+    /// Ω's deliberate mistake (broken variant).
+    omega_flaw: Option<OmegaFlaw>,
 }
 
 /// Builds one node: the detector, a recorder monitoring every other node, and (if asked) Ω
@@ -174,8 +176,11 @@ fn build_node(h: &SimHost, w: Wiring, log: &Shared) -> selfman_core::Result<()> 
     let (log1, log2) = (log.clone(), log.clone());
     let nodes = w.nodes;
     // ANCHOR: wiring
-    // The detector, with its network and timer.
-    let fd = build_with_faults(h, w.config, w.faults)?;
+    // The detector, with its network and timer (deliberately flawed in broken variants).
+    let fd = match w.flaw {
+        None => selfman_failure_detector::build(h, w.config)?,
+        Some(f) => selfman_failure_detector::build_flawed(h, w.config, f)?,
+    };
     let fd_port = fd.provided::<FailureDetector>()?;
     // A user: monitors every other node (by address) on start.
     let watch: Vec<NodeAddr> = (0..nodes).filter(|&i| i != h.index()).map(any).collect();
@@ -185,10 +190,9 @@ fn build_node(h: &SimHost, w: Wiring, log: &Shared) -> selfman_core::Result<()> 
         // Ω over the same detector; every node in index order is the group (index 0 ranks
         // highest), each member named by address only.
         let group: Vec<NodeAddr> = (0..nodes).map(any).collect();
-        let omega = if w.omega_broken {
-            selfman_leader_election::build_ignoring_suspicions(h, &fd_port, group)?
-        } else {
-            selfman_leader_election::build(h, &fd_port, group)?
+        let omega = match w.omega_flaw {
+            None => selfman_leader_election::build(h, &fd_port, group)?,
+            Some(f) => selfman_leader_election::build_flawed(h, &fd_port, group, f)?,
         };
         let tr = h.create(move || TrustRecorder::new(me, log2.clone()))?;
         h.system().connect(&omega.provided::<LeaderElection>()?, &tr.required()?)?;
@@ -385,9 +389,9 @@ const FD_END: f64 = 10.5;
 
 /// `fd`: 12 nodes monitoring each other on jittery, lossy links, with crash/restart churn and a
 /// partition that heals; then the network becomes stable and two more nodes crash.
-fn fd_scenario(name: &str, faults: Faults) -> (Scenario, Probe) {
+fn fd_scenario(name: &str, flaw: Option<Flaw>) -> (Scenario, Probe) {
     let config = FdConfig::default();
-    let wiring = Wiring { nodes: FD_NODES, config, faults, omega: false, omega_broken: false };
+    let wiring = Wiring { nodes: FD_NODES, config, flaw, omega: false, omega_flaw: None };
     let probe = Probe::default();
     let (log, crashes) = (probe.log.clone(), probe.crashes.clone());
     let (l1, l2, l3) = (log.clone(), log.clone(), log.clone());
@@ -430,12 +434,12 @@ fn fd_scenario(name: &str, faults: Faults) -> (Scenario, Probe) {
 
 /// See [`crate::SCENARIOS`].
 pub fn fd() -> Scenario {
-    fd_scenario("fd", Faults::default()).0
+    fd_scenario("fd", None).0
 }
 
 /// See [`crate::SCENARIOS`].
 pub fn fd_broken() -> Scenario {
-    fd_scenario("fd-broken", Faults { never_restore: true, ..Faults::default() }).0
+    fd_scenario("fd-broken", Some(Flaw::NeverRestore)).0
 }
 
 /// Latency of the `fd-slow` links while they stall: longer than the first timeout (400 ms).
@@ -457,9 +461,9 @@ fn max_false_suspicions(c: &FdConfig, max_latency: Duration) -> usize {
 
 /// `fd-slow`: links that stall now and then (messages take longer than the first timeout)
 /// but are bounded; no loss, no partition; crash-stop after the last stall.
-fn fd_slow_scenario(name: &str, faults: Faults) -> (Scenario, Probe) {
+fn fd_slow_scenario(name: &str, flaw: Option<Flaw>) -> (Scenario, Probe) {
     let config = FdConfig::default();
-    let wiring = Wiring { nodes: FD_NODES, config, faults, omega: false, omega_broken: false };
+    let wiring = Wiring { nodes: FD_NODES, config, flaw, omega: false, omega_flaw: None };
     let probe = Probe::default();
     let (log, crashes) = (probe.log.clone(), probe.crashes.clone());
     let (l1, l2, l3) = (log.clone(), log.clone(), log.clone());
@@ -531,12 +535,12 @@ fn fd_slow_scenario(name: &str, faults: Faults) -> (Scenario, Probe) {
 
 /// See [`crate::SCENARIOS`].
 pub fn fd_slow() -> Scenario {
-    fd_slow_scenario("fd-slow", Faults::default()).0
+    fd_slow_scenario("fd-slow", None).0
 }
 
 /// See [`crate::SCENARIOS`].
 pub fn fd_slow_broken() -> Scenario {
-    fd_slow_scenario("fd-slow-broken", Faults { fixed_timeout: true, ..Faults::default() }).0
+    fd_slow_scenario("fd-slow-broken", Some(Flaw::FixedTimeout)).0
 }
 
 /// What the nodes of a run recorded, kept by the scenario builder for [`fd_report`].
@@ -576,12 +580,10 @@ pub struct FdReport {
 /// scenario name.
 pub fn fd_report(name: &str, seed: u64) -> Option<FdReport> {
     let (s, probe) = match name {
-        "fd" => fd_scenario(name, Faults::default()),
-        "fd-broken" => fd_scenario(name, Faults { never_restore: true, ..Faults::default() }),
-        "fd-slow" => fd_slow_scenario(name, Faults::default()),
-        "fd-slow-broken" => {
-            fd_slow_scenario(name, Faults { fixed_timeout: true, ..Faults::default() })
-        }
+        "fd" => fd_scenario(name, None),
+        "fd-broken" => fd_scenario(name, Some(Flaw::NeverRestore)),
+        "fd-slow" => fd_slow_scenario(name, None),
+        "fd-slow-broken" => fd_slow_scenario(name, Some(Flaw::FixedTimeout)),
         _ => return None,
     };
     let mut detections = Vec::new();
@@ -630,15 +632,9 @@ fn crash_leader(run: &mut selfman_sim::Run<'_>) -> Result<(), String> {
 
 /// `omega`: 7 nodes electing a leader over the detector on jittery, lossy links; the leader
 /// crashes twice (plus one random node: 3 of 7), a partition heals, then the network is stable.
-fn omega_scenario(name: &str, broken: bool) -> Scenario {
+fn omega_scenario(name: &str, flaw: Option<OmegaFlaw>) -> Scenario {
     let config = FdConfig::default();
-    let wiring = Wiring {
-        nodes: OMEGA_NODES,
-        config,
-        faults: Faults::default(),
-        omega: true,
-        omega_broken: broken,
-    };
+    let wiring = Wiring { nodes: OMEGA_NODES, config, flaw: None, omega: true, omega_flaw: flaw };
     let log = Shared::default();
     let (l1, l2) = (log.clone(), log.clone());
     let crashes: Arc<Mutex<Vec<(Time, NodeAddr)>>> = Arc::default();
@@ -697,12 +693,12 @@ fn omega_scenario(name: &str, broken: bool) -> Scenario {
 
 /// See [`crate::SCENARIOS`].
 pub fn omega() -> Scenario {
-    omega_scenario("omega", false)
+    omega_scenario("omega", None)
 }
 
 /// See [`crate::SCENARIOS`].
 pub fn omega_broken() -> Scenario {
-    omega_scenario("omega-broken", true)
+    omega_scenario("omega-broken", Some(OmegaFlaw::IgnoreSuspicions))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use selfman_consensus::testkit::{EpFlaw, Flaws};
+use selfman_consensus::{EpFlaw, Flaws};
 use selfman_core::{NodeAddr, NodeId, Time};
 use selfman_ports::{InstanceId, StartEpoch};
 use selfman_sim::{address_of, seeds};

@@ -8,7 +8,17 @@
 //! repeated address counted once).
 
 use selfman_core::NodeAddr;
-use selfman_ports::{FdIndication, Membership, Trust};
+use selfman_ports::{has_flaw, FdIndication, Membership, Trust};
+
+/// A deliberate mistake of the [`Elector`], to show that the simulation checkers catch it
+/// (feature `flaws`, for tests only; `docs/decisions/011-deliberate-bugs-are-test-only.md`).
+#[cfg(feature = "flaws")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    /// Ignores the failure detector: trusts by rank alone (breaks eventual accuracy once the
+    /// highest-ranked member crashes: `omega-broken`).
+    IgnoreSuspicions,
+}
 
 /// Eventual leader election by rank (Cachin–Guerraoui–Rodrigues Algorithm 2.8, "Monarchical
 /// Eventual Leader Detection"): rank = position in the group, index 0 highest.
@@ -37,6 +47,8 @@ pub struct Elector {
     suspected: Vec<bool>,
     leader: Option<usize>,
     started: bool,
+    #[cfg(feature = "flaws")]
+    flaw: Option<Flaw>,
 }
 
 impl Elector {
@@ -48,7 +60,22 @@ impl Elector {
         let group = Membership::new(me, group);
         let me = group.my_rank();
         let suspected = vec![false; group.len()];
-        Elector { group, me, suspected, leader: None, started: false }
+        Elector {
+            group,
+            me,
+            suspected,
+            leader: None,
+            started: false,
+            #[cfg(feature = "flaws")]
+            flaw: None,
+        }
+    }
+
+    /// This election with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Elector {
+        self.flaw = Some(flaw);
+        self
     }
 
     /// The group, in rank order.
@@ -72,6 +99,9 @@ impl Elector {
     /// The failure detector changed its mind about a process: returns a [`Trust`] if the
     /// leader changed. Indications about non-members and about the local process are ignored.
     pub fn on_indication(&mut self, ind: FdIndication) -> Option<Trust> {
+        if has_flaw!(self, IgnoreSuspicions) {
+            return None;
+        }
         let (n, suspect) = match ind {
             FdIndication::Suspect(n) => (n, true),
             FdIndication::Restore(n) => (n, false),
@@ -178,6 +208,16 @@ mod tests {
         assert_eq!(e.trusted(), None);
         assert_eq!(e.start(), Some(Trust(member(2))));
         assert_eq!(e.start(), Some(Trust(member(2))), "start again: the current leader again");
+    }
+
+    #[test]
+    fn the_flawed_election_trusts_by_rank_alone() {
+        let mut e = Elector::new(member(3), group(3)).with_flaw(Flaw::IgnoreSuspicions);
+        assert_eq!(e.start(), Some(Trust(member(1))));
+        assert_eq!(e.on_indication(suspect(1)), None);
+        assert_eq!(e.on_indication(suspect(2)), None);
+        assert_eq!(e.trusted(), Some(Trust(member(1))), "still the crashed leader");
+        assert!(!e.is_suspected(member(1)));
     }
 
     #[test]

@@ -29,6 +29,7 @@
 mod broadcast;
 mod consensus;
 mod failure_detector;
+mod flaw;
 mod leader_election;
 mod membership;
 

@@ -12,10 +12,9 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use selfman_core::NodeAddr;
-use selfman_ports::{Decide, EpRequest, EpochState, InstanceId, Membership, StartEpoch};
+use selfman_ports::{has_flaw, Decide, EpRequest, EpochState, InstanceId, Membership, StartEpoch};
 
 use crate::messages::UcMessage;
-use crate::testkit::UcFlaw;
 
 /// Timing of uniform consensus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +28,17 @@ impl Default for UcConfig {
     fn default() -> Self {
         UcConfig { forward_period: Duration::from_millis(100) }
     }
+}
+
+/// A deliberate mistake of the [`UniformConsensusMachine`], to show that the simulation
+/// checkers catch it (feature `flaws`, for tests only;
+/// `docs/decisions/011-deliberate-bugs-are-test-only.md`).
+#[cfg(feature = "flaws")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    /// Forgets what it decided at every new epoch, so an instance completed again by a later
+    /// epoch is decided again (breaks integrity: `consensus-broken-integrity`).
+    DecideEveryEpoch,
 }
 
 /// What the machine asks its component to do.
@@ -71,7 +81,8 @@ pub struct UniformConsensusMachine<V> {
     /// Instances proposed to the running epoch.
     proposed: BTreeSet<InstanceId>,
     decided: BTreeMap<InstanceId, V>,
-    flaw: Option<UcFlaw>,
+    #[cfg(feature = "flaws")]
+    flaw: Option<Flaw>,
 }
 
 impl<V: Clone + Debug + PartialEq> UniformConsensusMachine<V> {
@@ -87,11 +98,14 @@ impl<V: Clone + Debug + PartialEq> UniformConsensusMachine<V> {
             own: BTreeSet::new(),
             proposed: BTreeSet::new(),
             decided: BTreeMap::new(),
+            #[cfg(feature = "flaws")]
             flaw: None,
         }
     }
 
-    pub(crate) fn with_flaw(mut self, flaw: UcFlaw) -> Self {
+    /// This machine with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Self {
         self.flaw = Some(flaw);
         self
     }
@@ -181,7 +195,7 @@ impl<V: Clone + Debug + PartialEq> UniformConsensusMachine<V> {
         self.leader = Some(leader);
         self.phase = Phase::Running;
         self.proposed.clear();
-        if self.flaw == Some(UcFlaw::DecideEveryEpoch) {
+        if has_flaw!(self, DecideEveryEpoch) {
             self.decided.clear();
         }
         out.push(UcOutput::Ep(EpRequest::Start { ets: s.ts, leader, states }));
@@ -346,7 +360,7 @@ mod tests {
         let decides = out.iter().filter(|o| matches!(o, UcOutput::Decide(_))).count();
         assert_eq!(decides, 1);
         // The flawed variant forgets, and decides again.
-        let mut f = uc(0).with_flaw(UcFlaw::DecideEveryEpoch);
+        let mut f = uc(0).with_flaw(Flaw::DecideEveryEpoch);
         out.clear();
         f.on_start_epoch(se(3, 0), &mut out);
         f.on_decide(3, I1, 1, &mut out);
