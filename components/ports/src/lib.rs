@@ -19,7 +19,8 @@
 //! for "whichever incarnation runs at that address"; implementations report members as they
 //! were given to them, so users can compare what they configured with what they are told.
 //! Every implementation sees its group through one [`Membership`] view, which is where those
-//! rules are kept.
+//! rules are kept. [`has_flaw!`] is how the implementations check for their test-only
+//! deliberate bugs (`docs/decisions/011-deliberate-bugs-are-test-only.md`).
 //! Interfaces and properties follow Cachin, Guerraoui and Rodrigues, *Introduction to Reliable
 //! and Secure Distributed Programming* (2nd ed.); `docs/` has one chapter per abstraction.
 //!

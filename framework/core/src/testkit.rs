@@ -51,7 +51,7 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// What the components of a test recorded, shared with the test that reads it: a list of
 /// entries (`Log<Vec<E>>`), or a record that checks entries as they arrive (a safety checker:
-/// `Log<AgreementLog>` in the simulation suites).
+/// `Log<ConsensusChecker>` in the simulation suites).
 ///
 /// Clones share the record. Components push into it from their handlers, on any thread; the
 /// test reads it after (or while) the system runs. Do not hold [`Log::lock`]'s guard while
