@@ -7,7 +7,9 @@
 * components/ports depends only on core;
 * a component crate (components/<x>) depends only on core and ports; runtime, net and sim (or
   anything else internal) are allowed as dev-dependencies only;
-* systems, examples, tests and benches may depend on anything.
+* systems, examples, tests and benches may depend on anything;
+* a crate's dev-dependency on itself only turns on its own features for its tests (the
+  `flaws` of docs/decisions/011-deliberate-bugs-are-test-only.md) and is always allowed.
 
 `--self-test` runs the checker on synthetic workspaces, one per rule, and fails unless every
 violation is caught and the legal layout passes.
@@ -43,6 +45,8 @@ def violations(packages, root):
             if d["name"] not in by_name or d.get("path") is None:
                 continue  # external crate
             dev = d.get("kind") == "dev"
+            if dev and d["name"] == p["name"]:
+                continue  # its own features, for its own tests
             target = by_name[d["name"]]
             tr = role(target)
             ok = True
@@ -84,7 +88,8 @@ def self_test():
         pkg("selfman", FACADE, [("selfman-core", None), ("selfman-runtime", None)]),
         pkg("selfman-ports", "components/ports", [("selfman-core", None)]),
         pkg("selfman-fd", "components/failure-detector",
-            [("selfman-core", None), ("selfman-ports", None), ("selfman-sim", "dev")]),
+            [("selfman-core", None), ("selfman-ports", None), ("selfman-sim", "dev"),
+             ("selfman-fd", "dev")]),
         pkg("selfman-node", "systems/node", [("selfman-fd", None), ("selfman", None)]),
     ]
     assert violations(base, root) == [], violations(base, root)
@@ -94,6 +99,7 @@ def self_test():
         ("ports depends on runtime", 4, ("selfman-runtime", None)),
         ("component depends on runtime", 5, ("selfman-runtime", None)),
         ("component depends on another component", 5, ("selfman-other", None)),
+        ("component dev-depends on another component", 5, ("selfman-other", "dev")),
     ]
     for what, idx, dep in bad:
         pkgs = json.loads(json.dumps(base))

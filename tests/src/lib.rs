@@ -6,14 +6,20 @@
 //! cargo run --release -p selfman-tests --bin sweep -- <scenario> --seeds N [--start S]
 //! ```
 //!
+//! * [`checkers`]: the safety and liveness checkers, one module per abstraction;
+//! * [`scenarios`]: the scenario recipes, one module per family, and the node wiring they
+//!   share ([`scenarios::nodes`]).
+//!
 //! Each scenario is a [`Scenario`] recipe with its invariants; [`by_name`] finds one,
 //! [`SCENARIOS`] lists them. A failing seed prints the command that replays it; once the bug is
-//! fixed, the seed goes into `tests/tests/regressions.rs` so it keeps being checked.
+//! fixed, the seed goes into its family's table in [`REGRESSIONS`], beside the list, and
+//! `tests/tests/regressions.rs` runs every kept seed.
 #![deny(missing_docs)]
 
-pub mod agreement;
-pub mod failure_detection;
+pub mod checkers;
 pub mod scenarios;
+
+use scenarios::{broadcast, consensus, failure_detection, network};
 
 use selfman_sim::Scenario;
 
@@ -39,13 +45,13 @@ pub const SCENARIOS: &[Entry] = &[
                 FIFO, no duplicates, no delivery to another incarnation, no message from the \
                 future",
         must_pass: true,
-        build: scenarios::net_fifo,
+        build: network::net_fifo,
     },
     Entry {
         name: "net-fifo-broken",
         about: "net-fifo on a network that reorders (FIFO off): the checker must report it",
         must_pass: false,
-        build: scenarios::net_fifo_broken,
+        build: network::net_fifo_broken,
     },
     Entry {
         name: "heartbeat-churn",
@@ -53,9 +59,9 @@ pub const SCENARIOS: &[Entry] = &[
                 partition; after things settle every node suspects exactly its crashed \
                 neighbours",
         must_pass: true,
-        build: scenarios::heartbeat_churn,
+        build: network::heartbeat_churn,
     },
-    // failure_detection.rs entries (fd, omega, and their broken variants) go here.
+    // scenarios/failure_detection.rs: fd, fd-slow, omega, and their broken variants.
     Entry {
         name: "fd",
         about: "the heartbeat detector, 12 nodes monitoring each other: jitter, loss, \
@@ -101,21 +107,22 @@ pub const SCENARIOS: &[Entry] = &[
         must_pass: false,
         build: failure_detection::omega_broken,
     },
-    // agreement.rs entries (beb, consensus, and their broken variants) go here.
+    // scenarios/broadcast.rs and scenarios/consensus.rs: beb, consensus, and their broken
+    // variants.
     Entry {
         name: "beb",
         about: "best-effort broadcast among 8 nodes over reliable links, crash/restart churn, a \
                 group change: no duplication, no creation, validity for correct senders and \
                 receivers, nothing delivered outside the group",
         must_pass: true,
-        build: agreement::beb,
+        build: broadcast::beb,
     },
     Entry {
         name: "beb-broken",
         about: "beb over links that lose 10% of messages while validity is still demanded: \
                 the checker must report it",
         must_pass: false,
-        build: agreement::beb_broken,
+        build: broadcast::beb_broken,
     },
     Entry {
         name: "consensus",
@@ -124,38 +131,38 @@ pub const SCENARIOS: &[Entry] = &[
                 preferred), loss, delays, partitions: validity, integrity, uniform agreement, \
                 epoch monotonicity and consistency always; termination and one epoch at the end",
         must_pass: true,
-        build: agreement::consensus,
+        build: consensus::consensus,
     },
     Entry {
         name: "consensus-broken",
         about: "consensus whose epoch leader adopts the lowest-timestamp state: agreement \
                 must fail",
         must_pass: false,
-        build: agreement::consensus_broken,
+        build: consensus::consensus_broken,
     },
     Entry {
         name: "consensus-broken-epochs",
         about: "epoch change with colliding timestamps: consistency must fail",
         must_pass: false,
-        build: agreement::consensus_broken_epochs,
+        build: consensus::consensus_broken_epochs,
     },
     Entry {
         name: "consensus-broken-monotonic",
         about: "epoch change that accepts stale epochs: monotonicity must fail",
         must_pass: false,
-        build: agreement::consensus_broken_monotonic,
+        build: consensus::consensus_broken_monotonic,
     },
     Entry {
         name: "consensus-broken-integrity",
         about: "uniform consensus that forgets its decisions at each epoch: integrity must fail",
         must_pass: false,
-        build: agreement::consensus_broken_integrity,
+        build: consensus::consensus_broken_integrity,
     },
     Entry {
         name: "consensus-broken-termination",
         about: "epoch consensus without retransmission over lossy links: termination must fail",
         must_pass: false,
-        build: agreement::consensus_broken_termination,
+        build: consensus::consensus_broken_termination,
     },
 ];
 
@@ -163,3 +170,41 @@ pub const SCENARIOS: &[Entry] = &[
 pub fn by_name(name: &str) -> Option<&'static Entry> {
     SCENARIOS.iter().find(|e| e.name == name)
 }
+
+/// A seed that once failed, kept after the fix so that it keeps being checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Regression {
+    /// The scenario (a `must_pass` entry of [`SCENARIOS`]).
+    pub scenario: &'static str,
+    /// The seed.
+    pub seed: u64,
+    /// What it caught, and how it was fixed.
+    pub caught: &'static str,
+}
+
+/// Seeds that once failed, one table per scenario family (a family that never had one has no
+/// table: an empty table would check nothing). When `sweep` reports a failing seed, fix the
+/// cause and add the seed to its family's table; `tests/tests/regressions.rs` runs them all.
+pub const REGRESSIONS: &[(&str, &[Regression])] =
+    &[("network", NETWORK_REGRESSIONS), ("broadcast and consensus", AGREEMENT_REGRESSIONS)];
+
+/// The `net-fifo` and `heartbeat-churn` family's kept seeds.
+const NETWORK_REGRESSIONS: &[Regression] = &[
+    Regression {
+        scenario: "net-fifo",
+        seed: 12,
+        caught: "heavy churn left < 10,000 deliveries: the sanity check was too strict",
+    },
+    Regression { scenario: "net-fifo", seed: 13, caught: "same as seed 12" },
+];
+
+/// The `beb` and `consensus` family's kept seeds.
+const AGREEMENT_REGRESSIONS: &[Regression] = &[
+    Regression {
+        scenario: "beb",
+        seed: 2062,
+        caught: "heavy churn left < 1,000 checked deliveries: the sanity bound was too strict",
+    },
+    Regression { scenario: "beb", seed: 4681, caught: "same as 2062" },
+    Regression { scenario: "beb", seed: 5092, caught: "same as 2062" },
+];

@@ -1,15 +1,15 @@
 //! Best-effort broadcast and consensus in the simulator: a few seeds of each scenario, every
 //! deliberately broken variant caught by the checker meant for it, the checkers on hand-made
-//! histories, determinism, and seeds that once failed.
+//! histories, and determinism (seeds that once failed: `regressions.rs`).
 
-use std::sync::{Arc, Mutex};
-
-use selfman_consensus::testkit::{EpFlaw, Flaws};
+use selfman_consensus::{EpFlaw, Flaws};
+use selfman_core::testkit::Log;
 use selfman_core::{NodeAddr, NodeId, Time};
 use selfman_ports::{InstanceId, StartEpoch};
 use selfman_sim::{address_of, seeds};
-use selfman_tests::agreement::{consensus_broken_stale, consensus_recording, AgreementLog};
 use selfman_tests::by_name;
+use selfman_tests::checkers::consensus::ConsensusChecker;
+use selfman_tests::scenarios::consensus::{consensus_broken_stale, consensus_recording};
 
 fn run(name: &str, seed: u64) -> selfman_sim::Outcome {
     (by_name(name).unwrap_or_else(|| panic!("{name} is not registered")).build)().run_quiet(seed)
@@ -29,12 +29,12 @@ fn consensus_runs_exercise_what_they_claim() {
     // epochs change many times, messages are lost and partitioned away.
     let (mut by_crashed, mut contended, mut epochs, mut lost, mut cut) = (0, 0, 0, 0, 0);
     for seed in 0..6 {
-        let log: Arc<Mutex<AgreementLog>> = Arc::default();
+        let log: Log<ConsensusChecker> = Log::default();
         let mut alive = Vec::new();
         let out = consensus_recording(Flaws::default(), log.clone())
             .run_inspect(seed, |sim| alive = sim.alive_nodes());
         out.assert_ok();
-        let l = log.lock().unwrap();
+        let l = log.lock();
         assert!(l.instances() >= 30, "seed {seed}: {} instances", l.instances());
         by_crashed += l.decisions_by_others(&alive);
         contended += l.contended();
@@ -102,7 +102,7 @@ const I2: InstanceId = InstanceId(2);
 fn the_safety_checkers_catch_hand_made_violations() {
     let t = Time(5);
     let (a, b, c) = (node(0, 1), node(1, 2), node(2, 3));
-    let mut l = AgreementLog::default();
+    let mut l = ConsensusChecker::default();
     l.propose(a, I1, 10);
     l.propose(b, I1, 11);
     l.decide(a, I1, 10, t);
@@ -112,31 +112,31 @@ fn the_safety_checkers_catch_hand_made_violations() {
     l.start_epoch(b, StartEpoch { ts: 4, leader: b });
     assert!(l.found.is_empty(), "{:?}", l.found);
 
-    let mut v = AgreementLog::default();
+    let mut v = ConsensusChecker::default();
     v.propose(a, I1, 10);
     v.decide(a, I1, 12, t);
     assert!(v.found[0].starts_with("validity:"), "{:?}", v.found);
 
-    let mut i = AgreementLog::default();
+    let mut i = ConsensusChecker::default();
     i.propose(a, I1, 10);
     i.decide(a, I1, 10, t);
     i.decide(a, I1, 10, t);
     assert!(i.found[0].starts_with("integrity:"), "{:?}", i.found);
 
     // Uniform agreement counts the decision of a node that crashed since (the log keeps it).
-    let mut g = AgreementLog::default();
+    let mut g = ConsensusChecker::default();
     g.propose(a, I1, 10);
     g.propose(b, I1, 11);
     g.decide(c, I1, 10, t);
     g.decide(b, I1, 11, t);
     assert!(g.found[0].starts_with("agreement:"), "{:?}", g.found);
 
-    let mut m = AgreementLog::default();
+    let mut m = ConsensusChecker::default();
     m.start_epoch(a, StartEpoch { ts: 7, leader: b });
     m.start_epoch(a, StartEpoch { ts: 7, leader: b });
     assert!(m.found[0].starts_with("monotonicity:"), "{:?}", m.found);
 
-    let mut k = AgreementLog::default();
+    let mut k = ConsensusChecker::default();
     k.start_epoch(a, StartEpoch { ts: 7, leader: b });
     k.start_epoch(c, StartEpoch { ts: 7, leader: a });
     assert!(k.found[0].starts_with("consistency:"), "{:?}", k.found);
@@ -146,7 +146,7 @@ fn the_safety_checkers_catch_hand_made_violations() {
 fn the_liveness_checkers_catch_hand_made_violations() {
     let t = Time(5);
     let (a, b, c) = (node(0, 1), node(1, 2), node(2, 3));
-    let mut l = AgreementLog::default();
+    let mut l = ConsensusChecker::default();
     // I1 proposed by a (alive): everyone alive must decide it.
     l.propose(a, I1, 1);
     l.decide(a, I1, 1, t);
@@ -174,25 +174,10 @@ fn the_liveness_checkers_catch_hand_made_violations() {
 fn the_lowest_timestamp_flaw_is_what_breaks_agreement() {
     // Same seed, same faults: the correct stack passes, the flawed one does not.
     for seed in 0..2 {
-        let log: Arc<Mutex<AgreementLog>> = Arc::default();
+        let log: Log<ConsensusChecker> = Log::default();
         consensus_recording(Flaws::default(), log).run_quiet(seed).assert_ok();
         let flawed = Flaws { ep: Some(EpFlaw::AdoptLowest), ..Flaws::default() };
-        let out = consensus_recording(flawed, Arc::default()).run_quiet(seed);
+        let out = consensus_recording(flawed, Log::default()).run_quiet(seed);
         assert!(!out.is_ok());
-    }
-}
-
-/// Seeds that once failed, kept after the fix: (scenario, seed, what it caught).
-const REGRESSIONS: &[(&str, u64, &str)] = &[
-    ("beb", 2062, "heavy churn left < 1,000 checked deliveries: the sanity bound was too strict"),
-    ("beb", 4681, "same as 2062"),
-    ("beb", 5092, "same as 2062"),
-];
-
-#[test]
-fn regression_seeds_stay_fixed() {
-    for &(name, seed, what) in REGRESSIONS {
-        let out = run(name, seed);
-        assert!(out.is_ok(), "regression ({what}): {out}");
     }
 }

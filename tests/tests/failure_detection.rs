@@ -1,12 +1,12 @@
 //! The failure detector and leader election in the simulator: a few seeds of each scenario
 //! (the `sweep` binary runs many more), the deliberately broken variants caught, what the runs
-//! exercised, determinism, and regression seeds.
+//! exercised, and determinism (seeds that once failed: `regressions.rs`).
 //!
 //! `SELFMAN_SEED=S` replays one seed, `SELFMAN_SEEDS=N` runs seeds `0..N`.
 
 use selfman_sim::seeds;
 use selfman_tests::by_name;
-use selfman_tests::failure_detection::fd_report;
+use selfman_tests::scenarios::failure_detection::fd_report;
 
 const MUST_PASS: [&str; 3] = ["fd", "fd-slow", "omega"];
 const BROKEN: [(&str, &str); 3] = [
@@ -84,16 +84,5 @@ fn detector_scenarios_replay_bit_for_bit() {
         assert_eq!((a.turns, a.net, a.churn), (b.turns, b.net, b.churn));
         let c = (e.build)().run_quiet(12);
         assert_ne!(a.trace_hash, c.trace_hash, "{name}: another seed, same trace");
-    }
-}
-
-/// Seeds that once failed, kept after the fix: (scenario, seed, what it caught).
-const REGRESSIONS: &[(&str, u64, &str)] = &[];
-
-#[test]
-fn regression_seeds_stay_fixed() {
-    for &(name, seed, what) in REGRESSIONS {
-        let out = (by_name(name).expect("registered").build)().run_quiet(seed);
-        assert!(out.is_ok(), "regression ({what}): {out}");
     }
 }

@@ -46,7 +46,7 @@ use selfman_core::{
     Component, ComponentDefinition, Context, Handled, Host, NodeAddr, NodeId, Required, Rng, Setup,
     Swap, Time,
 };
-use selfman_failure_detector::{reconfigure, Faults, FdConfig, HeartbeatFd};
+use selfman_failure_detector::{reconfigure, FdConfig, Flaw, HeartbeatFd};
 use selfman_ports::{FailureDetector, FdIndication, FdRequest};
 use selfman_sim::{
     address_of, seeds, Latency, LinkModel, Outcome, Scenario, SimConfig, SimHost, SimNetConfig,
@@ -346,8 +346,7 @@ fn swap(sim: &Simulation, plan: &Plan, world: &World, i: usize) -> Result<(), St
         Swapping::WithState => reconfigure(sim.system(), &fd, to),
         Swapping::Fresh => sim.system().replace(fd.untyped(), move || HeartbeatFd::new(to)),
         Swapping::Amnesic => {
-            let faults = Faults { forget_suspicions: true, ..Faults::default() };
-            let new = move || HeartbeatFd::new(to).with_faults(faults);
+            let new = move || HeartbeatFd::new(to).with_flaw(Flaw::ForgetSuspicions);
             sim.system().replace_with_state(&fd, new, HeartbeatFd::transfer)
         }
     }

@@ -1,4 +1,5 @@
-//! A few seeds of every scenario (the `sweep` binary runs many more), plus determinism.
+//! A few seeds of every scenario (the `sweep` binary runs many more), plus determinism (seeds
+//! that once failed: `regressions.rs`).
 
 use selfman_sim::seeds;
 use selfman_tests::{by_name, SCENARIOS};
@@ -29,20 +30,5 @@ fn a_scenario_replays_bit_for_bit() {
         assert!(a.churn.0 > 0 && a.churn.1 > 0, "{name}: no churn happened: {a}");
         let c = (e.build)().run_quiet(8);
         assert_ne!(a.trace_hash, c.trace_hash, "{name}: another seed, same trace");
-    }
-}
-
-/// Seeds that once failed, kept after the fix: (scenario, seed, what it caught). When `sweep`
-/// reports a failing seed, fix the cause and add the seed here.
-const REGRESSIONS: &[(&str, u64, &str)] = &[
-    ("net-fifo", 12, "heavy churn left < 10,000 deliveries: the sanity check was too strict"),
-    ("net-fifo", 13, "same as seed 12"),
-];
-
-#[test]
-fn regression_seeds_stay_fixed() {
-    for &(name, seed, what) in REGRESSIONS {
-        let out = (by_name(name).unwrap().build)().run_quiet(seed);
-        assert!(out.is_ok(), "regression ({what}): {out}");
     }
 }

@@ -19,77 +19,31 @@
 //! partition, is not delivered there. Protocols built on top (epoch change, epoch consensus)
 //! retransmit themselves.
 //!
-//! Group members are compared by socket address, so a member configured with
-//! [`NodeId::UNKNOWN`](selfman_core::NodeId::UNKNOWN) matches whichever incarnation runs there;
-//! a delivery from a member names it as it was configured (see `selfman-ports`).
+//! The group is a [`Membership`] view: members are compared by socket address, so a member
+//! configured with [`NodeId::UNKNOWN`](selfman_core::NodeId::UNKNOWN) matches whichever
+//! incarnation runs there; a delivery from a member names it as it was configured; a repeated
+//! address counts once.
 #![deny(missing_docs)]
 
 use selfman_core::{
     Component, ComponentDefinition, Handled, Host, Message, NetIndication, Network, NodeAddr,
     Provided, Required, Result, Setup,
 };
-use selfman_ports::{BebDeliver, BebRequest, BestEffortBroadcast};
-
-/// Who a process broadcasts to, and how it names senders: the logic of [`Beb`], without I/O.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
-    me: NodeAddr,
-    members: Vec<NodeAddr>,
-}
-
-impl Group {
-    /// The group `members` as seen by process `me` (a member or not).
-    pub fn new(me: NodeAddr, members: Vec<NodeAddr>) -> Group {
-        let mut g = Group { me, members: Vec::new() };
-        g.set(members);
-        g
-    }
-
-    /// Replaces the members (duplicate addresses are kept once, the first as given).
-    pub fn set(&mut self, members: Vec<NodeAddr>) {
-        self.members.clear();
-        for m in members {
-            if !self.members.iter().any(|x| x.addr == m.addr) {
-                self.members.push(m);
-            }
-        }
-    }
-
-    /// The members, as configured.
-    pub fn members(&self) -> &[NodeAddr] {
-        &self.members
-    }
-
-    /// Where a broadcast goes over the network: every member but this process.
-    pub fn destinations(&self) -> impl Iterator<Item = NodeAddr> + '_ {
-        self.members.iter().copied().filter(move |m| m.addr != self.me.addr)
-    }
-
-    /// How a message from `from` is reported: as the member at its address, as configured, or
-    /// as the network named it if no member is there.
-    pub fn name_of(&self, from: NodeAddr) -> NodeAddr {
-        self.members.iter().copied().find(|m| m.addr == from.addr).unwrap_or(from)
-    }
-
-    /// How this process names itself in its own deliveries.
-    pub fn me(&self) -> NodeAddr {
-        self.name_of(self.me)
-    }
-}
+use selfman_ports::{BebDeliver, BebRequest, BestEffortBroadcast, Membership};
 
 /// The best-effort broadcast component: provides [`BestEffortBroadcast<M>`], requires
 /// [`Network<M>`].
 pub struct Beb<M: Message> {
     net: Required<Network<M>>,
     out: Provided<BestEffortBroadcast<M>>,
-    group: Group,
+    group: Membership,
 }
 
 impl<M: Message> Beb<M> {
     /// A broadcast for process `me` to `group` (changeable later with
     /// [`BebRequest::SetGroup`]).
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>) -> Self {
-        Beb { net: Required::new(), out: Provided::new(), group: Group::new(me, group) }
+        Beb { net: Required::new(), out: Provided::new(), group: Membership::new(me, group) }
     }
 
     /// The current group, as configured.
@@ -100,12 +54,14 @@ impl<M: Message> Beb<M> {
     fn on_request(&mut self, r: BebRequest<M>) -> Handled {
         match r {
             BebRequest::Broadcast(msg) => {
-                for to in self.group.destinations() {
+                for to in self.group.others() {
                     self.net.send(to, msg.clone());
                 }
                 self.out.trigger(BebDeliver { from: self.group.me(), msg });
             }
-            BebRequest::SetGroup(members) => self.group.set(members),
+            BebRequest::SetGroup(members) => {
+                self.group.set(members);
+            }
             other => tracing::warn!(request = ?other, "best-effort broadcast: unknown request"),
         }
         Ok(())
@@ -181,24 +137,6 @@ mod tests {
     use selfman_sim::{address_of, SimHost, Simulation};
 
     use super::*;
-
-    fn node(i: usize, id: u64) -> NodeAddr {
-        NodeAddr::new(address_of(i), NodeId(id))
-    }
-
-    #[test]
-    fn group_sends_to_others_and_names_members_as_configured() {
-        let unknown = |i| NodeAddr::new(address_of(i), NodeId::UNKNOWN);
-        let g = Group::new(node(0, 7), vec![unknown(0), unknown(1), unknown(2), unknown(1)]);
-        assert_eq!(g.members(), &[unknown(0), unknown(1), unknown(2)], "duplicates kept once");
-        assert_eq!(g.destinations().collect::<Vec<_>>(), vec![unknown(1), unknown(2)]);
-        assert_eq!(g.name_of(node(2, 9)), unknown(2));
-        assert_eq!(g.name_of(node(5, 9)), node(5, 9), "a non-member keeps its network name");
-        assert_eq!(g.me(), unknown(0));
-        let outsider = Group::new(node(4, 1), vec![unknown(0)]);
-        assert_eq!(outsider.destinations().count(), 1);
-        assert_eq!(outsider.me(), node(4, 1));
-    }
 
     type Seen = Arc<Mutex<Vec<(usize, NodeAddr, u32)>>>;
 

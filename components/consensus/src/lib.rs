@@ -26,22 +26,36 @@
 
 mod epoch_change;
 mod epoch_consensus;
-mod group;
 mod messages;
 mod stack;
-pub mod testkit;
 mod uniform_consensus;
 
 pub use epoch_change::{EcConfig, EcOutput, EpochChangeMachine, EpochChanger};
 pub use epoch_consensus::{EpConfig, EpOutput, EpochConsensus, EpochConsensusMachine};
-pub use group::Group;
 pub use messages::{EcMessage, EpMessage, UcMessage};
 pub use stack::{build_stack, Stack, StackConfig};
 pub use uniform_consensus::{UcConfig, UcOutput, UniformConsensus, UniformConsensusMachine};
 
+// Deliberate bugs, for tests only (feature `flaws`): each machine's `Flaw`, under the prefix
+// of its other types.
+#[cfg(feature = "flaws")]
+pub use epoch_change::Flaw as EcFlaw;
+#[cfg(feature = "flaws")]
+pub use epoch_consensus::Flaw as EpFlaw;
+#[cfg(feature = "flaws")]
+pub use stack::{build_flawed_stack, Flaws};
+#[cfg(feature = "flaws")]
+pub use uniform_consensus::Flaw as UcFlaw;
+
 /// Builders of each component alone (the caller connects its other ports).
 pub mod build {
     pub use crate::epoch_change::build as epoch_change;
+    #[cfg(feature = "flaws")]
+    pub use crate::epoch_change::build_flawed as epoch_change_flawed;
     pub use crate::epoch_consensus::build as epoch_consensus;
+    #[cfg(feature = "flaws")]
+    pub use crate::epoch_consensus::build_flawed as epoch_consensus_flawed;
     pub use crate::uniform_consensus::build as uniform_consensus;
+    #[cfg(feature = "flaws")]
+    pub use crate::uniform_consensus::build_flawed as uniform_consensus_flawed;
 }

@@ -8,6 +8,8 @@ use crate::{
     epoch_change, epoch_consensus, uniform_consensus, EcConfig, EpConfig, EpochChanger,
     EpochConsensus, UcConfig, UniformConsensus,
 };
+#[cfg(feature = "flaws")]
+use crate::{EcFlaw, EpFlaw, UcFlaw};
 
 /// Settings of a whole stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +88,53 @@ pub fn build_stack<V: Message + PartialEq, H: Host>(
     wire(host, Stack { ec, ep, uc }, le, ec_beb, ep_beb)
 }
 
-pub(crate) fn wire<V: Message + PartialEq, H: Host>(
+/// Which deliberate mistakes a stack built by [`build_flawed_stack`] makes: at most one per
+/// component (feature `flaws`, for tests only).
+#[cfg(feature = "flaws")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flaws {
+    /// In the epoch change.
+    pub ec: Option<EcFlaw>,
+    /// In epoch consensus.
+    pub ep: Option<EpFlaw>,
+    /// In uniform consensus.
+    pub uc: Option<UcFlaw>,
+}
+
+/// As [`build_stack`], with `flaws` (feature `flaws`, for showing that the simulation
+/// checkers catch them): each component with a flaw is built by its `build_flawed`, the
+/// others as in [`build_stack`].
+///
+/// # Errors
+///
+/// As [`build_stack`].
+#[cfg(feature = "flaws")]
+pub fn build_flawed_stack<V: Message + PartialEq, H: Host>(
+    host: &H,
+    config: &StackConfig,
+    group: Vec<NodeAddr>,
+    le: &ProvidedRef<LeaderElection>,
+    ec_beb: &ProvidedRef<BestEffortBroadcast<EcMessage>>,
+    ep_beb: &ProvidedRef<BestEffortBroadcast<EpMessage<V>>>,
+    flaws: Flaws,
+) -> Result<Stack<V>> {
+    let (c, g) = (config, group);
+    let ec = match flaws.ec {
+        None => epoch_change::build(host, &c.protocol("ec"), g.clone(), c.ec)?,
+        Some(f) => epoch_change::build_flawed(host, &c.protocol("ec"), g.clone(), c.ec, f)?,
+    };
+    let ep = match flaws.ep {
+        None => epoch_consensus::build(host, &c.protocol("ep"), g.clone(), c.ep)?,
+        Some(f) => epoch_consensus::build_flawed(host, &c.protocol("ep"), g.clone(), c.ep, f)?,
+    };
+    let uc = match flaws.uc {
+        None => uniform_consensus::build(host, &c.protocol("uc"), g, c.uc)?,
+        Some(f) => uniform_consensus::build_flawed(host, &c.protocol("uc"), g, c.uc, f)?,
+    };
+    wire(host, Stack { ec, ep, uc }, le, ec_beb, ep_beb)
+}
+
+fn wire<V: Message + PartialEq, H: Host>(
     host: &H,
     stack: Stack<V>,
     le: &ProvidedRef<LeaderElection>,

@@ -17,7 +17,9 @@ use selfman_core::{
 use selfman_ports::{FailureDetector, FdRequest};
 
 use crate::config::FdConfig;
-use crate::detector::{Detector, DetectorState, Faults, Output, Subscriber};
+#[cfg(feature = "flaws")]
+use crate::detector::Flaw;
+use crate::detector::{Detector, DetectorState, Output, Subscriber};
 use crate::messages::FdMessage;
 
 const TICK: TimerId = TimerId(1);
@@ -101,9 +103,10 @@ impl HeartbeatFd {
         new.paused = old.paused;
     }
 
-    #[doc(hidden)]
-    pub fn with_faults(mut self, faults: Faults) -> HeartbeatFd {
-        self.detector = self.detector.with_faults(faults);
+    /// This detector with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> HeartbeatFd {
+        self.detector = self.detector.with_flaw(flaw);
         self
     }
 

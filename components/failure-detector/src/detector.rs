@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use selfman_core::{NodeAddr, NodeId, Time};
-use selfman_ports::FdIndication;
+use selfman_ports::{has_flaw, FdIndication};
 use serde::{Deserialize, Serialize};
 
 use crate::config::FdConfig;
@@ -56,17 +56,20 @@ pub enum Output {
     },
 }
 
-/// Deliberately wrong behaviours, to show that the simulation checkers catch them. Not for use.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Faults {
-    /// Never restore a suspected process (breaks eventual strong accuracy).
-    pub never_restore: bool,
-    /// Never grow a timeout (breaks eventual strong accuracy when delays exceed the timeout).
-    pub fixed_timeout: bool,
-    /// Forget every suspicion when taking over another detector's state (a live replacement
-    /// then raises a suspicion twice, or never restores it).
-    pub forget_suspicions: bool,
+/// A deliberate mistake of the [`Detector`], to show that the simulation checkers catch it
+/// (feature `flaws`, for tests only; `docs/decisions/011-deliberate-bugs-are-test-only.md`).
+#[cfg(feature = "flaws")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    /// Never restores a suspected process (breaks eventual strong accuracy: `fd-broken`).
+    NeverRestore,
+    /// Never grows a timeout (breaks eventual strong accuracy when delays exceed the timeout:
+    /// `fd-slow-broken`).
+    FixedTimeout,
+    /// Forgets every suspicion when taking over another detector's state (a live replacement
+    /// then raises a suspicion twice, or never restores it: the amnesic swap of
+    /// `tests/tests/hot_swap.rs`).
+    ForgetSuspicions,
 }
 
 /// One monitored process, as a user named it.
@@ -190,7 +193,8 @@ pub struct WatchState {
 #[derive(Clone, Debug)]
 pub struct Detector {
     config: FdConfig,
-    faults: Faults,
+    #[cfg(feature = "flaws")]
+    flaw: Option<Flaw>,
     /// The number of the last probe sent.
     seq: u64,
     /// Ticks so far.
@@ -208,16 +212,18 @@ impl Detector {
         }
         Detector {
             config: config.normalized(),
-            faults: Faults::default(),
+            #[cfg(feature = "flaws")]
+            flaw: None,
             seq: 0,
             ticks: 0,
             peers: BTreeMap::new(),
         }
     }
 
-    #[doc(hidden)]
-    pub fn with_faults(mut self, faults: Faults) -> Detector {
-        self.faults = faults;
+    /// This detector with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Detector {
+        self.flaw = Some(flaw);
         self
     }
 
@@ -332,7 +338,7 @@ impl Detector {
             }
             if w.matches(from.id) {
                 w.last_heard = now;
-                if w.suspected && !self.faults.never_restore {
+                if w.suspected && !has_flaw!(self, NeverRestore) {
                     w.suspected = false;
                     // The same incarnation was alive all along: a false suspicion. (A watch
                     // restored by a new incarnation was right: the old one had crashed.)
@@ -351,7 +357,7 @@ impl Detector {
                 }
             }
         }
-        if grow && !self.faults.fixed_timeout {
+        if grow && !has_flaw!(self, FixedTimeout) {
             peer.timeout = (peer.timeout + self.config.increment).min(self.config.max_timeout);
         }
     }
@@ -461,10 +467,11 @@ impl Detector {
         d
     }
 
-    /// As [`Detector::restore`], keeping this detector's config and (test-only) faults: the
+    /// As [`Detector::restore`], keeping this detector's config (and test-only flaw): the
     /// state this detector had is replaced by `state`.
     pub fn take_over(&mut self, state: DetectorState) {
         let (lo, hi) = (self.config.initial_timeout, self.config.max_timeout);
+        let keep_suspicions = !has_flaw!(self, ForgetSuspicions);
         self.seq = state.seq;
         self.ticks = state.ticks;
         self.peers.clear();
@@ -494,7 +501,7 @@ impl Detector {
                     since: w.since,
                     last_heard: w.last_heard,
                     heard: w.heard,
-                    suspected: (w.suspected && !self.faults.forget_suspicions) || w.replaced,
+                    suspected: (w.suspected && keep_suspicions) || w.replaced,
                     replaced: w.replaced,
                     subscribers: w.subscribers,
                 });
@@ -770,25 +777,22 @@ mod tests {
     }
 
     #[test]
-    fn faults_break_what_they_say() {
+    fn flaws_break_what_they_say() {
         let p = node(2, 5);
-        let mut d =
-            Detector::new(cfg()).with_faults(Faults { never_restore: true, ..Faults::default() });
+        let mut d = Detector::new(cfg()).with_flaw(Flaw::NeverRestore);
         d.monitor(A, p, at(0), &mut Vec::new());
         assert_eq!(tick(&mut d, 400), vec![(A, FdIndication::Suspect(p))]);
         assert!(pong(&mut d, p, 1, 410).is_empty());
         assert_eq!(d.is_suspected(p), Some(true));
 
-        let mut d =
-            Detector::new(cfg()).with_faults(Faults { fixed_timeout: true, ..Faults::default() });
+        let mut d = Detector::new(cfg()).with_flaw(Flaw::FixedTimeout);
         d.monitor(A, p, at(0), &mut Vec::new());
         tick(&mut d, 400);
         assert_eq!(pong(&mut d, p, 1, 410), vec![(A, FdIndication::Restore(p))]);
         assert_eq!(d.timeout(p), Some(ms(300)));
 
         let (d, p, q, old) = busy();
-        let mut r = Detector::new(cfg())
-            .with_faults(Faults { forget_suspicions: true, ..Faults::default() });
+        let mut r = Detector::new(cfg()).with_flaw(Flaw::ForgetSuspicions);
         r.take_over(d.save());
         assert_eq!((r.is_suspected(q), r.is_suspected(old)), (Some(false), Some(true)));
         assert!(pong(&mut r, node(3, 6), 9, 600).is_empty(), "q is never restored");

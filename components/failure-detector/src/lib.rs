@@ -61,8 +61,8 @@ mod messages;
 
 pub use component::HeartbeatFd;
 pub use config::{ConfigError, FdConfig};
-#[doc(hidden)]
-pub use detector::Faults;
+#[cfg(feature = "flaws")]
+pub use detector::Flaw;
 pub use detector::{Detector, DetectorState, Output, PeerState, Subscriber, WatchState};
 pub use messages::FdMessage;
 
@@ -105,14 +105,19 @@ pub fn reconfigure(system: &System, fd: &Component<HeartbeatFd>, config: FdConfi
 }
 // ANCHOR_END: reconfigure
 
-/// As [`build`], with deliberately wrong behaviour (for showing that checkers catch it).
-#[doc(hidden)]
-pub fn build_with_faults<H: Host>(
+/// As [`build`], with the deliberate mistake `flaw` (feature `flaws`, for showing that the
+/// simulation checkers catch it).
+///
+/// # Errors
+///
+/// As [`build`].
+#[cfg(feature = "flaws")]
+pub fn build_flawed<H: Host>(
     host: &H,
     config: FdConfig,
-    faults: Faults,
+    flaw: Flaw,
 ) -> Result<Component<HeartbeatFd>> {
-    build_from(host, move || HeartbeatFd::new(config).with_faults(faults))
+    build_from(host, move || HeartbeatFd::new(config).with_flaw(flaw))
 }
 
 fn build_from<H: Host>(

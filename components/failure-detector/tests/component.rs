@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use selfman_core::testkit;
 use selfman_core::{
     ComponentDefinition, Context, Handled, Host, NodeAddr, NodeId, Required, Setup, Time,
 };
@@ -11,7 +12,7 @@ use selfman_failure_detector::{build, reconfigure, FdConfig, HeartbeatFd};
 use selfman_ports::{FailureDetector, FdIndication, FdRequest};
 use selfman_sim::{address_of, SimHost, Simulation};
 
-type Log = Arc<Mutex<Vec<(Time, FdIndication)>>>;
+type Log = testkit::Log<Vec<(Time, FdIndication)>>;
 
 /// A user that monitors `watch` on start and logs what it is told.
 struct User {
@@ -23,7 +24,7 @@ struct User {
 
 impl User {
     fn on_fd(&mut self, ind: FdIndication) -> Handled {
-        self.log.lock().unwrap().push((self.ctx.now(), ind));
+        self.log.push((self.ctx.now(), ind));
         Ok(())
     }
 }
@@ -43,10 +44,6 @@ impl ComponentDefinition for User {
 
 fn any(i: usize) -> NodeAddr {
     NodeAddr::new(address_of(i), NodeId::UNKNOWN)
-}
-
-fn secs(s: f64) -> Time {
-    Time::ZERO + Duration::from_secs_f64(s)
 }
 
 /// Node 0 runs a detector with two users: `a` watches nodes 1 and 2, `b` watches node 1.
@@ -85,16 +82,16 @@ fn each_user_hears_about_what_it_monitors_only() {
     let sim = Simulation::new(1);
     let (a, b) = (Log::default(), Log::default());
     let fd = setup(&sim, 3, &a, &b);
-    sim.run_until(secs(1.0));
-    assert!(a.lock().unwrap().is_empty() && b.lock().unwrap().is_empty());
+    sim.run_until(Time::from_secs_f64(1.0));
+    assert!(a.is_empty() && b.is_empty());
     sim.crash(alive(&sim, 2)).unwrap();
-    sim.run_until(secs(3.0));
-    let a = a.lock().unwrap().clone();
+    sim.run_until(Time::from_secs_f64(3.0));
+    let a = a.snapshot();
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0].1, FdIndication::Suspect(any(2)));
-    let took = a[0].0.duration_since(secs(1.0));
+    let took = a[0].0.duration_since(Time::from_secs_f64(1.0));
     assert!(took <= Duration::from_millis(500), "detected after {took:?}");
-    assert!(b.lock().unwrap().is_empty(), "b does not monitor node 2");
+    assert!(b.is_empty(), "b does not monitor node 2");
     let monitored = fd.on_definition(|d| d.detector().monitored()).unwrap();
     assert_eq!(monitored, 2);
 }
@@ -104,13 +101,13 @@ fn a_partition_is_suspected_then_restored_with_a_longer_timeout() {
     let sim = Simulation::new(2);
     let (a, b) = (Log::default(), Log::default());
     let fd = setup(&sim, 3, &a, &b);
-    sim.run_until(secs(1.0));
+    sim.run_until(Time::from_secs_f64(1.0));
     let n1 = alive(&sim, 1);
     sim.partition(&[vec![n1]]);
-    sim.run_until(secs(2.0));
+    sim.run_until(Time::from_secs_f64(2.0));
     sim.heal();
-    sim.run_until(secs(3.0));
-    let kinds = |l: &Log| l.lock().unwrap().iter().map(|x| x.1).collect::<Vec<_>>();
+    sim.run_until(Time::from_secs_f64(3.0));
+    let kinds = |l: &Log| l.lock().iter().map(|x| x.1).collect::<Vec<_>>();
     let expect = vec![FdIndication::Suspect(any(1)), FdIndication::Restore(any(1))];
     assert_eq!(kinds(&a), expect);
     assert_eq!(kinds(&b), expect);
@@ -124,12 +121,12 @@ fn a_restarted_node_is_restored_as_the_same_address() {
     let sim = Simulation::new(3);
     let (a, b) = (Log::default(), Log::default());
     let fd = setup(&sim, 3, &a, &b);
-    sim.run_until(secs(1.0));
+    sim.run_until(Time::from_secs_f64(1.0));
     sim.crash(alive(&sim, 2)).unwrap();
-    sim.run_until(secs(2.0));
+    sim.run_until(Time::from_secs_f64(2.0));
     sim.restart(any(2)).unwrap();
-    sim.run_until(secs(3.0));
-    let a: Vec<_> = a.lock().unwrap().iter().map(|x| x.1).collect();
+    sim.run_until(Time::from_secs_f64(3.0));
+    let a: Vec<_> = a.lock().iter().map(|x| x.1).collect();
     assert_eq!(a, vec![FdIndication::Suspect(any(2)), FdIndication::Restore(any(2))]);
     // Not a false suspicion: the timeout did not grow.
     let t = fd.on_definition(|d| d.detector().timeout(any(2))).unwrap();
@@ -158,17 +155,17 @@ fn a_concrete_incarnation_replaced_by_a_quick_restart_is_suspected_for_good() {
         Ok(())
     })
     .unwrap();
-    sim.run_until(secs(1.0));
+    sim.run_until(Time::from_secs_f64(1.0));
     // Restarted within a period: silence never exceeds the timeout, yet the old incarnation
     // is reported, and never restored.
     sim.restart(n1).unwrap();
-    sim.run_until(secs(1.2));
-    let l = log.lock().unwrap().clone();
+    sim.run_until(Time::from_secs_f64(1.2));
+    let l = log.snapshot();
     assert_eq!(l.len(), 1, "{l:?}");
     assert_eq!(l[0].1, FdIndication::Suspect(n1));
-    assert!(l[0].0 < secs(1.15), "found by the next probe: {:?}", l[0].0);
-    sim.run_until(secs(5.0));
-    assert_eq!(log.lock().unwrap().len(), 1);
+    assert!(l[0].0 < Time::from_secs_f64(1.15), "found by the next probe: {:?}", l[0].0);
+    sim.run_until(Time::from_secs_f64(5.0));
+    assert_eq!(log.len(), 1);
 }
 
 #[test]
@@ -178,22 +175,22 @@ fn a_stopped_detector_forgives_the_pause_when_started_again() {
     let fd = setup(&sim, 3, &a, &b);
     // Between two ticks, once every answer has arrived: nothing waits in the queue to refresh
     // the peers on restart.
-    sim.run_until(secs(1.05));
+    sim.run_until(Time::from_secs_f64(1.05));
     sim.system().stop(fd.untyped()).unwrap();
-    sim.run_until(secs(4.0));
+    sim.run_until(Time::from_secs_f64(4.0));
     sim.system().start(fd.untyped()).unwrap();
-    sim.run_until(secs(6.0));
-    assert!(a.lock().unwrap().is_empty(), "{:?}", a.lock().unwrap());
+    sim.run_until(Time::from_secs_f64(6.0));
+    assert!(a.is_empty(), "{:?}", a.lock());
     // It works as before: a crash is still detected.
     sim.crash(alive(&sim, 2)).unwrap();
-    sim.run_until(secs(7.0));
-    let a = a.lock().unwrap().clone();
+    sim.run_until(Time::from_secs_f64(7.0));
+    let a = a.snapshot();
     assert_eq!(a.iter().map(|x| x.1).collect::<Vec<_>>(), vec![FdIndication::Suspect(any(2))]);
 }
 
 /// The indications in `log`, without their times.
 fn kinds(log: &Log) -> Vec<FdIndication> {
-    log.lock().unwrap().iter().map(|x| x.1).collect()
+    log.lock().iter().map(|x| x.1).collect()
 }
 
 /// Runs the simulation until the swap has happened, and checks that it succeeded.
@@ -210,9 +207,9 @@ fn a_live_swap_keeps_watches_and_suspicions_and_changes_the_pace() {
     let sim = Simulation::new(6);
     let (a, b) = (Log::default(), Log::default());
     let fd = setup(&sim, 3, &a, &b);
-    sim.run_until(secs(1.0));
+    sim.run_until(Time::from_secs_f64(1.0));
     sim.partition(&[vec![alive(&sim, 1)]]);
-    sim.run_until(secs(1.75));
+    sim.run_until(Time::from_secs_f64(1.75));
     let suspect = vec![FdIndication::Suspect(any(1))];
     assert_eq!((kinds(&a), kinds(&b)), (suspect.clone(), suspect.clone()));
     let before = fd.on_definition(|d| d.detector().save()).unwrap();
@@ -246,7 +243,7 @@ fn a_live_swap_keeps_watches_and_suspicions_and_changes_the_pace() {
     sim.run_for(Duration::from_secs(1));
     let fixed = vec![FdIndication::Suspect(any(1)), FdIndication::Restore(any(1))];
     assert_eq!((kinds(&a), kinds(&b)), (fixed.clone(), fixed.clone()));
-    assert!(a.lock().unwrap()[1].0 > swapped);
+    assert!(a.lock()[1].0 > swapped);
     let timeout = fd.on_definition(|d| d.detector().timeout(any(1))).unwrap();
     assert_eq!(timeout, Some(ms(1_000)));
 
@@ -254,7 +251,7 @@ fn a_live_swap_keeps_watches_and_suspicions_and_changes_the_pace() {
     let crash = sim.now();
     sim.crash(alive(&sim, 2)).unwrap();
     sim.run_for(Duration::from_secs(2));
-    let a = a.lock().unwrap().clone();
+    let a = a.snapshot();
     assert_eq!(a.len(), 3, "{a:?}");
     assert_eq!(a[2].1, FdIndication::Suspect(any(2)));
     assert!(a[2].0.duration_since(crash) <= ms(800), "{:?}", a[2].0.duration_since(crash));
@@ -269,7 +266,7 @@ fn a_swap_without_the_transfer_forgets_every_watch() {
     let sim = Simulation::new(7);
     let (a, b) = (Log::default(), Log::default());
     let fd = setup(&sim, 3, &a, &b);
-    sim.run_until(secs(1.0));
+    sim.run_until(Time::from_secs_f64(1.0));
     finish(
         &sim,
         sim.system().replace(fd.untyped(), || HeartbeatFd::new(FdConfig::beernet())).unwrap(),
@@ -277,7 +274,7 @@ fn a_swap_without_the_transfer_forgets_every_watch() {
     assert_eq!(fd.swaps(), 1);
     assert_eq!(fd.on_definition(|d| d.detector().monitored()).unwrap(), 0);
     sim.crash(alive(&sim, 2)).unwrap();
-    sim.run_until(secs(5.0));
+    sim.run_until(Time::from_secs_f64(5.0));
     assert!(kinds(&a).is_empty() && kinds(&b).is_empty());
 }
 
@@ -286,17 +283,17 @@ fn a_detector_swapped_while_stopped_forgives_the_pause_when_started() {
     let sim = Simulation::new(8);
     let (a, b) = (Log::default(), Log::default());
     let fd = setup(&sim, 3, &a, &b);
-    sim.run_until(secs(1.05));
+    sim.run_until(Time::from_secs_f64(1.05));
     sim.system().stop(fd.untyped()).unwrap();
-    sim.run_until(secs(2.0));
+    sim.run_until(Time::from_secs_f64(2.0));
     finish(&sim, reconfigure(sim.system(), &fd, FdConfig::default()).unwrap());
-    sim.run_until(secs(4.0));
+    sim.run_until(Time::from_secs_f64(4.0));
     assert_eq!(fd.on_definition(|d| d.detector().ticks()).unwrap(), 10, "no tick while stopped");
     sim.system().start(fd.untyped()).unwrap();
-    sim.run_until(secs(6.0));
+    sim.run_until(Time::from_secs_f64(6.0));
     assert!(kinds(&a).is_empty(), "{:?}", kinds(&a));
     sim.crash(alive(&sim, 2)).unwrap();
-    sim.run_until(secs(7.0));
+    sim.run_until(Time::from_secs_f64(7.0));
     assert_eq!(kinds(&a), vec![FdIndication::Suspect(any(2))]);
 }
 

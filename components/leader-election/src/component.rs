@@ -6,6 +6,8 @@ use selfman_core::{ComponentDefinition, Handled, NodeAddr, Provided, Required, S
 use selfman_ports::{FailureDetector, FdIndication, FdRequest, LeaderElection, Trust};
 
 use crate::elector::Elector;
+#[cfg(feature = "flaws")]
+use crate::elector::Flaw;
 
 /// The eventual leader detector component: provides [`LeaderElection`], requires
 /// [`FailureDetector`].
@@ -18,26 +20,19 @@ pub struct Omega {
     fd: Required<FailureDetector>,
     port: Provided<LeaderElection>,
     elector: Elector,
-    /// A broken variant that ignores suspicions (for showing that checkers catch it).
-    ignore_suspicions: bool,
 }
 
 impl Omega {
     /// The election among `group` (rank = position, index 0 highest) as seen by `me`; `me` is
     /// matched to its member entry by address.
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>) -> Omega {
-        Omega {
-            fd: Required::new(),
-            port: Provided::new(),
-            elector: Elector::new(me, group),
-            ignore_suspicions: false,
-        }
+        Omega { fd: Required::new(), port: Provided::new(), elector: Elector::new(me, group) }
     }
 
-    /// A deliberately broken variant: trusts by rank alone, ignoring the failure detector.
-    #[doc(hidden)]
-    pub fn ignoring_suspicions(mut self) -> Omega {
-        self.ignore_suspicions = true;
+    /// This election with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Omega {
+        self.elector = self.elector.with_flaw(flaw);
         self
     }
 
@@ -48,9 +43,6 @@ impl Omega {
     }
 
     fn on_fd(&mut self, ind: FdIndication) -> Handled {
-        if self.ignore_suspicions {
-            return Ok(());
-        }
         if let Some(t) = self.elector.on_indication(ind) {
             self.port.trigger(t);
         }

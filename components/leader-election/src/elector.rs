@@ -4,10 +4,21 @@
 //! Invariants: the leader is the highest-ranked group member that is not suspected, counting
 //! the local process as never suspected (so with every other member suspected, a member trusts
 //! itself); a [`Trust`] is produced at start and then only when the leader changes; members are
-//! named as they appear in the group.
+//! named as they appear in the group, which is a [`Membership`] view (compared by address, a
+//! repeated address counted once).
 
 use selfman_core::NodeAddr;
-use selfman_ports::{FdIndication, Trust};
+use selfman_ports::{has_flaw, FdIndication, Membership, Trust};
+
+/// A deliberate mistake of the [`Elector`], to show that the simulation checkers catch it
+/// (feature `flaws`, for tests only; `docs/decisions/011-deliberate-bugs-are-test-only.md`).
+#[cfg(feature = "flaws")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    /// Ignores the failure detector: trusts by rank alone (breaks eventual accuracy once the
+    /// highest-ranked member crashes: `omega-broken`).
+    IgnoreSuspicions,
+}
 
 /// Eventual leader election by rank (Cachin–Guerraoui–Rodrigues Algorithm 2.8, "Monarchical
 /// Eventual Leader Detection"): rank = position in the group, index 0 highest.
@@ -29,12 +40,15 @@ use selfman_ports::{FdIndication, Trust};
 /// ```
 #[derive(Clone, Debug)]
 pub struct Elector {
-    group: Vec<NodeAddr>,
-    /// The local process's position in the group, if it is a member.
+    group: Membership,
+    /// The local process's rank, if it is a member.
     me: Option<usize>,
+    /// By rank.
     suspected: Vec<bool>,
     leader: Option<usize>,
     started: bool,
+    #[cfg(feature = "flaws")]
+    flaw: Option<Flaw>,
 }
 
 impl Elector {
@@ -43,19 +57,35 @@ impl Elector {
     /// is not a member it still follows the election (it never trusts itself); with every
     /// member suspected it keeps trusting the last leader.
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>) -> Elector {
-        let me = group.iter().position(|m| m.addr == me.addr);
+        let group = Membership::new(me, group);
+        let me = group.my_rank();
         let suspected = vec![false; group.len()];
-        Elector { group, me, suspected, leader: None, started: false }
+        Elector {
+            group,
+            me,
+            suspected,
+            leader: None,
+            started: false,
+            #[cfg(feature = "flaws")]
+            flaw: None,
+        }
+    }
+
+    /// This election with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Elector {
+        self.flaw = Some(flaw);
+        self
     }
 
     /// The group, in rank order.
     pub fn group(&self) -> &[NodeAddr] {
-        &self.group
+        self.group.members()
     }
 
     /// The members to monitor: every member but the local process.
     pub fn others(&self) -> impl Iterator<Item = NodeAddr> + '_ {
-        self.group.iter().enumerate().filter(|&(i, _)| Some(i) != self.me).map(|(_, &m)| m)
+        self.group.others()
     }
 
     /// Starts the election: returns the first [`Trust`] (the highest-ranked member; `None` for
@@ -69,11 +99,14 @@ impl Elector {
     /// The failure detector changed its mind about a process: returns a [`Trust`] if the
     /// leader changed. Indications about non-members and about the local process are ignored.
     pub fn on_indication(&mut self, ind: FdIndication) -> Option<Trust> {
+        if has_flaw!(self, IgnoreSuspicions) {
+            return None;
+        }
         let (n, suspect) = match ind {
             FdIndication::Suspect(n) => (n, true),
             FdIndication::Restore(n) => (n, false),
         };
-        let i = self.group.iter().position(|m| m.addr == n.addr)?;
+        let i = self.group.rank_of(n)?;
         if Some(i) == self.me {
             return None;
         }
@@ -88,12 +121,12 @@ impl Elector {
 
     /// The member trusted now (`None` before [`Elector::start`] or for an empty group).
     pub fn trusted(&self) -> Option<Trust> {
-        self.leader.map(|i| Trust(self.group[i]))
+        self.leader.map(|i| Trust(self.group.members()[i]))
     }
 
     /// Whether `member` (matched by address) is suspected now.
     pub fn is_suspected(&self, member: NodeAddr) -> bool {
-        self.group.iter().position(|m| m.addr == member.addr).is_some_and(|i| self.suspected[i])
+        self.group.rank_of(member).is_some_and(|i| self.suspected[i])
     }
 
     fn elect(&mut self) {
@@ -175,6 +208,24 @@ mod tests {
         assert_eq!(e.trusted(), None);
         assert_eq!(e.start(), Some(Trust(member(2))));
         assert_eq!(e.start(), Some(Trust(member(2))), "start again: the current leader again");
+    }
+
+    #[test]
+    fn the_flawed_election_trusts_by_rank_alone() {
+        let mut e = Elector::new(member(3), group(3)).with_flaw(Flaw::IgnoreSuspicions);
+        assert_eq!(e.start(), Some(Trust(member(1))));
+        assert_eq!(e.on_indication(suspect(1)), None);
+        assert_eq!(e.on_indication(suspect(2)), None);
+        assert_eq!(e.trusted(), Some(Trust(member(1))), "still the crashed leader");
+        assert!(!e.is_suspected(member(1)));
+    }
+
+    #[test]
+    fn a_repeated_member_counts_once() {
+        let mut e = Elector::new(member(1), vec![member(1), member(2), member(1), member(3)]);
+        assert_eq!(e.group(), &group(3)[..]);
+        assert_eq!(e.others().collect::<Vec<_>>(), vec![member(2), member(3)], "never itself");
+        assert_eq!(e.start(), Some(Trust(member(1))));
     }
 
     #[test]

@@ -42,6 +42,8 @@ mod elector;
 
 pub use component::Omega;
 pub use elector::Elector;
+#[cfg(feature = "flaws")]
+pub use elector::Flaw;
 
 use selfman_core::{Component, Host, NodeAddr, ProvidedRef, Result};
 use selfman_ports::FailureDetector;
@@ -60,20 +62,32 @@ pub fn build<H: Host>(
     group: Vec<NodeAddr>,
 ) -> Result<Component<Omega>> {
     let me = host.local();
-    let omega = host.create(move || Omega::new(me, group.clone()))?;
-    host.system().connect(fd, &omega.required()?)?;
-    Ok(omega)
+    build_from(host, fd, move || Omega::new(me, group.clone()))
 }
 
-/// As [`build`], with the deliberately broken variant that ignores suspicions.
-#[doc(hidden)]
-pub fn build_ignoring_suspicions<H: Host>(
+/// As [`build`], with the deliberate mistake `flaw` (feature `flaws`, for showing that the
+/// simulation checkers catch it).
+///
+/// # Errors
+///
+/// As [`build`].
+#[cfg(feature = "flaws")]
+pub fn build_flawed<H: Host>(
     host: &H,
     fd: &ProvidedRef<FailureDetector>,
     group: Vec<NodeAddr>,
+    flaw: Flaw,
 ) -> Result<Component<Omega>> {
     let me = host.local();
-    let omega = host.create(move || Omega::new(me, group.clone()).ignoring_suspicions())?;
+    build_from(host, fd, move || Omega::new(me, group.clone()).with_flaw(flaw))
+}
+
+fn build_from<H: Host>(
+    host: &H,
+    fd: &ProvidedRef<FailureDetector>,
+    factory: impl Fn() -> Omega + Send + Sync + 'static,
+) -> Result<Component<Omega>> {
+    let omega = host.create(factory)?;
     host.system().connect(fd, &omega.required()?)?;
     Ok(omega)
 }

@@ -18,6 +18,9 @@
 //! Processes are named by [`NodeAddr`]. A group member given with [`NodeId::UNKNOWN`] stands
 //! for "whichever incarnation runs at that address"; implementations report members as they
 //! were given to them, so users can compare what they configured with what they are told.
+//! Every implementation sees its group through one [`Membership`] view, which is where those
+//! rules are kept. [`has_flaw!`] is how the implementations check for their test-only
+//! deliberate bugs (`docs/decisions/011-deliberate-bugs-are-test-only.md`).
 //! Interfaces and properties follow Cachin, Guerraoui and Rodrigues, *Introduction to Reliable
 //! and Secure Distributed Programming* (2nd ed.); `docs/` has one chapter per abstraction.
 //!
@@ -27,7 +30,9 @@
 mod broadcast;
 mod consensus;
 mod failure_detector;
+mod flaw;
 mod leader_election;
+mod membership;
 
 pub use broadcast::{BebDeliver, BebRequest, BestEffortBroadcast};
 pub use consensus::{
@@ -36,4 +41,5 @@ pub use consensus::{
 };
 pub use failure_detector::{FailureDetector, FdIndication, FdRequest};
 pub use leader_election::{LeaderElection, Trust};
+pub use membership::Membership;
 pub use selfman_core::NodeAddr;

@@ -10,10 +10,6 @@ use selfman_sim::{address_of, seeds, Scenario, Simulation};
 
 const NODES: usize = 1000;
 
-fn secs(s: u64) -> Time {
-    Time::ZERO + Duration::from_secs(s)
-}
-
 /// Every running node suspects exactly its crashed ring neighbours.
 fn check_detection(sim: &Simulation, board: &Board) -> Result<(), String> {
     let alive: BTreeSet<_> = sim.alive_nodes().iter().map(|n| n.addr).collect();
@@ -31,7 +27,7 @@ fn scenario(config: Config, name: &str) -> (Scenario, Board) {
             build(host, peers, config, Some(b.clone()))?;
             Ok(())
         })
-        .at(secs(2), "crash 20 nodes", |run| {
+        .at(Time::from_secs(2), "crash 20 nodes", |run| {
             for _ in 0..20 {
                 if let Some(n) = run.random_alive() {
                     run.sim.crash(n).map_err(|e| e.to_string())?;
@@ -39,8 +35,8 @@ fn scenario(config: Config, name: &str) -> (Scenario, Board) {
             }
             Ok(())
         })
-        .check_at(secs(5), "detection", move |sim| check_detection(sim, &check_board))
-        .until(secs(5))
+        .check_at(Time::from_secs(5), "detection", move |sim| check_detection(sim, &check_board))
+        .until(Time::from_secs(5))
         .replay_with(
             "SELFMAN_SEED={seed} cargo test -p selfman-example-heartbeat --test simulated",
         );

@@ -32,6 +32,8 @@ mod rng;
 mod runtime;
 mod supervision;
 mod system;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod timer;
 
 pub use channel::{Channel, Selector};

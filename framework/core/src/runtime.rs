@@ -79,6 +79,33 @@ impl Time {
     /// The runtime's start.
     pub const ZERO: Time = Time(0);
 
+    /// `secs` whole seconds after the start.
+    ///
+    /// ```
+    /// use selfman_core::Time;
+    /// assert_eq!(Time::from_secs(2), Time(2_000_000_000));
+    /// ```
+    pub const fn from_secs(secs: u64) -> Time {
+        Time(secs.saturating_mul(1_000_000_000))
+    }
+
+    /// `secs` seconds after the start (what scenarios write as `Time::from_secs_f64(2.5)`),
+    /// saturating at the end of time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use selfman_core::Time;
+    /// assert_eq!(Time::from_secs_f64(0.25), Time::ZERO + Duration::from_millis(250));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `secs` is negative, not finite or beyond [`Duration::MAX`] (as
+    /// [`Duration::from_secs_f64`]).
+    pub fn from_secs_f64(secs: f64) -> Time {
+        Time::ZERO + Duration::from_secs_f64(secs)
+    }
+
     /// The time since the runtime started.
     pub fn since_start(self) -> Duration {
         Duration::from_nanos(self.0)

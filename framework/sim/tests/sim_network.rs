@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use selfman_core::testkit;
 use selfman_core::{
     ComponentDefinition, Context, Error, Handled, Host, LinkStatus, NetIndication, Network,
     NodeAddr, NodeId, Required, Setup, Time, Timeout, Timer, TimerId,
@@ -26,10 +27,12 @@ struct Heard {
     at: u64,
 }
 
+/// What the beacons recorded (shared by every beacon through one `Arc`, whose count shows
+/// when they are all gone).
 #[derive(Default)]
 struct Log {
-    heard: Mutex<Vec<Heard>>,
-    unreachable: Mutex<Vec<(NodeAddr, NodeAddr)>>,
+    heard: testkit::Log<Vec<Heard>>,
+    unreachable: testkit::Log<Vec<(NodeAddr, NodeAddr)>>,
 }
 
 type Directory = Arc<Mutex<Vec<NodeAddr>>>;

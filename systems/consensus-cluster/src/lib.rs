@@ -18,15 +18,19 @@ pub mod cli;
 
 use std::time::Duration;
 
-use selfman_consensus::testkit::{build_flawed_stack, Flaws};
-use selfman_consensus::{EcMessage, EpMessage, Stack, StackConfig};
+#[cfg(feature = "flaws")]
+use selfman_consensus::{build_flawed_stack, Flaws};
+use selfman_consensus::{build_stack, EcMessage, EpMessage, Stack, StackConfig};
 use selfman_core::{
     Component, ComponentDefinition, ComponentRef, Handled, Host, Message, NodeAddr, Provided,
-    Required, Result, Setup, Timeout, Timer, TimerId,
+    ProvidedRef, Required, Result, Setup, Timeout, Timer, TimerId,
 };
 use selfman_failure_detector::{FdConfig, HeartbeatFd};
 use selfman_leader_election::Omega;
-use selfman_ports::{Consensus, Decide, EpochChange, InstanceId, Propose, StartEpoch};
+use selfman_ports::{
+    BestEffortBroadcast, Consensus, Decide, EpochChange, InstanceId, LeaderElection, Propose,
+    StartEpoch,
+};
 
 /// Protocol name of the epoch change's best-effort broadcast.
 pub const EC_BEB: &str = "consensus-ec-beb";
@@ -104,32 +108,68 @@ pub fn build_node<V: Message + PartialEq, H: Host>(
     group: Vec<NodeAddr>,
     config: &NodeConfig,
 ) -> Result<ConsensusNode<V>> {
-    build_flawed_node(host, group, config, Flaws::default())
+    let below = build_below_consensus(host, group.clone(), config)?;
+    let (le, ec, ep) = below.ports()?;
+    let stack = build_stack(host, &config.stack, group, &le, &ec, &ep)?;
+    Ok(below.with(stack))
 }
 
-/// As [`build_node`], with deliberate `flaws` in the consensus stack (for showing that the
-/// simulation checkers catch them).
-#[doc(hidden)]
+/// As [`build_node`], with deliberate `flaws` in the consensus stack (feature `flaws`, for
+/// showing that the simulation checkers catch them): the same detector, Ω and broadcasts,
+/// and [`build_flawed_stack`] for the stack.
+///
+/// # Errors
+///
+/// As [`build_node`].
+#[cfg(feature = "flaws")]
 pub fn build_flawed_node<V: Message + PartialEq, H: Host>(
     host: &H,
     group: Vec<NodeAddr>,
     config: &NodeConfig,
     flaws: Flaws,
 ) -> Result<ConsensusNode<V>> {
+    let below = build_below_consensus(host, group.clone(), config)?;
+    let (le, ec, ep) = below.ports()?;
+    let stack = build_flawed_stack(host, &config.stack, group, &le, &ec, &ep, flaws)?;
+    Ok(below.with(stack))
+}
+
+/// The components a node's consensus stack requires: detector, Ω and the two broadcasts.
+struct Below<V: Message> {
+    fd: Component<HeartbeatFd>,
+    omega: Component<Omega>,
+    ec_beb: Component<selfman_broadcast::Beb<EcMessage>>,
+    ep_beb: Component<selfman_broadcast::Beb<EpMessage<V>>>,
+}
+
+/// The ports of [`Below`] the stack connects to.
+type BelowPorts<V> = (
+    ProvidedRef<LeaderElection>,
+    ProvidedRef<BestEffortBroadcast<EcMessage>>,
+    ProvidedRef<BestEffortBroadcast<EpMessage<V>>>,
+);
+
+impl<V: Message + PartialEq> Below<V> {
+    fn ports(&self) -> Result<BelowPorts<V>> {
+        Ok((self.omega.provided()?, self.ec_beb.provided()?, self.ep_beb.provided()?))
+    }
+
+    fn with(self, stack: Stack<V>) -> ConsensusNode<V> {
+        let Below { fd, omega, ec_beb, ep_beb } = self;
+        ConsensusNode { fd, omega, ec_beb, ep_beb, stack }
+    }
+}
+
+fn build_below_consensus<V: Message + PartialEq, H: Host>(
+    host: &H,
+    group: Vec<NodeAddr>,
+    config: &NodeConfig,
+) -> Result<Below<V>> {
     let fd = selfman_failure_detector::build(host, config.fd)?;
     let omega = selfman_leader_election::build(host, &fd.provided()?, group.clone())?;
     let ec_beb = selfman_broadcast::build::<EcMessage, _>(host, EC_BEB, group.clone())?;
-    let ep_beb = selfman_broadcast::build::<EpMessage<V>, _>(host, EP_BEB, group.clone())?;
-    let stack = build_flawed_stack(
-        host,
-        &config.stack,
-        group,
-        &omega.provided()?,
-        &ec_beb.provided()?,
-        &ep_beb.provided()?,
-        flaws,
-    )?;
-    Ok(ConsensusNode { fd, omega, ec_beb, ep_beb, stack })
+    let ep_beb = selfman_broadcast::build::<EpMessage<V>, _>(host, EP_BEB, group)?;
+    Ok(Below { fd, omega, ec_beb, ep_beb })
 }
 
 /// What a [`Sequencer`] reports.

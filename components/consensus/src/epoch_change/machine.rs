@@ -10,11 +10,9 @@
 use std::time::Duration;
 
 use selfman_core::NodeAddr;
-use selfman_ports::{StartEpoch, Trust};
+use selfman_ports::{has_flaw, Membership, StartEpoch, Trust};
 
-use crate::group::Group;
 use crate::messages::EcMessage;
-use crate::testkit::EcFlaw;
 
 /// Timing of the epoch change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +28,20 @@ impl Default for EcConfig {
     fn default() -> Self {
         EcConfig { period: Duration::from_millis(100) }
     }
+}
+
+/// A deliberate mistake of the [`EpochChangeMachine`], to show that the simulation checkers
+/// catch it (feature `flaws`, for tests only; `docs/decisions/011-deliberate-bugs-are-test-only.md`).
+#[cfg(feature = "flaws")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    /// A new timestamp is one above the last this process was in or tried, instead of
+    /// `rank + k·n` above everything heard of: two leaders can announce the same timestamp
+    /// (breaks consistency: `consensus-broken-epochs`).
+    SharedTimestamps,
+    /// A `NewEpoch` from the trusted process is accepted even if its timestamp is not above the
+    /// last epoch's (breaks monotonicity: `consensus-broken-monotonic`).
+    NoMonotonicityCheck,
 }
 
 /// What the machine asks its component to do.
@@ -62,7 +74,7 @@ pub enum EcOutput {
 ///   every period), so a new leader learns at once how high it must go.
 #[derive(Debug, Clone)]
 pub struct EpochChangeMachine {
-    group: Group,
+    group: Membership,
     trusted: Option<NodeAddr>,
     /// The last epoch started here (0: none yet) and its leader.
     lastts: u64,
@@ -71,7 +83,8 @@ pub struct EpochChangeMachine {
     ts: u64,
     /// The highest timestamp heard of (announced or reported in a refusal).
     seen: u64,
-    flaw: Option<EcFlaw>,
+    #[cfg(feature = "flaws")]
+    flaw: Option<Flaw>,
 }
 
 impl EpochChangeMachine {
@@ -79,17 +92,20 @@ impl EpochChangeMachine {
     /// of them: a process outside the group follows but never leads).
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>) -> Self {
         EpochChangeMachine {
-            group: Group::new(me, group),
+            group: Membership::new(me, group),
             trusted: None,
             lastts: 0,
             leader: None,
             ts: 0,
             seen: 0,
+            #[cfg(feature = "flaws")]
             flaw: None,
         }
     }
 
-    pub(crate) fn with_flaw(mut self, flaw: EcFlaw) -> Self {
+    /// This machine with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Self {
         self.flaw = Some(flaw);
         self
     }
@@ -112,7 +128,7 @@ impl EpochChangeMachine {
     fn next_ts(&mut self) -> Option<u64> {
         let rank = self.group.my_rank()? as u64;
         let n = self.group.len() as u64;
-        if self.flaw == Some(EcFlaw::SharedTimestamps) {
+        if has_flaw!(self, SharedTimestamps) {
             // Deliberately wrong: one above the last epoch it was in or tried, whoever it is
             // (two processes can pick the same timestamp).
             return Some(self.ts.max(self.lastts) + 1);
@@ -178,7 +194,7 @@ impl EpochChangeMachine {
     fn on_new_epoch(&mut self, from: NodeAddr, ts: u64, out: &mut Vec<EcOutput>) {
         self.seen = self.seen.max(ts);
         let trusted = self.trusted.is_some_and(|t| t.addr == from.addr);
-        let fresh = ts > self.lastts || self.flaw == Some(EcFlaw::NoMonotonicityCheck);
+        let fresh = ts > self.lastts || has_flaw!(self, NoMonotonicityCheck);
         if trusted && fresh {
             if self.leader == Some(from) && self.lastts == ts {
                 return; // a re-announcement of the epoch we are in (flawed variant only)
@@ -402,8 +418,8 @@ mod tests {
     #[test]
     fn flawed_timestamps_collide_across_leaders() {
         let g = group(3);
-        let mut a = EpochChangeMachine::new(p(0), g.clone()).with_flaw(EcFlaw::SharedTimestamps);
-        let mut b = EpochChangeMachine::new(p(1), g).with_flaw(EcFlaw::SharedTimestamps);
+        let mut a = EpochChangeMachine::new(p(0), g.clone()).with_flaw(Flaw::SharedTimestamps);
+        let mut b = EpochChangeMachine::new(p(1), g).with_flaw(Flaw::SharedTimestamps);
         let mut out = Vec::new();
         a.on_trust(Trust(p(0)), &mut out);
         b.on_trust(Trust(p(1)), &mut out);

@@ -2,6 +2,8 @@
 
 mod machine;
 
+#[cfg(feature = "flaws")]
+pub use machine::Flaw;
 pub use machine::{EcConfig, EcOutput, EpochChangeMachine};
 
 use selfman_core::{
@@ -13,7 +15,6 @@ use selfman_ports::{
 };
 
 use crate::messages::EcMessage;
-use crate::testkit::EcFlaw;
 
 /// The epoch-change component: provides [`EpochChange`]; requires [`LeaderElection`],
 /// [`BestEffortBroadcast<EcMessage>`] (announcements), [`Network<EcMessage>`] (refusals and
@@ -33,14 +34,6 @@ pub struct EpochChanger {
 impl EpochChanger {
     /// The epoch change of process `me` in `group` (members in rank order).
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>, config: EcConfig) -> Self {
-        Self::from_machine(me, EpochChangeMachine::new(me, group), config)
-    }
-
-    pub(crate) fn flawed(me: NodeAddr, group: Vec<NodeAddr>, config: EcConfig, f: EcFlaw) -> Self {
-        Self::from_machine(me, EpochChangeMachine::new(me, group).with_flaw(f), config)
-    }
-
-    fn from_machine(me: NodeAddr, machine: EpochChangeMachine, config: EcConfig) -> Self {
         EpochChanger {
             me,
             le: Required::new(),
@@ -48,10 +41,17 @@ impl EpochChanger {
             net: Required::new(),
             timer: Required::new(),
             out: Provided::new(),
-            machine,
+            machine: EpochChangeMachine::new(me, group),
             config,
             buf: Vec::new(),
         }
+    }
+
+    /// This epoch change with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Self {
+        self.machine = self.machine.with_flaw(flaw);
+        self
     }
 
     /// The logic's state (for tests and inspection).
@@ -137,7 +137,24 @@ pub fn build<H: Host>(
     build_from(host, protocol, move || EpochChanger::new(me, group.clone(), config))
 }
 
-pub(crate) fn build_from<H: Host>(
+/// As [`build`], with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+///
+/// # Errors
+///
+/// As [`build`].
+#[cfg(feature = "flaws")]
+pub fn build_flawed<H: Host>(
+    host: &H,
+    protocol: &str,
+    group: Vec<NodeAddr>,
+    config: EcConfig,
+    flaw: Flaw,
+) -> Result<Component<EpochChanger>> {
+    let me = host.local();
+    build_from(host, protocol, move || EpochChanger::new(me, group.clone(), config).with_flaw(flaw))
+}
+
+fn build_from<H: Host>(
     host: &H,
     protocol: &str,
     factory: impl Fn() -> EpochChanger + Send + Sync + 'static,

@@ -16,11 +16,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use selfman_core::NodeAddr;
-use selfman_ports::{EpIndication, EpochState, InstanceId};
+use selfman_ports::{has_flaw, EpIndication, EpochState, InstanceId, Membership};
 
-use crate::group::Group;
 use crate::messages::EpMessage;
-use crate::testkit::EpFlaw;
 
 /// Messages of later epochs kept at most (the oldest are dropped first; the leader re-sends).
 const FUTURE_CAP: usize = 4096;
@@ -44,6 +42,23 @@ impl Default for EpConfig {
     fn default() -> Self {
         EpConfig { retransmit: Duration::from_millis(50) }
     }
+}
+
+/// A deliberate mistake of the [`EpochConsensusMachine`], to show that the simulation checkers
+/// catch it (feature `flaws`, for tests only; `docs/decisions/011-deliberate-bugs-are-test-only.md`).
+#[cfg(feature = "flaws")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    /// The leader adopts the accepted value with the **lowest** timestamp (breaks lock-in, and
+    /// so agreement: `consensus-broken`).
+    AdoptLowest,
+    /// Members take messages of older epochs as messages of their current one (a stale `Write`
+    /// is stored with the new timestamp; breaks lock-in, and so agreement, in some seeds:
+    /// `consensus_broken_stale`, not registered).
+    KeepStaleMessages,
+    /// The leader never re-sends (over lossy links some members never decide: breaks
+    /// termination: `consensus-broken-termination`).
+    NoRetransmission,
 }
 
 /// What the machine asks its component to do.
@@ -126,26 +141,30 @@ struct Epoch<V> {
 /// lives.
 #[derive(Debug, Clone)]
 pub struct EpochConsensusMachine<V> {
-    group: Group,
+    group: Membership,
     states: BTreeMap<InstanceId, EpochState<V>>,
     epoch: Option<Epoch<V>>,
     future: VecDeque<(NodeAddr, EpMessage<V>)>,
-    flaw: Option<EpFlaw>,
+    #[cfg(feature = "flaws")]
+    flaw: Option<Flaw>,
 }
 
 impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
     /// Epoch consensus of process `me` in `group`.
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>) -> Self {
         EpochConsensusMachine {
-            group: Group::new(me, group),
+            group: Membership::new(me, group),
             states: BTreeMap::new(),
             epoch: None,
             future: VecDeque::new(),
+            #[cfg(feature = "flaws")]
             flaw: None,
         }
     }
 
-    pub(crate) fn with_flaw(mut self, flaw: EpFlaw) -> Self {
+    /// This machine with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Self {
         self.flaw = Some(flaw);
         self
     }
@@ -233,7 +252,7 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
             return;
         }
         if ets < cur {
-            if self.flaw == Some(EpFlaw::KeepStaleMessages) {
+            if has_flaw!(self, KeepStaleMessages) {
                 self.stale_as_current(from, msg, out);
             }
             return;
@@ -276,7 +295,7 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
     /// (to a member silent for `k` periods, only when `k` is a power of two or a multiple of
     /// 32, so crashed members cost little).
     pub fn on_tick(&mut self, out: &mut Vec<EpOutput<V>>) {
-        if self.flaw == Some(EpFlaw::NoRetransmission) {
+        if has_flaw!(self, NoRetransmission) {
             return;
         }
         let Some(e) = self.epoch.as_mut().filter(|e| !e.aborted) else { return };
@@ -371,7 +390,7 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
         out: &mut Vec<EpOutput<V>>,
     ) {
         let majority = self.group.majority();
-        let lowest = self.flaw == Some(EpFlaw::AdoptLowest);
+        let lowest = has_flaw!(self, AdoptLowest);
         let Some(lead) = self.leading() else { return };
         lead.silent.insert(from.addr, 0);
         if !lead.read_from.insert(from.addr) {
@@ -468,7 +487,7 @@ impl<V: Clone + Debug + PartialEq> EpochConsensusMachine<V> {
         self.on_message(me, EpMessage::Decided { ets, values: decided }, out);
     }
 
-    /// The deliberately broken member of [`EpFlaw::KeepStaleMessages`]: takes a message of an
+    /// The deliberately broken member of `Flaw::KeepStaleMessages`: takes a message of an
     /// older epoch as one of the current epoch, and answers its sender.
     fn stale_as_current(&mut self, from: NodeAddr, msg: EpMessage<V>, out: &mut Vec<EpOutput<V>>) {
         let Some(cur) = self.epoch.as_ref().map(|e| e.ets) else { return };

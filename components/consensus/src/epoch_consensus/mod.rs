@@ -5,6 +5,8 @@ mod machine;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "flaws")]
+pub use machine::Flaw;
 pub use machine::{EpConfig, EpOutput, EpochConsensusMachine};
 
 use selfman_core::{
@@ -14,7 +16,6 @@ use selfman_core::{
 use selfman_ports::{AbortableConsensus, BebDeliver, BebRequest, BestEffortBroadcast, EpRequest};
 
 use crate::messages::EpMessage;
-use crate::testkit::EpFlaw;
 
 /// The epoch-consensus component: provides [`AbortableConsensus<V>`]; requires
 /// [`BestEffortBroadcast<EpMessage<V>>`] (the leader's steps), [`Network<EpMessage<V>>`]
@@ -33,24 +34,24 @@ pub struct EpochConsensus<V: Message> {
 impl<V: Message + PartialEq> EpochConsensus<V> {
     /// Epoch consensus of process `me` in `group`.
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>, config: EpConfig) -> Self {
-        Self::from_machine(me, EpochConsensusMachine::new(me, group), config)
-    }
-
-    pub(crate) fn flawed(me: NodeAddr, group: Vec<NodeAddr>, config: EpConfig, f: EpFlaw) -> Self {
-        Self::from_machine(me, EpochConsensusMachine::new(me, group).with_flaw(f), config)
-    }
-
-    fn from_machine(me: NodeAddr, machine: EpochConsensusMachine<V>, config: EpConfig) -> Self {
         EpochConsensus {
             beb: Required::new(),
             net: Required::new(),
             timer: Required::new(),
             out: Provided::new(),
             me,
-            machine,
+            machine: EpochConsensusMachine::new(me, group),
             config,
             buf: Vec::new(),
         }
+    }
+
+    /// This epoch consensus with the deliberate mistake `flaw` (feature `flaws`, for tests
+    /// only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Self {
+        self.machine = self.machine.with_flaw(flaw);
+        self
     }
 
     /// The logic's state (for tests and inspection).
@@ -143,7 +144,26 @@ pub fn build<V: Message + PartialEq, H: Host>(
     build_from(host, protocol, move || EpochConsensus::new(me, group.clone(), config))
 }
 
-pub(crate) fn build_from<V: Message + PartialEq, H: Host>(
+/// As [`build`], with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+///
+/// # Errors
+///
+/// As [`build`].
+#[cfg(feature = "flaws")]
+pub fn build_flawed<V: Message + PartialEq, H: Host>(
+    host: &H,
+    protocol: &str,
+    group: Vec<NodeAddr>,
+    config: EpConfig,
+    flaw: Flaw,
+) -> Result<Component<EpochConsensus<V>>> {
+    let me = host.local();
+    build_from(host, protocol, move || {
+        EpochConsensus::new(me, group.clone(), config).with_flaw(flaw)
+    })
+}
+
+fn build_from<V: Message + PartialEq, H: Host>(
     host: &H,
     protocol: &str,
     factory: impl Fn() -> EpochConsensus<V> + Send + Sync + 'static,

@@ -6,9 +6,8 @@ use std::collections::VecDeque;
 use selfman_core::{NodeAddr, NodeId};
 use selfman_ports::{EpIndication, EpochState, InstanceId};
 
-use super::machine::{EpOutput, EpochConsensusMachine};
+use super::machine::{EpOutput, EpochConsensusMachine, Flaw};
 use crate::messages::EpMessage;
-use crate::testkit::EpFlaw;
 
 fn p(i: usize) -> NodeAddr {
     NodeAddr::simulated(i as u32 + 1, NodeId::UNKNOWN)
@@ -34,7 +33,7 @@ impl Cluster {
         Self::with(n, None)
     }
 
-    fn with(n: usize, flaw: Option<EpFlaw>) -> Cluster {
+    fn with(n: usize, flaw: Option<Flaw>) -> Cluster {
         let group: Vec<_> = (0..n).map(p).collect();
         let nodes = (0..n)
             .map(|i| {
@@ -190,7 +189,7 @@ fn lost_messages_are_resent_until_every_member_decided() {
 
 #[test]
 fn without_retransmission_a_member_that_lost_the_decision_never_decides() {
-    let mut c = Cluster::with(3, Some(EpFlaw::NoRetransmission));
+    let mut c = Cluster::with(3, Some(Flaw::NoRetransmission));
     c.start(&[0, 1, 2], 3, 0);
     c.propose(0, 3, I1, 1);
     c.run(|_, to, m| !(to == 2 && matches!(m, EpMessage::Decided { .. })));
@@ -231,7 +230,7 @@ fn a_stale_write_from_an_old_epoch_is_dropped() {
 
 #[test]
 fn the_flawed_member_takes_a_stale_write_for_a_current_one() {
-    let mut c = Cluster::with(3, Some(EpFlaw::KeepStaleMessages));
+    let mut c = Cluster::with(3, Some(Flaw::KeepStaleMessages));
     c.start(&[2], 4, 1);
     let mut out = Vec::new();
     c.nodes[2].on_message(p(0), EpMessage::Write { ets: 3, values: vec![(I1, 9)] }, &mut out);
@@ -273,7 +272,7 @@ fn leader_crash_after_a_partial_write_locks_the_value_in() {
 
 #[test]
 fn the_highest_timestamp_wins_and_the_flawed_leader_takes_the_lowest() {
-    for (flaw, want) in [(None, 20), (Some(EpFlaw::AdoptLowest), 10)] {
+    for (flaw, want) in [(None, 20), (Some(Flaw::AdoptLowest), 10)] {
         let mut c = Cluster::with(5, flaw);
         // p1 accepted 10 in epoch 3, p2 accepted 20 in epoch 4 (carried over as states).
         c.aborted[1].push((3, vec![(I1, EpochState { valts: 3, val: Some(10) })]));

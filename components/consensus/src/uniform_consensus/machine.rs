@@ -12,11 +12,9 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use selfman_core::NodeAddr;
-use selfman_ports::{Decide, EpRequest, EpochState, InstanceId, StartEpoch};
+use selfman_ports::{has_flaw, Decide, EpRequest, EpochState, InstanceId, Membership, StartEpoch};
 
-use crate::group::Group;
 use crate::messages::UcMessage;
-use crate::testkit::UcFlaw;
 
 /// Timing of uniform consensus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +28,17 @@ impl Default for UcConfig {
     fn default() -> Self {
         UcConfig { forward_period: Duration::from_millis(100) }
     }
+}
+
+/// A deliberate mistake of the [`UniformConsensusMachine`], to show that the simulation
+/// checkers catch it (feature `flaws`, for tests only;
+/// `docs/decisions/011-deliberate-bugs-are-test-only.md`).
+#[cfg(feature = "flaws")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    /// Forgets what it decided at every new epoch, so an instance completed again by a later
+    /// epoch is decided again (breaks integrity: `consensus-broken-integrity`).
+    DecideEveryEpoch,
 }
 
 /// What the machine asks its component to do.
@@ -58,7 +67,7 @@ enum Phase {
 /// once: a sequence of epoch-consensus epochs, one per epoch the epoch change starts.
 #[derive(Debug, Clone)]
 pub struct UniformConsensusMachine<V> {
-    group: Group,
+    group: Membership,
     /// The current epoch (timestamp, leader), if any.
     ets: u64,
     leader: Option<NodeAddr>,
@@ -72,14 +81,15 @@ pub struct UniformConsensusMachine<V> {
     /// Instances proposed to the running epoch.
     proposed: BTreeSet<InstanceId>,
     decided: BTreeMap<InstanceId, V>,
-    flaw: Option<UcFlaw>,
+    #[cfg(feature = "flaws")]
+    flaw: Option<Flaw>,
 }
 
 impl<V: Clone + Debug + PartialEq> UniformConsensusMachine<V> {
     /// Uniform consensus of process `me` in `group`.
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>) -> Self {
         UniformConsensusMachine {
-            group: Group::new(me, group),
+            group: Membership::new(me, group),
             ets: 0,
             leader: None,
             phase: Phase::Idle,
@@ -88,11 +98,14 @@ impl<V: Clone + Debug + PartialEq> UniformConsensusMachine<V> {
             own: BTreeSet::new(),
             proposed: BTreeSet::new(),
             decided: BTreeMap::new(),
+            #[cfg(feature = "flaws")]
             flaw: None,
         }
     }
 
-    pub(crate) fn with_flaw(mut self, flaw: UcFlaw) -> Self {
+    /// This machine with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Self {
         self.flaw = Some(flaw);
         self
     }
@@ -182,7 +195,7 @@ impl<V: Clone + Debug + PartialEq> UniformConsensusMachine<V> {
         self.leader = Some(leader);
         self.phase = Phase::Running;
         self.proposed.clear();
-        if self.flaw == Some(UcFlaw::DecideEveryEpoch) {
+        if has_flaw!(self, DecideEveryEpoch) {
             self.decided.clear();
         }
         out.push(UcOutput::Ep(EpRequest::Start { ets: s.ts, leader, states }));
@@ -347,7 +360,7 @@ mod tests {
         let decides = out.iter().filter(|o| matches!(o, UcOutput::Decide(_))).count();
         assert_eq!(decides, 1);
         // The flawed variant forgets, and decides again.
-        let mut f = uc(0).with_flaw(UcFlaw::DecideEveryEpoch);
+        let mut f = uc(0).with_flaw(Flaw::DecideEveryEpoch);
         out.clear();
         f.on_start_epoch(se(3, 0), &mut out);
         f.on_decide(3, I1, 1, &mut out);

@@ -3,6 +3,8 @@
 
 mod machine;
 
+#[cfg(feature = "flaws")]
+pub use machine::Flaw;
 pub use machine::{UcConfig, UcOutput, UniformConsensusMachine};
 
 use selfman_core::{
@@ -14,7 +16,6 @@ use selfman_ports::{
 };
 
 use crate::messages::UcMessage;
-use crate::testkit::UcFlaw;
 
 /// The uniform-consensus component: provides [`Consensus<V>`]; requires [`EpochChange`],
 /// [`AbortableConsensus<V>`], [`Network<UcMessage<V>>`] (forwarded proposals) and [`Timer`]
@@ -33,24 +34,24 @@ pub struct UniformConsensus<V: Message> {
 impl<V: Message + PartialEq> UniformConsensus<V> {
     /// Uniform consensus of process `me` in `group`.
     pub fn new(me: NodeAddr, group: Vec<NodeAddr>, config: UcConfig) -> Self {
-        Self::from_machine(UniformConsensusMachine::new(me, group), config)
-    }
-
-    pub(crate) fn flawed(me: NodeAddr, group: Vec<NodeAddr>, config: UcConfig, f: UcFlaw) -> Self {
-        Self::from_machine(UniformConsensusMachine::new(me, group).with_flaw(f), config)
-    }
-
-    fn from_machine(machine: UniformConsensusMachine<V>, config: UcConfig) -> Self {
         UniformConsensus {
             ec: Required::new(),
             ep: Required::new(),
             net: Required::new(),
             timer: Required::new(),
             out: Provided::new(),
-            machine,
+            machine: UniformConsensusMachine::new(me, group),
             config,
             buf: Vec::new(),
         }
+    }
+
+    /// This uniform consensus with the deliberate mistake `flaw` (feature `flaws`, for tests
+    /// only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Self {
+        self.machine = self.machine.with_flaw(flaw);
+        self
     }
 
     /// The logic's state (for tests and inspection).
@@ -147,7 +148,26 @@ pub fn build<V: Message + PartialEq, H: Host>(
     build_from(host, protocol, move || UniformConsensus::new(me, group.clone(), config))
 }
 
-pub(crate) fn build_from<V: Message + PartialEq, H: Host>(
+/// As [`build`], with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+///
+/// # Errors
+///
+/// As [`build`].
+#[cfg(feature = "flaws")]
+pub fn build_flawed<V: Message + PartialEq, H: Host>(
+    host: &H,
+    protocol: &str,
+    group: Vec<NodeAddr>,
+    config: UcConfig,
+    flaw: Flaw,
+) -> Result<Component<UniformConsensus<V>>> {
+    let me = host.local();
+    build_from(host, protocol, move || {
+        UniformConsensus::new(me, group.clone(), config).with_flaw(flaw)
+    })
+}
+
+fn build_from<V: Message + PartialEq, H: Host>(
     host: &H,
     protocol: &str,
     factory: impl Fn() -> UniformConsensus<V> + Send + Sync + 'static,

@@ -1,47 +1,20 @@
 //! Shared test support for the component-model integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)] // each test binary uses part of it
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+pub use selfman_core::testkit::{eventually, WAIT};
 use selfman_core::{ComponentDefinition, Handled, Port, Provided, Required, Setup};
 use selfman_runtime::Runtime;
-
-pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A runtime with `n` workers.
 pub fn runtime(n: usize) -> Runtime {
     Runtime::builder().workers(n).build()
 }
 
-/// Polls `cond` until it holds or `WAIT` passes; panics with `what` on timeout.
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// A shared, cloneable log of strings.
-#[derive(Clone, Default)]
-pub struct Log(pub Arc<Mutex<Vec<String>>>);
-
-impl Log {
-    pub fn push(&self, s: impl Into<String>) {
-        self.0.lock().push(s.into());
-    }
-    pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock())
-    }
-    pub fn snapshot(&self) -> Vec<String> {
-        self.0.lock().clone()
-    }
-    pub fn len(&self) -> usize {
-        self.0.lock().len()
-    }
-}
+/// A shared log of strings (what happened, in order).
+pub type Log = selfman_core::testkit::Log<Vec<String>>;
 
 /// Numbers flowing both ways: `Num` requests, `Num` indications.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Test support for the selfman-net integration tests: a recording component, configs with
 //! short timeouts, waiting helpers and a raw (hand-rolled) peer.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)] // each test binary uses part of it
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -16,7 +16,7 @@ use selfman_net::frame::{self, Frame, Hello};
 use selfman_net::{NetConfig, TcpNetwork};
 use selfman_runtime::Runtime;
 
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use selfman_core::testkit::{eventually, WAIT};
 
 pub fn runtime() -> Runtime {
     Runtime::builder().workers(2).build()
@@ -130,15 +130,6 @@ impl<M: Message> Endpoint<M> {
             out.push(ev);
         }
         out
-    }
-}
-
-/// Polls `f` until it is true or `WAIT` passes.
-pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "not within {WAIT:?}: {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -1,4 +1,10 @@
-//! The scenarios (see [`crate::SCENARIOS`]).
+//! Scenarios of the framework itself (see [`crate::SCENARIOS`]):
+//!
+//! * `net-fifo`: typed messages between churning, partitioned nodes on lossy links; the
+//!   receivers check per-link FIFO, no duplicates, no delivery to another incarnation and no
+//!   message from the future (`net-fifo-broken` turns FIFO off: the check must fail);
+//! * `heartbeat-churn`: the example heartbeat protocol on a 50-node ring under churn and a
+//!   partition; every node ends suspecting exactly its crashed neighbours.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,10 +17,6 @@ use selfman_core::{
 use selfman_example_heartbeat::{build, check_ring, ring_neighbours, Board, Config};
 use selfman_sim::{address_of, Churn, Latency, LinkModel, Scenario, SimConfig, SimNetConfig};
 use serde::{Deserialize, Serialize};
-
-fn secs(s: f64) -> Time {
-    Time::ZERO + Duration::from_secs_f64(s)
-}
 
 /// A numbered message that says whom it is for.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -127,9 +129,14 @@ fn fifo_scenario(name: &str, fifo: bool) -> Scenario {
             h.system().connect(&h.timer()?, &c.required()?)?;
             Ok(())
         })
-        .churn(Churn::crash_restart(secs(0.5), secs(9.0), 2.0, FIFO_NODES / 2))
-        .partition_halves(secs(3.0))
-        .heal(secs(6.0))
+        .churn(Churn::crash_restart(
+            Time::from_secs_f64(0.5),
+            Time::from_secs_f64(9.0),
+            2.0,
+            FIFO_NODES / 2,
+        ))
+        .partition_halves(Time::from_secs_f64(3.0))
+        .heal(Time::from_secs_f64(6.0))
         .check_always("receivers' checks", move |_| match found.lock() {
             Ok(f) if f.is_empty() => Ok(()),
             Ok(f) => Err(f[0].clone()),
@@ -143,7 +150,7 @@ fn fifo_scenario(name: &str, fifo: bool) -> Scenario {
                 Err(format!("the run did not exercise the network: {s:?}"))
             }
         })
-        .until(secs(10.0))
+        .until(Time::from_secs_f64(10.0))
 }
 
 /// See [`crate::SCENARIOS`].
@@ -172,12 +179,17 @@ pub fn heartbeat_churn() -> Scenario {
     };
     Scenario::new("heartbeat-churn")
         .start_nodes(Time::ZERO, RING, build_node)
-        .churn(Churn::crash_restart(secs(1.0), secs(8.0), 3.0, RING * 3 / 4))
-        .partition_halves(secs(3.0))
-        .heal(secs(5.0))
+        .churn(Churn::crash_restart(
+            Time::from_secs_f64(1.0),
+            Time::from_secs_f64(8.0),
+            3.0,
+            RING * 3 / 4,
+        ))
+        .partition_halves(Time::from_secs_f64(3.0))
+        .heal(Time::from_secs_f64(5.0))
         .check_at_end("suspects exactly the crashed neighbours", move |sim| {
             let alive: BTreeSet<_> = sim.alive_nodes().iter().map(|a| a.addr).collect();
             check_ring(RING, address_of, &alive, &board)
         })
-        .until(secs(15.0))
+        .until(Time::from_secs_f64(15.0))
 }

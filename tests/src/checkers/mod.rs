@@ -1,0 +1,15 @@
+//! Safety and liveness checkers: what a correct run must satisfy, one module per abstraction,
+//! independent of how a scenario produces the run.
+//!
+//! A checker is either a record that checks entries as they are recorded (kept in a
+//! [`Log`](selfman_core::testkit::Log) that the nodes' recorders write, with the violations
+//! found so far for the scenario's `check_always`), or functions over a whole run's record for
+//! its `check_at_end`. Each reports a violation with the property's name, which the tests of
+//! the deliberately broken variants match. A checker earns its place when a broken twin fails
+//! it (`must_pass: false` entries in [`crate::SCENARIOS`]).
+//!
+//! The ring's, replication's and transactions' checkers go here, beside these.
+
+pub mod broadcast;
+pub mod consensus;
+pub mod failure_detection;

@@ -1,0 +1,326 @@
+//! What runs on each simulated node of the scenarios: the protocol components, wired as a
+//! deployment wires them, plus the recorders that feed the checkers (a recorder is one more
+//! user of a port: channels fan out, so the protocol's real users see the same events).
+//!
+//! * detector and Ω nodes ([`build_detector_node`]): the heartbeat detector, a user
+//!   monitoring every other node, and optionally Ω over the same detector;
+//! * broadcast nodes ([`build_chat_node`]): a best-effort broadcast and a talker;
+//! * consensus nodes ([`build_consensus_node`], [`build_recorded_consensus_node`]): the
+//!   consensus cluster's node, and a recorder of its decisions and epochs.
+
+use std::time::Duration;
+
+use selfman_consensus::{Flaws, Stack, StackConfig};
+use selfman_consensus_cluster::{build_flawed_node, NodeConfig};
+use selfman_core::testkit::Log;
+use selfman_core::{
+    ComponentDefinition, Context, Handled, Host, NodeAddr, ProvidedRef, Required, Setup, Time,
+    Timeout, Timer, TimerId,
+};
+use selfman_failure_detector::{FdConfig, Flaw};
+use selfman_leader_election::Flaw as OmegaFlaw;
+use selfman_ports::{
+    BebDeliver, BebRequest, BestEffortBroadcast, Consensus, Decide, EpochChange, FailureDetector,
+    FdIndication, FdRequest, LeaderElection, StartEpoch, Trust,
+};
+use selfman_sim::SimHost;
+
+use crate::checkers::broadcast::{BroadcastChecker, Chat};
+use crate::checkers::consensus::{ConsensusChecker, Value};
+use crate::checkers::failure_detection::{DetectionRecord, Life};
+use crate::scenarios::member;
+
+// ------------------------------------------------------------------------------------------
+// Failure detector and Ω
+// ------------------------------------------------------------------------------------------
+
+/// Monitors `watch` on start and logs every indication.
+struct FdRecorder {
+    ctx: Context,
+    me: NodeAddr,
+    fd: Required<FailureDetector>,
+    watch: Vec<NodeAddr>,
+    log: Log<DetectionRecord>,
+}
+
+impl FdRecorder {
+    fn new(me: NodeAddr, watch: Vec<NodeAddr>, log: Log<DetectionRecord>) -> FdRecorder {
+        FdRecorder { ctx: Context::new(), me, fd: Required::new(), watch, log }
+    }
+
+    fn on_fd(&mut self, ind: FdIndication) -> Handled {
+        let now = self.ctx.now();
+        self.log.lock().fd.push((now, self.me, ind));
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for FdRecorder {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.context(|c| &mut c.ctx);
+        s.require(|c| &mut c.fd, Self::on_fd);
+    }
+
+    fn on_start(&mut self) -> Handled {
+        for &n in &self.watch {
+            self.fd.trigger(FdRequest::Monitor(n));
+        }
+        Ok(())
+    }
+}
+
+/// Logs every `Trust`.
+struct TrustRecorder {
+    ctx: Context,
+    me: NodeAddr,
+    le: Required<LeaderElection>,
+    log: Log<DetectionRecord>,
+}
+
+impl TrustRecorder {
+    fn new(me: NodeAddr, log: Log<DetectionRecord>) -> TrustRecorder {
+        TrustRecorder { ctx: Context::new(), me, le: Required::new(), log }
+    }
+
+    fn on_trust(&mut self, t: Trust) -> Handled {
+        let now = self.ctx.now();
+        self.log.lock().trust.push((now, self.me, t));
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for TrustRecorder {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.context(|c| &mut c.ctx);
+        s.require(|c| &mut c.le, Self::on_trust);
+    }
+}
+
+/// How a node of the detector and Ω scenarios is built.
+#[derive(Clone, Copy)]
+pub struct Wiring {
+    /// How many nodes the scenario runs (each monitors all the others).
+    pub nodes: usize,
+    /// The detector's timing.
+    pub config: FdConfig,
+    /// The detector's deliberate mistake (broken variants).
+    pub flaw: Option<Flaw>,
+    /// Add Ω over the detector (group: every node, by address, in index order).
+    pub omega: bool,
+    /// Ω's deliberate mistake (broken variant).
+    pub omega_flaw: Option<OmegaFlaw>,
+}
+
+/// Builds one node of the detector and Ω scenarios: the detector, a recorder monitoring every
+/// other node, and (if asked) Ω over the detector with a recorder of its `Trust`s.
+///
+/// # Errors
+///
+/// Whatever creating and connecting the components returns.
+pub fn build_detector_node(
+    h: &SimHost,
+    w: Wiring,
+    log: &Log<DetectionRecord>,
+) -> selfman_core::Result<()> {
+    let me = h.local();
+    let (log1, log2) = (log.clone(), log.clone());
+    let nodes = w.nodes;
+    // ANCHOR: wiring
+    // The detector, with its network and timer (deliberately flawed in broken variants).
+    let fd = match w.flaw {
+        None => selfman_failure_detector::build(h, w.config)?,
+        Some(f) => selfman_failure_detector::build_flawed(h, w.config, f)?,
+    };
+    let fd_port = fd.provided::<FailureDetector>()?;
+    // A user: monitors every other node (by address) on start.
+    let watch: Vec<NodeAddr> = (0..nodes).filter(|&i| i != h.index()).map(member).collect();
+    let rec = h.create(move || FdRecorder::new(me, watch.clone(), log1.clone()))?;
+    h.system().connect(&fd_port, &rec.required()?)?;
+    if w.omega {
+        // Ω over the same detector; every node in index order is the group (index 0 ranks
+        // highest), each member named by address only.
+        let group: Vec<NodeAddr> = (0..nodes).map(member).collect();
+        let omega = match w.omega_flaw {
+            None => selfman_leader_election::build(h, &fd_port, group)?,
+            Some(f) => selfman_leader_election::build_flawed(h, &fd_port, group, f)?,
+        };
+        let tr = h.create(move || TrustRecorder::new(me, log2.clone()))?;
+        h.system().connect(&omega.provided::<LeaderElection>()?, &tr.required()?)?;
+    }
+    // ANCHOR_END: wiring
+    let mut l = log.lock();
+    l.lives.push(Life { node: me, start: h.system().now(), end: None });
+    l.detectors.retain(|n, _| n.addr != me.addr);
+    l.detectors.insert(me, fd);
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// Best-effort broadcast
+// ------------------------------------------------------------------------------------------
+
+/// Broadcasts a numbered [`Chat`] every few ms, drops the last node from its group at
+/// `regroup_at`, and records everything in the shared log.
+struct Talker {
+    ctx: Context,
+    me: NodeAddr,
+    /// The group: nodes `0..nodes`.
+    nodes: usize,
+    regroup_at: Time,
+    beb: Required<BestEffortBroadcast<Chat>>,
+    timer: Required<Timer>,
+    seq: u64,
+    group: u8,
+    log: Log<BroadcastChecker>,
+}
+
+impl Talker {
+    fn on_tick(&mut self, _: Timeout) -> Handled {
+        let now = self.ctx.now();
+        if self.group == 0 && now >= self.regroup_at {
+            self.group = 1;
+            let g = (0..self.nodes - 1).map(member).collect();
+            self.beb.trigger(BebRequest::SetGroup(g));
+        }
+        if self.ctx.rng().chance(0.5) {
+            self.seq += 1;
+            let c = Chat { origin: self.me, seq: self.seq, sent_at: now.0, group: self.group };
+            self.log.with(|l| l.broadcast(&c));
+            self.beb.trigger(BebRequest::Broadcast(c));
+        }
+        Ok(())
+    }
+
+    fn on_deliver(&mut self, d: BebDeliver<Chat>) -> Handled {
+        self.log.with(|l| l.deliver(self.me, &d));
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Talker {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.context(|c| &mut c.ctx);
+        s.require(|c| &mut c.beb, Self::on_deliver);
+        s.require(|c| &mut c.timer, Self::on_tick);
+    }
+
+    fn on_start(&mut self) -> Handled {
+        let now = self.ctx.now();
+        self.log.with(|l| l.node_started(self.me, now));
+        let p = Duration::from_millis(20);
+        self.timer.schedule_periodic(TimerId(1), p, p);
+        Ok(())
+    }
+}
+
+/// Builds one node of the `beb` scenarios: a best-effort broadcast to nodes `0..nodes` (protocol
+/// `beb-chat`) and a talker on it that broadcasts a numbered [`Chat`] every 40 ms on average and
+/// drops the last node from its group at `regroup_at`, recording into `log`.
+///
+/// # Errors
+///
+/// Whatever creating and connecting the components returns.
+pub fn build_chat_node(
+    h: &SimHost,
+    nodes: usize,
+    regroup_at: Time,
+    log: &Log<BroadcastChecker>,
+) -> selfman_core::Result<()> {
+    let group = (0..nodes).map(member).collect();
+    let beb = selfman_broadcast::build::<Chat, _>(h, "beb-chat", group)?;
+    let (me, log) = (h.local(), log.clone());
+    let t = h.create(move || Talker {
+        ctx: Context::new(),
+        me,
+        nodes,
+        regroup_at,
+        beb: Required::new(),
+        timer: Required::new(),
+        seq: 0,
+        group: 0,
+        log: log.clone(),
+    })?;
+    h.system().link::<BestEffortBroadcast<Chat>>(&beb, &t)?;
+    h.system().connect(&h.timer()?, &t.required()?)?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// Consensus
+// ------------------------------------------------------------------------------------------
+
+/// Wires a whole consensus node on `host` for `group` (members in rank order) with the
+/// default settings and `flaws` (none for the real thing): the consensus cluster's
+/// [`build_node`](selfman_consensus_cluster::build_node), which shows the wiring.
+///
+/// # Errors
+///
+/// Whatever creating and connecting the components returns.
+pub fn build_consensus_node<H: Host>(
+    host: &H,
+    group: Vec<NodeAddr>,
+    config: &StackConfig,
+    flaws: Flaws,
+) -> selfman_core::Result<Stack<Value>> {
+    let config = NodeConfig { stack: config.clone(), ..NodeConfig::default() };
+    Ok(build_flawed_node(host, group, &config, flaws)?.stack)
+}
+
+/// Builds one node of the `consensus` scenarios: the whole stack for `group` with `flaws`
+/// ([`build_consensus_node`]) and a recorder of its decisions and epochs beside the stack's
+/// users, writing into `log`. Returns the node's `Consensus` port, for the script to propose
+/// to.
+///
+/// # Errors
+///
+/// Whatever creating and connecting the components returns.
+pub fn build_recorded_consensus_node(
+    h: &SimHost,
+    group: Vec<NodeAddr>,
+    flaws: Flaws,
+    log: &Log<ConsensusChecker>,
+) -> selfman_core::Result<ProvidedRef<Consensus<Value>>> {
+    let stack = build_consensus_node(h, group, &StackConfig::default(), flaws)?;
+    let (me, log) = (h.local(), log.clone());
+    let rec = h.create(move || ConsensusRecorder {
+        ctx: Context::new(),
+        me,
+        uc: Required::new(),
+        ec: Required::new(),
+        log: log.clone(),
+    })?;
+    h.system().link::<Consensus<Value>>(&stack.uc, &rec)?;
+    h.system().link::<EpochChange>(&stack.ec, &rec)?;
+    stack.uc.provided()
+}
+
+/// Records what its node decides and which epochs it starts (it is connected to the node's
+/// `Consensus` and `EpochChange` ports next to their real users: channels fan out).
+struct ConsensusRecorder {
+    ctx: Context,
+    me: NodeAddr,
+    uc: Required<Consensus<Value>>,
+    ec: Required<EpochChange>,
+    log: Log<ConsensusChecker>,
+}
+
+impl ConsensusRecorder {
+    fn on_decide(&mut self, d: Decide<Value>) -> Handled {
+        let now = self.ctx.now();
+        self.log.with(|l| l.decide(self.me, d.id, d.value, now));
+        Ok(())
+    }
+
+    fn on_epoch(&mut self, s: StartEpoch) -> Handled {
+        self.log.with(|l| l.start_epoch(self.me, s));
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for ConsensusRecorder {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.context(|c| &mut c.ctx);
+        s.require(|c| &mut c.uc, Self::on_decide);
+        s.require(|c| &mut c.ec, Self::on_epoch);
+    }
+}
