@@ -8,8 +8,11 @@
 //! the deliberately broken variants match. A checker earns its place when a broken twin fails
 //! it (`must_pass: false` entries in [`crate::SCENARIOS`]).
 //!
-//! The ring's, replication's and transactions' checkers go here, beside these.
+//! [`linearizability`] checks recorded client histories (the store's chaos tests record one per
+//! run) against a sequential model. The ring's, replication's and transactions' checkers go
+//! here, beside these.
 
 pub mod broadcast;
 pub mod consensus;
 pub mod failure_detection;
+pub mod linearizability;
