@@ -16,7 +16,10 @@
 //! non-blank lines removed. The code block must equal it line for line, whitespace included.
 //!
 //! A ```` ```rust ```` block without a marker right above it is an error too: no snippet is kept
-//! in sync by hand.
+//! in sync by hand. The one other way a chapter's code is kept honest is to compile the whole
+//! chapter as a crate's doctests (`#[doc = include_str!("../../../docs/x.md")]`); such a chapter
+//! says so in a `<!-- doctested: path/to/lib.rs -->` line, and this test checks that the file
+//! named there really includes it.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -215,6 +218,14 @@ fn read_source(root: &Path, rel: &str) -> Result<String, String> {
     fs::read_to_string(root.join(path)).map_err(|e| format!("cannot be read: {e}"))
 }
 
+/// The source file a chapter says compiles it as doctests (`<!-- doctested: path -->`).
+fn doctested_by(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("<!-- doctested:"))
+        .and_then(|rest| rest.strip_suffix(INCLUDE_CLOSE))
+        .map(str::trim)
+}
+
 #[test]
 fn doc_snippets_equal_the_anchored_regions_of_the_examples() {
     let root = workspace_root();
@@ -235,6 +246,15 @@ fn doc_snippets_equal_the_anchored_regions_of_the_examples() {
         let name = if file == "README.md" { file } else { format!("docs/{file}") };
         let text = fs::read_to_string(chapter)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", chapter.display()));
+        if let Some(by) = doctested_by(&text) {
+            match read_source(&root, by) {
+                Ok(src) if src.contains(&format!("include_str!(\"../../../{name}\")")) => continue,
+                Ok(_) => problems.push(format!(
+                    "{name}: says it is doctested by {by}, which does not include it"
+                )),
+                Err(e) => problems.push(format!("{name}: says it is doctested by {by}, which {e}")),
+            }
+        }
         let (n, p) = check_doc(&name, &text, &|rel| read_source(&root, rel));
         counts.insert(name, n);
         problems.extend(p);
