@@ -141,6 +141,33 @@ pub enum Body<M> {
     LeaveOk,
 }
 
+impl<M> Body<M> {
+    /// The message's name (for traces and tests).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Body::Route(r) => match r.what {
+                Routable::Join { .. } => "Route(Join)",
+                Routable::Lookup { .. } => "Route(Lookup)",
+                Routable::Payload { .. } => "Route(Payload)",
+            },
+            Body::Found { .. } => "Found",
+            Body::Unroutable { .. } => "Unroutable",
+            Body::JoinOk { .. } => "JoinOk",
+            Body::TryLater { .. } => "TryLater",
+            Body::IdInUse { .. } => "IdInUse",
+            Body::NewSucc { .. } => "NewSucc",
+            Body::PredNoMore => "PredNoMore",
+            Body::UpdSuccList { .. } => "UpdSuccList",
+            Body::Fix => "Fix",
+            Body::FixOk { .. } => "FixOk",
+            Body::FixRedirect { .. } => "FixRedirect",
+            Body::Leaving { .. } => "Leaving",
+            Body::LeavingPred { .. } => "LeavingPred",
+            Body::LeaveOk => "LeaveOk",
+        }
+    }
+}
+
 /// A message on its way to the responsible of `key`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Routed<M> {

@@ -123,6 +123,7 @@ impl RelaxedRingMachine {
         } else {
             self.set_pred(q, now, out);
         }
+        self.unconfirm(q.addr);
         self.s.last_accepted = Some((q, old));
         let succ_list = self.s.succ_list.clone();
         self.send(q.addr, Body::JoinOk { attempt, pred: old, succ_list }, out);

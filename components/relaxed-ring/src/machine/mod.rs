@@ -265,6 +265,9 @@ struct PredEntry {
     peer: Peer,
     /// When it was last heard from.
     heard: Time,
+    /// It checked in since it became a predecessor-list member (a joiner has not: its
+    /// `join_ok` may still be on the way, so nobody is redirected to it yet).
+    confirmed: bool,
 }
 
 /// A suspected (or departed) peer.
@@ -496,7 +499,8 @@ impl RelaxedRingMachine {
             return; // never sent; a transport looping back is not a peer
         }
         let sender = Peer::new(msg.sender, from);
-        if sender.id == self.s.me.id && !matches!(msg.body, Body::Route(_)) {
+        let may_share_my_id = matches!(msg.body, Body::Route(_) | Body::IdInUse { .. });
+        if sender.id == self.s.me.id && !may_share_my_id {
             self.fault(Fault::IdCollision, "a peer claims this peer's identifier");
             return;
         }
@@ -660,7 +664,8 @@ impl RelaxedRingMachine {
         self.indicate(RingIndication::Responsibility(ResponsibilityChange { now, change }), out);
     }
 
-    /// Inserts (or refreshes) `p` in the predecessor list, nearest first, bounded.
+    /// Inserts (or refreshes) `p` in the predecessor list, nearest first, bounded; it counts
+    /// as checked in.
     fn add_pred_entry(&mut self, p: Peer, now: Time) {
         if self.is_me(&p) {
             return;
@@ -669,10 +674,10 @@ impl RelaxedRingMachine {
         if let Some(i) = self.s.pred_list.iter().position(|e| e.peer.addr == p.addr) {
             self.s.pred_list.remove(i);
         }
-        let heard = now;
+        let (heard, confirmed) = (now, true);
         let d = me.distance_from(p.id);
         let at = self.s.pred_list.partition_point(|e| me.distance_from(e.peer.id) < d);
-        self.s.pred_list.insert(at, PredEntry { peer: p, heard });
+        self.s.pred_list.insert(at, PredEntry { peer: p, heard, confirmed });
         let cap = self.config.pred_list_size;
         while self.s.pred_list.len() > cap {
             // Drop the farthest entry that is not the predecessor.
@@ -683,6 +688,13 @@ impl RelaxedRingMachine {
                 }
                 None => break,
             }
+        }
+    }
+
+    /// Marks a joiner's entry as not checked in yet.
+    fn unconfirm(&mut self, node: NodeAddr) {
+        if let Some(e) = self.s.pred_list.iter_mut().find(|e| e.peer.addr == node) {
+            e.confirmed = false;
         }
     }
 

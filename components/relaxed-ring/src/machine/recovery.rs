@@ -29,6 +29,17 @@ use super::{
 };
 use crate::messages::Body;
 
+/// What to tell a peer whose `fix` is not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Redirect {
+    /// Try this peer, nearer to you.
+    To(Peer),
+    /// Nobody known lies between: not a refusal (the `fix` is accepted).
+    Nobody,
+    /// Only joiners that have not checked in lie between: ask again later.
+    Wait,
+}
+
 impl RelaxedRingMachine {
     /// A successor list for this peer: `head` followed by the live peers of `tail` that lie
     /// after `head` (and before this peer), nearest first, without duplicates, cut to size.
@@ -170,15 +181,17 @@ impl RelaxedRingMachine {
         let Some(pred) = self.s.pred else { return };
         self.learn(p);
         let closer = p.id.in_open(pred.id, me.id);
-        let accept = pred == p || closer || {
-            // Growing over the predecessor: only if no live peer known lies between.
-            self.redirect_for(p).is_none()
-        };
+        // Growing over the predecessor only if no live peer known lies between.
+        let redirect = self.redirect_for(p);
+        let accept = pred == p || closer || redirect == Redirect::Nobody;
         if !accept {
-            let Some(c) = self.redirect_for(p) else { return };
             self.add_pred_entry(p, now);
-            let succ_list = self.s.succ_list.clone();
-            self.send(p.addr, Body::FixRedirect { pred: c, succ_list }, out);
+            if let Redirect::To(c) = redirect {
+                let succ_list = self.s.succ_list.clone();
+                self.send(p.addr, Body::FixRedirect { pred: c, succ_list }, out);
+            }
+            // Redirect::Wait: the peer between is a joiner that has not checked in yet; `p`
+            // asks again at its next check-in.
             return;
         }
         if pred != p {
@@ -194,17 +207,27 @@ impl RelaxedRingMachine {
         self.send(p.addr, Body::FixOk { succ_list }, out);
     }
 
-    /// The live peer this peer knows nearest after `p` and before itself (the predecessor or a
-    /// predecessor-list member), to which `p` is redirected.
-    fn redirect_for(&self, p: Peer) -> Option<Peer> {
+    /// Where to send `p`, whose `fix` this peer does not accept: the live peer it knows
+    /// nearest after `p` and before itself (the predecessor or a predecessor-list member)
+    /// that checked in; [`Redirect::Wait`] if the only such peers are joiners that have not.
+    fn redirect_for(&self, p: Peer) -> Redirect {
         let me = self.s.me.id;
-        self.s
+        let confirmed = |c: &Peer| self.s.pred_list.iter().all(|e| e.peer != *c || e.confirmed);
+        let candidates: Vec<Peer> = self
+            .s
             .pred
             .iter()
             .chain(self.s.pred_list.iter().map(|e| &e.peer))
             .filter(|c| self.live(c) && **c != p && c.id.in_open(p.id, me))
-            .min_by_key(|c| c.id.distance_from(p.id))
             .copied()
+            .collect();
+        let nearest =
+            candidates.iter().filter(|c| confirmed(c)).min_by_key(|c| c.id.distance_from(p.id));
+        match nearest {
+            Some(c) => Redirect::To(*c),
+            None if candidates.is_empty() => Redirect::Nobody,
+            None => Redirect::Wait,
+        }
     }
 
     /// At `p`: the successor accepted the `fix`.

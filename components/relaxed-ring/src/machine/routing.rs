@@ -127,7 +127,9 @@ impl RelaxedRingMachine {
         if !self.in_ring() {
             return self.unroutable(r, now, out);
         }
-        if self.owns(r.key) {
+        // A joiner that is already the predecessor asks again (its join_ok was lost): its
+        // identifier is the start of this peer's range, so handle it here.
+        if self.owns(r.key) || (joining && self.s.pred == Some(r.origin)) {
             return self.arrive(r, now, out);
         }
         self.forward(r, now, out);
