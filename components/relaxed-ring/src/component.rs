@@ -8,8 +8,8 @@
 //! over the same timer channel, which replaces the old instance's timer.
 
 use selfman_core::{
-    ComponentDefinition, Context, Handled, Message, NetIndication, Network, NodeAddr, Provided,
-    Required, Setup, Timeout, Timer, TimerId,
+    ComponentDefinition, Context, Handled, LinkStatus, Message, NetIndication, Network, NodeAddr,
+    Provided, Required, Setup, Timeout, Timer, TimerId,
 };
 use selfman_ports::{
     FailureDetector, FdIndication, FdRequest, Ring, RingInspect, RingRequest, RingView,
@@ -98,11 +98,17 @@ impl<M: Message> RelaxedRing<M> {
     }
 
     fn on_net(&mut self, ev: NetIndication<RingMessage<M>>) -> Handled {
-        // Connection status is a hint the failure detector already uses.
-        if let NetIndication::Deliver(d) = ev {
-            self.machine.on_message(d.from, d.msg, self.ctx.now(), &mut self.out);
-            self.flush();
+        match ev {
+            NetIndication::Deliver(d) => {
+                self.machine.on_message(d.from, d.msg, self.ctx.now(), &mut self.out);
+            }
+            NetIndication::Status(s) => {
+                if matches!(s.status, LinkStatus::Lost(_) | LinkStatus::Unreachable(_)) {
+                    self.machine.on_unreachable(s.peer, &mut self.out);
+                }
+            }
         }
+        self.flush();
         Ok(())
     }
 

@@ -45,7 +45,8 @@ pub struct RingConfig {
     /// a ring yet) before trying again. Beernet waits 5 s.
     pub try_later: Duration,
     /// A lookup with no answer after this long is answered
-    /// [`Unavailable::Timeout`](selfman_ports::Unavailable::Timeout).
+    /// [`Unavailable::Timeout`](selfman_ports::Unavailable::Timeout); it is sent a second time
+    /// halfway (a finger on the way may have died).
     pub lookup_timeout: Duration,
     /// Most overlay hops a routed message may take; one that would take more is dropped (and
     /// counted as a fault: a routing loop or badly stale state).

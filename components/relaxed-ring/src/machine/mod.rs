@@ -287,6 +287,8 @@ struct Pending {
     deadline: Time,
     /// `Some(tag)` for a user's lookup, `None` for a finger refresh.
     tag: Option<u64>,
+    /// Sent a second time already (a lookup is sent again once, halfway to its timeout).
+    retried: bool,
 }
 
 /// Everything a peer knows, as plain data (see [`RingState`]).
@@ -545,6 +547,14 @@ impl RelaxedRingMachine {
     /// The failure detector no longer suspects `node`.
     pub fn on_restore<M>(&mut self, node: NodeAddr, now: Time, out: &mut Vec<RingOutput<M>>) {
         self.restore(node, now, out);
+        self.settle(out);
+    }
+
+    /// The network could not reach `node` (a connection refused or lost): a hint, not a
+    /// suspicion. It is dropped from the fingers (re-learnt if it comes back), so routing stops
+    /// sending through a dead finger; neighbours are left to the failure detector.
+    pub fn on_unreachable<M>(&mut self, node: NodeAddr, out: &mut Vec<RingOutput<M>>) {
+        self.fingers.remove(node);
         self.settle(out);
     }
 

@@ -19,7 +19,7 @@
 //!   corrupt state, and is counted as a fault when reached;
 //! * a peer outside the ring routes nothing: it answers `Unroutable` (`try_later` to a join);
 //! * every lookup is answered exactly once: `Found`, `Unavailable` when the ring says so, or
-//!   `Timeout` after [`RingConfig::lookup_timeout`];
+//!   `Timeout` after [`RingConfig::lookup_timeout`] (it is sent a second time halfway);
 //! * fingers are learnt from every peer heard of, forgotten when suspected, and refreshed one
 //!   slot per [`RingConfig::finger_refresh`]; a refresh's answer is authoritative for its slot.
 //!
@@ -64,8 +64,8 @@ impl RelaxedRingMachine {
         }
         let req = self.s.next_req;
         self.s.next_req = req.wrapping_add(1);
-        let deadline = now + self.config.lookup_timeout;
-        self.s.pending.insert(req, Pending { key, deadline, tag });
+        let deadline = now + self.config.lookup_timeout / 2;
+        self.s.pending.insert(req, Pending { key, deadline, tag, retried: false });
         let me = self.s.me;
         let r = Routed { key, origin: me, hops: 0, last: false, what: Routable::Lookup { req } };
         self.forward(r, now, out);
@@ -292,27 +292,50 @@ impl RelaxedRingMachine {
         }
     }
 
-    /// Answers lookups whose time is up.
+    /// Sends again the lookups halfway to their timeout (once), and answers those whose time
+    /// is up.
     pub(super) fn lookup_tick<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
         if self.s.pending.is_empty() {
             return;
         }
+        if self.s.status == RingStatus::Left {
+            self.s.pending.clear();
+            return;
+        }
+        let half = self.config.lookup_timeout / 2;
+        let mut again = Vec::new();
         let mut expired = Vec::new();
-        self.s.pending.retain(|_, p| {
-            let keep = p.deadline > now;
-            if !keep {
-                expired.push(*p);
+        self.s.pending.retain(|req, p| {
+            if p.deadline > now {
+                return true;
             }
-            keep
+            if !p.retried {
+                p.retried = true;
+                p.deadline = now + half;
+                again.push((*req, p.key));
+                return true;
+            }
+            expired.push(*p);
+            false
         });
+        for (req, key) in again {
+            if self.in_ring() {
+                let me = self.s.me;
+                let r = Routed {
+                    key,
+                    origin: me,
+                    hops: 0,
+                    last: false,
+                    what: Routable::Lookup { req },
+                };
+                self.forward(r, now, out);
+            }
+        }
         for p in expired {
             if let Some(tag) = p.tag {
                 let outcome = LookupOutcome::Unavailable(Unavailable::Timeout);
                 self.indicate(RingIndication::LookupResult { key: p.key, tag, outcome }, out);
             }
-        }
-        if self.s.status == RingStatus::Left {
-            self.s.pending.clear();
         }
     }
 
