@@ -77,7 +77,7 @@ pub use config::{ConfigError, RingConfig};
 pub use machine::Flaw;
 pub use machine::{
     Fault, FaultCounts, Fingers, RelaxedRingMachine, RingOutput, RingState, MAX_CRASHED,
-    MAX_PENDING, PRED_LIST_EXPIRY,
+    MAX_PENDING, NEW_SUCC_RESENDS, PRED_LIST_EXPIRY,
 };
 pub use messages::RingMessage;
 

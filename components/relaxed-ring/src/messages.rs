@@ -16,6 +16,7 @@
 //!   p ──Fix──▶ s                         s: first live entry of p's successor list
 //!   p ◀──FixOk{succ_list}── s            s accepted p as predecessor
 //!   p ◀──FixRedirect{pred, succ_list}── s  s keeps its live predecessor, closer to p: try it
+//!   p ◀──NotInRing── s                   s is not in a ring (still joining): p falls back
 //!
 //! graceful leave of n between p and s:
 //!
@@ -125,6 +126,9 @@ pub enum Body<M> {
         /// The sender's successor list (for a peer that stays behind it in a branch).
         succ_list: Vec<Peer>,
     },
+    /// Answer to `Fix` from a peer that is not in a ring (a joiner whose `join_ok` was lost):
+    /// "do not take me as your successor".
+    NotInRing,
     /// A leaving peer to its successor: "take my range; my predecessor is `pred`".
     Leaving {
         /// The leaving peer's predecessor.
@@ -161,6 +165,7 @@ impl<M> Body<M> {
             Body::Fix => "Fix",
             Body::FixOk { .. } => "FixOk",
             Body::FixRedirect { .. } => "FixRedirect",
+            Body::NotInRing => "NotInRing",
             Body::Leaving { .. } => "Leaving",
             Body::LeavingPred { .. } => "LeavingPred",
             Body::LeaveOk => "LeaveOk",

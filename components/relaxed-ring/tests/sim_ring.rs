@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use selfman_core::Time;
 use selfman_ports::{LookupOutcome, RingId, RingRequest};
-use selfman_relaxed_ring::RingConfig;
-use selfman_sim::{seeds, Scenario, SimHost};
+use selfman_relaxed_ring::{reconfigure, RingConfig};
+use selfman_sim::{seeds, Latency, LinkModel, Scenario, SimConfig, SimHost, SimNetConfig};
 
 use support::{consistent, lookups, one_ring, owner, Board};
 
@@ -25,8 +25,18 @@ type Build = Arc<dyn Fn(&SimHost) -> selfman_core::Result<()> + Send + Sync>;
 /// Node 0 bootstraps at 0 s; nodes 1–15 join one every 200 ms; nodes 16–31 join together at
 /// 4 s. Lookup consistency is checked every 50 ms until `until`.
 fn joins(name: &str, board: &Board, config: RingConfig, until: f64) -> Scenario {
+    joins_with(name, board, config, until, support::FD_TIMEOUT)
+}
+
+fn joins_with(
+    name: &str,
+    board: &Board,
+    config: RingConfig,
+    until: f64,
+    fd_timeout: Duration,
+) -> Scenario {
     let b = board.clone();
-    let build: Build = Arc::new(move |h: &SimHost| support::node(h, &b, config));
+    let build: Build = Arc::new(move |h: &SimHost| support::node_with(h, &b, config, fd_timeout));
     let start = |s: Scenario, t: f64, n: usize| {
         let f = Arc::clone(&build);
         s.start_nodes(at(t), n, move |h| f(h))
@@ -140,5 +150,91 @@ fn the_ring_repairs_itself_after_crashes_of_neighbours() {
         let out = s.run(seed);
         out.assert_ok();
         assert_eq!(out.alive, NODES - 3);
+    }
+}
+
+#[test]
+fn over_lossy_slow_links_the_ring_converges_and_no_lookup_names_a_wrong_peer() {
+    for seed in seeds(0..3) {
+        let board = Board::default();
+        let config = RingConfig::default();
+        let link = LinkModel {
+            latency: Latency::Exponential {
+                base: Duration::from_millis(1),
+                mean_extra: Duration::from_millis(5),
+            },
+            loss: 0.05,
+        };
+        let sim = SimConfig {
+            network: SimNetConfig { default_link: link, ..SimNetConfig::default() },
+            ..SimConfig::default()
+        };
+        // A join attempt crosses about five lossy links and is re-sent after 2 s: the last
+        // joiner may need several. The detector waits 1 s (10 pings) before suspecting, so
+        // that 5 % loss gives (almost) no false suspicion.
+        let fd = Duration::from_secs(1);
+        let mut s = joins_with("ring-lossy-32", &board, config, 24.0, fd).config(sim);
+        s = one_ring_at(s, &board, 19.0, config.succ_list_size);
+        s = issue_lookups(s, &board, 19.0, 0, 300);
+        let b = board.clone();
+        s = s.check_at(at(23.0), "lookups name the owner or nobody", move |_| {
+            let views = b.views.snapshot();
+            let got = lookups(&b.log, 0..300);
+            let mut found = 0;
+            for (from, key, outcome) in &got {
+                if let LookupOutcome::Found { peer, .. } = outcome {
+                    let want = owner(&views, *key);
+                    if *peer != want {
+                        return Err(format!("lookup of {key:x} from {from}: {peer}, not {want}"));
+                    }
+                    found += 1;
+                }
+            }
+            // Each try crosses about five lossy links; with one retry, ~95 % succeed.
+            if got.len() != 300 || found < 270 {
+                return Err(format!("{} answered, {found} found", got.len()));
+            }
+            Ok(())
+        });
+        let out = s.run(seed);
+        out.assert_ok();
+        assert!(out.net.lost > 1000, "the links did lose messages: {out}");
+    }
+}
+
+#[test]
+fn a_running_peer_is_reconfigured_live_and_keeps_its_place() {
+    for seed in seeds(0..2) {
+        let board = Board::default();
+        let config = RingConfig::default();
+        let mut s = joins("ring-reconfigure-32", &board, config, 16.0);
+        s = one_ring_at(s, &board, 10.0, config.succ_list_size);
+        let new = RingConfig { k: 2, stabilize: Duration::from_millis(500), ..config };
+        let b = board.clone();
+        s = s.at(at(10.5), "reconfigure every peer", move |run| {
+            for (addr, ring) in b.rings.lock().unwrap().iter() {
+                let me =
+                    ring.on_definition(|d| d.machine().me().addr).map_err(|e| e.to_string())?;
+                assert_eq!(me.addr, *addr);
+                reconfigure(run.sim.system(), ring, me, new).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+        s = issue_lookups(s, &board, 10.5, 0, 200);
+        s = check_lookups(s, &board, 13.0, 0, 200);
+        s = one_ring_at(s, &board, 13.0, config.succ_list_size);
+        let b = board.clone();
+        s = s.check_at(at(13.0), "every peer runs the new config", move |_| {
+            for ring in b.rings.lock().unwrap().values() {
+                let k =
+                    ring.on_definition(|d| d.machine().config().k).map_err(|e| e.to_string())?;
+                if k != 2 {
+                    return Err(format!("k = {k} after the swap"));
+                }
+            }
+            Ok(())
+        });
+        let out = s.run(seed);
+        out.assert_ok();
     }
 }

@@ -8,7 +8,10 @@
 //! * the joiner owns nothing until `join_ok`; it accepts one only while joining, from a peer
 //!   after it whose predecessor is before it;
 //! * `r` answers a repeated join of its current predecessor with the same `join_ok` (the first
-//!   answer may have been lost), and a join of a suspected peer with `try_later`;
+//!   answer may have been lost; without a record of it, the nearest peer it knows before the
+//!   joiner is named as its predecessor), and a join of a suspected peer with `try_later`;
+//! * a predecessor-list member that has not checked in (a joiner; a predecessor named by a
+//!   `join_ok`, which may be a joiner too) is never the target of a redirect;
 //! * `p` takes `q` as successor only if `q` lies between `p` and its current successor; it
 //!   then sends the join ack (`PredNoMore`) to the old successor and its new successor list
 //!   backwards;
@@ -75,6 +78,7 @@ impl RelaxedRingMachine {
         }
         j.attempt = j.attempt.wrapping_add(1);
         j.retry_at = now + timeout;
+        tracing::trace!(me = %self.s.me.id, attempt = j.attempt, "join sent again");
         self.send_join(out);
     }
 
@@ -100,18 +104,33 @@ impl RelaxedRingMachine {
             return;
         }
         if q == pred {
+            tracing::trace!(me = %me.id, joiner = %q.id, attempt, "repeated join");
             // A repeated join: answer as the first time (that answer may have been lost).
-            match self.s.last_accepted {
-                Some((j, old)) if j == q => {
+            // Without a record (the predecessor came from another peer's join_ok, or this
+            // peer's record moved on), the nearest peer known before `q` is its predecessor.
+            let known_before = self
+                .s
+                .pred_list
+                .iter()
+                .map(|e| e.peer)
+                .filter(|p| *p != q && self.live(p))
+                .min_by_key(|p| q.id.distance_from(p.id));
+            let old = match self.s.last_accepted {
+                Some((j, old)) if j == q => Some(old),
+                _ => known_before,
+            };
+            match old {
+                Some(old) => {
                     let succ_list = self.s.succ_list.clone();
                     self.send(q.addr, Body::JoinOk { attempt, pred: old, succ_list }, out);
                 }
-                _ => self.send(q.addr, Body::TryLater { attempt }, out),
+                None => self.send(q.addr, Body::TryLater { attempt }, out),
             }
             return;
         }
         let repairing = self.s.fixing.as_ref().is_some_and(|f| f.repair);
         if self.is_crashed(q.addr) || self.s.succ.is_none() || repairing {
+            tracing::trace!(me = %me.id, joiner = %q.id, repairing, "join: try later");
             self.send(q.addr, Body::TryLater { attempt }, out);
             return;
         }
@@ -125,6 +144,7 @@ impl RelaxedRingMachine {
         }
         self.unconfirm(q.addr);
         self.s.last_accepted = Some((q, old));
+        tracing::trace!(me = %me.id, joiner = %q.id, old = %old.id, attempt, "join accepted");
         let succ_list = self.s.succ_list.clone();
         self.send(q.addr, Body::JoinOk { attempt, pred: old, succ_list }, out);
     }
@@ -152,6 +172,7 @@ impl RelaxedRingMachine {
         if self.is_me(&pred) || self.is_me(&r) || !me.id.in_open(pred.id, r.id) {
             return self.fault(Fault::BadJoinOk, "join_ok with a predecessor not before me");
         }
+        tracing::trace!(me = %me.id, pred = %pred.id, succ = %r.id, attempt, "joined");
         self.s.status = RingStatus::InRing;
         self.s.joining = None;
         self.s.succ = Some(r);
@@ -159,6 +180,10 @@ impl RelaxedRingMachine {
         self.s.pred = Some(pred);
         self.s.pred_list.clear();
         self.add_pred_entry(pred, now);
+        // It may be a joiner itself (concurrent joins): not one to redirect to until it
+        // checks in.
+        self.unconfirm(pred.addr);
+        self.s.new_succ_resends = super::NEW_SUCC_RESENDS;
         self.s.next_stabilize = now + self.config.stabilize;
         self.s.next_finger = now + self.config.finger_refresh;
         for p in [r, pred].into_iter().chain(list) {
@@ -242,6 +267,7 @@ impl RelaxedRingMachine {
         _now: Time,
         out: &mut Vec<RingOutput<M>>,
     ) {
+        tracing::trace!(me = %self.s.me.id, succ = %q.id, "new successor (new_succ)");
         self.s.succ = Some(q);
         self.s.succ_list = self.build_succ_list(q, list);
         if self.s.fixing.as_ref().is_some_and(|f| Some(f.target) == old) {

@@ -75,6 +75,10 @@ pub const MAX_CRASHED: usize = 256;
 /// check-in periods is dropped (a branch peer checks in every period).
 pub const PRED_LIST_EXPIRY: u32 = 5;
 
+/// A joiner re-sends `new_succ` to its predecessor at most this many times, one per check-in
+/// period, while the predecessor has not checked in (taken it as successor).
+pub const NEW_SUCC_RESENDS: u8 = 5;
+
 /// A deliberately broken variant of the protocol, for showing that the simulation checkers
 /// catch real bugs. Compiled only with the `flaws` feature; never use it for anything else.
 #[cfg(feature = "flaws")]
@@ -278,6 +282,9 @@ struct Suspected {
     since: Time,
     /// It left gracefully (not watched: it will not come back).
     departed: bool,
+    /// It had checked in as a predecessor-list member (or was never a joiner there): taken
+    /// back on restore as it was.
+    confirmed: bool,
 }
 
 /// A lookup in flight, by request number.
@@ -316,6 +323,9 @@ struct State {
     faults: FaultCounts,
     /// [`Flaw::EagerJoin`]: the joiner whose ack the successor waits for.
     deferred_join: Option<Peer>,
+    /// How many more times `new_succ` is re-sent to a predecessor that has not checked in
+    /// (the first one may have been lost).
+    new_succ_resends: u8,
 }
 
 /// A peer's whole protocol state, for a live replacement ([`RelaxedRingMachine::save`],
@@ -373,6 +383,7 @@ impl RelaxedRingMachine {
                 told: Neighbours::default(),
                 faults: FaultCounts::default(),
                 deferred_join: None,
+                new_succ_resends: 0,
             },
             #[cfg(feature = "flaws")]
             flaw: None,
@@ -493,6 +504,7 @@ impl RelaxedRingMachine {
         now: Time,
         out: &mut Vec<RingOutput<M>>,
     ) {
+        tracing::trace!(t_ms = now.0 / 1_000_000, me = %self.s.me.id, %from, body = msg.body.name(), "message");
         if from.id == NodeId::UNKNOWN {
             self.fault(Fault::BadPeer, "a message from an unknown incarnation");
             return;
@@ -529,6 +541,7 @@ impl RelaxedRingMachine {
             Body::FixRedirect { pred, succ_list } => {
                 self.on_fix_redirect(sender, pred, succ_list, now, out)
             }
+            Body::NotInRing => self.on_not_in_ring(sender, now, out),
             Body::Leaving { pred } => self.on_leaving(sender, pred, now, out),
             Body::LeavingPred { succ, succ_list } => {
                 self.on_leaving_pred(sender, succ, succ_list, now, out)
@@ -674,17 +687,19 @@ impl RelaxedRingMachine {
         self.indicate(RingIndication::Responsibility(ResponsibilityChange { now, change }), out);
     }
 
-    /// Inserts (or refreshes) `p` in the predecessor list, nearest first, bounded; it counts
-    /// as checked in.
+    /// Inserts (or refreshes) `p` in the predecessor list, nearest first, bounded. A new entry
+    /// counts as checked in; an existing one keeps its flag (see [`Self::confirm`]).
     fn add_pred_entry(&mut self, p: Peer, now: Time) {
         if self.is_me(&p) {
             return;
         }
         let me = self.s.me.id;
+        let mut confirmed = true;
         if let Some(i) = self.s.pred_list.iter().position(|e| e.peer.addr == p.addr) {
-            self.s.pred_list.remove(i);
+            // A joiner stays unconfirmed until it checks in, whatever else happens to it.
+            confirmed = self.s.pred_list.remove(i).confirmed;
         }
-        let (heard, confirmed) = (now, true);
+        let heard = now;
         let d = me.distance_from(p.id);
         let at = self.s.pred_list.partition_point(|e| me.distance_from(e.peer.id) < d);
         self.s.pred_list.insert(at, PredEntry { peer: p, heard, confirmed });
@@ -698,6 +713,13 @@ impl RelaxedRingMachine {
                 }
                 None => break,
             }
+        }
+    }
+
+    /// Marks an entry as checked in (its peer sent `fix`: it is in a ring).
+    fn confirm(&mut self, node: NodeAddr) {
+        if let Some(e) = self.s.pred_list.iter_mut().find(|e| e.peer.addr == node) {
+            e.confirmed = true;
         }
     }
 

@@ -18,7 +18,11 @@
 //!   it — so a falsely suspected peer comes back without any range owned twice for longer
 //!   than the suspicion lasted;
 //! * successor lists travel backwards (`UpdSuccList`) only while they change, at most
-//!   `succ_list_size` hops.
+//!   `succ_list_size` hops;
+//! * lost messages are repaired by the periodic check-in: every peer sends `fix` to its
+//!   successor each period (answered with the successor's list, or a redirect to a closer
+//!   one), and a joiner re-sends `new_succ` to a predecessor that has not checked in yet (at
+//!   most [`NEW_SUCC_RESENDS`](super::NEW_SUCC_RESENDS) times).
 
 use selfman_core::{NodeAddr, Time};
 use selfman_ports::{Peer, RingStatus};
@@ -87,7 +91,9 @@ impl RelaxedRingMachine {
     /// predecessor's place.
     pub(super) fn mark_crashed(&mut self, node: NodeAddr, now: Time, departed: bool) {
         let id = self.known_id(node).map(|p| p.id);
-        let e = self.s.crashed.entry(node).or_insert(Suspected { id, since: now, departed });
+        let confirmed = self.s.pred_list.iter().all(|e| e.peer.addr != node || e.confirmed);
+        let fresh = Suspected { id, since: now, departed, confirmed };
+        let e = self.s.crashed.entry(node).or_insert(fresh);
         e.departed |= departed;
         if self.s.crashed.len() > MAX_CRASHED {
             let pred = self.s.pred.map(|p| p.addr);
@@ -118,6 +124,7 @@ impl RelaxedRingMachine {
             return;
         }
         self.mark_crashed(node, now, false);
+        tracing::trace!(me = %self.s.me.id, %node, "suspected");
         if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
             return;
         }
@@ -144,6 +151,7 @@ impl RelaxedRingMachine {
     /// circle; otherwise it waits (without successor) for the list to be refilled.
     pub(super) fn replace_succ<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
         let next = self.s.succ_list.iter().find(|p| self.live(p)).copied();
+        tracing::trace!(me = %self.s.me.id, next = ?next.map(|p| p.id), "replacing the successor");
         match next {
             Some(s) => {
                 self.s.succ = Some(s);
@@ -170,7 +178,9 @@ impl RelaxedRingMachine {
     pub(super) fn on_fix<M>(&mut self, p: Peer, now: Time, out: &mut Vec<RingOutput<M>>) {
         if !self.in_ring() {
             if self.s.status != RingStatus::Leaving {
-                self.fault(Fault::NotInRing, "fix while not in a ring");
+                // Someone takes this joiner for its successor (a redirect or a restore while
+                // its join_ok was lost): say so, or it would wait for an answer forever.
+                self.send(p.addr, Body::NotInRing, out);
             }
             return;
         }
@@ -184,6 +194,7 @@ impl RelaxedRingMachine {
         // Growing over the predecessor only if no live peer known lies between.
         let redirect = self.redirect_for(p);
         let accept = pred == p || closer || redirect == Redirect::Nobody;
+        tracing::trace!(me = %me.id, from = %p.id, accept, ?redirect, "fix");
         if !accept {
             self.add_pred_entry(p, now);
             if let Redirect::To(c) = redirect {
@@ -203,8 +214,32 @@ impl RelaxedRingMachine {
             }
         }
         self.add_pred_entry(p, now);
+        self.confirm(p.addr);
         let succ_list = self.s.succ_list.clone();
         self.send(p.addr, Body::FixOk { succ_list }, out);
+    }
+
+    /// At `p`: the peer it took as successor is not in a ring. Fall back on the successor
+    /// list (which holds the successor it replaced).
+    pub(super) fn on_not_in_ring<M>(&mut self, q: Peer, now: Time, out: &mut Vec<RingOutput<M>>) {
+        let target = self.s.fixing.as_ref().is_some_and(|f| f.target == q);
+        if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving)
+            || (self.s.succ != Some(q) && !target)
+        {
+            return self.fault(Fault::StrangerSuccList, "not_in_ring from a peer that is not succ");
+        }
+        tracing::trace!(me = %self.s.me.id, succ = %q.id, "successor not in a ring");
+        self.s.fixing = None;
+        self.s.succ_list.retain(|p| p.addr != q.addr);
+        self.fingers.remove(q.addr);
+        if self.s.succ == Some(q) {
+            // Back to the next entry, but no `fix` before the next check-in: whoever
+            // redirected here may do it again, and that must not become a message loop.
+            match self.s.succ_list.iter().find(|p| self.live(p)).copied() {
+                Some(s) => self.s.succ = Some(s),
+                None => self.replace_succ(now, out),
+            }
+        }
     }
 
     /// Where to send `p`, whose `fix` this peer does not accept: the live peer it knows
@@ -288,6 +323,7 @@ impl RelaxedRingMachine {
             return self.fault(Fault::BadRedirect, "a redirect that is not closer");
         }
         let fixing = self.s.fixing.take();
+        tracing::trace!(me = %me.id, from = %s.id, to = %c.id, "redirected");
         if self.is_crashed(c.addr) {
             // Stay behind `s` (a branch) until `c` is restored.
             self.s.succ = Some(s);
@@ -338,6 +374,7 @@ impl RelaxedRingMachine {
     /// The failure detector hears from `node` again.
     pub(super) fn restore<M>(&mut self, node: NodeAddr, now: Time, out: &mut Vec<RingOutput<M>>) {
         let Some(sus) = self.s.crashed.remove(&node) else { return };
+        tracing::trace!(me = %self.s.me.id, %node, "restored");
         if !self.in_ring() {
             return;
         }
@@ -359,10 +396,24 @@ impl RelaxedRingMachine {
             self.s.fixing = Some(f);
             self.send(x.addr, Body::Fix, out);
         }
+        // The successor list lost it on suspicion: ask the successor for its list again now
+        // rather than at the next check-in.
+        if !closer_succ && self.s.fixing.is_none() {
+            if let Some(s) = self.live_succ() {
+                let f =
+                    Fixing { target: s, sent: now, replaced: None, redirects: 0, repair: false };
+                self.s.fixing = Some(f);
+                self.send(s.addr, Body::Fix, out);
+            }
+        }
         // A closer predecessor again? Shrinking is always safe.
         if let Some(p) = self.s.pred {
             if x.id.in_open(p.id, me.id) {
                 self.set_pred(x, now, out);
+                if !sus.confirmed {
+                    // A joiner suspected before it checked in: still not one to redirect to.
+                    self.unconfirm(x.addr);
+                }
                 if self.live(&p) {
                     let succ_list = self.s.succ_list.clone();
                     self.send(p.addr, Body::FixRedirect { pred: x, succ_list }, out);
@@ -385,11 +436,31 @@ impl RelaxedRingMachine {
             return;
         }
         self.s.next_stabilize = now + self.config.stabilize;
+        // A joiner whose predecessor has not checked in: its `new_succ` may have been lost.
+        if let Some(p) = self.s.pred.filter(|p| self.live(p)) {
+            let unconfirmed = self.s.pred_list.iter().any(|e| e.peer == p && !e.confirmed);
+            if unconfirmed && self.s.new_succ_resends > 0 && self.in_ring() {
+                self.s.new_succ_resends -= 1;
+                let succ_list = self.s.succ_list.clone();
+                self.send(p.addr, Body::NewSucc { succ_list }, out);
+            }
+            // A ring of one that let a joiner in, whose `new_succ` was lost: the joiner is
+            // the successor too.
+            if self.s.succ.is_some_and(|s| self.is_me(&s)) {
+                self.s.succ = Some(p);
+                self.s.succ_list = vec![p];
+            }
+        }
         if self.s.succ.is_none() {
             if !has_flaw!(self, RecoverySkipsSuccList) {
                 self.replace_succ(now, out);
             }
             return;
+        }
+        // A `fix` to a peer that is no longer the successor is stale: check in with the
+        // successor instead.
+        if self.s.fixing.as_ref().is_some_and(|f| Some(f.target) != self.s.succ) {
+            self.s.fixing = None;
         }
         let target = match &self.s.fixing {
             Some(f) => Some(f.target),

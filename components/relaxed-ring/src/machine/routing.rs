@@ -110,9 +110,13 @@ impl RelaxedRingMachine {
         if !self.valid_peer_or_joiner(&r) {
             return;
         }
-        self.learn(sender);
         let me = self.s.me;
         let joining = matches!(r.what, Routable::Join { .. });
+        tracing::trace!(me = %me.id, from = %sender.id, key = %r.key, hops = r.hops, last = r.last, "route");
+        // A joiner sending its own join is not in a ring: never a finger.
+        if !(joining && sender == r.origin) {
+            self.learn(sender);
+        }
         if r.origin.id == me.id && r.origin.addr != me.addr {
             if let Routable::Join { attempt } = r.what {
                 self.send(r.origin.addr, Body::IdInUse { attempt, holder: me }, out);
@@ -125,6 +129,11 @@ impl RelaxedRingMachine {
             self.learn(r.origin);
         }
         if !self.in_ring() {
+            if sender != r.origin {
+                // The sender routes through this peer as if it were in a ring (a finger learnt
+                // too early, a redirect): tell it.
+                self.send(sender.addr, Body::NotInRing, out);
+            }
             return self.unroutable(r, now, out);
         }
         // A joiner that is already the predecessor asks again (its join_ok was lost): its
@@ -225,6 +234,10 @@ impl RelaxedRingMachine {
     /// Tells the origin that `r` cannot reach an owner.
     fn unroutable<M>(&mut self, r: Routed<M>, now: Time, out: &mut Vec<RingOutput<M>>) {
         let what = r.what.unrouted();
+        tracing::trace!(
+            me = %self.s.me.id, key = %r.key, origin = %r.origin.id, hops = r.hops, last = r.last,
+            status = ?self.s.status, pred = ?self.s.pred.map(|p| p.id), "unroutable"
+        );
         if self.is_me(&r.origin) {
             let me = self.s.me;
             return self.on_unroutable(me, r.key, what, now, out);

@@ -170,7 +170,17 @@ pub const FD_TIMEOUT: Duration = Duration::from_millis(500);
 /// Builds a ring node: test detector, ring, recorder. Node 0 bootstraps, the others join
 /// through node 0.
 pub fn node(h: &SimHost, board: &Board, config: RingConfig) -> Result<()> {
-    let fd = h.create(|| TestFd::new(FD_PERIOD, FD_TIMEOUT))?;
+    node_with(h, board, config, FD_TIMEOUT)
+}
+
+/// As [`node`], with the detector suspecting after `fd_timeout` of silence.
+pub fn node_with(
+    h: &SimHost,
+    board: &Board,
+    config: RingConfig,
+    fd_timeout: Duration,
+) -> Result<()> {
+    let fd = h.create(move || TestFd::new(FD_PERIOD, fd_timeout))?;
     h.system().connect(&h.network::<Beat>("test-fd")?, &fd.required()?)?;
     h.system().connect(&h.timer()?, &fd.required()?)?;
     let ring = build::<u64, _>(h, config, &fd.provided()?)?;

@@ -240,7 +240,8 @@ fn ring_messages_to_a_peer_outside_a_ring() {
     let mut w = ring();
     w.add(250);
     let from = w.at(300);
-    expect_dropped(&mut w, 250, from, RingId(300), Body::Fix, Fault::NotInRing);
+    let body = Body::FixOk { succ_list: vec![] };
+    expect_dropped(&mut w, 250, from, RingId(300), body, Fault::NotInRing);
     let body = Body::NewSucc { succ_list: vec![] };
     expect_dropped(&mut w, 250, from, RingId(300), body, Fault::NotInRing);
 }

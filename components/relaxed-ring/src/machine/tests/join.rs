@@ -122,9 +122,12 @@ fn concurrent_joins_answered_in_the_worst_order() {
     // 500 already let 300 in: 200 is not in (300, 500); it goes backwards to 300.
     let back = w.take(|f| f.name() == "Route(Join)").expect("500 sends it backwards");
     assert_eq!((back.from, back.to), (w.at(500), w.at(300)));
-    // 300 is not in a ring yet: try later.
+    // 300 is not in a ring yet: try later (and 500 is told that 300 is not in a ring).
     w.deliver(back);
-    assert_eq!(w.names(), vec![("JoinOk", 500, 300), ("TryLater", 300, 200)]);
+    assert_eq!(
+        w.names(),
+        vec![("JoinOk", 500, 300), ("NotInRing", 300, 500), ("TryLater", 300, 200)]
+    );
     w.run();
     assert_eq!(w.view(300).status, RingStatus::InRing);
     assert_eq!(w.view(200).status, RingStatus::Joining);

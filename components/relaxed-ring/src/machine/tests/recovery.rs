@@ -151,3 +151,27 @@ fn the_last_survivor_owns_the_whole_circle() {
     w.tick_for(secs(2));
     w.assert_ring();
 }
+
+#[test]
+fn a_successor_that_is_not_in_a_ring_is_dropped() {
+    let mut w = World::ring(&[100, 300, 400]);
+    w.add(200);
+    w.join(200, 100);
+    w.deliver_named("Route(Join)", 200, 100);
+    w.deliver_named("Route(Join)", 100, 300);
+    let lost = w.take(|f| f.name() == "JoinOk").expect("300 answered");
+    drop(lost);
+    // A stale redirect sends 100 to the joiner, which is not in a ring yet.
+    let redirect = crate::messages::Body::FixRedirect { pred: w.peer(200), succ_list: vec![] };
+    let msg = crate::messages::RingMessage { sender: RingId(300), body: redirect };
+    let (a, from) = (w.at(100), w.at(300));
+    w.with_node(a, |m, now, out| m.on_message(from, msg, now, out));
+    assert_eq!(w.view(100).succ, Some(w.peer(200)));
+    w.deliver_named("Fix", 100, 200);
+    assert_eq!(w.names(), vec![("NotInRing", 200, 100)]);
+    w.run();
+    // 100 fell back on 300; the joiner retries and gets in.
+    assert_eq!(w.view(100).succ, Some(w.peer(300)));
+    w.tick_for(secs(4));
+    w.assert_ring();
+}
