@@ -1,47 +1,7 @@
 //! A structured overlay: the [`Ring<M>`] port, its identifier space, and the read-only
 //! [`RingView`] every implementation exposes for inspection.
 //!
-//! # Identifiers
-//!
-//! Peers and keys live in one circular space of `N = 2^64` identifiers, [`RingId`]: arithmetic
-//! wraps modulo `2^64`, so symmetric replication places the `f` replicas of key `k` at
-//! `k + i·N/f` ([`RingId::replica`]) with no rounding for any `f` that is a power of two (and
-//! with a gap of at most one identifier otherwise). Every `u64` is an identifier: there is
-//! nothing "outside the space" to validate, only peers to validate (an implementation drops
-//! references to peers that cannot exist, such as an unknown incarnation).
-//!
-//! Keys are hashed into the space by [`RingId::of_key`]: SipHash-2-4 (Aumasson and Bernstein)
-//! written here, with a fixed key, over the key's bytes. It is the same on every node, platform
-//! and version (the test vectors below are pinned; changing them is a breaking change of every
-//! stored key's placement). It spreads keys evenly; it is not a defence against an adversary
-//! who picks keys to land in one range.
-//!
-//! # Responsibility
-//!
-//! A peer `p` whose predecessor is `pred` is **responsible** for the [`Range`] `(pred, p]`:
-//! every key after `pred`, up to and including `p`, wrapping around zero. A ring of one peer
-//! is responsible for the whole circle (`(p, p]`).
-//!
-//! # Guarantees
-//!
-//! * **Lookup consistency** (Mejías and Van Roy, "The Relaxed-Ring"): at any time at most one
-//!   peer is responsible for a key, or the peer responsible for it is temporarily unavailable
-//!   (it is joining, leaving, or its predecessor crashed and the ring is repairing). This holds
-//!   for every failure the failure detector reports correctly; a *false* suspicion of a
-//!   predecessor can make two live peers responsible for one range until the suspicion is
-//!   corrected (each implementation documents how that window closes).
-//! * **A lookup never names a peer that was not responsible when it answered**: only the peer
-//!   that holds the key in its own range answers [`LookupOutcome::Found`]. While a range is
-//!   unavailable, lookups of its keys answer [`LookupOutcome::Unavailable`] (at once when the
-//!   ring knows, else after the implementation's lookup timeout); the user retries later.
-//!   Routed payloads to such a key are dropped, with [`RingIndication::Undeliverable`] when the
-//!   ring knows.
-//! * **Responsibility changes are told**: every change of the range a peer owns is indicated
-//!   once, as [`RingIndication::Responsibility`], naming the peer the range came from or went
-//!   to (replication moves data on these).
-//!
-//! Routing is best effort, like the network under it: a routed payload may be lost. A user
-//! that needs delivery acknowledges it end to end.
+//! The identifier space, responsibility and the guarantees are documented on [`Ring`].
 //!
 //! # Examples
 //!
@@ -279,7 +239,50 @@ impl fmt::Display for Peer {
 /// type `M` to the peer responsible for a key.
 ///
 /// The relaxed ring (`selfman-relaxed-ring`) implements it; so can Chord or any other ring
-/// overlay. The guarantees are in the [module documentation](self).
+/// overlay.
+///
+/// # Identifiers
+///
+/// Peers and keys live in one circular space of `N = 2^64` identifiers, [`RingId`]: arithmetic
+/// wraps modulo `2^64`, so symmetric replication places the `f` replicas of key `k` at
+/// `k + i·N/f` ([`RingId::replica`]) with no rounding for any `f` that is a power of two (and
+/// with a gap of at most one identifier otherwise). Every `u64` is an identifier: there is
+/// nothing "outside the space" to validate, only peers to validate (an implementation drops
+/// references to peers that cannot exist, such as an unknown incarnation).
+///
+/// Keys are hashed into the space by [`RingId::of_key`]: SipHash-2-4 (Aumasson and Bernstein)
+/// written here, with a fixed key, over the key's bytes. It is the same on every node, platform
+/// and version (the test vectors below are pinned; changing them is a breaking change of every
+/// stored key's placement). It spreads keys evenly; it is not a defence against an adversary
+/// who picks keys to land in one range.
+///
+/// # Responsibility
+///
+/// A peer `p` whose predecessor is `pred` is **responsible** for the [`Range`] `(pred, p]`:
+/// every key after `pred`, up to and including `p`, wrapping around zero. A ring of one peer
+/// is responsible for the whole circle (`(p, p]`).
+///
+/// # Guarantees
+///
+/// * **Lookup consistency** (Mejías and Van Roy, "The Relaxed-Ring"): at any time at most one
+///   peer is responsible for a key, or the peer responsible for it is temporarily unavailable
+///   (it is joining, leaving, or its predecessor crashed and the ring is repairing). This holds
+///   for every failure the failure detector reports correctly; a *false* suspicion of a
+///   predecessor can make two live peers responsible for one range until the suspicion is
+///   corrected (each implementation documents how that window closes).
+/// * **A lookup never names a peer that was not responsible when it answered**: only the peer
+///   that holds the key in its own range answers [`LookupOutcome::Found`]. While a range is
+///   unavailable, lookups of its keys answer [`LookupOutcome::Unavailable`] (at once when the
+///   ring knows, else after the implementation's lookup timeout); the user retries later.
+///   Routed payloads to such a key are dropped, with [`RingIndication::Undeliverable`] when the
+///   ring knows.
+/// * **Responsibility changes are told**: every change of the range a peer owns is indicated
+///   once, as [`RingIndication::Responsibility`], naming the peer the range came from or went
+///   to (replication moves data on these).
+///
+/// Routing is best effort, like the network under it: a routed payload may be lost. A user
+/// that needs delivery acknowledges it end to end.
+///
 ///
 /// A peer starts outside any ring: it [`RingRequest::Bootstrap`]s a new one or
 /// [`RingRequest::Join`]s one through any member, and is told [`RingIndication::Joined`] with
