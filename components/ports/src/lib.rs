@@ -14,6 +14,7 @@
 //! | [`EpochChange`] | none | [`StartEpoch`] | `selfman-consensus` |
 //! | [`AbortableConsensus<V>`] | [`EpRequest<V>`] | [`EpIndication<V>`] | `selfman-consensus` |
 //! | [`Consensus<V>`] | [`Propose<V>`] | [`Decide<V>`] | `selfman-consensus` |
+//! | [`Ring<M>`] | [`RingRequest<M>`] | [`RingIndication<M>`] | `selfman-relaxed-ring` |
 //!
 //! Processes are named by [`NodeAddr`]. A group member given with [`NodeId::UNKNOWN`] stands
 //! for "whichever incarnation runs at that address"; implementations report members as they
@@ -33,6 +34,7 @@ mod failure_detector;
 mod flaw;
 mod leader_election;
 mod membership;
+mod ring;
 
 pub use broadcast::{BebDeliver, BebRequest, BestEffortBroadcast};
 pub use consensus::{
@@ -42,4 +44,8 @@ pub use consensus::{
 pub use failure_detector::{FailureDetector, FdIndication, FdRequest};
 pub use leader_election::{LeaderElection, Trust};
 pub use membership::Membership;
+pub use ring::{
+    JoinRefusal, LookupOutcome, Neighbours, Peer, Range, RangeChange, ResponsibilityChange, Ring,
+    RingId, RingIndication, RingInspect, RingRequest, RingStatus, RingView, RingViews, Unavailable,
+};
 pub use selfman_core::NodeAddr;

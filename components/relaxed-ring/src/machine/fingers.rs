@@ -1,0 +1,237 @@
+//! The k-ary finger table (DKS; Beernet's `FingerTable.oz`): [`Fingers`].
+//!
+//! Invariants:
+//! * the ideal identifiers are `me + j·N/k^i` for `j = 1..k-1` and every `i >= 1` with
+//!   `N/k^i >= 1` (`N = 2^64`); the finger of an ideal identifier is the **first known peer at
+//!   or after it**;
+//! * the table stores only peers that are the finger of at least one ideal identifier, sorted
+//!   by distance from `me`, one per identifier: a peer learned that is no slot's best is
+//!   forgotten at once, so the table holds at most one peer per slot and, on a ring of `n`
+//!   peers, about `(k-1)·log_k n` distinct peers;
+//! * it never holds `me`.
+//!
+//! Routing asks for the **closest preceding** peer of a key (the known peer farthest from `me`
+//! that is still before the key), which roughly divides the remaining distance by `k` at every
+//! hop: `O(log_k n)` hops.
+
+use selfman_core::NodeAddr;
+use selfman_ports::{Peer, RingId};
+
+/// A k-ary finger table for the peer at `me`.
+#[derive(Clone, Debug)]
+pub struct Fingers {
+    me: RingId,
+    /// Distances of the ideal identifiers from `me`, ascending, distinct.
+    ideals: Vec<u64>,
+    /// The fingers, by ascending distance from `me`.
+    peers: Vec<Peer>,
+}
+
+impl Fingers {
+    /// An empty table of arity `k` (clamped to `2..=64`) for the peer at `me`.
+    pub fn new(me: RingId, k: u32) -> Fingers {
+        Fingers { me, ideals: ideal_distances(k.clamp(2, 64)), peers: Vec::new() }
+    }
+
+    /// The fingers, nearest first.
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
+    }
+
+    /// Number of ideal identifiers (slots).
+    pub fn slots(&self) -> usize {
+        self.ideals.len()
+    }
+
+    /// The ideal identifier of slot `i` (slots ordered by distance from `me`).
+    pub fn ideal(&self, i: usize) -> RingId {
+        self.me.offset(self.ideals[i % self.ideals.len()])
+    }
+
+    /// The slots whose ideal identifier lies beyond `distance` from `me` (the ones a
+    /// successor at that distance does not already serve), as a range of slot numbers.
+    pub fn slots_beyond(&self, distance: u64) -> std::ops::Range<usize> {
+        let first = self.ideals.partition_point(|&d| d <= distance);
+        first..self.ideals.len()
+    }
+
+    /// Learns that `p` exists; returns whether the table changed.
+    pub fn learn(&mut self, p: Peer) -> bool {
+        if p.id == self.me {
+            return false;
+        }
+        let d = p.id.distance_from(self.me);
+        let at = self.peers.partition_point(|q| q.id.distance_from(self.me) < d);
+        if self.peers.get(at).is_some_and(|q| q.id == p.id) {
+            if self.peers[at] == p {
+                return false;
+            }
+            // Same position, another node (a new incarnation): the newest word wins.
+            self.peers[at] = p;
+            return true;
+        }
+        self.peers.insert(at, p);
+        self.prune();
+        self.peers.contains(&p)
+    }
+
+    /// Learns `owner` as the answer of a lookup of `ideal`: no peer lies between them (the
+    /// owner is the first peer at or after `ideal`), so fingers there are forgotten.
+    pub fn learn_authoritative(&mut self, ideal: RingId, owner: Peer) -> bool {
+        let me = self.me;
+        let (lo, hi) = (ideal.distance_from(me), owner.id.distance_from(me));
+        let before = self.peers.len();
+        if lo <= hi {
+            self.peers.retain(|q| {
+                let d = q.id.distance_from(me);
+                !(lo <= d && d < hi)
+            });
+        }
+        let removed = before != self.peers.len();
+        self.learn(owner) || removed
+    }
+
+    /// Forgets the peer on `node`; returns whether it was a finger.
+    pub fn remove(&mut self, node: NodeAddr) -> bool {
+        let before = self.peers.len();
+        self.peers.retain(|p| p.addr != node);
+        before != self.peers.len()
+    }
+
+    /// The finger farthest from `me` that lies strictly between `me` and `key`.
+    pub fn closest_preceding(&self, key: RingId) -> Option<Peer> {
+        let dk = key.distance_from(self.me);
+        let at = self.peers.partition_point(|q| q.id.distance_from(self.me) < dk);
+        at.checked_sub(1).map(|i| self.peers[i])
+    }
+
+    /// Keeps only the peers that are some slot's first peer at or after its ideal.
+    fn prune(&mut self) {
+        let me = self.me;
+        let mut keep = vec![false; self.peers.len()];
+        for &ideal in &self.ideals {
+            let at = self.peers.partition_point(|q| q.id.distance_from(me) < ideal);
+            if at < keep.len() {
+                keep[at] = true;
+            }
+        }
+        let mut i = 0;
+        self.peers.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+    }
+}
+
+/// `j·2^64/k^i` for `j = 1..k-1`, `i = 1..` while `2^64/k^i >= 1`, ascending and distinct.
+fn ideal_distances(k: u32) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut step: u128 = 1u128 << 64;
+    loop {
+        step /= u128::from(k);
+        if step == 0 {
+            break;
+        }
+        for j in 1..u128::from(k) {
+            // `j·step < k·step <= 2^64`: fits.
+            out.push((j * step) as u64);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use selfman_core::{NodeAddr, NodeId};
+    use selfman_ports::{Peer, RingId};
+
+    use super::{ideal_distances, Fingers};
+
+    fn peer(id: u64) -> Peer {
+        Peer::new(RingId(id), NodeAddr::simulated((id % 1_000_000) as u32, NodeId(id | 1)))
+    }
+
+    #[test]
+    fn ideal_identifiers_are_k_ary() {
+        let d = ideal_distances(4);
+        assert_eq!(d.len(), 3 * 32);
+        assert_eq!(d[d.len() - 3..], [1 << 62, 2 << 62, 3 << 62]);
+        assert_eq!(d[..3], [1, 2, 3]);
+        let d = ideal_distances(2);
+        assert_eq!(d.len(), 64);
+        assert_eq!(*d.last().unwrap(), 1 << 63);
+        // k = 3 does not divide 2^64: the steps round down but stay distinct and ascending.
+        let d = ideal_distances(3);
+        assert!(d.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn a_finger_is_the_first_known_peer_at_or_after_its_ideal() {
+        let me = RingId(0);
+        let mut f = Fingers::new(me, 4);
+        let q = 1u64 << 62;
+        // Peers just after the quarter, the half and three quarters, and one in between.
+        for id in [q + 5, 2 * q + 5, 3 * q + 5, q + 1000] {
+            f.learn(peer(id));
+        }
+        let ids: Vec<u64> = f.peers().iter().map(|p| p.id.0).collect();
+        // q + 1000 is no slot's first peer after its ideal (q + 5 comes first): forgotten.
+        assert_eq!(ids, vec![q + 5, 2 * q + 5, 3 * q + 5]);
+        // A peer closer to an ideal replaces the one it beats and frees its slot.
+        assert!(f.learn(peer(2 * q)));
+        let ids: Vec<u64> = f.peers().iter().map(|p| p.id.0).collect();
+        assert_eq!(ids, vec![q + 5, 2 * q, 3 * q + 5]);
+        assert!(!f.learn(peer(2 * q)), "learning a known finger changes nothing");
+        assert!(!f.learn(peer(0)), "never me");
+    }
+
+    #[test]
+    fn small_distances_keep_the_nearest_peers() {
+        let mut f = Fingers::new(RingId(100), 4);
+        for id in [101, 102, 103, 104, 120] {
+            f.learn(peer(id));
+        }
+        let ids: Vec<u64> = f.peers().iter().map(|p| p.id.0).collect();
+        // Ideals at distances 1, 2, 3, 4, 8, 12, 16, 32, …: the peer at distance 20 is the
+        // first after 8, 12 and 16, so it stays too.
+        assert_eq!(ids, vec![101, 102, 103, 104, 120]);
+    }
+
+    #[test]
+    fn closest_preceding_wraps_around_zero() {
+        let me = RingId(u64::MAX - 100);
+        let mut f = Fingers::new(me, 4);
+        for id in [u64::MAX - 50, 10, 1 << 62, 1 << 63] {
+            f.learn(peer(id));
+        }
+        assert_eq!(f.closest_preceding(RingId(20)).map(|p| p.id.0), Some(10));
+        assert_eq!(f.closest_preceding(RingId(10)).map(|p| p.id.0), Some(u64::MAX - 50));
+        assert_eq!(f.closest_preceding(RingId(u64::MAX - 60)), None);
+        assert_eq!(f.closest_preceding(RingId(u64::MAX - 101)).map(|p| p.id.0), Some(1 << 63));
+    }
+
+    #[test]
+    fn removal_and_new_incarnations() {
+        let mut f = Fingers::new(RingId(0), 4);
+        let p = peer(1 << 62);
+        f.learn(p);
+        let p2 = Peer::new(p.id, NodeAddr::simulated(7, NodeId(99)));
+        assert!(f.learn(p2));
+        assert_eq!(f.peers(), &[p2]);
+        assert!(!f.remove(p.addr));
+        assert!(f.remove(p2.addr));
+        assert!(f.peers().is_empty());
+    }
+
+    #[test]
+    fn slots_beyond_the_successor() {
+        let f = Fingers::new(RingId(0), 4);
+        assert_eq!(f.slots_beyond(0).len(), 96);
+        assert_eq!(f.slots_beyond(u64::MAX).len(), 0);
+        let r = f.slots_beyond(1 << 62);
+        assert_eq!(r.len(), 2);
+        assert_eq!(f.ideal(r.start), RingId(2 << 62));
+    }
+}

@@ -1,0 +1,305 @@
+//! Joining: bootstrap, the three join steps between two peers, `try_later` and retries.
+//!
+//! Invariants:
+//! * the successor-to-be `r` accepts joiner `q` only when it owns `q`'s identifier (so
+//!   `q ∈ (pred, r)`), has a working successor and is not repairing one; it sets
+//!   `pred := q` **before** it answers `join_ok`, so `(p, q]` has one owner at every instant —
+//!   `r` until then, nobody while `join_ok` travels, `q` after;
+//! * the joiner owns nothing until `join_ok`; it accepts one only while joining, from a peer
+//!   after it whose predecessor is before it;
+//! * `r` answers a repeated join of its current predecessor with the same `join_ok` (the first
+//!   answer may have been lost; without a record of it, the nearest peer it knows before the
+//!   joiner is named as its predecessor), and a join of a suspected peer with `try_later`;
+//! * a predecessor-list member that has not checked in (a joiner; a predecessor named by a
+//!   `join_ok`, which may be a joiner too) is never the target of a redirect;
+//! * `p` takes `q` as successor only if `q` lies between `p` and its current successor; it
+//!   then sends the join ack (`PredNoMore`) to the old successor and its new successor list
+//!   backwards;
+//! * `r` accepts a join ack only from a predecessor-list member that is not its predecessor.
+
+use selfman_core::{NodeAddr, Time};
+use selfman_ports::RingStatus;
+use selfman_ports::{
+    has_flaw, JoinRefusal, Peer, Range, RangeChange, ResponsibilityChange, RingIndication,
+};
+
+#[cfg(feature = "flaws")]
+use super::Flaw;
+use super::{Fault, Joining, RelaxedRingMachine, RingOutput};
+use crate::messages::{Body, Routable, Routed};
+
+impl RelaxedRingMachine {
+    /// Starts a new ring alone: this peer owns the whole circle.
+    pub(super) fn bootstrap<M>(&mut self, out: &mut Vec<RingOutput<M>>) {
+        if self.s.status != RingStatus::Outside {
+            tracing::warn!(me = %self.s.me, status = ?self.s.status, "relaxed ring: bootstrap ignored");
+            return;
+        }
+        let me = self.s.me;
+        self.s.status = RingStatus::InRing;
+        self.s.succ = Some(me);
+        self.s.pred = Some(me);
+        self.s.succ_list.clear();
+        self.s.pred_list.clear();
+        self.s.joining = None;
+        let range = Range::full(me.id);
+        self.indicate(RingIndication::Joined { me, range, pred: me, succ: me }, out);
+        let change = RangeChange::Gained { range, from: None };
+        let rc = ResponsibilityChange { now: Some(range), change };
+        self.indicate(RingIndication::Responsibility(rc), out);
+    }
+
+    /// Starts joining the ring `access` belongs to.
+    pub(super) fn join<M>(&mut self, access: NodeAddr, now: Time, out: &mut Vec<RingOutput<M>>) {
+        if self.s.status != RingStatus::Outside {
+            tracing::warn!(me = %self.s.me, status = ?self.s.status, "relaxed ring: join ignored");
+            return;
+        }
+        if access.addr == self.s.me.addr.addr {
+            tracing::warn!(me = %self.s.me, "relaxed ring: cannot join through itself");
+            return;
+        }
+        self.s.status = RingStatus::Joining;
+        self.s.joining =
+            Some(Joining { access, attempt: 1, retry_at: now + self.config.join_timeout });
+        self.send_join(out);
+    }
+
+    fn send_join<M>(&self, out: &mut Vec<RingOutput<M>>) {
+        let Some(j) = &self.s.joining else { return };
+        let me = self.s.me;
+        let what = Routable::Join { attempt: j.attempt };
+        let r = Routed { key: me.id, origin: me, hops: 0, last: false, what };
+        self.send(j.access, Body::Route(r), out);
+    }
+
+    /// Re-sends the join when its answer is overdue (or the `try_later` wait is over).
+    pub(super) fn join_tick<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
+        let timeout = self.config.join_timeout;
+        let Some(j) = self.s.joining.as_mut() else { return };
+        if self.s.status != RingStatus::Joining || now < j.retry_at {
+            return;
+        }
+        j.attempt = j.attempt.wrapping_add(1);
+        j.retry_at = now + timeout;
+        tracing::trace!(me = %self.s.me.id, attempt = j.attempt, "join sent again");
+        self.send_join(out);
+    }
+
+    /// Step 1 at `r`: a join of `q` reached this peer, which owns `q`'s identifier.
+    pub(super) fn on_join_request<M>(
+        &mut self,
+        q: Peer,
+        attempt: u32,
+        now: Time,
+        out: &mut Vec<RingOutput<M>>,
+    ) {
+        let me = self.s.me;
+        if q.id == me.id {
+            self.send(q.addr, Body::IdInUse { attempt, holder: me }, out);
+            return;
+        }
+        let Some(pred) = self.s.pred else {
+            self.send(q.addr, Body::TryLater { attempt }, out);
+            return;
+        };
+        if q.id == pred.id && q.addr != pred.addr {
+            self.send(q.addr, Body::IdInUse { attempt, holder: pred }, out);
+            return;
+        }
+        if q == pred {
+            tracing::trace!(me = %me.id, joiner = %q.id, attempt, "repeated join");
+            // A repeated join: answer as the first time (that answer may have been lost).
+            // Without a record (the predecessor came from another peer's join_ok, or this
+            // peer's record moved on), the nearest peer known before `q` is its predecessor.
+            let known_before = self
+                .s
+                .pred_list
+                .iter()
+                .map(|e| e.peer)
+                .filter(|p| *p != q && self.live(p))
+                .min_by_key(|p| q.id.distance_from(p.id));
+            let old = match self.s.last_accepted {
+                Some((j, old)) if j == q => Some(old),
+                _ => known_before,
+            };
+            match old {
+                Some(old) => {
+                    let succ_list = self.s.succ_list.clone();
+                    self.send(q.addr, Body::JoinOk { attempt, pred: old, succ_list }, out);
+                }
+                None => self.send(q.addr, Body::TryLater { attempt }, out),
+            }
+            return;
+        }
+        let repairing = self.s.fixing.as_ref().is_some_and(|f| f.repair);
+        if self.is_crashed(q.addr) || self.s.succ.is_none() || repairing {
+            tracing::trace!(me = %me.id, joiner = %q.id, repairing, "join: try later");
+            self.send(q.addr, Body::TryLater { attempt }, out);
+            return;
+        }
+        let old = pred;
+        if has_flaw!(self, EagerJoin) {
+            // Broken on purpose: keep (old, me] until the join ack arrives.
+            self.s.deferred_join = Some(q);
+            self.add_pred_entry(q, now);
+        } else {
+            self.set_pred(q, now, out);
+        }
+        self.unconfirm(q.addr);
+        self.s.last_accepted = Some((q, old));
+        tracing::trace!(me = %me.id, joiner = %q.id, old = %old.id, attempt, "join accepted");
+        let succ_list = self.s.succ_list.clone();
+        self.send(q.addr, Body::JoinOk { attempt, pred: old, succ_list }, out);
+    }
+
+    /// Step 1 at the joiner `q`: `r` let it in between `pred` and `r`.
+    pub(super) fn on_join_ok<M>(
+        &mut self,
+        r: Peer,
+        attempt: u32,
+        pred: Peer,
+        succ_list: Vec<Peer>,
+        now: Time,
+        out: &mut Vec<RingOutput<M>>,
+    ) {
+        match (&self.s.status, &self.s.joining) {
+            (RingStatus::Joining, Some(j)) if attempt <= j.attempt => {}
+            (RingStatus::InRing, _) if self.s.succ == Some(r) => return, // a duplicate
+            _ => return self.fault(Fault::UnexpectedJoinReply, "join_ok while not joining"),
+        }
+        if !self.valid_peer(&pred) {
+            return;
+        }
+        let Some(list) = self.valid_list(succ_list) else { return };
+        let me = self.s.me;
+        if self.is_me(&pred) || self.is_me(&r) || !me.id.in_open(pred.id, r.id) {
+            return self.fault(Fault::BadJoinOk, "join_ok with a predecessor not before me");
+        }
+        tracing::trace!(me = %me.id, pred = %pred.id, succ = %r.id, attempt, "joined");
+        self.s.status = RingStatus::InRing;
+        self.s.joining = None;
+        self.s.succ = Some(r);
+        self.s.succ_list = self.build_succ_list(r, &list);
+        self.s.pred = Some(pred);
+        self.s.pred_list.clear();
+        self.add_pred_entry(pred, now);
+        // It may be a joiner itself (concurrent joins): not one to redirect to until it
+        // checks in.
+        self.unconfirm(pred.addr);
+        self.s.new_succ_resends = super::NEW_SUCC_RESENDS;
+        self.s.next_stabilize = now + self.config.stabilize;
+        self.s.next_finger = now + self.config.finger_refresh;
+        for p in [r, pred].into_iter().chain(list) {
+            self.learn(p);
+        }
+        let range = Range::new(pred.id, me.id);
+        self.indicate(RingIndication::Joined { me, range, pred, succ: r }, out);
+        let change = RangeChange::Gained { range, from: Some(r) };
+        let rc = ResponsibilityChange { now: Some(range), change };
+        self.indicate(RingIndication::Responsibility(rc), out);
+        // Step 2: tell the predecessor.
+        let succ_list = self.s.succ_list.clone();
+        self.send(pred.addr, Body::NewSucc { succ_list }, out);
+    }
+
+    /// The joiner is told to wait.
+    pub(super) fn on_try_later(&mut self, _from: Peer, attempt: u32, now: Time) {
+        let wait = self.config.try_later;
+        match self.s.joining.as_mut() {
+            Some(j) if self.s.status == RingStatus::Joining && attempt <= j.attempt => {
+                j.retry_at = now + wait;
+            }
+            _ => self.fault(Fault::UnexpectedJoinReply, "try_later while not joining"),
+        }
+    }
+
+    /// The joiner's identifier is taken.
+    pub(super) fn on_id_in_use<M>(
+        &mut self,
+        _from: Peer,
+        attempt: u32,
+        holder: Peer,
+        out: &mut Vec<RingOutput<M>>,
+    ) {
+        let me = self.s.me;
+        let asked = self.s.status == RingStatus::Joining
+            && self.s.joining.as_ref().is_some_and(|j| attempt <= j.attempt);
+        if !asked || holder.id != me.id || holder.addr == me.addr {
+            return self.fault(Fault::UnexpectedJoinReply, "id_in_use that does not hold");
+        }
+        self.s.status = RingStatus::Outside;
+        self.s.joining = None;
+        self.indicate(RingIndication::JoinRefused(JoinRefusal::IdInUse), out);
+    }
+
+    /// Step 2 at `p`: `q` says it is `p`'s successor now.
+    pub(super) fn on_new_succ<M>(
+        &mut self,
+        q: Peer,
+        succ_list: Vec<Peer>,
+        now: Time,
+        out: &mut Vec<RingOutput<M>>,
+    ) {
+        if !self.in_ring() {
+            return self.fault(Fault::NotInRing, "new_succ while not in a ring");
+        }
+        let Some(list) = self.valid_list(succ_list) else { return };
+        if self.is_crashed(q.addr) {
+            return; // until the failure detector restores it
+        }
+        let me = self.s.me;
+        match self.s.succ {
+            Some(s) if s == q => {
+                self.s.succ_list = self.build_succ_list(q, &list);
+            }
+            Some(s) if !self.live(&s) || q.id.in_open(me.id, s.id) => {
+                self.adopt_succ(q, &list, Some(s), now, out)
+            }
+            None => self.adopt_succ(q, &list, None, now, out),
+            Some(_) => self.fault(Fault::StaleNewSucc, "new_succ from a peer farther than succ"),
+        }
+    }
+
+    /// Takes the closer `q` as successor (step 2 of its join): the join ack to the old one,
+    /// the new list backwards.
+    fn adopt_succ<M>(
+        &mut self,
+        q: Peer,
+        list: &[Peer],
+        old: Option<Peer>,
+        _now: Time,
+        out: &mut Vec<RingOutput<M>>,
+    ) {
+        tracing::trace!(me = %self.s.me.id, succ = %q.id, "new successor (new_succ)");
+        self.s.succ = Some(q);
+        self.s.succ_list = self.build_succ_list(q, list);
+        if self.s.fixing.as_ref().is_some_and(|f| Some(f.target) == old) {
+            self.s.fixing = None;
+        }
+        self.learn(q);
+        for p in list {
+            self.learn(*p);
+        }
+        // Step 3: the join ack.
+        if let Some(o) = old.filter(|o| self.live(o) && *o != q) {
+            self.send(o.addr, Body::PredNoMore, out);
+        }
+        self.send_succ_list_back(self.config.succ_list_size, out);
+    }
+
+    /// Step 3 at `r`: `p` no longer has this peer as successor.
+    pub(super) fn on_pred_no_more<M>(&mut self, p: Peer, now: Time, out: &mut Vec<RingOutput<M>>) {
+        if has_flaw!(self, EagerJoin) && self.s.pred == Some(p) {
+            if let Some(q) = self.s.deferred_join.take() {
+                self.set_pred(q, now, out);
+                self.remove_pred_entry(p.addr);
+                return;
+            }
+        }
+        if self.s.pred != Some(p) && self.remove_pred_entry(p.addr) {
+            return;
+        }
+        self.fault(Fault::StrangerJoinAck, "join ack from a peer that is not a former pred");
+    }
+}

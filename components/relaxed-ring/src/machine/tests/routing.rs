@@ -1,0 +1,169 @@
+//! Routing: fingers learnt and refreshed, hops, the `last` flag into branches, timeouts,
+//! unavailable ranges, payloads.
+
+use selfman_ports::{LookupOutcome, RingId, RingIndication, RingRequest, Unavailable};
+
+use super::{secs, World};
+
+/// The branch of `recovery::a_peer_its_predecessor_cannot_reach_stays_consistent_in_a_branch`:
+/// 200 sits between 100 and 300, but 100 cannot reach it.
+pub(super) fn branch() -> World {
+    let mut w = World::ring(&[100, 300, 400]);
+    let q = w.add(200);
+    let p = w.at(100);
+    w.cut.insert((p, q));
+    w.cut.insert((q, p));
+    w.join(200, 300);
+    w.run();
+    w.tick_for(secs(2));
+    w.suspect(100, 200);
+    w.tick_for(secs(2));
+    w
+}
+
+#[test]
+fn a_last_message_goes_backwards_into_the_branch() {
+    let mut w = branch();
+    // 400 → 100 (closest preceding) → 300 (marked last: 150 ∈ (100, 300]) → backwards → 200.
+    w.lookup(400, 150, 1);
+    w.run();
+    assert_eq!(w.outcome(400, 1), Some(LookupOutcome::Found { peer: w.peer(200), hops: 3 }));
+    // A payload takes the same way.
+    w.request(400, RingRequest::Route { key: RingId(199), tag: 9, payload: 77 });
+    w.run();
+    let got = w.drain(200);
+    assert!(
+        got.iter().any(|i| matches!(i, RingIndication::Deliver { tag: 9, payload: 77, .. })),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn lookups_find_the_owner_in_log_k_hops_with_fingers_learnt_and_refreshed() {
+    let n = 64u64;
+    let step = u64::MAX / n;
+    let ids: Vec<u64> = (0..n).map(|i| i * step + (i * 7919) % 1000).collect();
+    let mut w = World::ring(&ids);
+    // Refresh every finger slot beyond the successor at least once (about 90 slots).
+    w.tick_for(secs(100));
+    w.assert_ring();
+    let mut hops = Vec::new();
+    let mut tag = 0;
+    for (i, from) in ids.iter().enumerate() {
+        for j in 0..8u64 {
+            tag += 1;
+            let key = (i as u64)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(j.wrapping_mul(0x1234_5678_9abc_def1));
+            w.lookup(*from, key, tag);
+            w.run();
+            match w.outcome(*from, tag) {
+                Some(LookupOutcome::Found { peer, hops: h }) => {
+                    assert_eq!(peer, w.owner_of(key), "lookup of {key} from {from}");
+                    hops.push(h);
+                }
+                other => panic!("lookup of {key} from {from}: {other:?}"),
+            }
+        }
+    }
+    let mean = hops.iter().sum::<u32>() as f64 / hops.len() as f64;
+    let max = *hops.iter().max().expect("some");
+    // log_4(64) = 3.
+    assert!(mean <= 4.0, "mean hops {mean}");
+    assert!(max <= 6, "max hops {max}");
+    let fingers = w.view(ids[5]).fingers.len();
+    assert!((3..=12).contains(&fingers), "{fingers} distinct fingers at 64 peers, k = 4");
+}
+
+#[test]
+fn fingers_are_learnt_from_traffic() {
+    let ids: Vec<u64> = (1..=16).map(|i| i << 58).collect();
+    let mut w = World::ring(&ids);
+    let before = w.view(ids[0]).fingers.len();
+    // Lookups from elsewhere that pass through ids[0] teach it their origins.
+    for (t, from) in ids[8..].iter().enumerate() {
+        w.lookup(*from, ids[3], t as u64);
+        w.run();
+    }
+    assert!(w.view(ids[0]).fingers.len() >= before);
+    assert!(
+        w.view(ids[0]).fingers.iter().any(|p| p.id.0 >= ids[8]),
+        "{:?}",
+        w.view(ids[0]).fingers
+    );
+}
+
+#[test]
+fn a_lookup_whose_answer_is_lost_times_out() {
+    let mut w = World::ring(&[100, 200, 300]);
+    let (a, b) = (w.at(100), w.at(200));
+    w.cut.insert((b, a));
+    w.lookup(100, 150, 1);
+    w.run();
+    assert_eq!(w.outcome(100, 1), None);
+    w.tick_unchecked(secs(3));
+    assert_eq!(w.outcome(100, 1), Some(LookupOutcome::Unavailable(Unavailable::Timeout)));
+    assert_eq!(w.m(100).pending_lookups(), 0);
+}
+
+#[test]
+fn a_peer_outside_a_ring_answers_not_in_ring() {
+    let mut w = World::new();
+    w.add(100);
+    w.lookup(100, 5, 1);
+    assert_eq!(w.outcome(100, 1), Some(LookupOutcome::Unavailable(Unavailable::NotInRing)));
+    w.request(100, RingRequest::Route { key: RingId(5), tag: 2, payload: 1 });
+    let ind = w.drain(100);
+    assert!(ind.iter().any(|i| matches!(
+        i,
+        RingIndication::Undeliverable { tag: 2, reason: Unavailable::NotInRing, .. }
+    )));
+}
+
+#[test]
+fn own_keys_are_answered_locally() {
+    let mut w = World::ring(&[100, 200, 300]);
+    w.lookup(200, 150, 1);
+    assert_eq!(w.outcome(200, 1), Some(LookupOutcome::Found { peer: w.peer(200), hops: 0 }));
+    assert!(w.queue.is_empty());
+}
+
+#[test]
+fn payloads_are_delivered_at_the_owner_with_origin_and_tag() {
+    let mut w = World::ring(&[100, 200, 300, 400, 500]);
+    w.request(100, RingRequest::Route { key: RingId(250), tag: 7, payload: 42 });
+    w.run();
+    let got = w.drain(300);
+    let origin = w.peer(100);
+    let want = RingIndication::Deliver { key: RingId(250), origin, tag: 7, hops: 2, payload: 42 };
+    assert!(got.contains(&want), "{got:?}");
+}
+
+#[test]
+fn an_unavailable_range_is_reported_not_guessed() {
+    let mut w = World::ring(&[100, 200, 300, 400]);
+    w.crash(300);
+    w.suspect(400, 300);
+    w.suspect(200, 300);
+    let fix = w.take(|f| f.name() == "Fix").expect("200 repairs");
+    // While 400 has not taken (200, 300] over, nobody owns 250: the lookup says so.
+    w.lookup(100, 250, 1);
+    w.run();
+    assert_eq!(w.outcome(100, 1), Some(LookupOutcome::Unavailable(Unavailable::RangeUnavailable)));
+    w.deliver(fix);
+    w.run();
+    w.lookup(100, 250, 2);
+    w.run();
+    assert_eq!(w.outcome(100, 2), Some(LookupOutcome::Found { peer: w.peer(400), hops: 2 }));
+}
+
+#[test]
+fn too_many_lookups_in_flight_are_refused() {
+    let mut w = World::ring(&[100, 200]);
+    for t in 0..super::super::MAX_PENDING as u64 {
+        w.lookup(100, 150, t);
+    }
+    w.queue.clear();
+    w.lookup(100, 150, u64::MAX);
+    assert_eq!(w.outcome(100, u64::MAX), Some(LookupOutcome::Unavailable(Unavailable::Overloaded)));
+}

@@ -1,0 +1,243 @@
+//! The relaxed ring's wire messages: a [`RingMessage`] envelope naming the sender's identifier
+//! around one [`Body`].
+//!
+//! ```text
+//! join of q between p and r (each step between two peers, no lock over three):
+//!
+//!   q ──Route{Join}──▶ … ──▶ r          routed to the peer responsible for q's id
+//!   q ◀──JoinOk{pred: p, succ_list}── r  r: pred := q; from now q owns (p, q], r owns (q, r]
+//!   q ──NewSucc{succ_list}──▶ p          p: succ := q (if q is closer than its successor)
+//!   p ──PredNoMore──▶ r                  the join ack: r drops p from its predecessor list
+//!   p ──UpdSuccList{ttl}──▶ pred(p) …    successor lists refreshed backwards
+//!   (r may instead answer TryLater (it is repairing or not in a ring) or IdInUse)
+//!
+//! failure of p's successor (and the periodic check-in that repairs lost messages):
+//!
+//!   p ──Fix──▶ s                         s: first live entry of p's successor list
+//!   p ◀──FixOk{succ_list}── s            s accepted p as predecessor
+//!   p ◀──FixRedirect{pred, succ_list}── s  s keeps its live predecessor, closer to p: try it
+//!   p ◀──NotInRing── s                   s is not in a ring (still joining): p falls back
+//!
+//! graceful leave of n between p and s:
+//!
+//!   n ──Leaving{pred: p}──▶ s            s: pred := p, owns (p, s]
+//!   n ──LeavingPred{succ: s}──▶ p        p: succ := s, then Fix to s
+//!   n ◀──LeaveOk── s                     n is gone
+//!
+//! routing: Route{key, origin, hops, last} goes from finger to finger (closest preceding the
+//! key), to the successor marked `last` once the key is in (self, succ], and backwards into
+//! the predecessor list when a `last` message reaches a peer that does not own the key (the
+//! owner is in a branch). The owner answers the origin directly: Found, or a Deliver of the
+//! payload; a peer that cannot route answers Unroutable.
+//! ```
+//!
+//! Lists are bounded: a message carrying a list longer than [`MAX_WIRE_LIST`] is dropped and
+//! counted as a fault by the receiver.
+
+use selfman_ports::{Peer, RingId};
+use serde::{Deserialize, Serialize};
+
+/// Longest peer list a message may carry. Lists are at most the configured list sizes
+/// (validated to be at most this), so a longer one comes from a buggy or hostile peer.
+pub const MAX_WIRE_LIST: usize = 64;
+
+/// One relaxed-ring message: the sender's ring identifier and what it says. The sender's
+/// network address comes from the network (the delivery's `from`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingMessage<M> {
+    /// The sender's identifier.
+    pub sender: RingId,
+    /// The message.
+    pub body: Body<M>,
+}
+
+/// What a relaxed-ring message says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body<M> {
+    /// A message on its way to the peer responsible for its key.
+    Route(Routed<M>),
+    /// The owner of `key` answers lookup `req` of the origin: "it is me".
+    Found {
+        /// The origin's request number.
+        req: u64,
+        /// The key looked up.
+        key: RingId,
+        /// Hops the lookup took.
+        hops: u8,
+    },
+    /// A routed message could not reach an owner of its key (the range is unavailable, or
+    /// routing met a dead end or its hop limit).
+    Unroutable {
+        /// The key.
+        key: RingId,
+        /// Which message it was.
+        what: Unrouted,
+    },
+    /// Join step 1, the responsible `r` to the joiner: "you are in, between `pred` and me".
+    JoinOk {
+        /// The joiner's attempt this answers.
+        attempt: u32,
+        /// The joiner's predecessor: `r`'s predecessor before the join.
+        pred: Peer,
+        /// `r`'s successor list (the joiner's is `r` followed by it).
+        succ_list: Vec<Peer>,
+    },
+    /// Join answer: not now, try again later (the responsible is repairing, or not in a ring).
+    TryLater {
+        /// The joiner's attempt this answers.
+        attempt: u32,
+    },
+    /// Join answer: `holder` already has the joiner's identifier.
+    IdInUse {
+        /// The joiner's attempt this answers.
+        attempt: u32,
+        /// The peer holding the identifier.
+        holder: Peer,
+    },
+    /// Join step 2, the joiner to its predecessor: "I am your successor now".
+    NewSucc {
+        /// The joiner's successor list.
+        succ_list: Vec<Peer>,
+    },
+    /// Join step 3 (the join ack), the predecessor to its former successor: "I no longer have
+    /// you as my successor". Also sent whenever a peer replaces its successor by a closer one.
+    PredNoMore,
+    /// "Here is my successor list", from a successor to its predecessor; forwarded backwards
+    /// while `ttl > 0` and the receiver's list changed.
+    UpdSuccList {
+        /// The sender's successor list.
+        succ_list: Vec<Peer>,
+        /// Hops backwards still allowed.
+        ttl: u8,
+    },
+    /// "You are my successor; take me as your predecessor" (after the successor crashed, and
+    /// periodically as a check-in).
+    Fix,
+    /// Answer to `Fix`: accepted; here is my successor list.
+    FixOk {
+        /// The sender's successor list.
+        succ_list: Vec<Peer>,
+    },
+    /// Answer to `Fix`: not accepted, my live predecessor `pred` lies between us: it is a
+    /// better successor for you.
+    FixRedirect {
+        /// The sender's predecessor.
+        pred: Peer,
+        /// The sender's successor list (for a peer that stays behind it in a branch).
+        succ_list: Vec<Peer>,
+    },
+    /// Answer to `Fix` from a peer that is not in a ring (a joiner whose `join_ok` was lost):
+    /// "do not take me as your successor".
+    NotInRing,
+    /// A leaving peer to its successor: "take my range; my predecessor is `pred`".
+    Leaving {
+        /// The leaving peer's predecessor.
+        pred: Peer,
+    },
+    /// A leaving peer to its predecessor: "your successor is `succ` now".
+    LeavingPred {
+        /// The leaving peer's successor.
+        succ: Peer,
+        /// The leaving peer's successor list (after `succ`).
+        succ_list: Vec<Peer>,
+    },
+    /// The successor took the leaving peer's range over.
+    LeaveOk,
+}
+
+impl<M> Body<M> {
+    /// The message's name (for traces and tests).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Body::Route(r) => match r.what {
+                Routable::Join { .. } => "Route(Join)",
+                Routable::Lookup { .. } => "Route(Lookup)",
+                Routable::Payload { .. } => "Route(Payload)",
+            },
+            Body::Found { .. } => "Found",
+            Body::Unroutable { .. } => "Unroutable",
+            Body::JoinOk { .. } => "JoinOk",
+            Body::TryLater { .. } => "TryLater",
+            Body::IdInUse { .. } => "IdInUse",
+            Body::NewSucc { .. } => "NewSucc",
+            Body::PredNoMore => "PredNoMore",
+            Body::UpdSuccList { .. } => "UpdSuccList",
+            Body::Fix => "Fix",
+            Body::FixOk { .. } => "FixOk",
+            Body::FixRedirect { .. } => "FixRedirect",
+            Body::NotInRing => "NotInRing",
+            Body::Leaving { .. } => "Leaving",
+            Body::LeavingPred { .. } => "LeavingPred",
+            Body::LeaveOk => "LeaveOk",
+        }
+    }
+}
+
+/// A message on its way to the responsible of `key`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routed<M> {
+    /// Where it goes.
+    pub key: RingId,
+    /// Who sent it (answers go there directly).
+    pub origin: Peer,
+    /// Hops taken so far.
+    pub hops: u8,
+    /// The sender believed the receiver responsible ("last hop"); a receiver that is not goes
+    /// backwards into its predecessor list, where a branch may hold the owner.
+    pub last: bool,
+    /// What it carries.
+    pub what: Routable<M>,
+}
+
+/// What a [`Routed`] message carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Routable<M> {
+    /// Join step 0: the origin asks to join; the key is its own identifier.
+    Join {
+        /// The joiner's attempt number (answers name it).
+        attempt: u32,
+    },
+    /// A lookup: the owner answers `Found`.
+    Lookup {
+        /// The origin's request number.
+        req: u64,
+    },
+    /// A user payload, delivered at the owner.
+    Payload {
+        /// The origin's tag.
+        tag: u64,
+        /// The payload.
+        payload: M,
+    },
+}
+
+impl<M> Routable<M> {
+    /// What to name in an [`Body::Unroutable`] answer.
+    pub fn unrouted(&self) -> Unrouted {
+        match self {
+            Routable::Join { attempt } => Unrouted::Join { attempt: *attempt },
+            Routable::Lookup { req } => Unrouted::Lookup { req: *req },
+            Routable::Payload { tag, .. } => Unrouted::Payload { tag: *tag },
+        }
+    }
+}
+
+/// Which routed message could not be delivered (its payload is not sent back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unrouted {
+    /// A join attempt.
+    Join {
+        /// The attempt.
+        attempt: u32,
+    },
+    /// A lookup.
+    Lookup {
+        /// The request number.
+        req: u64,
+    },
+    /// A payload.
+    Payload {
+        /// The origin's tag.
+        tag: u64,
+    },
+}
