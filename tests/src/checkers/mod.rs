@@ -9,10 +9,11 @@
 //! it (`must_pass: false` entries in [`crate::SCENARIOS`]).
 //!
 //! [`linearizability`] checks recorded client histories (the store's chaos tests record one per
-//! run) against a sequential model. The ring's, replication's and transactions' checkers go
-//! here, beside these.
+//! run) against a sequential model. [`ring`] checks any ring overlay's global view (lookup
+//! consistency, convergence). Replication's and transactions' checkers go here, beside these.
 
 pub mod broadcast;
 pub mod consensus;
 pub mod failure_detection;
 pub mod linearizability;
+pub mod ring;
