@@ -281,7 +281,7 @@ fn bulk(
 
 /// Redis' `string2ll`: an optional `-`, then digits with no leading zero (or just `0`), fitting
 /// an `i64`; nothing else.
-fn parse_i64(s: &[u8]) -> Option<i64> {
+pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, s),
