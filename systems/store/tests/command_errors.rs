@@ -7,6 +7,7 @@ use selfman_store::resp::{Protocol, Reply};
 use selfman_store::session::{Action, Session, SessionConfig};
 
 /// (password?, setup, command, expected error line)
+#[rustfmt::skip] // one row per case
 const ROWS: &[(bool, &[&str], &str, &str)] = &[
     // Lookup and arity.
     (false, &[], "FOO a b", "ERR unknown command 'FOO', with args beginning with: 'a' 'b' "),

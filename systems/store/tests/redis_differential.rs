@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use selfman_store::resp::{Limits, RequestDecoder};
-use selfman_store::session::{Request, ReplyQueue, Session, SessionConfig};
+use selfman_store::session::{ReplyQueue, Request, Session, SessionConfig};
 
 const PASSWORD: &str = "sekret";
 
@@ -163,9 +163,7 @@ fn mb(args: &[&[u8]]) -> Vec<u8> {
 
 /// Several commands, each written as space-separated arguments.
 fn lines(cmds: &[&str]) -> Vec<u8> {
-    cmds.iter()
-        .flat_map(|c| mb(&c.split(' ').map(str::as_bytes).collect::<Vec<_>>()))
-        .collect()
+    cmds.iter().flat_map(|c| mb(&c.split(' ').map(str::as_bytes).collect::<Vec<_>>())).collect()
 }
 
 /// Cases for the server without a password: (name, bytes).
@@ -205,7 +203,16 @@ fn open_cases() -> Vec<(String, Vec<u8>)> {
         ("hello setname", &["HELLO 3 SETNAME a SETNAME b", "CLIENT GETNAME"]),
         ("hello auth", &["HELLO 3 auth default anything", "CLIENT GETNAME"]),
         ("auth", &["AUTH x", "AUTH default x", "AUTH bob x", "AUTH a b c"]),
-        ("client name", &["CLIENT GETNAME", "CLIENT SETNAME x", "CLIENT GETNAME", "CLIENT SETNAME ", "CLIENT GETNAME"]),
+        (
+            "client name",
+            &[
+                "CLIENT GETNAME",
+                "CLIENT SETNAME x",
+                "CLIENT GETNAME",
+                "CLIENT SETNAME ",
+                "CLIENT GETNAME",
+            ],
+        ),
         ("client", &["CLIENT ID", "CLIENT FOO", "client setname x y"]),
         ("config", &["CONFIG FOO", "CONFIG REWRITEX"]),
         ("command", &["COMMAND FOO"]),
@@ -214,7 +221,10 @@ fn open_cases() -> Vec<(String, Vec<u8>)> {
         ("without multi", &["EXEC", "DISCARD"]),
         ("multi arity", &["MULTI", "GET", "PING", "EXEC"]),
         ("multi unknown", &["MULTI", "FOO", "EXEC"]),
-        ("multi known", &["MULTI", "SET k v NX XX", "INCRBY k x", "PING", "ECHO e", "SELECT 1", "EXEC"]),
+        (
+            "multi known",
+            &["MULTI", "SET k v NX XX", "INCRBY k x", "PING", "ECHO e", "SELECT 1", "EXEC"],
+        ),
         ("multi exec x", &["MULTI", "EXEC x", "EXEC"]),
         ("multi discard x", &["MULTI", "PING", "DISCARD x", "EXEC"]),
         ("multi discard", &["MULTI", "DISCARD", "DISCARD"]),
@@ -223,8 +233,33 @@ fn open_cases() -> Vec<(String, Vec<u8>)> {
         ("multi client", &["MULTI", "CLIENT ID", "CLIENT GETNAME", "EXEC"]),
         ("watch", &["WATCH k", "UNWATCH"]),
         ("quit", &["QUIT x", "PING"]),
-        ("pubsub", &["SUBSCRIBE a", "GET k", "PING", "PING x", "EXEC", "MULTI", "ECHO x", "FOO", "GET", "UNSUBSCRIBE a", "PING"]),
-        ("pubsub counts", &["SUBSCRIBE a", "PSUBSCRIBE p*", "UNSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "PUNSUBSCRIBE"]),
+        (
+            "pubsub",
+            &[
+                "SUBSCRIBE a",
+                "GET k",
+                "PING",
+                "PING x",
+                "EXEC",
+                "MULTI",
+                "ECHO x",
+                "FOO",
+                "GET",
+                "UNSUBSCRIBE a",
+                "PING",
+            ],
+        ),
+        (
+            "pubsub counts",
+            &[
+                "SUBSCRIBE a",
+                "PSUBSCRIBE p*",
+                "UNSUBSCRIBE",
+                "UNSUBSCRIBE",
+                "PUNSUBSCRIBE",
+                "PUNSUBSCRIBE",
+            ],
+        ),
         ("pubsub repeat", &["SUBSCRIBE a a", "RESET", "PING"]),
         ("unsubscribe nothing", &["UNSUBSCRIBE", "PUNSUBSCRIBE x", "UNSUBSCRIBE a"]),
         ("pubsub resp3", &["HELLO 3", "SUBSCRIBE a", "PING", "UNSUBSCRIBE a b", "RESET", "PING"]),
@@ -257,7 +292,10 @@ fn open_cases() -> Vec<(String, Vec<u8>)> {
 fn password_cases() -> Vec<(String, Vec<u8>)> {
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
     for (name, cmds) in [
-        ("noauth", &["PING", "GET k", "MULTI", "CLIENT ID", "SUBSCRIBE a", "SELECT 0", "ECHO x"][..]),
+        (
+            "noauth",
+            &["PING", "GET k", "MULTI", "CLIENT ID", "SUBSCRIBE a", "SELECT 0", "ECHO x"][..],
+        ),
         ("before auth", &["FOO x", "GET", "HELLO 4", "HELLO x"]),
         ("auth wrong", &["AUTH wrong", "AUTH bob sekret", "AUTH default wrong", "PING"]),
         ("auth", &["AUTH sekret", "PING"]),

@@ -11,19 +11,84 @@ use selfman_store::session::{
 
 /// Command names the generator draws from: every command kind, some in odd case, some unknown.
 const NAMES: &[&str] = &[
-    "GET", "set", "SET", "SETNX", "GETSET", "MGET", "MSET", "DEL", "EXISTS", "INCR", "incrby",
-    "DECR", "DECRBY", "APPEND", "STRLEN", "SADD", "SREM", "SMEMBERS", "SISMEMBER", "SCARD",
-    "TYPE", "DBSIZE", "SCAN", "KEYS", "FLUSHALL", "INFO", "CONFIG", "PING", "ECHO", "HELLO",
-    "AUTH", "SELECT", "CLIENT", "COMMAND", "MULTI", "multi", "EXEC", "exec", "DISCARD",
-    "WATCH", "UNWATCH", "SUBSCRIBE", "PSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "RESET",
-    "QUIT", "NOPE", "",
+    "GET",
+    "set",
+    "SET",
+    "SETNX",
+    "GETSET",
+    "MGET",
+    "MSET",
+    "DEL",
+    "EXISTS",
+    "INCR",
+    "incrby",
+    "DECR",
+    "DECRBY",
+    "APPEND",
+    "STRLEN",
+    "SADD",
+    "SREM",
+    "SMEMBERS",
+    "SISMEMBER",
+    "SCARD",
+    "TYPE",
+    "DBSIZE",
+    "SCAN",
+    "KEYS",
+    "FLUSHALL",
+    "INFO",
+    "CONFIG",
+    "PING",
+    "ECHO",
+    "HELLO",
+    "AUTH",
+    "SELECT",
+    "CLIENT",
+    "COMMAND",
+    "MULTI",
+    "multi",
+    "EXEC",
+    "exec",
+    "DISCARD",
+    "WATCH",
+    "UNWATCH",
+    "SUBSCRIBE",
+    "PSUBSCRIBE",
+    "UNSUBSCRIBE",
+    "PUNSUBSCRIBE",
+    "RESET",
+    "QUIT",
+    "NOPE",
+    "",
 ];
 
 /// Arguments: small words that are also options, numbers and subcommands, so that valid and
 /// invalid forms both come up.
 const WORDS: &[&str] = &[
-    "k", "v", "0", "1", "3", "2", "-1", "x", "NX", "XX", "GET", "EX", "COUNT", "MATCH", "AUTH",
-    "default", "sekret", "SETNAME", "ID", "GETNAME", "INFO", "DOCS", "9223372036854775808", "",
+    "k",
+    "v",
+    "0",
+    "1",
+    "3",
+    "2",
+    "-1",
+    "x",
+    "NX",
+    "XX",
+    "GET",
+    "EX",
+    "COUNT",
+    "MATCH",
+    "AUTH",
+    "default",
+    "sekret",
+    "SETNAME",
+    "ID",
+    "GETNAME",
+    "INFO",
+    "DOCS",
+    "9223372036854775808",
+    "",
     "a b",
 ];
 
@@ -111,8 +176,9 @@ proptest! {
                 prop_assert_eq!(s.watched().count(), 0, "EXEC clears the watch");
                 match (&replies[..], exec) {
                     ([Reply::Error(e)], None) => {
-                        prop_assert!(e.starts_with(b"EXECABORT"), "{:?}", String::from_utf8_lossy(e));
-                        if e.as_slice() == b"EXECABORT Transaction discarded because of previous errors." {
+                        let text = String::from_utf8_lossy(e);
+                        prop_assert!(text.starts_with("EXECABORT"), "{}", text);
+                        if text == "EXECABORT Transaction discarded because of previous errors." {
                             prop_assert!(was_dirty);
                         }
                     }
@@ -124,7 +190,11 @@ proptest! {
                         prop_assert!(!was_dirty);
                         let n = plan.backend_replies();
                         let reply = plan.reply(ExecOutcome::Committed(vec![Reply::Integer(0); n]));
-                        prop_assert!(matches!(reply, Ok(Reply::Array(ref a)) if a.len() == expected_len));
+                        let len = match reply {
+                            Ok(Reply::Array(a)) => a.len(),
+                            other => return Err(TestCaseError::fail(format!("{other:?}"))),
+                        };
+                        prop_assert_eq!(len, expected_len);
                     }
                     other => prop_assert!(false, "EXEC answered {:?}", other),
                 }

@@ -422,6 +422,7 @@ const FLUSH: &[Arg] =
         .optional()];
 const COMMAND_NAMES: &[Arg] = &[Arg::string("command-name").optional().multiple()];
 
+#[rustfmt::skip] // one row per command
 const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     cmd(
         "client|getname",
@@ -469,6 +470,7 @@ const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     ),
 ];
 
+#[rustfmt::skip] // one row per command
 const COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
     cmd(
         "command|count",
@@ -516,6 +518,7 @@ const COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
     ),
 ];
 
+#[rustfmt::skip] // one row per command
 const CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
     cmd(
         "config|get",
@@ -542,6 +545,7 @@ const CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
 ];
 
 /// Every command the front door knows, sorted by name.
+#[rustfmt::skip] // one row per command
 pub static COMMANDS: &[CommandSpec] = &[
     cmd("append", 3, W.with(OOM).with(F), KeyRange::ONE, Str, "2.0.0", "O(1)", "Appends a value to a key's string, creating it if absent; returns the new length.", KEY_VALUE),
     cmd("auth", -2, NS.with(LS).with(F).with(NA).with(NM), KeyRange::NONE, Connection, "1.0.0", "O(N) where N is the number of passwords defined for the user", "Authenticates the connection.", &[Arg::string("username").optional(), Arg::string("password")]),

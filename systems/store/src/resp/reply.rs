@@ -1,9 +1,9 @@
 //! Encoding replies in RESP2 or RESP3.
 //!
 //! RESP3 types that RESP2 lacks are written the way Redis writes them to a RESP2 client: a map
-//! as a flat array of keys and values, a set or a push as an array, a double as a bulk string, a boolean
-//! as the integer 1 or 0, a verbatim string as a bulk string, and both nulls as RESP2's null
-//! bulk (`$-1`) or null array (`*-1`).
+//! as a flat array of keys and values, a set or a push as an array, a double as a bulk string,
+//! a boolean as the integer 1 or 0, a verbatim string as a bulk string, and both nulls as
+//! RESP2's null bulk (`$-1`) or null array (`*-1`).
 
 /// The protocol a connection speaks: RESP2 until the client says `HELLO 3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

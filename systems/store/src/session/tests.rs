@@ -252,7 +252,10 @@ fn client_name_and_id() {
     assert_eq!(one(&mut s, "CLIENT SETNAME "), Reply::ok());
     assert_eq!(one(&mut s, "CLIENT GETNAME"), Reply::Null);
     assert_eq!(one(&mut s, "CLIENT ID"), Reply::Integer(42));
-    assert_eq!(one(&mut s, "CLIENT KILL x"), err("ERR unknown subcommand 'KILL'. Try CLIENT HELP."));
+    assert_eq!(
+        one(&mut s, "CLIENT KILL x"),
+        err("ERR unknown subcommand 'KILL'. Try CLIENT HELP.")
+    );
     assert!(matches!(one(&mut s, "CLIENT HELP"), Reply::Array(lines) if lines.len() == 9));
 }
 
@@ -303,10 +306,14 @@ fn multi_queues_and_exec_hands_the_transaction_over() {
     };
     assert_eq!(
         *transaction,
-        Transaction { watched: vec![b"w".to_vec()], ops: vec![set, Op::Get { key: b"a".to_vec() }] }
+        Transaction {
+            watched: vec![b"w".to_vec()],
+            ops: vec![set, Op::Get { key: b"a".to_vec() }]
+        }
     );
     assert_eq!(plan.backend_replies(), 2);
-    let done = plan.reply(crate::session::ExecOutcome::Committed(vec![Reply::ok(), Reply::bulk("1")]));
+    let done =
+        plan.reply(crate::session::ExecOutcome::Committed(vec![Reply::ok(), Reply::bulk("1")]));
     assert_eq!(
         done,
         Ok(Reply::Array(vec![
@@ -345,7 +352,8 @@ fn transaction_errors() {
     // Neither of those dooms the transaction.
     assert_eq!(one(&mut s, "EXEC"), Reply::Array(vec![]));
     // A rejected command does.
-    for bad in ["GET", "NOPE", "HELLO 3", "SUBSCRIBE c", "CLIENT SETNAME x", "AUTH p", "DISCARD x"] {
+    for bad in ["GET", "NOPE", "HELLO 3", "SUBSCRIBE c", "CLIENT SETNAME x", "AUTH p", "DISCARD x"]
+    {
         let mut s = session();
         one(&mut s, "MULTI");
         assert!(matches!(one(&mut s, bad), Reply::Error(_)), "{bad}");
