@@ -22,6 +22,7 @@ mod reply;
 mod request;
 
 pub use reply::{Protocol, Reply};
+pub(crate) use request::parse_i64;
 pub use request::{
     Command, Limits, ProtocolError, RequestDecoder, UNAUTHENTICATED_MAX_ARGS,
     UNAUTHENTICATED_MAX_BULK,

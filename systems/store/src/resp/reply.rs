@@ -1,9 +1,9 @@
 //! Encoding replies in RESP2 or RESP3.
 //!
 //! RESP3 types that RESP2 lacks are written the way Redis writes them to a RESP2 client: a map
-//! as a flat array of keys and values, a set as an array, a double as a bulk string, a boolean
-//! as the integer 1 or 0, a verbatim string as a bulk string, and both nulls as RESP2's null
-//! bulk (`$-1`) or null array (`*-1`).
+//! as a flat array of keys and values, a set or a push as an array, a double as a bulk string,
+//! a boolean as the integer 1 or 0, a verbatim string as a bulk string, and both nulls as
+//! RESP2's null bulk (`$-1`) or null array (`*-1`).
 
 /// The protocol a connection speaks: RESP2 until the client says `HELLO 3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,8 +21,9 @@ pub enum Reply {
     /// A status line, such as `OK` or `PONG` (`+OK`). Must not contain `\r` or `\n`.
     Simple(String),
     /// An error line, starting with its code (`ERR ...`, `WRONGTYPE ...`). Line breaks in it are
-    /// written as spaces, as Redis does.
-    Error(String),
+    /// written as spaces, as Redis does. Bytes, not text: Redis echoes a client's bytes in some
+    /// errors (`ERR unknown command '...'`) unchanged, valid UTF-8 or not.
+    Error(Vec<u8>),
     /// A signed 64-bit integer (`:1`).
     Integer(i64),
     /// A binary-safe string (`$3\r\nabc`).
@@ -41,6 +42,9 @@ pub enum Reply {
     Double(f64),
     /// True or false (`#t` / `#f` in RESP3, `:1` / `:0` in RESP2).
     Boolean(bool),
+    /// Out-of-band data the server sends unasked: a pub/sub message or a (un)subscribe
+    /// confirmation (`>` in RESP3, an array in RESP2).
+    Push(Vec<Reply>),
     /// Text with a three-letter format, such as `txt` for `INFO` (`=` in RESP3, a bulk string of
     /// the text alone in RESP2).
     Verbatim {
@@ -58,7 +62,7 @@ impl Reply {
     }
 
     /// An error reply with the given line (which should start with its code, e.g. `ERR`).
-    pub fn error(line: impl Into<String>) -> Reply {
+    pub fn error(line: impl Into<Vec<u8>>) -> Reply {
         Reply::Error(line.into())
     }
 
@@ -85,7 +89,7 @@ impl Reply {
         let resp3 = protocol == Protocol::Resp3;
         match self {
             Reply::Simple(s) => line(out, b'+', s.as_bytes()),
-            Reply::Error(e) => line(out, b'-', e.as_bytes()),
+            Reply::Error(e) => line(out, b'-', e),
             Reply::Integer(i) => header(out, b':', *i),
             Reply::Bulk(b) => bulk(out, b),
             Reply::Null if resp3 => out.extend_from_slice(b"_\r\n"),
@@ -94,6 +98,10 @@ impl Reply {
             Reply::NullArray => out.extend_from_slice(b"*-1\r\n"),
             Reply::Array(items) => {
                 header(out, b'*', items.len());
+                items.iter().for_each(|r| r.encode(protocol, out));
+            }
+            Reply::Push(items) => {
+                header(out, if resp3 { b'>' } else { b'*' }, items.len());
                 items.iter().for_each(|r| r.encode(protocol, out));
             }
             Reply::Set(items) => {
@@ -195,6 +203,7 @@ mod tests {
                 "%1\r\n$1\r\nk\r\n:1\r\n",
             ),
             (Reply::Set(vec![Reply::bulk("a")]), "*1\r\n$1\r\na\r\n", "~1\r\n$1\r\na\r\n"),
+            (Reply::Push(vec![Reply::bulk("a")]), "*1\r\n$1\r\na\r\n", ">1\r\n$1\r\na\r\n"),
             (Reply::Double(1.5), "$3\r\n1.5\r\n", ",1.5\r\n"),
             (Reply::Double(f64::NEG_INFINITY), "$4\r\n-inf\r\n", ",-inf\r\n"),
             (Reply::Boolean(true), ":1\r\n", "#t\r\n"),

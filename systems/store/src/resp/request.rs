@@ -19,8 +19,9 @@ pub struct Limits {
     /// The longest inline command, and the longest `*<count>` or `$<len>` line, in bytes
     /// (Redis: 64 KiB).
     pub max_inline: usize,
-    /// The most arguments in one multibulk request (Redis: 1,048,576 — its
-    /// `client-query-buffer-limit` keeps them small in practice).
+    /// The most arguments in one multibulk request: 1,048,576 by default. (Redis 7.0 accepts
+    /// counts up to 2^31 - 1 and bounds memory with its query buffer limit instead; the
+    /// differential test found the difference, which is deliberate.)
     pub max_args: usize,
     /// The longest single argument, in bytes (Redis' `proto-max-bulk-len`, 512 MiB by default).
     pub max_bulk: usize,
@@ -281,7 +282,7 @@ fn bulk(
 
 /// Redis' `string2ll`: an optional `-`, then digits with no leading zero (or just `0`), fitting
 /// an `i64`; nothing else.
-fn parse_i64(s: &[u8]) -> Option<i64> {
+pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, s),
