@@ -106,11 +106,13 @@ impl<M: Message> RingNode<M> {
 /// sim.run_for(std::time::Duration::from_millis(10));
 /// assert_eq!(views.snapshot().into_values().next().unwrap().status, RingStatus::InRing);
 /// ```
+// ANCHOR: build_node
 pub fn build_node<M: Message, H: Host>(host: &H, config: &NodeConfig) -> Result<RingNode<M>> {
     let fd = selfman_failure_detector::build(host, config.fd)?;
     let ring = selfman_relaxed_ring::build::<M, H>(host, config.ring, &fd.provided()?)?;
     Ok(RingNode { fd, ring })
 }
+// ANCHOR_END: build_node
 
 /// As [`build_node`], with the ring's deliberate mistake `flaw` (feature `flaws`, for showing
 /// that the process test's checks catch a ring that does not repair itself).

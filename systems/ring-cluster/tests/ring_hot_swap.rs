@@ -266,6 +266,7 @@ fn swap_fd(sim: &Simulation, plan: &Plan, world: &World, i: usize) -> Result<(),
     Ok(())
 }
 
+// ANCHOR: swap_ring
 /// Requests the replacement of node `i`'s ring.
 fn swap_ring(sim: &Simulation, plan: &Plan, world: &World, i: usize) -> Result<(), String> {
     let ring = lock(world).rings.get(&i).cloned().ok_or(format!("n{i} has no ring"))?;
@@ -285,6 +286,7 @@ fn swap_ring(sim: &Simulation, plan: &Plan, world: &World, i: usize) -> Result<(
     lock(world).pending.push((i, "ring", swap));
     Ok(())
 }
+// ANCHOR_END: swap_ring
 
 /// After every step: swaps reported (polled: the simulator runs on this thread), none failed,
 /// and lookup consistency.

@@ -8,7 +8,7 @@
 //!                   [--fd-max-ms TM] [--view-poll-ms V]
 //! ```
 //!
-//! The launcher ([`launcher`]) starts `N` node processes (default 10), tells the first to
+//! The launcher (`cli/launcher.rs`) starts `N` node processes (default 10), tells the first to
 //! bootstrap a ring and the others to join through it, and reads the views they print until
 //! they form one ring. It checks lookups from every node, replaces every node's failure
 //! detector and ring live while lookups keep running (unless `--swap no`), kills `K` nodes
@@ -21,7 +21,7 @@
 //!
 //! and it exits 1 (with what it saw) if the ring does not form or repair within `T` seconds
 //! (default 60), if a lookup is not answered by the owner, or if a swap fails; 2 for a usage
-//! error. The node side ([`node`]) speaks the lines of [`crate::lines`].
+//! error. The node side (`cli/node.rs`) speaks the lines of [`crate::lines`].
 
 mod launcher;
 mod node;
