@@ -22,7 +22,7 @@ use selfman_runtime::Runtime;
 
 use super::{default_fd, fd_flag, flag_values, number, usage, validate_fd};
 use crate::lines::{Command, NodeLine, Swapped};
-use crate::{build_node, NodeConfig, RingNode};
+use crate::{build_node, reconfigure_node, NodeConfig, RingNode};
 
 /// How long a swap may take before the node reports it failed.
 const SWAP_WAIT: Duration = Duration::from_secs(10);
@@ -153,8 +153,8 @@ fn obey(rt: &Runtime, node: &RingNode<u64>, ring_config: &mut RingConfig, c: Com
         Command::Lookup { tag, key } => request(RingRequest::Lookup { key, tag }),
         Command::SwapFd(fd) => {
             let started = Instant::now();
-            let done = selfman_failure_detector::reconfigure(rt, &node.fd, fd)
-                .and_then(|s| s.wait(SWAP_WAIT));
+            let done = reconfigure_node(rt, node, Some(fd), None)
+                .and_then(|s| s.fd.map_or(Ok(()), |s| s.wait(SWAP_WAIT)));
             report_swap(Swapped::Fd, started, done);
         }
         Command::SwapRing(s) => {
@@ -169,11 +169,8 @@ fn obey(rt: &Runtime, node: &RingNode<u64>, ring_config: &mut RingConfig, c: Com
                 return;
             }
             let started = Instant::now();
-            let done = node
-                .ring
-                .on_definition(|d| d.machine().me().addr)
-                .and_then(|me| selfman_relaxed_ring::reconfigure(rt, &node.ring, me, new))
-                .and_then(|s| s.wait(SWAP_WAIT));
+            let done = reconfigure_node(rt, node, None, Some(new))
+                .and_then(|s| s.ring.map_or(Ok(()), |s| s.wait(SWAP_WAIT)));
             if done.is_ok() {
                 *ring_config = new;
             }
