@@ -1,0 +1,5 @@
+//! `ring-cluster`: see [`selfman_ring_cluster::cli`].
+
+fn main() -> std::process::ExitCode {
+    selfman_ring_cluster::cli::main()
+}
