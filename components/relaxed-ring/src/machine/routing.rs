@@ -133,9 +133,10 @@ impl RelaxedRingMachine {
             self.learn(r.origin);
         }
         if !self.in_ring() {
-            if sender != r.origin {
+            if sender != r.origin || !joining {
                 // The sender routes through this peer as if it were in a ring (a finger learnt
-                // too early, a redirect): tell it.
+                // too early or kept after this peer left, a redirect): tell it. (A joiner
+                // sending its own join to a peer not in a ring is only told to try later.)
                 self.send(sender.addr, Body::NotInRing, out);
             }
             return self.unroutable(r, now, out);
@@ -165,8 +166,9 @@ impl RelaxedRingMachine {
         }
         r.hops += 1;
         if r.last {
-            if has_flaw!(self, IgnoreLastFlag) {
-                // Broken on purpose: the "last hop" answers as if it owned the key.
+            if has_flaw!(self, IgnoreLastFlag) && !matches!(r.what, Routable::Join { .. }) {
+                // Broken on purpose: the "last hop" answers a lookup (or takes a payload) as
+                // if it owned the key.
                 r.hops -= 1;
                 return self.arrive(r, now, out);
             }
