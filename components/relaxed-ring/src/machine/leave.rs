@@ -3,8 +3,10 @@
 //! Invariants:
 //! * the leaving peer `n` stops owning `(p, n]` (indicating the loss, to its successor `s`)
 //!   **before** it asks `s` to take it, so the range has at most one owner throughout;
-//! * `s` takes `(p, n]` only from its own predecessor `n`; it answers `LeaveOk` to any leave
-//!   (the leaver goes anyway) but counts one from a stranger;
+//! * `s` takes `(p, n]` only from its own predecessor `n` — or from an `n` that handed over
+//!   before and now names a predecessor before the one it named then (that one left too, and
+//!   its range went to `n`); it answers `LeaveOk` to any leave (the leaver goes anyway) but
+//!   counts one from a stranger;
 //! * `p` replaces its successor `n` by `s` only on a `LeavingPred` from `n` itself, and then
 //!   checks in with `s` (`fix`);
 //! * the leaver re-sends its hand-over until `LeaveOk`, at most
@@ -139,8 +141,16 @@ impl RelaxedRingMachine {
         let was_pred = self.s.pred == Some(n);
         let in_list = self.s.pred_list.iter().any(|e| e.peer == n);
         let already = self.s.pred == Some(p) && !in_list;
+        // `n` handed its range over before and names another predecessor now: the one it
+        // named first left too (neighbours leaving at once), and its range came to `n`.
+        let departed = self.s.crashed.get(&n.addr).is_some_and(|s| s.departed);
+        let relayed = self.s.pred.filter(|q| !was_pred && departed && q.id.in_open(p.id, n.id));
         self.mark_crashed(n.addr, now, true);
-        if was_pred {
+        if let Some(q) = relayed {
+            self.mark_crashed(q.addr, now, true);
+            self.set_pred(p, now, out);
+            self.remove_pred_entry(q.addr);
+        } else if was_pred {
             let me = self.s.me;
             if self.is_me(&p) {
                 // A ring of two: alone now.

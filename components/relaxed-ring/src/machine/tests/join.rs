@@ -293,3 +293,38 @@ fn a_joiner_whose_access_peer_crashed_asks_a_peer_that_answered_it() {
     w.tick_for(secs(3));
     w.assert_ring();
 }
+
+#[test]
+fn a_repeated_join_goes_backwards_past_the_joiner_to_the_peer_holding_its_record() {
+    // As above, but 500's next attempt reaches 50 from 100 (marked last): 50 does not own it
+    // and goes backwards — not to 500 itself, which is in 50's predecessor list but not in a
+    // ring, but to 700, whose predecessor 500 is, and which holds its record.
+    // (Found by `ring-partition` seed 15: the attempts came back to the joiner for good.)
+    let mut w = World::new();
+    w.add(100);
+    w.bootstrap(100);
+    w.add(500);
+    w.join(500, 100);
+    w.deliver_named("Route(Join)", 500, 100);
+    w.take(|f| f.name() == "JoinOk").expect("100 answered");
+    w.add(50);
+    w.join(50, 100);
+    w.run();
+    w.add(700);
+    w.join(700, 50);
+    w.run();
+    assert!(w.view(50).pred_list.contains(&w.peer(500)));
+    let (q, from) = (w.peer(500), w.peer(100));
+    let what = Routable::Join { attempt: 1 };
+    let body =
+        Body::<super::Msg>::Route(Routed { key: q.id, origin: q, hops: 1, last: true, what });
+    let to = w.at(50);
+    w.with_node(to, |m, now, out| {
+        m.on_message(from.addr, RingMessage { sender: from.id, body }, now, out)
+    });
+    assert_eq!(w.names(), vec![("Route(Join)", 50, 700)]);
+    w.run();
+    assert_eq!(w.view(500).status, RingStatus::InRing);
+    w.tick_for(secs(3));
+    w.assert_ring();
+}

@@ -128,3 +128,24 @@ fn lookups_in_flight_when_a_peer_leaves_are_answered() {
         Some(selfman_ports::LookupOutcome::Unavailable(selfman_ports::Unavailable::NotInRing))
     );
 }
+
+#[test]
+fn a_successor_told_twice_follows_the_second_hand_over() {
+    // 300 and 400 leave at once, in the worst order: 500 first takes 300 from 400; then 400
+    // learns that 300 leaves too and hands over again naming 200; 300 is gone before it hears
+    // from 400. 500 must follow the second hand-over. (Found by `ring-leave` seed 12: 500 kept
+    // 300, which had left, as its predecessor.)
+    let mut w = World::ring(&[100, 200, 300, 400, 500, 600]);
+    w.request(300, RingRequest::Leave);
+    w.request(400, RingRequest::Leave);
+    w.deliver_named("Leaving", 400, 500);
+    assert_eq!(w.view(500).pred, Some(w.peer(300)));
+    w.deliver_named("Leaving", 300, 400);
+    w.deliver_named("LeaveOk", 400, 300);
+    assert_eq!(w.view(300).status, RingStatus::Left);
+    w.run();
+    assert_eq!(w.view(500).range, Some(range(200, 500)));
+    w.tick_for(secs(5));
+    assert_eq!(w.view(400).status, RingStatus::Left);
+    w.assert_ring();
+}

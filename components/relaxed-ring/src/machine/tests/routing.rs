@@ -190,3 +190,23 @@ fn a_finger_that_left_is_dropped_when_it_says_so() {
     w.run();
     assert!(matches!(w.outcome(1 << 60, 2), Some(LookupOutcome::Found { .. })));
 }
+
+#[test]
+fn the_branch_answers_its_predecessor_through_the_ring() {
+    // 100 cannot reach 200 (nor 200 100) and looks up a key of 200's range: the lookup gets
+    // there (through 300, backwards), and 200, which suspects 100, routes the answer back
+    // through the ring instead of sending it on the cut link. Same for 200 looking up a key of
+    // 100's range. (Found by `ring-branches`: every such lookup timed out.)
+    let mut w = branch();
+    w.suspect(200, 100);
+    w.lookup(100, 150, 1);
+    w.run();
+    assert_eq!(w.outcome(100, 1), Some(LookupOutcome::Found { peer: w.peer(200), hops: 2 }));
+    w.lookup(200, 50, 2);
+    w.run();
+    assert!(
+        matches!(w.outcome(200, 2), Some(LookupOutcome::Found { peer, .. }) if peer == w.peer(100)),
+        "{:?}",
+        w.outcome(200, 2)
+    );
+}
