@@ -19,7 +19,7 @@
 pub mod checkers;
 pub mod scenarios;
 
-use scenarios::{broadcast, consensus, failure_detection, network};
+use scenarios::{broadcast, consensus, failure_detection, network, ring};
 
 use selfman_sim::Scenario;
 
@@ -163,6 +163,86 @@ pub const SCENARIOS: &[Entry] = &[
         about: "epoch consensus without retransmission over lossy links: termination must fail",
         must_pass: false,
         build: consensus::consensus_broken_termination,
+    },
+    // scenarios/ring.rs: the relaxed ring, and its broken variants.
+    Entry {
+        name: "ring-join",
+        about: "the relaxed ring, 32 nodes: 16 join one by one, then 16 at once, over lossy \
+                delayed links; lookup consistency after every step, every lookup answered by a \
+                peer that owned the key, convergence within the bound, then every lookup \
+                answered by the responsible peer",
+        must_pass: true,
+        build: ring::ring_join,
+    },
+    Entry {
+        name: "ring-crash",
+        about: "the relaxed ring, 32 members: one crashes, then two neighbours at once, over \
+                lossy delayed links; consistency, lookup correctness, convergence within the \
+                bound",
+        must_pass: true,
+        build: ring::ring_crash,
+    },
+    Entry {
+        name: "ring-crash-10",
+        about: "the relaxed ring, 40 members: 10 % crash at once, over lossy delayed links; \
+                consistency, lookup correctness, convergence within the bound",
+        must_pass: true,
+        build: ring::ring_crash_10,
+    },
+    Entry {
+        name: "ring-slow",
+        about: "the relaxed ring, 32 members: four times two members get slow links (beyond the \
+                detector's timeout) for 1.2 s, so their neighbours suspect them falsely and \
+                repair around them; overlaps only while a false suspicion explains them, each \
+                within its window; lookup correctness; convergence within the bound",
+        must_pass: true,
+        build: ring::ring_slow,
+    },
+    Entry {
+        name: "ring-branches",
+        about: "the relaxed ring, 24 members: two cut off from their successor, six joiners cut \
+                off from their predecessor (non-transitive links): branches stay consistent and \
+                every lookup is answered by the responsible peer once they settle; after the \
+                links are unblocked, convergence within the bound",
+        must_pass: true,
+        build: ring::ring_branches,
+    },
+    Entry {
+        name: "ring-partition",
+        about: "the relaxed ring, 32 members split in two halves for good: each side stays \
+                consistent, answers lookups correctly and converges into a ring of its own \
+                within the bound (no merge yet)",
+        must_pass: true,
+        build: ring::ring_partition,
+    },
+    Entry {
+        name: "ring-leave",
+        about: "the relaxed ring, 32 members: one leaves, then two neighbours, then 10 % at once, \
+                over lossy delayed links (half of those that left keep running): consistency, \
+                lookup correctness, convergence within the bound",
+        must_pass: true,
+        build: ring::ring_leave,
+    },
+    Entry {
+        name: "ring-broken-eager-join",
+        about: "ring-join with a join that does not wait for the ack chain (EagerJoin): lookup \
+                consistency must fail",
+        must_pass: false,
+        build: ring::ring_broken_eager_join,
+    },
+    Entry {
+        name: "ring-broken-no-succ-list",
+        about: "ring-crash with a recovery that skips the successor list \
+                (RecoverySkipsSuccList): convergence must fail",
+        must_pass: false,
+        build: ring::ring_broken_no_succ_list,
+    },
+    Entry {
+        name: "ring-broken-ignore-last",
+        about: "ring-branches with routing that ignores the last flag (IgnoreLastFlag): lookup \
+                correctness must fail",
+        must_pass: false,
+        build: ring::ring_broken_ignore_last,
     },
 ];
 

@@ -106,6 +106,25 @@ pub fn build<M: Message, H: Host>(
     build_with(host, PROTOCOL, fd, move || RelaxedRing::new(me, config))
 }
 
+/// As [`build`], with the deliberate mistake `flaw` (feature `flaws`, for showing that the
+/// simulation checkers catch it; `docs/decisions/011-deliberate-bugs-are-test-only.md`).
+///
+/// # Errors
+///
+/// As [`build`].
+#[cfg(feature = "flaws")]
+pub fn build_flawed<M: Message, H: Host>(
+    host: &H,
+    config: RingConfig,
+    fd: &ProvidedRef<FailureDetector>,
+    flaw: Flaw,
+) -> Result<Component<RelaxedRing<M>>> {
+    let me = host.local();
+    build_with(host, PROTOCOL, fd, move || {
+        RelaxedRing::from_machine(RelaxedRingMachine::new(me, config).with_flaw(flaw))
+    })
+}
+
 /// As [`build`], with the network protocol named `protocol` (several rings, or several
 /// payload types, on one node) and the component made by `factory` (for instance around a
 /// machine with a deliberate flaw).

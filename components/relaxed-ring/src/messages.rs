@@ -28,7 +28,9 @@
 //! key), to the successor marked `last` once the key is in (self, succ], and backwards into
 //! the predecessor list when a `last` message reaches a peer that does not own the key (the
 //! owner is in a branch). The owner answers the origin directly: Found, or a Deliver of the
-//! payload; a peer that cannot route answers Unroutable.
+//! payload; a peer that cannot route answers Unroutable. An owner that suspects the origin
+//! routes its answer instead (Route{key: origin's id, Found}): the origin may be a peer it
+//! cannot reach, such as the predecessor of a branch.
 //! ```
 //!
 //! Lists are bounded: a message carrying a list longer than [`MAX_WIRE_LIST`] is dropped and
@@ -79,6 +81,10 @@ pub enum Body<M> {
         attempt: u32,
         /// The joiner's predecessor: `r`'s predecessor before the join.
         pred: Peer,
+        /// When `pred` is itself a joiner that has not checked in yet (its own `JoinOk` may
+        /// have been lost): the predecessor `pred` was given. The joiner, `pred`'s successor
+        /// from now on, answers `pred`'s repeated join with it.
+        pred_record: Option<Peer>,
         /// `r`'s successor list (the joiner's is `r` followed by it).
         succ_list: Vec<Peer>,
     },
@@ -153,6 +159,7 @@ impl<M> Body<M> {
                 Routable::Join { .. } => "Route(Join)",
                 Routable::Lookup { .. } => "Route(Lookup)",
                 Routable::Payload { .. } => "Route(Payload)",
+                Routable::Found { .. } => "Route(Found)",
             },
             Body::Found { .. } => "Found",
             Body::Unroutable { .. } => "Unroutable",
@@ -209,15 +216,29 @@ pub enum Routable<M> {
         /// The payload.
         payload: M,
     },
+    /// The answer to lookup `req` of the peer whose identifier is the routing key, from the
+    /// owner of `key` (the routed message's origin): sent through the ring instead of
+    /// directly when the owner suspects the asker (it may be on the other side of a link
+    /// that does not work, as a branch's predecessor is).
+    Found {
+        /// The asker's request number.
+        req: u64,
+        /// The key looked up.
+        key: RingId,
+        /// Hops the lookup took.
+        hops: u8,
+    },
 }
 
 impl<M> Routable<M> {
-    /// What to name in an [`Body::Unroutable`] answer.
-    pub fn unrouted(&self) -> Unrouted {
+    /// What to name in an [`Body::Unroutable`] answer (`None` for an answer, which is not
+    /// answered itself).
+    pub fn unrouted(&self) -> Option<Unrouted> {
         match self {
-            Routable::Join { attempt } => Unrouted::Join { attempt: *attempt },
-            Routable::Lookup { req } => Unrouted::Lookup { req: *req },
-            Routable::Payload { tag, .. } => Unrouted::Payload { tag: *tag },
+            Routable::Join { attempt } => Some(Unrouted::Join { attempt: *attempt }),
+            Routable::Lookup { req } => Some(Unrouted::Lookup { req: *req }),
+            Routable::Payload { tag, .. } => Some(Unrouted::Payload { tag: *tag }),
+            Routable::Found { .. } => None,
         }
     }
 }

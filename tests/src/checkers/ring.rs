@@ -11,6 +11,14 @@
 //!   `(pred, self]`, successor lists hold the next live peers, and fingers point at live peers.
 //! * [`responsible`]: who must answer a lookup once the ring has converged: the live peer with
 //!   the smallest identifier at or after the key.
+//! * [`overreaches`]: every owner whose range holds other owners' identifiers, with all the
+//!   owners it covers (what [`overlap`] reports the first of), so that a scenario can tell an
+//!   overlap a false suspicion explains from one nothing does
+//!   ([`RingHistory`](super::ring_history::RingHistory)).
+//! * [`members`]: the views of the peers that have not left (the ones convergence is about).
+//! * [`ring_convergence`] and [`dead_fingers`]: the two halves of [`convergence`] (the ring's
+//!   pointers and lists; the routing tables), checked against different bounds.
+//! * [`branches`]: the peers their predecessor does not point at (a relaxed ring's branches).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -75,6 +83,88 @@ pub fn overlap(views: &BTreeMap<NodeAddr, RingView>) -> Option<Overlap> {
     None
 }
 
+/// An owner whose range holds the identifiers of other owners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overreach {
+    /// The peer whose range reaches too far back.
+    pub peer: Peer,
+    /// Its range.
+    pub range: Range,
+    /// The owners whose identifiers it holds, nearest first (going backwards from `peer`).
+    pub covered: Vec<(Peer, Range)>,
+}
+
+impl fmt::Display for Overreach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} owns {}, which holds ", self.peer, self.range)?;
+        for (i, (p, r)) in self.covered.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{} (owner of {r})", p.id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every owner whose range holds other owners' identifiers, each with all the owners it
+/// covers; empty exactly when [`overlap`] is `None` on the same owners.
+///
+/// `owners` are the live peers that own a range, in any order. Sorted by identifier, a range
+/// that holds any other owner's identifier holds the one just before it (see [`overlap`]), so
+/// the walk backwards from each owner stops at the first identifier its range does not hold.
+pub fn overreaches(owners: &[(Peer, Range)]) -> Vec<Overreach> {
+    let mut sorted = owners.to_vec();
+    sorted.sort_by_key(|(p, _)| p.id);
+    let n = sorted.len();
+    let mut out = Vec::new();
+    if n < 2 {
+        return out;
+    }
+    for i in 0..n {
+        let (me, range) = sorted[i];
+        let mut covered = Vec::new();
+        for back in 1..n {
+            let (o, r) = sorted[(i + n - back) % n];
+            if range.contains(o.id) || o.id == me.id {
+                covered.push((o, r));
+            } else {
+                break;
+            }
+        }
+        if !covered.is_empty() {
+            out.push(Overreach { peer: me, range, covered });
+        }
+    }
+    out
+}
+
+/// The views of the peers that are members or on their way in: every peer but those that
+/// have [`RingStatus::Left`] (a peer that left may keep running, but it is no longer part of
+/// the ring, and a finger or list entry pointing at it is stale).
+pub fn members(views: &BTreeMap<NodeAddr, RingView>) -> BTreeMap<NodeAddr, RingView> {
+    views
+        .iter()
+        .filter(|(_, v)| v.status != RingStatus::Left)
+        .map(|(a, v)| (*a, v.clone()))
+        .collect()
+}
+
+/// The peers whose predecessor does not have them as successor, each with that predecessor:
+/// the members of a relaxed ring's branches (a peer its predecessor cannot reach hangs behind
+/// its successor). Empty on a converged ring.
+pub fn branches(views: &BTreeMap<NodeAddr, RingView>) -> Vec<(Peer, Peer)> {
+    let by_addr: BTreeMap<NodeAddr, &RingView> = views.iter().map(|(a, v)| (*a, v)).collect();
+    let mut out = Vec::new();
+    for v in views.values().filter(|v| v.status == RingStatus::InRing) {
+        let Some(p) = v.pred.filter(|p| *p != v.me) else { continue };
+        if let Some(pv) = by_addr.get(&p.addr) {
+            if pv.status == RingStatus::InRing && pv.succ != Some(v.me) {
+                out.push((v.me, p));
+            }
+        }
+    }
+    out
+}
+
 /// The live peer responsible for `key` in a converged ring: the one with the smallest
 /// identifier at or after `key`, wrapping around (`None` if no live peer is in a ring).
 pub fn responsible(views: &BTreeMap<NodeAddr, RingView>, key: RingId) -> Option<Peer> {
@@ -86,16 +176,45 @@ pub fn responsible(views: &BTreeMap<NodeAddr, RingView>, key: RingId) -> Option<
     ids.range(key..).next().or_else(|| ids.iter().next()).map(|(_, p)| *p)
 }
 
-/// Every way in which the live peers do not (yet) form one converged ring; empty when they do.
+/// Every way in which the live peers do not (yet) form one converged ring; empty when they do:
+/// [`ring_convergence`] and [`dead_fingers`] together.
 ///
 /// `succ_list_len` is the implementation's successor-list size: each peer's list must hold the
 /// next `min(succ_list_len, n - 1)` live peers in order. Every live peer must be in the ring.
 pub fn convergence(views: &BTreeMap<NodeAddr, RingView>, succ_list_len: usize) -> Vec<String> {
+    let mut errors = ring_convergence(views, succ_list_len);
+    errors.extend(dead_fingers(views));
+    errors
+}
+
+/// The fingers that point at peers that are not live (not among `views`), one message per
+/// peer that has any; empty when every routing table is clean.
+pub fn dead_fingers(views: &BTreeMap<NodeAddr, RingView>) -> Vec<String> {
+    let live: BTreeSet<Peer> = views.values().map(|v| v.me).collect();
+    let mut sorted: Vec<&RingView> = views.values().collect();
+    sorted.sort_by_key(|v| v.me.id);
+    let mut errors = Vec::new();
+    for v in sorted {
+        let dead: Vec<Peer> = v.fingers.iter().copied().filter(|f| !live.contains(f)).collect();
+        if !dead.is_empty() {
+            errors.push(format!(
+                "{} has fingers to peers that are not live: [{}]",
+                v.me,
+                list(&dead)
+            ));
+        }
+    }
+    errors
+}
+
+/// The ring half of [`convergence`]: every live peer is in the ring, its successor and
+/// predecessor are the next and previous live peers, it owns exactly `(pred, self]`, and its
+/// successor list holds the next live peers in order. Fingers are not looked at.
+pub fn ring_convergence(views: &BTreeMap<NodeAddr, RingView>, succ_list_len: usize) -> Vec<String> {
     let mut errors = Vec::new();
     let mut sorted: Vec<&RingView> = views.values().collect();
     sorted.sort_by_key(|v| v.me.id);
     let n = sorted.len();
-    let live: BTreeSet<Peer> = sorted.iter().map(|v| v.me).collect();
     for (i, v) in sorted.iter().enumerate() {
         let me = v.me;
         if v.status != RingStatus::InRing {
@@ -129,10 +248,6 @@ pub fn convergence(views: &BTreeMap<NodeAddr, RingView>, succ_list_len: usize) -
                 list(&v.succ_list),
                 list(&expected)
             ));
-        }
-        let dead: Vec<Peer> = v.fingers.iter().copied().filter(|f| !live.contains(f)).collect();
-        if !dead.is_empty() {
-            errors.push(format!("{me} has fingers to peers that are not live: [{}]", list(&dead)));
         }
     }
     errors
@@ -248,6 +363,64 @@ mod tests {
         let mut v = ring(&[10, 20], 3);
         view_of(&mut v, 20).range = Some(Range::new(RingId(5), RingId(20)));
         assert!(convergence(&v, 3).iter().any(|e| e.contains("should own")));
+    }
+
+    fn owners(views: &BTreeMap<NodeAddr, RingView>) -> Vec<(Peer, Range)> {
+        views.values().filter_map(|v| v.range.map(|r| (v.me, r))).collect()
+    }
+
+    #[test]
+    fn overreaches_list_every_owner_covered_and_agree_with_overlap() {
+        let v = ring(&[10, 20, 30, 40], 2);
+        assert!(overreaches(&owners(&v)).is_empty());
+        // 40 grew over 30 and 20 (it suspected both): one overreach covering two owners.
+        let mut v = ring(&[10, 20, 30, 40], 2);
+        view_of(&mut v, 40).range = Some(Range::new(RingId(15), RingId(40)));
+        let o = overreaches(&owners(&v));
+        assert_eq!(o.len(), 1, "{o:?}");
+        assert_eq!(o[0].peer.id, RingId(40));
+        let covered: Vec<RingId> = o[0].covered.iter().map(|(p, _)| p.id).collect();
+        assert_eq!(covered, vec![RingId(30), RingId(20)]);
+        assert!(overlap(&v).is_some());
+        assert!(o[0].to_string().contains("holds 000000000000001e"), "{}", o[0]);
+        // A lone peer's whole circle covers everyone, wrapping around zero.
+        let mut v = ring(&[10, 20, 30], 2);
+        view_of(&mut v, 10).range = Some(Range::full(RingId(10)));
+        let o = overreaches(&owners(&v));
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].covered.len(), 2);
+        // Two overreaching peers are two entries.
+        let mut v = ring(&[10, 20, 30, 40], 2);
+        view_of(&mut v, 20).range = Some(Range::new(RingId(5), RingId(20)));
+        view_of(&mut v, 40).range = Some(Range::new(RingId(25), RingId(40)));
+        assert_eq!(overreaches(&owners(&v)).len(), 2);
+    }
+
+    #[test]
+    fn members_drop_peers_that_left_and_their_fingers_become_dead() {
+        let mut v = ring(&[10, 20, 30], 2);
+        view_of(&mut v, 20).status = RingStatus::Left;
+        view_of(&mut v, 20).range = None;
+        let m = members(&v);
+        assert_eq!(m.len(), 2);
+        // 10 and 30 still point at 20: stale pointers, stale fingers.
+        assert!(!ring_convergence(&m, 2).is_empty());
+        assert_eq!(dead_fingers(&m).len(), 2, "{:?}", dead_fingers(&m));
+        assert!(dead_fingers(&v).is_empty(), "20 still runs: its fingers are live");
+    }
+
+    #[test]
+    fn branches_name_the_peers_their_predecessor_does_not_point_at() {
+        let v = ring(&[10, 15, 20, 30], 2);
+        assert!(branches(&v).is_empty());
+        let mut v = ring(&[10, 15, 20, 30], 2);
+        view_of(&mut v, 10).succ = Some(peer(2, 20));
+        let b = branches(&v);
+        assert_eq!(b.len(), 1);
+        assert_eq!((b[0].0.id, b[0].1.id), (RingId(15), RingId(10)));
+        // The halves of convergence: a branch is a ring fault, not a finger fault.
+        assert!(!ring_convergence(&v, 2).is_empty());
+        assert!(dead_fingers(&v).is_empty());
     }
 
     #[test]

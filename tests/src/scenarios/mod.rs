@@ -7,7 +7,7 @@
 //! (`docs/decisions/011-deliberate-bugs-are-test-only.md`) or with links the abstraction does
 //! not tolerate. Seeds that once failed are kept in [`crate::REGRESSIONS`].
 //!
-//! The ring's, replication's and transactions' scenarios go here, beside these.
+//! The ring's scenarios are in [`ring`]; replication's and transactions' go here, beside these.
 
 use selfman_core::{NodeAddr, NodeId};
 use selfman_sim::address_of;
@@ -17,6 +17,7 @@ pub mod consensus;
 pub mod failure_detection;
 pub mod network;
 pub mod nodes;
+pub mod ring;
 
 /// The node at simulator index `i`, whichever incarnation runs there (how the scenarios list
 /// group members and monitor each other).

@@ -6,28 +6,35 @@
 //!   monitoring every other node, and optionally Ω over the same detector;
 //! * broadcast nodes ([`build_chat_node`]): a best-effort broadcast and a talker;
 //! * consensus nodes ([`build_consensus_node`], [`build_recorded_consensus_node`]): the
-//!   consensus cluster's node, and a recorder of its decisions and epochs.
+//!   consensus cluster's node, and a recorder of its decisions and epochs;
+//! * ring nodes ([`build_ring_node`]): the heartbeat detector, the relaxed ring over it
+//!   (registered in the run's [`RingBoard`] for the global view), and a user that looks up a
+//!   random key every few hundred milliseconds and records what it asked and was told.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use selfman_consensus::{Flaws, Stack, StackConfig};
 use selfman_consensus_cluster::{build_flawed_node, NodeConfig};
 use selfman_core::testkit::Log;
 use selfman_core::{
-    ComponentDefinition, Context, Handled, Host, NodeAddr, ProvidedRef, Required, Setup, Time,
-    Timeout, Timer, TimerId,
+    Component, ComponentDefinition, Context, Handled, Host, NodeAddr, ProvidedRef, Required, Setup,
+    Time, Timeout, Timer, TimerId,
 };
 use selfman_failure_detector::{FdConfig, Flaw};
 use selfman_leader_election::Flaw as OmegaFlaw;
 use selfman_ports::{
     BebDeliver, BebRequest, BestEffortBroadcast, Consensus, Decide, EpochChange, FailureDetector,
-    FdIndication, FdRequest, LeaderElection, StartEpoch, Trust,
+    FdIndication, FdRequest, LeaderElection, Ring, RingId, RingIndication, RingRequest, RingStatus,
+    RingView, RingViews, StartEpoch, Trust,
 };
+use selfman_relaxed_ring::{Flaw as RingFlaw, RelaxedRing, RingConfig};
 use selfman_sim::SimHost;
 
 use crate::checkers::broadcast::{BroadcastChecker, Chat};
 use crate::checkers::consensus::{ConsensusChecker, Value};
 use crate::checkers::failure_detection::{DetectionRecord, Life};
+use crate::checkers::ring_history::{Answer, Observed, RingHistory};
 use crate::scenarios::member;
 
 // ------------------------------------------------------------------------------------------
@@ -322,5 +329,223 @@ impl ComponentDefinition for ConsensusRecorder {
         s.context(|c| &mut c.ctx);
         s.require(|c| &mut c.uc, Self::on_decide);
         s.require(|c| &mut c.ec, Self::on_epoch);
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Relaxed ring
+// ------------------------------------------------------------------------------------------
+
+/// What the ring nodes of a run share with its checks: the global view ([`RingViews`]), each
+/// running incarnation's ring component (to inject requests and read its state cheaply after
+/// every step), and the run's [`RingHistory`].
+#[derive(Clone, Default)]
+pub struct RingBoard {
+    /// Every ring component, for snapshots of the global view.
+    pub views: RingViews,
+    /// Each incarnation's ring component, with its range as last observed (dead ones drop
+    /// out at the next observation).
+    rings: Log<Vec<Tracked>>,
+    /// Ranges over time and the users' lookups.
+    pub history: Log<RingHistory>,
+}
+
+/// A ring component and what was last observed of it.
+#[derive(Clone)]
+struct Tracked {
+    node: NodeAddr,
+    ring: Component<RelaxedRing<u64>>,
+    last: Option<Observed>,
+}
+
+impl RingBoard {
+    /// The ring of `node`, if it runs.
+    pub fn ring(&self, node: NodeAddr) -> Option<Component<RelaxedRing<u64>>> {
+        self.rings.lock().iter().find(|t| t.node == node).map(|t| t.ring.clone())
+    }
+
+    /// Injects `req` into the ring of `node`.
+    ///
+    /// # Errors
+    ///
+    /// If `node` does not run, or the port refuses the request.
+    pub fn request(&self, node: NodeAddr, req: RingRequest<u64>) -> Result<(), String> {
+        let ring = self.ring(node).ok_or_else(|| format!("{node} does not run"))?;
+        ring.provided::<Ring<u64>>().and_then(|p| p.request(req)).map_err(|e| e.to_string())
+    }
+
+    /// Every running peer as it is now (its identity and range), and whether anything changed
+    /// since the last call (a range, a peer started or gone). Cheap: one read of each peer, no
+    /// lists copied. Incarnations that are gone are forgotten.
+    pub fn observe(&self) -> (Vec<Observed>, bool) {
+        let mut rings = self.rings.lock();
+        let mut changed = false;
+        let mut gone = false;
+        let mut out = Vec::with_capacity(rings.len());
+        for t in rings.iter_mut() {
+            match t.ring.on_definition(|d| (d.machine().me(), d.machine().range())) {
+                Ok((peer, range)) => {
+                    let now = Observed { peer, range };
+                    if t.last.as_ref().is_none_or(|l| l.range != range) {
+                        changed = true;
+                        t.last = Some(now.clone());
+                    }
+                    out.push(now);
+                }
+                Err(_) => gone = true,
+            }
+        }
+        if gone {
+            rings.retain(|t| t.ring.on_definition(|_| ()).is_ok());
+            changed = true;
+        }
+        (out, changed)
+    }
+
+    /// What `node` suspects now (empty if it does not run).
+    pub fn suspects(&self, node: NodeAddr) -> Vec<NodeAddr> {
+        self.ring(node)
+            .and_then(|r| r.on_definition(|d| d.machine().view().crashed).ok())
+            .unwrap_or_default()
+    }
+
+    /// The global view: every running peer's [`RingView`].
+    pub fn snapshot(&self) -> BTreeMap<NodeAddr, RingView> {
+        self.views.snapshot()
+    }
+
+    /// The member a joiner at `index` asks: among the running peers in the ring (in address
+    /// order), the `index`-th modulo their number, so joiners spread over access peers
+    /// deterministically.
+    fn access_for(&self, index: usize, me: NodeAddr) -> Option<NodeAddr> {
+        let rings: Vec<Component<RelaxedRing<u64>>> =
+            self.rings.lock().iter().filter(|t| t.node != me).map(|t| t.ring.clone()).collect();
+        let members: Vec<NodeAddr> = rings
+            .iter()
+            .filter_map(|r| {
+                r.on_definition(|d| {
+                    (d.machine().status() == RingStatus::InRing).then(|| d.machine().me().addr)
+                })
+                .ok()
+                .flatten()
+            })
+            .collect();
+        (!members.is_empty()).then(|| members[index % members.len()])
+    }
+}
+
+/// How the ring nodes of a scenario are built.
+#[derive(Clone, Copy, Debug)]
+pub struct RingWiring {
+    /// The ring's settings.
+    pub ring: RingConfig,
+    /// The failure detector's timing.
+    pub fd: FdConfig,
+    /// The ring's deliberate mistake (broken variants).
+    pub flaw: Option<RingFlaw>,
+    /// Join at once (through a member, or bootstrap if there is none); otherwise the scenario
+    /// sends the `Join` itself ([`RingBoard::request`]).
+    pub auto_join: bool,
+    /// How often the node's user looks up a random key.
+    pub lookup_every: Duration,
+}
+
+/// Builds one node of the ring scenarios: the heartbeat failure detector
+/// (`selfman-failure-detector`), the relaxed ring over it (flawed in broken variants),
+/// registered in `board`, and a user that looks up a random key every
+/// [`RingWiring::lookup_every`] (from a random phase) and records each lookup and answer in
+/// the board's history. With [`RingWiring::auto_join`] the node joins through a member at
+/// once, or bootstraps a ring if no running peer is in one.
+///
+/// # Errors
+///
+/// Whatever creating and connecting the components returns.
+pub fn build_ring_node(h: &SimHost, w: RingWiring, board: &RingBoard) -> selfman_core::Result<()> {
+    let me = h.local();
+    // ANCHOR: ring_wiring
+    // The failure detector, with its network and timer.
+    let fd = selfman_failure_detector::build(h, w.fd)?;
+    let fd_port = fd.provided::<FailureDetector>()?;
+    // The ring over it: network, timer and detector (deliberately flawed in broken variants).
+    let ring = match w.flaw {
+        None => selfman_relaxed_ring::build::<u64, _>(h, w.ring, &fd_port)?,
+        Some(f) => selfman_relaxed_ring::build_flawed::<u64, _>(h, w.ring, &fd_port, f)?,
+    };
+    // Its user.
+    let history = board.history.clone();
+    let every = w.lookup_every;
+    let user = h.create(move || RingUser::new(me, every, history.clone()))?;
+    h.system().link::<Ring<u64>>(&ring, &user)?;
+    h.system().connect(&h.timer()?, &user.required()?)?;
+    // ANCHOR_END: ring_wiring
+    board.views.register(me, &ring);
+    board.rings.lock().push(Tracked { node: me, ring: ring.clone(), last: None });
+
+    if w.auto_join {
+        let req = match board.access_for(h.index(), me) {
+            Some(access) => RingRequest::Join { access },
+            None => RingRequest::Bootstrap,
+        };
+        ring.provided::<Ring<u64>>()?.request(req)?;
+    }
+    Ok(())
+}
+
+/// Looks up a random key every `every` and records each lookup and answer.
+struct RingUser {
+    ctx: Context,
+    me: NodeAddr,
+    ring: Required<Ring<u64>>,
+    timer: Required<Timer>,
+    every: Duration,
+    next_tag: u64,
+    history: Log<RingHistory>,
+}
+
+impl RingUser {
+    fn new(me: NodeAddr, every: Duration, history: Log<RingHistory>) -> RingUser {
+        RingUser {
+            ctx: Context::new(),
+            me,
+            ring: Required::new(),
+            timer: Required::new(),
+            every,
+            next_tag: 0,
+            history,
+        }
+    }
+
+    fn on_tick(&mut self, _: Timeout) -> Handled {
+        let now = self.ctx.now();
+        let key = RingId(self.ctx.rng().next_u64());
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.history.with(|h| h.issued(self.me, tag, key, now));
+        self.ring.trigger(RingRequest::Lookup { key, tag });
+        Ok(())
+    }
+
+    fn on_ring(&mut self, i: RingIndication<u64>) -> Handled {
+        if let RingIndication::LookupResult { key, tag, outcome } = i {
+            let at = self.ctx.now();
+            let a = Answer { node: self.me, tag, key, outcome, at };
+            self.history.with(|h| h.answered(a));
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for RingUser {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.context(|c| &mut c.ctx);
+        s.require(|c| &mut c.ring, Self::on_ring);
+        s.require(|c| &mut c.timer, Self::on_tick);
+    }
+
+    fn on_start(&mut self) -> Handled {
+        let every = u64::try_from(self.every.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let first = Duration::from_nanos(self.ctx.rng().below(every) + 1);
+        self.timer.schedule_periodic(TimerId(1), first, self.every);
+        Ok(())
     }
 }

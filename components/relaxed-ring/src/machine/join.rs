@@ -8,10 +8,16 @@
 //! * the joiner owns nothing until `join_ok`; it accepts one only while joining, from a peer
 //!   after it whose predecessor is before it;
 //! * `r` answers a repeated join of its current predecessor with the same `join_ok` (the first
-//!   answer may have been lost; without a record of it, the nearest peer it knows before the
-//!   joiner is named as its predecessor), and a join of a suspected peer with `try_later`;
+//!   answer may have been lost), from its record of how that predecessor joined; the record is
+//!   handed on (`pred_record`) to a joiner accepted before the predecessor checked in, which
+//!   becomes the predecessor's successor. Without a record it answers `try_later` (naming a
+//!   predecessor it is not sure of could hand the joiner a range another peer owns); a join of
+//!   a suspected peer is answered `try_later` too;
 //! * a predecessor-list member that has not checked in (a joiner; a predecessor named by a
 //!   `join_ok`, which may be a joiner too) is never the target of a redirect;
+//! * a joiner retries until it is answered `join_ok` or `id_in_use`; an attempt that nobody
+//!   answered is followed by one through the next access peer it knows — the user's, then
+//!   ring peers that answered an earlier attempt (its access peer may have crashed);
 //! * `p` takes `q` as successor only if `q` lies between `p` and its current successor; it
 //!   then sends the join ack (`PredNoMore`) to the old successor and its new successor list
 //!   backwards;
@@ -25,7 +31,7 @@ use selfman_ports::{
 
 #[cfg(feature = "flaws")]
 use super::Flaw;
-use super::{Fault, Joining, RelaxedRingMachine, RingOutput};
+use super::{Fault, JoinRecord, Joining, RelaxedRingMachine, RingOutput};
 use crate::messages::{Body, Routable, Routed};
 
 impl RelaxedRingMachine {
@@ -60,8 +66,13 @@ impl RelaxedRingMachine {
             return;
         }
         self.s.status = RingStatus::Joining;
-        self.s.joining =
-            Some(Joining { access, attempt: 1, retry_at: now + self.config.join_timeout });
+        self.s.joining = Some(Joining {
+            access,
+            attempt: 1,
+            retry_at: now + self.config.join_timeout,
+            answered: false,
+            accesses: vec![access],
+        });
         self.send_join(out);
     }
 
@@ -73,13 +84,20 @@ impl RelaxedRingMachine {
         self.send(j.access, Body::Route(r), out);
     }
 
-    /// Re-sends the join when its answer is overdue (or the `try_later` wait is over).
+    /// Re-sends the join when its answer is overdue (or the `try_later` wait is over). An
+    /// attempt nobody answered is followed by one through the next access peer known (the
+    /// access peer may have crashed; peers that answered before are ring members too).
     pub(super) fn join_tick<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
         let timeout = self.config.join_timeout;
         let Some(j) = self.s.joining.as_mut() else { return };
         if self.s.status != RingStatus::Joining || now < j.retry_at {
             return;
         }
+        if !j.answered && j.accesses.len() > 1 {
+            let i = j.accesses.iter().position(|a| *a == j.access).unwrap_or(0);
+            j.access = j.accesses[(i + 1) % j.accesses.len()];
+        }
+        j.answered = false;
         j.attempt = j.attempt.wrapping_add(1);
         j.retry_at = now + timeout;
         tracing::trace!(me = %self.s.me.id, attempt = j.attempt, "join sent again");
@@ -109,24 +127,14 @@ impl RelaxedRingMachine {
         }
         if q == pred {
             tracing::trace!(me = %me.id, joiner = %q.id, attempt, "repeated join");
-            // A repeated join: answer as the first time (that answer may have been lost).
-            // Without a record (the predecessor came from another peer's join_ok, or this
-            // peer's record moved on), the nearest peer known before `q` is its predecessor.
-            let known_before = self
-                .s
-                .pred_list
-                .iter()
-                .map(|e| e.peer)
-                .filter(|p| *p != q && self.live(p))
-                .min_by_key(|p| q.id.distance_from(p.id));
-            let old = match self.s.last_accepted {
-                Some((j, old)) if j == q => Some(old),
-                _ => known_before,
-            };
-            match old {
-                Some(old) => {
+            // A repeated join: answer as the first time (that answer may have been lost), from
+            // the record of how it joined. Without one, the predecessor `q` was given is
+            // unknown here, and guessing could hand it a range another peer owns: try later.
+            match self.s.join_record.filter(|r| r.joiner == q) {
+                Some(r) => {
                     let succ_list = self.s.succ_list.clone();
-                    self.send(q.addr, Body::JoinOk { attempt, pred: old, succ_list }, out);
+                    let (pred, pred_record) = (r.pred, r.pred_record);
+                    self.send(q.addr, Body::JoinOk { attempt, pred, pred_record, succ_list }, out);
                 }
                 None => self.send(q.addr, Body::TryLater { attempt }, out),
             }
@@ -139,6 +147,9 @@ impl RelaxedRingMachine {
             return;
         }
         let old = pred;
+        // If the predecessor is a joiner that has not checked in, the new joiner becomes its
+        // successor and must be able to answer its next attempt.
+        let pred_record = self.s.join_record.filter(|r| r.joiner == old).map(|r| r.pred);
         if has_flaw!(self, EagerJoin) {
             // Broken on purpose: keep (old, me] until the join ack arrives.
             self.s.deferred_join = Some(q);
@@ -147,10 +158,10 @@ impl RelaxedRingMachine {
             self.set_pred(q, now, out);
         }
         self.unconfirm(q.addr);
-        self.s.last_accepted = Some((q, old));
+        self.s.join_record = Some(JoinRecord { joiner: q, pred: old, pred_record });
         tracing::trace!(me = %me.id, joiner = %q.id, old = %old.id, attempt, "join accepted");
         let succ_list = self.s.succ_list.clone();
-        self.send(q.addr, Body::JoinOk { attempt, pred: old, succ_list }, out);
+        self.send(q.addr, Body::JoinOk { attempt, pred: old, pred_record, succ_list }, out);
     }
 
     /// Step 1 at the joiner `q`: `r` let it in between `pred` and `r`.
@@ -159,6 +170,7 @@ impl RelaxedRingMachine {
         r: Peer,
         attempt: u32,
         pred: Peer,
+        pred_record: Option<Peer>,
         succ_list: Vec<Peer>,
         now: Time,
         out: &mut Vec<RingOutput<M>>,
@@ -176,12 +188,22 @@ impl RelaxedRingMachine {
         if self.is_me(&pred) || self.is_me(&r) || !me.id.in_open(pred.id, r.id) {
             return self.fault(Fault::BadJoinOk, "join_ok with a predecessor not before me");
         }
+        if let Some(pp) = pred_record {
+            if !self.valid_peer(&pp) {
+                return;
+            }
+            if self.is_me(&pp) || pp == pred || !pred.id.in_open(pp.id, me.id) {
+                return self.fault(Fault::BadJoinOk, "join_ok with a record not before its pred");
+            }
+        }
         tracing::trace!(me = %me.id, pred = %pred.id, succ = %r.id, attempt, "joined");
         self.s.status = RingStatus::InRing;
         self.s.joining = None;
         self.s.succ = Some(r);
         self.s.succ_list = self.build_succ_list(r, &list);
         self.s.pred = Some(pred);
+        self.s.join_record =
+            pred_record.map(|pp| JoinRecord { joiner: pred, pred: pp, pred_record: None });
         self.s.pred_list.clear();
         self.add_pred_entry(pred, now);
         // It may be a joiner itself (concurrent joins): not one to redirect to until it
@@ -203,12 +225,20 @@ impl RelaxedRingMachine {
         self.send(pred.addr, Body::NewSucc { succ_list }, out);
     }
 
-    /// The joiner is told to wait.
-    pub(super) fn on_try_later(&mut self, _from: Peer, attempt: u32, now: Time) {
+    /// The joiner is told to wait (by a ring peer, which it remembers as another way in).
+    pub(super) fn on_try_later(&mut self, from: Peer, attempt: u32, now: Time) {
         let wait = self.config.try_later;
+        let me = self.s.me.addr;
         match self.s.joining.as_mut() {
             Some(j) if self.s.status == RingStatus::Joining && attempt <= j.attempt => {
                 j.retry_at = now + wait;
+                j.answered = true;
+                if from.addr != me
+                    && !j.accesses.contains(&from.addr)
+                    && j.accesses.len() < super::JOIN_ACCESS
+                {
+                    j.accesses.push(from.addr);
+                }
             }
             _ => self.fault(Fault::UnexpectedJoinReply, "try_later while not joining"),
         }

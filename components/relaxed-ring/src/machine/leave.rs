@@ -3,16 +3,28 @@
 //! Invariants:
 //! * the leaving peer `n` stops owning `(p, n]` (indicating the loss, to its successor `s`)
 //!   **before** it asks `s` to take it, so the range has at most one owner throughout;
-//! * `s` takes `(p, n]` only from its own predecessor `n`; it answers `LeaveOk` to any leave
-//!   (the leaver goes anyway) but counts one from a stranger;
+//! * `s` takes `(p, n]` only from its own predecessor `n` — or from an `n` that handed over
+//!   before and now names a predecessor before the one it named then (that one left too, and
+//!   its range went to `n`); it answers `LeaveOk` to any leave (the leaver goes anyway) but
+//!   counts one from a stranger;
 //! * `p` replaces its successor `n` by `s` only on a `LeavingPred` from `n` itself, and then
 //!   checks in with `s` (`fix`);
 //! * the leaver re-sends its hand-over until `LeaveOk`, at most
 //!   [`RingConfig::leave_attempts`](crate::RingConfig::leave_attempts) times, then leaves
-//!   anyway (the successor then takes the range over by failure recovery).
+//!   anyway (the successor then takes the range over by failure recovery);
+//! * neighbours that leave at once pass the news on: a leaving peer told by its leaving
+//!   predecessor takes that one's predecessor as its own and hands over again (its successor
+//!   learns whom it now follows, that predecessor whom it now precedes); told by its leaving
+//!   successor, it takes that one's successor and does the same;
+//! * a peer that has left answers what still reaches it as a peer outside any ring does
+//!   (`NotInRing` to a `fix` or a routed message): its process may keep running, and a
+//!   neighbour that missed its leave must not wait on it for ever;
+//! * lookups in flight when it leaves are answered `NotInRing`.
 
 use selfman_core::Time;
-use selfman_ports::{Peer, RangeChange, ResponsibilityChange, RingIndication, RingStatus};
+use selfman_ports::{
+    LookupOutcome, Peer, RangeChange, ResponsibilityChange, RingIndication, RingStatus, Unavailable,
+};
 
 use super::{Fault, Leaving, RelaxedRingMachine, RingOutput};
 use crate::messages::Body;
@@ -77,6 +89,13 @@ impl RelaxedRingMachine {
     fn finish_leave<M>(&mut self, out: &mut Vec<RingOutput<M>>) {
         self.s.status = RingStatus::Left;
         self.s.leaving = None;
+        // Every lookup is answered once: those still in flight are not going to be.
+        for p in std::mem::take(&mut self.s.pending).into_values() {
+            if let Some(tag) = p.tag {
+                let outcome = LookupOutcome::Unavailable(Unavailable::NotInRing);
+                self.indicate(RingIndication::LookupResult { key: p.key, tag, outcome }, out);
+            }
+        }
         self.s.fixing = None;
         self.s.succ_list.clear();
         self.s.pred_list.clear();
@@ -100,6 +119,19 @@ impl RelaxedRingMachine {
         now: Time,
         out: &mut Vec<RingOutput<M>>,
     ) {
+        if self.s.status == RingStatus::Leaving && self.s.pred == Some(n) && self.valid_peer(&p) {
+            // Both leave: follow `p` from now on, and hand over again with it.
+            self.mark_crashed(n.addr, now, true);
+            self.s.pred = Some(p);
+            self.remove_pred_entry(n.addr);
+            self.send(n.addr, Body::LeaveOk, out);
+            self.send_leaving(out);
+            if let Some(s) = self.live_succ().filter(|s| *s != p && !self.is_me(&p)) {
+                let succ_list = self.s.succ_list.iter().copied().filter(|x| *x != s).collect();
+                self.send(p.addr, Body::LeavingPred { succ: s, succ_list }, out);
+            }
+            return;
+        }
         if !self.in_ring() {
             return self.fault(Fault::NotInRing, "leaving while not in a ring");
         }
@@ -109,8 +141,16 @@ impl RelaxedRingMachine {
         let was_pred = self.s.pred == Some(n);
         let in_list = self.s.pred_list.iter().any(|e| e.peer == n);
         let already = self.s.pred == Some(p) && !in_list;
+        // `n` handed its range over before and names another predecessor now: the one it
+        // named first left too (neighbours leaving at once), and its range came to `n`.
+        let departed = self.s.crashed.get(&n.addr).is_some_and(|s| s.departed);
+        let relayed = self.s.pred.filter(|q| !was_pred && departed && q.id.in_open(p.id, n.id));
         self.mark_crashed(n.addr, now, true);
-        if was_pred {
+        if let Some(q) = relayed {
+            self.mark_crashed(q.addr, now, true);
+            self.set_pred(p, now, out);
+            self.remove_pred_entry(q.addr);
+        } else if was_pred {
             let me = self.s.me;
             if self.is_me(&p) {
                 // A ring of two: alone now.
@@ -139,7 +179,8 @@ impl RelaxedRingMachine {
         now: Time,
         out: &mut Vec<RingOutput<M>>,
     ) {
-        if !self.in_ring() {
+        let leaving = self.s.status == RingStatus::Leaving;
+        if !self.in_ring() && !leaving {
             return self.fault(Fault::NotInRing, "leaving_pred while not in a ring");
         }
         if self.s.succ != Some(n) {
@@ -149,6 +190,21 @@ impl RelaxedRingMachine {
             return;
         }
         let Some(list) = self.valid_list(succ_list) else { return };
+        if leaving {
+            // Both leave: hand over to `s` from now on, and tell the predecessor about it.
+            self.mark_crashed(n.addr, now, true);
+            if self.is_me(&s) || self.is_crashed(s.addr) {
+                return;
+            }
+            self.s.succ = Some(s);
+            self.s.succ_list = self.build_succ_list(s, &list);
+            self.send_leaving(out);
+            if let Some(p) = self.s.pred.filter(|p| self.live(p) && *p != s) {
+                let succ_list = self.s.succ_list.iter().copied().filter(|x| *x != s).collect();
+                self.send(p.addr, Body::LeavingPred { succ: s, succ_list }, out);
+            }
+            return;
+        }
         self.mark_crashed(n.addr, now, true);
         if self.is_me(&s) || self.is_crashed(s.addr) {
             return self.replace_succ(now, out);

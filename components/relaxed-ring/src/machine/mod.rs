@@ -88,15 +88,17 @@ pub enum Flaw {
     /// The join does not wait for the ack chain: the successor keeps its range `(p, r]` until
     /// the join ack (`PredNoMore` from `p`) arrives, while the joiner takes `(p, q]` as soon
     /// as `join_ok` arrives — two peers own `(p, q]` in between (forever if `p` cannot reach
-    /// `q`). Breaks lookup consistency.
+    /// `q`). Breaks lookup consistency (`ring-broken-eager-join`).
     EagerJoin,
     /// Recovery skips the successor list: a peer that suspects its successor drops it and
     /// waits, as a Chord without successor lists would; it never finds a new one. Breaks
-    /// convergence after crashes.
+    /// convergence after crashes (`ring-broken-no-succ-list`).
     RecoverySkipsSuccList,
-    /// Routing ignores the `last` flag: the peer a message was sent to as "last hop" answers
-    /// as if it owned the key (Chord's `find_successor`), instead of going backwards into its
-    /// predecessor list. With branches, lookups name a peer that is not responsible.
+    /// Routing ignores the `last` flag: the peer a lookup (or payload) was sent to as "last
+    /// hop" answers as if it owned the key (Chord's `find_successor`), instead of going
+    /// backwards into its predecessor list. With branches, lookups name a peer that is not
+    /// responsible (`ring-broken-ignore-last`). Joins still go backwards, so the ring itself
+    /// stays consistent and only lookup correctness fails.
     IgnoreLastFlag,
 }
 
@@ -121,10 +123,32 @@ pub enum RingOutput<M> {
 /// A joiner's attempt in progress.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Joining {
+    /// Where attempts go now: the access peer the user named, or a peer that answered.
     access: NodeAddr,
     attempt: u32,
     /// When to send the next attempt.
     retry_at: Time,
+    /// The current attempt was answered (by anyone).
+    answered: bool,
+    /// The access peer the user named, then ring peers that answered an attempt (at most
+    /// [`JOIN_ACCESS`]): an attempt that goes unanswered is followed by one to the next of them.
+    accesses: Vec<NodeAddr>,
+}
+
+/// Access peers a joiner remembers at most (the user's, and peers that answered it).
+pub(crate) const JOIN_ACCESS: usize = 4;
+
+/// How this peer's predecessor joined, kept while the predecessor has not checked in: its
+/// `join_ok` may have been lost, and only the predecessor's successor can answer its next
+/// attempt. Handed on (as `JoinOk::pred_record`) to a joiner accepted before it checks in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct JoinRecord {
+    /// The joiner (this peer's predecessor).
+    joiner: Peer,
+    /// The predecessor its `join_ok` named.
+    pred: Peer,
+    /// That predecessor's own record, if it was a joiner that had not checked in either.
+    pred_record: Option<Peer>,
 }
 
 /// A `fix` in flight to `target`.
@@ -197,8 +221,8 @@ struct State {
     pred_list: Vec<PredEntry>,
     crashed: BTreeMap<NodeAddr, Suspected>,
     joining: Option<Joining>,
-    /// The last joiner accepted and the predecessor it was given (to answer a repeated join).
-    last_accepted: Option<(Peer, Peer)>,
+    /// How the predecessor joined, while it has not checked in (to answer its repeated join).
+    join_record: Option<JoinRecord>,
     fixing: Option<Fixing>,
     leaving: Option<Leaving>,
     pending: BTreeMap<u64, Pending>,
@@ -260,7 +284,7 @@ impl RelaxedRingMachine {
                 pred_list: Vec::new(),
                 crashed: BTreeMap::new(),
                 joining: None,
-                last_accepted: None,
+                join_record: None,
                 fixing: None,
                 leaving: None,
                 pending: BTreeMap::new(),
@@ -407,7 +431,9 @@ impl RelaxedRingMachine {
             self.fault(Fault::IdCollision, "a peer claims this peer's identifier");
             return;
         }
-        if self.s.status == RingStatus::Left {
+        if self.s.status == RingStatus::Left && !matches!(msg.body, Body::Fix | Body::Route(_)) {
+            // Gone; but a `fix` or routed message is answered as a peer outside any ring
+            // answers it, so that whoever still takes this peer for a member stops.
             return;
         }
         self.heard(sender, now);
@@ -415,8 +441,8 @@ impl RelaxedRingMachine {
             Body::Route(r) => self.on_route(sender, r, now, out),
             Body::Found { req, key, hops } => self.on_found(sender, req, key, hops, out),
             Body::Unroutable { key, what } => self.on_unroutable(sender, key, what, now, out),
-            Body::JoinOk { attempt, pred, succ_list } => {
-                self.on_join_ok(sender, attempt, pred, succ_list, now, out)
+            Body::JoinOk { attempt, pred, pred_record, succ_list } => {
+                self.on_join_ok(sender, attempt, pred, pred_record, succ_list, now, out)
             }
             Body::TryLater { attempt } => self.on_try_later(sender, attempt, now),
             Body::IdInUse { attempt, holder } => self.on_id_in_use(sender, attempt, holder, out),
@@ -560,6 +586,9 @@ impl RelaxedRingMachine {
     /// Sets the predecessor and tells the user how the range changed. Growing (a predecessor
     /// farther away) is the caller's decision to justify: the old one is suspected or left.
     fn set_pred<M>(&mut self, new: Peer, now: Time, out: &mut Vec<RingOutput<M>>) {
+        if self.s.join_record.is_some_and(|r| r.joiner != new) {
+            self.s.join_record = None;
+        }
         let old = self.s.pred.replace(new);
         self.add_pred_entry(new, now);
         let Some(old) = old.filter(|o| *o != new) else { return };
@@ -605,8 +634,12 @@ impl RelaxedRingMachine {
         }
     }
 
-    /// Marks an entry as checked in (its peer sent `fix`: it is in a ring).
+    /// Marks an entry as checked in (its peer sent `fix`: it is in a ring), and forgets how it
+    /// joined.
     fn confirm(&mut self, node: NodeAddr) {
+        if self.s.join_record.is_some_and(|r| r.joiner.addr == node) {
+            self.s.join_record = None;
+        }
         if let Some(e) = self.s.pred_list.iter_mut().find(|e| e.peer.addr == node) {
             e.confirmed = true;
         }

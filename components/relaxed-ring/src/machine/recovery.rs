@@ -7,9 +7,10 @@
 //!   list**, which is then sent `fix`;
 //! * a `fix` from `p` is accepted — `p` becomes the predecessor — iff `p` is the predecessor,
 //!   lies between the predecessor and this peer (the range shrinks), or no live peer this
-//!   peer knows lies between `p` and it (the predecessor is suspected: the range grows over
-//!   it). Otherwise `p` stays in the predecessor list, behind the live peer nearest after it
-//!   (a branch), and is redirected to that peer;
+//!   peer knows (predecessor, predecessor list, successor list) lies between `p` and it (the
+//!   predecessor is suspected: the range grows over it). Otherwise `p` stays in the
+//!   predecessor list, behind the live peer nearest after it (a branch), and is redirected to
+//!   that peer;
 //! * a suspected predecessor stays the predecessor (its predecessor repairs, by `fix`), and
 //!   stays in the crashed set as long as it is the predecessor;
 //! * a restored peer leaves the crashed set; if it lies between this peer and its successor
@@ -115,9 +116,6 @@ impl RelaxedRingMachine {
             self.remove_pred_entry(node);
         }
         self.fingers.remove(node);
-        if self.s.last_accepted.is_some_and(|(j, _)| j.addr == node) {
-            self.s.last_accepted = None;
-        }
     }
 
     /// The failure detector suspects `node`.
@@ -221,14 +219,21 @@ impl RelaxedRingMachine {
         self.send(p.addr, Body::FixOk { succ_list }, out);
     }
 
-    /// At `p`: the peer it took as successor is not in a ring. Fall back on the successor
-    /// list (which holds the successor it replaced).
+    /// At `p`: a peer it routed through, or took as successor, is not in a ring. It is no
+    /// finger any more; a successor is replaced by the next entry of the successor list (which
+    /// holds the successor it replaced).
     pub(super) fn on_not_in_ring<M>(&mut self, q: Peer, now: Time, out: &mut Vec<RingOutput<M>>) {
+        // Whoever says so is no finger (it left, or has not joined yet): routing must stop
+        // going through it.
+        let was_finger = self.fingers.remove(q.addr);
         let target = self.s.fixing.as_ref().is_some_and(|f| f.target == q);
         if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving)
             || (self.s.succ != Some(q) && !target)
         {
-            return self.fault(Fault::StrangerSuccList, "not_in_ring from a peer that is not succ");
+            if !was_finger {
+                self.fault(Fault::StrangerSuccList, "not_in_ring from a peer that is not succ");
+            }
+            return;
         }
         tracing::trace!(me = %self.s.me.id, succ = %q.id, "successor not in a ring");
         self.s.fixing = None;
@@ -245,8 +250,10 @@ impl RelaxedRingMachine {
     }
 
     /// Where to send `p`, whose `fix` this peer does not accept: the live peer it knows
-    /// nearest after `p` and before itself (the predecessor or a predecessor-list member)
-    /// that checked in; [`Redirect::Wait`] if the only such peers are joiners that have not.
+    /// nearest after `p` and before itself (the predecessor, a predecessor-list member that
+    /// checked in, or a successor-list member: a successor list wraps around a small ring, and
+    /// it is what brings a successor pointer left far behind back in one step);
+    /// [`Redirect::Wait`] if the only such peers are joiners that have not checked in.
     fn redirect_for(&self, p: Peer) -> Redirect {
         let me = self.s.me.id;
         let confirmed = |c: &Peer| self.s.pred_list.iter().all(|e| e.peer != *c || e.confirmed);
@@ -255,6 +262,7 @@ impl RelaxedRingMachine {
             .pred
             .iter()
             .chain(self.s.pred_list.iter().map(|e| &e.peer))
+            .chain(self.s.succ_list.iter())
             .filter(|c| self.live(c) && **c != p && c.id.in_open(p.id, me))
             .copied()
             .collect();

@@ -12,7 +12,9 @@
 //!    successor list).
 //!
 //! Invariants:
-//! * only the owner delivers or answers `Found`;
+//! * only the owner delivers or answers `Found`; it answers directly, or through the ring
+//!   (routed to the asker's identifier) when it suspects the asker — a branch's predecessor
+//!   cannot be reached from the branch;
 //! * forward steps strictly shrink the distance to `k`, backward steps strictly shrink the
 //!   distance from `k`, and once `last` is set a message only goes backwards: routing
 //!   terminates by itself; the hop limit ([`RingConfig::max_hops`]) only guards against
@@ -133,9 +135,10 @@ impl RelaxedRingMachine {
             self.learn(r.origin);
         }
         if !self.in_ring() {
-            if sender != r.origin {
+            if sender != r.origin || !joining {
                 // The sender routes through this peer as if it were in a ring (a finger learnt
-                // too early, a redirect): tell it.
+                // too early or kept after this peer left, a redirect): tell it. (A joiner
+                // sending its own join to a peer not in a ring is only told to try later.)
                 self.send(sender.addr, Body::NotInRing, out);
             }
             return self.unroutable(r, now, out);
@@ -165,12 +168,14 @@ impl RelaxedRingMachine {
         }
         r.hops += 1;
         if r.last {
-            if has_flaw!(self, IgnoreLastFlag) {
-                // Broken on purpose: the "last hop" answers as if it owned the key.
+            let answers = matches!(r.what, Routable::Lookup { .. } | Routable::Payload { .. });
+            if has_flaw!(self, IgnoreLastFlag) && answers {
+                // Broken on purpose: the "last hop" answers a lookup (or takes a payload) as
+                // if it owned the key.
                 r.hops -= 1;
                 return self.arrive(r, now, out);
             }
-            return match self.backwards(r.key) {
+            return match self.backwards(r.key, r.origin) {
                 Some(m) => self.send(m.addr, Body::Route(r), out),
                 None => self.unroutable(r, now, out),
             };
@@ -201,16 +206,17 @@ impl RelaxedRingMachine {
             .max_by_key(|p| p.id.distance_from(me))
     }
 
-    /// The predecessor-list member nearest at or after `key` and before this peer: where a
-    /// `last` message goes backwards.
-    fn backwards(&self, key: RingId) -> Option<Peer> {
+    /// The predecessor-list member nearest at or after `key` and before this peer, other than
+    /// the message's `origin`: where a `last` message goes backwards. (A joiner asking again
+    /// may still be in predecessor lists; the peer holding its record is after it.)
+    fn backwards(&self, key: RingId, origin: Peer) -> Option<Peer> {
         let me = self.s.me.id;
         let dme = me.distance_from(key);
         self.s
             .pred
             .iter()
             .chain(self.s.pred_list.iter().map(|e| &e.peer))
-            .filter(|m| self.live(m) && m.id.distance_from(key) < dme)
+            .filter(|m| self.live(m) && **m != origin && m.id.distance_from(key) < dme)
             .min_by_key(|m| m.id.distance_from(key))
             .copied()
     }
@@ -224,9 +230,20 @@ impl RelaxedRingMachine {
                 if self.is_me(&origin) {
                     let me = self.s.me;
                     self.on_found(me, req, key, hops, out);
+                } else if self.is_crashed(origin.addr) {
+                    // The asker may be unreachable from here (a branch's predecessor is): the
+                    // ring takes the answer to it.
+                    let me = self.s.me;
+                    let what = Routable::Found { req, key, hops };
+                    let back = Routed { key: origin.id, origin: me, hops: 0, last: false, what };
+                    self.forward(back, now, out);
                 } else {
                     self.send(origin.addr, Body::Found { req, key, hops }, out);
                 }
+            }
+            Routable::Found { req, key: looked_up, hops } => {
+                // An answer routed back to this peer, the asker.
+                self.on_found(origin, req, looked_up, hops, out);
             }
             Routable::Payload { tag, payload } => {
                 let d = RingIndication::Deliver { key, origin, tag, hops: hops.into(), payload };
@@ -237,7 +254,8 @@ impl RelaxedRingMachine {
 
     /// Tells the origin that `r` cannot reach an owner.
     fn unroutable<M>(&mut self, r: Routed<M>, now: Time, out: &mut Vec<RingOutput<M>>) {
-        let what = r.what.unrouted();
+        // An answer that cannot be routed is dropped: the asker's lookup times out.
+        let Some(what) = r.what.unrouted() else { return };
         tracing::trace!(
             me = %self.s.me.id, key = %r.key, origin = %r.origin.id, hops = r.hops, last = r.last,
             status = ?self.s.status, pred = ?self.s.pred.map(|p| p.id), "unroutable"

@@ -7,6 +7,7 @@ use selfman_ports::{
 };
 
 use super::{changes, range, secs, World};
+use crate::messages::{Body, RingMessage, Routable, Routed};
 
 #[test]
 fn bootstrap_owns_the_whole_circle() {
@@ -219,4 +220,111 @@ fn an_identifier_in_use_is_refused() {
     w.with_node(twin2, |m, now, out| m.on_request(RingRequest::Join { access }, now, out));
     w.run();
     assert_eq!(w.nodes[&twin2].ind, vec![RingIndication::JoinRefused(JoinRefusal::IdInUse)]);
+}
+
+#[test]
+fn a_joiner_whose_join_ok_was_lost_gets_in_after_its_successor_let_others_in() {
+    // 100 is alone. 500's join_ok is lost; then 50 joins between 500 and 100 (100 hands 50 the
+    // predecessor 500, which is not in the ring), and 700 between 500 and 50 (50 hands it 500
+    // in turn). 500 asks again and reaches 700, the peer whose predecessor it now is, which
+    // knows no peer before 500: it must answer as 100 did, from the record handed on with the
+    // join_oks — not guess, not say "try later" for ever.
+    // (Found by `ring-crash` seed 31: a joiner stuck outside the ring for good.)
+    let mut w = World::new();
+    w.add(100);
+    w.bootstrap(100);
+    w.add(500);
+    w.join(500, 100);
+    w.deliver_named("Route(Join)", 500, 100);
+    let lost = w.take(|f| f.name() == "JoinOk").expect("100 answered");
+    drop(lost);
+    w.add(50);
+    w.join(50, 100);
+    w.run();
+    assert_eq!(w.view(50).pred, Some(w.peer(500)));
+    w.add(700);
+    w.join(700, 50);
+    w.run();
+    assert_eq!(w.view(700).pred, Some(w.peer(500)));
+    assert_eq!(w.view(700).pred_list, vec![w.peer(500)]);
+    assert_eq!(w.view(500).status, RingStatus::Joining);
+    // 500 asks again (its attempt number is what it was), as routing brings it to 700.
+    let q = w.peer(500);
+    let what = Routable::Join { attempt: 1 };
+    let body =
+        Body::<super::Msg>::Route(Routed { key: q.id, origin: q, hops: 1, last: true, what });
+    let to = w.at(700);
+    w.with_node(to, |m, now, out| {
+        m.on_message(q.addr, RingMessage { sender: q.id, body }, now, out)
+    });
+    let answer = w.take(|f| f.name() == "JoinOk").expect("700 answers from the record");
+    assert!(
+        matches!(answer.msg.body, Body::JoinOk { pred, .. } if pred == w.peer(100)),
+        "{:?}",
+        answer.msg.body
+    );
+    w.deliver(answer);
+    assert_eq!(w.view(500).range, Some(range(100, 500)));
+    w.run();
+    w.tick_for(secs(3));
+    w.assert_ring();
+}
+
+#[test]
+fn a_joiner_whose_access_peer_crashed_asks_a_peer_that_answered_it() {
+    // 350 joins through 200; 400, the responsible, is repairing and says "try later"; then 200
+    // crashes. The attempts to 200 go unanswered: 350 asks 400, which answered before, and gets
+    // in. (Found by `ring-crash` seed 9: a joiner whose access peer crashed retried it for
+    // good.)
+    let mut w = World::ring(&[100, 200, 300, 400, 500]);
+    w.crash_detected(500);
+    let a400 = w.at(400);
+    let fix = w.take(|f| f.name() == "Fix" && f.from == a400).expect("400 repairs");
+    w.add(350);
+    w.join(350, 200);
+    w.run();
+    assert_eq!(w.view(350).status, RingStatus::Joining);
+    w.deliver(fix);
+    w.run();
+    w.crash_detected(200);
+    w.run();
+    w.tick_for(secs(8));
+    assert_eq!(w.view(350).status, RingStatus::InRing);
+    w.tick_for(secs(3));
+    w.assert_ring();
+}
+
+#[test]
+fn a_repeated_join_goes_backwards_past_the_joiner_to_the_peer_holding_its_record() {
+    // As above, but 500's next attempt reaches 50 from 100 (marked last): 50 does not own it
+    // and goes backwards — not to 500 itself, which is in 50's predecessor list but not in a
+    // ring, but to 700, whose predecessor 500 is, and which holds its record.
+    // (Found by `ring-partition` seed 15: the attempts came back to the joiner for good.)
+    let mut w = World::new();
+    w.add(100);
+    w.bootstrap(100);
+    w.add(500);
+    w.join(500, 100);
+    w.deliver_named("Route(Join)", 500, 100);
+    w.take(|f| f.name() == "JoinOk").expect("100 answered");
+    w.add(50);
+    w.join(50, 100);
+    w.run();
+    w.add(700);
+    w.join(700, 50);
+    w.run();
+    assert!(w.view(50).pred_list.contains(&w.peer(500)));
+    let (q, from) = (w.peer(500), w.peer(100));
+    let what = Routable::Join { attempt: 1 };
+    let body =
+        Body::<super::Msg>::Route(Routed { key: q.id, origin: q, hops: 1, last: true, what });
+    let to = w.at(50);
+    w.with_node(to, |m, now, out| {
+        m.on_message(from.addr, RingMessage { sender: from.id, body }, now, out)
+    });
+    assert_eq!(w.names(), vec![("Route(Join)", 50, 700)]);
+    w.run();
+    assert_eq!(w.view(500).status, RingStatus::InRing);
+    w.tick_for(secs(3));
+    w.assert_ring();
 }

@@ -339,8 +339,10 @@ impl World {
         }
     }
 
+    /// The members (every peer but those that left, which may keep running) form one ring.
     pub(super) fn ring_check(&self) -> Result<(), String> {
-        let mut peers: Vec<&RelaxedRingMachine> = self.nodes.values().map(|n| &n.m).collect();
+        let mut peers: Vec<&RelaxedRingMachine> =
+            self.nodes.values().map(|n| &n.m).filter(|m| m.status() != RingStatus::Left).collect();
         peers.sort_by_key(|m| m.me().id);
         let n = peers.len();
         for (i, m) in peers.iter().enumerate() {

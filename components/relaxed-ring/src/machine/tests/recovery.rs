@@ -175,3 +175,40 @@ fn a_successor_that_is_not_in_a_ring_is_dropped() {
     w.tick_for(secs(4));
     w.assert_ring();
 }
+
+#[test]
+fn a_successor_pointer_far_behind_is_redirected_in_one_step() {
+    // 100's successor pointer points at 1000, its own predecessor (as a ring of one that let
+    // joiners in sets it when their new_succ is lost). 1000 knows 200 from its successor
+    // list: it redirects 100 straight there, not one predecessor back at a time around the
+    // whole ring. (Found by `ring-crash-10` seed 53: a pointer walking backwards, 16
+    // redirects per check-in, until a crash made a far peer take its fix — an overlap.)
+    let ids: Vec<u64> = (1..=10).map(|i| i * 100).collect();
+    let mut w = World::ring(&ids);
+    let a = w.at(100);
+    let back = w.peer(1000);
+    {
+        let s = &mut w.nodes.get_mut(&a).expect("exists").m.s;
+        s.succ = Some(back);
+        s.succ_list = vec![back];
+    }
+    let mut redirects = 0;
+    for _ in 0..15 {
+        w.now = w.now + w.config.tick;
+        let addrs: Vec<_> = w.nodes.keys().copied().collect();
+        for n in addrs {
+            w.with_node(n, |m, now, out| m.on_tick(now, out));
+        }
+        while let Some(f) = w.queue.pop_front() {
+            if f.name() == "FixRedirect" && f.to == a {
+                redirects += 1;
+            }
+            w.deliver(f);
+            w.assert_consistent();
+        }
+    }
+    assert_eq!(w.view(100).succ, Some(w.peer(200)));
+    assert_eq!(redirects, 1);
+    w.tick_for(secs(2));
+    w.assert_ring();
+}

@@ -1,7 +1,7 @@
 //! Routing: fingers learnt and refreshed, hops, the `last` flag into branches, timeouts,
 //! unavailable ranges, payloads.
 
-use selfman_ports::{LookupOutcome, RingId, RingIndication, RingRequest, Unavailable};
+use selfman_ports::{LookupOutcome, RingId, RingIndication, RingRequest, RingStatus, Unavailable};
 
 use super::{secs, World};
 
@@ -166,4 +166,47 @@ fn too_many_lookups_in_flight_are_refused() {
     w.queue.clear();
     w.lookup(100, 150, u64::MAX);
     assert_eq!(w.outcome(100, u64::MAX), Some(LookupOutcome::Unavailable(Unavailable::Overloaded)));
+}
+
+#[test]
+fn a_finger_that_left_is_dropped_when_it_says_so() {
+    // 1·2^60 routes a lookup straight to its finger at 9·2^60, which has left but still runs:
+    // it answers "not in a ring", and the finger is dropped (a left peer's process may keep
+    // running for good; nothing else would remove it). (Found by `ring-leave` seed 6.)
+    let ids: Vec<u64> = (1..=12).map(|i| i << 60).collect();
+    let mut w = World::ring(&ids);
+    let (a, f) = (w.at(1 << 60), w.peer(9 << 60));
+    w.nodes.get_mut(&a).expect("exists").m.fingers.learn(f);
+    assert!(w.view(1 << 60).fingers.contains(&f));
+    w.request(9 << 60, RingRequest::Leave);
+    w.run();
+    assert_eq!(w.view(9 << 60).status, RingStatus::Left);
+    let key = (9 << 60) + (1 << 59);
+    w.lookup(1 << 60, key, 1);
+    w.run();
+    assert!(!w.view(1 << 60).fingers.contains(&f), "{:?}", w.view(1 << 60).fingers);
+    // The next lookup goes another way.
+    w.lookup(1 << 60, key, 2);
+    w.run();
+    assert!(matches!(w.outcome(1 << 60, 2), Some(LookupOutcome::Found { .. })));
+}
+
+#[test]
+fn the_branch_answers_its_predecessor_through_the_ring() {
+    // 100 cannot reach 200 (nor 200 100) and looks up a key of 200's range: the lookup gets
+    // there (through 300, backwards), and 200, which suspects 100, routes the answer back
+    // through the ring instead of sending it on the cut link. Same for 200 looking up a key of
+    // 100's range. (Found by `ring-branches`: every such lookup timed out.)
+    let mut w = branch();
+    w.suspect(200, 100);
+    w.lookup(100, 150, 1);
+    w.run();
+    assert_eq!(w.outcome(100, 1), Some(LookupOutcome::Found { peer: w.peer(200), hops: 2 }));
+    w.lookup(200, 50, 2);
+    w.run();
+    assert!(
+        matches!(w.outcome(200, 2), Some(LookupOutcome::Found { peer, .. }) if peer == w.peer(100)),
+        "{:?}",
+        w.outcome(200, 2)
+    );
 }

@@ -1,0 +1,607 @@
+//! Checkers of a ring overlay over a whole run: the range every peer owned at every instant,
+//! the lookups its users issued and what they were told. Like [`super::ring`], they know
+//! nothing of the implementation; a scenario feeds them from its global view after every
+//! step ([`RingHistory::observe`]) and from the users' recorders ([`RingHistory::issued`],
+//! [`RingHistory::answered`]).
+//!
+//! * **Lookup consistency, every step** ([`RingHistory::observe`]): no live owner's range holds
+//!   another live owner's identifier. One exception, the one the `Ring` port documents: a peer
+//!   that *falsely suspects* a peer may take its range over until the suspicion is corrected.
+//!   An overlap is excused only while the peer that reaches too far still suspects a live peer
+//!   it reaches over (with an identifier from the covered owner's up to its own), and only for
+//!   `window` (a bound the scenario derives from the failure detector and the links); one that
+//!   nothing explains, or that outlasts the window, is a violation. Excused overlaps are
+//!   counted and timed ([`RingHistory::excused`], [`RingHistory::longest_excused`]). With
+//!   partitions ([`RingHistory::set_sides`]) the check runs within each side: peers of two
+//!   sides cannot know of each other, and each side is its own ring until a merge.
+//! * **Lookup correctness** ([`RingHistory::check_lookups`]): every answer is to a lookup that
+//!   was issued, at most one per lookup, and every lookup of a peer still running is answered
+//!   within the timeout. A `Found` names a peer that owned the key at some instant between the
+//!   request and the answer (the instant it answered is one of them) — never a wrong peer that
+//!   answers; otherwise the answer is `Unavailable`. Lookups issued after the ring converged
+//!   must all be `Found`, naming exactly the peer [`responsible`](super::ring::responsible) for
+//!   the key.
+//!
+//! The range history is kept per incarnation as a list of changes, so the question "did `p` own
+//! `k` at some instant of `[t0, t1]`" looks at the range in force just before `t0` and every
+//! change up to `t1` (the views are read between steps: a range that changed and changed back
+//! within one instant is not seen, so both the state before and after that instant count).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use selfman_core::{NodeAddr, Time};
+use selfman_ports::{LookupOutcome, Peer, Range, RingId, Unavailable};
+
+use super::ring::overreaches;
+
+/// A lookup a user issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Issued {
+    /// The key.
+    pub key: RingId,
+    /// When.
+    pub at: Time,
+}
+
+/// An answer a user was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// The user's node.
+    pub node: NodeAddr,
+    /// The lookup's tag.
+    pub tag: u64,
+    /// The key answered for.
+    pub key: RingId,
+    /// What it was told.
+    pub outcome: LookupOutcome,
+    /// When.
+    pub at: Time,
+}
+
+/// What a run's lookups came to ([`RingHistory::check_lookups`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    /// Lookups issued.
+    pub issued: u64,
+    /// Answered `Found` (by a peer that owned the key then).
+    pub found: u64,
+    /// Answered `Unavailable(NotInRing)`: asked of a peer that was not in a ring.
+    pub not_in_ring: u64,
+    /// Answered `Unavailable(RangeUnavailable)`.
+    pub unavailable: u64,
+    /// Answered `Unavailable(Timeout)`.
+    pub timed_out: u64,
+    /// Issued after convergence (each answered by the responsible peer).
+    pub after_convergence: u64,
+    /// Total hops of the lookups issued after convergence.
+    pub hops_after_convergence: u64,
+    /// Most hops of a lookup issued after convergence.
+    pub max_hops_after_convergence: u32,
+}
+
+/// A run's record of who owned what when, and of its lookups (see the module documentation).
+#[derive(Debug, Default)]
+pub struct RingHistory {
+    /// Range changes per incarnation, in time order: (since, range).
+    ranges: BTreeMap<NodeAddr, Vec<(Time, Option<Range>)>>,
+    /// Each incarnation's identifier.
+    ids: BTreeMap<NodeAddr, RingId>,
+    /// The owners as last observed (the check only runs again when they change).
+    last_owners: Vec<(Peer, Range)>,
+    /// Excused overlaps in progress: (the peer that reaches too far, the owner it covers) →
+    /// since when.
+    open: BTreeMap<(NodeAddr, NodeAddr), Time>,
+    excused: u64,
+    longest_excused: Duration,
+    sides: Option<Vec<BTreeSet<SocketAddr>>>,
+    issued: BTreeMap<(NodeAddr, u64), Issued>,
+    answers: Vec<Answer>,
+    /// Answers checked so far ([`RingHistory::check_answers`]).
+    checked: usize,
+    /// Lookups answered so far.
+    seen: BTreeSet<(NodeAddr, u64)>,
+}
+
+/// One live peer as the global view shows it between two steps.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// The peer.
+    pub peer: Peer,
+    /// The range it owns, if any.
+    pub range: Option<Range>,
+}
+
+impl RingHistory {
+    /// An empty history.
+    pub fn new() -> RingHistory {
+        RingHistory::default()
+    }
+
+    /// From now on, check consistency within each of these groups of node addresses only
+    /// (after a partition: the sides cannot know of each other). Peers in no group form one
+    /// more group.
+    pub fn set_sides(&mut self, sides: Vec<BTreeSet<SocketAddr>>) {
+        self.sides = Some(sides);
+        self.last_owners.clear();
+    }
+
+    /// The groups set by [`RingHistory::set_sides`].
+    pub fn sides(&self) -> Option<&[BTreeSet<SocketAddr>]> {
+        self.sides.as_deref()
+    }
+
+    /// Overlaps excused by a false suspicion so far (each pair of peers counted once per
+    /// episode).
+    pub fn excused(&self) -> u64 {
+        self.excused
+    }
+
+    /// Whether an excused overlap is in progress (then [`observe`](RingHistory::observe) must
+    /// run after every step, even when no range changed: the suspicion behind it may end, and
+    /// its window runs out).
+    pub fn overlapping(&self) -> bool {
+        !self.open.is_empty()
+    }
+
+    /// The longest excused overlap that has ended, and those still in progress at `now`.
+    pub fn longest_excused(&self, now: Time) -> Duration {
+        let open = self.open.values().map(|s| now.duration_since(*s)).max().unwrap_or_default();
+        self.longest_excused.max(open)
+    }
+
+    /// Records the live peers at `now` (every running peer, owner or not) and checks lookup
+    /// consistency among the owners. `suspects(node)` is what `node` currently suspects (read
+    /// only when an overlap needs explaining); `window` is how long an overlap that a false
+    /// suspicion explains may last.
+    ///
+    /// # Errors
+    ///
+    /// `lookup consistency: …` naming the key, both peers and their ranges, when an overlap is
+    /// not explained by a false suspicion, or lasts longer than `window`.
+    pub fn observe(
+        &mut self,
+        now: Time,
+        live: &[Observed],
+        suspects: impl Fn(NodeAddr) -> Vec<NodeAddr>,
+        window: Duration,
+    ) -> Result<(), String> {
+        for o in live {
+            let h = self.ranges.entry(o.peer.addr).or_default();
+            if h.last().map(|(_, r)| *r) != Some(o.range) {
+                h.push((now, o.range));
+            }
+            self.ids.entry(o.peer.addr).or_insert(o.peer.id);
+        }
+        let mut owners: Vec<(Peer, Range)> =
+            live.iter().filter_map(|o| o.range.map(|r| (o.peer, r))).collect();
+        owners.sort_by_key(|(p, _)| p.addr);
+        if owners == self.last_owners && self.open.is_empty() {
+            return Ok(());
+        }
+        self.last_owners.clone_from(&owners);
+        let groups: Vec<Vec<(Peer, Range)>> = match &self.sides {
+            None => vec![owners],
+            Some(sides) => {
+                let mut groups = vec![Vec::new(); sides.len() + 1];
+                for o in owners {
+                    let g = sides.iter().position(|s| s.contains(&o.0.addr.addr));
+                    groups[g.unwrap_or(sides.len())].push(o);
+                }
+                groups
+            }
+        };
+        let live_peers: Vec<Peer> = live.iter().map(|o| o.peer).collect();
+        let mut still_open = BTreeSet::new();
+        for group in groups {
+            for over in overreaches(&group) {
+                let theirs = suspects(over.peer.addr);
+                for &(o, o_range) in &over.covered {
+                    // A live peer between the covered owner (included) and the overreaching
+                    // one that the latter suspects: the range was taken over a false
+                    // suspicion.
+                    let explained = live_peers.iter().any(|x| {
+                        x.addr != over.peer.addr
+                            && theirs.contains(&x.addr)
+                            && (x.id == o.id || x.id.in_open(o.id, over.peer.id))
+                    });
+                    if !explained {
+                        return Err(format!(
+                            "lookup consistency: at {} key {} is owned by {} (range {}) and by {} \
+                             (range {}), and no false suspicion explains it",
+                            show_time(now),
+                            o.id,
+                            over.peer,
+                            over.range,
+                            o,
+                            o_range
+                        ));
+                    }
+                    let key = (over.peer.addr, o.addr);
+                    let since = *self.open.entry(key).or_insert_with(|| {
+                        self.excused += 1;
+                        now
+                    });
+                    if now.duration_since(since) > window {
+                        return Err(format!(
+                            "lookup consistency: {} has owned {}'s range too ({} over {}) since \
+                             {}, longer than the {:?} a false suspicion may last",
+                            over.peer,
+                            o,
+                            over.range,
+                            o_range,
+                            show_time(since),
+                            window
+                        ));
+                    }
+                    still_open.insert(key);
+                }
+            }
+        }
+        let ended: Vec<(NodeAddr, NodeAddr)> =
+            self.open.keys().filter(|k| !still_open.contains(k)).copied().collect();
+        for k in ended {
+            if let Some(since) = self.open.remove(&k) {
+                self.longest_excused = self.longest_excused.max(now.duration_since(since));
+            }
+        }
+        Ok(())
+    }
+
+    /// A user on `node` issued lookup `tag` of `key` at `at`.
+    pub fn issued(&mut self, node: NodeAddr, tag: u64, key: RingId, at: Time) {
+        self.issued.insert((node, tag), Issued { key, at });
+    }
+
+    /// A user on `node` was answered.
+    pub fn answered(&mut self, answer: Answer) {
+        self.answers.push(answer);
+    }
+
+    /// The lookups issued so far.
+    pub fn issued_count(&self) -> usize {
+        self.issued.len()
+    }
+
+    /// Whether `peer` owned `key` at some instant of `[from, to]` (the range in force just
+    /// before `from` counts: see the module documentation).
+    pub fn owned(&self, peer: Peer, key: RingId, from: Time, to: Time) -> bool {
+        if self.ids.get(&peer.addr) != Some(&peer.id) {
+            return false;
+        }
+        let Some(h) = self.ranges.get(&peer.addr) else { return false };
+        let first = h.partition_point(|(t, _)| *t < from).saturating_sub(1);
+        h[first..]
+            .iter()
+            .take_while(|(t, _)| *t <= to)
+            .any(|(_, r)| r.is_some_and(|r| r.contains(key)))
+    }
+
+    /// The ranges `peer` owned from `from` to `to` (for violation messages).
+    fn ranges_between(&self, peer: NodeAddr, from: Time, to: Time) -> String {
+        let Some(h) = self.ranges.get(&peer) else { return "never observed".into() };
+        let first = h.partition_point(|(t, _)| *t < from).saturating_sub(1);
+        let parts: Vec<String> = h[first..]
+            .iter()
+            .take_while(|(t, _)| *t <= to)
+            .map(|(t, r)| {
+                format!("{}: {}", show_time(*t), r.map_or("nothing".into(), |r| r.to_string()))
+            })
+            .collect();
+        parts.join("; ")
+    }
+
+    /// Checks the answers recorded since the last call: each is to a lookup that was issued,
+    /// the only one for it, for the key asked, and a `Found` names a peer that owned the key
+    /// at some instant between the request and the answer. Call it after every
+    /// [`observe`](RingHistory::observe) (the answering peer's range at the instant it
+    /// answered is then in the history).
+    ///
+    /// # Errors
+    ///
+    /// `lookup correctness: …` or `lookup answers: …` with the lookup, its answer and what the
+    /// answering peer owned meanwhile.
+    pub fn check_answers(&mut self) -> Result<(), String> {
+        while self.checked < self.answers.len() {
+            let a = self.answers[self.checked];
+            self.checked += 1;
+            let Some(i) = self.issued.get(&(a.node, a.tag)).copied() else {
+                return Err(format!(
+                    "lookup answers: {} was answered for lookup {} that it never issued",
+                    a.node, a.tag
+                ));
+            };
+            if !self.seen.insert((a.node, a.tag)) {
+                return Err(format!(
+                    "lookup answers: lookup {} of {} from {} was answered twice (again at {})",
+                    a.tag,
+                    i.key,
+                    a.node,
+                    show_time(a.at)
+                ));
+            }
+            if a.key != i.key {
+                return Err(format!(
+                    "lookup answers: lookup {} from {} asked for {} and was answered for {}",
+                    a.tag, a.node, i.key, a.key
+                ));
+            }
+            if let LookupOutcome::Found { peer, .. } = a.outcome {
+                if !self.owned(peer, a.key, i.at, a.at) {
+                    return Err(format!(
+                        "lookup correctness: lookup of {} from {} (asked at {}, answered at {}) \
+                         named {}, which did not own it meanwhile (its ranges: {})",
+                        a.key,
+                        a.node,
+                        show_time(i.at),
+                        show_time(a.at),
+                        peer,
+                        self.ranges_between(peer.addr, i.at, a.at)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every lookup of the run at its end, `end` (see the module documentation):
+    /// [`check_answers`](RingHistory::check_answers) for those not checked yet; every lookup
+    /// of an incarnation in `running` issued more than `timeout` before `end` was answered;
+    /// and every lookup issued within one of the `strict` windows (when the ring had converged,
+    /// or had settled into branches) was answered `Found` by exactly the peer
+    /// `responsible(asker, key)` names — `None` for an asker that is not a member (one that
+    /// left), whose lookups are only checked for correctness.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_answers`](RingHistory::check_answers), and `lookup answers: … never
+    /// answered`, `lookup correctness: … not by the responsible …`.
+    pub fn check_lookups(
+        &mut self,
+        end: Time,
+        running: &BTreeSet<NodeAddr>,
+        timeout: Duration,
+        strict: &[(Time, Time)],
+        responsible: &dyn Fn(NodeAddr, RingId) -> Option<Peer>,
+    ) -> Result<LookupStats, String> {
+        self.check_answers()?;
+        let mut stats = LookupStats { issued: self.issued.len() as u64, ..LookupStats::default() };
+        for a in &self.answers {
+            let Some(i) = self.issued.get(&(a.node, a.tag)) else { continue };
+            match a.outcome {
+                LookupOutcome::Found { .. } => stats.found += 1,
+                LookupOutcome::Unavailable(Unavailable::NotInRing) => stats.not_in_ring += 1,
+                LookupOutcome::Unavailable(Unavailable::Timeout) => stats.timed_out += 1,
+                LookupOutcome::Unavailable(_) => stats.unavailable += 1,
+            }
+            let Some(&(from, to)) = strict.iter().find(|(f, t)| *f <= i.at && i.at < *t) else {
+                continue;
+            };
+            let Some(want) = responsible(a.node, a.key) else { continue };
+            match a.outcome {
+                LookupOutcome::Found { peer, hops } if peer == want => {
+                    stats.after_convergence += 1;
+                    stats.hops_after_convergence += u64::from(hops);
+                    stats.max_hops_after_convergence = stats.max_hops_after_convergence.max(hops);
+                }
+                other => {
+                    return Err(format!(
+                        "lookup correctness: the ring had converged (or settled) from {} to {}, \
+                         yet lookup of {} from {} (asked at {}) was answered {:?}, not by the \
+                         responsible {}",
+                        show_time(from),
+                        show_time(to),
+                        a.key,
+                        a.node,
+                        show_time(i.at),
+                        other,
+                        want
+                    ));
+                }
+            }
+        }
+        for ((node, tag), i) in &self.issued {
+            if running.contains(node) && i.at + timeout < end && !self.seen.contains(&(*node, *tag))
+            {
+                return Err(format!(
+                    "lookup answers: lookup {tag} of {} from {node} (asked at {}) was never \
+                     answered",
+                    i.key,
+                    show_time(i.at)
+                ));
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// A virtual instant as seconds, to the microsecond.
+pub fn show_time(t: Time) -> String {
+    format!("{:.6}s", t.0 as f64 / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use selfman_core::NodeId;
+
+    use super::*;
+
+    fn peer(i: u32, id: u64) -> Peer {
+        Peer::new(RingId(id), NodeAddr::simulated(i, NodeId(u64::from(i) + 1)))
+    }
+
+    fn at(ms: u64) -> Time {
+        Time::ZERO + Duration::from_millis(ms)
+    }
+
+    fn obs(p: Peer, r: Option<(u64, u64)>) -> Observed {
+        Observed { peer: p, range: r.map(|(a, b)| Range::new(RingId(a), RingId(b))) }
+    }
+
+    const W: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn disjoint_ranges_pass_and_an_unexplained_overlap_is_caught() {
+        let (a, b, c) = (peer(1, 10), peer(2, 20), peer(3, 30));
+        let mut h = RingHistory::new();
+        let none = |_| Vec::new();
+        let ring = [obs(a, Some((30, 10))), obs(b, Some((10, 20))), obs(c, Some((20, 30)))];
+        h.observe(at(0), &ring, none, W).unwrap();
+        // c takes b's range without suspecting anyone (an eager join, say).
+        let bad = [obs(a, Some((30, 10))), obs(b, Some((10, 20))), obs(c, Some((10, 30)))];
+        let e = h.observe(at(1), &bad, none, W).unwrap_err();
+        assert!(e.starts_with("lookup consistency:") && e.contains("no false suspicion"), "{e}");
+        assert!(e.contains("0000000000000014"), "the key is named: {e}");
+    }
+
+    #[test]
+    fn an_overlap_over_a_falsely_suspected_peer_is_excused_for_the_window_only() {
+        let (a, b, c) = (peer(1, 10), peer(2, 20), peer(3, 30));
+        let over = [obs(a, Some((30, 10))), obs(b, Some((10, 20))), obs(c, Some((10, 30)))];
+        let suspects_b = |n: NodeAddr| if n == c.addr { vec![b.addr] } else { Vec::new() };
+        let mut h = RingHistory::new();
+        h.observe(at(0), &over, suspects_b, W).unwrap();
+        h.observe(at(400), &over, suspects_b, W).unwrap();
+        assert_eq!(h.excused(), 1);
+        // It ends: the window is timed.
+        let healed = [obs(a, Some((30, 10))), obs(b, Some((10, 20))), obs(c, Some((20, 30)))];
+        h.observe(at(450), &healed, suspects_b, W).unwrap();
+        assert_eq!(h.longest_excused(at(450)), Duration::from_millis(450));
+        // A second episode that outlasts the window is caught.
+        h.observe(at(1000), &over, suspects_b, W).unwrap();
+        assert_eq!(h.excused(), 2);
+        let e = h.observe(at(1501), &over, suspects_b, W).unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+        // The suspicion is gone but the range stays: no longer excused.
+        let mut h = RingHistory::new();
+        h.observe(at(0), &over, suspects_b, W).unwrap();
+        let e = h.observe(at(10), &over, |_| Vec::new(), W).unwrap_err();
+        assert!(e.contains("no false suspicion"), "{e}");
+        // Suspecting a crashed peer (not live) explains nothing.
+        let mut h = RingHistory::new();
+        let dead = peer(9, 25);
+        let e = h.observe(at(0), &over, |_| vec![dead.addr], W).unwrap_err();
+        assert!(e.contains("no false suspicion"), "{e}");
+    }
+
+    #[test]
+    fn sides_are_checked_apart() {
+        let (a, b, c, d) = (peer(1, 10), peer(2, 20), peer(3, 30), peer(4, 40));
+        // Two rings of two, interleaved: each side's ranges cover the circle.
+        let split = [
+            obs(a, Some((30, 10))),
+            obs(c, Some((10, 30))),
+            obs(b, Some((40, 20))),
+            obs(d, Some((20, 40))),
+        ];
+        let mut h = RingHistory::new();
+        assert!(h.observe(at(0), &split, |_| Vec::new(), W).is_err());
+        let mut h = RingHistory::new();
+        h.set_sides(vec![
+            [a.addr.addr, c.addr.addr].into_iter().collect(),
+            [b.addr.addr, d.addr.addr].into_iter().collect(),
+        ]);
+        h.observe(at(0), &split, |_| Vec::new(), W).unwrap();
+        // Within a side an overlap is still caught.
+        let bad = [
+            obs(a, Some((30, 10))),
+            obs(c, Some((5, 30))),
+            obs(b, Some((40, 20))),
+            obs(d, Some((20, 40))),
+        ];
+        assert!(h.observe(at(1), &bad, |_| Vec::new(), W).is_err());
+    }
+
+    #[test]
+    fn found_must_name_a_peer_that_owned_the_key_meanwhile() {
+        let (a, b) = (peer(1, 10), peer(2, 20));
+        let mut h = RingHistory::new();
+        h.observe(at(0), &[obs(a, Some((20, 10))), obs(b, Some((10, 20)))], |_| Vec::new(), W)
+            .unwrap();
+        // At 100 ms, b gives (10, 15] away to a (say a joiner took it).
+        h.observe(at(100), &[obs(a, Some((20, 10))), obs(b, Some((15, 20)))], |_| Vec::new(), W)
+            .unwrap();
+        let found = |p: Peer| LookupOutcome::Found { peer: p, hops: 1 };
+        let running: BTreeSet<NodeAddr> = [a.addr, b.addr].into_iter().collect();
+        let t = Duration::from_secs(2);
+        // Asked at 50, answered at 120 by b: b owned 12 until 100, fine.
+        h.issued(a.addr, 1, RingId(12), at(50));
+        h.answered(Answer {
+            node: a.addr,
+            tag: 1,
+            key: RingId(12),
+            outcome: found(b),
+            at: at(120),
+        });
+        h.check_answers().unwrap();
+        // Asked at 150: b no longer owned 12.
+        h.issued(a.addr, 2, RingId(12), at(150));
+        h.answered(Answer {
+            node: a.addr,
+            tag: 2,
+            key: RingId(12),
+            outcome: found(b),
+            at: at(160),
+        });
+        let e = h.check_lookups(at(200), &running, t, &[], &|_, _| None).unwrap_err();
+        assert!(e.starts_with("lookup correctness:") && e.contains("did not own"), "{e}");
+    }
+
+    #[test]
+    fn answers_are_once_each_and_none_is_missing_and_strict_windows_exact() {
+        let (a, b) = (peer(1, 10), peer(2, 20));
+        let ring = [obs(a, Some((20, 10))), obs(b, Some((10, 20)))];
+        let running: BTreeSet<NodeAddr> = [a.addr, b.addr].into_iter().collect();
+        let t = Duration::from_secs(1);
+        let found = |p: Peer| LookupOutcome::Found { peer: p, hops: 1 };
+        let fresh = || {
+            let mut h = RingHistory::new();
+            h.observe(at(0), &ring, |_| Vec::new(), W).unwrap();
+            h.issued(a.addr, 1, RingId(15), at(10));
+            h
+        };
+        let nobody = |_: NodeAddr, _: RingId| None;
+        // Missing.
+        let e = fresh().check_lookups(at(5000), &running, t, &[], &nobody).unwrap_err();
+        assert!(e.contains("never answered"), "{e}");
+        // Not missing if the asker crashed, or if it is too recent.
+        fresh().check_lookups(at(5000), &BTreeSet::new(), t, &[], &nobody).unwrap();
+        fresh().check_lookups(at(500), &running, t, &[], &nobody).unwrap();
+        // Twice.
+        let mut h = fresh();
+        let ans = Answer { node: a.addr, tag: 1, key: RingId(15), outcome: found(b), at: at(20) };
+        h.answered(ans);
+        h.check_answers().unwrap();
+        h.answered(ans);
+        assert!(h.check_answers().unwrap_err().contains("twice"));
+        // Never issued; another key.
+        let mut h = fresh();
+        h.answered(Answer { tag: 9, ..ans });
+        assert!(h.check_answers().unwrap_err().contains("never issued"));
+        let mut h = fresh();
+        h.answered(Answer { key: RingId(16), ..ans });
+        assert!(h.check_answers().unwrap_err().contains("answered for"));
+        // In a strict window, unavailable is not good enough, nor another owner.
+        let timeout = LookupOutcome::Unavailable(Unavailable::Timeout);
+        let resp = |_: NodeAddr, _: RingId| Some(b);
+        let window = [(at(0), at(100))];
+        let mut h = fresh();
+        h.answered(Answer { outcome: timeout, ..ans });
+        let stats = h.check_lookups(at(5000), &running, t, &[], &resp).unwrap();
+        assert_eq!(stats.timed_out, 1);
+        let e = h.check_lookups(at(5000), &running, t, &window, &resp).unwrap_err();
+        assert!(e.contains("had converged"), "{e}");
+        let resp_a = |_: NodeAddr, _: RingId| Some(a);
+        let mut h = fresh();
+        h.answered(ans);
+        let e = h.check_lookups(at(5000), &running, t, &window, &resp_a).unwrap_err();
+        assert!(e.contains("not by the responsible"), "{e}");
+        // Outside the window, or from a non-member, it is only checked for correctness.
+        let later = [(at(50), at(100))];
+        h.check_lookups(at(5000), &running, t, &later, &resp_a).unwrap();
+        h.check_lookups(at(5000), &running, t, &window, &nobody).unwrap();
+        let stats = h.check_lookups(at(5000), &running, t, &window, &resp).unwrap();
+        assert_eq!((stats.found, stats.after_convergence, stats.hops_after_convergence), (1, 1, 1));
+    }
+}
