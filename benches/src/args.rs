@@ -29,6 +29,11 @@ impl Args {
         }
     }
 
+    /// A text option (`--impl relaxed`), or `default`.
+    pub(crate) fn text<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.values.get(key).map_or(default, String::as_str)
+    }
+
     pub(crate) fn threads(&self) -> Result<usize, String> {
         let default = std::thread::available_parallelism().map_or(1, usize::from) as u64;
         let t = self.get("threads", default)?;

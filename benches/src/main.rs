@@ -8,6 +8,7 @@
 //! selfman-bench sim --nodes N --virtual-seconds S --seed X
 //! selfman-bench net-pingpong --pairs K --window W --round-trips N [--threads T]
 //! selfman-bench consensus --nodes N --instances I [--window W] [--tcp 1] [--threads T]
+//! selfman-bench ring --impl relaxed --nodes N [--seed S] [--k K] [--lookups L] [--phases …]
 //! ```
 
 mod alloc;
@@ -19,6 +20,7 @@ mod huge_pages;
 mod idle;
 mod net_pingpong;
 mod pingpong;
+mod ring;
 mod sim;
 mod swap;
 
@@ -31,13 +33,13 @@ fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let Some(cmd) = argv.next() else {
         eprintln!(
-            "usage: selfman-bench <pingpong|components|idle|swap|sim|net-pingpong|consensus> \
+            "usage: selfman-bench <pingpong|components|idle|swap|sim|fd|net-pingpong|consensus|ring> \
              [options]"
         );
         return ExitCode::from(2);
     };
     let rest: Vec<String> = argv.collect();
-    if cmd == "sim" {
+    if cmd == "sim" || cmd == "ring" {
         if let Some(code) = huge_pages::reexec() {
             return code;
         }
@@ -51,10 +53,11 @@ fn main() -> ExitCode {
         "fd" => args::Args::parse(&rest).and_then(|a| fd::run(&a)),
         "net-pingpong" => args::Args::parse(&rest).and_then(|a| net_pingpong::run(&a)),
         "consensus" => args::Args::parse(&rest).and_then(|a| consensus::run(&a)),
+        "ring" => args::Args::parse(&rest).and_then(|a| ring::run(&a)),
         "net-ponger" => args::Args::parse(&rest).and_then(|a| net_pingpong::ponger(&a)),
         other => Err(format!(
-            "unknown benchmark `{other}` (try pingpong, components, idle, swap, sim, net-pingpong, \
-             consensus)"
+            "unknown benchmark `{other}` (try pingpong, components, idle, swap, sim, fd, \
+             net-pingpong, consensus, ring)"
         )),
     };
     match result {

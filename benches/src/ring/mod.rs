@@ -1,0 +1,248 @@
+//! A ring overlay in the simulator: build a ring of N peers by joins in waves, then measure
+//! lookups (hops, correctness), steady-state maintenance traffic, simulator speed under churn,
+//! memory per node, and healing after 10 % of the peers crash at once (lookup consistency
+//! checked throughout). Each node is the real stack: `selfman-failure-detector`'s heartbeat
+//! detector under the ring peer.
+//!
+//! ```text
+//! selfman-bench ring --impl relaxed --nodes N [--seed S] [--k K] [--lookups L]
+//!                    [--phases maintenance,lookups,churn,heal] [--settle-s 30] [--window-s 10]
+//!                    [--lookup-s 10] [--churn-s 60] [--churn-per-s 10] [--kill-permille 100]
+//!                    [--check-ms 50] [--growth 1] [--fd-period-ms 100] [--fd-timeout-ms 400]
+//! ```
+//!
+//! One line per measure, in the house format (`docs/benchmarks.md`, "Relaxed ring"):
+//! `ring-build`, `ring-memory`, `ring-maintenance`, `ring`, `ring-sim`, `ring-heal`. Targets
+//! (issue 14) are computed from the run's own parameters and printed beside each figure
+//! (`target_…`, `met=`): nothing here is a hard-coded result.
+
+mod phases;
+mod world;
+
+use std::time::{Duration, Instant};
+
+use selfman_failure_detector::FdConfig;
+use selfman_relaxed_ring::RingConfig;
+
+use crate::args::Args;
+use world::World;
+
+/// The phases run after the build, in this order, unless `--phases` names others.
+const PHASES: &[&str] = &["maintenance", "lookups", "churn", "heal"];
+
+pub(crate) fn run(args: &Args) -> Result<String, String> {
+    let imp = args.text("impl", "relaxed");
+    if imp != "relaxed" {
+        return Err(format!(
+            "--impl {imp}: only `relaxed` exists (Chord, the same port, comes in a later issue)"
+        ));
+    }
+    let nodes = args.get("nodes", 1000)? as usize;
+    if !(2..1 << 24).contains(&nodes) {
+        return Err("--nodes must be between 2 and 16777215".into());
+    }
+    let seed = args.get("seed", 1)?;
+    let phases: Vec<&str> = match args.text("phases", "") {
+        "" => PHASES.to_vec(),
+        "none" => Vec::new(),
+        list => list.split(',').collect(),
+    };
+    if let Some(p) = phases.iter().find(|p| !PHASES.contains(p)) {
+        return Err(format!(
+            "--phases: unknown phase `{p}` (known: {}, or none)",
+            PHASES.join(",")
+        ));
+    }
+    let ring_config = RingConfig { k: args.get("k", 4)? as u32, ..RingConfig::default() };
+    ring_config.validate().map_err(|e| e.to_string())?;
+    let fd_default = FdConfig::default();
+    let fd_config = FdConfig {
+        period: ms(args.get("fd-period-ms", fd_default.period.as_millis() as u64)?),
+        initial_timeout: ms(
+            args.get("fd-timeout-ms", fd_default.initial_timeout.as_millis() as u64)?
+        ),
+        ..fd_default
+    };
+    fd_config.validate().map_err(|e| e.to_string())?;
+    let common = format!("impl={imp} nodes={nodes}");
+
+    // Build and converge; memory is what the simulation holds then, per node.
+    let live_before = crate::alloc::start();
+    let wall = Instant::now();
+    let mut w = World::new(seed, ring_config, fd_config);
+    let growth = args.get("growth", 1)?.max(1) as usize;
+    let built = w.build(nodes, growth, Duration::from_secs(120))?;
+    let join_wall = wall.elapsed();
+    let every = if nodes > 20_000 { ms(1000) } else { ms(250) };
+    let converged =
+        phases::converge(&w, every, Duration::from_secs(args.get("converge-limit-s", 120)?));
+    let live = crate::alloc::stop() - live_before;
+    let joined_s = built.joined_at.since_start().as_secs_f64();
+    match &converged {
+        Ok(took) => println!(
+            "ring-build {common} seed={seed} waves={} joined_s={joined_s:.1} converged_s={:.1} \
+             wall_ms={} join_wall_ms={}",
+            built.waves,
+            took.as_secs_f64(),
+            wall.elapsed().as_millis(),
+            join_wall.as_millis(),
+        ),
+        Err((n, first)) => {
+            println!(
+                "ring-build {common} seed={seed} waves={} joined_s={joined_s:.1} converged=no \
+                 complaints={n} wall_ms={}",
+                built.waves,
+                wall.elapsed().as_millis(),
+            );
+            eprintln!("not converged: {first}");
+        }
+    }
+    println!(
+        "ring-memory {common} bytes_per_node={} rss_mb={} peak_rss_mb={}",
+        live / nodes as isize,
+        status_kb("VmRSS").map_or(0, |k| k / 1024),
+        status_kb("VmHWM").map_or(0, |k| k / 1024),
+    );
+    if converged.is_err() && !phases.is_empty() {
+        return Err("the ring did not converge: no further measure is meaningful".into());
+    }
+    let settle = Duration::from_secs(args.get("settle-s", 30)?);
+    w.sim.run_for(settle);
+
+    // Safety findings (a lookup answered by a peer that is not responsible, two live peers
+    // owning one key): the run fails with them, whatever the speed.
+    let mut unsafe_runs: Vec<String> = Vec::new();
+    for phase in phases {
+        match phase {
+            "maintenance" => {
+                let window = Duration::from_secs(args.get("window-s", 10)?.max(1));
+                let t = phases::maintenance(&w, window);
+                println!(
+                    "ring-maintenance {common} msgs_per_node_s={:.1} ring_msgs_per_node_s={:.1} \
+                     fd_msgs_per_node_s={:.1} window_s={}",
+                    t.ring + t.fd,
+                    t.ring,
+                    t.fd,
+                    window.as_secs()
+                );
+            }
+            "lookups" => {
+                let n = args.get("lookups", 100_000)?;
+                let over = Duration::from_secs(args.get("lookup-s", 10)?.max(1));
+                let l = phases::lookups(&mut w, n, over)?;
+                let log_k = (w.members.len() as f64).ln() / f64::from(ring_config.k).ln();
+                let (mean_bound, p99_bound) = (log_k + 1.0, 2.0 * log_k);
+                if l.wrong > 0 {
+                    unsafe_runs.push(format!("{} lookups answered by a wrong peer", l.wrong));
+                }
+                let met = l.wrong == 0
+                    && l.found == l.issued
+                    && l.mean_hops <= mean_bound
+                    && f64::from(l.p99_hops) <= p99_bound;
+                println!(
+                    "ring {common} k={} lookups={} mean_hops={:.2} p99_hops={} max_hops={} \
+                     found={} wrong={} unavailable={} timeout={} unanswered={} \
+                     target_mean={mean_bound:.2} target_p99={p99_bound:.2} met={met}",
+                    ring_config.k,
+                    l.issued,
+                    l.mean_hops,
+                    l.p99_hops,
+                    l.max_hops,
+                    l.found,
+                    l.wrong,
+                    l.unavailable,
+                    l.timeout,
+                    l.unanswered,
+                );
+            }
+            "churn" => {
+                let duration = Duration::from_secs(args.get("churn-s", 60)?);
+                let rate = args.get("churn-per-s", 10)?;
+                let limit = Duration::from_secs(args.get("settle-limit-s", 60)?);
+                let protect = args.get("protect-access", 1)? != 0;
+                let c = phases::churn(&mut w, duration, rate, ms(2000), ms(1000), limit, protect)?;
+                let wall_s = c.wall.as_secs_f64();
+                println!(
+                    "ring-sim {common} virtual_s={} churn_per_s={rate} crashes={} joins={} \
+                     deliveries={} wall_ms={} deliveries_per_s={:.0} violations={} checks={} \
+                     settled_ms={} target_wall_ms={} met={}",
+                    duration.as_secs(),
+                    c.crashes,
+                    c.joins,
+                    c.deliveries,
+                    c.wall.as_millis(),
+                    c.deliveries as f64 / wall_s,
+                    c.consistency.violations,
+                    c.consistency.checks,
+                    c.settled.as_ref().map_or("none".into(), |d| d.as_millis().to_string()),
+                    duration.as_millis(),
+                    c.wall <= duration && c.consistency.violations == 0,
+                );
+                if let Err((n, first)) = &c.settled {
+                    eprintln!(
+                        "churn: not converged after {limit:?}: {n} complaints, first: {first}"
+                    );
+                }
+                if let Some((t, what)) = &c.consistency.first {
+                    unsafe_runs.push(format!(
+                        "churn: {} consistency violations",
+                        c.consistency.violations
+                    ));
+                    eprintln!("churn: first violation at {:?}: {what}", t.since_start());
+                }
+            }
+            "heal" => {
+                let killed = nodes * args.get("kill-permille", 100)? as usize / 1000;
+                let every = ms(args.get("check-ms", 50)?.max(1));
+                let limit = Duration::from_secs(args.get("heal-limit-s", 60)?);
+                let trace = args.get("trace", 0)? != 0;
+                let h = phases::heal(&mut w, killed, every, limit, trace);
+                // 2x the detector's timeout, plus one period of the ring's check-in.
+                let bound = 2 * fd_config.initial_timeout + ring_config.stabilize;
+                let show =
+                    |d: Option<Duration>| d.map_or("none".into(), |d| d.as_millis().to_string());
+                println!(
+                    "ring-heal {common} killed={} heal_ms={} fingers_ms={} violations={} \
+                     checks={} check_ms={} target_ms={} met={}",
+                    h.killed,
+                    show(h.ring),
+                    show(h.fingers),
+                    h.consistency.violations,
+                    h.consistency.checks,
+                    every.as_millis(),
+                    bound.as_millis(),
+                    h.ring.is_some_and(|d| d <= bound) && h.consistency.violations == 0,
+                );
+                if let Some((t, what)) = &h.consistency.first {
+                    unsafe_runs
+                        .push(format!("heal: {} consistency violations", h.consistency.violations));
+                    eprintln!("heal: first violation at {:?}: {what}", t.since_start());
+                }
+                if let Some((n, first)) = &h.left {
+                    eprintln!("heal: not one ring after {limit:?}: {n} complaints, first: {first}");
+                }
+            }
+            _ => unreachable!("phases are checked above"),
+        }
+    }
+    let hash = w.sim.trace_hash();
+    drop(w);
+    if !unsafe_runs.is_empty() {
+        return Err(format!("safety violated: {}", unsafe_runs.join("; ")));
+    }
+    Ok(format!(
+        "ring-run {common} seed={seed} trace_hash={hash:016x} wall_ms={}",
+        wall.elapsed().as_millis()
+    ))
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A `kB` field of `/proc/self/status` (Linux), e.g. `VmRSS`.
+fn status_kb(field: &str) -> Option<usize> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
