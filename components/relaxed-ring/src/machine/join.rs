@@ -165,6 +165,8 @@ impl RelaxedRingMachine {
     }
 
     /// Step 1 at the joiner `q`: `r` let it in between `pred` and `r`.
+    // The fields of one `JoinOk` message, unpacked by the dispatcher like every other handler's.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_join_ok<M>(
         &mut self,
         r: Peer,
