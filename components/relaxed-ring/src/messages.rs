@@ -81,10 +81,6 @@ pub enum Body<M> {
         attempt: u32,
         /// The joiner's predecessor: `r`'s predecessor before the join.
         pred: Peer,
-        /// When `pred` is itself a joiner that has not checked in yet (its own `JoinOk` may
-        /// have been lost): the predecessor `pred` was given. The joiner, `pred`'s successor
-        /// from now on, answers `pred`'s repeated join with it.
-        pred_record: Option<Peer>,
         /// `r`'s successor list (the joiner's is `r` followed by it).
         succ_list: Vec<Peer>,
     },

@@ -8,9 +8,11 @@
 //!   another live owner's identifier. One exception, the one the `Ring` port documents: a peer
 //!   that *falsely suspects* a peer may take its range over until the suspicion is corrected.
 //!   An overlap is excused only while the peer that reaches too far still suspects a live peer
-//!   it reaches over (with an identifier from the covered owner's up to its own), and only for
-//!   `window` (a bound the scenario derives from the failure detector and the links); one that
-//!   nothing explains, or that outlasts the window, is a violation. Excused overlaps are
+//!   within its own range (a range grows only over suspected peers: it grew over that one, and
+//!   whatever it covers beyond may stem from it — peers that joined meanwhile included), and
+//!   each pair of peers only for `window` (a bound the scenario derives from the failure
+//!   detector and the links); one that nothing explains, or that outlasts the window, is a
+//!   violation. Excused overlaps are
 //!   counted and timed ([`RingHistory::excused`], [`RingHistory::longest_excused`]). With
 //!   partitions ([`RingHistory::set_sides`]) the check runs within each side: peers of two
 //!   sides cannot know of each other, and each side is its own ring until a merge.
@@ -197,15 +199,14 @@ impl RingHistory {
         for group in groups {
             for over in overreaches(&group) {
                 let theirs = suspects(over.peer.addr);
+                // A live peer within its own range that the overreaching peer suspects: its
+                // range grew over a false suspicion (a range only grows over suspected peers).
+                let explained = live_peers.iter().any(|x| {
+                    x.addr != over.peer.addr
+                        && theirs.contains(&x.addr)
+                        && (over.range.is_full() || x.id.in_open(over.range.start, over.peer.id))
+                });
                 for &(o, o_range) in &over.covered {
-                    // A live peer between the covered owner (included) and the overreaching
-                    // one that the latter suspects: the range was taken over a false
-                    // suspicion.
-                    let explained = live_peers.iter().any(|x| {
-                        x.addr != over.peer.addr
-                            && theirs.contains(&x.addr)
-                            && (x.id == o.id || x.id.in_open(o.id, over.peer.id))
-                    });
                     if !explained {
                         return Err(format!(
                             "lookup consistency: at {} key {} is owned by {} (range {}) and by {} \

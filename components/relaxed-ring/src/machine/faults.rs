@@ -28,8 +28,7 @@ pub enum Fault {
     /// (stale after a retry succeeded).
     UnexpectedJoinReply,
     /// A `JoinOk` whose predecessor does not lie before this peer, or from a peer that is
-    /// not after it, or whose record of the predecessor's own join does not lie before the
-    /// predecessor.
+    /// not after it.
     BadJoinOk,
     /// A successor list (`UpdSuccList`, `FixOk`) from a peer that is not the successor
     /// (stale when the successor just changed).

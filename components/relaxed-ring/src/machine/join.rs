@@ -2,17 +2,24 @@
 //!
 //! Invariants:
 //! * the successor-to-be `r` accepts joiner `q` only when it owns `q`'s identifier (so
-//!   `q ∈ (pred, r)`), has a working successor and is not repairing one; it sets
+//!   `q ∈ (pred, r)`), has a working successor, is not repairing one, and its predecessor
+//!   has checked in (is not a joiner whose `join_ok` may have been lost); it sets
 //!   `pred := q` **before** it answers `join_ok`, so `(p, q]` has one owner at every instant —
 //!   `r` until then, nobody while `join_ok` travels, `q` after;
+//! * `p`, the joiner's predecessor, is `r`'s — or, if `r`'s range grew over peers it suspects,
+//!   the nearest of them before `q`: a falsely suspected peer still owns its range, and `r`
+//!   hands no part of it on (if the suspicion was right, the part before that peer is
+//!   unavailable until the repair reaches the joiner: its predecessor's `fix` is redirected
+//!   there);
 //! * the joiner owns nothing until `join_ok`; it accepts one only while joining, from a peer
-//!   after it whose predecessor is before it;
+//!   after it whose predecessor is before it, and then checks in with that peer at once
+//!   (`fix`), so that the gap is open to the next joiner one round trip later;
 //! * `r` answers a repeated join of its current predecessor with the same `join_ok` (the first
-//!   answer may have been lost), from its record of how that predecessor joined; the record is
-//!   handed on (`pred_record`) to a joiner accepted before the predecessor checked in, which
-//!   becomes the predecessor's successor. Without a record it answers `try_later` (naming a
-//!   predecessor it is not sure of could hand the joiner a range another peer owns); a join of
-//!   a suspected peer is answered `try_later` too;
+//!   answer may have been lost), from its record of how that predecessor joined — kept until
+//!   the predecessor checks in, and nobody else is let into that gap meanwhile, so the record
+//!   is never needed elsewhere. Without a record it answers `try_later` (naming a predecessor
+//!   it is not sure of could hand the joiner a range another peer owns); a join of a suspected
+//!   peer is answered `try_later` too;
 //! * a predecessor-list member that has not checked in (a joiner; a predecessor named by a
 //!   `join_ok`, which may be a joiner too) is never the target of a redirect;
 //! * a joiner retries until it is answered `join_ok` or `id_in_use`; an attempt that nobody
@@ -31,7 +38,7 @@ use selfman_ports::{
 
 #[cfg(feature = "flaws")]
 use super::Flaw;
-use super::{Fault, JoinRecord, Joining, RelaxedRingMachine, RingOutput};
+use super::{Fault, Fixing, JoinRecord, Joining, RelaxedRingMachine, RingOutput};
 use crate::messages::{Body, Routable, Routed};
 
 impl RelaxedRingMachine {
@@ -133,23 +140,34 @@ impl RelaxedRingMachine {
             match self.s.join_record.filter(|r| r.joiner == q) {
                 Some(r) => {
                     let succ_list = self.s.succ_list.clone();
-                    let (pred, pred_record) = (r.pred, r.pred_record);
-                    self.send(q.addr, Body::JoinOk { attempt, pred, pred_record, succ_list }, out);
+                    self.send(q.addr, Body::JoinOk { attempt, pred: r.pred, succ_list }, out);
                 }
                 None => self.send(q.addr, Body::TryLater { attempt }, out),
             }
             return;
         }
         let repairing = self.s.fixing.as_ref().is_some_and(|f| f.repair);
-        if self.is_crashed(q.addr) || self.s.succ.is_none() || repairing {
-            tracing::trace!(me = %me.id, joiner = %q.id, repairing, "join: try later");
+        // The predecessor is a joiner that has not checked in: its `join_ok` may have been
+        // lost, and only this peer can answer it again. A joiner let in now would take it as
+        // predecessor without that record, and the first could never get in.
+        let pred_joining = self.s.pred_list.iter().any(|e| e.peer == pred && !e.confirmed);
+        if self.is_crashed(q.addr) || self.s.succ.is_none() || repairing || pred_joining {
+            tracing::trace!(me = %me.id, joiner = %q.id, repairing, pred_joining, "join: try later");
             self.send(q.addr, Body::TryLater { attempt }, out);
             return;
         }
-        let old = pred;
-        // If the predecessor is a joiner that has not checked in, the new joiner becomes its
-        // successor and must be able to answer its next attempt.
-        let pred_record = self.s.join_record.filter(|r| r.joiner == old).map(|r| r.pred);
+        // The joiner's predecessor: this peer's, or, if this peer's range grew over peers it
+        // suspects, the nearest of them before the joiner — a false suspicion lets a
+        // suspected peer still own its range, and no part of it is handed on.
+        let old = self
+            .s
+            .crashed
+            .iter()
+            .filter(|(_, s)| !s.departed)
+            .filter_map(|(a, s)| s.id.map(|id| Peer::new(id, *a)))
+            .filter(|x| x.id.in_open(pred.id, q.id))
+            .min_by_key(|x| q.id.distance_from(x.id))
+            .unwrap_or(pred);
         if has_flaw!(self, EagerJoin) {
             // Broken on purpose: keep (old, me] until the join ack arrives.
             self.s.deferred_join = Some(q);
@@ -158,10 +176,10 @@ impl RelaxedRingMachine {
             self.set_pred(q, now, out);
         }
         self.unconfirm(q.addr);
-        self.s.join_record = Some(JoinRecord { joiner: q, pred: old, pred_record });
+        self.s.join_record = Some(JoinRecord { joiner: q, pred: old });
         tracing::trace!(me = %me.id, joiner = %q.id, old = %old.id, attempt, "join accepted");
         let succ_list = self.s.succ_list.clone();
-        self.send(q.addr, Body::JoinOk { attempt, pred: old, pred_record, succ_list }, out);
+        self.send(q.addr, Body::JoinOk { attempt, pred: old, succ_list }, out);
     }
 
     /// Step 1 at the joiner `q`: `r` let it in between `pred` and `r`.
@@ -172,7 +190,6 @@ impl RelaxedRingMachine {
         r: Peer,
         attempt: u32,
         pred: Peer,
-        pred_record: Option<Peer>,
         succ_list: Vec<Peer>,
         now: Time,
         out: &mut Vec<RingOutput<M>>,
@@ -190,22 +207,13 @@ impl RelaxedRingMachine {
         if self.is_me(&pred) || self.is_me(&r) || !me.id.in_open(pred.id, r.id) {
             return self.fault(Fault::BadJoinOk, "join_ok with a predecessor not before me");
         }
-        if let Some(pp) = pred_record {
-            if !self.valid_peer(&pp) {
-                return;
-            }
-            if self.is_me(&pp) || pp == pred || !pred.id.in_open(pp.id, me.id) {
-                return self.fault(Fault::BadJoinOk, "join_ok with a record not before its pred");
-            }
-        }
         tracing::trace!(me = %me.id, pred = %pred.id, succ = %r.id, attempt, "joined");
         self.s.status = RingStatus::InRing;
         self.s.joining = None;
         self.s.succ = Some(r);
         self.s.succ_list = self.build_succ_list(r, &list);
         self.s.pred = Some(pred);
-        self.s.join_record =
-            pred_record.map(|pp| JoinRecord { joiner: pred, pred: pp, pred_record: None });
+        self.s.join_record = None;
         self.s.pred_list.clear();
         self.add_pred_entry(pred, now);
         // It may be a joiner itself (concurrent joins): not one to redirect to until it
@@ -225,6 +233,11 @@ impl RelaxedRingMachine {
         // Step 2: tell the predecessor.
         let succ_list = self.s.succ_list.clone();
         self.send(pred.addr, Body::NewSucc { succ_list }, out);
+        // And check in with the successor at once: until then it lets nobody else into this
+        // gap (this peer's `join_ok` might have been lost, as far as it knows).
+        let f = Fixing { target: r, sent: now, replaced: None, redirects: 0, repair: false };
+        self.s.fixing = Some(f);
+        self.send(r.addr, Body::Fix, out);
     }
 
     /// The joiner is told to wait (by a ring peer, which it remembers as another way in).
@@ -300,7 +313,7 @@ impl RelaxedRingMachine {
         q: Peer,
         list: &[Peer],
         old: Option<Peer>,
-        _now: Time,
+        now: Time,
         out: &mut Vec<RingOutput<M>>,
     ) {
         tracing::trace!(me = %self.s.me.id, succ = %q.id, "new successor (new_succ)");
@@ -318,6 +331,13 @@ impl RelaxedRingMachine {
             self.send(o.addr, Body::PredNoMore, out);
         }
         self.send_succ_list_back(self.config.succ_list_size, out);
+        // Check in with the new successor at once: it lets no other joiner into its gap until
+        // its predecessor has checked in.
+        if self.s.fixing.is_none() {
+            let f = Fixing { target: q, sent: now, replaced: None, redirects: 0, repair: false };
+            self.s.fixing = Some(f);
+            self.send(q.addr, Body::Fix, out);
+        }
     }
 
     /// Step 3 at `r`: `p` no longer has this peer as successor.

@@ -139,16 +139,14 @@ struct Joining {
 pub(crate) const JOIN_ACCESS: usize = 4;
 
 /// How this peer's predecessor joined, kept while the predecessor has not checked in: its
-/// `join_ok` may have been lost, and only the predecessor's successor can answer its next
-/// attempt. Handed on (as `JoinOk::pred_record`) to a joiner accepted before it checks in.
+/// `join_ok` may have been lost, and only this peer (its successor) can answer its next
+/// attempt — no other joiner is let into the gap meanwhile, so there is one record at most.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct JoinRecord {
     /// The joiner (this peer's predecessor).
     joiner: Peer,
     /// The predecessor its `join_ok` named.
     pred: Peer,
-    /// That predecessor's own record, if it was a joiner that had not checked in either.
-    pred_record: Option<Peer>,
 }
 
 /// A `fix` in flight to `target`.
@@ -441,8 +439,8 @@ impl RelaxedRingMachine {
             Body::Route(r) => self.on_route(sender, r, now, out),
             Body::Found { req, key, hops } => self.on_found(sender, req, key, hops, out),
             Body::Unroutable { key, what } => self.on_unroutable(sender, key, what, now, out),
-            Body::JoinOk { attempt, pred, pred_record, succ_list } => {
-                self.on_join_ok(sender, attempt, pred, pred_record, succ_list, now, out)
+            Body::JoinOk { attempt, pred, succ_list } => {
+                self.on_join_ok(sender, attempt, pred, succ_list, now, out)
             }
             Body::TryLater { attempt } => self.on_try_later(sender, attempt, now),
             Body::IdInUse { attempt, holder } => self.on_id_in_use(sender, attempt, holder, out),

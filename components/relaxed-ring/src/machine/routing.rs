@@ -175,7 +175,7 @@ impl RelaxedRingMachine {
                 r.hops -= 1;
                 return self.arrive(r, now, out);
             }
-            return match self.backwards(r.key, r.origin) {
+            return match self.backwards(r.key) {
                 Some(m) => self.send(m.addr, Body::Route(r), out),
                 None => self.unroutable(r, now, out),
             };
@@ -206,17 +206,16 @@ impl RelaxedRingMachine {
             .max_by_key(|p| p.id.distance_from(me))
     }
 
-    /// The predecessor-list member nearest at or after `key` and before this peer, other than
-    /// the message's `origin`: where a `last` message goes backwards. (A joiner asking again
-    /// may still be in predecessor lists; the peer holding its record is after it.)
-    fn backwards(&self, key: RingId, origin: Peer) -> Option<Peer> {
+    /// The predecessor-list member nearest at or after `key` and before this peer: where a
+    /// `last` message goes backwards.
+    fn backwards(&self, key: RingId) -> Option<Peer> {
         let me = self.s.me.id;
         let dme = me.distance_from(key);
         self.s
             .pred
             .iter()
             .chain(self.s.pred_list.iter().map(|e| &e.peer))
-            .filter(|m| self.live(m) && **m != origin && m.id.distance_from(key) < dme)
+            .filter(|m| self.live(m) && m.id.distance_from(key) < dme)
             .min_by_key(|m| m.id.distance_from(key))
             .copied()
     }

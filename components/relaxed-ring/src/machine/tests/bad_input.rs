@@ -118,7 +118,7 @@ fn join_answers_nobody_asked_for() {
     let mut w = ring();
     let from = w.at(100);
     let pred = w.peer(400);
-    let body = Body::JoinOk { attempt: 1, pred, pred_record: None, succ_list: vec![] };
+    let body = Body::JoinOk { attempt: 1, pred, succ_list: vec![] };
     expect_dropped(&mut w, 300, from, RingId(100), body, Fault::UnexpectedJoinReply);
     let body = Body::TryLater { attempt: 1 };
     expect_dropped(&mut w, 300, from, RingId(100), body, Fault::UnexpectedJoinReply);
@@ -136,18 +136,12 @@ fn a_join_ok_of_a_later_attempt_or_with_a_predecessor_not_before_me() {
     let from = w.at(300);
     // An attempt never made.
     let pred = w.peer(200);
-    let body = Body::JoinOk { attempt: 7, pred, pred_record: None, succ_list: vec![] };
+    let body = Body::JoinOk { attempt: 7, pred, succ_list: vec![] };
     expect_dropped(&mut w, 250, from, RingId(300), body, Fault::UnexpectedJoinReply);
     // A predecessor between me and the sender.
     let pred = Peer::new(RingId(260), stranger(6));
-    let body = Body::JoinOk { attempt: 1, pred, pred_record: None, succ_list: vec![] };
+    let body = Body::JoinOk { attempt: 1, pred, succ_list: vec![] };
     expect_dropped(&mut w, 250, from, RingId(300), body, Fault::BadJoinOk);
-    // A record of how the predecessor joined that does not lie before it.
-    let pred = w.peer(200);
-    for pp in [Peer::new(RingId(220), stranger(7)), w.peer(200), w.peer(250)] {
-        let body = Body::JoinOk { attempt: 1, pred, pred_record: Some(pp), succ_list: vec![] };
-        expect_dropped(&mut w, 250, from, RingId(300), body, Fault::BadJoinOk);
-    }
     // An id-in-use that does not hold my identifier.
     let holder = w.peer(200);
     let body = Body::IdInUse { attempt: 1, holder };

@@ -212,3 +212,27 @@ fn a_successor_pointer_far_behind_is_redirected_in_one_step() {
     w.tick_for(secs(2));
     w.assert_ring();
 }
+
+#[test]
+fn a_joiner_gets_no_part_of_a_range_taken_over_a_suspected_peer() {
+    // 100 and 300 falsely suspect 200: 300 takes 100's fix and owns (100, 300] — the window
+    // the port documents, until the suspicion is corrected. A joiner at 250 asks 300 meanwhile:
+    // it is given 200, the suspected peer, as predecessor, not 100, so that once 200 is
+    // restored nobody owns its range but 200. (Found by `ring-slow` seed 3: the joiner owned
+    // (100, 250] over 200 for seconds after the suspicion was over.)
+    let mut w = World::ring(&[100, 200, 300, 400]);
+    w.suspect(300, 200);
+    w.suspect(100, 200);
+    w.run_unchecked();
+    assert_eq!(w.view(300).range, Some(range(100, 300)));
+    w.add(250);
+    w.join(250, 400);
+    w.run_unchecked();
+    assert_eq!(w.view(250).range, Some(range(200, 250)));
+    w.restore(300, 200);
+    w.restore(100, 200);
+    w.run();
+    w.assert_consistent();
+    w.tick_for(secs(3));
+    w.assert_ring();
+}
