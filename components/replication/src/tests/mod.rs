@@ -1,0 +1,1 @@
+//! Tests of the roles together: several machines in a hand-driven world.
