@@ -32,7 +32,8 @@ pub enum Fault {
     /// An offer of a range this node does not own, or a pull from a node it does not hold a
     /// range for (stale after the ring moved on).
     StaleOffer,
-    /// An answer to an operation this node does not coordinate (stale: after its timeout).
+    /// An answer to an operation this node never started (late answers to operations that
+    /// completed or timed out are normal and not counted).
     UnknownReply,
     /// Two replicas hold the same version with different values (resolved alike on both
     /// sides by the larger digest).

@@ -51,6 +51,9 @@ use crate::store::{ItemId, Record, VoteEntry};
 /// How many times a new owner pulls before it rebuilds (within `offer_wait`).
 const PULLS: u32 = 3;
 
+/// Transfers from one old holder that may time out before the range is rebuilt instead.
+const TRIES: u32 = 2;
+
 /// Completed incoming transfers remembered, to answer a repeated `Done` (its `DoneAck` lost).
 const RECENT: usize = 16;
 
@@ -114,6 +117,8 @@ struct Incoming {
     /// The range is served here already (a peer hands over what this node never lost, after
     /// a false suspicion): records are merged by version, nothing changes at `Done`.
     merge: bool,
+    /// Transfers of it that timed out.
+    failed: u32,
     phase: InPhase,
 }
 
@@ -194,7 +199,7 @@ impl Handover {
 
     /// The ranges being received (owned, not served yet).
     pub fn incoming(&self) -> Vec<Range> {
-        self.inc.iter().flat_map(|i| i.want.ranges()).filter(|_| true).collect()
+        self.inc.iter().filter(|i| !i.merge).flat_map(|i| i.want.ranges()).collect()
     }
 
     /// Whether any range is still being sent away.
@@ -439,6 +444,7 @@ impl Handover {
             from,
             since: cx.now,
             merge: false,
+            failed: 0,
             phase: InPhase::Waiting { pulls: 1, next_pull: pull_at },
         });
         cx.watch(from);
@@ -483,6 +489,7 @@ impl Handover {
                 from,
                 since: now,
                 merge: true,
+                failed: 0,
                 phase: InPhase::Receiving { session, offered: range, next_seq: 0, items: 0, last_progress: now },
             });
             cx.watch(from);
@@ -655,13 +662,10 @@ impl Handover {
             cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
             cx.moves.push(Transition::Released(o.range));
         }
-        let mut rebuild = Vec::new();
         for i in self.inc.iter_mut() {
             match &mut i.phase {
                 InPhase::Waiting { pulls, next_pull } => {
-                    if now >= i.since + cx.config.offer_wait {
-                        rebuild.push(i.from);
-                    } else if now >= *next_pull && *pulls < PULLS {
+                    if now < i.since + cx.config.offer_wait && now >= *next_pull && *pulls < PULLS {
                         *pulls += 1;
                         *next_pull = now + cx.config.offer_wait / (PULLS + 1);
                         for r in i.want.ranges() {
@@ -677,6 +681,9 @@ impl Handover {
                         if i.merge {
                             i.want = RangeSet::new(); // nothing to wait for
                         }
+                        i.failed += 1;
+                        // After too many failed transfers, rebuild at once (below); else wait
+                        // for a new offer, pulling.
                         i.since = now;
                         i.phase = InPhase::Waiting { pulls: 0, next_pull: now };
                     }
@@ -685,8 +692,9 @@ impl Handover {
         }
         self.inc.retain(|i| !(i.merge && i.want.is_empty()));
         // Waited long enough for an offer: rebuild from the replicas.
-        let (gone, keep): (Vec<_>, Vec<_>) =
-            self.inc.drain(..).partition(|i| now >= i.since + cx.config.offer_wait && matches!(i.phase, InPhase::Waiting { .. }));
+        let (gone, keep): (Vec<_>, Vec<_>) = self.inc.drain(..).partition(|i| {
+            matches!(i.phase, InPhase::Waiting { .. }) && (i.failed >= TRIES || now >= i.since + cx.config.offer_wait)
+        });
         self.inc = keep;
         for i in gone {
             cx.unwatch(i.from);
@@ -694,6 +702,5 @@ impl Handover {
                 cx.moves.push(Transition::Rebuild(part));
             }
         }
-        let _ = rebuild;
     }
 }

@@ -265,6 +265,12 @@ impl ReplicaMachine {
         &self.store
     }
 
+    /// The replicas held here, to change by hand (tests only: to make a replica stale).
+    #[cfg(test)]
+    pub(crate) fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
     /// The ranges served.
     pub fn serving(&self) -> Vec<Range> {
         self.serving.ranges()
@@ -312,23 +318,18 @@ impl ReplicaMachine {
     }
 
     /// Takes over the whole state of `old` (a live replacement): replicas, ranges, transfers,
-    /// operations in flight. `old` is left empty, outside any ring. The replication factor
-    /// cannot change live: a replacement configured with another `f` keeps the old one.
+    /// operations in flight, and its deliberate flaw if it has one; the new configuration's
+    /// timing and bounds apply from now on. `old` is left empty, outside any ring. The
+    /// replication factor and the host are the node's identity in the ring and do not change
+    /// live: the replacement keeps the old ones.
     pub fn take_over(&mut self, old: &mut ReplicaMachine) {
-        let config = if old.config.f == self.config.f {
-            self.config
-        } else {
-            tracing::warn!(old = old.config.f, new = self.config.f, "replication: f cannot change live; kept");
-            ReplicationConfig { f: old.config.f, ..self.config }
-        };
+        if (old.config.f, old.config.host) != (self.config.f, self.config.host) {
+            tracing::warn!(f = old.config.f, host = ?old.config.host, "replication: f and host cannot change live; kept");
+        }
+        let config = ReplicationConfig { f: old.config.f, host: old.config.host, ..self.config };
         let fresh = ReplicaMachine::new(old.node, old.config);
         let mut taken = std::mem::replace(old, fresh);
         taken.config = config;
-        #[cfg(feature = "flaws")]
-        {
-            // The replacement's own flaws, if any, stay.
-            taken.placement = self.placement;
-        }
         *self = taken;
     }
 

@@ -149,7 +149,11 @@ impl Coordinator {
     ) {
         let quorum = if has_flaw!(self, QuorumOfOne) { 1 } else { cx.placement.quorum() };
         let Some(p) = self.pending.get_mut(&id) else {
-            cx.faults.add(Fault::UnknownReply, &format_args!("answer to operation {id} from {from}"));
+            // An answer after the operation completed (the replicas beyond the quorum) or
+            // timed out is normal; one to an operation never started is not.
+            if id >= self.next {
+                cx.faults.add(Fault::UnknownReply, &format_args!("answer to operation {id} from {from}"));
+            }
             return;
         };
         let bit = 1u64 << replica;
@@ -337,10 +341,12 @@ mod tests {
         let mut who: Vec<u32> = r.replicas.iter().map(|a| a.replica).collect();
         who.sort();
         assert_eq!(who, vec![0, 1, 3]);
-        // A late answer is counted as such, and changes nothing.
+        // A late answer changes nothing and is no fault; one to an operation never started is.
         h.out.clear();
         h.run(|cx| c.on_reply(cx, node(4), id, 2, record(9)));
         assert!(h.out.is_empty());
+        assert_eq!(h.faults.get(crate::faults::Fault::UnknownReply), 0);
+        h.run(|cx| c.on_reply(cx, node(4), id + 100, 2, record(9)));
         assert_eq!(h.faults.get(crate::faults::Fault::UnknownReply), 1);
     }
 

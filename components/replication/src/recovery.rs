@@ -32,7 +32,7 @@ use crate::faults::Fault;
 use crate::handover::wire_item;
 use crate::machine::{tag, Ctx, ReplOutput, Transition, TAG_RANGE};
 use crate::messages::{ReplMessage, WireItem};
-use crate::ranges::{offset_in, RangeSet};
+use crate::ranges::RangeSet;
 use crate::store::{ItemId, Merge};
 
 #[derive(Clone, Debug)]
@@ -41,6 +41,8 @@ struct Source {
     interval: Range,
     /// Read up to here (exclusive start of the next read).
     after: RingId,
+    /// How many identifiers of the interval are read (up to its size).
+    read: u128,
     complete: bool,
     /// When the outstanding read was sent (`None`: none outstanding).
     asked: Option<Time>,
@@ -105,6 +107,7 @@ impl Recovery {
                         shift: j,
                         interval,
                         after: interval.start,
+                        read: 0,
                         complete: false,
                         asked: None,
                         ask_at: Some(cx.now),
@@ -185,7 +188,8 @@ impl Recovery {
             return; // an answer to a read asked twice: the other one was used
         }
         let part = Range::new(after, covered);
-        if covered == after || offset_in(s.interval, covered) <= offset_in(s.interval, after) || !s.interval.contains(covered) {
+        let step = u128::from(covered.distance_from(after));
+        if step == 0 || s.read + step > s.interval.size() {
             return cx.faults.add(Fault::OutsideRange, &format_args!("rebuild answer covering {part} of {}", s.interval));
         }
         for w in &items {
@@ -209,9 +213,10 @@ impl Recovery {
             }
         }
         s.after = covered;
+        s.read += step;
         s.last_progress = cx.now;
         s.asked = None;
-        if covered == s.interval.end {
+        if s.read == s.interval.size() {
             s.complete = true;
         } else {
             s.ask_at = Some(cx.now);
