@@ -26,7 +26,7 @@ pub struct ReplicationConfig {
     /// How often timers are checked (timeouts, retransmissions, repair rounds).
     pub tick: Duration,
     /// A quorum read or a replica operation with no answer after this long fails with a
-    /// timeout; replicas that have not answered are asked again halfway.
+    /// timeout; replicas that have not answered are asked again at each quarter of it.
     pub op_timeout: Duration,
     /// A replica that answered "not ready" (its range is moving or being rebuilt) is asked
     /// again after this long, until the operation's timeout.

@@ -510,12 +510,14 @@ impl ReplicaMachine {
                 self.rebuild.on_items(&mut cx, from, session, shift, after, covered, items);
             }
             ReplMessage::RangeNotReady { session, shift, after } => self.rebuild.on_not_ready(&mut cx, session, shift, after),
-            ReplMessage::SyncCovered { session, covered } => self.repair.on_covered(&mut cx, from, session, covered, bytes),
-            ReplMessage::SyncNodes { session, nodes } => self.repair.on_nodes(&mut cx, from, session, nodes, bytes),
-            ReplMessage::SyncLeaves { session, leaves, nodes } => {
-                self.repair.on_leaves(&mut cx, from, session, leaves, nodes, bytes);
+            ReplMessage::SyncCovered { session, req, covered } => {
+                self.repair.on_covered(&mut cx, from, session, req, covered, bytes);
             }
-            ReplMessage::SyncItems { session, items } => self.repair.on_items(&mut cx, from, session, items, bytes),
+            ReplMessage::SyncNodes { session, req, nodes } => self.repair.on_nodes(&mut cx, from, session, req, nodes, bytes),
+            ReplMessage::SyncLeaves { session, req, leaves, nodes } => {
+                self.repair.on_leaves(&mut cx, from, session, req, leaves, nodes, bytes);
+            }
+            ReplMessage::SyncItems { session, req, items } => self.repair.on_items(&mut cx, from, session, req, items, bytes),
             m @ (ReplMessage::SyncStart { .. }
             | ReplMessage::SyncHashes { .. }
             | ReplMessage::SyncDigests { .. }

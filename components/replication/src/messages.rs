@@ -168,6 +168,8 @@ pub enum ReplMessage {
     SyncStart {
         /// The initiator's round number.
         session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
         /// The interval.
         segment: Range,
     },
@@ -176,6 +178,8 @@ pub enum ReplMessage {
     SyncCovered {
         /// The round.
         session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
         /// The part served, and its root node.
         covered: Option<(Range, NodeSummary)>,
     },
@@ -183,6 +187,8 @@ pub enum ReplMessage {
     SyncHashes {
         /// The round.
         session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
         /// The segment (receiver's positions) the paths are relative to.
         segment: Range,
         /// The nodes whose children are wanted.
@@ -192,6 +198,8 @@ pub enum ReplMessage {
     SyncNodes {
         /// The round.
         session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
         /// The children, by path.
         nodes: Vec<NodeSummary>,
     },
@@ -199,6 +207,8 @@ pub enum ReplMessage {
     SyncDigests {
         /// The round.
         session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
         /// The segment the paths are relative to.
         segment: Range,
         /// The leaves.
@@ -209,6 +219,8 @@ pub enum ReplMessage {
     SyncLeaves {
         /// The round.
         session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
         /// Per leaf, its digests.
         leaves: Vec<(Path, Vec<ItemDigest>)>,
         /// Leaves too full to list: their children.
@@ -218,6 +230,8 @@ pub enum ReplMessage {
     SyncFetch {
         /// The round.
         session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
         /// The segment they are in.
         segment: Range,
         /// The keys.
@@ -227,6 +241,8 @@ pub enum ReplMessage {
     SyncItems {
         /// The round.
         session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
         /// The records (without votes).
         items: Vec<WireItem>,
     },
@@ -544,9 +560,9 @@ mod tests {
         assert_eq!(one_big.check(4), Ok(()));
         let paths = vec![Path { level: 1, index: 0 }; MAX_SYNC_NODES + 1];
         let seg = Range::new(RingId(0), RingId(9));
-        assert_eq!(ReplMessage::SyncHashes { session: 1, segment: seg, paths }.check(4), Err(Fault::Oversized));
+        assert_eq!(ReplMessage::SyncHashes { session: 1, req: 0, segment: seg, paths }.check(4), Err(Fault::Oversized));
         let deep = vec![Path { level: 40, index: 0 }];
-        assert_eq!(ReplMessage::SyncDigests { session: 1, segment: seg, paths: deep }.check(4), Err(Fault::Oversized));
+        assert_eq!(ReplMessage::SyncDigests { session: 1, req: 0, segment: seg, paths: deep }.check(4), Err(Fault::Oversized));
         let rr = ReplMessage::RangeRead { session: 1, shift: 0, interval: seg, after: RingId(0) };
         assert_eq!(rr.check(4), Err(Fault::BadReplica));
     }
@@ -558,14 +574,16 @@ mod tests {
             ReplMessage::Items { session: 9, seq: 3, items: (0..50).map(|i| item(&format!("key-{i}"), 100)).collect() },
             ReplMessage::SyncNodes {
                 session: 9,
+                req: 3,
                 nodes: (0..4).map(|i| NodeSummary { path: Path { level: 5, index: i }, hash: u64::MAX / 7, count: 40 }).collect(),
             },
             ReplMessage::SyncLeaves {
                 session: 9,
+                req: 3,
                 leaves: vec![(Path { level: 6, index: 3 }, (0..8).map(|i| ItemDigest { key: format!("key-{i}").into_bytes(), version: Version(2), digest: u64::MAX / 5 }).collect())],
                 nodes: Vec::new(),
             },
-            ReplMessage::SyncHashes { session: 9, segment: seg, paths: vec![Path { level: 3, index: 17 }; 20] },
+            ReplMessage::SyncHashes { session: 9, req: 3, segment: seg, paths: vec![Path { level: 3, index: 17 }; 20] },
         ];
         for m in &msgs {
             let (est, real) = (m.wire_size(), encoded(m));

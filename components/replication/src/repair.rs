@@ -134,7 +134,10 @@ struct Round {
     hashes: VecDeque<Path>,
     leaves: VecDeque<Path>,
     fetch: VecDeque<(Vec<u8>, u32)>,
-    inflight: usize,
+    /// Requests sent and not answered, by number: where to, what, when (re-sent after
+    /// `retransmit`; the answering side is stateless, so a repeat is harmless).
+    outstanding: BTreeMap<u64, (Option<NodeAddr>, ReplMessage, Time)>,
+    next_req: u64,
     last_progress: Time,
     fetched: u64,
     pushed: u64,
@@ -184,7 +187,8 @@ impl Repair {
             hashes: VecDeque::new(),
             leaves: VecDeque::new(),
             fetch: VecDeque::new(),
-            inflight: 0,
+            outstanding: BTreeMap::new(),
+            next_req: 0,
             last_progress: cx.now,
             fetched: 0,
             pushed: 0,
@@ -199,15 +203,29 @@ impl Repair {
         cx.send(to, msg);
     }
 
+    /// Sends a request that expects an answer (routed when `to` is `None`: the round start).
+    fn request(r: &mut Round, cx: &mut Ctx<'_>, to: Option<NodeAddr>, req: u64, msg: ReplMessage) {
+        r.outstanding.insert(req, (to, msg.clone(), cx.now));
+        r.bytes += msg.wire_size() as u64;
+        match to {
+            Some(to) => cx.send(to, msg),
+            None => {
+                let ReplMessage::SyncStart { segment, .. } = &msg else { return };
+                let key = segment.start.offset(1);
+                cx.out.push(ReplOutput::Route { key, tag: tag(TAG_SYNC, r.id), msg });
+            }
+        }
+    }
+
     fn next_segment(&mut self, cx: &mut Ctx<'_>) {
         let Some(r) = self.round.as_mut() else { return };
         let d = cx.placement.shift(r.shift);
         let segment = Range::new(r.after.offset(d), r.range.end.offset(d));
-        let msg = ReplMessage::SyncStart { session: r.id, segment };
-        r.bytes += msg.wire_size() as u64;
-        r.inflight = 1;
+        let req = r.next_req;
+        r.next_req += 1;
         r.seg = None;
-        cx.out.push(ReplOutput::Route { key: segment.start.offset(1), tag: tag(TAG_SYNC, r.id), msg });
+        let msg = ReplMessage::SyncStart { session: r.id, req, segment };
+        Self::request(r, cx, None, req, msg);
     }
 
     fn finish(&mut self, cx: &mut Ctx<'_>) {
@@ -216,8 +234,10 @@ impl Repair {
         cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
     }
 
-    /// The current round for a message of `session` from `from`, counted if there is none.
-    fn round_for(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, bytes: usize) -> Option<&mut Round> {
+    /// The current round for answer `req` of `session` from `from`: counted if there is no
+    /// such round or the sender is not its peer, ignored if it answers nothing outstanding (a
+    /// repeated request's second answer).
+    fn round_for(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, req: u64, bytes: usize) -> Option<&mut Round> {
         let ok = self.round.as_ref().is_some_and(|r| r.id == session);
         if !ok {
             cx.faults.add(Fault::UnknownSession, &format_args!("repair answer {session} from {from}"));
@@ -228,16 +248,24 @@ impl Repair {
             cx.faults.add(Fault::StrangerSession, &format_args!("repair answer {session} from {from}"));
             return None;
         }
+        r.outstanding.remove(&req)?;
         r.bytes += bytes as u64;
         r.last_progress = cx.now;
-        r.inflight = r.inflight.saturating_sub(1);
         Some(r)
     }
 
     /// Where the peer serves the segment from its start, and its root.
-    pub(crate) fn on_covered(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, covered: Option<(Range, NodeSummary)>, bytes: usize) {
+    pub(crate) fn on_covered(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        req: u64,
+        covered: Option<(Range, NodeSummary)>,
+        bytes: usize,
+    ) {
         let d = cx.placement.shift(self.round.as_ref().map_or(1, |r| r.shift));
-        let Some(r) = self.round_for(cx, from, session, bytes) else { return };
+        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
         let Some((cov, root)) = covered else {
             // The peer serves none of it now (moving, rebuilding): try again next round.
             return self.finish(cx);
@@ -277,26 +305,27 @@ impl Repair {
     fn pump(&mut self, cx: &mut Ctx<'_>) {
         let Some(r) = self.round.as_mut() else { return };
         let Some(seg) = r.seg.clone() else { return };
-        while r.inflight < SYNC_WINDOW {
+        while r.outstanding.len() < SYNC_WINDOW {
+            let req = r.next_req;
             let msg = if !r.hashes.is_empty() {
                 let n = r.hashes.len().min(MAX_SYNC_NODES / 4);
                 let paths = r.hashes.drain(..n).collect();
-                ReplMessage::SyncHashes { session: r.id, segment: seg.theirs, paths }
+                ReplMessage::SyncHashes { session: r.id, req, segment: seg.theirs, paths }
             } else if !r.leaves.is_empty() {
                 let n = r.leaves.len().min(LEAVES_PER_REQUEST);
                 let paths = r.leaves.drain(..n).collect();
-                ReplMessage::SyncDigests { session: r.id, segment: seg.theirs, paths }
+                ReplMessage::SyncDigests { session: r.id, req, segment: seg.theirs, paths }
             } else if !r.fetch.is_empty() {
                 let n = r.fetch.len().min(MAX_FETCH_KEYS.min(cx.config.batch_items));
                 let keys = r.fetch.drain(..n).collect();
-                ReplMessage::SyncFetch { session: r.id, segment: seg.theirs, keys }
+                ReplMessage::SyncFetch { session: r.id, req, segment: seg.theirs, keys }
             } else {
                 break;
             };
-            r.inflight += 1;
-            Self::send(r, cx, seg.peer, msg);
+            r.next_req += 1;
+            Self::request(r, cx, Some(seg.peer), req, msg);
         }
-        if r.inflight == 0 {
+        if r.outstanding.is_empty() {
             // The segment is done.
             r.after = seg.mine.end;
             if seg.mine.end == r.range.end {
@@ -308,8 +337,8 @@ impl Repair {
     }
 
     /// Children summaries from the peer.
-    pub(crate) fn on_nodes(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, nodes: Vec<NodeSummary>, bytes: usize) {
-        let Some(r) = self.round_for(cx, from, session, bytes) else { return };
+    pub(crate) fn on_nodes(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, req: u64, nodes: Vec<NodeSummary>, bytes: usize) {
+        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
         for n in nodes {
             Self::classify(r, cx, n);
         }
@@ -322,12 +351,13 @@ impl Repair {
         cx: &mut Ctx<'_>,
         from: NodeAddr,
         session: u64,
+        req: u64,
         leaves: Vec<(Path, Vec<ItemDigest>)>,
         nodes: Vec<NodeSummary>,
         bytes: usize,
     ) {
         let f = cx.placement.f();
-        let Some(r) = self.round_for(cx, from, session, bytes) else { return };
+        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
         for n in nodes {
             Self::classify(r, cx, n);
         }
@@ -378,9 +408,9 @@ impl Repair {
     }
 
     /// Items fetched from the peer.
-    pub(crate) fn on_items(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, items: Vec<WireItem>, bytes: usize) {
+    pub(crate) fn on_items(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, req: u64, items: Vec<WireItem>, bytes: usize) {
         let f = cx.placement.f();
-        let Some(r) = self.round_for(cx, from, session, bytes) else { return };
+        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
         let Some(seg) = r.seg.clone() else { return };
         for w in items {
             let theirs = cx.placement.position(&w.key, w.replica);
@@ -407,12 +437,19 @@ impl Repair {
         }
     }
 
-    /// Time passed: end a round without progress.
+    /// Time passed: re-send unanswered requests; end a round without progress.
     pub(crate) fn on_tick(&mut self, cx: &mut Ctx<'_>) {
         let stuck = self.round.as_ref().is_some_and(|r| cx.now >= r.last_progress + cx.config.transfer_timeout);
         if stuck {
             cx.faults.add(Fault::TransferTimeout, &"repair round without progress");
-            self.finish(cx);
+            return self.finish(cx);
+        }
+        let Some(r) = self.round.as_mut() else { return };
+        let due: Vec<u64> =
+            r.outstanding.iter().filter(|(_, (_, _, t))| cx.now >= *t + cx.config.retransmit).map(|(q, _)| *q).collect();
+        for req in due {
+            let (to, msg, _) = r.outstanding.remove(&req).expect("just listed");
+            Self::request(r, cx, to, req, msg);
         }
     }
 
@@ -427,7 +464,7 @@ impl Repair {
 /// The answering side of anti-entropy: stateless, from the store and what this node serves.
 pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
     match msg {
-        ReplMessage::SyncStart { session, segment } => {
+        ReplMessage::SyncStart { session, req, segment } => {
             let first = segment.start.offset(1);
             let covered = cx.serving.run_containing(first).map(|run| {
                 let end = if run.is_full() || segment.end.distance_from(segment.start) <= run.end.distance_from(segment.start) {
@@ -438,11 +475,11 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
                 let cov = Range::new(segment.start, end);
                 (cov, summary(cx, cov, Path { level: 0, index: 0 }))
             });
-            cx.send(from, ReplMessage::SyncCovered { session, covered });
+            cx.send(from, ReplMessage::SyncCovered { session, req, covered });
         }
-        ReplMessage::SyncHashes { session, segment, paths } => {
+        ReplMessage::SyncHashes { session, req, segment, paths } => {
             if !cx.serving.covers(segment) {
-                return cx.send(from, ReplMessage::SyncCovered { session, covered: None });
+                return cx.send(from, ReplMessage::SyncCovered { session, req, covered: None });
             }
             let mut nodes = Vec::new();
             for p in paths {
@@ -452,11 +489,11 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
                 }
                 nodes.extend(child_summaries(cx, segment, p));
             }
-            cx.send(from, ReplMessage::SyncNodes { session, nodes });
+            cx.send(from, ReplMessage::SyncNodes { session, req, nodes });
         }
-        ReplMessage::SyncDigests { session, segment, paths } => {
+        ReplMessage::SyncDigests { session, req, segment, paths } => {
             if !cx.serving.covers(segment) {
-                return cx.send(from, ReplMessage::SyncCovered { session, covered: None });
+                return cx.send(from, ReplMessage::SyncCovered { session, req, covered: None });
             }
             let mut leaves = Vec::new();
             let mut nodes = Vec::new();
@@ -483,9 +520,9 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
                     .collect();
                 leaves.push((p, digests));
             }
-            cx.send(from, ReplMessage::SyncLeaves { session, leaves, nodes });
+            cx.send(from, ReplMessage::SyncLeaves { session, req, leaves, nodes });
         }
-        ReplMessage::SyncFetch { session, segment, keys } => {
+        ReplMessage::SyncFetch { session, req, segment, keys } => {
             let mut items = Vec::new();
             let mut bytes = 0usize;
             for (key, replica) in keys {
@@ -503,7 +540,7 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
                     }
                 }
             }
-            cx.send(from, ReplMessage::SyncItems { session, items });
+            cx.send(from, ReplMessage::SyncItems { session, req, items });
         }
         ReplMessage::SyncPush { segment, items, .. } => {
             for w in items {
