@@ -141,7 +141,9 @@ impl<P: RingPayload> SymmetricReplication<P> {
         let now = self.ctx.now();
         match ev {
             RingIndication::Joined { me, .. } => self.machine.on_joined(me, now),
-            RingIndication::Responsibility(rc) => self.machine.on_responsibility(rc, now, &mut self.out),
+            RingIndication::Responsibility(rc) => {
+                self.machine.on_responsibility(rc, now, &mut self.out)
+            }
             RingIndication::Deliver { origin, payload, .. } => {
                 if let Some(msg) = payload.unwrap() {
                     self.machine.on_deliver(origin, msg, now, &mut self.out);

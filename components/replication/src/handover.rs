@@ -134,7 +134,12 @@ pub struct Handover {
 }
 
 /// A record as sent: its replica number and lease left.
-pub(crate) fn wire_item(cx: &Ctx<'_>, id: &ItemId, r: Option<&Record>, with_votes: bool) -> WireItem {
+pub(crate) fn wire_item(
+    cx: &Ctx<'_>,
+    id: &ItemId,
+    r: Option<&Record>,
+    with_votes: bool,
+) -> WireItem {
     let replica = cx.placement.replica_at(&id.key, id.pos).unwrap_or(0);
     let votes = match (r, with_votes) {
         (Some(r), true) => r
@@ -144,7 +149,11 @@ pub(crate) fn wire_item(cx: &Ctx<'_>, id: &ItemId, r: Option<&Record>, with_vote
                 tx: v.tx,
                 mode: v.mode,
                 vote: v.vote,
-                lease_left_ms: v.expires.duration_since(cx.now).as_millis().min(u128::from(u64::MAX)) as u64,
+                lease_left_ms: v
+                    .expires
+                    .duration_since(cx.now)
+                    .as_millis()
+                    .min(u128::from(u64::MAX)) as u64,
             })
             .collect(),
         _ => Vec::new(),
@@ -258,7 +267,8 @@ impl Handover {
                 continue;
             }
             if let OutPhase::Sending { cursor, exhausted, delta, .. } = &mut o.phase {
-                let sent = *exhausted || cursor.as_ref().is_some_and(|c| sent_already(o.range, c, id));
+                let sent =
+                    *exhausted || cursor.as_ref().is_some_and(|c| sent_already(o.range, c, id));
                 if sent {
                     delta.insert(id.clone());
                 }
@@ -269,10 +279,14 @@ impl Handover {
     /// The new owner accepted the offer.
     pub(crate) fn on_accept(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64) {
         let Some(o) = self.out.get_mut(&session) else {
-            return cx.faults.add(Fault::UnknownSession, &format_args!("accept of transfer {session}"));
+            return cx
+                .faults
+                .add(Fault::UnknownSession, &format_args!("accept of transfer {session}"));
         };
         if o.to != from {
-            return cx.faults.add(Fault::StrangerSession, &format_args!("accept of {session} from {from}"));
+            return cx
+                .faults
+                .add(Fault::StrangerSession, &format_args!("accept of {session} from {from}"));
         }
         if matches!(o.phase, OutPhase::Offered) {
             o.phase = OutPhase::Sending {
@@ -293,18 +307,26 @@ impl Handover {
             Some(o) if o.to == from => {
                 o.phase = OutPhase::Stalled;
             }
-            Some(_) => cx.faults.add(Fault::StrangerSession, &format_args!("decline of {session} from {from}")),
-            None => cx.faults.add(Fault::UnknownSession, &format_args!("decline of transfer {session}")),
+            Some(_) => cx
+                .faults
+                .add(Fault::StrangerSession, &format_args!("decline of {session} from {from}")),
+            None => {
+                cx.faults.add(Fault::UnknownSession, &format_args!("decline of transfer {session}"))
+            }
         }
     }
 
     /// Batches up to `seq` arrived.
     pub(crate) fn on_ack(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, seq: u64) {
         let Some(o) = self.out.get_mut(&session) else {
-            return cx.faults.add(Fault::UnknownSession, &format_args!("ack of transfer {session}"));
+            return cx
+                .faults
+                .add(Fault::UnknownSession, &format_args!("ack of transfer {session}"));
         };
         if o.to != from {
-            return cx.faults.add(Fault::StrangerSession, &format_args!("ack of {session} from {from}"));
+            return cx
+                .faults
+                .add(Fault::StrangerSession, &format_args!("ack of {session} from {from}"));
         }
         if let OutPhase::Sending { unacked, .. } = &mut o.phase {
             let before = unacked.len();
@@ -319,13 +341,19 @@ impl Handover {
     /// The new owner has everything: drop the range.
     pub(crate) fn on_done_ack(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64) {
         let Some(o) = self.out.get(&session) else {
-            return cx.faults.add(Fault::UnknownSession, &format_args!("done-ack of transfer {session}"));
+            return cx
+                .faults
+                .add(Fault::UnknownSession, &format_args!("done-ack of transfer {session}"));
         };
         if o.to != from {
-            return cx.faults.add(Fault::StrangerSession, &format_args!("done-ack of {session} from {from}"));
+            return cx
+                .faults
+                .add(Fault::StrangerSession, &format_args!("done-ack of {session} from {from}"));
         }
         if !matches!(o.phase, OutPhase::Draining { .. }) {
-            return cx.faults.add(Fault::UnknownSession, &format_args!("done-ack of {session} before done"));
+            return cx
+                .faults
+                .add(Fault::UnknownSession, &format_args!("done-ack of {session} before done"));
         }
         let o = self.out.remove(&session).expect("just looked up");
         cx.store.remove_range(o.range);
@@ -357,7 +385,8 @@ impl Handover {
             self.send(cx, o.range, o.to);
         }
         if !found {
-            cx.faults.add(Fault::StaleOffer, &format_args!("pull of {range} from {from}: not held"));
+            cx.faults
+                .add(Fault::StaleOffer, &format_args!("pull of {range} from {from}: not held"));
         }
     }
 
@@ -376,8 +405,12 @@ impl Handover {
                     items.push(wire_item(cx, &id, cx.store.get(&id), true));
                 }
             } else if !*exhausted {
-                let (batch, done) =
-                    cx.store.batch(o.range, cursor.as_ref(), cx.config.batch_items, cx.config.batch_bytes);
+                let (batch, done) = cx.store.batch(
+                    o.range,
+                    cursor.as_ref(),
+                    cx.config.batch_items,
+                    cx.config.batch_bytes,
+                );
                 *exhausted = done;
                 if let Some((last, _)) = batch.last() {
                     *cursor = Some(last.clone());
@@ -410,7 +443,8 @@ impl Handover {
     /// writes after `Done`).
     pub(crate) fn regain(&mut self, cx: &mut Ctx<'_>, range: Range) -> Vec<(Range, Transition)> {
         let mut back = Vec::new();
-        let ids: Vec<u64> = self.out.iter().filter(|(_, o)| o.range.overlaps(&range)).map(|(i, _)| *i).collect();
+        let ids: Vec<u64> =
+            self.out.iter().filter(|(_, o)| o.range.overlaps(&range)).map(|(i, _)| *i).collect();
         for id in ids {
             let o = self.out.remove(&id).expect("just listed");
             cx.unwatch(o.to);
@@ -457,7 +491,8 @@ impl Handover {
         for i in &mut self.inc {
             i.want.subtract(&lost);
         }
-        let (gone, keep): (Vec<_>, Vec<_>) = self.inc.drain(..).partition(|i| i.want.is_empty() && !i.merge);
+        let (gone, keep): (Vec<_>, Vec<_>) =
+            self.inc.drain(..).partition(|i| i.want.is_empty() && !i.merge);
         self.inc = keep;
         for i in gone {
             cx.unwatch(i.from);
@@ -465,19 +500,35 @@ impl Handover {
     }
 
     /// An offer from the old holder.
-    pub(crate) fn on_offer(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, range: Range, owned: Option<Range>) {
+    pub(crate) fn on_offer(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        range: Range,
+        owned: Option<Range>,
+    ) {
         // A repeated offer of a transfer already accepted: accept again (the answer was lost).
         let again = self.inc.iter().any(|i| {
-            i.from == from && matches!(i.phase, InPhase::Receiving { session: s, .. } if s == session)
+            i.from == from
+                && matches!(i.phase, InPhase::Receiving { session: s, .. } if s == session)
         });
         if again {
             return cx.send(from, ReplMessage::Accept { session });
         }
         let now = cx.now;
         if let Some(i) = self.inc.iter_mut().find(|i| {
-            i.from == from && matches!(i.phase, InPhase::Waiting { .. }) && i.want.ranges().iter().any(|w| w.overlaps(&range))
+            i.from == from
+                && matches!(i.phase, InPhase::Waiting { .. })
+                && i.want.ranges().iter().any(|w| w.overlaps(&range))
         }) {
-            i.phase = InPhase::Receiving { session, offered: range, next_seq: 0, items: 0, last_progress: now };
+            i.phase = InPhase::Receiving {
+                session,
+                offered: range,
+                next_seq: 0,
+                items: 0,
+                last_progress: now,
+            };
             return cx.send(from, ReplMessage::Accept { session });
         }
         if cx.serving.covers(range) {
@@ -490,7 +541,13 @@ impl Handover {
                 since: now,
                 merge: true,
                 failed: 0,
-                phase: InPhase::Receiving { session, offered: range, next_seq: 0, items: 0, last_progress: now },
+                phase: InPhase::Receiving {
+                    session,
+                    offered: range,
+                    next_seq: 0,
+                    items: 0,
+                    last_progress: now,
+                },
             });
             cx.watch(from);
             return cx.send(from, ReplMessage::Accept { session });
@@ -505,36 +562,59 @@ impl Handover {
 
     fn receiving(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64) -> Option<usize> {
         let at = self.inc.iter().position(|i| {
-            i.from == from && matches!(i.phase, InPhase::Receiving { session: s, .. } if s == session)
+            i.from == from
+                && matches!(i.phase, InPhase::Receiving { session: s, .. } if s == session)
         });
         if at.is_none() {
-            let stranger = self.inc.iter().any(|i| matches!(i.phase, InPhase::Receiving { session: s, .. } if s == session));
+            let stranger = self
+                .inc
+                .iter()
+                .any(|i| matches!(i.phase, InPhase::Receiving { session: s, .. } if s == session));
             if stranger {
-                cx.faults.add(Fault::StrangerSession, &format_args!("batch of transfer {session} from {from}"));
+                cx.faults.add(
+                    Fault::StrangerSession,
+                    &format_args!("batch of transfer {session} from {from}"),
+                );
             } else {
-                cx.faults.add(Fault::UnknownSession, &format_args!("batch of transfer {session} from {from}"));
+                cx.faults.add(
+                    Fault::UnknownSession,
+                    &format_args!("batch of transfer {session} from {from}"),
+                );
             }
         }
         at
     }
 
     /// A batch of the range.
-    pub(crate) fn on_items(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, seq: u64, items: Vec<WireItem>) {
+    pub(crate) fn on_items(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        seq: u64,
+        items: Vec<WireItem>,
+    ) {
         let Some(at) = self.receiving(cx, from, session) else { return };
         let i = &mut self.inc[at];
-        let InPhase::Receiving { offered, next_seq, items: count, last_progress, .. } = &mut i.phase else {
+        let InPhase::Receiving { offered, next_seq, items: count, last_progress, .. } =
+            &mut i.phase
+        else {
             return;
         };
         if seq < *next_seq {
             return cx.send(from, ReplMessage::ItemsAck { session, seq: *next_seq - 1 });
         }
         if seq > *next_seq {
-            return cx.faults.add(Fault::SequenceGap, &format_args!("batch {seq} of {session}, expected {next_seq}"));
+            return cx.faults.add(
+                Fault::SequenceGap,
+                &format_args!("batch {seq} of {session}, expected {next_seq}"),
+            );
         }
         for w in &items {
             let pos = cx.placement.position(&w.key, w.replica);
             if !offered.contains(pos) {
-                cx.faults.add(Fault::OutsideRange, &format_args!("item at {pos} outside {offered}"));
+                cx.faults
+                    .add(Fault::OutsideRange, &format_args!("item at {pos} outside {offered}"));
                 continue;
             }
             if !i.want.contains(pos) {
@@ -542,8 +622,13 @@ impl Handover {
             }
             let id = ItemId::new(pos, &w.key);
             if i.merge {
-                if let crate::store::Merge::Diverged(_) = cx.store.merge_newer(id, w.version, w.value.as_deref()) {
-                    cx.faults.add(Fault::Divergent, &format_args!("{pos} holds {} with two values", w.version));
+                if let crate::store::Merge::Diverged(_) =
+                    cx.store.merge_newer(id, w.version, w.value.as_deref())
+                {
+                    cx.faults.add(
+                        Fault::Divergent,
+                        &format_args!("{pos} holds {} with two values", w.version),
+                    );
                 }
             } else if let Err(held) = cx.store.merge_handover(id, record_of(cx, w)) {
                 cx.faults.add(
@@ -566,7 +651,10 @@ impl Handover {
         let Some(at) = self.receiving(cx, from, session) else { return };
         let InPhase::Receiving { next_seq, items, .. } = self.inc[at].phase else { return };
         if seq != next_seq {
-            return cx.faults.add(Fault::SequenceGap, &format_args!("done {seq} of {session}, expected {next_seq}"));
+            return cx.faults.add(
+                Fault::SequenceGap,
+                &format_args!("done {seq} of {session}, expected {next_seq}"),
+            );
         }
         let i = self.inc.remove(at);
         cx.unwatch(i.from);
@@ -589,7 +677,8 @@ impl Handover {
     /// `node` is suspected: transfers from it are rebuilt from the replicas instead; transfers
     /// to it stall (the ring will give the range back).
     pub(crate) fn on_suspect(&mut self, cx: &mut Ctx<'_>, node: NodeAddr) {
-        let (gone, keep): (Vec<_>, Vec<_>) = self.inc.drain(..).partition(|i| i.from.addr == node.addr);
+        let (gone, keep): (Vec<_>, Vec<_>) =
+            self.inc.drain(..).partition(|i| i.from.addr == node.addr);
         self.inc = keep;
         for i in gone {
             cx.unwatch(i.from);
@@ -615,18 +704,27 @@ impl Handover {
             match &mut o.phase {
                 OutPhase::Offered => {
                     if stuck {
-                        cx.faults.add(Fault::TransferTimeout, &format_args!("offer of {} to {} unanswered", o.range, o.to));
+                        cx.faults.add(
+                            Fault::TransferTimeout,
+                            &format_args!("offer of {} to {} unanswered", o.range, o.to),
+                        );
                         o.phase = OutPhase::Stalled;
                         let m = Movement::TransferAborted { range: o.range, peer: o.to };
                         cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
                     } else if now >= o.resend_at {
                         o.resend_at = now + cx.config.retransmit;
-                        cx.out.push(ReplOutput::Send { to: o.to, msg: ReplMessage::Offer { session: *id, range: o.range } });
+                        cx.out.push(ReplOutput::Send {
+                            to: o.to,
+                            msg: ReplMessage::Offer { session: *id, range: o.range },
+                        });
                     }
                 }
                 OutPhase::Sending { unacked, .. } => {
                     if stuck {
-                        cx.faults.add(Fault::TransferTimeout, &format_args!("transfer of {} to {} stuck", o.range, o.to));
+                        cx.faults.add(
+                            Fault::TransferTimeout,
+                            &format_args!("transfer of {} to {} stuck", o.range, o.to),
+                        );
                         o.phase = OutPhase::Stalled;
                         let m = Movement::TransferAborted { range: o.range, peer: o.to };
                         cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
@@ -635,7 +733,11 @@ impl Handover {
                     for (seq, (items, sent)) in unacked.iter_mut() {
                         if now >= *sent + cx.config.retransmit {
                             *sent = now;
-                            let msg = ReplMessage::Items { session: *id, seq: *seq, items: items.clone() };
+                            let msg = ReplMessage::Items {
+                                session: *id,
+                                seq: *seq,
+                                items: items.clone(),
+                            };
                             cx.out.push(ReplOutput::Send { to: o.to, msg });
                         }
                     }
@@ -643,7 +745,10 @@ impl Handover {
                 OutPhase::Draining { seq } => {
                     if stuck {
                         // The new owner took the range (or crashed, and the ring will say so).
-                        cx.faults.add(Fault::TransferTimeout, &format_args!("done of {} to {} unacknowledged", o.range, o.to));
+                        cx.faults.add(
+                            Fault::TransferTimeout,
+                            &format_args!("done of {} to {} unacknowledged", o.range, o.to),
+                        );
                         finished.push(*id);
                     } else if now >= o.resend_at {
                         o.resend_at = now + cx.config.retransmit;
@@ -669,13 +774,19 @@ impl Handover {
                         *pulls += 1;
                         *next_pull = now + cx.config.offer_wait / (PULLS + 1);
                         for r in i.want.ranges() {
-                            cx.out.push(ReplOutput::Send { to: i.from, msg: ReplMessage::Pull { range: r } });
+                            cx.out.push(ReplOutput::Send {
+                                to: i.from,
+                                msg: ReplMessage::Pull { range: r },
+                            });
                         }
                     }
                 }
                 InPhase::Receiving { last_progress, .. } => {
                     if now >= *last_progress + cx.config.transfer_timeout {
-                        cx.faults.add(Fault::TransferTimeout, &format_args!("receiving {} from {} stuck", i.range, i.from));
+                        cx.faults.add(
+                            Fault::TransferTimeout,
+                            &format_args!("receiving {} from {} stuck", i.range, i.from),
+                        );
                         let m = Movement::TransferAborted { range: i.range, peer: i.from };
                         cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
                         if i.merge {
@@ -693,7 +804,8 @@ impl Handover {
         self.inc.retain(|i| !(i.merge && i.want.is_empty()));
         // Waited long enough for an offer: rebuild from the replicas.
         let (gone, keep): (Vec<_>, Vec<_>) = self.inc.drain(..).partition(|i| {
-            matches!(i.phase, InPhase::Waiting { .. }) && (i.failed >= TRIES || now >= i.since + cx.config.offer_wait)
+            matches!(i.phase, InPhase::Waiting { .. })
+                && (i.failed >= TRIES || now >= i.since + cx.config.offer_wait)
         });
         self.inc = keep;
         for i in gone {

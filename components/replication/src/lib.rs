@@ -139,5 +139,9 @@ pub fn reconfigure<P: RingPayload>(
     node: selfman_core::NodeAddr,
     config: ReplicationConfig,
 ) -> Result<Swap> {
-    system.replace_with_state(c, move || SymmetricReplication::new(node, config), SymmetricReplication::transfer)
+    system.replace_with_state(
+        c,
+        move || SymmetricReplication::new(node, config),
+        SymmetricReplication::transfer,
+    )
 }

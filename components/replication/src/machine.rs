@@ -36,7 +36,6 @@ use crate::recovery::{serve_range_read, Recovery};
 use crate::repair::{serve, Repair};
 use crate::store::{ItemId, Store};
 
-
 /// The top byte of every tag this crate puts on routed messages (`Ring` route tags), so that a
 /// user sharing the ring with replication can tell the ring's `Undeliverable`s apart.
 pub const TAG_MARK: u64 = 0xA5 << 56;
@@ -349,16 +348,26 @@ impl ReplicaMachine {
                     None
                 };
                 match fail {
-                    Some(why) => out.push(ReplOutput::Indicate(ReplicationIndication::ReadDone { key, tag, result: Err(why) })),
+                    Some(why) => out.push(ReplOutput::Indicate(ReplicationIndication::ReadDone {
+                        key,
+                        tag,
+                        result: Err(why),
+                    })),
                     None => self.quorum.read(&mut ctx!(self, now, out), key, tag),
                 }
             }
             ReplicationRequest::AtReplica { key, replica, op, tag } => {
+                let probe = OpRequest {
+                    id: 0,
+                    reply_to: self.node,
+                    key: Vec::new(),
+                    replica: 0,
+                    op: op.clone(),
+                    forwards: 0,
+                };
                 let invalid = replica >= f
                     || key.len() > MAX_KEY_BYTES
-                    || !ReplMessage::Op(OpRequest { id: 0, reply_to: self.node, key: Vec::new(), replica: 0, op: op.clone(), forwards: 0 })
-                        .check(f)
-                        .is_ok();
+                    || ReplMessage::Op(probe).check(f).is_err();
                 let fail = if !in_ring {
                     Some(ReplicaFailure::NotInRing)
                 } else if invalid {
@@ -368,10 +377,17 @@ impl ReplicaMachine {
                 };
                 match fail {
                     Some(why) => {
-                        let ind = ReplicationIndication::ReplicaDone { key, replica, tag, result: Err(why) };
+                        let ind = ReplicationIndication::ReplicaDone {
+                            key,
+                            replica,
+                            tag,
+                            result: Err(why),
+                        };
                         out.push(ReplOutput::Indicate(ind));
                     }
-                    None => self.quorum.at_replica(&mut ctx!(self, now, out), key, replica, op, tag),
+                    None => {
+                        self.quorum.at_replica(&mut ctx!(self, now, out), key, replica, op, tag)
+                    }
                 }
             }
             ReplicationRequest::Leave => {
@@ -400,7 +416,12 @@ impl ReplicaMachine {
     }
 
     /// The ring's responsibility changed.
-    pub fn on_responsibility(&mut self, rc: ResponsibilityChange, now: Time, out: &mut Vec<ReplOutput>) {
+    pub fn on_responsibility(
+        &mut self,
+        rc: ResponsibilityChange,
+        now: Time,
+        out: &mut Vec<ReplOutput>,
+    ) {
         let old = self.owned.map(RangeSet::of).unwrap_or_default();
         let new = rc.now.map(RangeSet::of).unwrap_or_default();
         self.owned = rc.now;
@@ -454,12 +475,24 @@ impl ReplicaMachine {
     }
 
     /// A payload routed by the ring from `origin` to a key of this node's range.
-    pub fn on_deliver(&mut self, origin: Peer, msg: ReplMessage, now: Time, out: &mut Vec<ReplOutput>) {
+    pub fn on_deliver(
+        &mut self,
+        origin: Peer,
+        msg: ReplMessage,
+        now: Time,
+        out: &mut Vec<ReplOutput>,
+    ) {
         self.on_message(origin.addr, msg, now, out);
     }
 
     /// The ring could not deliver a payload this node routed.
-    pub fn on_undeliverable(&mut self, key: RingId, tag: u64, now: Time, out: &mut Vec<ReplOutput>) {
+    pub fn on_undeliverable(
+        &mut self,
+        key: RingId,
+        tag: u64,
+        now: Time,
+        out: &mut Vec<ReplOutput>,
+    ) {
         let Some((kind, id)) = untag(tag) else { return };
         let mut cx = ctx!(self, now, out);
         match kind {
@@ -477,7 +510,13 @@ impl ReplicaMachine {
     }
 
     /// A message from `from` (directly, or routed by the ring).
-    pub fn on_message(&mut self, from: NodeAddr, msg: ReplMessage, now: Time, out: &mut Vec<ReplOutput>) {
+    pub fn on_message(
+        &mut self,
+        from: NodeAddr,
+        msg: ReplMessage,
+        now: Time,
+        out: &mut Vec<ReplOutput>,
+    ) {
         if let Err(kind) = msg.check(self.config.f) {
             self.faults.add(kind, &format_args!("message from {from} refused"));
             return;
@@ -494,13 +533,23 @@ impl ReplicaMachine {
         let mut cx = ctx!(self, now, out);
         match msg {
             ReplMessage::Op(_) => {}
-            ReplMessage::OpReply { id, replica, result } => self.quorum.on_reply(&mut cx, from, id, replica, result),
-            ReplMessage::Offer { session, range } => self.handover.on_offer(&mut cx, from, session, range, owned),
+            ReplMessage::OpReply { id, replica, result } => {
+                self.quorum.on_reply(&mut cx, from, id, replica, result)
+            }
+            ReplMessage::Offer { session, range } => {
+                self.handover.on_offer(&mut cx, from, session, range, owned)
+            }
             ReplMessage::Accept { session } => self.handover.on_accept(&mut cx, from, session),
             ReplMessage::Decline { session } => self.handover.on_decline(&mut cx, from, session),
-            ReplMessage::Items { session, seq, items } => self.handover.on_items(&mut cx, from, session, seq, items),
-            ReplMessage::ItemsAck { session, seq } => self.handover.on_ack(&mut cx, from, session, seq),
-            ReplMessage::Done { session, seq, .. } => self.handover.on_done(&mut cx, from, session, seq),
+            ReplMessage::Items { session, seq, items } => {
+                self.handover.on_items(&mut cx, from, session, seq, items)
+            }
+            ReplMessage::ItemsAck { session, seq } => {
+                self.handover.on_ack(&mut cx, from, session, seq)
+            }
+            ReplMessage::Done { session, seq, .. } => {
+                self.handover.on_done(&mut cx, from, session, seq)
+            }
             ReplMessage::DoneAck { session } => self.handover.on_done_ack(&mut cx, from, session),
             ReplMessage::Pull { range } => self.handover.on_pull(&mut cx, from, range),
             ReplMessage::RangeRead { session, shift, interval, after } => {
@@ -509,15 +558,21 @@ impl ReplicaMachine {
             ReplMessage::RangeItems { session, shift, after, covered, items, .. } => {
                 self.rebuild.on_items(&mut cx, from, session, shift, after, covered, items);
             }
-            ReplMessage::RangeNotReady { session, shift, after } => self.rebuild.on_not_ready(&mut cx, session, shift, after),
+            ReplMessage::RangeNotReady { session, shift, after } => {
+                self.rebuild.on_not_ready(&mut cx, session, shift, after)
+            }
             ReplMessage::SyncCovered { session, req, covered } => {
                 self.repair.on_covered(&mut cx, from, session, req, covered, bytes);
             }
-            ReplMessage::SyncNodes { session, req, nodes } => self.repair.on_nodes(&mut cx, from, session, req, nodes, bytes),
+            ReplMessage::SyncNodes { session, req, nodes } => {
+                self.repair.on_nodes(&mut cx, from, session, req, nodes, bytes)
+            }
             ReplMessage::SyncLeaves { session, req, leaves, nodes } => {
                 self.repair.on_leaves(&mut cx, from, session, req, leaves, nodes, bytes);
             }
-            ReplMessage::SyncItems { session, req, items } => self.repair.on_items(&mut cx, from, session, req, items, bytes),
+            ReplMessage::SyncItems { session, req, items } => {
+                self.repair.on_items(&mut cx, from, session, req, items, bytes)
+            }
             m @ (ReplMessage::SyncStart { .. }
             | ReplMessage::SyncHashes { .. }
             | ReplMessage::SyncDigests { .. }
@@ -585,7 +640,8 @@ impl ReplicaMachine {
             let msg = ReplMessage::OpReply { id: req.id, replica: req.replica, result };
             out.push(ReplOutput::Send { to: req.reply_to, msg });
         };
-        let holder = if self.serving.contains(pos) { Holder::Here } else { self.handover.locate(pos) };
+        let holder =
+            if self.serving.contains(pos) { Holder::Here } else { self.handover.locate(pos) };
         match holder {
             Holder::Here => {
                 let id = ItemId::new(pos, &req.key);
@@ -595,7 +651,9 @@ impl ReplicaMachine {
                 }
                 reply(out, &req, OpResult::Done(outcome));
             }
-            Holder::Bounce(to) | Holder::Forward(to) if req.forwards < MAX_FORWARDS && to != self.node => {
+            Holder::Bounce(to) | Holder::Forward(to)
+                if req.forwards < MAX_FORWARDS && to != self.node =>
+            {
                 let forward = matches!(holder, Holder::Forward(_));
                 if forward && req.forwards > 0 {
                     return reply(out, &req, OpResult::NotReady);
@@ -603,10 +661,15 @@ impl ReplicaMachine {
                 req.forwards += 1;
                 out.push(ReplOutput::Send { to, msg: ReplMessage::Op(req) });
             }
-            Holder::Bounce(_) | Holder::Forward(_) | Holder::NotReady => reply(out, &req, OpResult::NotReady),
+            Holder::Bounce(_) | Holder::Forward(_) | Holder::NotReady => {
+                reply(out, &req, OpResult::NotReady)
+            }
             Holder::None if self.rebuild.holds(pos) => reply(out, &req, OpResult::NotReady),
             Holder::None => {
-                self.faults.add(Fault::Misrouted, &format_args!("operation at {pos}: neither owned nor held"));
+                self.faults.add(
+                    Fault::Misrouted,
+                    &format_args!("operation at {pos}: neither owned nor held"),
+                );
                 reply(out, &req, OpResult::NotResponsible);
             }
         }
@@ -641,7 +704,8 @@ impl ReplicaMachine {
             self.announced = self.serving.clone();
             out.push(ReplOutput::Indicate(ReplicationIndication::Serving(self.serving.ranges())));
         }
-        if self.leaving.is_some() && !self.left && self.owned.is_none() && !self.handover.sending() {
+        if self.leaving.is_some() && !self.left && self.owned.is_none() && !self.handover.sending()
+        {
             self.left = true;
             out.push(ReplOutput::Indicate(ReplicationIndication::Left));
         }

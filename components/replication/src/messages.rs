@@ -446,15 +446,18 @@ impl ReplMessage {
             }
             ReplMessage::SyncLeaves { leaves, nodes, .. } => {
                 let digests: usize = leaves.iter().map(|(_, d)| d.len()).sum();
-                let long_key = leaves.iter().flat_map(|(_, d)| d).any(|d| d.key.len() > MAX_KEY_BYTES);
+                let long_key =
+                    leaves.iter().flat_map(|(_, d)| d).any(|d| d.key.len() > MAX_KEY_BYTES);
                 if digests > MAX_SYNC_DIGESTS || leaves.len() > MAX_SYNC_NODES || long_key {
                     return Err(Fault::Oversized);
                 }
-                let paths: Vec<Path> = leaves.iter().map(|(p, _)| *p).chain(nodes.iter().map(|n| n.path)).collect();
+                let paths: Vec<Path> =
+                    leaves.iter().map(|(p, _)| *p).chain(nodes.iter().map(|n| n.path)).collect();
                 paths_ok(&paths)
             }
             ReplMessage::SyncFetch { keys, .. } => {
-                if keys.len() > MAX_FETCH_KEYS || keys.iter().any(|(k, _)| k.len() > MAX_KEY_BYTES) {
+                if keys.len() > MAX_FETCH_KEYS || keys.iter().any(|(k, _)| k.len() > MAX_KEY_BYTES)
+                {
                     return Err(Fault::Oversized);
                 }
                 if keys.iter().any(|(_, r)| *r >= f) {
@@ -483,16 +486,21 @@ impl ReplMessage {
         }
         const NODE: usize = 16;
         match self {
-            ReplMessage::Op(r) => 32 + r.key.len() + match &r.op {
-                ReplicaOp::Write { value, .. } | ReplicaOp::Commit { value, .. } => {
-                    value.as_ref().map_or(1, |v| v.len() + 4)
+            ReplMessage::Op(r) => {
+                32 + r.key.len()
+                    + match &r.op {
+                        ReplicaOp::Write { value, .. } | ReplicaOp::Commit { value, .. } => {
+                            value.as_ref().map_or(1, |v| v.len() + 4)
+                        }
+                        _ => 16,
+                    }
+            }
+            ReplMessage::OpReply { result, .. } => {
+                16 + match result {
+                    OpResult::Done(ReplicaOutcome::Record { value: Some(v), .. }) => v.len() + 12,
+                    _ => 8,
                 }
-                _ => 16,
-            },
-            ReplMessage::OpReply { result, .. } => 16 + match result {
-                OpResult::Done(ReplicaOutcome::Record { value: Some(v), .. }) => v.len() + 12,
-                _ => 8,
-            },
+            }
             ReplMessage::Items { items, .. }
             | ReplMessage::RangeItems { items, .. }
             | ReplMessage::SyncItems { items, .. }
@@ -554,15 +562,25 @@ mod tests {
         assert_eq!(op(b"k".to_vec(), 3).check(4), Ok(()));
         assert_eq!(op(b"k".to_vec(), 4).check(4), Err(Fault::BadReplica));
         assert_eq!(op(vec![0; MAX_KEY_BYTES + 1], 0).check(4), Err(Fault::Oversized));
-        let many = ReplMessage::Items { session: 1, seq: 0, items: vec![item("a", 1); MAX_BATCH_ITEMS + 1] };
+        let many = ReplMessage::Items {
+            session: 1,
+            seq: 0,
+            items: vec![item("a", 1); MAX_BATCH_ITEMS + 1],
+        };
         assert_eq!(many.check(4), Err(Fault::Oversized));
         let one_big = ReplMessage::Items { session: 1, seq: 0, items: vec![item("a", 1 << 20)] };
         assert_eq!(one_big.check(4), Ok(()));
         let paths = vec![Path { level: 1, index: 0 }; MAX_SYNC_NODES + 1];
         let seg = Range::new(RingId(0), RingId(9));
-        assert_eq!(ReplMessage::SyncHashes { session: 1, req: 0, segment: seg, paths }.check(4), Err(Fault::Oversized));
+        assert_eq!(
+            ReplMessage::SyncHashes { session: 1, req: 0, segment: seg, paths }.check(4),
+            Err(Fault::Oversized)
+        );
         let deep = vec![Path { level: 40, index: 0 }];
-        assert_eq!(ReplMessage::SyncDigests { session: 1, req: 0, segment: seg, paths: deep }.check(4), Err(Fault::Oversized));
+        assert_eq!(
+            ReplMessage::SyncDigests { session: 1, req: 0, segment: seg, paths: deep }.check(4),
+            Err(Fault::Oversized)
+        );
         let rr = ReplMessage::RangeRead { session: 1, shift: 0, interval: seg, after: RingId(0) };
         assert_eq!(rr.check(4), Err(Fault::BadReplica));
     }
@@ -571,19 +589,43 @@ mod tests {
     fn the_size_estimate_follows_the_encoding() {
         let seg = Range::new(RingId(u64::MAX / 3), RingId(u64::MAX / 2));
         let msgs = [
-            ReplMessage::Items { session: 9, seq: 3, items: (0..50).map(|i| item(&format!("key-{i}"), 100)).collect() },
+            ReplMessage::Items {
+                session: 9,
+                seq: 3,
+                items: (0..50).map(|i| item(&format!("key-{i}"), 100)).collect(),
+            },
             ReplMessage::SyncNodes {
                 session: 9,
                 req: 3,
-                nodes: (0..4).map(|i| NodeSummary { path: Path { level: 5, index: i }, hash: u64::MAX / 7, count: 40 }).collect(),
+                nodes: (0..4)
+                    .map(|i| NodeSummary {
+                        path: Path { level: 5, index: i },
+                        hash: u64::MAX / 7,
+                        count: 40,
+                    })
+                    .collect(),
             },
             ReplMessage::SyncLeaves {
                 session: 9,
                 req: 3,
-                leaves: vec![(Path { level: 6, index: 3 }, (0..8).map(|i| ItemDigest { key: format!("key-{i}").into_bytes(), version: Version(2), digest: u64::MAX / 5 }).collect())],
+                leaves: vec![(
+                    Path { level: 6, index: 3 },
+                    (0..8)
+                        .map(|i| ItemDigest {
+                            key: format!("key-{i}").into_bytes(),
+                            version: Version(2),
+                            digest: u64::MAX / 5,
+                        })
+                        .collect(),
+                )],
                 nodes: Vec::new(),
             },
-            ReplMessage::SyncHashes { session: 9, req: 3, segment: seg, paths: vec![Path { level: 3, index: 17 }; 20] },
+            ReplMessage::SyncHashes {
+                session: 9,
+                req: 3,
+                segment: seg,
+                paths: vec![Path { level: 3, index: 17 }; 20],
+            },
         ];
         for m in &msgs {
             let (est, real) = (m.wire_size(), encoded(m));

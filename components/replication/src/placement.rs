@@ -183,7 +183,8 @@ mod tests {
         for n in 0..nodes_per_host {
             for h in hosts {
                 let salt = mix64(u64::from(h.0) << 32 | u64::from(n));
-                let id = (0..).map(|a| p.join_position(*h, a, salt)).find(|i| !ring.contains_key(i));
+                let id =
+                    (0..).map(|a| p.join_position(*h, a, salt)).find(|i| !ring.contains_key(i));
                 ring.insert(id.expect("a free position"), *h);
             }
         }

@@ -139,8 +139,13 @@ impl Coordinator {
                     Kind::Op { op, .. } => op.clone(),
                 };
                 let key = cx.placement.position(&p.key, replica);
-                let req = OpRequest { id, reply_to: cx.me, key: p.key.clone(), replica, op, forwards: 0 };
-                cx.out.push(ReplOutput::Route { key, tag: tag(TAG_OP, id), msg: ReplMessage::Op(req) });
+                let req =
+                    OpRequest { id, reply_to: cx.me, key: p.key.clone(), replica, op, forwards: 0 };
+                cx.out.push(ReplOutput::Route {
+                    key,
+                    tag: tag(TAG_OP, id),
+                    msg: ReplMessage::Op(req),
+                });
             }
         }
     }
@@ -159,7 +164,10 @@ impl Coordinator {
             // An answer after the operation completed (the replicas beyond the quorum) or
             // timed out is normal; one to an operation never started is not.
             if id >= self.next {
-                cx.faults.add(Fault::UnknownReply, &format_args!("answer to operation {id} from {from}"));
+                cx.faults.add(
+                    Fault::UnknownReply,
+                    &format_args!("answer to operation {id} from {from}"),
+                );
             }
             return;
         };
@@ -169,7 +177,10 @@ impl Coordinator {
             Kind::Op { replica: r, .. } => *r == replica,
         };
         if !asked {
-            cx.faults.add(Fault::BadReplica, &format_args!("answer for replica {replica} of operation {id}"));
+            cx.faults.add(
+                Fault::BadReplica,
+                &format_args!("answer for replica {replica} of operation {id}"),
+            );
             return;
         }
         if p.answered & bit != 0 {
@@ -188,14 +199,16 @@ impl Coordinator {
             Kind::Op { .. } => {
                 let p = self.pending.remove(&id).expect("just looked up");
                 let result = Ok((from, outcome));
-                let ind = ReplicationIndication::ReplicaDone { key: p.key, replica, tag: p.tag, result };
+                let ind =
+                    ReplicationIndication::ReplicaDone { key: p.key, replica, tag: p.tag, result };
                 cx.out.push(ReplOutput::Indicate(ind));
             }
             Kind::Read { answers } => {
                 let ReplicaOutcome::Record { version, value, .. } = outcome else {
                     // A read answered with something else: not an answer.
                     p.answered &= !bit;
-                    cx.faults.add(Fault::UnknownReply, &format_args!("read {id} answered {outcome:?}"));
+                    cx.faults
+                        .add(Fault::UnknownReply, &format_args!("read {id} answered {outcome:?}"));
                     return;
                 };
                 answers.push((ReplicaAnswer { replica, node: from, version }, value));
@@ -247,7 +260,8 @@ impl Coordinator {
                 cx.out.push(ReplOutput::Indicate(ind));
                 continue;
             }
-            if p.resent < RESENDS && cx.now >= p.started + timeout * (p.resent + 1) / (RESENDS + 1) {
+            if p.resent < RESENDS && cx.now >= p.started + timeout * (p.resent + 1) / (RESENDS + 1)
+            {
                 p.resent += 1;
                 let wanted: Vec<u32> = match &p.kind {
                     Kind::Read { .. } => (0..p.ask_at.len() as u32).collect(),
@@ -329,10 +343,14 @@ mod tests {
         let asked = routed(&h.out);
         assert_eq!(asked.iter().map(|a| a.1).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
         // The routed keys are the replica keys.
-        let keys: Vec<RingId> = h.out.iter().filter_map(|o| match o {
-            ReplOutput::Route { key, .. } => Some(*key),
-            _ => None,
-        }).collect();
+        let keys: Vec<RingId> = h
+            .out
+            .iter()
+            .filter_map(|o| match o {
+                ReplOutput::Route { key, .. } => Some(*key),
+                _ => None,
+            })
+            .collect();
         assert_eq!(keys[2], RingId::of_key(b"k").replica(2, 4));
         h.out.clear();
         let id = asked[0].0;
@@ -392,8 +410,9 @@ mod tests {
         h.tick_to(Duration::from_millis(1999), |cx| c.on_tick(cx));
         assert!(reads(&h.out).is_empty());
         h.tick_to(Duration::from_millis(2000), |cx| c.on_tick(cx));
-        let ReplicationIndication::ReadDone { result: Err(ReadFailure::Timeout { answered }), .. } =
-            reads(&h.out)[0]
+        let ReplicationIndication::ReadDone {
+            result: Err(ReadFailure::Timeout { answered }), ..
+        } = reads(&h.out)[0]
         else {
             panic!("{:?}", h.out)
         };
@@ -415,7 +434,11 @@ mod tests {
         h.run(|cx| c.on_reply(cx, node(1), id, 2, OpResult::Done(ReplicaOutcome::Applied)));
         assert!(matches!(
             &h.out[..],
-            [ReplOutput::Indicate(ReplicationIndication::ReplicaDone { tag: 9, result: Ok(_), .. })]
+            [ReplOutput::Indicate(ReplicationIndication::ReplicaDone {
+                tag: 9,
+                result: Ok(_),
+                ..
+            })]
         ));
         h.out.clear();
         h.run(|cx| c.at_replica(cx, b"k".to_vec(), 0, op, 10));

@@ -249,10 +249,10 @@ mod tests {
     #[test]
     fn segments_follow_the_circle_from_the_start() {
         assert_eq!(segments(Range::new(RingId(3), RingId(9))), vec![(4, 9)]);
-        assert_eq!(segments(Range::new(RingId(u64::MAX - 1), RingId(2))), vec![
-            (u64::MAX, u64::MAX),
-            (0, 2)
-        ]);
+        assert_eq!(
+            segments(Range::new(RingId(u64::MAX - 1), RingId(2))),
+            vec![(u64::MAX, u64::MAX), (0, 2)]
+        );
         assert_eq!(segments(Range::full(RingId(5))), vec![(6, u64::MAX), (0, 5)]);
         assert_eq!(segments(Range::full(RingId(u64::MAX))), vec![(0, u64::MAX)]);
         assert_eq!(segments(Range::new(RingId(u64::MAX), RingId(4))), vec![(0, 4)]);

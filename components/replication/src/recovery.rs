@@ -115,7 +115,13 @@ impl Recovery {
                     }
                 })
                 .collect();
-            let r = Rebuild { range: part, want: RangeSet::of(part), serving: false, items: 0, sources };
+            let r = Rebuild {
+                range: part,
+                want: RangeSet::of(part),
+                serving: false,
+                items: 0,
+                sources,
+            };
             self.sessions.insert(id, r);
             let m = Movement::RebuildStarted { range: part };
             cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
@@ -137,12 +143,17 @@ impl Recovery {
     fn ask_due(&mut self, cx: &mut Ctx<'_>, id: u64) {
         let Some(r) = self.sessions.get_mut(&id) else { return };
         for s in &mut r.sources {
-            if s.complete || !s.ask_at.is_some_and(|t| t <= cx.now) {
+            if s.complete || s.ask_at.is_none_or(|t| t > cx.now) {
                 continue;
             }
             s.ask_at = None;
             s.asked = Some(cx.now);
-            let msg = ReplMessage::RangeRead { session: id, shift: s.shift, interval: s.interval, after: s.after };
+            let msg = ReplMessage::RangeRead {
+                session: id,
+                shift: s.shift,
+                interval: s.interval,
+                after: s.after,
+            };
             cx.out.push(ReplOutput::Route { key: s.after.offset(1), tag: tag(TAG_RANGE, id), msg });
         }
     }
@@ -179,10 +190,15 @@ impl Recovery {
     ) {
         let f = cx.placement.f();
         let Some(r) = self.sessions.get_mut(&session) else {
-            return cx.faults.add(Fault::UnknownSession, &format_args!("range items of rebuild {session} from {from}"));
+            return cx.faults.add(
+                Fault::UnknownSession,
+                &format_args!("range items of rebuild {session} from {from}"),
+            );
         };
         let Some(s) = r.sources.iter_mut().find(|s| s.shift == shift) else {
-            return cx.faults.add(Fault::BadReplica, &format_args!("range items for offset {shift}"));
+            return cx
+                .faults
+                .add(Fault::BadReplica, &format_args!("range items for offset {shift}"));
         };
         if s.complete || s.after != after {
             return; // an answer to a read asked twice: the other one was used
@@ -190,12 +206,18 @@ impl Recovery {
         let part = Range::new(after, covered);
         let step = u128::from(covered.distance_from(after));
         if step == 0 || s.read + step > s.interval.size() {
-            return cx.faults.add(Fault::OutsideRange, &format_args!("rebuild answer covering {part} of {}", s.interval));
+            return cx.faults.add(
+                Fault::OutsideRange,
+                &format_args!("rebuild answer covering {part} of {}", s.interval),
+            );
         }
         for w in &items {
             let theirs = cx.placement.position(&w.key, w.replica);
             if !part.contains(theirs) {
-                cx.faults.add(Fault::OutsideRange, &format_args!("rebuild item at {theirs} outside {part}"));
+                cx.faults.add(
+                    Fault::OutsideRange,
+                    &format_args!("rebuild item at {theirs} outside {part}"),
+                );
                 continue;
             }
             let mine = (w.replica + f - shift) % f;
@@ -207,7 +229,10 @@ impl Recovery {
                 Merge::Installed => r.items += 1,
                 Merge::Diverged(taken) => {
                     r.items += u64::from(taken);
-                    cx.faults.add(Fault::Divergent, &format_args!("{pos} holds {} with two values", w.version));
+                    cx.faults.add(
+                        Fault::Divergent,
+                        &format_args!("{pos} holds {} with two values", w.version),
+                    );
                 }
                 Merge::Kept => {}
             }
@@ -226,10 +251,18 @@ impl Recovery {
     }
 
     /// The owner of the next position cannot serve it yet: ask again later.
-    pub(crate) fn on_not_ready(&mut self, cx: &mut Ctx<'_>, session: u64, shift: u32, after: RingId) {
+    pub(crate) fn on_not_ready(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        session: u64,
+        shift: u32,
+        after: RingId,
+    ) {
         let retry = cx.now + cx.config.retry;
         let Some(r) = self.sessions.get_mut(&session) else { return };
-        if let Some(s) = r.sources.iter_mut().find(|s| s.shift == shift && s.after == after && !s.complete) {
+        if let Some(s) =
+            r.sources.iter_mut().find(|s| s.shift == shift && s.after == after && !s.complete)
+        {
             s.asked = None;
             s.ask_at = Some(retry);
         }
@@ -252,7 +285,10 @@ impl Recovery {
             let Some(r) = self.sessions.get_mut(&id) else { continue };
             for s in r.sources.iter_mut().filter(|s| !s.complete) {
                 if cx.now >= s.last_progress + cx.config.transfer_timeout {
-                    cx.faults.add(Fault::TransferTimeout, &format_args!("rebuild of {} from {} stuck", r.range, s.interval));
+                    cx.faults.add(
+                        Fault::TransferTimeout,
+                        &format_args!("rebuild of {} from {} stuck", r.range, s.interval),
+                    );
                     s.last_progress = cx.now;
                 }
                 if s.asked.is_some_and(|t| cx.now >= t + cx.config.retransmit) {
@@ -277,20 +313,25 @@ pub(crate) fn serve_range_read(
 ) {
     let first = after.offset(1);
     if !interval.contains(first) {
-        return cx.faults.add(Fault::OutsideRange, &format_args!("range read after {after} outside {interval}"));
+        return cx.faults.add(
+            Fault::OutsideRange,
+            &format_args!("range read after {after} outside {interval}"),
+        );
     }
     let Some(run) = cx.serving.run_containing(first) else {
         return cx.send(from, ReplMessage::RangeNotReady { session, shift, after });
     };
     // Up to whichever comes first, going round from `after`: the interval's end or the run's.
-    let end = if run.is_full() || interval.end.distance_from(after) <= run.end.distance_from(after) {
+    let end = if run.is_full() || interval.end.distance_from(after) <= run.end.distance_from(after)
+    {
         interval.end
     } else {
         run.end
     };
     let part = Range::new(after, end);
     let (batch, done) = cx.store.batch(part, None, cx.config.batch_items, cx.config.batch_bytes);
-    let mut items: Vec<WireItem> = batch.iter().map(|(id, r)| wire_item(cx, id, Some(r), false)).collect();
+    let mut items: Vec<WireItem> =
+        batch.iter().map(|(id, r)| wire_item(cx, id, Some(r), false)).collect();
     let covered = match (done, batch.last()) {
         (true, _) | (false, None) => end,
         (false, Some((last, _))) => {

@@ -101,7 +101,8 @@ pub(crate) fn summary(cx: &Ctx<'_>, segment: Range, p: Path) -> NodeSummary {
 fn child_summaries(cx: &Ctx<'_>, segment: Range, p: Path) -> Vec<NodeSummary> {
     let kids = children(p);
     let ranges: Vec<Option<Range>> = kids.iter().map(|k| node_range(segment, *k)).collect();
-    let mut sums: Vec<NodeSummary> = kids.iter().map(|k| NodeSummary { path: *k, hash: 0, count: 0 }).collect();
+    let mut sums: Vec<NodeSummary> =
+        kids.iter().map(|k| NodeSummary { path: *k, hash: 0, count: 0 }).collect();
     if let Some(r) = node_range(segment, p) {
         for (id, rec) in cx.store.iter_from(r, None) {
             let off = offset_in(segment, id.pos);
@@ -109,7 +110,8 @@ fn child_summaries(cx: &Ctx<'_>, segment: Range, p: Path) -> Vec<NodeSummary> {
                 .iter()
                 .position(|c| c.is_some_and(|c| offset_in(segment, c.end) >= off))
                 .unwrap_or(3);
-            sums[k].hash = sums[k].hash.wrapping_add(digest(&id.key, rec.version, rec.value.as_deref()));
+            sums[k].hash =
+                sums[k].hash.wrapping_add(digest(&id.key, rec.version, rec.value.as_deref()));
             sums[k].count = sums[k].count.saturating_add(1);
         }
     }
@@ -173,7 +175,11 @@ impl Repair {
 
     /// Starts a round comparing `range` (served here) with the replicas `shift` on.
     pub(crate) fn start(&mut self, cx: &mut Ctx<'_>, range: Range, shift: u32) {
-        if has_flaw!(self, NoRepair) || self.round.is_some() || shift == 0 || shift >= cx.placement.f() {
+        if has_flaw!(self, NoRepair)
+            || self.round.is_some()
+            || shift == 0
+            || shift >= cx.placement.f()
+        {
             return; // the flaw: repair switched off
         }
         let id = self.next;
@@ -230,22 +236,37 @@ impl Repair {
 
     fn finish(&mut self, cx: &mut Ctx<'_>) {
         let Some(r) = self.round.take() else { return };
-        let m = Movement::Repaired { range: r.range, shift: r.shift, fetched: r.fetched, pushed: r.pushed, bytes: r.bytes };
+        let m = Movement::Repaired {
+            range: r.range,
+            shift: r.shift,
+            fetched: r.fetched,
+            pushed: r.pushed,
+            bytes: r.bytes,
+        };
         cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
     }
 
     /// The current round for answer `req` of `session` from `from`: counted if there is no
     /// such round or the sender is not its peer, ignored if it answers nothing outstanding (a
     /// repeated request's second answer).
-    fn round_for(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, req: u64, bytes: usize) -> Option<&mut Round> {
+    fn round_for(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        req: u64,
+        bytes: usize,
+    ) -> Option<&mut Round> {
         let ok = self.round.as_ref().is_some_and(|r| r.id == session);
         if !ok {
-            cx.faults.add(Fault::UnknownSession, &format_args!("repair answer {session} from {from}"));
+            cx.faults
+                .add(Fault::UnknownSession, &format_args!("repair answer {session} from {from}"));
             return None;
         }
         let r = self.round.as_mut().expect("checked");
         if r.seg.as_ref().is_some_and(|s| s.peer != from) {
-            cx.faults.add(Fault::StrangerSession, &format_args!("repair answer {session} from {from}"));
+            cx.faults
+                .add(Fault::StrangerSession, &format_args!("repair answer {session} from {from}"));
             return None;
         }
         r.outstanding.remove(&req)?;
@@ -337,7 +358,15 @@ impl Repair {
     }
 
     /// Children summaries from the peer.
-    pub(crate) fn on_nodes(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, req: u64, nodes: Vec<NodeSummary>, bytes: usize) {
+    pub(crate) fn on_nodes(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        req: u64,
+        nodes: Vec<NodeSummary>,
+        bytes: usize,
+    ) {
         let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
         for n in nodes {
             Self::classify(r, cx, n);
@@ -346,6 +375,7 @@ impl Repair {
     }
 
     /// Leaf digests from the peer: decide, item by item, who has the newer version.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_leaves(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -368,11 +398,23 @@ impl Repair {
             let mut mine: BTreeMap<Vec<u8>, (ItemId, Version, u64)> = cx
                 .store
                 .iter_from(node, None)
-                .map(|(id, rec)| (id.key.to_vec(), (id.clone(), rec.version, digest(&id.key, rec.version, rec.value.as_deref()))))
+                .map(|(id, rec)| {
+                    (
+                        id.key.to_vec(),
+                        (
+                            id.clone(),
+                            rec.version,
+                            digest(&id.key, rec.version, rec.value.as_deref()),
+                        ),
+                    )
+                })
                 .collect();
             for d in theirs {
-                let Some(my_replica) = (0..f).find(|i| node.contains(cx.placement.position(&d.key, *i))) else {
-                    cx.faults.add(Fault::OutsideRange, &format_args!("repair digest outside {node}"));
+                let Some(my_replica) =
+                    (0..f).find(|i| node.contains(cx.placement.position(&d.key, *i)))
+                else {
+                    cx.faults
+                        .add(Fault::OutsideRange, &format_args!("repair digest outside {node}"));
                     continue;
                 };
                 let their_replica = (my_replica + r.shift) % f;
@@ -381,11 +423,17 @@ impl Repair {
                     Some((id, v, dg)) => {
                         let newer_here = v > d.version
                             || (v == d.version && dg != d.digest && {
-                                cx.faults.add(Fault::Divergent, &format_args!("{} holds {v} with two values", id.pos));
+                                cx.faults.add(
+                                    Fault::Divergent,
+                                    &format_args!("{} holds {v} with two values", id.pos),
+                                );
                                 dg > d.digest
                             });
                         if newer_here {
-                            push.push(WireItem { replica: their_replica, ..wire_item(cx, &id, cx.store.get(&id), false) });
+                            push.push(WireItem {
+                                replica: their_replica,
+                                ..wire_item(cx, &id, cx.store.get(&id), false)
+                            });
                         }
                         v < d.version || (v == d.version && dg < d.digest)
                     }
@@ -396,19 +444,31 @@ impl Repair {
             }
             for (_, (id, _, _)) in mine {
                 let Some(i) = cx.placement.replica_at(&id.key, id.pos) else { continue };
-                push.push(WireItem { replica: (i + r.shift) % f, ..wire_item(cx, &id, cx.store.get(&id), false) });
+                push.push(WireItem {
+                    replica: (i + r.shift) % f,
+                    ..wire_item(cx, &id, cx.store.get(&id), false)
+                });
             }
         }
         r.pushed += push.len() as u64;
         for chunk in push.chunks(cx.config.batch_items) {
-            let msg = ReplMessage::SyncPush { session: r.id, segment: seg.theirs, items: chunk.to_vec() };
+            let msg =
+                ReplMessage::SyncPush { session: r.id, segment: seg.theirs, items: chunk.to_vec() };
             Self::send(r, cx, seg.peer, msg);
         }
         self.pump(cx);
     }
 
     /// Items fetched from the peer.
-    pub(crate) fn on_items(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64, req: u64, items: Vec<WireItem>, bytes: usize) {
+    pub(crate) fn on_items(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        req: u64,
+        items: Vec<WireItem>,
+        bytes: usize,
+    ) {
         let f = cx.placement.f();
         let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
         let Some(seg) = r.seg.clone() else { return };
@@ -416,7 +476,10 @@ impl Repair {
             let theirs = cx.placement.position(&w.key, w.replica);
             let pos = cx.placement.position(&w.key, (w.replica + f - r.shift) % f);
             if !seg.theirs.contains(theirs) || !seg.mine.contains(pos) {
-                cx.faults.add(Fault::OutsideRange, &format_args!("repair item at {theirs} outside {}", seg.theirs));
+                cx.faults.add(
+                    Fault::OutsideRange,
+                    &format_args!("repair item at {theirs} outside {}", seg.theirs),
+                );
                 continue;
             }
             if !cx.serving.contains(pos) {
@@ -439,14 +502,21 @@ impl Repair {
 
     /// Time passed: re-send unanswered requests; end a round without progress.
     pub(crate) fn on_tick(&mut self, cx: &mut Ctx<'_>) {
-        let stuck = self.round.as_ref().is_some_and(|r| cx.now >= r.last_progress + cx.config.transfer_timeout);
+        let stuck = self
+            .round
+            .as_ref()
+            .is_some_and(|r| cx.now >= r.last_progress + cx.config.transfer_timeout);
         if stuck {
             cx.faults.add(Fault::TransferTimeout, &"repair round without progress");
             return self.finish(cx);
         }
         let Some(r) = self.round.as_mut() else { return };
-        let due: Vec<u64> =
-            r.outstanding.iter().filter(|(_, (_, _, t))| cx.now >= *t + cx.config.retransmit).map(|(q, _)| *q).collect();
+        let due: Vec<u64> = r
+            .outstanding
+            .iter()
+            .filter(|(_, (_, _, t))| cx.now >= *t + cx.config.retransmit)
+            .map(|(q, _)| *q)
+            .collect();
         for req in due {
             let (to, msg, _) = r.outstanding.remove(&req).expect("just listed");
             Self::request(r, cx, to, req, msg);
@@ -467,7 +537,10 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
         ReplMessage::SyncStart { session, req, segment } => {
             let first = segment.start.offset(1);
             let covered = cx.serving.run_containing(first).map(|run| {
-                let end = if run.is_full() || segment.end.distance_from(segment.start) <= run.end.distance_from(segment.start) {
+                let end = if run.is_full()
+                    || segment.end.distance_from(segment.start)
+                        <= run.end.distance_from(segment.start)
+                {
                     segment.end
                 } else {
                     run.end
@@ -503,7 +576,8 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
                     cx.faults.add(Fault::OutsideRange, &format_args!("repair path {p:?}"));
                     continue;
                 };
-                let count = cx.store.iter_from(node, None).take(LEAF_REPLY_MAX as usize + 1).count();
+                let count =
+                    cx.store.iter_from(node, None).take(LEAF_REPLY_MAX as usize + 1).count();
                 if count > LEAF_REPLY_MAX as usize || listed + count > MAX_SYNC_DIGESTS {
                     nodes.extend(child_summaries(cx, segment, p));
                     continue;
@@ -528,7 +602,10 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
             for (key, replica) in keys {
                 let pos = cx.placement.position(&key, replica);
                 if !segment.contains(pos) || !cx.serving.contains(pos) {
-                    cx.faults.add(Fault::OutsideRange, &format_args!("repair fetch of {pos} outside {segment}"));
+                    cx.faults.add(
+                        Fault::OutsideRange,
+                        &format_args!("repair fetch of {pos} outside {segment}"),
+                    );
                     continue;
                 }
                 let id = ItemId::new(pos, &key);
@@ -546,14 +623,22 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
             for w in items {
                 let pos = cx.placement.position(&w.key, w.replica);
                 if !segment.contains(pos) {
-                    cx.faults.add(Fault::OutsideRange, &format_args!("repair push of {pos} outside {segment}"));
+                    cx.faults.add(
+                        Fault::OutsideRange,
+                        &format_args!("repair push of {pos} outside {segment}"),
+                    );
                     continue;
                 }
                 if !cx.serving.contains(pos) {
                     continue;
                 }
-                if let Merge::Diverged(_) = cx.store.merge_newer(ItemId::new(pos, &w.key), w.version, w.value.as_deref()) {
-                    cx.faults.add(Fault::Divergent, &format_args!("{pos} holds {} with two values", w.version));
+                if let Merge::Diverged(_) =
+                    cx.store.merge_newer(ItemId::new(pos, &w.key), w.version, w.value.as_deref())
+                {
+                    cx.faults.add(
+                        Fault::Divergent,
+                        &format_args!("{pos} holds {} with two values", w.version),
+                    );
                 }
             }
         }
@@ -570,7 +655,11 @@ mod tests {
 
     #[test]
     fn tree_nodes_split_a_segment_into_equal_adjacent_parts() {
-        for seg in [Range::new(RingId(10), RingId(110)), Range::new(RingId(u64::MAX - 40), RingId(60)), Range::full(RingId(7))] {
+        for seg in [
+            Range::new(RingId(10), RingId(110)),
+            Range::new(RingId(u64::MAX - 40), RingId(60)),
+            Range::full(RingId(7)),
+        ] {
             let root = node_range(seg, Path { level: 0, index: 0 }).unwrap();
             assert_eq!(root, seg);
             let mut total = 0u128;

@@ -32,6 +32,9 @@ fn key(k: u64) -> Vec<u8> {
     format!("item-{k}").into_bytes()
 }
 
+/// A replica: its position and its item's key.
+type Replica = (RingId, Vec<u8>);
+
 fn tag(k: u64, v: u64, replica: u32) -> u64 {
     v << 40 | k << 8 | u64::from(replica)
 }
@@ -41,13 +44,27 @@ fn writes(s: Scenario, board: &Board, when: f64, keys: std::ops::Range<u64>, v: 
     let b = board.clone();
     s.at(at(when), format!("write v{v}"), move |run| {
         // From nodes in the ring (a node outside answers `NotInRing`).
-        let members: Vec<_> = b.views.snapshot().into_iter().filter(|(_, (v, _))| v.owned.is_some()).map(|(n, _)| n).collect();
+        let members: Vec<_> = b
+            .views
+            .snapshot()
+            .into_iter()
+            .filter(|(_, (v, _))| v.owned.is_some())
+            .map(|(n, _)| n)
+            .collect();
         for k in keys.clone() {
             let from = members[run.rng.next_u64() as usize % members.len()];
             for replica in 0..F {
                 let value = Some(format!("item-{k}@{v}").into_bytes());
                 let op = ReplicaOp::Write { version: Version(v), value };
-                b.request(from.addr, ReplicationRequest::AtReplica { key: key(k), replica, op, tag: tag(k, v, replica) })?;
+                b.request(
+                    from.addr,
+                    ReplicationRequest::AtReplica {
+                        key: key(k),
+                        replica,
+                        op,
+                        tag: tag(k, v, replica),
+                    },
+                )?;
             }
         }
         Ok(())
@@ -73,7 +90,7 @@ fn acknowledged(board: &Board) -> (BTreeMap<u64, u64>, BTreeMap<u64, u64>, usize
     }
     let mut best: BTreeMap<u64, u64> = BTreeMap::new();
     for ((k, v), n) in acks {
-        if n >= F / 2 + 1 {
+        if n > F / 2 {
             let b = best.entry(k).or_default();
             *b = (*b).max(v);
         }
@@ -82,11 +99,13 @@ fn acknowledged(board: &Board) -> (BTreeMap<u64, u64>, BTreeMap<u64, u64>, usize
 }
 
 fn scenario(board: &Board) -> Scenario {
-    let config = ReplicationConfig { repair_period: Duration::from_secs(3), ..ReplicationConfig::default() };
+    let config =
+        ReplicationConfig { repair_period: Duration::from_secs(3), ..ReplicationConfig::default() };
     let b = board.clone();
     let build = Arc::new(move |h: &SimHost| support::node(h, &b, HOSTS, config));
-    let mut s = Scenario::new("replication-join-crash")
-        .replay_with("SELFMAN_SEED={seed} cargo test -p selfman-replication --test sim_replication");
+    let mut s = Scenario::new("replication-join-crash").replay_with(
+        "SELFMAN_SEED={seed} cargo test -p selfman-replication --test sim_replication",
+    );
     for (i, t) in [0.0, 0.2, 0.4, 0.6, 1.0, 4.0].into_iter().enumerate() {
         let f = Arc::clone(&build);
         s = s.start_nodes(at(t), 1, move |h| f(h));
@@ -101,7 +120,13 @@ fn scenario(board: &Board) -> Scenario {
     // Node 4 (inside sector 0) crashes; the ring notices half a second later.
     let b = board.clone();
     s = s.at(at(7.0), "crash node 4", move |run| {
-        let victim = *b.nodes.lock().unwrap().values().find(|n| n.addr == selfman_sim::address_of(4)).ok_or("no node 4")?;
+        let victim = *b
+            .nodes
+            .lock()
+            .unwrap()
+            .values()
+            .find(|n| n.addr == selfman_sim::address_of(4))
+            .ok_or("no node 4")?;
         run.sim.crash(victim).map_err(|e| e.to_string())
     });
     let b = board.clone();
@@ -113,7 +138,11 @@ fn scenario(board: &Board) -> Scenario {
     // Every node's replication is replaced live, with another timeout.
     let b = board.clone();
     s = s.at(at(9.0), "replace every node's replication", move |run| {
-        let new = ReplicationConfig { op_timeout: Duration::from_secs(3), repair_period: Duration::from_secs(3), ..ReplicationConfig::default() };
+        let new = ReplicationConfig {
+            op_timeout: Duration::from_secs(3),
+            repair_period: Duration::from_secs(3),
+            ..ReplicationConfig::default()
+        };
         for (addr, c) in b.repls.lock().unwrap().iter() {
             let Some(node) = b.nodes.lock().unwrap().get(addr).copied() else { continue };
             if run.sim.is_alive(node) {
@@ -136,8 +165,10 @@ fn scenario(board: &Board) -> Scenario {
         let views = board.views.clone();
         s = s.check_at(at(t), "one server per position", move |_| {
             let v = views.snapshot();
-            let mut served: Vec<(selfman_ports::Range, selfman_core::NodeAddr)> =
-                v.iter().flat_map(|(n, (view, _))| view.serving.iter().map(move |r| (*r, *n))).collect();
+            let mut served: Vec<(selfman_ports::Range, selfman_core::NodeAddr)> = v
+                .iter()
+                .flat_map(|(n, (view, _))| view.serving.iter().map(move |r| (*r, *n)))
+                .collect();
             served.sort_by_key(|(r, _)| r.end);
             for i in 0..served.len() {
                 for j in i + 1..served.len() {
@@ -164,13 +195,16 @@ fn scenario(board: &Board) -> Scenario {
         let reads: BTreeMap<u64, &ReplicationIndication> = log
             .iter()
             .filter_map(|(_, i)| match i {
-                ReplicationIndication::ReadDone { tag, .. } if tag >> 60 == 1 => Some((tag & 0xffff, i)),
+                ReplicationIndication::ReadDone { tag, .. } if tag >> 60 == 1 => {
+                    Some((tag & 0xffff, i))
+                }
                 _ => None,
             })
             .collect();
         for (k, v) in &acked {
             match reads.get(k) {
-                Some(ReplicationIndication::ReadDone { result: Ok(r), .. }) if r.version.0 >= *v => {}
+                Some(ReplicationIndication::ReadDone { result: Ok(r), .. })
+                    if r.version.0 >= *v => {}
                 other => return Err(format!("item-{k}: acknowledged v{v}, read {other:?}")),
             }
         }
@@ -181,10 +215,13 @@ fn scenario(board: &Board) -> Scenario {
         let (_, written, _) = acknowledged(&b);
         let views = b.views.snapshot();
         // position → (host, version), over what live nodes serve.
-        let mut at_pos: BTreeMap<(RingId, Vec<u8>), Vec<(u32, Version)>> = BTreeMap::new();
+        let mut at_pos: BTreeMap<Replica, Vec<(u32, Version)>> = BTreeMap::new();
         for (view, replicas) in views.values() {
             for r in replicas {
-                at_pos.entry((r.position, r.key.clone())).or_default().push((view.host.0, r.version));
+                at_pos
+                    .entry((r.position, r.key.clone()))
+                    .or_default()
+                    .push((view.host.0, r.version));
             }
         }
         for (k, v) in &written {
@@ -196,7 +233,9 @@ fn scenario(board: &Board) -> Scenario {
                     Some([(host, version)]) if version.0 == *v => {
                         hosts.insert(*host);
                     }
-                    other => return Err(format!("item-{k} replica {replica}: {other:?}, want v{v}")),
+                    other => {
+                        return Err(format!("item-{k} replica {replica}: {other:?}, want v{v}"))
+                    }
                 }
             }
             if hosts.len() != F as usize {
@@ -220,8 +259,12 @@ fn writes_survive_a_join_a_crash_and_a_live_replacement() {
         let moved = |p: &dyn Fn(&selfman_ports::Movement) -> bool| {
             log.iter().any(|(_, i)| matches!(i, ReplicationIndication::Movement(m) if p(m)))
         };
-        assert!(moved(&|m| matches!(m, selfman_ports::Movement::Received { items, .. } if *items > 0)));
-        assert!(moved(&|m| matches!(m, selfman_ports::Movement::Rebuilt { items, .. } if *items > 0)));
+        assert!(moved(
+            &|m| matches!(m, selfman_ports::Movement::Received { items, .. } if *items > 0)
+        ));
+        assert!(moved(
+            &|m| matches!(m, selfman_ports::Movement::Rebuilt { items, .. } if *items > 0)
+        ));
         assert!(moved(&|m| matches!(m, selfman_ports::Movement::Repaired { .. })));
     }
 }
@@ -231,10 +274,16 @@ fn over_lossy_slow_links_every_acknowledged_write_is_read_back_and_repaired() {
     for seed in seeds(0..3) {
         let board = Board::default();
         let link = LinkModel {
-            latency: Latency::Exponential { base: Duration::from_millis(1), mean_extra: Duration::from_millis(4) },
+            latency: Latency::Exponential {
+                base: Duration::from_millis(1),
+                mean_extra: Duration::from_millis(4),
+            },
             loss: 0.05,
         };
-        let sim = SimConfig { network: SimNetConfig { default_link: link, ..SimNetConfig::default() }, ..SimConfig::default() };
+        let sim = SimConfig {
+            network: SimNetConfig { default_link: link, ..SimNetConfig::default() },
+            ..SimConfig::default()
+        };
         let out = scenario(&board).config(sim).run(seed);
         out.assert_ok();
         assert!(out.net.lost > 40, "the links did lose messages: {out}");

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use selfman_core::{NodeAddr, NodeId};
-use selfman_ports::{HostId, Range, ReplicaOp, ReplicaOutcome, ReplicationRequest, RingId, Version};
+use selfman_ports::{
+    HostId, Range, ReplicaOp, ReplicaOutcome, ReplicationRequest, RingId, Version,
+};
 
 use super::handover::{anchors, keys, small_batches, write_all, Q};
 use super::world::{addr, World};
@@ -35,14 +37,25 @@ fn versions(w: &World, id: u64) -> Vec<(ItemId, Version)> {
 
 /// Delivers `msg` to node `to` from `from`; checks one `kind` was counted and nothing else,
 /// and that no stored version changed. Returns what the node sent.
-fn expect_counted(w: &mut World, to: u64, from: NodeAddr, msg: ReplMessage, kind: Fault) -> Vec<ReplMessage> {
+fn expect_counted(
+    w: &mut World,
+    to: u64,
+    from: NodeAddr,
+    msg: ReplMessage,
+    kind: Fault,
+) -> Vec<ReplMessage> {
     w.run();
     let before = versions(w, to);
     let count = w.m(to).faults().get(kind);
     let total = w.m(to).faults().total();
     w.with(addr(to), |m, now, out| m.on_message(from, msg, now, out));
     assert_eq!(w.m(to).faults().get(kind), count + 1, "{kind:?} not counted: {}", w.m(to).faults());
-    assert_eq!(w.m(to).faults().total(), total + 1, "counted as something else too: {}", w.m(to).faults());
+    assert_eq!(
+        w.m(to).faults().total(),
+        total + 1,
+        "counted as something else too: {}",
+        w.m(to).faults()
+    );
     assert_eq!(versions(w, to), before, "bad input changed a version");
     w.queue.drain(..).map(|(_, _, m)| m).collect()
 }
@@ -50,9 +63,19 @@ fn expect_counted(w: &mut World, to: u64, from: NodeAddr, msg: ReplMessage, kind
 fn item_in(range: Range, version: u64) -> WireItem {
     let (key, replica) = (0u32..)
         .map(|i| format!("bad-{i}"))
-        .find_map(|k| (0..4).find(|r| range.contains(RingId::of_key(k.as_bytes()).replica(*r, 4))).map(|r| (k, r)))
+        .find_map(|k| {
+            (0..4)
+                .find(|r| range.contains(RingId::of_key(k.as_bytes()).replica(*r, 4)))
+                .map(|r| (k, r))
+        })
         .expect("some key lands in the range");
-    WireItem { key: key.into_bytes(), replica, version: Version(version), value: Some(b"x".to_vec()), votes: vec![] }
+    WireItem {
+        key: key.into_bytes(),
+        replica,
+        version: Version(version),
+        value: Some(b"x".to_vec()),
+        votes: vec![],
+    }
 }
 
 fn mine() -> Range {
@@ -67,14 +90,27 @@ fn stranger() -> NodeAddr {
 fn an_oversized_batch_is_dropped_whole() {
     let mut w = open_transfer();
     let items = vec![item_in(mine(), 1); MAX_BATCH_ITEMS + 1];
-    let sent = expect_counted(&mut w, JOINER, addr(Q - 1), ReplMessage::Items { session: 0, seq: 0, items }, Fault::Oversized);
+    let sent = expect_counted(
+        &mut w,
+        JOINER,
+        addr(Q - 1),
+        ReplMessage::Items { session: 0, seq: 0, items },
+        Fault::Oversized,
+    );
     assert!(sent.is_empty());
 }
 
 #[test]
 fn a_replica_number_beyond_f() {
     let mut w = open_transfer();
-    let op = OpRequest { id: 1, reply_to: stranger(), key: b"k".to_vec(), replica: 9, op: ReplicaOp::Read, forwards: 0 };
+    let op = OpRequest {
+        id: 1,
+        reply_to: stranger(),
+        key: b"k".to_vec(),
+        replica: 9,
+        op: ReplicaOp::Read,
+        forwards: 0,
+    };
     let sent = expect_counted(&mut w, Q - 1, stranger(), ReplMessage::Op(op), Fault::BadReplica);
     assert!(sent.is_empty());
 }
@@ -84,7 +120,8 @@ fn items_outside_the_offered_range_are_dropped_the_rest_kept() {
     let mut w = open_transfer();
     let outside = item_in(Range::new(RingId(Q), RingId(2 * Q)), 7);
     let inside = item_in(mine(), 7);
-    let msg = ReplMessage::Items { session: 0, seq: 0, items: vec![outside.clone(), inside.clone()] };
+    let msg =
+        ReplMessage::Items { session: 0, seq: 0, items: vec![outside.clone(), inside.clone()] };
     w.run();
     let count = w.m(JOINER).faults().get(Fault::OutsideRange);
     w.with(addr(JOINER), |m, now, out| m.on_message(addr(Q - 1), msg, now, out));
@@ -92,16 +129,32 @@ fn items_outside_the_offered_range_are_dropped_the_rest_kept() {
     let pos = |i: &WireItem| RingId::of_key(&i.key).replica(i.replica, 4);
     let store = w.m(JOINER).store();
     assert!(store.get(&ItemId::new(pos(&outside), &outside.key)).is_none());
-    assert_eq!(store.get(&ItemId::new(pos(&inside), &inside.key)).map(|r| r.version), Some(Version(7)));
+    assert_eq!(
+        store.get(&ItemId::new(pos(&inside), &inside.key)).map(|r| r.version),
+        Some(Version(7))
+    );
 }
 
 #[test]
 fn a_transfer_never_takes_a_version_back() {
     let mut w = open_transfer();
     let new = item_in(mine(), 5);
-    w.with(addr(JOINER), |m, now, out| m.on_message(addr(Q - 1), ReplMessage::Items { session: 0, seq: 0, items: vec![new.clone()] }, now, out));
+    w.with(addr(JOINER), |m, now, out| {
+        m.on_message(
+            addr(Q - 1),
+            ReplMessage::Items { session: 0, seq: 0, items: vec![new.clone()] },
+            now,
+            out,
+        )
+    });
     let old = WireItem { version: Version(3), ..new.clone() };
-    let sent = expect_counted(&mut w, JOINER, addr(Q - 1), ReplMessage::Items { session: 0, seq: 1, items: vec![old] }, Fault::VersionBackwards);
+    let sent = expect_counted(
+        &mut w,
+        JOINER,
+        addr(Q - 1),
+        ReplMessage::Items { session: 0, seq: 1, items: vec![old] },
+        Fault::VersionBackwards,
+    );
     assert!(matches!(&sent[..], [ReplMessage::ItemsAck { seq: 1, .. }]));
     let pos = RingId::of_key(&new.key).replica(new.replica, 4);
     assert_eq!(w.m(JOINER).store().get(&ItemId::new(pos, &new.key)).unwrap().version, Version(5));
@@ -110,7 +163,13 @@ fn a_transfer_never_takes_a_version_back() {
 #[test]
 fn messages_of_unknown_or_foreign_sessions_and_gaps() {
     let mut w = open_transfer();
-    let sent = expect_counted(&mut w, Q - 1, addr(JOINER), ReplMessage::ItemsAck { session: 77, seq: 0 }, Fault::UnknownSession);
+    let sent = expect_counted(
+        &mut w,
+        Q - 1,
+        addr(JOINER),
+        ReplMessage::ItemsAck { session: 77, seq: 0 },
+        Fault::UnknownSession,
+    );
     assert!(sent.is_empty());
     let batch = ReplMessage::Items { session: 0, seq: 0, items: vec![item_in(mine(), 9)] };
     let sent = expect_counted(&mut w, JOINER, stranger(), batch, Fault::StrangerSession);
@@ -138,7 +197,8 @@ fn a_transfer_that_never_finishes_times_out_and_the_range_is_rebuilt() {
 #[test]
 fn an_offer_of_a_range_not_owned() {
     let mut w = open_transfer();
-    let offer = ReplMessage::Offer { session: 5, range: Range::new(RingId(2 * Q), RingId(2 * Q + 10)) };
+    let offer =
+        ReplMessage::Offer { session: 5, range: Range::new(RingId(2 * Q), RingId(2 * Q + 10)) };
     let sent = expect_counted(&mut w, JOINER, stranger(), offer, Fault::StaleOffer);
     assert!(matches!(&sent[..], [ReplMessage::Decline { session: 5 }]));
     let pull = ReplMessage::Pull { range: Range::new(RingId(2 * Q), RingId(2 * Q + 10)) };
@@ -148,7 +208,11 @@ fn an_offer_of_a_range_not_owned() {
 #[test]
 fn an_answer_to_no_operation() {
     let mut w = open_transfer();
-    let reply = ReplMessage::OpReply { id: u64::MAX / 2, replica: 0, result: OpResult::Done(ReplicaOutcome::Applied) };
+    let reply = ReplMessage::OpReply {
+        id: u64::MAX / 2,
+        replica: 0,
+        result: OpResult::Done(ReplicaOutcome::Applied),
+    };
     let sent = expect_counted(&mut w, Q - 1, stranger(), reply, Fault::UnknownReply);
     assert!(sent.is_empty());
 }
@@ -158,9 +222,23 @@ fn an_operation_for_a_position_neither_owned_nor_held() {
     let mut w = open_transfer();
     let (key, replica) = (0u32..)
         .map(|i| format!("x{i}"))
-        .find_map(|k| (0..4).find(|r| Range::new(RingId(2 * Q - 1), RingId(3 * Q - 1)).contains(RingId::of_key(k.as_bytes()).replica(*r, 4))).map(|r| (k, r)))
+        .find_map(|k| {
+            (0..4)
+                .find(|r| {
+                    Range::new(RingId(2 * Q - 1), RingId(3 * Q - 1))
+                        .contains(RingId::of_key(k.as_bytes()).replica(*r, 4))
+                })
+                .map(|r| (k, r))
+        })
         .unwrap();
-    let op = OpRequest { id: 3, reply_to: stranger(), key: key.into_bytes(), replica, op: ReplicaOp::Read, forwards: 0 };
+    let op = OpRequest {
+        id: 3,
+        reply_to: stranger(),
+        key: key.into_bytes(),
+        replica,
+        op: ReplicaOp::Read,
+        forwards: 0,
+    };
     let sent = expect_counted(&mut w, Q - 1, stranger(), ReplMessage::Op(op), Fault::Misrouted);
     assert!(matches!(&sent[..], [ReplMessage::OpReply { result: OpResult::NotResponsible, .. }]));
 }
@@ -173,16 +251,35 @@ fn a_divergent_push_is_resolved_and_counted() {
     let (r, owner) = (0..4u32)
         .find_map(|r| {
             let pos = RingId::of_key(k.as_bytes()).replica(r, 4);
-            anchors().into_iter().find(|a| w.m(*a).serving().iter().any(|s| s.contains(pos))).map(|a| (r, a))
+            anchors()
+                .into_iter()
+                .find(|a| w.m(*a).serving().iter().any(|s| s.contains(pos)))
+                .map(|a| (r, a))
         })
         .unwrap();
     let pos = RingId::of_key(k.as_bytes()).replica(r, 4);
     let segment = Range::new(RingId(pos.0 - 1), pos);
-    let item = WireItem { key: k.clone().into_bytes(), replica: r, version: Version(2), value: Some(b"other".to_vec()), votes: vec![] };
+    let item = WireItem {
+        key: k.clone().into_bytes(),
+        replica: r,
+        version: Version(2),
+        value: Some(b"other".to_vec()),
+        votes: vec![],
+    };
     let count = w.m(owner).faults().get(Fault::Divergent);
-    w.with(addr(owner), |m, now, out| m.on_message(stranger(), ReplMessage::SyncPush { session: 1, segment, items: vec![item] }, now, out));
+    w.with(addr(owner), |m, now, out| {
+        m.on_message(
+            stranger(),
+            ReplMessage::SyncPush { session: 1, segment, items: vec![item] },
+            now,
+            out,
+        )
+    });
     assert_eq!(w.m(owner).faults().get(Fault::Divergent), count + 1);
-    assert_eq!(w.m(owner).store().get(&ItemId::new(pos, k.as_bytes())).unwrap().version, Version(2));
+    assert_eq!(
+        w.m(owner).store().get(&ItemId::new(pos, k.as_bytes())).unwrap().version,
+        Version(2)
+    );
 }
 
 #[test]

@@ -51,7 +51,10 @@ fn meanwhile_write(flaw: Option<Flaw>) -> (Version, Version) {
     }
     for (tag, r) in [(1_000_010, i), (1_000_011, j)] {
         let op = ReplicaOp::Write { version: Version(2), value: Some(b"two".to_vec()) };
-        w.request(ids[1], ReplicationRequest::AtReplica { key: k.clone().into_bytes(), replica: r, op, tag });
+        w.request(
+            ids[1],
+            ReplicationRequest::AtReplica { key: k.clone().into_bytes(), replica: r, op, tag },
+        );
     }
     w.tick_for(std::time::Duration::from_secs(1));
     assert_eq!(w.acks(&[1_000_010, 1_000_011]), 2, "version 2 is acknowledged by a majority");
@@ -59,7 +62,9 @@ fn meanwhile_write(flaw: Option<Flaw>) -> (Version, Version) {
     let at_joiner = w.served(&k, i).unwrap();
     // A read that hears from the joiner and replica `l` only.
     let pj = RingId::of_key(k.as_bytes()).replica(j, 3);
-    w.lose = Some(Box::new(move |_, dest, m| matches!((dest, m), (Dest::Routed { key, .. }, ReplMessage::Op(_)) if *key == pj)));
+    w.lose = Some(Box::new(
+        move |_, dest, m| matches!((dest, m), (Dest::Routed { key, .. }, ReplMessage::Op(_)) if *key == pj),
+    ));
     let read = w.read(ids[2], &k).expect("two of three answer").version;
     let _ = l;
     (at_joiner, read)
@@ -81,7 +86,10 @@ fn read_after_majority_write(flaw: Option<Flaw>) -> Version {
     assert_eq!(w.write(Q - 1, k, 1, "one"), 4);
     for (tag, r) in [(1_000_020, 1), (1_000_021, 2), (1_000_022, 3)] {
         let op = ReplicaOp::Write { version: Version(2), value: Some(b"two".to_vec()) };
-        w.request(Q - 1, ReplicationRequest::AtReplica { key: k.as_bytes().to_vec(), replica: r, op, tag });
+        w.request(
+            Q - 1,
+            ReplicationRequest::AtReplica { key: k.as_bytes().to_vec(), replica: r, op, tag },
+        );
     }
     w.run();
     assert_eq!(w.acks(&[1_000_020, 1_000_021, 1_000_022]), 3);
@@ -109,7 +117,8 @@ fn stale_after_repair(flaw: Option<Flaw>) -> usize {
         for r in 0..4 {
             let pos = RingId::of_key(k.as_bytes()).replica(r, 4);
             if m.serving().iter().any(|s| s.contains(pos)) {
-                m.store_mut().insert_raw(ItemId::new(pos, k.as_bytes()), Record::new(Version(1), None));
+                m.store_mut()
+                    .insert_raw(ItemId::new(pos, k.as_bytes()), Record::new(Version(1), None));
                 damaged.insert(k.clone(), r);
             }
         }

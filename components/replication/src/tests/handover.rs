@@ -102,11 +102,19 @@ fn a_join_moves_the_range_and_every_write_made_meanwhile() {
         let mut answered = 0;
         for (tag, k, acked) in &reads {
             if let Some(Ok(r)) = w.read_result(*tag) {
-                assert!(r.version.0 >= *acked, "read of {k} returned {} after v{acked} was acknowledged", r.version);
+                assert!(
+                    r.version.0 >= *acked,
+                    "read of {k} returned {} after v{acked} was acknowledged",
+                    r.version
+                );
                 answered += 1;
             }
         }
-        assert!(answered * 10 >= reads.len() * 9, "reads stayed available: {answered} of {}", reads.len());
+        assert!(
+            answered * 10 >= reads.len() * 9,
+            "reads stayed available: {answered} of {}",
+            reads.len()
+        );
         assert!(pending.len() >= 10 && reads.len() >= 5, "writes and reads overlapped the move");
         println!("join (successor first: {successor_first}): {steps} steps, {} writes and {} reads during the move", pending.len(), reads.len());
         // Every replica is served with the latest version; the joiner serves its range.
@@ -116,7 +124,10 @@ fn a_join_moves_the_range_and_every_write_made_meanwhile() {
         assert!(w.m(joiner).store().count_in(mine) > 0);
         // The old holder dropped the range.
         assert_eq!(w.m(Q - 1).store().count_in(mine), 0, "the old holder still holds it");
-        assert!(w.told(Q - 1, |i| matches!(i, ReplicationIndication::Movement(Movement::HandedOver { .. }))));
+        assert!(w.told(Q - 1, |i| matches!(
+            i,
+            ReplicationIndication::Movement(Movement::HandedOver { .. })
+        )));
         assert_eq!(w.m(joiner).faults().total(), 0, "{}", w.m(joiner).faults());
     }
 }
@@ -171,12 +182,15 @@ fn a_graceful_leave_hands_everything_to_the_successor() {
     assert!(held > 0);
     w.request(Q / 2, ReplicationRequest::Leave);
     w.run();
-    assert!(w.tick_until(Duration::from_secs(5), |w| w.told(Q / 2, |i| *i == ReplicationIndication::Left)));
+    assert!(w.tick_until(Duration::from_secs(5), |w| w
+        .told(Q / 2, |i| *i == ReplicationIndication::Left)));
     assert_eq!(w.m(Q / 2).store().len(), 0, "the leaver dropped what it handed over");
     w.crash(Q / 2);
     all_replicas_at(&w, &latest);
     assert_eq!(w.m(Q - 1).serving(), vec![Range::new(RingId(u64::MAX), RingId(Q - 1))]);
-    assert!(w.told(Q - 1, |i| matches!(i, ReplicationIndication::Movement(Movement::Received { .. }))));
+    assert!(
+        w.told(Q - 1, |i| matches!(i, ReplicationIndication::Movement(Movement::Received { .. })))
+    );
 }
 
 #[test]
@@ -188,18 +202,33 @@ fn locks_travel_with_the_items() {
     let mine = Range::new(RingId(u64::MAX), RingId(joiner));
     let (k, r) = keys
         .iter()
-        .find_map(|k| (0..4).find(|r| mine.contains(RingId::of_key(k.as_bytes()).replica(*r, 4))).map(|r| (k.clone(), r)))
+        .find_map(|k| {
+            (0..4)
+                .find(|r| mine.contains(RingId::of_key(k.as_bytes()).replica(*r, 4)))
+                .map(|r| (k.clone(), r))
+        })
         .unwrap();
-    let vote = |tx, mode| ReplicaOp::Vote { tx: TxId(tx), mode, read: Version(1), lease_ms: 60_000 };
+    let vote =
+        |tx, mode| ReplicaOp::Vote { tx: TxId(tx), mode, read: Version(1), lease_ms: 60_000 };
     let at = |w: &mut World, op, tag| {
-        w.request(2 * Q - 1, ReplicationRequest::AtReplica { key: k.clone().into_bytes(), replica: r, op, tag });
+        w.request(
+            2 * Q - 1,
+            ReplicationRequest::AtReplica { key: k.clone().into_bytes(), replica: r, op, tag },
+        );
         w.run();
         w.told.iter().rev().find_map(|(_, i)| match i {
-            ReplicationIndication::ReplicaDone { tag: t, result: Ok((node, o)), .. } if *t == tag => Some((*node, o.clone())),
+            ReplicationIndication::ReplicaDone { tag: t, result: Ok((node, o)), .. }
+                if *t == tag =>
+            {
+                Some((*node, o.clone()))
+            }
             _ => None,
         })
     };
-    assert_eq!(at(&mut w, vote(7, LockMode::Write), 1).unwrap().1, ReplicaOutcome::Voted(Vote::Prepared));
+    assert_eq!(
+        at(&mut w, vote(7, LockMode::Write), 1).unwrap().1,
+        ReplicaOutcome::Voted(Vote::Prepared)
+    );
     w.join(joiner, HostId(4), true);
     w.tick_for(Duration::from_secs(1));
     assert!(received(&w, joiner));
@@ -228,8 +257,14 @@ fn a_joiner_that_crashes_before_the_end_gives_the_range_back_intact() {
     w.run();
     all_replicas_at(&w, &latest);
     // Served again at once, no rebuild needed.
-    assert!(!w.told(Q - 1, |i| matches!(i, ReplicationIndication::Movement(Movement::RebuildStarted { .. }))));
-    assert!(w.told(Q - 1, |i| matches!(i, ReplicationIndication::Movement(Movement::TransferAborted { .. }))));
+    assert!(!w.told(Q - 1, |i| matches!(
+        i,
+        ReplicationIndication::Movement(Movement::RebuildStarted { .. })
+    )));
+    assert!(w.told(Q - 1, |i| matches!(
+        i,
+        ReplicationIndication::Movement(Movement::TransferAborted { .. })
+    )));
 }
 
 #[test]
@@ -240,7 +275,8 @@ fn a_joiner_that_crashes_after_done_is_rebuilt_with_its_writes() {
     let joiner = Q / 2;
     // The joiner's `DoneAck`s are lost: the old holder keeps the range as handed over.
     let j = addr(joiner);
-    w.lose = Some(Box::new(move |from, _, m| *from == j && matches!(m, ReplMessage::DoneAck { .. })));
+    w.lose =
+        Some(Box::new(move |from, _, m| *from == j && matches!(m, ReplMessage::DoneAck { .. })));
     w.join(joiner, HostId(4), true);
     w.tick_for(Duration::from_millis(500));
     assert!(received(&w, joiner));
@@ -250,7 +286,8 @@ fn a_joiner_that_crashes_after_done_is_rebuilt_with_its_writes() {
     w.crash(joiner);
     w.lose = None;
     w.detect(joiner);
-    assert!(w.tick_until(Duration::from_secs(5), |w| w.told(Q - 1, |i| matches!(i, ReplicationIndication::Movement(Movement::Rebuilt { .. })))));
+    assert!(w.tick_until(Duration::from_secs(5), |w| w
+        .told(Q - 1, |i| matches!(i, ReplicationIndication::Movement(Movement::Rebuilt { .. })))));
     all_replicas_at(&w, &latest);
 }
 
@@ -262,13 +299,17 @@ fn an_old_holder_that_never_offers_is_replaced_by_a_rebuild() {
     let latest: BTreeMap<String, u64> = keys.iter().map(|k| (k.clone(), 1)).collect();
     // The old holder hears nothing and says nothing (it hangs; nobody suspects it yet).
     let r = addr(Q - 1);
-    w.lose = Some(Box::new(move |from, dest, _| *from == r || matches!(dest, Dest::Direct(to) if *to == r)));
+    w.lose = Some(Box::new(move |from, dest, _| {
+        *from == r || matches!(dest, Dest::Direct(to) if *to == r)
+    }));
     let joiner = Q / 2;
     w.join(joiner, HostId(4), false);
     w.run();
     let wait = w.config.offer_wait;
     assert!(w.tick_until(wait * 3, |w| !w.m(joiner).serving().is_empty()));
-    assert!(w.told(joiner, |i| matches!(i, ReplicationIndication::Movement(Movement::Rebuilt { .. }))));
+    assert!(
+        w.told(joiner, |i| matches!(i, ReplicationIndication::Movement(Movement::Rebuilt { .. })))
+    );
     let mine = Range::new(RingId(u64::MAX), RingId(joiner));
     for k in &keys {
         for rep in 0..4 {
@@ -287,7 +328,9 @@ fn a_stuck_transfer_times_out_on_both_sides_and_is_retried() {
     let joiner = Q / 2;
     let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let l = lost.clone();
-    w.lose = Some(Box::new(move |_, _, m| l.load(std::sync::atomic::Ordering::Relaxed) && matches!(m, ReplMessage::Items { .. })));
+    w.lose = Some(Box::new(move |_, _, m| {
+        l.load(std::sync::atomic::Ordering::Relaxed) && matches!(m, ReplMessage::Items { .. })
+    }));
     w.join(joiner, HostId(4), true);
     w.tick_for(w.config.transfer_timeout + Duration::from_millis(200));
     assert!(w.m(Q - 1).faults().get(Fault::TransferTimeout) >= 1, "{}", w.m(Q - 1).faults());

@@ -44,7 +44,10 @@ fn a_range_being_received_answers_not_ready_and_reads_wait_for_the_others() {
     for k in &keys {
         let r = w.read(2 * Q - 1, k).expect("the three other replicas answer");
         assert_eq!(r.version, Version(1));
-        assert!(r.replicas.iter().all(|a| a.node != addr(Q / 2) || !w.m(Q / 2).serving().is_empty()));
+        assert!(r
+            .replicas
+            .iter()
+            .all(|a| a.node != addr(Q / 2) || !w.m(Q / 2).serving().is_empty()));
     }
 }
 
@@ -55,13 +58,30 @@ fn requests_outside_a_ring_or_out_of_bounds_are_refused_at_once() {
     m.on_request(ReplicationRequest::Read { key: b"k".to_vec(), tag: 1 }, Time::ZERO, &mut out);
     assert!(matches!(
         &out[..],
-        [ReplOutput::Indicate(ReplicationIndication::ReadDone { result: Err(ReadFailure::NotInRing), .. })]
+        [ReplOutput::Indicate(ReplicationIndication::ReadDone {
+            result: Err(ReadFailure::NotInRing),
+            ..
+        })]
     ));
     let mut w = World::ring(ReplicationConfig::default(), &anchors());
     w.request(Q - 1, ReplicationRequest::Read { key: vec![0; MAX_KEY_BYTES + 1], tag: 2 });
-    w.request(Q - 1, ReplicationRequest::AtReplica { key: b"k".to_vec(), replica: 4, op: ReplicaOp::Read, tag: 3 });
-    let big = ReplicaOp::Write { version: Version(1), value: Some(vec![0; crate::messages::MAX_VALUE_BYTES + 1]) };
-    w.request(Q - 1, ReplicationRequest::AtReplica { key: b"k".to_vec(), replica: 0, op: big, tag: 4 });
+    w.request(
+        Q - 1,
+        ReplicationRequest::AtReplica {
+            key: b"k".to_vec(),
+            replica: 4,
+            op: ReplicaOp::Read,
+            tag: 3,
+        },
+    );
+    let big = ReplicaOp::Write {
+        version: Version(1),
+        value: Some(vec![0; crate::messages::MAX_VALUE_BYTES + 1]),
+    };
+    w.request(
+        Q - 1,
+        ReplicationRequest::AtReplica { key: b"k".to_vec(), replica: 0, op: big, tag: 4 },
+    );
     assert!(w.queue.is_empty(), "nothing was sent");
     assert_eq!(w.read_result(2), Some(Err(ReadFailure::KeyTooLong)));
     for tag in [3, 4] {
@@ -90,7 +110,11 @@ fn a_live_replacement_keeps_every_replica_and_range() {
     let a = addr(2 * Q - 1);
     let before = (w.m(2 * Q - 1).served_replicas(), w.m(2 * Q - 1).view());
     let mut old = w.nodes.remove(&a).unwrap();
-    let config = ReplicationConfig { op_timeout: Duration::from_secs(3), f: 5, ..ReplicationConfig::default() };
+    let config = ReplicationConfig {
+        op_timeout: Duration::from_secs(3),
+        f: 5,
+        ..ReplicationConfig::default()
+    };
     let mut new = ReplicaMachine::new(a, config);
     new.take_over(&mut old);
     assert_eq!((new.served_replicas(), new.view()), before);

@@ -84,14 +84,28 @@ fn a_rebuilt_range_abstains_from_votes_for_a_lease() {
     let lost = Range::new(RingId(u64::MAX), RingId(Q / 2));
     let (k, r) = keys
         .iter()
-        .find_map(|k| (0..4).find(|r| lost.contains(RingId::of_key(k.as_bytes()).replica(*r, 4))).map(|r| (k.clone(), r)))
+        .find_map(|k| {
+            (0..4)
+                .find(|r| lost.contains(RingId::of_key(k.as_bytes()).replica(*r, 4)))
+                .map(|r| (k.clone(), r))
+        })
         .unwrap();
     let vote = |w: &mut World, tag| {
-        let op = ReplicaOp::Vote { tx: TxId(tag), mode: LockMode::Read, read: Version(1), lease_ms: 1000 };
-        w.request(2 * Q - 1, ReplicationRequest::AtReplica { key: k.clone().into_bytes(), replica: r, op, tag });
+        let op = ReplicaOp::Vote {
+            tx: TxId(tag),
+            mode: LockMode::Read,
+            read: Version(1),
+            lease_ms: 1000,
+        };
+        w.request(
+            2 * Q - 1,
+            ReplicationRequest::AtReplica { key: k.clone().into_bytes(), replica: r, op, tag },
+        );
         w.run();
         w.told.iter().find_map(|(_, i)| match i {
-            ReplicationIndication::ReplicaDone { tag: t, result: Ok((_, o)), .. } if *t == tag => Some(o.clone()),
+            ReplicationIndication::ReplicaDone { tag: t, result: Ok((_, o)), .. } if *t == tag => {
+                Some(o.clone())
+            }
             _ => None,
         })
     };
@@ -110,7 +124,9 @@ fn a_rebuild_asks_again_when_a_source_is_not_ready_and_serves_once_enough_are_re
         .out
         .iter()
         .filter_map(|o| match o {
-            ReplOutput::Route { key, msg: ReplMessage::RangeRead { shift, .. }, .. } => Some((*key, *shift)),
+            ReplOutput::Route { key, msg: ReplMessage::RangeRead { shift, .. }, .. } => {
+                Some((*key, *shift))
+            }
             _ => None,
         })
         .collect();
@@ -122,15 +138,26 @@ fn a_rebuild_asks_again_when_a_source_is_not_ready_and_serves_once_enough_are_re
     h.tick_to(Duration::from_millis(50), |cx| rec.on_tick(cx));
     assert!(h.out.is_empty(), "not before `retry`");
     h.tick_to(Duration::from_millis(100), |cx| rec.on_tick(cx));
-    assert!(matches!(&h.out[..], [ReplOutput::Route { msg: ReplMessage::RangeRead { shift: 1, .. }, .. }]));
+    assert!(matches!(
+        &h.out[..],
+        [ReplOutput::Route { msg: ReplMessage::RangeRead { shift: 1, .. }, .. }]
+    ));
     // Offset 2 answers in two parts, offset 3 at once: two of three are enough for f = 4.
     let d2 = 2 * Q;
-    let item = |key: &[u8], v| WireItem { key: key.to_vec(), replica: 0, version: Version(v), value: None, votes: vec![] };
+    let item = |key: &[u8], v| WireItem {
+        key: key.to_vec(),
+        replica: 0,
+        version: Version(v),
+        value: None,
+        votes: vec![],
+    };
     h.run(|cx| rec.on_items(cx, cx.me, 0, 2, RingId(100 + d2), RingId(150 + d2), vec![]));
     assert!(h.moves.is_empty());
     h.run(|cx| rec.on_items(cx, cx.me, 0, 2, RingId(150 + d2), RingId(200 + d2), vec![]));
     assert!(h.moves.is_empty(), "one source is not enough");
-    h.run(|cx| rec.on_items(cx, cx.me, 0, 3, RingId(100 + 3 * Q), RingId(200 + 3 * Q), vec![item(b"x", 1)]));
+    h.run(|cx| {
+        rec.on_items(cx, cx.me, 0, 3, RingId(100 + 3 * Q), RingId(200 + 3 * Q), vec![item(b"x", 1)])
+    });
     assert_eq!(h.moves, vec![Transition::Serve(range)]);
     assert_eq!(h.faults.get(crate::faults::Fault::OutsideRange), 1, "the stray item was dropped");
     assert!(!rec.holds(RingId(150)), "served now");

@@ -23,7 +23,13 @@ pub(crate) fn repair_rounds(w: &mut World, id: u64) {
 
 /// Makes replica copies at node `id` stale (every `stale_every`-th key back to version 1) and
 /// missing (every `missing_every`-th key removed). Returns the keys changed.
-fn damage(w: &mut World, id: u64, keys: &[String], stale_every: usize, missing_every: usize) -> Vec<String> {
+fn damage(
+    w: &mut World,
+    id: u64,
+    keys: &[String],
+    stale_every: usize,
+    missing_every: usize,
+) -> Vec<String> {
     let f = w.config.f;
     let m = w.nodes.get_mut(&addr(id)).unwrap();
     let mut changed = Vec::new();
@@ -38,7 +44,8 @@ fn damage(w: &mut World, id: u64, keys: &[String], stale_every: usize, missing_e
                 m.store_mut().insert_raw(id, Record::new(Version(1), Some(b"old".to_vec().into())));
                 changed.push(k.clone());
             } else if i % missing_every == 0 {
-                m.store_mut().remove_range(selfman_ports::Range::new(RingId(pos.0.wrapping_sub(1)), pos));
+                m.store_mut()
+                    .remove_range(selfman_ports::Range::new(RingId(pos.0.wrapping_sub(1)), pos));
                 changed.push(k.clone());
             }
         }
@@ -47,7 +54,13 @@ fn damage(w: &mut World, id: u64, keys: &[String], stale_every: usize, missing_e
 }
 
 fn encoded_item_bytes(k: &str, v: &str) -> usize {
-    let w = crate::messages::WireItem { key: k.as_bytes().to_vec(), replica: 1, version: Version(2), value: Some(v.as_bytes().to_vec()), votes: vec![] };
+    let w = crate::messages::WireItem {
+        key: k.as_bytes().to_vec(),
+        replica: 1,
+        version: Version(2),
+        value: Some(v.as_bytes().to_vec()),
+        votes: vec![],
+    };
     bincode::serde::encode_to_vec(&w, bincode::config::standard()).unwrap().len()
 }
 
@@ -76,7 +89,11 @@ fn stale_and_missing_replicas_are_repaired_moving_bytes_in_proportion() {
         .told
         .iter()
         .filter_map(|(a, i)| match i {
-            ReplicationIndication::Movement(Movement::Repaired { fetched, .. }) if *a == addr(2 * Q - 1) => Some(*fetched),
+            ReplicationIndication::Movement(Movement::Repaired { fetched, .. })
+                if *a == addr(2 * Q - 1) =>
+            {
+                Some(*fetched)
+            }
             _ => None,
         })
         .sum();
@@ -134,17 +151,28 @@ fn divergent_values_under_one_version_end_alike() {
     };
     let a = node_of(&w, 0);
     let pos = RingId::of_key(k.as_bytes()).replica(0, f);
-    w.nodes.get_mut(&a).unwrap().store_mut().insert_raw(ItemId::new(pos, k.as_bytes()), Record::new(Version(3), Some(b"other".to_vec().into())));
+    w.nodes.get_mut(&a).unwrap().store_mut().insert_raw(
+        ItemId::new(pos, k.as_bytes()),
+        Record::new(Version(3), Some(b"other".to_vec().into())),
+    );
     let id = w.peers[&a].id.0;
     repair_rounds(&mut w, id);
     let values: Vec<Option<Vec<u8>>> = (0..f)
         .map(|r| {
             let pos = RingId::of_key(k.as_bytes()).replica(r, f);
             let n = node_of(&w, r);
-            w.nodes[&n].store().get(&ItemId::new(pos, k.as_bytes())).and_then(|r| r.value.clone()).map(|v| v.to_vec())
+            w.nodes[&n]
+                .store()
+                .get(&ItemId::new(pos, k.as_bytes()))
+                .and_then(|r| r.value.clone())
+                .map(|v| v.to_vec())
         })
         .collect();
-    assert!(values.windows(2).all(|p| p[0] == p[1]), "all four replicas hold one value: {values:?}");
-    let divergent: u64 = w.nodes.values().map(|m| m.faults().get(crate::faults::Fault::Divergent)).sum();
+    assert!(
+        values.windows(2).all(|p| p[0] == p[1]),
+        "all four replicas hold one value: {values:?}"
+    );
+    let divergent: u64 =
+        w.nodes.values().map(|m| m.faults().get(crate::faults::Fault::Divergent)).sum();
     assert!(divergent >= 1);
 }

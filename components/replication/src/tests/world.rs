@@ -26,6 +26,9 @@ pub(crate) enum Dest {
     Routed { key: RingId, tag: u64 },
 }
 
+/// Which messages a world drops instead of delivering.
+pub(crate) type Loss = Box<dyn FnMut(&NodeAddr, &Dest, &ReplMessage) -> bool>;
+
 pub(crate) struct World {
     pub(crate) config: ReplicationConfig,
     pub(crate) now: Time,
@@ -38,7 +41,7 @@ pub(crate) struct World {
     /// Encoded bytes delivered, by message kind.
     pub(crate) bytes: BTreeMap<&'static str, usize>,
     /// Messages matching this are dropped instead of delivered.
-    pub(crate) lose: Option<Box<dyn FnMut(&NodeAddr, &Dest, &ReplMessage) -> bool>>,
+    pub(crate) lose: Option<Loss>,
     next_tag: u64,
     leaves: Vec<NodeAddr>,
 }
@@ -54,7 +57,9 @@ pub(crate) fn kind(m: &ReplMessage) -> &'static str {
     match m {
         ReplMessage::Op(_) => "op",
         ReplMessage::OpReply { .. } => "op-reply",
-        ReplMessage::Offer { .. } | ReplMessage::Accept { .. } | ReplMessage::Decline { .. } => "offer",
+        ReplMessage::Offer { .. } | ReplMessage::Accept { .. } | ReplMessage::Decline { .. } => {
+            "offer"
+        }
         ReplMessage::Items { .. } => "items",
         ReplMessage::ItemsAck { .. } => "items-ack",
         ReplMessage::Done { .. } | ReplMessage::DoneAck { .. } | ReplMessage::Pull { .. } => "done",
@@ -92,7 +97,10 @@ impl World {
             let peer = w.peers[&a];
             w.with(a, |m, now, out| {
                 m.on_joined(peer, now);
-                let rc = ResponsibilityChange { now: Some(range), change: RangeChange::Gained { range, from: None } };
+                let rc = ResponsibilityChange {
+                    now: Some(range),
+                    change: RangeChange::Gained { range, from: None },
+                };
                 m.on_responsibility(rc, now, out);
             });
         }
@@ -118,7 +126,12 @@ impl World {
     /// The range node `id` owns in the world's ring.
     pub(crate) fn range_of(&self, id: u64) -> Range {
         let me = RingId(id);
-        let pred = self.ring.range(..me).next_back().or_else(|| self.ring.iter().next_back()).map(|(i, _)| *i);
+        let pred = self
+            .ring
+            .range(..me)
+            .next_back()
+            .or_else(|| self.ring.iter().next_back())
+            .map(|(i, _)| *i);
         match pred {
             Some(p) if p != me => Range::new(p, me),
             _ => Range::full(me),
@@ -135,7 +148,11 @@ impl World {
     }
 
     /// Runs `f` on node `a`'s machine and queues its outputs.
-    pub(crate) fn with(&mut self, a: NodeAddr, f: impl FnOnce(&mut ReplicaMachine, Time, &mut Vec<ReplOutput>)) {
+    pub(crate) fn with(
+        &mut self,
+        a: NodeAddr,
+        f: impl FnOnce(&mut ReplicaMachine, Time, &mut Vec<ReplOutput>),
+    ) {
         let Some(m) = self.nodes.get_mut(&a) else { return };
         let mut out = Vec::new();
         f(m, self.now, &mut out);
@@ -145,7 +162,9 @@ impl World {
     fn take(&mut self, from: NodeAddr, out: Vec<ReplOutput>) {
         for o in out {
             match o {
-                ReplOutput::Route { key, tag, msg } => self.queue.push_back((from, Dest::Routed { key, tag }, msg)),
+                ReplOutput::Route { key, tag, msg } => {
+                    self.queue.push_back((from, Dest::Routed { key, tag }, msg))
+                }
                 ReplOutput::Send { to, msg } => self.queue.push_back((from, Dest::Direct(to), msg)),
                 ReplOutput::Indicate(i) => self.told.push((from, i)),
                 ReplOutput::Monitor(_) | ReplOutput::Unmonitor(_) => {}
@@ -162,7 +181,8 @@ impl World {
                 return true;
             }
         }
-        let size = bincode::serde::encode_to_vec(&msg, bincode::config::standard()).map_or(0, |v| v.len());
+        let size =
+            bincode::serde::encode_to_vec(&msg, bincode::config::standard()).map_or(0, |v| v.len());
         *self.bytes.entry(kind(&msg)).or_default() += size;
         match dest {
             Dest::Direct(to) => self.with(to, |m, now, out| m.on_message(from, msg, now, out)),
@@ -209,7 +229,11 @@ impl World {
     }
 
     /// Ticks until `done` holds, at most `limit`. Returns whether it held.
-    pub(crate) fn tick_until(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) -> bool {
+    pub(crate) fn tick_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&World) -> bool,
+    ) -> bool {
         let end = self.now + limit;
         while !done(self) {
             if self.now >= end {
@@ -230,13 +254,25 @@ impl World {
     }
 
     /// Starts writing `(version, value)` of `key` at all replicas from `via`; returns the tags.
-    pub(crate) fn start_write(&mut self, via: u64, key: &str, version: u64, value: &str) -> Vec<u64> {
+    pub(crate) fn start_write(
+        &mut self,
+        via: u64,
+        key: &str,
+        version: u64,
+        value: &str,
+    ) -> Vec<u64> {
         let mut tags = Vec::new();
         for replica in 0..self.config.f {
             let tag = self.tag();
             tags.push(tag);
-            let op = ReplicaOp::Write { version: Version(version), value: Some(value.as_bytes().to_vec()) };
-            self.request(via, ReplicationRequest::AtReplica { key: key.as_bytes().to_vec(), replica, op, tag });
+            let op = ReplicaOp::Write {
+                version: Version(version),
+                value: Some(value.as_bytes().to_vec()),
+            };
+            self.request(
+                via,
+                ReplicationRequest::AtReplica { key: key.as_bytes().to_vec(), replica, op, tag },
+            );
         }
         tags
     }
@@ -247,7 +283,8 @@ impl World {
             .iter()
             .filter(|(_, i)| match i {
                 ReplicationIndication::ReplicaDone { tag, result: Ok((_, o)), .. } => {
-                    tags.contains(tag) && matches!(o, ReplicaOutcome::Applied | ReplicaOutcome::Current)
+                    tags.contains(tag)
+                        && matches!(o, ReplicaOutcome::Applied | ReplicaOutcome::Current)
                 }
                 _ => false,
             })
@@ -285,7 +322,9 @@ impl World {
 
     pub(crate) fn read_result(&self, tag: u64) -> Option<Result<QuorumRead, ReadFailure>> {
         self.told.iter().find_map(|(_, i)| match i {
-            ReplicationIndication::ReadDone { tag: t, result, .. } if *t == tag => Some(result.clone()),
+            ReplicationIndication::ReadDone { tag: t, result, .. } if *t == tag => {
+                Some(result.clone())
+            }
             _ => None,
         })
     }
@@ -314,14 +353,20 @@ impl World {
         let theirs = self.range_of(sp.id.0);
         let lose = move |w: &mut World| {
             w.with(succ, |m, now, out| {
-                let rc = ResponsibilityChange { now: Some(theirs), change: RangeChange::Lost { range: mine, to: Some(qp) } };
+                let rc = ResponsibilityChange {
+                    now: Some(theirs),
+                    change: RangeChange::Lost { range: mine, to: Some(qp) },
+                };
                 m.on_responsibility(rc, now, out);
             });
         };
         let gain = move |w: &mut World| {
             w.with(q, |m, now, out| {
                 m.on_joined(qp, now);
-                let rc = ResponsibilityChange { now: Some(mine), change: RangeChange::Gained { range: mine, from: Some(sp) } };
+                let rc = ResponsibilityChange {
+                    now: Some(mine),
+                    change: RangeChange::Gained { range: mine, from: Some(sp) },
+                };
                 m.on_responsibility(rc, now, out);
             });
         };
@@ -357,7 +402,10 @@ impl World {
         let sid = self.peers[&succ].id.0;
         let now_range = self.range_of(sid);
         self.with(succ, |m, now, out| {
-            let rc = ResponsibilityChange { now: Some(now_range), change: RangeChange::Gained { range, from: Some(np) } };
+            let rc = ResponsibilityChange {
+                now: Some(now_range),
+                change: RangeChange::Gained { range, from: Some(np) },
+            };
             m.on_responsibility(rc, now, out);
         });
         self.run();
@@ -372,13 +420,17 @@ impl World {
         let succ = self.owner(np.id);
         let sp = succ.map(|s| self.peers[&s]);
         self.with(a, |m, now, out| {
-            let rc = ResponsibilityChange { now: None, change: RangeChange::Lost { range, to: sp } };
+            let rc =
+                ResponsibilityChange { now: None, change: RangeChange::Lost { range, to: sp } };
             m.on_responsibility(rc, now, out);
         });
         if let Some(s) = succ {
             let now_range = self.range_of(self.peers[&s].id.0);
             self.with(s, |m, now, out| {
-                let rc = ResponsibilityChange { now: Some(now_range), change: RangeChange::Gained { range, from: Some(np) } };
+                let rc = ResponsibilityChange {
+                    now: Some(now_range),
+                    change: RangeChange::Gained { range, from: Some(np) },
+                };
                 m.on_responsibility(rc, now, out);
             });
         }

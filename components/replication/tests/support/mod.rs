@@ -20,9 +20,9 @@ use selfman_core::{
     Required, Result, Setup, Timeout, Timer, TimerId,
 };
 use selfman_ports::{
-    FailureDetector, FdIndication, FdRequest, HostId, Peer, Range, RangeChange, Replication,
-    ReplicationIndication, ReplicationRequest, ReplicaViews, ResponsibilityChange, Ring,
-    RingId, RingIndication, RingRequest, Unavailable,
+    FailureDetector, FdIndication, FdRequest, HostId, Peer, Range, RangeChange, ReplicaViews,
+    Replication, ReplicationIndication, ReplicationRequest, ResponsibilityChange, Ring, RingId,
+    RingIndication, RingRequest, Unavailable,
 };
 use selfman_replication::{build, Placement, ReplMessage, ReplicationConfig, SymmetricReplication};
 use selfman_sim::SimHost;
@@ -86,7 +86,11 @@ impl OracleRing {
 
     fn range(&self) -> Option<Range> {
         let p = self.pred?;
-        Some(if p.id == self.me.id { Range::full(self.me.id) } else { Range::new(p.id, self.me.id) })
+        Some(if p.id == self.me.id {
+            Range::full(self.me.id)
+        } else {
+            Range::new(p.id, self.me.id)
+        })
     }
 
     fn tell(&mut self, now: Option<Range>, change: RangeChange) {
@@ -157,7 +161,11 @@ impl OracleRing {
             let (pred, succ) = {
                 let mut t = self.table.lock().unwrap();
                 t.members.insert(self.me.id, self.me.addr);
-                let succ = t.members.range(self.me.id.offset(1)..).next().or_else(|| t.members.iter().next());
+                let succ = t
+                    .members
+                    .range(self.me.id.offset(1)..)
+                    .next()
+                    .or_else(|| t.members.iter().next());
                 let succ = succ.map(|(i, a)| Peer::new(*i, *a)).unwrap_or(self.me);
                 (pred_of(&t, self.me.id).unwrap_or(self.me), succ)
             };
@@ -227,7 +235,11 @@ impl OracleFd {
     fn on_tick(&mut self, _: Timeout) -> Handled {
         let dead: Vec<NodeAddr> = {
             let t = self.table.lock().unwrap();
-            self.watched.iter().filter(|n| t.dead.contains(&n.addr) && !self.told.contains(n)).copied().collect()
+            self.watched
+                .iter()
+                .filter(|n| t.dead.contains(&n.addr) && !self.told.contains(n))
+                .copied()
+                .collect()
         };
         for n in dead {
             self.told.insert(n);
@@ -283,7 +295,11 @@ pub struct Board {
 
 impl Board {
     /// Injects a request into the replication of the node at `addr`.
-    pub fn request(&self, addr: SocketAddr, req: ReplicationRequest) -> std::result::Result<(), String> {
+    pub fn request(
+        &self,
+        addr: SocketAddr,
+        req: ReplicationRequest,
+    ) -> std::result::Result<(), String> {
         let repls = self.repls.lock().unwrap();
         let c = repls.get(&addr).ok_or("no such node")?;
         c.provided::<Replication>().and_then(|p| p.request(req)).map_err(|e| e.to_string())
