@@ -34,6 +34,7 @@ mod failure_detector;
 mod flaw;
 mod leader_election;
 mod membership;
+mod replication;
 mod ring;
 
 pub use broadcast::{BebDeliver, BebRequest, BestEffortBroadcast};
@@ -44,6 +45,11 @@ pub use consensus::{
 pub use failure_detector::{FailureDetector, FdIndication, FdRequest};
 pub use leader_election::{LeaderElection, Trust};
 pub use membership::Membership;
+pub use replication::{
+    HostId, LockMode, Movement, QuorumRead, ReadFailure, Refusal, ReplicaAnswer, ReplicaFailure,
+    ReplicaInspect, ReplicaOp, ReplicaOutcome, ReplicaView, ReplicaViews, Replication,
+    ReplicationIndication, ReplicationRequest, StoredReplica, TxId, Version, Vote,
+};
 pub use ring::{
     JoinRefusal, LookupOutcome, Neighbours, Peer, Range, RangeChange, ResponsibilityChange, Ring,
     RingId, RingIndication, RingInspect, RingRequest, RingStatus, RingView, RingViews, Unavailable,

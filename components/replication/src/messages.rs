@@ -1,0 +1,635 @@
+//! The replication wire messages: [`ReplMessage`], and the bounds every receiver checks.
+//!
+//! ```text
+//! operations (a quorum read is f of them, one per replica key):
+//!   c ──Route{key: k_i, Op{id, reply_to: c, key, replica: i, op}}──▶ … ──▶ owner of k_i
+//!   c ◀──OpReply{id, replica, Done(outcome) | NotReady | NotResponsible}── owner
+//!   while a range moves, its new owner q forwards to the old holder r (forwards = 1), and r,
+//!   once it sent its last batch, bounces it back to q (forwards = 2)
+//!
+//! hand-over of range R from r (old holder) to q (new owner): Scalaris' slide
+//!   r ──Offer{s, R}──▶ q            (q ──Pull{R}──▶ r if no offer came in time)
+//!   r ◀──Accept{s}── q              (or Decline: q does not own R)
+//!   r ──Items{s, seq, items}──▶ q   the range in order, then every record changed meanwhile
+//!   r ◀──ItemsAck{s, seq}── q       (a window of unacknowledged batches, re-sent on timeout)
+//!   r ──Done{s, seq, items}──▶ q    q serves R from now on
+//!   r ◀──DoneAck{s}── q             r drops R
+//!
+//! rebuild of range R at s after its holder crashed, from the replicas `j` positions on:
+//!   s ──Route{R.start+d_j+1, RangeRead{s, j, R+d_j, after}}──▶ owner o
+//!   s ◀──RangeItems{s, j, after, covered, items}── o   what o serves of (after, covered]
+//!   s ◀──RangeNotReady{s, j, after}── o                o is receiving or rebuilding it
+//!   … repeated from `covered`, until the whole interval is read
+//!
+//! anti-entropy between replica ranges M (at i) and M+d_j (at the peer p holding it):
+//!   i ──Route{SyncStart{s, M+d_j}}──▶ p; i ◀──SyncCovered{s, covered, root}── p
+//!   i ──SyncHashes{s, seg, paths}──▶ p; i ◀──SyncNodes{s, nodes}── p      descend where hashes differ
+//!   i ──SyncDigests{s, seg, paths}──▶ p; i ◀──SyncLeaves{s, leaves}── p  (key, version, digest)
+//!   i ──SyncFetch{s, seg, keys}──▶ p; i ◀──SyncItems{s, items}── p       what p has newer
+//!   i ──SyncPush{s, seg, items}──▶ p                                    what i has newer
+//! ```
+//!
+//! Every message is checked on receipt by [`ReplMessage::check`]: keys, values, batches,
+//! votes, paths and digests within the bounds below, replica numbers below `f`. A message that
+//! fails is dropped whole and counted ([`Fault::Oversized`] / [`Fault::BadReplica`]). Items are
+//! then checked one by one against the range they are claimed for.
+
+use selfman_core::NodeAddr;
+use selfman_ports::{LockMode, Range, ReplicaOp, ReplicaOutcome, RingId, TxId, Version, Vote};
+use serde::{Deserialize, Serialize};
+
+use crate::faults::Fault;
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 16 * 1024;
+/// Longest value accepted, in bytes.
+pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
+/// Most items in one transfer message (the configured batch is at most this).
+pub const MAX_BATCH_ITEMS: usize = 4096;
+/// Most bytes of keys and values in one transfer message (one larger item may go alone).
+pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Most votes one record holds (and one item carries): enough for many readers of a hot item.
+pub const MAX_VOTES: usize = 16;
+/// Most tree nodes in one anti-entropy message.
+pub const MAX_SYNC_NODES: usize = 1024;
+/// Most item digests in one anti-entropy answer.
+pub const MAX_SYNC_DIGESTS: usize = 4096;
+/// Most keys one anti-entropy fetch asks for.
+pub const MAX_FETCH_KEYS: usize = 1024;
+/// Deepest anti-entropy tree level: at 4^31 parts a whole-circle segment still has 4
+/// identifiers per part, and the node arithmetic fits in 128 bits.
+pub const MAX_SYNC_LEVEL: u8 = 31;
+/// How many times an operation may be passed on by peers (forwarded to a range's old holder,
+/// bounced back once).
+pub const MAX_FORWARDS: u8 = 2;
+
+/// One replication message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplMessage {
+    /// An operation at one replica (routed to its replica key, or forwarded).
+    Op(OpRequest),
+    /// A replica's answer to the coordinator.
+    OpReply {
+        /// The coordinator's operation number.
+        id: u64,
+        /// The replica answering.
+        replica: u32,
+        /// What happened.
+        result: OpResult,
+    },
+    /// Hand-over: the old holder offers `range`.
+    Offer {
+        /// The sender's transfer number.
+        session: u64,
+        /// The range.
+        range: Range,
+    },
+    /// Hand-over: the new owner takes the offer.
+    Accept {
+        /// The transfer.
+        session: u64,
+    },
+    /// Hand-over: the new owner does not own the offered range (stale offer).
+    Decline {
+        /// The transfer.
+        session: u64,
+    },
+    /// Hand-over: a batch of records, in sequence.
+    Items {
+        /// The transfer.
+        session: u64,
+        /// Its number in the transfer, from 0.
+        seq: u64,
+        /// The records (with their votes).
+        items: Vec<WireItem>,
+    },
+    /// Hand-over: batch `seq` arrived (and every one before it).
+    ItemsAck {
+        /// The transfer.
+        session: u64,
+        /// The batch.
+        seq: u64,
+    },
+    /// Hand-over: nothing follows batch `seq - 1`; `items` were sent in all.
+    Done {
+        /// The transfer.
+        session: u64,
+        /// The number after the last batch.
+        seq: u64,
+        /// Items sent in the transfer.
+        items: u64,
+    },
+    /// Hand-over: the new owner has everything and serves the range.
+    DoneAck {
+        /// The transfer.
+        session: u64,
+    },
+    /// Hand-over: the new owner of `range` asks the old holder to offer it (again).
+    Pull {
+        /// The range.
+        range: Range,
+    },
+    /// Rebuild: read the replicas of `interval` after `after` (routed to `after + 1`).
+    RangeRead {
+        /// The reader's rebuild number.
+        session: u64,
+        /// Which replica offset this interval is (`1..f`).
+        shift: u32,
+        /// The interval, in the answering peer's positions.
+        interval: Range,
+        /// Read from just after this identifier.
+        after: RingId,
+    },
+    /// Rebuild: the replicas of `(after, covered]` (a part of the interval, from its start).
+    RangeItems {
+        /// The rebuild.
+        session: u64,
+        /// The replica offset.
+        shift: u32,
+        /// The interval asked for.
+        interval: Range,
+        /// Where this part starts (exclusive).
+        after: RingId,
+        /// Where it ends (inclusive): the next read starts after it.
+        covered: RingId,
+        /// The records (without votes: those are each replica's own).
+        items: Vec<WireItem>,
+    },
+    /// Rebuild: the peer owning `after + 1` cannot serve it yet.
+    RangeNotReady {
+        /// The rebuild.
+        session: u64,
+        /// The replica offset.
+        shift: u32,
+        /// The position asked for.
+        after: RingId,
+    },
+    /// Anti-entropy: compare `segment` (the receiver's positions) from its start.
+    SyncStart {
+        /// The initiator's round number.
+        session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
+        /// The interval.
+        segment: Range,
+    },
+    /// Anti-entropy: the part of the segment the receiver serves, from its start, with the
+    /// root of its tree (`None`: it serves none of it).
+    SyncCovered {
+        /// The round.
+        session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
+        /// The part served, and its root node.
+        covered: Option<(Range, NodeSummary)>,
+    },
+    /// Anti-entropy: the hashes of these nodes' children, please.
+    SyncHashes {
+        /// The round.
+        session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
+        /// The segment (receiver's positions) the paths are relative to.
+        segment: Range,
+        /// The nodes whose children are wanted.
+        paths: Vec<Path>,
+    },
+    /// Anti-entropy: children of the nodes asked for.
+    SyncNodes {
+        /// The round.
+        session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
+        /// The children, by path.
+        nodes: Vec<NodeSummary>,
+    },
+    /// Anti-entropy: the item digests of these nodes, please.
+    SyncDigests {
+        /// The round.
+        session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
+        /// The segment the paths are relative to.
+        segment: Range,
+        /// The leaves.
+        paths: Vec<Path>,
+    },
+    /// Anti-entropy: item digests by leaf (a leaf with more than the bound is answered by
+    /// its children's summaries instead).
+    SyncLeaves {
+        /// The round.
+        session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
+        /// Per leaf, its digests.
+        leaves: Vec<(Path, Vec<ItemDigest>)>,
+        /// Leaves too full to list: their children.
+        nodes: Vec<NodeSummary>,
+    },
+    /// Anti-entropy: send these replicas (keys with the receiver's replica numbers).
+    SyncFetch {
+        /// The round.
+        session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
+        /// The segment they are in.
+        segment: Range,
+        /// The keys.
+        keys: Vec<(Vec<u8>, u32)>,
+    },
+    /// Anti-entropy: replicas asked for.
+    SyncItems {
+        /// The round.
+        session: u64,
+        /// The request this answers or is (echoed in the answer).
+        req: u64,
+        /// The records (without votes).
+        items: Vec<WireItem>,
+    },
+    /// Anti-entropy: replicas the sender holds newer (the receiver's replica numbers).
+    SyncPush {
+        /// The round.
+        session: u64,
+        /// The segment they are in.
+        segment: Range,
+        /// The records (without votes).
+        items: Vec<WireItem>,
+    },
+}
+
+/// An operation at one replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpRequest {
+    /// The coordinator's operation number.
+    pub id: u64,
+    /// The coordinator.
+    pub reply_to: NodeAddr,
+    /// The item's key.
+    pub key: Vec<u8>,
+    /// The replica.
+    pub replica: u32,
+    /// The operation.
+    pub op: ReplicaOp,
+    /// How many times peers passed it on (at most [`MAX_FORWARDS`]).
+    pub forwards: u8,
+}
+
+/// A replica's answer to an operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// Applied (or read), with this outcome.
+    Done(ReplicaOutcome),
+    /// The replica's range is moving or being rebuilt here: ask again later.
+    NotReady,
+    /// This peer is not responsible for the replica key (stale routing): ask again later.
+    NotResponsible,
+}
+
+/// One replica on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireItem {
+    /// The item's key (its position follows from the key and the replica number).
+    pub key: Vec<u8>,
+    /// The replica number, in the sender's numbering.
+    pub replica: u32,
+    /// The version.
+    pub version: Version,
+    /// The value.
+    pub value: Option<Vec<u8>>,
+    /// The votes (hand-over only).
+    pub votes: Vec<WireVote>,
+}
+
+/// A vote on the wire: its lease as time left, since clocks differ between nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireVote {
+    /// The transaction.
+    pub tx: TxId,
+    /// The lock asked for.
+    pub mode: LockMode,
+    /// The vote.
+    pub vote: Vote,
+    /// Milliseconds of lease left.
+    pub lease_left_ms: u64,
+}
+
+/// A node of an anti-entropy tree: the `index`-th of the `4^level` equal parts of a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Path {
+    /// Depth (0: the whole segment).
+    pub level: u8,
+    /// Which part at that depth.
+    pub index: u64,
+}
+
+/// A tree node's summary: the combined digest and the number of replicas under it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSummary {
+    /// The node.
+    pub path: Path,
+    /// The wrapping sum of the digests of its replicas.
+    pub hash: u64,
+    /// How many replicas it holds.
+    pub count: u32,
+}
+
+/// One replica's digest in an anti-entropy leaf.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemDigest {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The version.
+    pub version: Version,
+    /// [`digest`](crate::store::digest) of the replica.
+    pub digest: u64,
+}
+
+/// Bytes of `x` in the network's variable-length integer encoding.
+fn varint(x: u64) -> usize {
+    match x {
+        0..=250 => 1,
+        251..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+fn op_ok(op: &ReplicaOp) -> bool {
+    match op {
+        ReplicaOp::Write { value, .. } | ReplicaOp::Commit { value, .. } => {
+            value.as_ref().is_none_or(|v| v.len() <= MAX_VALUE_BYTES)
+        }
+        _ => true,
+    }
+}
+
+fn items_ok(items: &[WireItem], f: u32) -> Result<(), Fault> {
+    if items.len() > MAX_BATCH_ITEMS {
+        return Err(Fault::Oversized);
+    }
+    let mut bytes = 0usize;
+    for i in items {
+        if i.key.len() > MAX_KEY_BYTES
+            || i.value.as_ref().is_some_and(|v| v.len() > MAX_VALUE_BYTES)
+            || i.votes.len() > MAX_VOTES
+        {
+            return Err(Fault::Oversized);
+        }
+        if i.replica >= f {
+            return Err(Fault::BadReplica);
+        }
+        bytes += i.key.len() + i.value.as_ref().map_or(0, Vec::len);
+    }
+    // One item may exceed the batch bound alone; several may not.
+    if items.len() > 1 && bytes > MAX_BATCH_BYTES {
+        return Err(Fault::Oversized);
+    }
+    Ok(())
+}
+
+fn paths_ok(paths: &[Path]) -> Result<(), Fault> {
+    if paths.len() > MAX_SYNC_NODES || paths.iter().any(|p| p.level > MAX_SYNC_LEVEL) {
+        return Err(Fault::Oversized);
+    }
+    Ok(())
+}
+
+impl ReplMessage {
+    /// Checks the bounds of the module documentation for a ring with `f` replicas.
+    ///
+    /// # Errors
+    ///
+    /// The kind of fault: [`Fault::Oversized`] or [`Fault::BadReplica`].
+    pub fn check(&self, f: u32) -> Result<(), Fault> {
+        match self {
+            ReplMessage::Op(r) => {
+                if r.key.len() > MAX_KEY_BYTES || !op_ok(&r.op) || r.forwards > MAX_FORWARDS {
+                    return Err(Fault::Oversized);
+                }
+                if r.replica >= f {
+                    return Err(Fault::BadReplica);
+                }
+                Ok(())
+            }
+            ReplMessage::OpReply { replica, result, .. } => {
+                if *replica >= f {
+                    return Err(Fault::BadReplica);
+                }
+                if let OpResult::Done(ReplicaOutcome::Record { value: Some(v), .. }) = result {
+                    if v.len() > MAX_VALUE_BYTES {
+                        return Err(Fault::Oversized);
+                    }
+                }
+                Ok(())
+            }
+            ReplMessage::Items { items, .. }
+            | ReplMessage::SyncItems { items, .. }
+            | ReplMessage::SyncPush { items, .. } => items_ok(items, f),
+            ReplMessage::RangeItems { items, shift, .. } => {
+                if *shift == 0 || *shift >= f {
+                    return Err(Fault::BadReplica);
+                }
+                items_ok(items, f)
+            }
+            ReplMessage::RangeRead { shift, .. } | ReplMessage::RangeNotReady { shift, .. } => {
+                if *shift == 0 || *shift >= f {
+                    return Err(Fault::BadReplica);
+                }
+                Ok(())
+            }
+            ReplMessage::SyncHashes { paths, .. } | ReplMessage::SyncDigests { paths, .. } => {
+                paths_ok(paths)
+            }
+            ReplMessage::SyncNodes { nodes, .. } => {
+                let paths: Vec<Path> = nodes.iter().map(|n| n.path).collect();
+                paths_ok(&paths)
+            }
+            ReplMessage::SyncLeaves { leaves, nodes, .. } => {
+                let digests: usize = leaves.iter().map(|(_, d)| d.len()).sum();
+                let long_key =
+                    leaves.iter().flat_map(|(_, d)| d).any(|d| d.key.len() > MAX_KEY_BYTES);
+                if digests > MAX_SYNC_DIGESTS || leaves.len() > MAX_SYNC_NODES || long_key {
+                    return Err(Fault::Oversized);
+                }
+                let paths: Vec<Path> =
+                    leaves.iter().map(|(p, _)| *p).chain(nodes.iter().map(|n| n.path)).collect();
+                paths_ok(&paths)
+            }
+            ReplMessage::SyncFetch { keys, .. } => {
+                if keys.len() > MAX_FETCH_KEYS || keys.iter().any(|(k, _)| k.len() > MAX_KEY_BYTES)
+                {
+                    return Err(Fault::Oversized);
+                }
+                if keys.iter().any(|(_, r)| *r >= f) {
+                    return Err(Fault::BadReplica);
+                }
+                Ok(())
+            }
+            ReplMessage::Offer { .. }
+            | ReplMessage::Accept { .. }
+            | ReplMessage::Decline { .. }
+            | ReplMessage::ItemsAck { .. }
+            | ReplMessage::Done { .. }
+            | ReplMessage::DoneAck { .. }
+            | ReplMessage::Pull { .. }
+            | ReplMessage::SyncStart { .. }
+            | ReplMessage::SyncCovered { .. } => Ok(()),
+        }
+    }
+
+    /// About how many bytes the message takes on the wire (keys, values and fixed-size
+    /// fields; within a few bytes per item of the network's encoding). Used to account for
+    /// the data moved by repair.
+    pub fn wire_size(&self) -> usize {
+        fn item(i: &WireItem) -> usize {
+            8 + i.key.len() + 12 + i.value.as_ref().map_or(1, |v| v.len() + 4) + 20 * i.votes.len()
+        }
+        const NODE: usize = 16;
+        match self {
+            ReplMessage::Op(r) => {
+                32 + r.key.len()
+                    + match &r.op {
+                        ReplicaOp::Write { value, .. } | ReplicaOp::Commit { value, .. } => {
+                            value.as_ref().map_or(1, |v| v.len() + 4)
+                        }
+                        _ => 16,
+                    }
+            }
+            ReplMessage::OpReply { result, .. } => {
+                16 + match result {
+                    OpResult::Done(ReplicaOutcome::Record { value: Some(v), .. }) => v.len() + 12,
+                    _ => 8,
+                }
+            }
+            ReplMessage::Items { items, .. }
+            | ReplMessage::RangeItems { items, .. }
+            | ReplMessage::SyncItems { items, .. }
+            | ReplMessage::SyncPush { items, .. } => 24 + items.iter().map(item).sum::<usize>(),
+            ReplMessage::SyncHashes { paths, .. } | ReplMessage::SyncDigests { paths, .. } => {
+                24 + paths.iter().map(|p| 1 + varint(p.index)).sum::<usize>()
+            }
+            ReplMessage::SyncNodes { nodes, .. } => 8 + NODE * nodes.len(),
+            ReplMessage::SyncLeaves { leaves, nodes, .. } => {
+                let d: usize = leaves.iter().flat_map(|(_, d)| d).map(|d| d.key.len() + 14).sum();
+                8 + 10 * leaves.len() + d + NODE * nodes.len()
+            }
+            ReplMessage::SyncFetch { keys, .. } => {
+                24 + keys.iter().map(|(k, _)| k.len() + 3).sum::<usize>()
+            }
+            ReplMessage::SyncCovered { .. } => 8 + 16 + NODE,
+            _ => 24,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use selfman_core::{NodeAddr, NodeId};
+    use selfman_ports::{Range, ReplicaOp, RingId, Version};
+
+    use super::{
+        ItemDigest, NodeSummary, OpRequest, Path, ReplMessage, WireItem, MAX_BATCH_ITEMS,
+        MAX_KEY_BYTES, MAX_SYNC_NODES,
+    };
+    use crate::faults::Fault;
+
+    fn item(key: &str, value: usize) -> WireItem {
+        WireItem {
+            key: key.as_bytes().to_vec(),
+            replica: 1,
+            version: Version(3),
+            value: Some(vec![7; value]),
+            votes: Vec::new(),
+        }
+    }
+
+    fn encoded(m: &ReplMessage) -> usize {
+        bincode::serde::encode_to_vec(m, bincode::config::standard()).unwrap().len()
+    }
+
+    #[test]
+    fn bounds_are_checked_per_kind() {
+        let op = |key: Vec<u8>, replica| {
+            ReplMessage::Op(OpRequest {
+                id: 1,
+                reply_to: NodeAddr::simulated(1, NodeId(1)),
+                key,
+                replica,
+                op: ReplicaOp::Read,
+                forwards: 0,
+            })
+        };
+        assert_eq!(op(b"k".to_vec(), 3).check(4), Ok(()));
+        assert_eq!(op(b"k".to_vec(), 4).check(4), Err(Fault::BadReplica));
+        assert_eq!(op(vec![0; MAX_KEY_BYTES + 1], 0).check(4), Err(Fault::Oversized));
+        let many = ReplMessage::Items {
+            session: 1,
+            seq: 0,
+            items: vec![item("a", 1); MAX_BATCH_ITEMS + 1],
+        };
+        assert_eq!(many.check(4), Err(Fault::Oversized));
+        let one_big = ReplMessage::Items { session: 1, seq: 0, items: vec![item("a", 1 << 20)] };
+        assert_eq!(one_big.check(4), Ok(()));
+        let paths = vec![Path { level: 1, index: 0 }; MAX_SYNC_NODES + 1];
+        let seg = Range::new(RingId(0), RingId(9));
+        assert_eq!(
+            ReplMessage::SyncHashes { session: 1, req: 0, segment: seg, paths }.check(4),
+            Err(Fault::Oversized)
+        );
+        let deep = vec![Path { level: 40, index: 0 }];
+        assert_eq!(
+            ReplMessage::SyncDigests { session: 1, req: 0, segment: seg, paths: deep }.check(4),
+            Err(Fault::Oversized)
+        );
+        let rr = ReplMessage::RangeRead { session: 1, shift: 0, interval: seg, after: RingId(0) };
+        assert_eq!(rr.check(4), Err(Fault::BadReplica));
+    }
+
+    #[test]
+    fn the_size_estimate_follows_the_encoding() {
+        let seg = Range::new(RingId(u64::MAX / 3), RingId(u64::MAX / 2));
+        let msgs = [
+            ReplMessage::Items {
+                session: 9,
+                seq: 3,
+                items: (0..50).map(|i| item(&format!("key-{i}"), 100)).collect(),
+            },
+            ReplMessage::SyncNodes {
+                session: 9,
+                req: 3,
+                nodes: (0..4)
+                    .map(|i| NodeSummary {
+                        path: Path { level: 5, index: i },
+                        hash: u64::MAX / 7,
+                        count: 40,
+                    })
+                    .collect(),
+            },
+            ReplMessage::SyncLeaves {
+                session: 9,
+                req: 3,
+                leaves: vec![(
+                    Path { level: 6, index: 3 },
+                    (0..8)
+                        .map(|i| ItemDigest {
+                            key: format!("key-{i}").into_bytes(),
+                            version: Version(2),
+                            digest: u64::MAX / 5,
+                        })
+                        .collect(),
+                )],
+                nodes: Vec::new(),
+            },
+            ReplMessage::SyncHashes {
+                session: 9,
+                req: 3,
+                segment: seg,
+                paths: vec![Path { level: 3, index: 17 }; 20],
+            },
+        ];
+        for m in &msgs {
+            let (est, real) = (m.wire_size(), encoded(m));
+            assert!(est >= real / 2 && est <= real * 2, "{est} vs {real} for {m:?}");
+        }
+    }
+}

@@ -1,0 +1,687 @@
+//! Anti-entropy: a peer compares a range it serves with the replicas of the same items
+//! `shift` positions on, and repairs what differs, moving data in proportion to the
+//! difference: [`Repair`] (the initiator) and the stateless answering side ([`serve`]).
+//!
+//! Both sides see the compared interval as a tree: the root is the whole segment, each node
+//! has four children that split it in equal parts, down to leaves of a few items. A node's
+//! summary is the wrapping sum of its replicas' [`digest`](crate::store::digest)s (which do not
+//! depend on the position, so the two replica ranges agree) and their count. The initiator asks
+//! for the summaries of the children of every node that differs, and for the item digests
+//! (key, version, digest) of every differing leaf; then it fetches what the other side holds
+//! newer and pushes what it holds newer. Scalaris' `rrepair` does the same with Merkle trees of
+//! branching 4.
+//!
+//! ```text
+//!   i: this peer, range M, shift j (d = ⌊j·2^64/f⌋); p: the peer serving M + d from its start
+//!   i ──Route{SyncStart{M+d}}──▶ p ──SyncCovered{(C, root)}──▶ i   C: what p serves of it
+//!   while nodes differ:  SyncHashes{paths} → SyncNodes{children}
+//!   for leaves:          SyncDigests{paths} → SyncLeaves{digests}
+//!   then                 SyncFetch{keys} → SyncItems{…};  SyncPush{…}
+//!   then the next segment, after C's end, until M is done
+//! ```
+//!
+//! Invariants (unit tests in `machine` tests `repair`):
+//! * only served positions are compared and written; a push or fetched item outside the
+//!   segment it was sent for is dropped and counted;
+//! * writes are [`merge_newer`](crate::store::Store::merge_newer): a repair never takes a
+//!   version back; equal versions with different values end alike on both sides;
+//! * one round at a time per node, each bounded: at most [`SYNC_WINDOW`] requests in flight,
+//!   each within the wire bounds; a round without progress for `transfer_timeout` ends.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use selfman_core::{NodeAddr, Time};
+use selfman_ports::{has_flaw, Movement, Range, ReplicationIndication, RingId, Version};
+
+use crate::faults::Fault;
+use crate::handover::wire_item;
+#[cfg(feature = "flaws")]
+use crate::machine::Flaw;
+use crate::machine::{tag, Ctx, ReplOutput, TAG_SYNC};
+use crate::messages::{
+    ItemDigest, NodeSummary, Path, ReplMessage, WireItem, MAX_FETCH_KEYS, MAX_SYNC_DIGESTS,
+    MAX_SYNC_LEVEL, MAX_SYNC_NODES,
+};
+use crate::ranges::offset_in;
+use crate::store::{digest, ItemId, Merge};
+
+/// A node with at most this many replicas on either side is compared item by item.
+pub const LEAF_ITEMS: u32 = 8;
+
+/// A leaf asked for with more replicas than this is answered with its children instead.
+pub const LEAF_REPLY_MAX: u32 = 64;
+
+/// Requests one round keeps in flight.
+pub const SYNC_WINDOW: usize = 4;
+
+/// Leaves asked for per request.
+const LEAVES_PER_REQUEST: usize = 64;
+
+/// The part of `segment` that tree node `p` covers: offsets `(⌊x·S/4^L⌋, ⌊(x+1)·S/4^L⌋]`.
+/// `None` for a path that does not exist or covers nothing.
+pub(crate) fn node_range(segment: Range, p: Path) -> Option<Range> {
+    if p.level > MAX_SYNC_LEVEL {
+        return None;
+    }
+    let parts = 1u128 << (2 * u32::from(p.level));
+    if u128::from(p.index) >= parts {
+        return None;
+    }
+    let size = segment.size();
+    let lo = u128::from(p.index) * size / parts;
+    let hi = (u128::from(p.index) + 1) * size / parts;
+    if lo == hi {
+        return None;
+    }
+    // `hi == 2^64` wraps to the segment's start: the end of the whole circle.
+    Some(Range::new(segment.start.offset(lo as u64), segment.start.offset(hi as u64)))
+}
+
+/// The four children of `p`.
+fn children(p: Path) -> [Path; 4] {
+    let level = p.level + 1;
+    let i = p.index * 4;
+    [0, 1, 2, 3].map(|k| Path { level, index: i + k })
+}
+
+/// The summary of node `p` of `segment` in this store.
+pub(crate) fn summary(cx: &Ctx<'_>, segment: Range, p: Path) -> NodeSummary {
+    let mut hash = 0u64;
+    let mut count = 0u32;
+    if let Some(r) = node_range(segment, p) {
+        for (id, rec) in cx.store.iter_from(r, None) {
+            hash = hash.wrapping_add(digest(&id.key, rec.version, rec.value.as_deref()));
+            count = count.saturating_add(1);
+        }
+    }
+    NodeSummary { path: p, hash, count }
+}
+
+/// The summaries of the four children of `p`, in one pass over the node.
+fn child_summaries(cx: &Ctx<'_>, segment: Range, p: Path) -> Vec<NodeSummary> {
+    let kids = children(p);
+    let ranges: Vec<Option<Range>> = kids.iter().map(|k| node_range(segment, *k)).collect();
+    let mut sums: Vec<NodeSummary> =
+        kids.iter().map(|k| NodeSummary { path: *k, hash: 0, count: 0 }).collect();
+    if let Some(r) = node_range(segment, p) {
+        for (id, rec) in cx.store.iter_from(r, None) {
+            let off = offset_in(segment, id.pos);
+            let k = ranges
+                .iter()
+                .position(|c| c.is_some_and(|c| offset_in(segment, c.end) >= off))
+                .unwrap_or(3);
+            sums[k].hash =
+                sums[k].hash.wrapping_add(digest(&id.key, rec.version, rec.value.as_deref()));
+            sums[k].count = sums[k].count.saturating_add(1);
+        }
+    }
+    sums.into_iter().zip(&ranges).filter(|(_, r)| r.is_some()).map(|(s, _)| s).collect()
+}
+
+#[derive(Clone, Debug)]
+struct Segment {
+    mine: Range,
+    theirs: Range,
+    peer: NodeAddr,
+}
+
+#[derive(Clone, Debug)]
+struct Round {
+    id: u64,
+    range: Range,
+    shift: u32,
+    /// The next segment starts after this position (this node's positions).
+    after: RingId,
+    seg: Option<Segment>,
+    hashes: VecDeque<Path>,
+    leaves: VecDeque<Path>,
+    fetch: VecDeque<(Vec<u8>, u32)>,
+    /// Requests sent and not answered, by number: where to, what, when (re-sent after
+    /// `retransmit`; the answering side is stateless, so a repeat is harmless).
+    outstanding: BTreeMap<u64, (Option<NodeAddr>, ReplMessage, Time)>,
+    next_req: u64,
+    last_progress: Time,
+    fetched: u64,
+    pushed: u64,
+    bytes: u64,
+}
+
+/// This node's anti-entropy round (at most one at a time).
+#[derive(Clone, Debug, Default)]
+pub struct Repair {
+    next: u64,
+    round: Option<Round>,
+    #[cfg(feature = "flaws")]
+    flaw: Option<Flaw>,
+}
+
+impl Repair {
+    /// No round running.
+    pub fn new() -> Repair {
+        Repair::default()
+    }
+
+    /// This repair with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Self {
+        self.flaw = Some(flaw);
+        self
+    }
+
+    /// Whether a round is running.
+    pub fn running(&self) -> bool {
+        self.round.is_some()
+    }
+
+    /// Starts a round comparing `range` (served here) with the replicas `shift` on.
+    pub(crate) fn start(&mut self, cx: &mut Ctx<'_>, range: Range, shift: u32) {
+        if has_flaw!(self, NoRepair)
+            || self.round.is_some()
+            || shift == 0
+            || shift >= cx.placement.f()
+        {
+            return; // the flaw: repair switched off
+        }
+        let id = self.next;
+        self.next += 1;
+        let round = Round {
+            id,
+            range,
+            shift,
+            after: range.start,
+            seg: None,
+            hashes: VecDeque::new(),
+            leaves: VecDeque::new(),
+            fetch: VecDeque::new(),
+            outstanding: BTreeMap::new(),
+            next_req: 0,
+            last_progress: cx.now,
+            fetched: 0,
+            pushed: 0,
+            bytes: 0,
+        };
+        self.round = Some(round);
+        self.next_segment(cx);
+    }
+
+    fn send(r: &mut Round, cx: &mut Ctx<'_>, to: NodeAddr, msg: ReplMessage) {
+        r.bytes += msg.wire_size() as u64;
+        cx.send(to, msg);
+    }
+
+    /// Sends a request that expects an answer (routed when `to` is `None`: the round start).
+    fn request(r: &mut Round, cx: &mut Ctx<'_>, to: Option<NodeAddr>, req: u64, msg: ReplMessage) {
+        r.outstanding.insert(req, (to, msg.clone(), cx.now));
+        r.bytes += msg.wire_size() as u64;
+        match to {
+            Some(to) => cx.send(to, msg),
+            None => {
+                let ReplMessage::SyncStart { segment, .. } = &msg else { return };
+                let key = segment.start.offset(1);
+                cx.out.push(ReplOutput::Route { key, tag: tag(TAG_SYNC, r.id), msg });
+            }
+        }
+    }
+
+    fn next_segment(&mut self, cx: &mut Ctx<'_>) {
+        let Some(r) = self.round.as_mut() else { return };
+        let d = cx.placement.shift(r.shift);
+        let segment = Range::new(r.after.offset(d), r.range.end.offset(d));
+        let req = r.next_req;
+        r.next_req += 1;
+        r.seg = None;
+        let msg = ReplMessage::SyncStart { session: r.id, req, segment };
+        Self::request(r, cx, None, req, msg);
+    }
+
+    fn finish(&mut self, cx: &mut Ctx<'_>) {
+        let Some(r) = self.round.take() else { return };
+        let m = Movement::Repaired {
+            range: r.range,
+            shift: r.shift,
+            fetched: r.fetched,
+            pushed: r.pushed,
+            bytes: r.bytes,
+        };
+        cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
+    }
+
+    /// The current round for answer `req` of `session` from `from`: counted if there is no
+    /// such round or the sender is not its peer, ignored if it answers nothing outstanding (a
+    /// repeated request's second answer).
+    fn round_for(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        req: u64,
+        bytes: usize,
+    ) -> Option<&mut Round> {
+        let ok = self.round.as_ref().is_some_and(|r| r.id == session);
+        if !ok {
+            cx.faults
+                .add(Fault::UnknownSession, &format_args!("repair answer {session} from {from}"));
+            return None;
+        }
+        let r = self.round.as_mut().expect("checked");
+        if r.seg.as_ref().is_some_and(|s| s.peer != from) {
+            cx.faults
+                .add(Fault::StrangerSession, &format_args!("repair answer {session} from {from}"));
+            return None;
+        }
+        r.outstanding.remove(&req)?;
+        r.bytes += bytes as u64;
+        r.last_progress = cx.now;
+        Some(r)
+    }
+
+    /// Where the peer serves the segment from its start, and its root.
+    pub(crate) fn on_covered(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        req: u64,
+        covered: Option<(Range, NodeSummary)>,
+        bytes: usize,
+    ) {
+        let d = cx.placement.shift(self.round.as_ref().map_or(1, |r| r.shift));
+        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
+        let Some((cov, root)) = covered else {
+            // The peer serves none of it now (moving, rebuilding): try again next round.
+            return self.finish(cx);
+        };
+        let want = Range::new(r.after.offset(d), r.range.end.offset(d));
+        let inside = cov.start == want.start && want.contains(cov.end);
+        if r.seg.is_some() || !inside || root.path != (Path { level: 0, index: 0 }) {
+            cx.faults.add(Fault::OutsideRange, &format_args!("repair cover {cov} of {want}"));
+            return self.finish(cx);
+        }
+        let mine = Range::new(cov.start.offset(d.wrapping_neg()), cov.end.offset(d.wrapping_neg()));
+        if !cx.serving.covers(mine) {
+            return self.finish(cx); // no longer served here
+        }
+        r.seg = Some(Segment { mine, theirs: cov, peer: from });
+        Self::classify(r, cx, root);
+        self.pump(cx);
+    }
+
+    /// Compares the peer's summary of a node with ours; queues what to do about it.
+    fn classify(r: &mut Round, cx: &Ctx<'_>, theirs: NodeSummary) {
+        let Some(seg) = r.seg.as_ref() else { return };
+        let Some(node) = node_range(seg.mine, theirs.path) else { return };
+        let mine = summary(cx, seg.mine, theirs.path);
+        if mine.hash == theirs.hash && mine.count == theirs.count {
+            return;
+        }
+        let small = mine.count <= LEAF_ITEMS || theirs.count <= LEAF_ITEMS;
+        if small || theirs.path.level >= MAX_SYNC_LEVEL || node.size() < 16 {
+            r.leaves.push_back(theirs.path);
+        } else {
+            r.hashes.push_back(theirs.path);
+        }
+    }
+
+    /// Sends what the window allows; moves on when the segment is done.
+    fn pump(&mut self, cx: &mut Ctx<'_>) {
+        let Some(r) = self.round.as_mut() else { return };
+        let Some(seg) = r.seg.clone() else { return };
+        while r.outstanding.len() < SYNC_WINDOW {
+            let req = r.next_req;
+            let msg = if !r.hashes.is_empty() {
+                let n = r.hashes.len().min(MAX_SYNC_NODES / 4);
+                let paths = r.hashes.drain(..n).collect();
+                ReplMessage::SyncHashes { session: r.id, req, segment: seg.theirs, paths }
+            } else if !r.leaves.is_empty() {
+                let n = r.leaves.len().min(LEAVES_PER_REQUEST);
+                let paths = r.leaves.drain(..n).collect();
+                ReplMessage::SyncDigests { session: r.id, req, segment: seg.theirs, paths }
+            } else if !r.fetch.is_empty() {
+                let n = r.fetch.len().min(MAX_FETCH_KEYS.min(cx.config.batch_items));
+                let keys = r.fetch.drain(..n).collect();
+                ReplMessage::SyncFetch { session: r.id, req, segment: seg.theirs, keys }
+            } else {
+                break;
+            };
+            r.next_req += 1;
+            Self::request(r, cx, Some(seg.peer), req, msg);
+        }
+        if r.outstanding.is_empty() {
+            // The segment is done.
+            r.after = seg.mine.end;
+            if seg.mine.end == r.range.end {
+                self.finish(cx);
+            } else {
+                self.next_segment(cx);
+            }
+        }
+    }
+
+    /// Children summaries from the peer.
+    pub(crate) fn on_nodes(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        req: u64,
+        nodes: Vec<NodeSummary>,
+        bytes: usize,
+    ) {
+        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
+        for n in nodes {
+            Self::classify(r, cx, n);
+        }
+        self.pump(cx);
+    }
+
+    /// Leaf digests from the peer: decide, item by item, who has the newer version.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_leaves(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        req: u64,
+        leaves: Vec<(Path, Vec<ItemDigest>)>,
+        nodes: Vec<NodeSummary>,
+        bytes: usize,
+    ) {
+        let f = cx.placement.f();
+        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
+        for n in nodes {
+            Self::classify(r, cx, n);
+        }
+        let Some(seg) = r.seg.clone() else { return };
+        let mut push: Vec<WireItem> = Vec::new();
+        for (path, theirs) in leaves {
+            let Some(node) = node_range(seg.mine, path) else { continue };
+            let mut mine: BTreeMap<Vec<u8>, (ItemId, Version, u64)> = cx
+                .store
+                .iter_from(node, None)
+                .map(|(id, rec)| {
+                    (
+                        id.key.to_vec(),
+                        (
+                            id.clone(),
+                            rec.version,
+                            digest(&id.key, rec.version, rec.value.as_deref()),
+                        ),
+                    )
+                })
+                .collect();
+            for d in theirs {
+                let Some(my_replica) =
+                    (0..f).find(|i| node.contains(cx.placement.position(&d.key, *i)))
+                else {
+                    cx.faults
+                        .add(Fault::OutsideRange, &format_args!("repair digest outside {node}"));
+                    continue;
+                };
+                let their_replica = (my_replica + r.shift) % f;
+                let get = match mine.remove(&d.key) {
+                    None => true,
+                    Some((id, v, dg)) => {
+                        let newer_here = v > d.version
+                            || (v == d.version && dg != d.digest && {
+                                cx.faults.add(
+                                    Fault::Divergent,
+                                    &format_args!("{} holds {v} with two values", id.pos),
+                                );
+                                dg > d.digest
+                            });
+                        if newer_here {
+                            push.push(WireItem {
+                                replica: their_replica,
+                                ..wire_item(cx, &id, cx.store.get(&id), false)
+                            });
+                        }
+                        v < d.version || (v == d.version && dg < d.digest)
+                    }
+                };
+                if get {
+                    r.fetch.push_back((d.key, their_replica));
+                }
+            }
+            for (_, (id, _, _)) in mine {
+                let Some(i) = cx.placement.replica_at(&id.key, id.pos) else { continue };
+                push.push(WireItem {
+                    replica: (i + r.shift) % f,
+                    ..wire_item(cx, &id, cx.store.get(&id), false)
+                });
+            }
+        }
+        r.pushed += push.len() as u64;
+        for chunk in push.chunks(cx.config.batch_items) {
+            let msg =
+                ReplMessage::SyncPush { session: r.id, segment: seg.theirs, items: chunk.to_vec() };
+            Self::send(r, cx, seg.peer, msg);
+        }
+        self.pump(cx);
+    }
+
+    /// Items fetched from the peer.
+    pub(crate) fn on_items(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        req: u64,
+        items: Vec<WireItem>,
+        bytes: usize,
+    ) {
+        let f = cx.placement.f();
+        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
+        let Some(seg) = r.seg.clone() else { return };
+        for w in items {
+            let theirs = cx.placement.position(&w.key, w.replica);
+            let pos = cx.placement.position(&w.key, (w.replica + f - r.shift) % f);
+            if !seg.theirs.contains(theirs) || !seg.mine.contains(pos) {
+                cx.faults.add(
+                    Fault::OutsideRange,
+                    &format_args!("repair item at {theirs} outside {}", seg.theirs),
+                );
+                continue;
+            }
+            if !cx.serving.contains(pos) {
+                continue;
+            }
+            match cx.store.merge_newer(ItemId::new(pos, &w.key), w.version, w.value.as_deref()) {
+                Merge::Installed | Merge::Diverged(true) => r.fetched += 1,
+                Merge::Kept | Merge::Diverged(false) => {}
+            }
+        }
+        self.pump(cx);
+    }
+
+    /// The ring could not route the round's start: end it.
+    pub(crate) fn on_undeliverable(&mut self, cx: &mut Ctx<'_>, session: u64) {
+        if self.round.as_ref().is_some_and(|r| r.id == session) {
+            self.finish(cx);
+        }
+    }
+
+    /// Time passed: re-send unanswered requests; end a round without progress.
+    pub(crate) fn on_tick(&mut self, cx: &mut Ctx<'_>) {
+        let stuck = self
+            .round
+            .as_ref()
+            .is_some_and(|r| cx.now >= r.last_progress + cx.config.transfer_timeout);
+        if stuck {
+            cx.faults.add(Fault::TransferTimeout, &"repair round without progress");
+            return self.finish(cx);
+        }
+        let Some(r) = self.round.as_mut() else { return };
+        let due: Vec<u64> = r
+            .outstanding
+            .iter()
+            .filter(|(_, (_, _, t))| cx.now >= *t + cx.config.retransmit)
+            .map(|(q, _)| *q)
+            .collect();
+        for req in due {
+            let (to, msg, _) = r.outstanding.remove(&req).expect("just listed");
+            Self::request(r, cx, to, req, msg);
+        }
+    }
+
+    /// `range` is no longer served here: a round over it ends.
+    pub(crate) fn lose(&mut self, cx: &mut Ctx<'_>, range: Range) {
+        if self.round.as_ref().is_some_and(|r| r.range.overlaps(&range)) {
+            self.finish(cx);
+        }
+    }
+}
+
+/// The answering side of anti-entropy: stateless, from the store and what this node serves.
+pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
+    match msg {
+        ReplMessage::SyncStart { session, req, segment } => {
+            let first = segment.start.offset(1);
+            let covered = cx.serving.run_containing(first).map(|run| {
+                let end = if run.is_full()
+                    || segment.end.distance_from(segment.start)
+                        <= run.end.distance_from(segment.start)
+                {
+                    segment.end
+                } else {
+                    run.end
+                };
+                let cov = Range::new(segment.start, end);
+                (cov, summary(cx, cov, Path { level: 0, index: 0 }))
+            });
+            cx.send(from, ReplMessage::SyncCovered { session, req, covered });
+        }
+        ReplMessage::SyncHashes { session, req, segment, paths } => {
+            if !cx.serving.covers(segment) {
+                return cx.send(from, ReplMessage::SyncCovered { session, req, covered: None });
+            }
+            let mut nodes = Vec::new();
+            for p in paths {
+                if node_range(segment, p).is_none() {
+                    cx.faults.add(Fault::OutsideRange, &format_args!("repair path {p:?}"));
+                    continue;
+                }
+                nodes.extend(child_summaries(cx, segment, p));
+            }
+            cx.send(from, ReplMessage::SyncNodes { session, req, nodes });
+        }
+        ReplMessage::SyncDigests { session, req, segment, paths } => {
+            if !cx.serving.covers(segment) {
+                return cx.send(from, ReplMessage::SyncCovered { session, req, covered: None });
+            }
+            let mut leaves = Vec::new();
+            let mut nodes = Vec::new();
+            let mut listed = 0usize;
+            for p in paths {
+                let Some(node) = node_range(segment, p) else {
+                    cx.faults.add(Fault::OutsideRange, &format_args!("repair path {p:?}"));
+                    continue;
+                };
+                let count =
+                    cx.store.iter_from(node, None).take(LEAF_REPLY_MAX as usize + 1).count();
+                if count > LEAF_REPLY_MAX as usize || listed + count > MAX_SYNC_DIGESTS {
+                    nodes.extend(child_summaries(cx, segment, p));
+                    continue;
+                }
+                listed += count;
+                let digests = cx
+                    .store
+                    .iter_from(node, None)
+                    .map(|(id, r)| ItemDigest {
+                        key: id.key.to_vec(),
+                        version: r.version,
+                        digest: digest(&id.key, r.version, r.value.as_deref()),
+                    })
+                    .collect();
+                leaves.push((p, digests));
+            }
+            cx.send(from, ReplMessage::SyncLeaves { session, req, leaves, nodes });
+        }
+        ReplMessage::SyncFetch { session, req, segment, keys } => {
+            let mut items = Vec::new();
+            let mut bytes = 0usize;
+            for (key, replica) in keys {
+                let pos = cx.placement.position(&key, replica);
+                if !segment.contains(pos) || !cx.serving.contains(pos) {
+                    cx.faults.add(
+                        Fault::OutsideRange,
+                        &format_args!("repair fetch of {pos} outside {segment}"),
+                    );
+                    continue;
+                }
+                let id = ItemId::new(pos, &key);
+                if let Some(r) = cx.store.get(&id) {
+                    bytes += key.len() + r.value.as_ref().map_or(0, |v| v.len());
+                    items.push(wire_item(cx, &id, Some(r), false));
+                    if bytes >= cx.config.batch_bytes {
+                        break; // the rest waits for the next round
+                    }
+                }
+            }
+            cx.send(from, ReplMessage::SyncItems { session, req, items });
+        }
+        ReplMessage::SyncPush { segment, items, .. } => {
+            for w in items {
+                let pos = cx.placement.position(&w.key, w.replica);
+                if !segment.contains(pos) {
+                    cx.faults.add(
+                        Fault::OutsideRange,
+                        &format_args!("repair push of {pos} outside {segment}"),
+                    );
+                    continue;
+                }
+                if !cx.serving.contains(pos) {
+                    continue;
+                }
+                if let Merge::Diverged(_) =
+                    cx.store.merge_newer(ItemId::new(pos, &w.key), w.version, w.value.as_deref())
+                {
+                    cx.faults.add(
+                        Fault::Divergent,
+                        &format_args!("{pos} holds {} with two values", w.version),
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use selfman_ports::{Range, RingId};
+
+    use super::{children, node_range};
+    use crate::messages::Path;
+
+    #[test]
+    fn tree_nodes_split_a_segment_into_equal_adjacent_parts() {
+        for seg in [
+            Range::new(RingId(10), RingId(110)),
+            Range::new(RingId(u64::MAX - 40), RingId(60)),
+            Range::full(RingId(7)),
+        ] {
+            let root = node_range(seg, Path { level: 0, index: 0 }).unwrap();
+            assert_eq!(root, seg);
+            let mut total = 0u128;
+            let mut prev = seg.start;
+            for c in children(Path { level: 0, index: 0 }) {
+                let r = node_range(seg, c).unwrap();
+                assert_eq!(r.start, prev, "children are adjacent");
+                prev = r.end;
+                total += r.size();
+                let mut sub = 0u128;
+                for g in children(c) {
+                    sub += node_range(seg, g).unwrap().size();
+                }
+                assert_eq!(sub, r.size());
+            }
+            assert_eq!(prev, seg.end);
+            assert_eq!(total, seg.size());
+        }
+        // A path that does not exist, or a node with nothing in it.
+        let small = Range::new(RingId(0), RingId(3));
+        assert_eq!(node_range(small, Path { level: 1, index: 4 }), None);
+        assert_eq!(node_range(small, Path { level: 2, index: 0 }), None);
+        assert_eq!(node_range(small, Path { level: 40, index: 0 }), None);
+    }
+}
