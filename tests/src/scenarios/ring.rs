@@ -6,7 +6,7 @@
 //!
 //! Every scenario has the same shape: a **fault phase** over lossy links with random delays
 //! (3 % loss, 1 ms + an exponential extra of mean 4 ms, at most 81 ms), in which the ring forms
-//! and is hit by its faults, then a **quiet phase** from [`Timeline::quiet_at`], when the last
+//! and is hit by its faults, then a **quiet phase** from `Timeline::quiet_at`, when the last
 //! fault has ended: links keep their delays but lose nothing, and nothing more fails. Checked
 //! in every run:
 //!
@@ -46,7 +46,7 @@ use crate::scenarios::nodes::{build_ring_node, RingBoard, RingWiring};
 /// Link delays in every phase: 1 ms plus an exponential extra of mean 4 ms (capped by the
 /// simulator at 20 × the mean).
 const LATENCY: Latency = Latency::Exponential { base: ms(1), mean_extra: ms(4) };
-/// The longest delay [`LATENCY`] gives.
+/// The longest delay `LATENCY` gives.
 pub const LATENCY_MAX: Duration = ms(81);
 /// Loss in the fault phase.
 const LOSS: f64 = 0.03;
