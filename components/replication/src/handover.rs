@@ -553,11 +553,12 @@ impl Handover {
             return cx.send(from, ReplMessage::Accept { session });
         }
         cx.faults.add(Fault::StaleOffer, &format_args!("offer of {range} from {from}"));
-        if owned.is_none_or(|o| !o.overlaps(&range)) {
+        if owned.is_some_and(|o| !o.overlaps(&range)) {
+            // In a ring, and none of it is ours: stale for good.
             cx.send(from, ReplMessage::Decline { session });
         }
-        // Otherwise the offer came before the ring told this node it owns the range: the
-        // holder offers again, and this node pulls once it knows.
+        // Otherwise the offer may have come before the ring told this node it owns the range
+        // (a joiner): the holder offers again, and this node pulls once it knows.
     }
 
     fn receiving(&mut self, cx: &mut Ctx<'_>, from: NodeAddr, session: u64) -> Option<usize> {

@@ -317,9 +317,13 @@ impl Board {
 /// Node `i` runs on host `i mod hosts`; its ring position follows the placement rule: its
 /// sector's anchor if it is the first node of its sector (`i < f`), else a position inside.
 pub fn position(i: usize, hosts: u32, f: u32) -> (HostId, RingId) {
+    // ANCHOR: position
     let host = HostId(i as u32 % hosts);
+    // Attempt 0 is the sector's anchor; a node refused with `IdInUse` tries 1, 2, …
     let attempt = if (i as u32) < f { 0 } else { 1 + i as u32 };
-    (host, Placement::new(f).join_position(host, attempt, i as u64 * 7919))
+    let id = Placement::new(f).join_position(host, attempt, i as u64 * 7919);
+    // ANCHOR_END: position
+    (host, id)
 }
 
 /// Builds a node: oracle detector, oracle ring at its placed position, replication, client.
@@ -341,7 +345,9 @@ pub fn node(h: &SimHost, board: &Board, hosts: u32, config: ReplicationConfig) -
     let ring = h.create(move || OracleRing::new(me, table.clone()))?;
     h.system().connect(&h.network::<Hop>("oracle-ring")?, &ring.required()?)?;
     h.system().connect(&h.timer()?, &ring.required()?)?;
+    // ANCHOR: build
     let repl = build(h, ReplicationConfig { host, ..config }, &ring.provided()?, &fd.provided()?)?;
+    // ANCHOR_END: build
     let log = board.log.clone();
     let addr = h.local().addr;
     let client = h.create(move || Client { port: Required::new(), me: addr, log: log.clone() })?;
