@@ -138,6 +138,9 @@ pub struct RingProbe {
     pub sides: Option<Vec<BTreeSet<SocketAddr>>>,
     /// Most branches seen at once (`ring-branches`).
     pub branches: usize,
+    /// The first instant (sampled every 50 ms) at which every node of the formation phase
+    /// was in the ring.
+    pub formed: Option<Time>,
     /// What the lookups came to.
     pub lookups: LookupStats,
     /// Overlaps excused by a false suspicion, and the longest one.
@@ -155,6 +158,8 @@ struct Recipe {
     board: RingBoard,
     probe: Log<RingProbe>,
     wiring: RingWiring,
+    /// Nodes the formation phase starts.
+    nodes: usize,
 }
 
 impl Recipe {
@@ -175,6 +180,7 @@ impl Recipe {
             board: RingBoard::default(),
             probe: Log::default(),
             wiring,
+            nodes: 0,
         }
     }
 
@@ -186,6 +192,7 @@ impl Recipe {
     /// `n` nodes joining one by one, `gap` apart from `from` (the first one bootstraps if
     /// there is no ring yet).
     fn one_by_one(mut self, from: f64, n: usize, gap: f64) -> Recipe {
+        self.nodes += n;
         for i in 0..n {
             let b = self.builder();
             self.s = self.s.start_nodes(secs(from + gap * i as f64), 1, b);
@@ -195,6 +202,7 @@ impl Recipe {
 
     /// `n` nodes joining at once at `at`.
     fn at_once(mut self, at: f64, n: usize) -> Recipe {
+        self.nodes += n;
         let b = self.builder();
         self.s = self.s.start_nodes(secs(at), n, b);
         self
@@ -213,7 +221,7 @@ impl Recipe {
     /// fault ending at `quiet_at` (links lose nothing from then on), overlaps excused for
     /// at most `window`.
     fn finish(self, quiet_at: f64, window: Duration) -> (Scenario, RingBoard, Log<RingProbe>) {
-        let Recipe { s, board, probe, wiring } = self;
+        let Recipe { s, board, probe, wiring, nodes } = self;
         let quiet_at = secs(quiet_at);
         let bound = convergence_bound(&wiring.fd, &wiring.ring, LATENCY_MAX);
         let converge_at = quiet_at + bound;
@@ -266,7 +274,8 @@ impl Recipe {
         let mut t = Time::ZERO;
         while t <= converge_at + bound * 8 {
             let (b, p) = (board.clone(), probe.clone());
-            s = s.check_at(t, "false suspicion sample", move |_| {
+            s = s.check_at(t, "false suspicion sample", move |sim| {
+                let now = sim.now();
                 let views = b.snapshot();
                 let mut pairs = Vec::new();
                 for v in views.values() {
@@ -277,7 +286,12 @@ impl Recipe {
                     }
                 }
                 let branched = branches(&views).len();
+                let all_in =
+                    views.len() >= nodes && views.values().all(|v| v.status == RingStatus::InRing);
                 p.with(|p| {
+                    if all_in && p.formed.is_none() {
+                        p.formed = Some(now);
+                    }
                     p.suspected_pairs.extend(pairs);
                     p.false_suspicions = p.suspected_pairs.len() as u64;
                     p.branches = p.branches.max(branched);

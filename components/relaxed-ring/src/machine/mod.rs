@@ -147,7 +147,17 @@ struct JoinRecord {
     joiner: Peer,
     /// The predecessor its `join_ok` named.
     pred: Peer,
+    /// The joiner's attempt that `join_ok` answered.
+    attempt: u32,
+    /// When to send the `join_ok` again if the joiner has not checked in by then.
+    resend_at: Time,
+    /// How many more times it is sent again.
+    resends: u8,
 }
+
+/// A successor sends a `join_ok` again at most this many times, every two ticks, while the
+/// joiner has not checked in (the gap stays closed to other joiners meanwhile).
+pub const JOIN_OK_RESENDS: u8 = 5;
 
 /// A `fix` in flight to `target`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -487,6 +497,7 @@ impl RelaxedRingMachine {
     /// Time passed (call every [`RingConfig::tick`]).
     pub fn on_tick<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
         self.join_tick(now, out);
+        self.join_ok_tick(now, out);
         self.lookup_tick(now, out);
         self.recovery_tick(now, out);
         self.finger_tick(now, out);
