@@ -216,6 +216,9 @@ struct Pending {
     tag: Option<u64>,
     /// Sent a second time already (a lookup is sent again once, halfway to its timeout).
     retried: bool,
+    /// The first hop it was sent to (dropped from the fingers if it gets no answer: a silent
+    /// finger, behind a partition or a link that does not work, gives no hint).
+    via: Option<NodeAddr>,
 }
 
 /// Everything a peer knows, as plain data (see [`RingState`]).

@@ -293,6 +293,10 @@ impl RelaxedRingMachine {
         }
         let fixing = if target { self.s.fixing.take() } else { None };
         self.s.succ = Some(s);
+        // `s` took this peer as its predecessor: nobody it knows lies between, so fingers
+        // there are stale (peers that left or crashed; nothing else would remove them: they
+        // are never used, and refreshes look beyond the successor only).
+        self.fingers.forget_nearer_than(s.id.distance_from(self.s.me.id));
         let new = self.build_succ_list(s, &list);
         let changed = new != self.s.succ_list;
         self.s.succ_list = new;
