@@ -14,16 +14,16 @@
 //! Invariants:
 //! * only the owner delivers or answers `Found`; it answers directly, or through the ring
 //!   (routed to the asker's identifier) when it suspects the asker — a branch's predecessor
-//!   cannot be reached from the branch;
+//!   cannot be reached from the branch — or the asker asks so (its second try);
 //! * forward steps strictly shrink the distance to `k`, backward steps strictly shrink the
 //!   distance from `k`, and once `last` is set a message only goes backwards: routing
 //!   terminates by itself; the hop limit ([`RingConfig::max_hops`]) only guards against
 //!   corrupt state, and is counted as a fault when reached;
 //! * a peer outside the ring routes nothing: it answers `Unroutable` (`try_later` to a join);
 //! * every lookup is answered exactly once: `Found`, `Unavailable` when the ring says so, or
-//!   `Timeout` after [`RingConfig::lookup_timeout`] (it is sent a second time halfway, and a
-//!   finger it went through first is dropped then: it may be silent for good, behind a
-//!   partition or a link that does not work);
+//!   `Timeout` after [`RingConfig::lookup_timeout`] (it is sent a second time halfway, asking
+//!   for the answer through the ring, and a finger it went through first is dropped then: it
+//!   may be silent for good, behind a partition or a link that does not work);
 //! * fingers are learnt from every peer heard of, forgotten when suspected, when they say they
 //!   are not in a ring, when a lookup through them goes unanswered, and — those nearer than
 //!   the successor — when the successor takes this peer as its predecessor; they are
@@ -77,7 +77,8 @@ impl RelaxedRingMachine {
         self.s.next_req = req.wrapping_add(1);
         let deadline = now + self.config.lookup_timeout / 2;
         let me = self.s.me;
-        let r = Routed { key, origin: me, hops: 0, last: false, what: Routable::Lookup { req } };
+        let what = Routable::Lookup { req, answer_via_ring: false };
+        let r = Routed { key, origin: me, hops: 0, last: false, what };
         let via = self.forward(r, now, out);
         self.s.pending.insert(req, Pending { key, deadline, tag, retried: false, via });
     }
@@ -248,13 +249,14 @@ impl RelaxedRingMachine {
         let Routed { key, origin, hops, what, .. } = r;
         match what {
             Routable::Join { attempt } => self.on_join_request(origin, attempt, now, out),
-            Routable::Lookup { req } => {
+            Routable::Lookup { req, answer_via_ring } => {
                 if self.is_me(&origin) {
                     let me = self.s.me;
                     self.on_found(me, req, key, hops, out);
-                } else if self.is_crashed(origin.addr) {
-                    // The asker may be unreachable from here (a branch's predecessor is): the
-                    // ring takes the answer to it.
+                } else if answer_via_ring || self.is_crashed(origin.addr) {
+                    // The asker may be unreachable from here (a branch's predecessor is, and a
+                    // lookup asked again may have lost its first answer so): the ring takes
+                    // the answer to it.
                     let me = self.s.me;
                     let what = Routable::Found { req, key, hops };
                     let back = Routed { key: origin.id, origin: me, hops: 0, last: false, what };
@@ -389,7 +391,7 @@ impl RelaxedRingMachine {
                     origin: me,
                     hops: 0,
                     last: false,
-                    what: Routable::Lookup { req },
+                    what: Routable::Lookup { req, answer_via_ring: true },
                 };
                 let via = self.forward(r, now, out);
                 if let Some(p) = self.s.pending.get_mut(&req) {

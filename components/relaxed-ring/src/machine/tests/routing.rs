@@ -97,9 +97,12 @@ fn fingers_are_learnt_from_traffic() {
 
 #[test]
 fn a_lookup_whose_answer_is_lost_times_out() {
+    // Nothing 200 sends gets anywhere: neither its direct answer nor, to the second try, the
+    // one it routes through the ring.
     let mut w = World::ring(&[100, 200, 300]);
-    let (a, b) = (w.at(100), w.at(200));
+    let (a, b, c) = (w.at(100), w.at(200), w.at(300));
     w.cut.insert((b, a));
+    w.cut.insert((b, c));
     w.lookup(100, 150, 1);
     w.run();
     assert_eq!(w.outcome(100, 1), None);
@@ -253,5 +256,35 @@ fn a_lookup_unanswered_halfway_is_sent_again_another_way() {
         matches!(w.outcome(1 << 60, 1), Some(LookupOutcome::Found { .. })),
         "{:?}",
         w.outcome(1 << 60, 1)
+    );
+}
+
+#[test]
+fn a_lookup_sent_again_asks_for_its_answer_through_the_ring() {
+    // 5·2^60 and 9·2^60 cannot reach each other (both ways), and 9·2^60 does not know it (it
+    // never tried). 5·2^60's lookup of a key of 9·2^60's range gets there through others, but
+    // the answer, sent directly, is lost. Sent again halfway, the lookup asks for its answer
+    // through the ring, and is answered. (Found by `ring-branches` seed 21: a joiner cut from
+    // a predecessor that never heard of it never got its lookups of that predecessor's keys
+    // answered.)
+    let ids: Vec<u64> = (1..=12).map(|i| i << 60).collect();
+    let mut w = World::ring(&ids);
+    let (a, b) = (w.at(5 << 60), w.at(9 << 60));
+    w.cut.insert((a, b));
+    w.cut.insert((b, a));
+    for n in w.nodes.values_mut() {
+        n.m.fingers.remove(a);
+        n.m.fingers.remove(b);
+    }
+    let key = (9 << 60) - 7;
+    w.lookup(5 << 60, key, 1);
+    w.run();
+    assert_eq!(w.outcome(5 << 60, 1), None, "the direct answer is lost");
+    w.tick_for(Duration::from_millis(1200));
+    let owner = w.peer(9 << 60);
+    assert!(
+        matches!(w.outcome(5 << 60, 1), Some(LookupOutcome::Found { peer, .. }) if peer == owner),
+        "{:?}",
+        w.outcome(5 << 60, 1)
     );
 }
