@@ -101,7 +101,7 @@ fn main() -> ExitCode {
             println!(
                 "seed={seed} ok={} end={:.2}s formed={:?} converged={:?} fingers={:?} finger_deadline={:?} \
                  lookups={}/{} excused={} longest={:?} branches={} false_suspicions={} \
-                 wall={:.2}s",
+                 wall={:.2}s net={:?}",
                 out.is_ok(),
                 out.end.0 as f64 / 1e9,
                 p.formed.map(|t| t.duration_since(Time::ZERO)),
@@ -114,7 +114,8 @@ fn main() -> ExitCode {
                 p.excused.1,
                 p.branches,
                 p.false_suspicions,
-                t.elapsed().as_secs_f64()
+                t.elapsed().as_secs_f64(),
+                out.net
             );
         }
     }

@@ -351,8 +351,8 @@ impl RingHistory {
     /// of an incarnation in `running` issued more than `timeout` before `end` was answered;
     /// and every lookup issued within one of the `strict` windows (when the ring had converged,
     /// or had settled into branches) was answered `Found` by exactly the peer
-    /// `responsible(asker, key)` names — `None` for an asker that is not a member (one that
-    /// left), whose lookups are only checked for correctness.
+    /// `responsible(asker, key, asked_at)` names — `None` for an asker that is not a member
+    /// (one that left), whose lookups are only checked for correctness.
     ///
     /// # Errors
     ///
@@ -364,7 +364,7 @@ impl RingHistory {
         running: &BTreeSet<NodeAddr>,
         timeout: Duration,
         strict: &[(Time, Time)],
-        responsible: &dyn Fn(NodeAddr, RingId) -> Option<Peer>,
+        responsible: &dyn Fn(NodeAddr, RingId, Time) -> Option<Peer>,
     ) -> Result<LookupStats, String> {
         self.check_answers()?;
         let mut stats = LookupStats { issued: self.issued.len() as u64, ..LookupStats::default() };
@@ -379,7 +379,7 @@ impl RingHistory {
             let Some(&(from, to)) = strict.iter().find(|(f, t)| *f <= i.at && i.at < *t) else {
                 continue;
             };
-            let Some(want) = responsible(a.node, a.key) else { continue };
+            let Some(want) = responsible(a.node, a.key, i.at) else { continue };
             match a.outcome {
                 LookupOutcome::Found { peer, hops } if peer == want => {
                     stats.after_convergence += 1;
@@ -545,7 +545,7 @@ mod tests {
             outcome: found(b),
             at: at(160),
         });
-        let e = h.check_lookups(at(200), &running, t, &[], &|_, _| None).unwrap_err();
+        let e = h.check_lookups(at(200), &running, t, &[], &|_, _, _| None).unwrap_err();
         assert!(e.starts_with("lookup correctness:") && e.contains("did not own"), "{e}");
     }
 
@@ -562,7 +562,7 @@ mod tests {
             h.issued(a.addr, 1, RingId(15), at(10));
             h
         };
-        let nobody = |_: NodeAddr, _: RingId| None;
+        let nobody = |_: NodeAddr, _: RingId, _: Time| None;
         // Missing.
         let e = fresh().check_lookups(at(5000), &running, t, &[], &nobody).unwrap_err();
         assert!(e.contains("never answered"), "{e}");
@@ -585,7 +585,7 @@ mod tests {
         assert!(h.check_answers().unwrap_err().contains("answered for"));
         // In a strict window, unavailable is not good enough, nor another owner.
         let timeout = LookupOutcome::Unavailable(Unavailable::Timeout);
-        let resp = |_: NodeAddr, _: RingId| Some(b);
+        let resp = |_: NodeAddr, _: RingId, _: Time| Some(b);
         let window = [(at(0), at(100))];
         let mut h = fresh();
         h.answered(Answer { outcome: timeout, ..ans });
@@ -593,7 +593,7 @@ mod tests {
         assert_eq!(stats.timed_out, 1);
         let e = h.check_lookups(at(5000), &running, t, &window, &resp).unwrap_err();
         assert!(e.contains("had converged"), "{e}");
-        let resp_a = |_: NodeAddr, _: RingId| Some(a);
+        let resp_a = |_: NodeAddr, _: RingId, _: Time| Some(a);
         let mut h = fresh();
         h.answered(ans);
         let e = h.check_lookups(at(5000), &running, t, &window, &resp_a).unwrap_err();

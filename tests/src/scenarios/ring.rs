@@ -39,7 +39,9 @@ use selfman_ports::{Peer, RingId, RingRequest, RingStatus, RingView};
 use selfman_relaxed_ring::{Fingers, Flaw, RingConfig};
 use selfman_sim::{Latency, LinkModel, Run, Scenario, SimConfig, SimHost, SimNetConfig};
 
-use crate::checkers::ring::{branches, dead_fingers, members, responsible, ring_convergence};
+use crate::checkers::ring::{
+    branches, dead_fingers, members, ranges_partition, responsible, ring_convergence,
+};
 use crate::checkers::ring_history::{show_time, LookupStats};
 use crate::scenarios::nodes::{build_ring_node, RingBoard, RingWiring};
 
@@ -132,10 +134,17 @@ pub struct RingProbe {
     pub fingers_converged: Option<Time>,
     /// The latest finger deadline ([`finger_deadline`]) of the members at `quiet_at + bound`.
     pub finger_deadline: Option<Time>,
-    /// Lookups issued in strict windows (convergence, settled branches) from..to.
+    /// Lookups issued in strict windows (convergence, settled branches) from..to, each with
+    /// the members (by side) at its start, which say who is responsible.
     pub strict: Vec<(Time, Time)>,
+    /// The members (by side) at the start of each strict window.
+    pub strict_members: Vec<Vec<BTreeMap<NodeAddr, RingView>>>,
     /// Sides after a partition.
     pub sides: Option<Vec<BTreeSet<SocketAddr>>>,
+    /// Nodes still joining when the partition fell: they may know only peers of the other
+    /// side (their access peer, peers that answered them), so they are not required to get
+    /// into a ring (no merge, no re-join yet).
+    pub joining_at_partition: BTreeSet<NodeAddr>,
     /// Most branches seen at once (`ring-branches`).
     pub branches: usize,
     /// The first instant (sampled every 50 ms) at which every node of the formation phase
@@ -250,8 +259,11 @@ impl Recipe {
             })
             .check_at(converge_at, "convergence within the bound", move |sim| {
                 let views = b2.snapshot();
-                let sides = p1.lock().sides.clone();
-                let errors = converged(&views, sides.as_deref(), l);
+                let (sides, excused) = {
+                    let p = p1.lock();
+                    (p.sides.clone(), p.joining_at_partition.clone())
+                };
+                let errors = converged(&views, sides.as_deref(), l, &excused);
                 if !errors.is_empty() {
                     return Err(format!(
                         "convergence: {} after the last fault (at {}), the members do not form \
@@ -311,11 +323,12 @@ impl Recipe {
                     let p = p.lock();
                     (p.ring_converged, p.fingers_converged, p.sides.clone(), p.finger_deadline)
                 };
+                let excused = p.lock().joining_at_partition.clone();
                 if ring_done.is_some() && fingers_done.is_some() && now < converge_at {
                     return Ok(());
                 }
                 let views = b.snapshot();
-                let ring_errors = converged(&views, sides.as_deref(), l);
+                let ring_errors = converged(&views, sides.as_deref(), l, &excused);
                 if now >= converge_at && !ring_errors.is_empty() {
                     return Err(format!(
                         "convergence: the ring had converged, and at {} no longer is: {}",
@@ -323,7 +336,7 @@ impl Recipe {
                         ring_errors.join("; ")
                     ));
                 }
-                let finger_errors = dead_fingers_by_side(&views, sides.as_deref());
+                let finger_errors = dead_fingers_by_side(&views, sides.as_deref(), &excused);
                 if deadline.is_some_and(|d| now >= d) && !finger_errors.is_empty() {
                     return Err(format!(
                         "convergence: fingers still dead at {}, past their deadline {}: {}",
@@ -336,9 +349,11 @@ impl Recipe {
                 if fully && fingers_done.is_some() && now >= converge_at {
                     // Converged, fingers included, and past the bound: from here on every
                     // lookup must be answered by the responsible peer.
+                    let by_side = split(&without(&views, &excused), sides.as_deref());
                     p.with(|p| {
                         if !p.strict.iter().any(|(_, to)| *to == Time(u64::MAX)) {
                             p.strict.push((now, Time(u64::MAX)));
+                            p.strict_members.push(by_side);
                         }
                     });
                 }
@@ -368,22 +383,24 @@ impl Recipe {
             })
             .check_at_end("convergence and lookups at the end", move |sim| {
                 let views = b4.snapshot();
-                let (sides, strict) = {
+                let (sides, strict, strict_members) = {
                     let p = p4.lock();
-                    (p.sides.clone(), p.strict.clone())
+                    (p.sides.clone(), p.strict.clone(), p.strict_members.clone())
                 };
-                let m = members(&views);
-                let mut errors = converged(&views, sides.as_deref(), l);
-                errors.extend(dead_fingers_by_side(&views, sides.as_deref()));
+                let excused = p4.lock().joining_at_partition.clone();
+                let mut errors = converged(&views, sides.as_deref(), l, &excused);
+                errors.extend(dead_fingers_by_side(&views, sides.as_deref(), &excused));
                 if !errors.is_empty() {
                     return Err(format!("convergence: at the end: {}", errors.join("; ")));
                 }
                 if p4.lock().fingers_converged.is_none() {
                     return Err("convergence: the fingers never converged".into());
                 }
-                let by_side = split(&m, sides.as_deref());
-                let resp = |node: NodeAddr, key: RingId| -> Option<Peer> {
-                    let side = by_side.iter().find(|g| g.contains_key(&node))?;
+                // Who must answer: the responsible peer among the members (of the asker's
+                // side) when the window of the lookup began.
+                let resp = |node: NodeAddr, key: RingId, at: Time| -> Option<Peer> {
+                    let w = strict.iter().position(|(f, t)| *f <= at && at < *t)?;
+                    let side = strict_members.get(w)?.iter().find(|g| g.contains_key(&node))?;
                     responsible(side, key)
                 };
                 let running: BTreeSet<NodeAddr> = sim.alive_nodes().into_iter().collect();
@@ -429,20 +446,33 @@ fn split(
 fn dead_fingers_by_side(
     views: &BTreeMap<NodeAddr, RingView>,
     sides: Option<&[BTreeSet<SocketAddr>]>,
+    excused: &BTreeSet<NodeAddr>,
 ) -> Vec<String> {
-    split(&members(views), sides).iter().flat_map(dead_fingers).collect()
+    split(&without(views, excused), sides).iter().flat_map(dead_fingers).collect()
 }
 
-/// What keeps the members (of each side) from forming one ring; empty when they do.
+/// What keeps the members (of each side) from forming one ring; empty when they do. Nodes in
+/// `excused` that are not in a ring are left out (see [`RingProbe::joining_at_partition`]).
 fn converged(
     views: &BTreeMap<NodeAddr, RingView>,
     sides: Option<&[BTreeSet<SocketAddr>]>,
     succ_list: usize,
+    excused: &BTreeSet<NodeAddr>,
 ) -> Vec<String> {
-    split(&members(views), sides)
+    split(&without(views, excused), sides)
         .iter()
         .flat_map(|side| ring_convergence(side, succ_list))
         .collect()
+}
+
+/// The members, without the nodes of `excused` that are not in a ring.
+fn without(
+    views: &BTreeMap<NodeAddr, RingView>,
+    excused: &BTreeSet<NodeAddr>,
+) -> BTreeMap<NodeAddr, RingView> {
+    let mut m = members(views);
+    m.retain(|a, v| !excused.contains(a) || v.status == RingStatus::InRing);
+    m
 }
 
 fn show_duration(d: Duration) -> String {
@@ -639,13 +669,22 @@ fn branch_scenario(name: &str, flaw: Option<Flaw>) -> (Scenario, RingBoard, Log<
             Ok(())
         })
         .at(settled, "branches settled", move |run, b| {
-            let views = b.snapshot();
-            let n = branches(&members(&views)).len();
-            if n == 0 {
+            let views = members(&b.snapshot());
+            let errors = ranges_partition(&views);
+            if !errors.is_empty() {
+                return Err(format!(
+                    "convergence: the branches did not settle within the bound: {}",
+                    errors.join("; ")
+                ));
+            }
+            if branches(&views).is_empty() {
                 return Err("the run exercised too little: no branch formed".into());
             }
             let now = run.sim.now();
-            probe.with(|p| p.strict.push((now, secs(UNBLOCK_AT))));
+            probe.with(|p| {
+                p.strict.push((now, secs(UNBLOCK_AT)));
+                p.strict_members.push(vec![views]);
+            });
             Ok(())
         })
         .at(UNBLOCK_AT, "unblock every link", |run, _| {
@@ -668,7 +707,16 @@ fn partition_scenario(name: &str) -> (Scenario, RingBoard, Log<RingProbe>) {
         let sides: Vec<BTreeSet<SocketAddr>> =
             [x, y].iter().map(|g| g.iter().map(|n| n.addr).collect()).collect();
         b.history.with(|h| h.set_sides(sides.clone()));
-        probe.with(|p| p.sides = Some(sides));
+        let joining: BTreeSet<NodeAddr> = b
+            .snapshot()
+            .values()
+            .filter(|v| v.status != RingStatus::InRing)
+            .map(|v| v.me.addr)
+            .collect();
+        probe.with(|p| {
+            p.sides = Some(sides);
+            p.joining_at_partition = joining;
+        });
         Ok(())
     })
     .finish(9.0, loss_window())

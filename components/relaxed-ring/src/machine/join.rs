@@ -3,7 +3,8 @@
 //! Invariants:
 //! * the successor-to-be `r` accepts joiner `q` only when it owns `q`'s identifier (so
 //!   `q ∈ (pred, r)`), has a working successor, is not repairing one, and its predecessor
-//!   has checked in (is not a joiner whose `join_ok` may have been lost); it sets
+//!   has checked in (is not a joiner `r` let in whose `join_ok` may have been lost — for at
+//!   most two join timeouts, for a predecessor cut off from `r` never checks in); it sets
 //!   `pred := q` **before** it answers `join_ok`, so `(p, q]` has one owner at every instant —
 //!   `r` until then, nobody while `join_ok` travels, `q` after;
 //! * `p`, the joiner's predecessor, is `r`'s — or, if `r`'s range grew over peers it suspects,
@@ -176,7 +177,11 @@ impl RelaxedRingMachine {
         // The predecessor is a joiner that has not checked in: its `join_ok` may have been
         // lost, and only this peer can answer it again. A joiner let in now would take it as
         // predecessor without that record, and the first could never get in.
-        let pred_joining = self.s.pred_list.iter().any(|e| e.peer == pred && !e.confirmed);
+        // (Only for a joiner this peer let in, for a while: a predecessor that cannot reach
+        // this peer — a branch — never checks in, and the gap must not stay closed for good.)
+        let pred_joining = self.s.join_record.is_some_and(|r| {
+            r.joiner == pred && now < r.accepted_at + self.config.join_timeout * 2
+        }) && self.s.pred_list.iter().any(|e| e.peer == pred && !e.confirmed);
         if self.is_crashed(q.addr) || self.s.succ.is_none() || repairing || pred_joining {
             tracing::trace!(me = %me.id, joiner = %q.id, repairing, pred_joining, "join: try later");
             self.send(q.addr, Body::TryLater { attempt }, out);
@@ -204,7 +209,14 @@ impl RelaxedRingMachine {
         self.unconfirm(q.addr);
         let resend_at = now + self.config.tick * 2;
         let resends = super::JOIN_OK_RESENDS;
-        self.s.join_record = Some(JoinRecord { joiner: q, pred: old, attempt, resend_at, resends });
+        self.s.join_record = Some(JoinRecord {
+            joiner: q,
+            pred: old,
+            attempt,
+            accepted_at: now,
+            resend_at,
+            resends,
+        });
         tracing::trace!(me = %me.id, joiner = %q.id, old = %old.id, attempt, "join accepted");
         let succ_list = self.s.succ_list.clone();
         self.send(q.addr, Body::JoinOk { attempt, pred: old, succ_list }, out);

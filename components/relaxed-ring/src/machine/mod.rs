@@ -149,6 +149,8 @@ struct JoinRecord {
     pred: Peer,
     /// The joiner's attempt that `join_ok` answered.
     attempt: u32,
+    /// When it was let in.
+    accepted_at: Time,
     /// When to send the `join_ok` again if the joiner has not checked in by then.
     resend_at: Time,
     /// How many more times it is sent again.
