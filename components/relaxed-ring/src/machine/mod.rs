@@ -444,9 +444,11 @@ impl RelaxedRingMachine {
             self.fault(Fault::IdCollision, "a peer claims this peer's identifier");
             return;
         }
-        if self.s.status == RingStatus::Left && !matches!(msg.body, Body::Fix | Body::Route(_)) {
-            // Gone; but a `fix` or routed message is answered as a peer outside any ring
-            // answers it, so that whoever still takes this peer for a member stops.
+        let answered = matches!(msg.body, Body::Fix | Body::Route(_) | Body::UpdSuccList { .. });
+        if self.s.status == RingStatus::Left && !answered {
+            // Gone; but a `fix`, a routed message or a successor list is answered as a peer
+            // outside any ring answers it (`NotInRing`), so that whoever still takes this
+            // peer for a member — a neighbour that missed its leave — stops.
             return;
         }
         self.heard(sender, now);
