@@ -26,8 +26,9 @@
 //!
 //! The range history is kept per incarnation as a list of changes, so the question "did `p` own
 //! `k` at some instant of `[t0, t1]`" looks at the range in force just before `t0` and every
-//! change up to `t1` (the views are read between steps: a range that changed and changed back
-//! within one instant is not seen, so both the state before and after that instant count).
+//! change up to `t1`. The views are read between steps, so a range held only within one
+//! instant (changed twice in it) is not seen there; the ranges a peer's ring tells its user
+//! ([`RingHistory::held`]) fill those in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -248,6 +249,16 @@ impl RingHistory {
             }
         }
         Ok(())
+    }
+
+    /// `node` says it owned `range` at `at` (its ring told its user: `Joined`,
+    /// `Responsibility`). Observations are made between steps; a peer whose range changes
+    /// twice within one instant (a `join_ok`, then a joiner let in) held the range between
+    /// only then, and may have answered a lookup with it.
+    pub fn held(&mut self, node: NodeAddr, at: Time, range: Option<Range>) {
+        let h = self.ranges.entry(node).or_default();
+        let i = h.partition_point(|(t, _)| *t <= at);
+        h.insert(i, (at, range));
     }
 
     /// A user on `node` issued lookup `tag` of `key` at `at`.
@@ -547,6 +558,21 @@ mod tests {
         });
         let e = h.check_lookups(at(200), &running, t, &[], &|_, _, _| None).unwrap_err();
         assert!(e.starts_with("lookup correctness:") && e.contains("did not own"), "{e}");
+    }
+
+    #[test]
+    fn a_range_held_within_one_instant_counts_when_told() {
+        // b gets (10, 20] and gives (10, 15] away within one instant: observations between
+        // steps never see (10, 20], but b's ring told its user it held it.
+        let (a, b) = (peer(1, 10), peer(2, 20));
+        let mut h = RingHistory::new();
+        h.observe(at(0), &[obs(a, Some((20, 10))), obs(b, None)], |_| Vec::new(), W).unwrap();
+        h.held(b.addr, at(100), Some(Range::new(RingId(10), RingId(20))));
+        h.observe(at(100), &[obs(a, Some((20, 10))), obs(b, Some((15, 20)))], |_| Vec::new(), W)
+            .unwrap();
+        assert!(h.owned(b, RingId(12), at(90), at(110)));
+        assert!(!h.owned(b, RingId(12), at(101), at(110)));
+        assert!(!h.owned(a, RingId(12), at(0), at(110)));
     }
 
     #[test]

@@ -141,10 +141,12 @@ pub struct RingProbe {
     pub strict_members: Vec<Vec<BTreeMap<NodeAddr, RingView>>>,
     /// Sides after a partition.
     pub sides: Option<Vec<BTreeSet<SocketAddr>>>,
-    /// Nodes still joining when the partition fell: they may know only peers of the other
-    /// side (their access peer, peers that answered them), so they are not required to get
-    /// into a ring (no merge, no re-join yet).
-    pub joining_at_partition: BTreeSet<NodeAddr>,
+    /// Nodes stranded outside the ring: still joining when the partition fell (they may know
+    /// only peers of the other side: their access peer, peers that answered them), or when
+    /// their access peer crashed before any attempt of theirs was answered (they know no
+    /// other peer, and the port ignores a `Join` while joining). They are not required to get
+    /// into a ring.
+    pub stranded: BTreeSet<NodeAddr>,
     /// Most branches seen at once (`ring-branches`).
     pub branches: usize,
     /// The first instant (sampled every 50 ms) at which every node of the formation phase
@@ -261,7 +263,14 @@ impl Recipe {
                 let views = b2.snapshot();
                 let (sides, excused) = {
                     let p = p1.lock();
-                    (p.sides.clone(), p.joining_at_partition.clone())
+                    (
+                        p.sides.clone(),
+                        p.stranded
+                            .iter()
+                            .chain(b2.stranded().iter())
+                            .copied()
+                            .collect::<BTreeSet<NodeAddr>>(),
+                    )
                 };
                 let errors = converged(&views, sides.as_deref(), l, &excused);
                 if !errors.is_empty() {
@@ -323,7 +332,8 @@ impl Recipe {
                     let p = p.lock();
                     (p.ring_converged, p.fingers_converged, p.sides.clone(), p.finger_deadline)
                 };
-                let excused = p.lock().joining_at_partition.clone();
+                let excused: BTreeSet<NodeAddr> =
+                    p.lock().stranded.iter().chain(b.stranded().iter()).copied().collect();
                 if ring_done.is_some() && fingers_done.is_some() && now < converge_at {
                     return Ok(());
                 }
@@ -387,7 +397,8 @@ impl Recipe {
                     let p = p4.lock();
                     (p.sides.clone(), p.strict.clone(), p.strict_members.clone())
                 };
-                let excused = p4.lock().joining_at_partition.clone();
+                let excused: BTreeSet<NodeAddr> =
+                    p4.lock().stranded.iter().chain(b4.stranded().iter()).copied().collect();
                 let mut errors = converged(&views, sides.as_deref(), l, &excused);
                 errors.extend(dead_fingers_by_side(&views, sides.as_deref(), &excused));
                 if !errors.is_empty() {
@@ -452,7 +463,7 @@ fn dead_fingers_by_side(
 }
 
 /// What keeps the members (of each side) from forming one ring; empty when they do. Nodes in
-/// `excused` that are not in a ring are left out (see [`RingProbe::joining_at_partition`]).
+/// `excused` that are not in a ring are left out (see [`RingProbe::stranded`]).
 fn converged(
     views: &BTreeMap<NodeAddr, RingView>,
     sides: Option<&[BTreeSet<SocketAddr>]>,
@@ -494,23 +505,29 @@ fn crash_neighbours(run: &mut Run<'_>, board: &RingBoard, n: usize) -> Result<()
         return Err(format!("only {} members left", ring.len()));
     }
     let first = run.rng.below(ring.len() as u64) as usize;
+    let mut crashed = Vec::new();
     for k in 0..n {
         let v = &ring[(first + k) % ring.len()];
         run.sim.crash(v.me.addr).map_err(|e| e.to_string())?;
+        crashed.push(v.me.addr);
     }
+    board.strand_joiners_of(&crashed);
     Ok(())
 }
 
 /// Crashes `n` members chosen at random.
 fn crash_random(run: &mut Run<'_>, board: &RingBoard, n: usize) -> Result<(), String> {
     let mut ring = in_ring(board);
+    let mut crashed = Vec::new();
     for _ in 0..n {
         if ring.len() <= 2 {
             return Err("too few members left".into());
         }
         let v = ring.remove(run.rng.below(ring.len() as u64) as usize);
         run.sim.crash(v.me.addr).map_err(|e| e.to_string())?;
+        crashed.push(v.me.addr);
     }
+    board.strand_joiners_of(&crashed);
     Ok(())
 }
 
@@ -715,7 +732,7 @@ fn partition_scenario(name: &str) -> (Scenario, RingBoard, Log<RingProbe>) {
             .collect();
         probe.with(|p| {
             p.sides = Some(sides);
-            p.joining_at_partition = joining;
+            p.stranded.extend(joining);
         });
         Ok(())
     })
