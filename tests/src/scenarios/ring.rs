@@ -6,9 +6,9 @@
 //!
 //! Every scenario has the same shape: a **fault phase** over lossy links with random delays
 //! (3 % loss, 1 ms + an exponential extra of mean 4 ms, at most 81 ms), in which the ring forms
-//! and is hit by its faults, then a **quiet phase** from [`Timeline::quiet_at`], when the last
-//! fault has ended: links keep their delays but lose nothing, and nothing more fails. Checked
-//! in every run:
+//! and is hit by its faults, then a **quiet phase** from the instant the last fault has ended
+//! ([`RingProbe::quiet_at`]): links keep their delays but lose nothing, and nothing more
+//! fails. Checked in every run:
 //!
 //! * **lookup consistency** after every step, strictly, but for the overlaps a false
 //!   suspicion explains, for at most [`excuse_window`] each (partitions: within each side);
@@ -48,7 +48,8 @@ use crate::scenarios::nodes::{build_ring_node, RingBoard, RingWiring};
 /// Link delays in every phase: 1 ms plus an exponential extra of mean 4 ms (capped by the
 /// simulator at 20 × the mean).
 const LATENCY: Latency = Latency::Exponential { base: ms(1), mean_extra: ms(4) };
-/// The longest delay [`LATENCY`] gives.
+/// The longest delay of the links (1 ms plus an exponential extra of mean 4 ms, capped by the
+/// simulator at 20 × the mean).
 pub const LATENCY_MAX: Duration = ms(81);
 /// Loss in the fault phase.
 const LOSS: f64 = 0.03;
@@ -71,6 +72,7 @@ fn quiet() -> LinkModel {
     LinkModel { latency: LATENCY, loss: 0.0 }
 }
 
+// ANCHOR: convergence_bound
 /// How long after the last fault ends the members form one ring again (pointers, ranges and
 /// successor lists; fingers: [`finger_deadline`]), with detector `fd`, ring `ring` and links
 /// no slower than `latency_max`:
@@ -89,6 +91,7 @@ fn quiet() -> LinkModel {
 pub fn convergence_bound(fd: &FdConfig, ring: &RingConfig, latency_max: Duration) -> Duration {
     fd.max_timeout + fd.period + latency_max + ring.join_timeout + ring.stabilize * 2 + ring.tick
 }
+// ANCHOR_END: convergence_bound
 
 /// When the fingers of `v` must all be live, given that the ring converged at `converged`:
 /// a peer refreshes one finger slot beyond its successor every `finger_refresh`, round robin,
@@ -102,6 +105,7 @@ pub fn finger_deadline(v: &RingView, ring: &RingConfig, converged: Time) -> Time
     converged + ring.finger_refresh * (slots + 1) + ring.lookup_timeout
 }
 
+// ANCHOR: excuse_window
 /// How long an overlap that a false suspicion explains may last ([`RingHistory::observe`]):
 /// the peer that took a range over suspects a live peer, which keeps being probed every
 /// `fd.period`; the suspicion, and with it the overlap, ends when one probe gets through:
@@ -118,6 +122,7 @@ pub fn excuse_window(
 ) -> Duration {
     slow_for + fd.max_timeout + fd.period * 2 + latency_max * 2 + ring.tick
 }
+// ANCHOR_END: excuse_window
 
 /// What a run of a ring scenario measured, beside its violations (see [`ring_report`]).
 #[derive(Debug, Clone, Default)]
