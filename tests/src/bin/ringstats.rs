@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     let mut formed = Vec::new();
     let (mut found, mut issued, mut after, mut hops, mut max_hops) = (0u64, 0u64, 0u64, 0u64, 0u32);
     let (mut unavailable, mut timed_out) = (0u64, 0u64);
-    let (mut excused, mut longest) = (0u64, Duration::ZERO);
+    let (mut excused, mut longest, mut roots) = (0u64, Duration::ZERO, 0u64);
     let (mut branches, mut false_susp) = (0usize, 0u64);
     let mut bound = Duration::ZERO;
     for seed in start..start + seeds {
@@ -94,6 +94,7 @@ fn main() -> ExitCode {
         unavailable += l.unavailable + l.not_in_ring;
         timed_out += l.timed_out;
         excused += p.excused.0;
+        roots += p.branch_roots;
         longest = longest.max(p.excused.1);
         branches = branches.max(p.branches);
         false_susp += p.false_suspicions;
@@ -148,8 +149,8 @@ fn main() -> ExitCode {
         if after == 0 { 0.0 } else { hops as f64 / after as f64 }
     );
     println!(
-        "  excused overlaps={excused} longest={:.3}s; most branches at once={branches}; \
-         false suspicions={false_susp}",
+        "  excused overlaps={excused} (crashed branch roots: {roots}) longest={:.3}s; most \
+         branches at once={branches}; false suspicions={false_susp}",
         longest.as_secs_f64()
     );
     eprintln!("ringstats: {seeds} seeds in {:.1} s", wall.elapsed().as_secs_f64());

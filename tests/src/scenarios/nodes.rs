@@ -25,8 +25,8 @@ use selfman_failure_detector::{FdConfig, Flaw};
 use selfman_leader_election::Flaw as OmegaFlaw;
 use selfman_ports::{
     BebDeliver, BebRequest, BestEffortBroadcast, Consensus, Decide, EpochChange, FailureDetector,
-    FdIndication, FdRequest, LeaderElection, Ring, RingId, RingIndication, RingRequest, RingStatus,
-    RingView, RingViews, StartEpoch, Trust,
+    FdIndication, FdRequest, LeaderElection, Peer, Ring, RingId, RingIndication, RingRequest,
+    RingStatus, RingView, RingViews, StartEpoch, Trust,
 };
 use selfman_relaxed_ring::{Flaw as RingFlaw, RelaxedRing, RingConfig};
 use selfman_sim::SimHost;
@@ -442,6 +442,11 @@ impl RingBoard {
         self.ring(node)
             .and_then(|r| r.on_definition(|d| d.machine().view().crashed).ok())
             .unwrap_or_default()
+    }
+
+    /// The successor of `node` now (`None` if it does not run or has none).
+    pub fn succ_of(&self, node: NodeAddr) -> Option<Peer> {
+        self.ring(node).and_then(|r| r.on_definition(|d| d.machine().view().succ).ok().flatten())
     }
 
     /// The global view: every running peer's [`RingView`].

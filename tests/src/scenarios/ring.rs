@@ -11,7 +11,8 @@
 //! fails. Checked in every run:
 //!
 //! * **lookup consistency** after every step, strictly, but for the overlaps a false
-//!   suspicion explains, for at most [`excuse_window`] each (partitions: within each side);
+//!   suspicion (or a crashed branch root) explains, for at most [`excuse_window`] each
+//!   (partitions: within each side);
 //! * **lookup correctness**: every `Found` named a peer that owned the key at some instant
 //!   between the request and the answer, checked as answers arrive; at the end, every lookup of
 //!   a running node was answered, once; lookups issued after convergence were all answered
@@ -159,8 +160,10 @@ pub struct RingProbe {
     pub formed: Option<Time>,
     /// What the lookups came to.
     pub lookups: LookupStats,
-    /// Overlaps excused by a false suspicion, and the longest one.
+    /// Overlaps excused (by a false suspicion or a crashed branch root), and the longest one.
     pub excused: (u64, Duration),
+    /// Of those, the ones a crashed branch root explained.
+    pub branch_roots: u64,
     /// False suspicions: distinct (suspecting peer, running peer) pairs seen in the ring
     /// peers' suspected sets (sampled every 50 ms).
     pub false_suspicions: u64,
@@ -255,7 +258,7 @@ impl Recipe {
                 let now = sim.now();
                 b1.history.with(|h| {
                     if changed || h.overlapping() {
-                        h.observe(now, &live, |n| b1.suspects(n), window)?;
+                        h.observe(now, &live, |n| b1.suspects(n), |n| b1.succ_of(n), window)?;
                     }
                     h.check_answers()
                 })
@@ -423,11 +426,13 @@ impl Recipe {
                 let stats = b4
                     .history
                     .with(|h| h.check_lookups(sim.now(), &running, timeout, &strict, &resp))?;
-                let (excused, longest) =
-                    b4.history.with(|h| (h.excused(), h.longest_excused(sim.now())));
+                let (excused, longest, roots) = b4
+                    .history
+                    .with(|h| (h.excused(), h.longest_excused(sim.now()), h.branch_roots()));
                 p5.with(|p| {
                     p.lookups = stats;
                     p.excused = (excused, longest);
+                    p.branch_roots = roots;
                 });
                 if stats.after_convergence == 0 {
                     return Err("the run exercised too little: no lookup after convergence".into());
