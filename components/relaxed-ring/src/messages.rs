@@ -204,6 +204,10 @@ pub enum Routable<M> {
     Lookup {
         /// The origin's request number.
         req: u64,
+        /// Answer through the ring rather than directly (a lookup sent again: the first
+        /// answer may have been lost on a link from the owner to the origin that does not
+        /// work).
+        answer_via_ring: bool,
     },
     /// A user payload, delivered at the owner.
     Payload {
@@ -232,7 +236,7 @@ impl<M> Routable<M> {
     pub fn unrouted(&self) -> Option<Unrouted> {
         match self {
             Routable::Join { attempt } => Some(Unrouted::Join { attempt: *attempt }),
-            Routable::Lookup { req } => Some(Unrouted::Lookup { req: *req }),
+            Routable::Lookup { req, .. } => Some(Unrouted::Lookup { req: *req }),
             Routable::Payload { tag, .. } => Some(Unrouted::Payload { tag: *tag }),
             Routable::Found { .. } => None,
         }

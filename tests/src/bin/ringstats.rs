@@ -15,6 +15,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use selfman_core::Time;
 use selfman_tests::by_name;
 use selfman_tests::scenarios::ring::ring_report;
 
@@ -53,9 +54,10 @@ fn main() -> ExitCode {
     let mut conv = Vec::new();
     let mut fingers = Vec::new();
     let mut slack = Vec::new();
+    let mut formed = Vec::new();
     let (mut found, mut issued, mut after, mut hops, mut max_hops) = (0u64, 0u64, 0u64, 0u64, 0u32);
     let (mut unavailable, mut timed_out) = (0u64, 0u64);
-    let (mut excused, mut longest) = (0u64, Duration::ZERO);
+    let (mut excused, mut longest, mut roots) = (0u64, Duration::ZERO, 0u64);
     let (mut branches, mut false_susp) = (0usize, 0u64);
     let mut bound = Duration::ZERO;
     for seed in start..start + seeds {
@@ -80,6 +82,9 @@ fn main() -> ExitCode {
         if let (Some(d), Some(fc)) = (p.finger_deadline, p.fingers_converged) {
             slack.push(d.duration_since(p.quiet_at).saturating_sub(fc.duration_since(p.quiet_at)));
         }
+        if let Some(t) = p.formed {
+            formed.push(t.duration_since(Time::ZERO));
+        }
         let l = p.lookups;
         found += l.found;
         issued += l.issued;
@@ -89,16 +94,18 @@ fn main() -> ExitCode {
         unavailable += l.unavailable + l.not_in_ring;
         timed_out += l.timed_out;
         excused += p.excused.0;
+        roots += p.branch_roots;
         longest = longest.max(p.excused.1);
         branches = branches.max(p.branches);
         false_susp += p.false_suspicions;
         if verbose {
             println!(
-                "seed={seed} ok={} end={:.2}s converged={:?} fingers={:?} finger_deadline={:?} \
+                "seed={seed} ok={} end={:.2}s formed={:?} converged={:?} fingers={:?} finger_deadline={:?} \
                  lookups={}/{} excused={} longest={:?} branches={} false_suspicions={} \
-                 wall={:.2}s",
+                 wall={:.2}s net={:?}",
                 out.is_ok(),
                 out.end.0 as f64 / 1e9,
+                p.formed.map(|t| t.duration_since(Time::ZERO)),
                 c,
                 f,
                 p.finger_deadline.map(|d| d.duration_since(p.quiet_at)),
@@ -108,7 +115,8 @@ fn main() -> ExitCode {
                 p.excused.1,
                 p.branches,
                 p.false_suspicions,
-                t.elapsed().as_secs_f64()
+                t.elapsed().as_secs_f64(),
+                out.net
             );
         }
     }
@@ -127,6 +135,7 @@ fn main() -> ExitCode {
         )
     };
     println!("ringstats scenario={name} seeds={seeds} violations={violations}");
+    println!("  every node in the ring (from the start): {}", stats(&mut formed));
     println!(
         "  convergence after the last fault: {} (bound {:.3}s)",
         stats(&mut conv),
@@ -140,8 +149,8 @@ fn main() -> ExitCode {
         if after == 0 { 0.0 } else { hops as f64 / after as f64 }
     );
     println!(
-        "  excused overlaps={excused} longest={:.3}s; most branches at once={branches}; \
-         false suspicions={false_susp}",
+        "  excused overlaps={excused} (crashed branch roots: {roots}) longest={:.3}s; most \
+         branches at once={branches}; false suspicions={false_susp}",
         longest.as_secs_f64()
     );
     eprintln!("ringstats: {seeds} seeds in {:.1} s", wall.elapsed().as_secs_f64());

@@ -18,7 +18,8 @@
 //! * [`members`]: the views of the peers that have not left (the ones convergence is about).
 //! * [`ring_convergence`] and [`dead_fingers`]: the two halves of [`convergence`] (the ring's
 //!   pointers and lists; the routing tables), checked against different bounds.
-//! * [`branches`]: the peers their predecessor does not point at (a relaxed ring's branches).
+//! * [`branches`]: the peers their predecessor does not point at (a relaxed ring's branches);
+//!   [`ranges_partition`]: the ranges are the sorted partition (a ring with settled branches).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -201,6 +202,32 @@ pub fn dead_fingers(views: &BTreeMap<NodeAddr, RingView>) -> Vec<String> {
                 "{} has fingers to peers that are not live: [{}]",
                 v.me,
                 list(&dead)
+            ));
+        }
+    }
+    errors
+}
+
+/// The ranges part of [`ring_convergence`]: every live peer is in the ring and owns exactly
+/// `(previous live peer, self]` — what a relaxed ring with branches still satisfies once it
+/// has settled (pointers may skip a branch; ranges may not).
+pub fn ranges_partition(views: &BTreeMap<NodeAddr, RingView>) -> Vec<String> {
+    let mut sorted: Vec<&RingView> = views.values().collect();
+    sorted.sort_by_key(|v| v.me.id);
+    let n = sorted.len();
+    let mut errors = Vec::new();
+    for (i, v) in sorted.iter().enumerate() {
+        let me = v.me;
+        if v.status != RingStatus::InRing {
+            errors.push(format!("{me} is {:?}, not in the ring", v.status));
+            continue;
+        }
+        let prev = sorted[(i + n - 1) % n].me;
+        let want = if n == 1 { Range::full(me.id) } else { Range::new(prev.id, me.id) };
+        if v.range != Some(want) {
+            errors.push(format!(
+                "{me} owns {}, should own {want}",
+                v.range.map_or("nothing".into(), |r| r.to_string())
             ));
         }
     }
@@ -418,9 +445,13 @@ mod tests {
         let b = branches(&v);
         assert_eq!(b.len(), 1);
         assert_eq!((b[0].0.id, b[0].1.id), (RingId(15), RingId(10)));
-        // The halves of convergence: a branch is a ring fault, not a finger fault.
+        // The halves of convergence: a branch is a ring fault, not a finger fault, and its
+        // ranges are still the sorted partition.
         assert!(!ring_convergence(&v, 2).is_empty());
         assert!(dead_fingers(&v).is_empty());
+        assert!(ranges_partition(&v).is_empty());
+        view_of(&mut v, 20).range = Some(Range::new(RingId(10), RingId(20)));
+        assert!(ranges_partition(&v).iter().any(|e| e.contains("should own")));
     }
 
     #[test]

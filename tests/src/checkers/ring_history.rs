@@ -9,10 +9,13 @@
 //!   that *falsely suspects* a peer may take its range over until the suspicion is corrected.
 //!   An overlap is excused only while the peer that reaches too far still suspects a live peer
 //!   within its own range (a range grows only over suspected peers: it grew over that one, and
-//!   whatever it covers beyond may stem from it — peers that joined meanwhile included), and
-//!   each pair of peers only for `window` (a bound the scenario derives from the failure
-//!   detector and the links); one that nothing explains, or that outlasts the window, is a
-//!   violation. Excused overlaps are
+//!   whatever it covers beyond may stem from it — peers that joined meanwhile included). And
+//!   one the relaxed-ring papers document: a **crashed branch root** — the covered owner's
+//!   successor is a peer the overreaching one suspects and took over (the owner joined under it
+//!   just before it crashed, unknown to the others, and fixes its way in once it suspects it
+//!   too). Each pair of peers is excused only for `window` (a bound the scenario derives from
+//!   the failure detector and the links); an overlap that nothing explains, or that outlasts
+//!   the window, is a violation. Excused overlaps are
 //!   counted and timed ([`RingHistory::excused`], [`RingHistory::longest_excused`]). With
 //!   partitions ([`RingHistory::set_sides`]) the check runs within each side: peers of two
 //!   sides cannot know of each other, and each side is its own ring until a merge.
@@ -26,8 +29,9 @@
 //!
 //! The range history is kept per incarnation as a list of changes, so the question "did `p` own
 //! `k` at some instant of `[t0, t1]`" looks at the range in force just before `t0` and every
-//! change up to `t1` (the views are read between steps: a range that changed and changed back
-//! within one instant is not seen, so both the state before and after that instant count).
+//! change up to `t1`. The views are read between steps, so a range held only within one
+//! instant (changed twice in it) is not seen there; the ranges a peer's ring tells its user
+//! ([`RingHistory::held`]) fill those in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -96,6 +100,8 @@ pub struct RingHistory {
     /// since when.
     open: BTreeMap<(NodeAddr, NodeAddr), Time>,
     excused: u64,
+    /// Of those, the ones a crashed branch root explained.
+    branch_roots: u64,
     longest_excused: Duration,
     sides: Option<Vec<BTreeSet<SocketAddr>>>,
     issued: BTreeMap<(NodeAddr, u64), Issued>,
@@ -140,6 +146,11 @@ impl RingHistory {
         self.excused
     }
 
+    /// Of [`RingHistory::excused`], the overlaps a crashed branch root explained.
+    pub fn branch_roots(&self) -> u64 {
+        self.branch_roots
+    }
+
     /// Whether an excused overlap is in progress (then [`observe`](RingHistory::observe) must
     /// run after every step, even when no range changed: the suspicion behind it may end, and
     /// its window runs out).
@@ -154,9 +165,10 @@ impl RingHistory {
     }
 
     /// Records the live peers at `now` (every running peer, owner or not) and checks lookup
-    /// consistency among the owners. `suspects(node)` is what `node` currently suspects (read
-    /// only when an overlap needs explaining); `window` is how long an overlap that a false
-    /// suspicion explains may last.
+    /// consistency among the owners. `suspects(node)` is what `node` currently suspects and
+    /// `succ_of(node)` its successor (both read only when an overlap needs explaining);
+    /// `window` is how long an overlap that a false suspicion, or a crashed branch root,
+    /// explains may last.
     ///
     /// # Errors
     ///
@@ -167,6 +179,7 @@ impl RingHistory {
         now: Time,
         live: &[Observed],
         suspects: impl Fn(NodeAddr) -> Vec<NodeAddr>,
+        succ_of: impl Fn(NodeAddr) -> Option<Peer>,
         window: Duration,
     ) -> Result<(), String> {
         for o in live {
@@ -199,35 +212,59 @@ impl RingHistory {
         for group in groups {
             for over in overreaches(&group) {
                 let theirs = suspects(over.peer.addr);
+                let within = |x: &Peer| {
+                    x.addr != over.peer.addr
+                        && (over.range.is_full() || x.id.in_open(over.range.start, over.peer.id))
+                };
                 // A live peer within its own range that the overreaching peer suspects: its
                 // range grew over a false suspicion (a range only grows over suspected peers).
-                let explained = live_peers.iter().any(|x| {
-                    x.addr != over.peer.addr
-                        && theirs.contains(&x.addr)
-                        && (over.range.is_full() || x.id.in_open(over.range.start, over.peer.id))
-                });
+                let false_suspicion =
+                    live_peers.iter().any(|x| within(x) && theirs.contains(&x.addr));
+                // It grew over some suspected peer, live or not.
+                let grew = theirs
+                    .iter()
+                    .any(|a| self.ids.get(a).is_some_and(|id| within(&Peer::new(*id, *a))));
                 for &(o, o_range) in &over.covered {
+                    // Or the covered owner hangs behind a peer the overreaching one took over
+                    // (it suspects it, it lies within its range): a crashed branch root, the
+                    // relaxed ring's documented transient — the branch peer joined under it,
+                    // unknown to the others, and fixes its way in once it suspects it too.
+                    // (Its successor is that peer still, or already the overreaching one: it
+                    // suspected that peer too, and its `fix` is on the way.)
+                    let o_succ = succ_of(o.addr);
+                    let branch_root = !false_suspicion
+                        && grew
+                        && o_succ.is_some_and(|x| {
+                            x == over.peer || (within(&x) && theirs.contains(&x.addr))
+                        });
+                    let explained = false_suspicion || branch_root;
                     if !explained {
                         return Err(format!(
                             "lookup consistency: at {} key {} is owned by {} (range {}) and by {} \
-                             (range {}), and no false suspicion explains it",
+                             (range {}, successor {}), and no false suspicion (nor crashed \
+                             branch root) explains it",
                             show_time(now),
                             o.id,
                             over.peer,
                             over.range,
                             o,
-                            o_range
+                            o_range,
+                            o_succ.map_or("none".into(), |p| p.to_string())
                         ));
                     }
                     let key = (over.peer.addr, o.addr);
                     let since = *self.open.entry(key).or_insert_with(|| {
                         self.excused += 1;
+                        if branch_root {
+                            self.branch_roots += 1;
+                        }
                         now
                     });
                     if now.duration_since(since) > window {
                         return Err(format!(
                             "lookup consistency: {} has owned {}'s range too ({} over {}) since \
-                             {}, longer than the {:?} a false suspicion may last",
+                             {}, longer than the {:?} a false suspicion (or crashed branch root) \
+                             may last",
                             over.peer,
                             o,
                             over.range,
@@ -248,6 +285,16 @@ impl RingHistory {
             }
         }
         Ok(())
+    }
+
+    /// `node` says it owned `range` at `at` (its ring told its user: `Joined`,
+    /// `Responsibility`). Observations are made between steps; a peer whose range changes
+    /// twice within one instant (a `join_ok`, then a joiner let in) held the range between
+    /// only then, and may have answered a lookup with it.
+    pub fn held(&mut self, node: NodeAddr, at: Time, range: Option<Range>) {
+        let h = self.ranges.entry(node).or_default();
+        let i = h.partition_point(|(t, _)| *t <= at);
+        h.insert(i, (at, range));
     }
 
     /// A user on `node` issued lookup `tag` of `key` at `at`.
@@ -351,8 +398,8 @@ impl RingHistory {
     /// of an incarnation in `running` issued more than `timeout` before `end` was answered;
     /// and every lookup issued within one of the `strict` windows (when the ring had converged,
     /// or had settled into branches) was answered `Found` by exactly the peer
-    /// `responsible(asker, key)` names — `None` for an asker that is not a member (one that
-    /// left), whose lookups are only checked for correctness.
+    /// `responsible(asker, key, asked_at)` names — `None` for an asker that is not a member
+    /// (one that left), whose lookups are only checked for correctness.
     ///
     /// # Errors
     ///
@@ -364,7 +411,7 @@ impl RingHistory {
         running: &BTreeSet<NodeAddr>,
         timeout: Duration,
         strict: &[(Time, Time)],
-        responsible: &dyn Fn(NodeAddr, RingId) -> Option<Peer>,
+        responsible: &dyn Fn(NodeAddr, RingId, Time) -> Option<Peer>,
     ) -> Result<LookupStats, String> {
         self.check_answers()?;
         let mut stats = LookupStats { issued: self.issued.len() as u64, ..LookupStats::default() };
@@ -379,7 +426,7 @@ impl RingHistory {
             let Some(&(from, to)) = strict.iter().find(|(f, t)| *f <= i.at && i.at < *t) else {
                 continue;
             };
-            let Some(want) = responsible(a.node, a.key) else { continue };
+            let Some(want) = responsible(a.node, a.key, i.at) else { continue };
             match a.outcome {
                 LookupOutcome::Found { peer, hops } if peer == want => {
                     stats.after_convergence += 1;
@@ -448,10 +495,10 @@ mod tests {
         let mut h = RingHistory::new();
         let none = |_| Vec::new();
         let ring = [obs(a, Some((30, 10))), obs(b, Some((10, 20))), obs(c, Some((20, 30)))];
-        h.observe(at(0), &ring, none, W).unwrap();
+        h.observe(at(0), &ring, none, |_| None, W).unwrap();
         // c takes b's range without suspecting anyone (an eager join, say).
         let bad = [obs(a, Some((30, 10))), obs(b, Some((10, 20))), obs(c, Some((10, 30)))];
-        let e = h.observe(at(1), &bad, none, W).unwrap_err();
+        let e = h.observe(at(1), &bad, none, |_| None, W).unwrap_err();
         assert!(e.starts_with("lookup consistency:") && e.contains("no false suspicion"), "{e}");
         assert!(e.contains("0000000000000014"), "the key is named: {e}");
     }
@@ -462,28 +509,65 @@ mod tests {
         let over = [obs(a, Some((30, 10))), obs(b, Some((10, 20))), obs(c, Some((10, 30)))];
         let suspects_b = |n: NodeAddr| if n == c.addr { vec![b.addr] } else { Vec::new() };
         let mut h = RingHistory::new();
-        h.observe(at(0), &over, suspects_b, W).unwrap();
-        h.observe(at(400), &over, suspects_b, W).unwrap();
+        h.observe(at(0), &over, suspects_b, |_| None, W).unwrap();
+        h.observe(at(400), &over, suspects_b, |_| None, W).unwrap();
         assert_eq!(h.excused(), 1);
         // It ends: the window is timed.
         let healed = [obs(a, Some((30, 10))), obs(b, Some((10, 20))), obs(c, Some((20, 30)))];
-        h.observe(at(450), &healed, suspects_b, W).unwrap();
+        h.observe(at(450), &healed, suspects_b, |_| None, W).unwrap();
         assert_eq!(h.longest_excused(at(450)), Duration::from_millis(450));
         // A second episode that outlasts the window is caught.
-        h.observe(at(1000), &over, suspects_b, W).unwrap();
+        h.observe(at(1000), &over, suspects_b, |_| None, W).unwrap();
         assert_eq!(h.excused(), 2);
-        let e = h.observe(at(1501), &over, suspects_b, W).unwrap_err();
+        let e = h.observe(at(1501), &over, suspects_b, |_| None, W).unwrap_err();
         assert!(e.contains("longer than"), "{e}");
         // The suspicion is gone but the range stays: no longer excused.
         let mut h = RingHistory::new();
-        h.observe(at(0), &over, suspects_b, W).unwrap();
-        let e = h.observe(at(10), &over, |_| Vec::new(), W).unwrap_err();
+        h.observe(at(0), &over, suspects_b, |_| None, W).unwrap();
+        let e = h.observe(at(10), &over, |_| Vec::new(), |_| None, W).unwrap_err();
         assert!(e.contains("no false suspicion"), "{e}");
         // Suspecting a crashed peer (not live) explains nothing.
         let mut h = RingHistory::new();
         let dead = peer(9, 25);
-        let e = h.observe(at(0), &over, |_| vec![dead.addr], W).unwrap_err();
+        let e = h.observe(at(0), &over, |_| vec![dead.addr], |_| None, W).unwrap_err();
         assert!(e.contains("no false suspicion"), "{e}");
+    }
+
+    #[test]
+    fn an_overlap_behind_a_crashed_branch_root_is_excused_for_the_window_only() {
+        // 25 joined under 30 (its successor), and 30 crashed before 20 heard of 25: 40, which
+        // suspects 30, took 20's fix and owns (20, 40] over 25's (20, 25] until 25 suspects
+        // 30 too and fixes its way in.
+        let (a, b, j, d) = (peer(1, 10), peer(2, 20), peer(3, 25), peer(4, 40));
+        let crashed = peer(5, 30);
+        let over = [
+            obs(a, Some((40, 10))),
+            obs(b, Some((10, 20))),
+            obs(j, Some((20, 25))),
+            obs(d, Some((20, 40))),
+        ];
+        let suspects = |n: NodeAddr| if n == d.addr { vec![crashed.addr] } else { Vec::new() };
+        let succ_of = |n: NodeAddr| (n == j.addr).then_some(crashed);
+        let mut h = RingHistory::new();
+        // 30 ran once (the history knows its identifier).
+        h.observe(at(0), &[obs(crashed, None)], |_| Vec::new(), |_| None, W).unwrap();
+        h.observe(at(1), &over, suspects, succ_of, W).unwrap();
+        assert_eq!((h.excused(), h.branch_roots()), (1, 1));
+        let e = h.observe(at(502), &over, suspects, succ_of, W).unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+        // Nor once it suspects 30 too and its fix to 40 is on the way.
+        let mut h = RingHistory::new();
+        h.observe(at(0), &[obs(crashed, None)], |_| Vec::new(), |_| None, W).unwrap();
+        h.observe(at(1), &over, suspects, |n| (n == j.addr).then_some(d), W).unwrap();
+        assert_eq!(h.branch_roots(), 1);
+        // Not if the covered owner hangs behind another peer, nor if the overreaching one
+        // grew over nobody it suspects.
+        let mut h = RingHistory::new();
+        let e = h.observe(at(0), &over, suspects, |_| Some(a), W).unwrap_err();
+        assert!(e.contains("nor crashed branch root"), "{e}");
+        let mut h = RingHistory::new();
+        let e = h.observe(at(0), &over, |_| Vec::new(), |_| Some(d), W).unwrap_err();
+        assert!(e.contains("nor crashed branch root"), "{e}");
     }
 
     #[test]
@@ -497,13 +581,13 @@ mod tests {
             obs(d, Some((20, 40))),
         ];
         let mut h = RingHistory::new();
-        assert!(h.observe(at(0), &split, |_| Vec::new(), W).is_err());
+        assert!(h.observe(at(0), &split, |_| Vec::new(), |_| None, W).is_err());
         let mut h = RingHistory::new();
         h.set_sides(vec![
             [a.addr.addr, c.addr.addr].into_iter().collect(),
             [b.addr.addr, d.addr.addr].into_iter().collect(),
         ]);
-        h.observe(at(0), &split, |_| Vec::new(), W).unwrap();
+        h.observe(at(0), &split, |_| Vec::new(), |_| None, W).unwrap();
         // Within a side an overlap is still caught.
         let bad = [
             obs(a, Some((30, 10))),
@@ -511,18 +595,30 @@ mod tests {
             obs(b, Some((40, 20))),
             obs(d, Some((20, 40))),
         ];
-        assert!(h.observe(at(1), &bad, |_| Vec::new(), W).is_err());
+        assert!(h.observe(at(1), &bad, |_| Vec::new(), |_| None, W).is_err());
     }
 
     #[test]
     fn found_must_name_a_peer_that_owned_the_key_meanwhile() {
         let (a, b) = (peer(1, 10), peer(2, 20));
         let mut h = RingHistory::new();
-        h.observe(at(0), &[obs(a, Some((20, 10))), obs(b, Some((10, 20)))], |_| Vec::new(), W)
-            .unwrap();
+        h.observe(
+            at(0),
+            &[obs(a, Some((20, 10))), obs(b, Some((10, 20)))],
+            |_| Vec::new(),
+            |_| None,
+            W,
+        )
+        .unwrap();
         // At 100 ms, b gives (10, 15] away to a (say a joiner took it).
-        h.observe(at(100), &[obs(a, Some((20, 10))), obs(b, Some((15, 20)))], |_| Vec::new(), W)
-            .unwrap();
+        h.observe(
+            at(100),
+            &[obs(a, Some((20, 10))), obs(b, Some((15, 20)))],
+            |_| Vec::new(),
+            |_| None,
+            W,
+        )
+        .unwrap();
         let found = |p: Peer| LookupOutcome::Found { peer: p, hops: 1 };
         let running: BTreeSet<NodeAddr> = [a.addr, b.addr].into_iter().collect();
         let t = Duration::from_secs(2);
@@ -545,8 +641,30 @@ mod tests {
             outcome: found(b),
             at: at(160),
         });
-        let e = h.check_lookups(at(200), &running, t, &[], &|_, _| None).unwrap_err();
+        let e = h.check_lookups(at(200), &running, t, &[], &|_, _, _| None).unwrap_err();
         assert!(e.starts_with("lookup correctness:") && e.contains("did not own"), "{e}");
+    }
+
+    #[test]
+    fn a_range_held_within_one_instant_counts_when_told() {
+        // b gets (10, 20] and gives (10, 15] away within one instant: observations between
+        // steps never see (10, 20], but b's ring told its user it held it.
+        let (a, b) = (peer(1, 10), peer(2, 20));
+        let mut h = RingHistory::new();
+        h.observe(at(0), &[obs(a, Some((20, 10))), obs(b, None)], |_| Vec::new(), |_| None, W)
+            .unwrap();
+        h.held(b.addr, at(100), Some(Range::new(RingId(10), RingId(20))));
+        h.observe(
+            at(100),
+            &[obs(a, Some((20, 10))), obs(b, Some((15, 20)))],
+            |_| Vec::new(),
+            |_| None,
+            W,
+        )
+        .unwrap();
+        assert!(h.owned(b, RingId(12), at(90), at(110)));
+        assert!(!h.owned(b, RingId(12), at(101), at(110)));
+        assert!(!h.owned(a, RingId(12), at(0), at(110)));
     }
 
     #[test]
@@ -558,11 +676,11 @@ mod tests {
         let found = |p: Peer| LookupOutcome::Found { peer: p, hops: 1 };
         let fresh = || {
             let mut h = RingHistory::new();
-            h.observe(at(0), &ring, |_| Vec::new(), W).unwrap();
+            h.observe(at(0), &ring, |_| Vec::new(), |_| None, W).unwrap();
             h.issued(a.addr, 1, RingId(15), at(10));
             h
         };
-        let nobody = |_: NodeAddr, _: RingId| None;
+        let nobody = |_: NodeAddr, _: RingId, _: Time| None;
         // Missing.
         let e = fresh().check_lookups(at(5000), &running, t, &[], &nobody).unwrap_err();
         assert!(e.contains("never answered"), "{e}");
@@ -585,7 +703,7 @@ mod tests {
         assert!(h.check_answers().unwrap_err().contains("answered for"));
         // In a strict window, unavailable is not good enough, nor another owner.
         let timeout = LookupOutcome::Unavailable(Unavailable::Timeout);
-        let resp = |_: NodeAddr, _: RingId| Some(b);
+        let resp = |_: NodeAddr, _: RingId, _: Time| Some(b);
         let window = [(at(0), at(100))];
         let mut h = fresh();
         h.answered(Answer { outcome: timeout, ..ans });
@@ -593,7 +711,7 @@ mod tests {
         assert_eq!(stats.timed_out, 1);
         let e = h.check_lookups(at(5000), &running, t, &window, &resp).unwrap_err();
         assert!(e.contains("had converged"), "{e}");
-        let resp_a = |_: NodeAddr, _: RingId| Some(a);
+        let resp_a = |_: NodeAddr, _: RingId, _: Time| Some(a);
         let mut h = fresh();
         h.answered(ans);
         let e = h.check_lookups(at(5000), &running, t, &window, &resp_a).unwrap_err();

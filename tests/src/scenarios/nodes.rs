@@ -25,8 +25,8 @@ use selfman_failure_detector::{FdConfig, Flaw};
 use selfman_leader_election::Flaw as OmegaFlaw;
 use selfman_ports::{
     BebDeliver, BebRequest, BestEffortBroadcast, Consensus, Decide, EpochChange, FailureDetector,
-    FdIndication, FdRequest, LeaderElection, Ring, RingId, RingIndication, RingRequest, RingStatus,
-    RingView, RingViews, StartEpoch, Trust,
+    FdIndication, FdRequest, LeaderElection, Peer, Ring, RingId, RingIndication, RingRequest,
+    RingStatus, RingView, RingViews, StartEpoch, Trust,
 };
 use selfman_relaxed_ring::{Flaw as RingFlaw, RelaxedRing, RingConfig};
 use selfman_sim::SimHost;
@@ -348,6 +348,10 @@ pub struct RingBoard {
     rings: Log<Vec<Tracked>>,
     /// Ranges over time and the users' lookups.
     pub history: Log<RingHistory>,
+    /// The access peer each node was given to join through.
+    accesses: Log<BTreeMap<NodeAddr, NodeAddr>>,
+    /// Nodes stranded outside the ring (see [`RingBoard::strand_joiners_of`]).
+    stranded: Log<std::collections::BTreeSet<NodeAddr>>,
 }
 
 /// A ring component and what was last observed of it.
@@ -402,11 +406,47 @@ impl RingBoard {
         (out, changed)
     }
 
+    /// Marks as stranded every node still joining whose access peer is among `crashed`
+    /// (called when the scenario crashes them): if no attempt of its was answered, it knows
+    /// no other peer, and the port ignores a `Join` while joining, so it cannot get in.
+    /// (One whose attempts were answered knows other peers and gets in: it is checked as any
+    /// other, for only those that stay outside are let off.)
+    pub fn strand_joiners_of(&self, crashed: &[NodeAddr]) {
+        let accesses = self.accesses.lock().clone();
+        let joining: Vec<NodeAddr> = self
+            .rings
+            .lock()
+            .iter()
+            .filter(|t| {
+                t.ring
+                    .on_definition(|d| d.machine().status() == RingStatus::Joining)
+                    .unwrap_or(false)
+            })
+            .map(|t| t.node)
+            .collect();
+        let mut stranded = self.stranded.lock();
+        for n in joining {
+            if accesses.get(&n).is_some_and(|a| crashed.iter().any(|c| c.addr == a.addr)) {
+                stranded.insert(n);
+            }
+        }
+    }
+
+    /// The nodes marked stranded so far.
+    pub fn stranded(&self) -> std::collections::BTreeSet<NodeAddr> {
+        self.stranded.lock().clone()
+    }
+
     /// What `node` suspects now (empty if it does not run).
     pub fn suspects(&self, node: NodeAddr) -> Vec<NodeAddr> {
         self.ring(node)
             .and_then(|r| r.on_definition(|d| d.machine().view().crashed).ok())
             .unwrap_or_default()
+    }
+
+    /// The successor of `node` now (`None` if it does not run or has none).
+    pub fn succ_of(&self, node: NodeAddr) -> Option<Peer> {
+        self.ring(node).and_then(|r| r.on_definition(|d| d.machine().view().succ).ok().flatten())
     }
 
     /// The global view: every running peer's [`RingView`].
@@ -483,7 +523,10 @@ pub fn build_ring_node(h: &SimHost, w: RingWiring, board: &RingBoard) -> selfman
 
     if w.auto_join {
         let req = match board.access_for(h.index(), me) {
-            Some(access) => RingRequest::Join { access },
+            Some(access) => {
+                board.accesses.lock().insert(me, access);
+                RingRequest::Join { access }
+            }
             None => RingRequest::Bootstrap,
         };
         ring.provided::<Ring<u64>>()?.request(req)?;
@@ -491,7 +534,8 @@ pub fn build_ring_node(h: &SimHost, w: RingWiring, board: &RingBoard) -> selfman
     Ok(())
 }
 
-/// Looks up a random key every `every` and records each lookup and answer.
+/// Looks up a random key every `every` and records each lookup and answer, and every range its
+/// ring says it holds.
 struct RingUser {
     ctx: Context,
     me: NodeAddr,
@@ -526,10 +570,19 @@ impl RingUser {
     }
 
     fn on_ring(&mut self, i: RingIndication<u64>) -> Handled {
-        if let RingIndication::LookupResult { key, tag, outcome } = i {
-            let at = self.ctx.now();
-            let a = Answer { node: self.me, tag, key, outcome, at };
-            self.history.with(|h| h.answered(a));
+        let at = self.ctx.now();
+        match i {
+            RingIndication::LookupResult { key, tag, outcome } => {
+                let a = Answer { node: self.me, tag, key, outcome, at };
+                self.history.with(|h| h.answered(a));
+            }
+            RingIndication::Joined { range, .. } => {
+                self.history.with(|h| h.held(self.me, at, Some(range)));
+            }
+            RingIndication::Responsibility(rc) => {
+                self.history.with(|h| h.held(self.me, at, rc.now));
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -6,12 +6,13 @@
 //!
 //! Every scenario has the same shape: a **fault phase** over lossy links with random delays
 //! (3 % loss, 1 ms + an exponential extra of mean 4 ms, at most 81 ms), in which the ring forms
-//! and is hit by its faults, then a **quiet phase** from `Timeline::quiet_at`, when the last
-//! fault has ended: links keep their delays but lose nothing, and nothing more fails. Checked
-//! in every run:
+//! and is hit by its faults, then a **quiet phase** from the instant the last fault has ended
+//! ([`RingProbe::quiet_at`]): links keep their delays but lose nothing, and nothing more
+//! fails. Checked in every run:
 //!
 //! * **lookup consistency** after every step, strictly, but for the overlaps a false
-//!   suspicion explains, for at most [`excuse_window`] each (partitions: within each side);
+//!   suspicion (or a crashed branch root) explains, for at most [`excuse_window`] each
+//!   (partitions: within each side);
 //! * **lookup correctness**: every `Found` named a peer that owned the key at some instant
 //!   between the request and the answer, checked as answers arrive; at the end, every lookup of
 //!   a running node was answered, once; lookups issued after convergence were all answered
@@ -39,14 +40,17 @@ use selfman_ports::{Peer, RingId, RingRequest, RingStatus, RingView};
 use selfman_relaxed_ring::{Fingers, Flaw, RingConfig};
 use selfman_sim::{Latency, LinkModel, Run, Scenario, SimConfig, SimHost, SimNetConfig};
 
-use crate::checkers::ring::{branches, dead_fingers, members, responsible, ring_convergence};
+use crate::checkers::ring::{
+    branches, dead_fingers, members, ranges_partition, responsible, ring_convergence,
+};
 use crate::checkers::ring_history::{show_time, LookupStats};
 use crate::scenarios::nodes::{build_ring_node, RingBoard, RingWiring};
 
 /// Link delays in every phase: 1 ms plus an exponential extra of mean 4 ms (capped by the
 /// simulator at 20 × the mean).
 const LATENCY: Latency = Latency::Exponential { base: ms(1), mean_extra: ms(4) };
-/// The longest delay `LATENCY` gives.
+/// The longest delay of the links (1 ms plus an exponential extra of mean 4 ms, capped by the
+/// simulator at 20 × the mean).
 pub const LATENCY_MAX: Duration = ms(81);
 /// Loss in the fault phase.
 const LOSS: f64 = 0.03;
@@ -69,6 +73,7 @@ fn quiet() -> LinkModel {
     LinkModel { latency: LATENCY, loss: 0.0 }
 }
 
+// ANCHOR: convergence_bound
 /// How long after the last fault ends the members form one ring again (pointers, ranges and
 /// successor lists; fingers: [`finger_deadline`]), with detector `fd`, ring `ring` and links
 /// no slower than `latency_max`:
@@ -87,6 +92,7 @@ fn quiet() -> LinkModel {
 pub fn convergence_bound(fd: &FdConfig, ring: &RingConfig, latency_max: Duration) -> Duration {
     fd.max_timeout + fd.period + latency_max + ring.join_timeout + ring.stabilize * 2 + ring.tick
 }
+// ANCHOR_END: convergence_bound
 
 /// When the fingers of `v` must all be live, given that the ring converged at `converged`:
 /// a peer refreshes one finger slot beyond its successor every `finger_refresh`, round robin,
@@ -100,6 +106,7 @@ pub fn finger_deadline(v: &RingView, ring: &RingConfig, converged: Time) -> Time
     converged + ring.finger_refresh * (slots + 1) + ring.lookup_timeout
 }
 
+// ANCHOR: excuse_window
 /// How long an overlap that a false suspicion explains may last ([`RingHistory::observe`]):
 /// the peer that took a range over suspects a live peer, which keeps being probed every
 /// `fd.period`; the suspicion, and with it the overlap, ends when one probe gets through:
@@ -116,6 +123,7 @@ pub fn excuse_window(
 ) -> Duration {
     slow_for + fd.max_timeout + fd.period * 2 + latency_max * 2 + ring.tick
 }
+// ANCHOR_END: excuse_window
 
 /// What a run of a ring scenario measured, beside its violations (see [`ring_report`]).
 #[derive(Debug, Clone, Default)]
@@ -132,16 +140,30 @@ pub struct RingProbe {
     pub fingers_converged: Option<Time>,
     /// The latest finger deadline ([`finger_deadline`]) of the members at `quiet_at + bound`.
     pub finger_deadline: Option<Time>,
-    /// Lookups issued in strict windows (convergence, settled branches) from..to.
+    /// Lookups issued in strict windows (convergence, settled branches) from..to, each with
+    /// the members (by side) at its start, which say who is responsible.
     pub strict: Vec<(Time, Time)>,
+    /// The members (by side) at the start of each strict window.
+    pub strict_members: Vec<Vec<BTreeMap<NodeAddr, RingView>>>,
     /// Sides after a partition.
     pub sides: Option<Vec<BTreeSet<SocketAddr>>>,
+    /// Nodes stranded outside the ring: still joining when the partition fell (they may know
+    /// only peers of the other side: their access peer, peers that answered them), or when
+    /// their access peer crashed before any attempt of theirs was answered (they know no
+    /// other peer, and the port ignores a `Join` while joining). They are not required to get
+    /// into a ring.
+    pub stranded: BTreeSet<NodeAddr>,
     /// Most branches seen at once (`ring-branches`).
     pub branches: usize,
+    /// The first instant (sampled every 50 ms) at which every node of the formation phase
+    /// was in the ring.
+    pub formed: Option<Time>,
     /// What the lookups came to.
     pub lookups: LookupStats,
-    /// Overlaps excused by a false suspicion, and the longest one.
+    /// Overlaps excused (by a false suspicion or a crashed branch root), and the longest one.
     pub excused: (u64, Duration),
+    /// Of those, the ones a crashed branch root explained.
+    pub branch_roots: u64,
     /// False suspicions: distinct (suspecting peer, running peer) pairs seen in the ring
     /// peers' suspected sets (sampled every 50 ms).
     pub false_suspicions: u64,
@@ -155,6 +177,8 @@ struct Recipe {
     board: RingBoard,
     probe: Log<RingProbe>,
     wiring: RingWiring,
+    /// Nodes the formation phase starts.
+    nodes: usize,
 }
 
 impl Recipe {
@@ -175,6 +199,7 @@ impl Recipe {
             board: RingBoard::default(),
             probe: Log::default(),
             wiring,
+            nodes: 0,
         }
     }
 
@@ -186,6 +211,7 @@ impl Recipe {
     /// `n` nodes joining one by one, `gap` apart from `from` (the first one bootstraps if
     /// there is no ring yet).
     fn one_by_one(mut self, from: f64, n: usize, gap: f64) -> Recipe {
+        self.nodes += n;
         for i in 0..n {
             let b = self.builder();
             self.s = self.s.start_nodes(secs(from + gap * i as f64), 1, b);
@@ -195,6 +221,7 @@ impl Recipe {
 
     /// `n` nodes joining at once at `at`.
     fn at_once(mut self, at: f64, n: usize) -> Recipe {
+        self.nodes += n;
         let b = self.builder();
         self.s = self.s.start_nodes(secs(at), n, b);
         self
@@ -213,7 +240,7 @@ impl Recipe {
     /// fault ending at `quiet_at` (links lose nothing from then on), overlaps excused for
     /// at most `window`.
     fn finish(self, quiet_at: f64, window: Duration) -> (Scenario, RingBoard, Log<RingProbe>) {
-        let Recipe { s, board, probe, wiring } = self;
+        let Recipe { s, board, probe, wiring, nodes } = self;
         let quiet_at = secs(quiet_at);
         let bound = convergence_bound(&wiring.fd, &wiring.ring, LATENCY_MAX);
         let converge_at = quiet_at + bound;
@@ -231,7 +258,7 @@ impl Recipe {
                 let now = sim.now();
                 b1.history.with(|h| {
                     if changed || h.overlapping() {
-                        h.observe(now, &live, |n| b1.suspects(n), window)?;
+                        h.observe(now, &live, |n| b1.suspects(n), |n| b1.succ_of(n), window)?;
                     }
                     h.check_answers()
                 })
@@ -242,8 +269,18 @@ impl Recipe {
             })
             .check_at(converge_at, "convergence within the bound", move |sim| {
                 let views = b2.snapshot();
-                let sides = p1.lock().sides.clone();
-                let errors = converged(&views, sides.as_deref(), l);
+                let (sides, excused) = {
+                    let p = p1.lock();
+                    (
+                        p.sides.clone(),
+                        p.stranded
+                            .iter()
+                            .chain(b2.stranded().iter())
+                            .copied()
+                            .collect::<BTreeSet<NodeAddr>>(),
+                    )
+                };
+                let errors = converged(&views, sides.as_deref(), l, &excused);
                 if !errors.is_empty() {
                     return Err(format!(
                         "convergence: {} after the last fault (at {}), the members do not form \
@@ -266,7 +303,8 @@ impl Recipe {
         let mut t = Time::ZERO;
         while t <= converge_at + bound * 8 {
             let (b, p) = (board.clone(), probe.clone());
-            s = s.check_at(t, "false suspicion sample", move |_| {
+            s = s.check_at(t, "false suspicion sample", move |sim| {
+                let now = sim.now();
                 let views = b.snapshot();
                 let mut pairs = Vec::new();
                 for v in views.values() {
@@ -277,7 +315,12 @@ impl Recipe {
                     }
                 }
                 let branched = branches(&views).len();
+                let all_in =
+                    views.len() >= nodes && views.values().all(|v| v.status == RingStatus::InRing);
                 p.with(|p| {
+                    if all_in && p.formed.is_none() {
+                        p.formed = Some(now);
+                    }
                     p.suspected_pairs.extend(pairs);
                     p.false_suspicions = p.suspected_pairs.len() as u64;
                     p.branches = p.branches.max(branched);
@@ -297,11 +340,13 @@ impl Recipe {
                     let p = p.lock();
                     (p.ring_converged, p.fingers_converged, p.sides.clone(), p.finger_deadline)
                 };
+                let excused: BTreeSet<NodeAddr> =
+                    p.lock().stranded.iter().chain(b.stranded().iter()).copied().collect();
                 if ring_done.is_some() && fingers_done.is_some() && now < converge_at {
                     return Ok(());
                 }
                 let views = b.snapshot();
-                let ring_errors = converged(&views, sides.as_deref(), l);
+                let ring_errors = converged(&views, sides.as_deref(), l, &excused);
                 if now >= converge_at && !ring_errors.is_empty() {
                     return Err(format!(
                         "convergence: the ring had converged, and at {} no longer is: {}",
@@ -309,7 +354,7 @@ impl Recipe {
                         ring_errors.join("; ")
                     ));
                 }
-                let finger_errors = dead_fingers_by_side(&views, sides.as_deref());
+                let finger_errors = dead_fingers_by_side(&views, sides.as_deref(), &excused);
                 if deadline.is_some_and(|d| now >= d) && !finger_errors.is_empty() {
                     return Err(format!(
                         "convergence: fingers still dead at {}, past their deadline {}: {}",
@@ -322,9 +367,11 @@ impl Recipe {
                 if fully && fingers_done.is_some() && now >= converge_at {
                     // Converged, fingers included, and past the bound: from here on every
                     // lookup must be answered by the responsible peer.
+                    let by_side = split(&without(&views, &excused), sides.as_deref());
                     p.with(|p| {
                         if !p.strict.iter().any(|(_, to)| *to == Time(u64::MAX)) {
                             p.strict.push((now, Time(u64::MAX)));
+                            p.strict_members.push(by_side);
                         }
                     });
                 }
@@ -354,33 +401,38 @@ impl Recipe {
             })
             .check_at_end("convergence and lookups at the end", move |sim| {
                 let views = b4.snapshot();
-                let (sides, strict) = {
+                let (sides, strict, strict_members) = {
                     let p = p4.lock();
-                    (p.sides.clone(), p.strict.clone())
+                    (p.sides.clone(), p.strict.clone(), p.strict_members.clone())
                 };
-                let m = members(&views);
-                let mut errors = converged(&views, sides.as_deref(), l);
-                errors.extend(dead_fingers_by_side(&views, sides.as_deref()));
+                let excused: BTreeSet<NodeAddr> =
+                    p4.lock().stranded.iter().chain(b4.stranded().iter()).copied().collect();
+                let mut errors = converged(&views, sides.as_deref(), l, &excused);
+                errors.extend(dead_fingers_by_side(&views, sides.as_deref(), &excused));
                 if !errors.is_empty() {
                     return Err(format!("convergence: at the end: {}", errors.join("; ")));
                 }
                 if p4.lock().fingers_converged.is_none() {
                     return Err("convergence: the fingers never converged".into());
                 }
-                let by_side = split(&m, sides.as_deref());
-                let resp = |node: NodeAddr, key: RingId| -> Option<Peer> {
-                    let side = by_side.iter().find(|g| g.contains_key(&node))?;
+                // Who must answer: the responsible peer among the members (of the asker's
+                // side) when the window of the lookup began.
+                let resp = |node: NodeAddr, key: RingId, at: Time| -> Option<Peer> {
+                    let w = strict.iter().position(|(f, t)| *f <= at && at < *t)?;
+                    let side = strict_members.get(w)?.iter().find(|g| g.contains_key(&node))?;
                     responsible(side, key)
                 };
                 let running: BTreeSet<NodeAddr> = sim.alive_nodes().into_iter().collect();
                 let stats = b4
                     .history
                     .with(|h| h.check_lookups(sim.now(), &running, timeout, &strict, &resp))?;
-                let (excused, longest) =
-                    b4.history.with(|h| (h.excused(), h.longest_excused(sim.now())));
+                let (excused, longest, roots) = b4
+                    .history
+                    .with(|h| (h.excused(), h.longest_excused(sim.now()), h.branch_roots()));
                 p5.with(|p| {
                     p.lookups = stats;
                     p.excused = (excused, longest);
+                    p.branch_roots = roots;
                 });
                 if stats.after_convergence == 0 {
                     return Err("the run exercised too little: no lookup after convergence".into());
@@ -415,20 +467,33 @@ fn split(
 fn dead_fingers_by_side(
     views: &BTreeMap<NodeAddr, RingView>,
     sides: Option<&[BTreeSet<SocketAddr>]>,
+    excused: &BTreeSet<NodeAddr>,
 ) -> Vec<String> {
-    split(&members(views), sides).iter().flat_map(dead_fingers).collect()
+    split(&without(views, excused), sides).iter().flat_map(dead_fingers).collect()
 }
 
-/// What keeps the members (of each side) from forming one ring; empty when they do.
+/// What keeps the members (of each side) from forming one ring; empty when they do. Nodes in
+/// `excused` that are not in a ring are left out (see [`RingProbe::stranded`]).
 fn converged(
     views: &BTreeMap<NodeAddr, RingView>,
     sides: Option<&[BTreeSet<SocketAddr>]>,
     succ_list: usize,
+    excused: &BTreeSet<NodeAddr>,
 ) -> Vec<String> {
-    split(&members(views), sides)
+    split(&without(views, excused), sides)
         .iter()
         .flat_map(|side| ring_convergence(side, succ_list))
         .collect()
+}
+
+/// The members, without the nodes of `excused` that are not in a ring.
+fn without(
+    views: &BTreeMap<NodeAddr, RingView>,
+    excused: &BTreeSet<NodeAddr>,
+) -> BTreeMap<NodeAddr, RingView> {
+    let mut m = members(views);
+    m.retain(|a, v| !excused.contains(a) || v.status == RingStatus::InRing);
+    m
 }
 
 fn show_duration(d: Duration) -> String {
@@ -450,23 +515,29 @@ fn crash_neighbours(run: &mut Run<'_>, board: &RingBoard, n: usize) -> Result<()
         return Err(format!("only {} members left", ring.len()));
     }
     let first = run.rng.below(ring.len() as u64) as usize;
+    let mut crashed = Vec::new();
     for k in 0..n {
         let v = &ring[(first + k) % ring.len()];
         run.sim.crash(v.me.addr).map_err(|e| e.to_string())?;
+        crashed.push(v.me.addr);
     }
+    board.strand_joiners_of(&crashed);
     Ok(())
 }
 
 /// Crashes `n` members chosen at random.
 fn crash_random(run: &mut Run<'_>, board: &RingBoard, n: usize) -> Result<(), String> {
     let mut ring = in_ring(board);
+    let mut crashed = Vec::new();
     for _ in 0..n {
         if ring.len() <= 2 {
             return Err("too few members left".into());
         }
         let v = ring.remove(run.rng.below(ring.len() as u64) as usize);
         run.sim.crash(v.me.addr).map_err(|e| e.to_string())?;
+        crashed.push(v.me.addr);
     }
+    board.strand_joiners_of(&crashed);
     Ok(())
 }
 
@@ -625,13 +696,22 @@ fn branch_scenario(name: &str, flaw: Option<Flaw>) -> (Scenario, RingBoard, Log<
             Ok(())
         })
         .at(settled, "branches settled", move |run, b| {
-            let views = b.snapshot();
-            let n = branches(&members(&views)).len();
-            if n == 0 {
+            let views = members(&b.snapshot());
+            let errors = ranges_partition(&views);
+            if !errors.is_empty() {
+                return Err(format!(
+                    "convergence: the branches did not settle within the bound: {}",
+                    errors.join("; ")
+                ));
+            }
+            if branches(&views).is_empty() {
                 return Err("the run exercised too little: no branch formed".into());
             }
             let now = run.sim.now();
-            probe.with(|p| p.strict.push((now, secs(UNBLOCK_AT))));
+            probe.with(|p| {
+                p.strict.push((now, secs(UNBLOCK_AT)));
+                p.strict_members.push(vec![views]);
+            });
             Ok(())
         })
         .at(UNBLOCK_AT, "unblock every link", |run, _| {
@@ -654,7 +734,16 @@ fn partition_scenario(name: &str) -> (Scenario, RingBoard, Log<RingProbe>) {
         let sides: Vec<BTreeSet<SocketAddr>> =
             [x, y].iter().map(|g| g.iter().map(|n| n.addr).collect()).collect();
         b.history.with(|h| h.set_sides(sides.clone()));
-        probe.with(|p| p.sides = Some(sides));
+        let joining: BTreeSet<NodeAddr> = b
+            .snapshot()
+            .values()
+            .filter(|v| v.status != RingStatus::InRing)
+            .map(|v| v.me.addr)
+            .collect();
+        probe.with(|p| {
+            p.sides = Some(sides);
+            p.stranded.extend(joining);
+        });
         Ok(())
     })
     .finish(9.0, loss_window())

@@ -91,6 +91,15 @@ impl Fingers {
         self.learn(owner) || removed
     }
 
+    /// Forgets the fingers nearer than `distance` from `me` (closer than a successor at that
+    /// distance, which says nobody lies between); returns whether any was.
+    pub fn forget_nearer_than(&mut self, distance: u64) -> bool {
+        let me = self.me;
+        let before = self.peers.len();
+        self.peers.retain(|q| q.id.distance_from(me) >= distance);
+        before != self.peers.len()
+    }
+
     /// Forgets the peer on `node`; returns whether it was a finger.
     pub fn remove(&mut self, node: NodeAddr) -> bool {
         let before = self.peers.len();

@@ -3,7 +3,8 @@
 //! Invariants:
 //! * the successor-to-be `r` accepts joiner `q` only when it owns `q`'s identifier (so
 //!   `q ∈ (pred, r)`), has a working successor, is not repairing one, and its predecessor
-//!   has checked in (is not a joiner whose `join_ok` may have been lost); it sets
+//!   has checked in (is not a joiner `r` let in whose `join_ok` may have been lost — for at
+//!   most two join timeouts, for a predecessor cut off from `r` never checks in); it sets
 //!   `pred := q` **before** it answers `join_ok`, so `(p, q]` has one owner at every instant —
 //!   `r` until then, nobody while `join_ok` travels, `q` after;
 //! * `p`, the joiner's predecessor, is `r`'s — or, if `r`'s range grew over peers it suspects,
@@ -17,7 +18,10 @@
 //! * `r` answers a repeated join of its current predecessor with the same `join_ok` (the first
 //!   answer may have been lost), from its record of how that predecessor joined — kept until
 //!   the predecessor checks in, and nobody else is let into that gap meanwhile, so the record
-//!   is never needed elsewhere. Without a record it answers `try_later` (naming a predecessor
+//!   is never needed elsewhere; it sends that `join_ok` again, every two ticks, a few times
+//!   ([`JOIN_OK_RESENDS`](super::JOIN_OK_RESENDS)) while the joiner has not checked in, and a
+//!   joiner in the ring already answers a duplicate by checking in again. Without a record it
+//!   answers `try_later` (naming a predecessor
 //!   it is not sure of could hand the joiner a range another peer owns); a join of a suspected
 //!   peer is answered `try_later` too;
 //! * a predecessor-list member that has not checked in (a joiner; a predecessor named by a
@@ -91,6 +95,26 @@ impl RelaxedRingMachine {
         self.send(j.access, Body::Route(r), out);
     }
 
+    /// Sends the `join_ok` again to a joiner that has not checked in (it may have been lost;
+    /// the gap is closed to other joiners until it checks in), every two ticks, a few times.
+    pub(super) fn join_ok_tick<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
+        let Some(rec) = self.s.join_record else { return };
+        let unconfirmed = self.s.pred_list.iter().any(|e| e.peer == rec.joiner && !e.confirmed);
+        if !self.in_ring() || self.s.pred != Some(rec.joiner) || !unconfirmed {
+            return;
+        }
+        if now < rec.resend_at || rec.resends == 0 {
+            return;
+        }
+        if let Some(r) = self.s.join_record.as_mut() {
+            r.resends -= 1;
+            r.resend_at = now + self.config.tick * 2;
+        }
+        let succ_list = self.s.succ_list.clone();
+        let body = Body::JoinOk { attempt: rec.attempt, pred: rec.pred, succ_list };
+        self.send(rec.joiner.addr, body, out);
+    }
+
     /// Re-sends the join when its answer is overdue (or the `try_later` wait is over). An
     /// attempt nobody answered is followed by one through the next access peer known (the
     /// access peer may have crashed; peers that answered before are ring members too).
@@ -139,6 +163,9 @@ impl RelaxedRingMachine {
             // unknown here, and guessing could hand it a range another peer owns: try later.
             match self.s.join_record.filter(|r| r.joiner == q) {
                 Some(r) => {
+                    if let Some(rec) = self.s.join_record.as_mut() {
+                        rec.attempt = attempt;
+                    }
                     let succ_list = self.s.succ_list.clone();
                     self.send(q.addr, Body::JoinOk { attempt, pred: r.pred, succ_list }, out);
                 }
@@ -150,7 +177,11 @@ impl RelaxedRingMachine {
         // The predecessor is a joiner that has not checked in: its `join_ok` may have been
         // lost, and only this peer can answer it again. A joiner let in now would take it as
         // predecessor without that record, and the first could never get in.
-        let pred_joining = self.s.pred_list.iter().any(|e| e.peer == pred && !e.confirmed);
+        // (Only for a joiner this peer let in, for a while: a predecessor that cannot reach
+        // this peer — a branch — never checks in, and the gap must not stay closed for good.)
+        let pred_joining = self.s.join_record.is_some_and(|r| {
+            r.joiner == pred && now < r.accepted_at + self.config.join_timeout * 2
+        }) && self.s.pred_list.iter().any(|e| e.peer == pred && !e.confirmed);
         if self.is_crashed(q.addr) || self.s.succ.is_none() || repairing || pred_joining {
             tracing::trace!(me = %me.id, joiner = %q.id, repairing, pred_joining, "join: try later");
             self.send(q.addr, Body::TryLater { attempt }, out);
@@ -176,7 +207,16 @@ impl RelaxedRingMachine {
             self.set_pred(q, now, out);
         }
         self.unconfirm(q.addr);
-        self.s.join_record = Some(JoinRecord { joiner: q, pred: old });
+        let resend_at = now + self.config.tick * 2;
+        let resends = super::JOIN_OK_RESENDS;
+        self.s.join_record = Some(JoinRecord {
+            joiner: q,
+            pred: old,
+            attempt,
+            accepted_at: now,
+            resend_at,
+            resends,
+        });
         tracing::trace!(me = %me.id, joiner = %q.id, old = %old.id, attempt, "join accepted");
         let succ_list = self.s.succ_list.clone();
         self.send(q.addr, Body::JoinOk { attempt, pred: old, succ_list }, out);
@@ -196,7 +236,10 @@ impl RelaxedRingMachine {
     ) {
         match (&self.s.status, &self.s.joining) {
             (RingStatus::Joining, Some(j)) if attempt <= j.attempt => {}
-            (RingStatus::InRing, _) if self.s.succ == Some(r) => return, // a duplicate
+            (RingStatus::InRing, _) if self.s.succ == Some(r) => {
+                // A duplicate: the successor has not heard this peer check in. Again.
+                return self.send(r.addr, Body::Fix, out);
+            }
             _ => return self.fault(Fault::UnexpectedJoinReply, "join_ok while not joining"),
         }
         if !self.valid_peer(&pred) {

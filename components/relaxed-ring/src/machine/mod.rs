@@ -147,7 +147,19 @@ struct JoinRecord {
     joiner: Peer,
     /// The predecessor its `join_ok` named.
     pred: Peer,
+    /// The joiner's attempt that `join_ok` answered.
+    attempt: u32,
+    /// When it was let in.
+    accepted_at: Time,
+    /// When to send the `join_ok` again if the joiner has not checked in by then.
+    resend_at: Time,
+    /// How many more times it is sent again.
+    resends: u8,
 }
+
+/// A successor sends a `join_ok` again at most this many times, every two ticks, while the
+/// joiner has not checked in (the gap stays closed to other joiners meanwhile).
+pub const JOIN_OK_RESENDS: u8 = 5;
 
 /// A `fix` in flight to `target`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +218,9 @@ struct Pending {
     tag: Option<u64>,
     /// Sent a second time already (a lookup is sent again once, halfway to its timeout).
     retried: bool,
+    /// The first hop it was sent to (dropped from the fingers if it gets no answer: a silent
+    /// finger, behind a partition or a link that does not work, gives no hint).
+    via: Option<NodeAddr>,
 }
 
 /// Everything a peer knows, as plain data (see [`RingState`]).
@@ -429,9 +444,11 @@ impl RelaxedRingMachine {
             self.fault(Fault::IdCollision, "a peer claims this peer's identifier");
             return;
         }
-        if self.s.status == RingStatus::Left && !matches!(msg.body, Body::Fix | Body::Route(_)) {
-            // Gone; but a `fix` or routed message is answered as a peer outside any ring
-            // answers it, so that whoever still takes this peer for a member stops.
+        let answered = matches!(msg.body, Body::Fix | Body::Route(_) | Body::UpdSuccList { .. });
+        if self.s.status == RingStatus::Left && !answered {
+            // Gone; but a `fix`, a routed message or a successor list is answered as a peer
+            // outside any ring answers it (`NotInRing`), so that whoever still takes this
+            // peer for a member — a neighbour that missed its leave — stops.
             return;
         }
         self.heard(sender, now);
@@ -487,6 +504,7 @@ impl RelaxedRingMachine {
     /// Time passed (call every [`RingConfig::tick`]).
     pub fn on_tick<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
         self.join_tick(now, out);
+        self.join_ok_tick(now, out);
         self.lookup_tick(now, out);
         self.recovery_tick(now, out);
         self.finger_tick(now, out);

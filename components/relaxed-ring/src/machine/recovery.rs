@@ -22,8 +22,12 @@
 //!   `succ_list_size` hops;
 //! * lost messages are repaired by the periodic check-in: every peer sends `fix` to its
 //!   successor each period (answered with the successor's list, or a redirect to a closer
-//!   one), and a joiner re-sends `new_succ` to a predecessor that has not checked in yet (at
-//!   most [`NEW_SUCC_RESENDS`](super::NEW_SUCC_RESENDS) times).
+//!   one) and, to a predecessor silent for two periods, its successor list; a joiner
+//!   re-sends `new_succ` to a
+//!   predecessor that has not checked in yet (at most
+//!   [`NEW_SUCC_RESENDS`](super::NEW_SUCC_RESENDS) times); a leaving peer stops checking in;
+//! * a predecessor that had checked in and answers "not in a ring" has left (its hand-over
+//!   was lost): it is taken as departed, and its predecessor's `fix` accepted;
 
 use selfman_core::{NodeAddr, Time};
 use selfman_ports::{has_flaw, Peer, RingStatus};
@@ -226,6 +230,14 @@ impl RelaxedRingMachine {
         // Whoever says so is no finger (it left, or has not joined yet): routing must stop
         // going through it.
         let was_finger = self.fingers.remove(q.addr);
+        // A predecessor that checked in once and says so now has left (its hand-over was
+        // lost): gone, as if it had handed over — its predecessor's `fix` is taken.
+        let confirmed = self.s.pred_list.iter().any(|e| e.peer == q && e.confirmed);
+        if self.s.pred == Some(q) && confirmed && self.in_ring() {
+            tracing::trace!(me = %self.s.me.id, pred = %q.id, "predecessor not in a ring");
+            self.mark_crashed(q.addr, now, true);
+            return;
+        }
         let target = self.s.fixing.as_ref().is_some_and(|f| f.target == q);
         if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving)
             || (self.s.succ != Some(q) && !target)
@@ -293,6 +305,10 @@ impl RelaxedRingMachine {
         }
         let fixing = if target { self.s.fixing.take() } else { None };
         self.s.succ = Some(s);
+        // `s` took this peer as its predecessor: nobody it knows lies between, so fingers
+        // there are stale (peers that left or crashed; nothing else would remove them: they
+        // are never used, and refreshes look beyond the successor only).
+        self.fingers.forget_nearer_than(s.id.distance_from(self.s.me.id));
         let new = self.build_succ_list(s, &list);
         let changed = new != self.s.succ_list;
         self.s.succ_list = new;
@@ -363,6 +379,9 @@ impl RelaxedRingMachine {
         ttl: u8,
         out: &mut Vec<RingOutput<M>>,
     ) {
+        if self.s.status == RingStatus::Left {
+            return self.send(s.addr, Body::NotInRing, out);
+        }
         if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
             return self.fault(Fault::NotInRing, "upd_succ_list while not in a ring");
         }
@@ -461,10 +480,26 @@ impl RelaxedRingMachine {
                 self.s.succ_list = vec![p];
             }
         }
+        // A predecessor silent for two periods (it checks in every period) is sent this
+        // peer's successor list (no further): one that left without its hand-over reaching
+        // this peer answers "not in a ring".
+        let silent = self.s.pred.is_some_and(|p| {
+            self.s
+                .pred_list
+                .iter()
+                .any(|e| e.peer == p && e.heard + self.config.stabilize * 2 < now)
+        });
+        if self.s.status == RingStatus::InRing && silent {
+            self.send_succ_list_back(0, out);
+        }
         if self.s.succ.is_none() {
             if !has_flaw!(self, RecoverySkipsSuccList) {
                 self.replace_succ(now, out);
             }
+            return;
+        }
+        if self.s.status == RingStatus::Leaving {
+            // Handing over: no more check-ins (the successor would take it as a member still).
             return;
         }
         // A `fix` to a peer that is no longer the successor is stale: check in with the

@@ -14,22 +14,27 @@
 //! Invariants:
 //! * only the owner delivers or answers `Found`; it answers directly, or through the ring
 //!   (routed to the asker's identifier) when it suspects the asker — a branch's predecessor
-//!   cannot be reached from the branch;
+//!   cannot be reached from the branch — or the asker asks so (its second try);
 //! * forward steps strictly shrink the distance to `k`, backward steps strictly shrink the
 //!   distance from `k`, and once `last` is set a message only goes backwards: routing
 //!   terminates by itself; the hop limit ([`RingConfig::max_hops`]) only guards against
 //!   corrupt state, and is counted as a fault when reached;
 //! * a peer outside the ring routes nothing: it answers `Unroutable` (`try_later` to a join);
 //! * every lookup is answered exactly once: `Found`, `Unavailable` when the ring says so, or
-//!   `Timeout` after [`RingConfig::lookup_timeout`] (it is sent a second time halfway);
-//! * fingers are learnt from every peer heard of, forgotten when suspected, and refreshed one
-//!   slot per [`RingConfig::finger_refresh`]; a refresh's answer is authoritative for its slot.
+//!   `Timeout` after [`RingConfig::lookup_timeout`] (it is sent a second time halfway, asking
+//!   for the answer through the ring, and a finger it went through first is dropped then: it
+//!   may be silent for good, behind a partition or a link that does not work);
+//! * fingers are learnt from every peer heard of, forgotten when suspected, when they say they
+//!   are not in a ring, when a lookup through them goes unanswered, and — those nearer than
+//!   the successor — when the successor takes this peer as its predecessor; they are
+//!   refreshed one slot per [`RingConfig::finger_refresh`]; a refresh's answer is
+//!   authoritative for its slot.
 //!
 //! [`RingConfig::max_hops`]: crate::RingConfig::max_hops
 //! [`RingConfig::lookup_timeout`]: crate::RingConfig::lookup_timeout
 //! [`RingConfig::finger_refresh`]: crate::RingConfig::finger_refresh
 
-use selfman_core::Time;
+use selfman_core::{NodeAddr, Time};
 use selfman_ports::{
     has_flaw, LookupOutcome, Peer, Range, RingId, RingIndication, RingStatus, Unavailable,
 };
@@ -71,10 +76,11 @@ impl RelaxedRingMachine {
         let req = self.s.next_req;
         self.s.next_req = req.wrapping_add(1);
         let deadline = now + self.config.lookup_timeout / 2;
-        self.s.pending.insert(req, Pending { key, deadline, tag, retried: false });
         let me = self.s.me;
-        let r = Routed { key, origin: me, hops: 0, last: false, what: Routable::Lookup { req } };
-        self.forward(r, now, out);
+        let what = Routable::Lookup { req, answer_via_ring: false };
+        let r = Routed { key, origin: me, hops: 0, last: false, what };
+        let via = self.forward(r, now, out);
+        self.s.pending.insert(req, Pending { key, deadline, tag, retried: false, via });
     }
 
     /// Routes a user payload.
@@ -160,11 +166,17 @@ impl RelaxedRingMachine {
         true
     }
 
-    /// Sends `r` one hop on (this peer does not own its key).
-    fn forward<M>(&mut self, mut r: Routed<M>, now: Time, out: &mut Vec<RingOutput<M>>) {
+    /// Sends `r` one hop on (this peer does not own its key); returns where to.
+    fn forward<M>(
+        &mut self,
+        mut r: Routed<M>,
+        now: Time,
+        out: &mut Vec<RingOutput<M>>,
+    ) -> Option<NodeAddr> {
         if r.hops >= self.config.max_hops {
             self.fault(Fault::HopLimit, "a routed message reached its hop limit");
-            return self.unroutable(r, now, out);
+            self.unroutable(r, now, out);
+            return None;
         }
         r.hops += 1;
         if r.last {
@@ -173,21 +185,33 @@ impl RelaxedRingMachine {
                 // Broken on purpose: the "last hop" answers a lookup (or takes a payload) as
                 // if it owned the key.
                 r.hops -= 1;
-                return self.arrive(r, now, out);
+                self.arrive(r, now, out);
+                return None;
             }
             return match self.backwards(r.key) {
-                Some(m) => self.send(m.addr, Body::Route(r), out),
-                None => self.unroutable(r, now, out),
+                Some(m) => {
+                    self.send(m.addr, Body::Route(r), out);
+                    Some(m.addr)
+                }
+                None => {
+                    self.unroutable(r, now, out);
+                    None
+                }
             };
         }
-        let Some(succ) = self.live_succ() else { return self.unroutable(r, now, out) };
+        let Some(succ) = self.live_succ() else {
+            self.unroutable(r, now, out);
+            return None;
+        };
         let me = self.s.me;
         if Range::new(me.id, succ.id).contains(r.key) {
             r.last = true;
-            return self.send(succ.addr, Body::Route(r), out);
+            self.send(succ.addr, Body::Route(r), out);
+            return Some(succ.addr);
         }
         let next = self.closest_preceding(r.key).unwrap_or(succ);
         self.send(next.addr, Body::Route(r), out);
+        Some(next.addr)
     }
 
     /// The live peer known farthest from this one that is still strictly before `key`
@@ -225,13 +249,14 @@ impl RelaxedRingMachine {
         let Routed { key, origin, hops, what, .. } = r;
         match what {
             Routable::Join { attempt } => self.on_join_request(origin, attempt, now, out),
-            Routable::Lookup { req } => {
+            Routable::Lookup { req, answer_via_ring } => {
                 if self.is_me(&origin) {
                     let me = self.s.me;
                     self.on_found(me, req, key, hops, out);
-                } else if self.is_crashed(origin.addr) {
-                    // The asker may be unreachable from here (a branch's predecessor is): the
-                    // ring takes the answer to it.
+                } else if answer_via_ring || self.is_crashed(origin.addr) {
+                    // The asker may be unreachable from here (a branch's predecessor is, and a
+                    // lookup asked again may have lost its first answer so): the ring takes
+                    // the answer to it.
                     let me = self.s.me;
                     let what = Routable::Found { req, key, hops };
                     let back = Routed { key: origin.id, origin: me, hops: 0, last: false, what };
@@ -346,13 +371,19 @@ impl RelaxedRingMachine {
             if !p.retried {
                 p.retried = true;
                 p.deadline = now + half;
-                again.push((*req, p.key));
+                again.push((*req, p.key, p.via));
                 return true;
             }
             expired.push(*p);
             false
         });
-        for (req, key) in again {
+        for (req, key, via) in again {
+            // No answer through that first hop: if it was a finger (not the successor), it is
+            // silent — dropped, so the second try goes another way (re-learnt if it talks).
+            let succ = self.live_succ().map(|s| s.addr);
+            if let Some(v) = via.filter(|v| Some(*v) != succ) {
+                self.fingers.remove(v);
+            }
             if self.in_ring() {
                 let me = self.s.me;
                 let r = Routed {
@@ -360,9 +391,12 @@ impl RelaxedRingMachine {
                     origin: me,
                     hops: 0,
                     last: false,
-                    what: Routable::Lookup { req },
+                    what: Routable::Lookup { req, answer_via_ring: true },
                 };
-                self.forward(r, now, out);
+                let via = self.forward(r, now, out);
+                if let Some(p) = self.s.pending.get_mut(&req) {
+                    p.via = via;
+                }
             }
         }
         for p in expired {

@@ -90,7 +90,7 @@ fn a_routed_message_at_its_hop_limit() {
         origin,
         hops: max,
         last: false,
-        what: Routable::Lookup { req: 1 },
+        what: Routable::Lookup { req: 1, answer_via_ring: false },
     };
     let before = w.view(300);
     let a = w.at(300);

@@ -146,8 +146,10 @@ fn a_peer_not_in_a_ring_answers_try_later_and_the_joiner_waits() {
     assert_eq!(w.names(), vec![("TryLater", 100, 200)]);
     w.run();
     w.bootstrap(100);
-    // No new attempt before the try-later delay (1 s by default) is over.
-    w.tick_for(Duration::from_millis(900));
+    // No new attempt before the try-later delay (250 ms by default) is over.
+    let wait = w.config.try_later;
+    assert_eq!(wait, Duration::from_millis(250));
+    w.tick_for(wait - Duration::from_millis(100));
     assert_eq!(w.view(200).status, RingStatus::Joining);
     w.tick_for(Duration::from_millis(200));
     assert_eq!(w.view(200).status, RingStatus::InRing);
@@ -286,5 +288,25 @@ fn a_joiner_whose_access_peer_crashed_asks_a_peer_that_answered_it() {
     w.tick_for(secs(8));
     assert_eq!(w.view(350).status, RingStatus::InRing);
     w.tick_for(secs(3));
+    w.assert_ring();
+}
+
+#[test]
+fn a_lost_join_ok_is_sent_again_by_the_successor_within_a_few_ticks() {
+    // 300's join_ok to 200 is lost. 300 lets nobody into (100, 200] until 200 checks in, so
+    // it does not wait for 200's next attempt (2 s): it sends the join_ok again two ticks
+    // later. (Found by `ring-crash`: formation took up to 7.6 s with joiners queueing behind
+    // a lost join_ok.)
+    let mut w = World::ring(&[100, 300]);
+    w.add(200);
+    w.join(200, 100);
+    w.deliver_named("Route(Join)", 200, 100);
+    w.deliver_named("Route(Join)", 100, 300);
+    w.take(|f| f.name() == "JoinOk").expect("300 answered");
+    w.run();
+    w.tick_for(Duration::from_millis(300));
+    assert_eq!(w.view(200).status, RingStatus::InRing);
+    assert_eq!(w.view(200).range, Some(range(100, 200)));
+    w.tick_for(secs(2));
     w.assert_ring();
 }

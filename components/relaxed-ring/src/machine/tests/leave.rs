@@ -149,3 +149,31 @@ fn a_successor_told_twice_follows_the_second_hand_over() {
     assert_eq!(w.view(400).status, RingStatus::Left);
     w.assert_ring();
 }
+
+#[test]
+fn a_successor_that_missed_the_leave_learns_it_from_the_peer_that_left() {
+    // 300's hand-over never reaches 400 (the link is cut) and 300 leaves anyway, its process
+    // still running. 400 keeps 300 as predecessor — until it sends 300 its successor list, as
+    // it does every check-in period, and 300 answers that it is in no ring: 400 takes it as
+    // gone, and 200's fix is accepted. (Found by `ring-leave` seed 135.)
+    let mut w = World::ring(&[100, 200, 300, 400, 500]);
+    let (a, b) = (w.at(300), w.at(400));
+    w.request(300, RingRequest::Leave);
+    // Every hand-over from 300 to 400 is lost.
+    for _ in 0..80 {
+        w.now = w.now + w.config.tick;
+        let addrs: Vec<_> = w.nodes.keys().copied().collect();
+        for n in addrs {
+            w.with_node(n, |m, now, out| m.on_tick(now, out));
+        }
+        while let Some(f) = w.queue.pop_front() {
+            if !(f.name() == "Leaving" && f.from == a && f.to == b) {
+                w.deliver(f);
+                w.assert_consistent();
+            }
+        }
+    }
+    assert_eq!(w.view(300).status, RingStatus::Left);
+    assert_eq!(w.view(400).range, Some(range(200, 400)));
+    w.assert_ring();
+}

@@ -236,3 +236,19 @@ fn a_joiner_gets_no_part_of_a_range_taken_over_a_suspected_peer() {
     w.tick_for(secs(3));
     w.assert_ring();
 }
+
+#[test]
+fn a_gap_behind_a_predecessor_that_cannot_check_in_opens_again() {
+    // 200 joined between 100 and 300, and 100 can never reach it (a branch): 200's
+    // predecessor never checks in. 200 must still let a joiner into (100, 200] — it only
+    // waits for joiners it let in itself, and not for ever. (Found by `ring-branches` seed
+    // 156: a joiner was told "try later" for good.)
+    let mut w = super::routing::branch();
+    w.add(150);
+    w.join(150, 300);
+    w.run();
+    w.tick_for(secs(2));
+    assert_eq!(w.view(150).status, RingStatus::InRing);
+    assert_eq!(w.view(150).range, Some(range(100, 150)));
+    w.assert_consistent();
+}
