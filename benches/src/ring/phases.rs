@@ -363,3 +363,22 @@ pub(crate) fn churn(
     w.take_joined();
     Ok(Churn { crashes, joins, wall, deliveries, consistency, settled })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&v, 1.0), 100);
+        assert_eq!(percentile(&v, 0.5), 50);
+        assert_eq!(percentile(&[7], 0.99), 7);
+        assert_eq!(percentile(&[], 0.99), 0);
+        // 99 values at 3 and one at 9: the 99th percentile is still 3.
+        let mut w = vec![3u32; 99];
+        w.push(9);
+        assert_eq!(percentile(&w, 0.99), 3);
+    }
+}
