@@ -53,7 +53,12 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
             PHASES.join(",")
         ));
     }
-    let ring_config = RingConfig { k: args.get("k", 4)? as u32, ..RingConfig::default() };
+    let ring_default = RingConfig::default();
+    let ring_config = RingConfig {
+        k: args.get("k", u64::from(ring_default.k))? as u32,
+        succ_list_size: args.get("succ-list", ring_default.succ_list_size as u64)? as usize,
+        ..ring_default
+    };
     ring_config.validate().map_err(|e| e.to_string())?;
     let fd_default = FdConfig::default();
     let fd_config = FdConfig {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use selfman::core::Time;
 use selfman::sim::address_of;
 use selfman::{NodeAddr, NodeId};
-use selfman_ports::{LookupOutcome, RingId, RingRequest, RingView, Unavailable};
+use selfman_ports::{LookupOutcome, RingId, RingRequest, RingStatus, RingView, Unavailable};
 use selfman_tests::checkers::ring::{convergence, overlap, responsible};
 
 use super::world::World;
@@ -33,10 +33,44 @@ pub(crate) fn converge(
             return Ok(w.sim.now().duration_since(start));
         }
         if w.sim.now().duration_since(start) >= limit {
-            return Err((errors.len(), errors[0].clone()));
+            return Err((errors.len(), diagnose(&errors, &views)));
         }
         w.sim.run_for(every);
     }
+}
+
+/// The first complaint, with what the benchmark can tell about why the ring has not
+/// converged: peers still joining, and fingers to crashed peers by where they lie.
+fn diagnose(errors: &[String], views: &BTreeMap<NodeAddr, RingView>) -> String {
+    let joining = views.values().filter(|v| v.status == RingStatus::Joining).count();
+    let (near, far) = dead_fingers(views);
+    format!(
+        "{} ({joining} live peers still joining; fingers to crashed peers: {near} nearer than \
+         their holder's successor, {far} beyond it)",
+        errors.first().map_or("", String::as_str)
+    )
+}
+
+/// Fingers to peers that are not live, counted by where they lie: nearer than their holder's
+/// successor (no finger refresh reaches them and routing never picks them over the
+/// successor), or beyond it.
+pub(crate) fn dead_fingers(views: &BTreeMap<NodeAddr, RingView>) -> (usize, usize) {
+    let (mut near, mut far) = (0, 0);
+    for v in views.values() {
+        let Some(succ) = v.succ else { continue };
+        let ds = succ.id.distance_from(v.me.id);
+        for f in &v.fingers {
+            if views.get(&f.addr).is_some_and(|l| l.me == *f) {
+                continue;
+            }
+            if f.id.distance_from(v.me.id) < ds {
+                near += 1;
+            } else {
+                far += 1;
+            }
+        }
+    }
+    (near, far)
 }
 
 /// Messages sent per live node per virtual second over `window`, by protocol.
@@ -219,13 +253,14 @@ pub(crate) fn heal(
         {
             h.ring = Some(took);
         }
-        if trace && took.as_millis() % 500 < every.as_millis() {
+        if trace && (h.ring.is_none() || took.as_millis() % 500 < every.as_millis()) {
+            let structure = structure_complaints(&views, succ_list);
             eprintln!(
-                "heal +{}ms: {} complaints, ring {}; first: {:?}",
+                "heal +{}ms: {} complaints, {} about the ring's structure; first: {:?}",
                 took.as_millis(),
                 all.len(),
-                if h.ring.is_some() { "healed" } else { "not healed" },
-                all.first()
+                structure.len(),
+                structure.first().or(all.first())
             );
         }
         if all.is_empty() {
@@ -238,7 +273,7 @@ pub(crate) fn heal(
                     eprintln!("  {e}");
                 }
             }
-            h.left = Some((all.len(), all[0].clone()));
+            h.left = Some((all.len(), diagnose(&all, &views)));
             return h;
         }
     }
@@ -327,4 +362,23 @@ pub(crate) fn churn(
         .map(|_| w.sim.now().duration_since(stop));
     w.take_joined();
     Ok(Churn { crashes, joins, wall, deliveries, consistency, settled })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&v, 1.0), 100);
+        assert_eq!(percentile(&v, 0.5), 50);
+        assert_eq!(percentile(&[7], 0.99), 7);
+        assert_eq!(percentile(&[], 0.99), 0);
+        // 99 values at 3 and one at 9: the 99th percentile is still 3.
+        let mut w = vec![3u32; 99];
+        w.push(9);
+        assert_eq!(percentile(&w, 0.99), 3);
+    }
 }
