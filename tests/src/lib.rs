@@ -262,12 +262,11 @@ pub struct Regression {
     pub caught: &'static str,
 }
 
-/// Scenarios a correct system must pass but that still fail on some seeds: their liveness
-/// checks (lookups after the ring settled, convergence within the bound) are not met yet by the
-/// relaxed ring. They stay registered and runnable with `sweep`, and CI does not yet require
-/// them to pass. Each must be taken off this list once its seeds pass; failing seeds to start
-/// from: ring-branches 21, 30, 32; ring-partition 2; ring-leave 2.
-pub const NOT_YET_PASSING: &[&str] = &["ring-branches", "ring-partition", "ring-leave"];
+/// Scenarios a correct system must pass but that still fail on some seeds. They stay
+/// registered and runnable with `sweep`; CI does not require them to pass, and each must be
+/// taken off this list once its seeds pass. Empty now: ring-branches, ring-partition and
+/// ring-leave (listed until the ring's repairs of session 7) pass their seeds.
+pub const NOT_YET_PASSING: &[&str] = &[];
 
 /// Seeds that once failed, one table per scenario family (a family that never had one has no
 /// table: an empty table would check nothing). When `sweep` reports a failing seed, fix the
