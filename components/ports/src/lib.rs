@@ -36,6 +36,7 @@ mod leader_election;
 mod membership;
 mod replication;
 mod ring;
+mod views;
 
 pub use broadcast::{BebDeliver, BebRequest, BestEffortBroadcast};
 pub use consensus::{

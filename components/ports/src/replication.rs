@@ -29,10 +29,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use selfman_core::{Component, ComponentDefinition, NodeAddr, Port};
 use serde::{Deserialize, Serialize};
+
+use crate::views::Views;
 
 use crate::ring::{Range, RingId};
 
@@ -459,19 +460,16 @@ pub trait ReplicaInspect {
     fn served_replicas(&self) -> Vec<StoredReplica>;
 }
 
-type ViewFn = Arc<dyn Fn() -> Option<(ReplicaView, Vec<StoredReplica>)> + Send + Sync>;
-
 /// A shared registry of replication components, read at one instant by checkers (as
 /// [`RingViews`](crate::RingViews) is for rings).
 #[derive(Clone, Default)]
 pub struct ReplicaViews {
-    views: Arc<Mutex<BTreeMap<NodeAddr, ViewFn>>>,
+    views: Views<(ReplicaView, Vec<StoredReplica>)>,
 }
 
 impl fmt::Debug for ReplicaViews {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.views.lock().unwrap_or_else(PoisonError::into_inner).len();
-        write!(f, "ReplicaViews({n} registered)")
+        write!(f, "ReplicaViews({} registered)", self.views.len())
     }
 }
 
@@ -487,10 +485,7 @@ impl ReplicaViews {
         node: NodeAddr,
         c: &Component<D>,
     ) {
-        let c = c.clone();
-        let f: ViewFn =
-            Arc::new(move || c.on_definition(|d| (d.replica_view(), d.served_replicas())).ok());
-        self.views.lock().unwrap_or_else(PoisonError::into_inner).insert(node, f);
+        self.views.register(node, c, |d: &D| (d.replica_view(), d.served_replicas()));
     }
 
     /// The view and served replicas of every registered component that still exists, by node.
@@ -498,27 +493,7 @@ impl ReplicaViews {
     ///
     /// Must not be called from inside a handler of a registered component.
     pub fn snapshot(&self) -> BTreeMap<NodeAddr, (ReplicaView, Vec<StoredReplica>)> {
-        let fns: Vec<(NodeAddr, ViewFn)> = {
-            let g = self.views.lock().unwrap_or_else(PoisonError::into_inner);
-            g.iter().map(|(n, f)| (*n, Arc::clone(f))).collect()
-        };
-        let mut out = BTreeMap::new();
-        let mut gone = Vec::new();
-        for (n, f) in fns {
-            match f() {
-                Some(v) => {
-                    out.insert(n, v);
-                }
-                None => gone.push(n),
-            }
-        }
-        if !gone.is_empty() {
-            let mut g = self.views.lock().unwrap_or_else(PoisonError::into_inner);
-            for n in gone {
-                g.remove(&n);
-            }
-        }
-        out
+        self.views.snapshot()
     }
 }
 

@@ -24,10 +24,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use selfman_core::{Component, ComponentDefinition, Event, NodeAddr, Port};
 use serde::{Deserialize, Serialize};
+
+use crate::views::Views;
 
 /// An identifier on the ring: a point of the circular space `0..2^64`.
 ///
@@ -541,8 +542,6 @@ pub trait RingInspect {
     fn ring_view(&self) -> RingView;
 }
 
-type ViewFn = Arc<dyn Fn() -> Option<RingView> + Send + Sync>;
-
 /// A shared registry of ring components, from which a global view of every live node is read
 /// at one instant (in the simulator: between two steps, so all views belong to the same
 /// instant).
@@ -552,13 +551,12 @@ type ViewFn = Arc<dyn Fn() -> Option<RingView> + Send + Sync>;
 /// were destroyed (a crashed node) drop out by themselves.
 #[derive(Clone, Default)]
 pub struct RingViews {
-    views: Arc<Mutex<BTreeMap<NodeAddr, ViewFn>>>,
+    views: Views<RingView>,
 }
 
 impl fmt::Debug for RingViews {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.views.lock().unwrap_or_else(PoisonError::into_inner).len();
-        write!(f, "RingViews({n} registered)")
+        write!(f, "RingViews({} registered)", self.views.len())
     }
 }
 
@@ -571,9 +569,7 @@ impl RingViews {
     /// Registers the ring component of node `node` (replacing an earlier registration of that
     /// node).
     pub fn register<D: ComponentDefinition + RingInspect>(&self, node: NodeAddr, c: &Component<D>) {
-        let c = c.clone();
-        let f: ViewFn = Arc::new(move || c.on_definition(|d| d.ring_view()).ok());
-        self.views.lock().unwrap_or_else(PoisonError::into_inner).insert(node, f);
+        self.views.register(node, c, D::ring_view);
     }
 
     /// The view of every registered component that still exists, by node. Components that
@@ -582,32 +578,12 @@ impl RingViews {
     /// Must not be called from inside a handler of a registered component (it reads each
     /// component's state, which that handler holds).
     pub fn snapshot(&self) -> BTreeMap<NodeAddr, RingView> {
-        let fns: Vec<(NodeAddr, ViewFn)> = {
-            let g = self.views.lock().unwrap_or_else(PoisonError::into_inner);
-            g.iter().map(|(n, f)| (*n, Arc::clone(f))).collect()
-        };
-        let mut out = BTreeMap::new();
-        let mut gone = Vec::new();
-        for (n, f) in fns {
-            match f() {
-                Some(v) => {
-                    out.insert(n, v);
-                }
-                None => gone.push(n),
-            }
-        }
-        if !gone.is_empty() {
-            let mut g = self.views.lock().unwrap_or_else(PoisonError::into_inner);
-            for n in gone {
-                g.remove(&n);
-            }
-        }
-        out
+        self.views.snapshot()
     }
 
     /// How many components are registered (some may be gone since the last snapshot).
     pub fn len(&self) -> usize {
-        self.views.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.views.len()
     }
 
     /// Whether none is registered.
