@@ -1,0 +1,5 @@
+//! Unit tests of the whole machine in a small deterministic world (`world.rs`).
+#![allow(dead_code)]
+
+mod commit;
+mod world;
