@@ -2,4 +2,6 @@
 #![allow(dead_code)]
 
 mod commit;
+mod takeover;
+mod vote;
 mod world;
