@@ -523,8 +523,9 @@ impl TxMachine {
             );
         }
         let Some(s) = self.txs.get_mut(&tx) else { return };
-        if s.acc.info.is_some() {
-            return self.faults.add(Fault::Duplicate, &format_args!("init-rtm of {tx:?} again"));
+        if let Some(known) = &s.acc.info {
+            let kind = if *known == info { Fault::Duplicate } else { Fault::NotMember };
+            return self.faults.add(kind, &format_args!("init-rtm of {tx:?} again, from {from:?}"));
         }
         s.acc.next_takeover = Some(takeover);
         let early = s.acc.learn_info(info);
@@ -686,7 +687,7 @@ impl TxMachine {
     }
 
     fn nack(&mut self, tx: TxId, round: Round, promised: Round, now: Time) {
-        let Some(s) = self.txs.get_mut(&tx) else { return };
+        let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("nack", tx, self.me) };
         if s.leader.as_ref().is_some_and(|l| l.round == round) && promised > round {
             // Another leader runs a higher round: step back; lead again later if it fails.
             s.leader = None;
@@ -799,34 +800,32 @@ impl TxMachine {
     }
 
     fn decided(&mut self, from: NodeAddr, tx: TxId, slot: Slot, commit: bool, now: Time, out: &mut Vec<TxOutput>) {
-        let mut known = false;
-        if let Some(p) = self.parts.get(&(tx, slot)) {
-            known = true;
-            if !p.acceptors.contains(&from) {
-                self.faults.add(Fault::NotMember, &format_args!("decision of {tx:?} from {from:?}"));
-            } else {
-                self.apply_decision(tx, slot, commit, from, now, out);
-            }
-        }
-        if let Some(s) = self.txs.get(&tx) {
-            known = true;
-            match s.acc.is_acceptor(from) {
-                Some(true) => self.decide(tx, commit, &BTreeMap::new(), false, now, out),
-                Some(false) => {
-                    self.faults.add(Fault::NotMember, &format_args!("decision of {tx:?} from {from:?}"))
-                }
-                None => {} // not known yet here: the decision comes again with a promise
-            }
-        }
-        if !known {
+        let participant = self.parts.get(&(tx, slot)).map(|p| p.acceptors.contains(&from));
+        let acceptor = self.txs.get(&tx).map(|s| s.acc.is_acceptor(from));
+        if participant.is_none() && acceptor.is_none() {
             self.drop_unknown("decision", tx, from);
             // A participant that finished before (a re-sent decision): stop the re-sends.
             self.send(from, TxMessage::Applied { tx, slot }, out);
+            return;
+        }
+        if participant != Some(true) && acceptor != Some(Some(true)) {
+            // `Some(None)`: an acceptor that does not know the transaction's members yet
+            // takes the decision from a promise later; no fault unless nobody knows `from`.
+            if acceptor != Some(None) {
+                self.faults.add(Fault::NotMember, &format_args!("decision of {tx:?} from {from:?}"));
+            }
+            return;
+        }
+        if participant == Some(true) {
+            self.apply_decision(tx, slot, commit, from, now, out);
+        }
+        if acceptor == Some(Some(true)) {
+            self.decide(tx, commit, &BTreeMap::new(), false, now, out);
         }
     }
 
     fn applied(&mut self, tx: TxId, slot: Slot, _now: Time, out: &mut Vec<TxOutput>) {
-        let Some(s) = self.txs.get_mut(&tx) else { return };
+        let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("applied", tx, self.me) };
         let Some(d) = s.delivery.as_mut() else {
             return self.faults.add(Fault::UnknownTx, &format_args!("applied {slot:?} of {tx:?}, not delivering"));
         };
