@@ -248,7 +248,10 @@ impl TxMachine {
 
     pub(crate) fn new_tx_id(&mut self) -> TxId {
         self.next_tx = self.next_tx.wrapping_add(1);
-        let node = mix64(u64::from(u32::from(self.me.addr.port())) ^ self.me.id.0 ^ ip_bits(self.me));
+        // The node's address and incarnation, mixed one after the other (an xor of them
+        // would let 10.0.0.1/id 1 and 10.0.0.2/id 2 collide), in the high half; a counter in
+        // the low half.
+        let node = mix64(mix64(mix64(ip_bits(self.me)) ^ self.me.id.0) ^ u64::from(self.me.addr.port()));
         TxId((node << 32) | u64::from(self.next_tx))
     }
 
@@ -1024,19 +1027,13 @@ impl TxMachine {
                 None
             }
         };
+        let mut value = vote.and_then(round_zero_value);
         if let (true, Some(Vote::Refused(selfman_ports::Refusal::Version(current)))) = (skip_check, vote) {
-            // Deliberately wrong: vote again as if the transaction had read `current`.
+            // Deliberately wrong: the version is taken as it is, and the commit will install
+            // the next one over it.
             p.read = current;
-            let op = ReplicaOp::Vote { tx, mode: p.mode, read: current, lease_ms: p.lease_ms };
-            let key = p.key.clone();
-            let tag = self.tag(Wait::Vote(tx, slot));
-            if let Some(p) = self.parts.get_mut(&(tx, slot)) {
-                p.stage = Stage::Voting(tag);
-            }
-            out.push(TxOutput::Replicate(ReplicationRequest::AtReplica { key, replica: slot.replica, op, tag }));
-            return;
+            value = Some(Value::Prepared);
         }
-        let value = vote.and_then(round_zero_value);
         p.stage = Stage::Voted(value);
         p.last_ask = now;
         let (acceptors, key) = (p.acceptors.clone(), p.key.clone());

@@ -145,3 +145,15 @@ fn state_stays_bounded_over_many_transactions() {
     assert_eq!(w.record(b"k7", 0).1.as_deref(), Some(&b"40"[..]));
     assert!(w.nodes.values().all(|n| n.m.waits.is_empty()), "no answer is waited for");
 }
+
+#[test]
+fn transaction_ids_differ_between_nodes_and_transactions() {
+    let w = World::new(TxConfig::default(), 8);
+    let mut ids = std::collections::BTreeSet::new();
+    for n in w.nodes.values() {
+        let mut m = n.m.clone();
+        for _ in 0..100 {
+            assert!(ids.insert(m.new_tx_id()), "a repeated id");
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! Unit tests of the whole machine in a small deterministic world (`world.rs`).
-#![allow(dead_code)]
 
 mod bad_input;
 mod commit;
+mod flaws;
+mod sets;
 mod takeover;
 mod vote;
 mod world;
