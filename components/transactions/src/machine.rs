@@ -391,6 +391,7 @@ impl TxMachine {
                     acceptors,
                     lease_ms,
                     stage: Stage::Voting(0),
+                    locked: false,
                     failures: 0,
                     created: now,
                     last_ask: now,
@@ -1035,6 +1036,7 @@ impl TxMachine {
             value = Some(Value::Prepared);
         }
         p.stage = Stage::Voted(value);
+        p.locked = vote == Some(Vote::Prepared);
         p.last_ask = now;
         let (acceptors, key) = (p.acceptors.clone(), p.key.clone());
         if value == Some(Value::Prepared) {
@@ -1093,7 +1095,7 @@ impl TxMachine {
             (true, Some((version, value))) => {
                 Some(selfman_ports::KeyEvent::Changed { key: p.key.clone(), version, value })
             }
-            (false, _) if matches!(p.stage, Stage::Applying { .. }) && p.mode == selfman_ports::LockMode::Write => {
+            (false, _) if p.locked => {
                 Some(selfman_ports::KeyEvent::Unlocked { key: p.key.clone(), tx })
             }
             _ => None,

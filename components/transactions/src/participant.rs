@@ -56,6 +56,8 @@ pub struct Participant {
     pub(crate) acceptors: Vec<NodeAddr>,
     pub(crate) lease_ms: u64,
     pub(crate) stage: Stage,
+    /// Whether its replica voted prepared (so holds a lock for the transaction).
+    pub(crate) locked: bool,
     /// Replica operations that failed (unreachable replica) so far.
     pub(crate) failures: u32,
     pub(crate) created: Time,

@@ -42,17 +42,20 @@ pub fn outcome(info: &TxInfo, chosen: &BTreeMap<Slot, Value>, item_quorum: usize
     all_prepared.then_some(true)
 }
 
-/// The items that failed (more than `f − majority` replicas chosen `Aborted`) or are not
-/// prepared: the keys an `Abort` names.
+/// The keys an `Abort` names: the items that failed (more than `f − majority` replicas
+/// chosen `Aborted`), or, if none did (the decision came from another node), those not
+/// known to be prepared.
 pub fn failed_items(info: &TxInfo, chosen: &BTreeMap<Slot, Value>, item_quorum: usize) -> Vec<u32> {
-    (0..info.items.len() as u32)
-        .filter(|&item| {
-            let prepared = (0..info.f)
-                .filter(|&replica| chosen.get(&Slot { item, replica }) == Some(&Value::Prepared))
-                .count();
-            prepared < item_quorum
-        })
-        .collect()
+    let count = |item: u32, v: Value| {
+        (0..info.f).filter(|&replica| chosen.get(&Slot { item, replica }) == Some(&v)).count()
+    };
+    let items = 0..info.items.len() as u32;
+    let failed: Vec<u32> =
+        items.clone().filter(|&i| count(i, Value::Aborted) > info.f as usize - item_quorum).collect();
+    if !failed.is_empty() {
+        return failed;
+    }
+    items.filter(|&i| count(i, Value::Prepared) < item_quorum).collect()
 }
 
 /// The TM's learning of round 0: which acceptor accepted which vote.

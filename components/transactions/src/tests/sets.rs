@@ -68,13 +68,30 @@ fn subscribers_hear_of_locks_changes_and_unlocks() {
     assert_eq!(events.len(), 2, "one lock and one change, each told once: {events:?}");
     assert!(matches!(events[0], KeyEvent::Locked { .. }));
     assert_eq!(events[1], KeyEvent::Changed { key: b"watched".to_vec(), version: Version(2), value: Some(b"b".to_vec()) });
-    // An abort unlocks.
+    // An abort unlocks: the transaction also read a key that changed before its commit, so
+    // the watched key's replicas lock and then release.
     let h2 = TxHandle(2);
-    w.script(client, vec![TxRequest::Begin { handle: h2 }, TxRequest::Write { handle: h2, key: b"watched".to_vec(), value: None }]);
-    // Make the commit conflict: another writer gets there first.
-    w.seed(b"watched", 5, b"z");
+    w.seed(b"other", 1, b"o");
+    w.script(client, vec![
+        TxRequest::Begin { handle: h2 },
+        TxRequest::Read { handle: h2, key: b"other".to_vec() },
+        TxRequest::Write { handle: h2, key: b"watched".to_vec(), value: None },
+    ]);
+    w.seed(b"other", 5, b"z");
     w.script(client, vec![TxRequest::Commit { handle: h2 }]);
-    assert_eq!(w.commits(client)[&h2].1, TxResult::Abort(vec![b"watched".to_vec()]));
+    assert_eq!(w.commits(client)[&h2].1, TxResult::Abort(vec![b"other".to_vec()]));
+    let events: Vec<KeyEvent> = w
+        .told
+        .iter()
+        .filter_map(|(n, i, _)| match i {
+            TxIndication::Notify(e) if *n == sub => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(matches!(events[2], KeyEvent::Locked { .. }));
+    assert!(matches!(events[3], KeyEvent::Unlocked { .. }));
+    assert_eq!(w.record(b"watched", 0).1.as_deref(), Some(&b"b"[..]), "unchanged");
     // Unsubscribed: nothing more.
     w.script(sub, vec![TxRequest::Unsubscribe { key: b"watched".to_vec() }]);
     assert_eq!(w.nodes.values().map(|n| n.m.subscribers()).sum::<usize>(), 0);
