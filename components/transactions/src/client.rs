@@ -26,6 +26,10 @@ pub(crate) const MAX_QUEUED: usize = 1024;
 /// Largest key accepted.
 pub const MAX_KEY: usize = 64 * 1024;
 
+/// One item of a commit: the key, the version read, and the write (`Some(None)`: delete;
+/// `None`: only read).
+pub(crate) type CommitItem = (Vec<u8>, Version, Option<Option<Vec<u8>>>);
+
 /// Who is told a transaction's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Client {
@@ -78,7 +82,9 @@ fn key_of(r: &TxRequest) -> Option<&Vec<u8>> {
 fn answer_to(r: &TxRequest, result: TxResult, value: Option<Vec<u8>>) -> TxIndication {
     let handle = handle_of(r).unwrap_or_default();
     match r {
-        TxRequest::Read { key, .. } => TxIndication::ReadDone { handle, key: key.clone(), result, value },
+        TxRequest::Read { key, .. } => {
+            TxIndication::ReadDone { handle, key: key.clone(), result, value }
+        }
         TxRequest::Commit { .. } | TxRequest::Abort { .. } => {
             TxIndication::Committed { handle, tx: None, result }
         }
@@ -116,7 +122,11 @@ impl TxMachine {
                 };
                 if too_large || s.queue.len() >= MAX_QUEUED {
                     let why = if too_large { Rejection::TooLarge } else { Rejection::Overloaded };
-                    return out.push(TxOutput::Indicate(answer_to(&other, TxResult::Rejected(why), None)));
+                    return out.push(TxOutput::Indicate(answer_to(
+                        &other,
+                        TxResult::Rejected(why),
+                        None,
+                    )));
                 }
                 s.queue.push_back(other);
                 self.run_session(handle, now, out);
@@ -148,7 +158,11 @@ impl TxMachine {
                 TxRequest::Commit { .. } => return self.commit(handle, now, out),
                 TxRequest::Abort { .. } => {
                     self.sessions.remove(&handle);
-                    let ind = TxIndication::Committed { handle, tx: None, result: TxResult::Abort(Vec::new()) };
+                    let ind = TxIndication::Committed {
+                        handle,
+                        tx: None,
+                        result: TxResult::Abort(Vec::new()),
+                    };
                     return out.push(TxOutput::Indicate(ind));
                 }
                 _ => {}
@@ -201,13 +215,14 @@ impl TxMachine {
             return out.push(TxOutput::Indicate(ind));
         }
         if keys.len() > MAX_ITEMS || !room {
-            let why = if keys.len() > MAX_ITEMS { Rejection::TooLarge } else { Rejection::Overloaded };
+            let why =
+                if keys.len() > MAX_ITEMS { Rejection::TooLarge } else { Rejection::Overloaded };
             self.sessions.remove(&handle);
             let ind = TxIndication::Committed { handle, tx: None, result: TxResult::Rejected(why) };
             return out.push(TxOutput::Indicate(ind));
         }
         s.committing = true;
-        let items: Vec<(Vec<u8>, Version, Option<Option<Vec<u8>>>)> = keys
+        let items: Vec<CommitItem> = keys
             .into_iter()
             .map(|k| {
                 let read = s.reads.get(&k).map_or(Version(0), |r| r.0);
@@ -223,7 +238,7 @@ impl TxMachine {
     pub(crate) fn begin_commit(
         &mut self,
         tx: TxId,
-        items: Vec<(Vec<u8>, Version, Option<Option<Vec<u8>>>)>,
+        items: Vec<CommitItem>,
         client: Client,
         now: Time,
         out: &mut Vec<TxOutput>,
@@ -279,7 +294,11 @@ impl TxMachine {
             Client::Session(handle) => {
                 self.sessions.remove(&handle);
                 let result = if commit { TxResult::Ok } else { TxResult::Abort(keys) };
-                out.push(TxOutput::Indicate(TxIndication::Committed { handle, tx: Some(tx), result }));
+                out.push(TxOutput::Indicate(TxIndication::Committed {
+                    handle,
+                    tx: Some(tx),
+                    result,
+                }));
             }
             Client::Set(op) => self.set_committed(op, commit, now, out),
         }
@@ -290,7 +309,8 @@ impl TxMachine {
         match client {
             Client::Session(handle) => {
                 self.sessions.remove(&handle);
-                let ind = TxIndication::Committed { handle, tx: Some(tx), result: TxResult::Timeout };
+                let ind =
+                    TxIndication::Committed { handle, tx: Some(tx), result: TxResult::Timeout };
                 out.push(TxOutput::Indicate(ind));
             }
             Client::Set(op) => self.set_timeout(op, out),

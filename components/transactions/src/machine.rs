@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use selfman_core::{NodeAddr, Time};
 use selfman_ports::{
-    has_flaw, ReplicaFailure, ReplicaOp, ReplicaOutcome, ReplicationIndication,
-    ReplicationRequest, RingId, TxId, TxIndication, Vote,
+    has_flaw, ReplicaFailure, ReplicaOp, ReplicaOutcome, ReplicationIndication, ReplicationRequest,
+    RingId, TxId, TxIndication, Vote,
 };
 
 use crate::client::{Client, Session};
@@ -251,7 +251,8 @@ impl TxMachine {
         // The node's address and incarnation, mixed one after the other (an xor of them
         // would let 10.0.0.1/id 1 and 10.0.0.2/id 2 collide), in the high half; a counter in
         // the low half.
-        let node = mix64(mix64(mix64(ip_bits(self.me)) ^ self.me.id.0) ^ u64::from(self.me.addr.port()));
+        let node =
+            mix64(mix64(mix64(ip_bits(self.me)) ^ self.me.id.0) ^ u64::from(self.me.addr.port()));
         TxId((node << 32) | u64::from(self.next_tx))
     }
 
@@ -324,25 +325,48 @@ impl TxMachine {
     }
 
     /// A message sent directly by `from`.
-    pub fn on_message(&mut self, from: NodeAddr, msg: TxMessage, now: Time, out: &mut Vec<TxOutput>) {
+    pub fn on_message(
+        &mut self,
+        from: NodeAddr,
+        msg: TxMessage,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         self.handle(from, msg, now, out);
         self.drain(now, out);
     }
 
     /// A message routed through the ring by `origin` to a key of this node's range.
-    pub fn on_deliver(&mut self, origin: NodeAddr, msg: TxMessage, now: Time, out: &mut Vec<TxOutput>) {
+    pub fn on_deliver(
+        &mut self,
+        origin: NodeAddr,
+        msg: TxMessage,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         self.handle(origin, msg, now, out);
         self.drain(now, out);
     }
 
     /// An answer of the replication layer.
-    pub fn on_replication(&mut self, ind: ReplicationIndication, now: Time, out: &mut Vec<TxOutput>) {
+    pub fn on_replication(
+        &mut self,
+        ind: ReplicationIndication,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         match ind {
             ReplicationIndication::ReplicaDone { tag, result, .. } => {
                 match self.waits.remove(&tag) {
-                    Some(Wait::Vote(tx, slot)) => self.voted(tx, slot, tag, result.map(|r| r.1), now, out),
-                    Some(Wait::Apply(tx, slot)) => self.applied_here(tx, slot, tag, result.map(|r| r.1), now, out),
-                    Some(Wait::SetRead(op, replica)) => self.set_read(op, replica, result.map(|r| r.1), now, out),
+                    Some(Wait::Vote(tx, slot)) => {
+                        self.voted(tx, slot, tag, result.map(|r| r.1), now, out)
+                    }
+                    Some(Wait::Apply(tx, slot)) => {
+                        self.applied_here(tx, slot, tag, result.map(|r| r.1), now, out)
+                    }
+                    Some(Wait::SetRead(op, replica)) => {
+                        self.set_read(op, replica, result.map(|r| r.1), now, out)
+                    }
                     Some(Wait::Read(..)) | None => {
                         self.faults.add(Fault::UnknownReply, &format_args!("replica answer {tag}"))
                     }
@@ -401,14 +425,20 @@ impl TxMachine {
             TxMessage::InitRtm { info } => self.init_rtm(from, info, now, out),
             TxMessage::Vote { tx, slot, value } => self.vote(from, tx, slot, value, now, out),
             TxMessage::NoVote { tx, slot } => self.no_vote(tx, slot, now, out),
-            TxMessage::Accepted { tx, round, values } => self.accepted(from, tx, round, values, now, out),
+            TxMessage::Accepted { tx, round, values } => {
+                self.accepted(from, tx, round, values, now, out)
+            }
             TxMessage::Collect { tx, round } => self.collect(from, tx, round, now, out),
             TxMessage::Promise { tx, round, accepted, decided } => {
                 self.promise(from, tx, round, accepted, decided, now, out)
             }
             TxMessage::Nack { tx, round, promised } => self.nack(tx, round, promised, now),
-            TxMessage::Propose { tx, round, values } => self.propose(from, tx, round, values, now, out),
-            TxMessage::Decided { tx, slot, commit } => self.decided(from, tx, slot, commit, now, out),
+            TxMessage::Propose { tx, round, values } => {
+                self.propose(from, tx, round, values, now, out)
+            }
+            TxMessage::Decided { tx, slot, commit } => {
+                self.decided(from, tx, slot, commit, now, out)
+            }
             TxMessage::Applied { tx, slot } => self.applied(tx, slot, now, out),
             TxMessage::AskDecision { tx, slot } => self.ask_decision(from, tx, slot, out),
             TxMessage::Forget { tx } => self.forget(from, tx),
@@ -466,9 +496,13 @@ impl TxMachine {
     }
 
     fn no_vote(&mut self, tx: TxId, slot: Slot, now: Time, out: &mut Vec<TxOutput>) {
-        let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("no-vote", tx, self.me) };
+        let Some(s) = self.txs.get_mut(&tx) else {
+            return self.drop_unknown("no-vote", tx, self.me);
+        };
         let (Some(tm), Some(info)) = (s.tm.as_mut(), s.acc.info.as_ref()) else {
-            return self.faults.add(Fault::NotMember, &format_args!("no-vote for {tx:?} at an rTM"));
+            return self
+                .faults
+                .add(Fault::NotMember, &format_args!("no-vote for {tx:?} at an rTM"));
         };
         if !info.has_slot(slot) {
             return self.faults.add(Fault::NotMember, &format_args!("no-vote for {slot:?}"));
@@ -479,7 +513,15 @@ impl TxMachine {
         }
     }
 
-    fn learn(&mut self, tx: TxId, acceptor: NodeAddr, slot: Slot, value: Value, now: Time, out: &mut Vec<TxOutput>) {
+    fn learn(
+        &mut self,
+        tx: TxId,
+        acceptor: NodeAddr,
+        slot: Slot,
+        value: Value,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         let Some(s) = self.txs.get_mut(&tx) else { return };
         let (Some(tm), Some(info)) = (s.tm.as_mut(), s.acc.info.as_ref()) else { return };
         if info.rank_of(acceptor).is_none() || !info.has_slot(slot) {
@@ -492,10 +534,19 @@ impl TxMachine {
                 if s.acc.decided.is_some() {
                     return;
                 }
-                let quorum = if has_flaw!(self, CommitsWithoutMajority) { 1 } else { self.config.item_quorum() };
+                let quorum = if has_flaw!(self, CommitsWithoutMajority) {
+                    1
+                } else {
+                    self.config.item_quorum()
+                };
                 let chosen = if has_flaw!(self, CommitsWithoutMajority) {
                     // Deliberately wrong: the TM's own acceptor's values count as chosen.
-                    s.acc.accepted.iter().map(|(s, (_, v))| (*s, *v)).chain(tm.learner.chosen.clone()).collect()
+                    s.acc
+                        .accepted
+                        .iter()
+                        .map(|(s, (_, v))| (*s, *v))
+                        .chain(tm.learner.chosen.clone())
+                        .collect()
                 } else {
                     tm.learner.chosen.clone()
                 };
@@ -513,7 +564,9 @@ impl TxMachine {
     fn init_rtm(&mut self, from: NodeAddr, info: TxInfo, now: Time, out: &mut Vec<TxOutput>) {
         let tx = info.tx;
         if info.acceptors.first() != Some(&from) || info.rank_of(self.me).is_none_or(|r| r == 0) {
-            return self.faults.add(Fault::NotMember, &format_args!("init-rtm of {tx:?} from {from:?}"));
+            return self
+                .faults
+                .add(Fault::NotMember, &format_args!("init-rtm of {tx:?} from {from:?}"));
         }
         let rank = info.rank_of(self.me).unwrap_or(1);
         let takeover = now + self.config.takeover_after * rank;
@@ -523,7 +576,13 @@ impl TxMachine {
             }
             self.txs.insert(
                 tx,
-                TxState { acc: Acceptor::new(None, now), tm: None, leader: None, delivery: None, decided_at: None },
+                TxState {
+                    acc: Acceptor::new(None, now),
+                    tm: None,
+                    leader: None,
+                    delivery: None,
+                    decided_at: None,
+                },
             );
         }
         let Some(s) = self.txs.get_mut(&tx) else { return };
@@ -533,17 +592,31 @@ impl TxMachine {
         }
         s.acc.next_takeover = Some(takeover);
         let early = s.acc.learn_info(info);
-        let values: Vec<(Slot, Value)> =
-            early.iter().filter(|(_, _, o)| *o == VoteOutcome::Accepted).map(|(s, v, _)| (*s, *v)).collect();
+        let values: Vec<(Slot, Value)> = early
+            .iter()
+            .filter(|(_, _, o)| *o == VoteOutcome::Accepted)
+            .map(|(s, v, _)| (*s, *v))
+            .collect();
         if !values.is_empty() {
-            out.push(TxOutput::Send { to: from, msg: TxMessage::Accepted { tx, round: Round::ZERO, values } });
+            out.push(TxOutput::Send {
+                to: from,
+                msg: TxMessage::Accepted { tx, round: Round::ZERO, values },
+            });
         }
         if self.watched.insert(from) {
             out.push(TxOutput::Monitor(from));
         }
     }
 
-    fn vote(&mut self, from: NodeAddr, tx: TxId, slot: Slot, value: Value, now: Time, out: &mut Vec<TxOutput>) {
+    fn vote(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        slot: Slot,
+        value: Value,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         if !self.txs.contains_key(&tx) {
             if !self.has_room() {
                 return self.faults.add(Fault::Overloaded, &format_args!("vote for {tx:?}"));
@@ -551,7 +624,13 @@ impl TxMachine {
             // The vote may have overtaken its InitRtm: kept (bounded) until it comes.
             self.txs.insert(
                 tx,
-                TxState { acc: Acceptor::new(None, now), tm: None, leader: None, delivery: None, decided_at: None },
+                TxState {
+                    acc: Acceptor::new(None, now),
+                    tm: None,
+                    leader: None,
+                    delivery: None,
+                    decided_at: None,
+                },
             );
         }
         let Some(s) = self.txs.get_mut(&tx) else { return };
@@ -572,23 +651,26 @@ impl TxMachine {
             VoteOutcome::Accepted if is_tm => self.learn(tx, self.me, slot, value, now, out),
             VoteOutcome::Accepted | VoteOutcome::Duplicate => {
                 if let (false, Some(tm)) = (is_tm, tm_addr) {
-                    let msg = TxMessage::Accepted { tx, round: Round::ZERO, values: vec![(slot, value)] };
+                    let msg =
+                        TxMessage::Accepted { tx, round: Round::ZERO, values: vec![(slot, value)] };
                     self.send(tm, msg, out);
                 }
                 if result == VoteOutcome::Duplicate {
-                    self.faults.add(Fault::Duplicate, &format_args!("vote {slot:?} of {tx:?} again"));
+                    self.faults
+                        .add(Fault::Duplicate, &format_args!("vote {slot:?} of {tx:?} again"));
                 }
             }
             VoteOutcome::Early => {}
-            VoteOutcome::Conflicting => {
-                self.faults.add(Fault::ConflictingVote, &format_args!("vote {slot:?} of {tx:?} from {from:?}"))
-            }
-            VoteOutcome::WrongRound => {
-                self.faults.add(Fault::WrongRound, &format_args!("round-0 vote of {tx:?} after a promise"))
-            }
-            VoteOutcome::NotMember => {
-                self.faults.add(Fault::NotMember, &format_args!("vote {slot:?} of {tx:?} from {from:?}"))
-            }
+            VoteOutcome::Conflicting => self.faults.add(
+                Fault::ConflictingVote,
+                &format_args!("vote {slot:?} of {tx:?} from {from:?}"),
+            ),
+            VoteOutcome::WrongRound => self
+                .faults
+                .add(Fault::WrongRound, &format_args!("round-0 vote of {tx:?} after a promise")),
+            VoteOutcome::NotMember => self
+                .faults
+                .add(Fault::NotMember, &format_args!("vote {slot:?} of {tx:?} from {from:?}")),
         }
     }
 
@@ -604,7 +686,9 @@ impl TxMachine {
         let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("accepted", tx, from) };
         if round == Round::ZERO {
             if s.tm.is_none() {
-                return self.faults.add(Fault::NotMember, &format_args!("round-0 accepted at an rTM"));
+                return self
+                    .faults
+                    .add(Fault::NotMember, &format_args!("round-0 accepted at an rTM"));
             }
             for (slot, v) in values {
                 self.learn(tx, from, slot, v, now, out);
@@ -612,10 +696,15 @@ impl TxMachine {
             return;
         }
         let (Some(leader), Some(info)) = (s.leader.as_mut(), s.acc.info.as_ref()) else {
-            return self.faults.add(Fault::WrongRound, &format_args!("accepted {round:?} of {tx:?}, not leading"));
+            return self.faults.add(
+                Fault::WrongRound,
+                &format_args!("accepted {round:?} of {tx:?}, not leading"),
+            );
         };
         if leader.round != round {
-            return self.faults.add(Fault::WrongRound, &format_args!("accepted {round:?} of {tx:?}"));
+            return self
+                .faults
+                .add(Fault::WrongRound, &format_args!("accepted {round:?} of {tx:?}"));
         }
         if info.rank_of(from).is_none() {
             return self.faults.add(Fault::NotMember, &format_args!("accepted from {from:?}"));
@@ -630,7 +719,14 @@ impl TxMachine {
         }
     }
 
-    fn collect(&mut self, from: NodeAddr, tx: TxId, round: Round, now: Time, out: &mut Vec<TxOutput>) {
+    fn collect(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        round: Round,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         if !self.txs.contains_key(&tx) {
             if !self.has_room() {
                 return self.faults.add(Fault::Overloaded, &format_args!("collect for {tx:?}"));
@@ -638,13 +734,21 @@ impl TxMachine {
             // An acceptor whose InitRtm was lost still promises (it accepted nothing).
             self.txs.insert(
                 tx,
-                TxState { acc: Acceptor::new(None, now), tm: None, leader: None, delivery: None, decided_at: None },
+                TxState {
+                    acc: Acceptor::new(None, now),
+                    tm: None,
+                    leader: None,
+                    delivery: None,
+                    decided_at: None,
+                },
             );
         }
         let Some(s) = self.txs.get_mut(&tx) else { return };
         if let Some(info) = &s.acc.info {
             if info.rank_of(from) != Some(round.rank) || round == Round::ZERO {
-                return self.faults.add(Fault::NotMember, &format_args!("collect {round:?} from {from:?}"));
+                return self
+                    .faults
+                    .add(Fault::NotMember, &format_args!("collect {round:?} from {from:?}"));
             }
         }
         let decided = s.acc.decided;
@@ -668,10 +772,14 @@ impl TxMachine {
     ) {
         let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("promise", tx, from) };
         let (Some(leader), Some(info)) = (s.leader.as_mut(), s.acc.info.as_ref()) else {
-            return self.faults.add(Fault::WrongRound, &format_args!("promise of {tx:?}, not leading"));
+            return self
+                .faults
+                .add(Fault::WrongRound, &format_args!("promise of {tx:?}, not leading"));
         };
         if leader.round != round {
-            return self.faults.add(Fault::WrongRound, &format_args!("promise {round:?} of {tx:?}"));
+            return self
+                .faults
+                .add(Fault::WrongRound, &format_args!("promise {round:?} of {tx:?}"));
         }
         if info.rank_of(from).is_none() {
             return self.faults.add(Fault::NotMember, &format_args!("promise from {from:?}"));
@@ -685,7 +793,9 @@ impl TxMachine {
                     self.send(a, TxMessage::Propose { tx, round, values: values.clone() }, out);
                 }
             }
-            Ok(LeaderStep::Decided(commit)) => self.decide(tx, commit, &BTreeMap::new(), false, now, out),
+            Ok(LeaderStep::Decided(commit)) => {
+                self.decide(tx, commit, &BTreeMap::new(), false, now, out)
+            }
             Ok(_) => {}
         }
     }
@@ -714,13 +824,17 @@ impl TxMachine {
         let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("propose", tx, from) };
         if let Some(info) = &s.acc.info {
             if info.rank_of(from) != Some(round.rank) {
-                return self.faults.add(Fault::NotMember, &format_args!("propose {round:?} from {from:?}"));
+                return self
+                    .faults
+                    .add(Fault::NotMember, &format_args!("propose {round:?} from {from:?}"));
             }
         }
         let msg = match s.acc.propose(round, &values) {
             Ok(true) => TxMessage::Accepted { tx, round, values: Vec::new() },
             Ok(false) => {
-                return self.faults.add(Fault::NotMember, &format_args!("propose of unknown slots"));
+                return self
+                    .faults
+                    .add(Fault::NotMember, &format_args!("propose of unknown slots"));
             }
             Err(promised) => TxMessage::Nack { tx, round, promised },
         };
@@ -762,7 +876,9 @@ impl TxMachine {
         let Some(s) = self.txs.get_mut(&tx) else { return };
         match s.acc.decided {
             Some(d) if d != commit => {
-                return self.faults.add(Fault::ConflictingDecision, &format_args!("{tx:?}: {d} then {commit}"));
+                return self
+                    .faults
+                    .add(Fault::ConflictingDecision, &format_args!("{tx:?}: {d} then {commit}"));
             }
             Some(_) => return,
             None => {}
@@ -774,7 +890,11 @@ impl TxMachine {
         if let Some(tm) = s.tm.as_mut() {
             if !tm.answered {
                 tm.answered = true;
-                let failed = if commit { Vec::new() } else { failed_items(&info, chosen, self.config.item_quorum()) };
+                let failed = if commit {
+                    Vec::new()
+                } else {
+                    failed_items(&info, chosen, self.config.item_quorum())
+                };
                 let keys = failed.iter().map(|i| info.items[*i as usize].key.clone()).collect();
                 let client = tm.client.clone();
                 self.answer(client, tx, commit, keys, now, out);
@@ -793,7 +913,12 @@ impl TxMachine {
         let pending: BTreeMap<Slot, Option<NodeAddr>> =
             info.slots().map(|slot| (slot, participants.get(&slot).copied())).collect();
         let lease = Duration::from_millis(info.lease_ms);
-        s.delivery = Some(Delivery { commit, pending: pending.clone(), last_sent: now, until: now + lease * 2 });
+        s.delivery = Some(Delivery {
+            commit,
+            pending: pending.clone(),
+            last_sent: now,
+            until: now + lease * 2,
+        });
         for a in info.acceptors.iter().filter(|a| **a != self.me) {
             let msg = TxMessage::Decided { tx, slot: Slot::default(), commit };
             out.push(TxOutput::Send { to: *a, msg });
@@ -803,7 +928,15 @@ impl TxMachine {
         }
     }
 
-    fn decided(&mut self, from: NodeAddr, tx: TxId, slot: Slot, commit: bool, now: Time, out: &mut Vec<TxOutput>) {
+    fn decided(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        slot: Slot,
+        commit: bool,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         let participant = self.parts.get(&(tx, slot)).map(|p| p.acceptors.contains(&from));
         let acceptor = self.txs.get(&tx).map(|s| s.acc.is_acceptor(from));
         if participant.is_none() && acceptor.is_none() {
@@ -816,7 +949,8 @@ impl TxMachine {
             // `Some(None)`: an acceptor that does not know the transaction's members yet
             // takes the decision from a promise later; no fault unless nobody knows `from`.
             if acceptor != Some(None) {
-                self.faults.add(Fault::NotMember, &format_args!("decision of {tx:?} from {from:?}"));
+                self.faults
+                    .add(Fault::NotMember, &format_args!("decision of {tx:?} from {from:?}"));
             }
             return;
         }
@@ -829,9 +963,14 @@ impl TxMachine {
     }
 
     fn applied(&mut self, tx: TxId, slot: Slot, _now: Time, out: &mut Vec<TxOutput>) {
-        let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("applied", tx, self.me) };
+        let Some(s) = self.txs.get_mut(&tx) else {
+            return self.drop_unknown("applied", tx, self.me);
+        };
         let Some(d) = s.delivery.as_mut() else {
-            return self.faults.add(Fault::UnknownTx, &format_args!("applied {slot:?} of {tx:?}, not delivering"));
+            return self.faults.add(
+                Fault::UnknownTx,
+                &format_args!("applied {slot:?} of {tx:?}, not delivering"),
+            );
         };
         if d.pending.remove(&slot).is_none() {
             return self.faults.add(Fault::Duplicate, &format_args!("applied {slot:?} of {tx:?}"));
@@ -857,10 +996,15 @@ impl TxMachine {
     fn forget(&mut self, from: NodeAddr, tx: TxId) {
         match self.txs.get(&tx) {
             None => self.drop_unknown("forget", tx, from),
-            Some(s) if s.acc.info.as_ref().is_some_and(|i| i.rank_of(from).is_some()) && s.acc.decided.is_some() => {
+            Some(s)
+                if s.acc.info.as_ref().is_some_and(|i| i.rank_of(from).is_some())
+                    && s.acc.decided.is_some() =>
+            {
                 self.txs.remove(&tx);
             }
-            Some(_) => self.faults.add(Fault::NotMember, &format_args!("forget of {tx:?} from {from:?}")),
+            Some(_) => {
+                self.faults.add(Fault::NotMember, &format_args!("forget of {tx:?} from {from:?}"))
+            }
         }
     }
 
@@ -876,7 +1020,8 @@ impl TxMachine {
         };
         if now >= end {
             if s.acc.info.is_none() && !s.acc.early.is_empty() {
-                self.faults.add(Fault::UnknownTx, &format_args!("votes for {tx:?}, never initiated"));
+                self.faults
+                    .add(Fault::UnknownTx, &format_args!("votes for {tx:?}, never initiated"));
             }
             if let Some(tm) = s.tm.as_ref().filter(|t| !t.answered) {
                 let client = tm.client.clone();
@@ -920,13 +1065,18 @@ impl TxMachine {
                 tm.last_sent = now;
                 for (key, msg) in &tm.prepares {
                     if let TxMessage::Prepare { slot, .. } = msg {
-                        if !tm.learner.chosen.contains_key(slot) && !tm.learner.no_vote.contains(slot) {
+                        if !tm.learner.chosen.contains_key(slot)
+                            && !tm.learner.no_vote.contains(slot)
+                        {
                             out.push(TxOutput::Route { key: *key, msg: msg.clone() });
                         }
                     }
                 }
                 for a in info.acceptors.iter().skip(1) {
-                    out.push(TxOutput::Send { to: *a, msg: TxMessage::InitRtm { info: info.clone() } });
+                    out.push(TxOutput::Send {
+                        to: *a,
+                        msg: TxMessage::InitRtm { info: info.clone() },
+                    });
                 }
             }
             if s.leader.is_none() && now >= tm.started + cfg.vote_timeout {
@@ -945,7 +1095,9 @@ impl TxMachine {
                 l.last_sent = now;
                 let msg = match l.phase {
                     Phase::Collecting => TxMessage::Collect { tx, round: l.round },
-                    Phase::Proposing => TxMessage::Propose { tx, round: l.round, values: l.values.clone() },
+                    Phase::Proposing => {
+                        TxMessage::Propose { tx, round: l.round, values: l.values.clone() }
+                    }
                 };
                 for a in info.acceptors {
                     self.send(a, msg.clone(), out);
@@ -956,7 +1108,14 @@ impl TxMachine {
 
     // ----- participant -------------------------------------------------------------------
 
-    fn prepare(&mut self, tx: TxId, slot: Slot, mut p: Participant, now: Time, out: &mut Vec<TxOutput>) {
+    fn prepare(
+        &mut self,
+        tx: TxId,
+        slot: Slot,
+        mut p: Participant,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         if p.acceptors.is_empty() || slot.replica >= self.config.f {
             return self.faults.add(Fault::NotMember, &format_args!("prepare {slot:?} of {tx:?}"));
         }
@@ -985,7 +1144,14 @@ impl TxMachine {
         self.parts.insert((tx, slot), p);
     }
 
-    fn propose_vote(&mut self, tx: TxId, slot: Slot, v: Option<Value>, acceptors: &[NodeAddr], out: &mut Vec<TxOutput>) {
+    fn propose_vote(
+        &mut self,
+        tx: TxId,
+        slot: Slot,
+        v: Option<Value>,
+        acceptors: &[NodeAddr],
+        out: &mut Vec<TxOutput>,
+    ) {
         match v {
             Some(value) => {
                 for a in acceptors {
@@ -1016,20 +1182,28 @@ impl TxMachine {
             Err(_) => {
                 p.failures += 1;
                 if p.failures < REPLICA_TRIES {
-                    let op = ReplicaOp::Vote { tx, mode: p.mode, read: p.read, lease_ms: p.lease_ms };
+                    let op =
+                        ReplicaOp::Vote { tx, mode: p.mode, read: p.read, lease_ms: p.lease_ms };
                     let key = p.key.clone();
                     let tag = self.tag(Wait::Vote(tx, slot));
                     if let Some(p) = self.parts.get_mut(&(tx, slot)) {
                         p.stage = Stage::Voting(tag);
                     }
-                    out.push(TxOutput::Replicate(ReplicationRequest::AtReplica { key, replica: slot.replica, op, tag }));
+                    out.push(TxOutput::Replicate(ReplicationRequest::AtReplica {
+                        key,
+                        replica: slot.replica,
+                        op,
+                        tag,
+                    }));
                     return;
                 }
                 None
             }
         };
         let mut value = vote.and_then(round_zero_value);
-        if let (true, Some(Vote::Refused(selfman_ports::Refusal::Version(current)))) = (skip_check, vote) {
+        if let (true, Some(Vote::Refused(selfman_ports::Refusal::Version(current)))) =
+            (skip_check, vote)
+        {
             // Deliberately wrong: the version is taken as it is, and the commit will install
             // the next one over it.
             p.read = current;
@@ -1045,7 +1219,15 @@ impl TxMachine {
         self.propose_vote(tx, slot, value, &acceptors, out);
     }
 
-    fn apply_decision(&mut self, tx: TxId, slot: Slot, commit: bool, from: NodeAddr, _now: Time, out: &mut Vec<TxOutput>) {
+    fn apply_decision(
+        &mut self,
+        tx: TxId,
+        slot: Slot,
+        commit: bool,
+        from: NodeAddr,
+        _now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         let Some(p) = self.parts.get(&(tx, slot)) else { return };
         if let Stage::Applying { commit: c, .. } = p.stage {
             if c != commit {
@@ -1062,7 +1244,12 @@ impl TxMachine {
         if let Some(p) = self.parts.get_mut(&(tx, slot)) {
             p.stage = Stage::Applying { tag, commit, to: from };
         }
-        out.push(TxOutput::Replicate(ReplicationRequest::AtReplica { key, replica: slot.replica, op, tag }));
+        out.push(TxOutput::Replicate(ReplicationRequest::AtReplica {
+            key,
+            replica: slot.replica,
+            op,
+            tag,
+        }));
     }
 
     fn applied_here(
@@ -1141,7 +1328,15 @@ impl TxMachine {
 
 /// The decision to the participant of `slot`: direct if its address is known, else routed to
 /// its replica key.
-fn send_decision(info: &TxInfo, f: u32, tx: TxId, slot: Slot, commit: bool, to: Option<NodeAddr>, out: &mut Vec<TxOutput>) {
+fn send_decision(
+    info: &TxInfo,
+    f: u32,
+    tx: TxId,
+    slot: Slot,
+    commit: bool,
+    to: Option<NodeAddr>,
+    out: &mut Vec<TxOutput>,
+) {
     let msg = TxMessage::Decided { tx, slot, commit };
     match to {
         Some(to) => out.push(TxOutput::Send { to, msg }),

@@ -63,14 +63,23 @@ impl Subscriptions {
 
 fn key_of(e: &KeyEvent) -> &Vec<u8> {
     match e {
-        KeyEvent::Locked { key, .. } | KeyEvent::Changed { key, .. } | KeyEvent::Unlocked { key, .. } => key,
+        KeyEvent::Locked { key, .. }
+        | KeyEvent::Changed { key, .. }
+        | KeyEvent::Unlocked { key, .. } => key,
     }
 }
 
 impl TxMachine {
-    pub(crate) fn subscribe_here(&mut self, from: NodeAddr, key: Vec<u8>, lease_ms: u64, now: Time) {
+    pub(crate) fn subscribe_here(
+        &mut self,
+        from: NodeAddr,
+        key: Vec<u8>,
+        lease_ms: u64,
+        now: Time,
+    ) {
         let lease = Duration::from_millis(lease_ms).min(self.config.subscription_lease * 2);
-        let full = self.subs.at_replica.len() >= MAX_KEYS && !self.subs.at_replica.contains_key(&key);
+        let full =
+            self.subs.at_replica.len() >= MAX_KEYS && !self.subs.at_replica.contains_key(&key);
         let per_key = self.subs.at_replica.get(&key).map_or(0, BTreeMap::len);
         if full || per_key >= MAX_PER_KEY {
             return self.faults.add(Fault::Overloaded, &format_args!("subscription from {from:?}"));
@@ -139,8 +148,13 @@ impl TxMachine {
             s.retain(|_, until| *until > now);
         }
         self.subs.at_replica.retain(|_, s| !s.is_empty());
-        let due: Vec<Vec<u8>> =
-            self.subs.mine.iter().filter(|(_, m)| now >= m.renew_at).map(|(k, _)| k.clone()).collect();
+        let due: Vec<Vec<u8>> = self
+            .subs
+            .mine
+            .iter()
+            .filter(|(_, m)| now >= m.renew_at)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in due {
             self.renew(&k, now, out);
         }

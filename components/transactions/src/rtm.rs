@@ -111,7 +111,11 @@ impl Acceptor {
     /// Paxos phase 2a: accept `values` in `round`. `Err(promised)` if a higher round was
     /// promised; `Ok(false)` if a value names an instance the transaction does not have
     /// (nothing accepted).
-    pub(crate) fn propose(&mut self, round: Round, values: &[(Slot, Value)]) -> Result<bool, Round> {
+    pub(crate) fn propose(
+        &mut self,
+        round: Round,
+        values: &[(Slot, Value)],
+    ) -> Result<bool, Round> {
         if round < self.promised || round == Round::ZERO {
             return Err(self.promised);
         }

@@ -50,8 +50,10 @@ pub fn failed_items(info: &TxInfo, chosen: &BTreeMap<Slot, Value>, item_quorum: 
         (0..info.f).filter(|&replica| chosen.get(&Slot { item, replica }) == Some(&v)).count()
     };
     let items = 0..info.items.len() as u32;
-    let failed: Vec<u32> =
-        items.clone().filter(|&i| count(i, Value::Aborted) > info.f as usize - item_quorum).collect();
+    let failed: Vec<u32> = items
+        .clone()
+        .filter(|&i| count(i, Value::Aborted) > info.f as usize - item_quorum)
+        .collect();
     if !failed.is_empty() {
         return failed;
     }
@@ -182,10 +184,8 @@ impl Leader {
                 }
             }
         }
-        let values: Vec<(Slot, Value)> = info
-            .slots()
-            .map(|s| (s, best.get(&s).map_or(Value::Aborted, |(_, v)| *v)))
-            .collect();
+        let values: Vec<(Slot, Value)> =
+            info.slots().map(|s| (s, best.get(&s).map_or(Value::Aborted, |(_, v)| *v))).collect();
         self.values = values.clone();
         self.phase = Phase::Proposing;
         Ok(LeaderStep::Propose(values))
@@ -282,10 +282,18 @@ mod tests {
         let s0 = Slot { item: 0, replica: 0 };
         let s1 = Slot { item: 0, replica: 1 };
         let r1 = Round { n: 1, rank: 0 };
-        assert_eq!(l.promise(&i, n(0), vec![(s0, Round::ZERO, Value::Prepared)], None), Ok(LeaderStep::Wait));
+        assert_eq!(
+            l.promise(&i, n(0), vec![(s0, Round::ZERO, Value::Prepared)], None),
+            Ok(LeaderStep::Wait)
+        );
         assert_eq!(l.promise(&i, n(0), vec![], None), Err(()));
         assert_eq!(
-            l.promise(&i, n(1), vec![(s0, r1, Value::Aborted), (s1, Round::ZERO, Value::Prepared)], None),
+            l.promise(
+                &i,
+                n(1),
+                vec![(s0, r1, Value::Aborted), (s1, Round::ZERO, Value::Prepared)],
+                None
+            ),
             Ok(LeaderStep::Wait)
         );
         let LeaderStep::Propose(values) = l.promise(&i, n(2), vec![], None).unwrap() else {

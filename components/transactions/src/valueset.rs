@@ -174,7 +174,13 @@ pub enum SetDecision {
 
 /// A replica's vote: `version` and `log` are what it holds, `highest` the highest version
 /// among the answers.
-pub fn classify(op: &SetKind, id: u64, version: Version, log: &SetLog, highest: Version) -> SetVote {
+pub fn classify(
+    op: &SetKind,
+    id: u64,
+    version: Version,
+    log: &SetLog,
+    highest: Version,
+) -> SetVote {
     if log.has(id) {
         return SetVote::Duplicated;
     }
@@ -245,7 +251,12 @@ impl TxMachine {
             } else {
                 selfman_ports::Rejection::Overloaded
             };
-            let ind = TxIndication::SetDone { key, tag, result: TxResult::Rejected(why), elements: vec![] };
+            let ind = TxIndication::SetDone {
+                key,
+                tag,
+                result: TxResult::Rejected(why),
+                elements: vec![],
+            };
             return out.push(TxOutput::Indicate(ind));
         }
         let id = self.new_tx_id().0;
@@ -367,10 +378,21 @@ impl TxMachine {
             TxResult::Abort(_) => TxResult::Abort(vec![op.key.clone()]),
             r => r,
         };
-        out.push(TxOutput::Indicate(TxIndication::SetDone { key: op.key, tag: op.tag, result, elements: vec![] }));
+        out.push(TxOutput::Indicate(TxIndication::SetDone {
+            key: op.key,
+            tag: op.tag,
+            result,
+            elements: vec![],
+        }));
     }
 
-    pub(crate) fn set_committed(&mut self, id: u64, commit: bool, now: Time, out: &mut Vec<TxOutput>) {
+    pub(crate) fn set_committed(
+        &mut self,
+        id: u64,
+        commit: bool,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         if commit {
             self.set_finish(id, TxResult::Ok, out);
         } else {
@@ -428,7 +450,10 @@ mod tests {
         assert_eq!(classify(&SetKind::Add(b"y".to_vec()), 1, v, &log, v), SetVote::Duplicated);
         assert_eq!(classify(&SetKind::Remove(b"y".to_vec()), 2, v, &log, v), SetVote::NotFound);
         assert_eq!(classify(&SetKind::Remove(b"x".to_vec()), 2, v, &log, v), SetVote::Ok);
-        assert_eq!(classify(&SetKind::Add(b"y".to_vec()), 2, Version(2), &log, v), SetVote::Concurrent);
+        assert_eq!(
+            classify(&SetKind::Add(b"y".to_vec()), 2, Version(2), &log, v),
+            SetVote::Concurrent
+        );
     }
 
     #[test]

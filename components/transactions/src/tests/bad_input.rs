@@ -32,9 +32,29 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
 
     // For transactions nobody knows.
     inject(&mut w, b, stranger, TxMessage::Decided { tx: ghost, slot: s0, commit: true });
-    inject(&mut w, b, stranger, TxMessage::Accepted { tx: ghost, round: Round::ZERO, values: vec![(s0, Value::Prepared)] });
-    inject(&mut w, b, stranger, TxMessage::Promise { tx: ghost, round: Round { n: 1, rank: 1 }, accepted: vec![], decided: None });
-    inject(&mut w, b, stranger, TxMessage::Nack { tx: ghost, round: Round { n: 1, rank: 1 }, promised: Round::ZERO });
+    inject(
+        &mut w,
+        b,
+        stranger,
+        TxMessage::Accepted { tx: ghost, round: Round::ZERO, values: vec![(s0, Value::Prepared)] },
+    );
+    inject(
+        &mut w,
+        b,
+        stranger,
+        TxMessage::Promise {
+            tx: ghost,
+            round: Round { n: 1, rank: 1 },
+            accepted: vec![],
+            decided: None,
+        },
+    );
+    inject(
+        &mut w,
+        b,
+        stranger,
+        TxMessage::Nack { tx: ghost, round: Round { n: 1, rank: 1 }, promised: Round::ZERO },
+    );
     inject(&mut w, b, stranger, TxMessage::Applied { tx: ghost, slot: s0 });
     inject(&mut w, b, stranger, TxMessage::AskDecision { tx: ghost, slot: s0 });
     inject(&mut w, b, stranger, TxMessage::Forget { tx: ghost });
@@ -67,7 +87,13 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     // A real transaction, held undecided: the TM hears no acceptance.
     w.seed(b"x", 1, b"old");
     let h = TxHandle(1);
-    w.script(tm, vec![TxRequest::Begin { handle: h }, TxRequest::Write { handle: h, key: b"x".to_vec(), value: Some(b"new".to_vec()) }]);
+    w.script(
+        tm,
+        vec![
+            TxRequest::Begin { handle: h },
+            TxRequest::Write { handle: h, key: b"x".to_vec(), value: Some(b"new".to_vec()) },
+        ],
+    );
     w.lose = Some(Box::new(move |_, dest, msg| {
         matches!(dest, super::world::Dest::Direct(to) if *to == tm)
             && matches!(msg, TxMessage::Vote { .. } | TxMessage::Accepted { .. })
@@ -85,26 +111,62 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     assert_eq!(count(&w, Fault::Duplicate), 1);
     inject(&mut w, rtm, p, TxMessage::Vote { tx, slot: slot1, value: Value::Aborted });
     assert_eq!(count(&w, Fault::ConflictingVote), 1);
-    inject(&mut w, rtm, p, TxMessage::Vote { tx, slot: Slot { item: 3, replica: 0 }, value: Value::Aborted });
+    inject(
+        &mut w,
+        rtm,
+        p,
+        TxMessage::Vote { tx, slot: Slot { item: 3, replica: 0 }, value: Value::Aborted },
+    );
     let nm = count(&w, Fault::NotMember);
     inject(&mut w, rtm, stranger, TxMessage::Collect { tx, round: Round { n: 5, rank: 0 } });
     inject(&mut w, rtm, tm, TxMessage::Collect { tx, round: Round { n: 5, rank: 3 } }); // forged rank
-    inject(&mut w, rtm, stranger, TxMessage::Propose { tx, round: Round { n: 5, rank: 0 }, values: vec![(slot1, Value::Aborted)] });
+    inject(
+        &mut w,
+        rtm,
+        stranger,
+        TxMessage::Propose {
+            tx,
+            round: Round { n: 5, rank: 0 },
+            values: vec![(slot1, Value::Aborted)],
+        },
+    );
     inject(&mut w, rtm, stranger, TxMessage::Decided { tx, slot: s0, commit: false });
     inject(&mut w, p, stranger, TxMessage::Decided { tx, slot: slot1, commit: false });
     inject(&mut w, rtm, stranger, TxMessage::Forget { tx });
-    inject(&mut w, rtm, stranger, TxMessage::InitRtm { info: TxInfo {
-        tx,
-        acceptors: vec![stranger, rtm],
-        f: 4,
-        items: vec![ItemInfo { key: b"x".to_vec(), mode: LockMode::Write }],
-        lease_ms: 1,
-    } });
+    inject(
+        &mut w,
+        rtm,
+        stranger,
+        TxMessage::InitRtm {
+            info: TxInfo {
+                tx,
+                acceptors: vec![stranger, rtm],
+                f: 4,
+                items: vec![ItemInfo { key: b"x".to_vec(), mode: LockMode::Write }],
+                lease_ms: 1,
+            },
+        },
+    );
     inject(&mut w, rtm, tm, TxMessage::Accepted { tx, round: Round::ZERO, values: vec![] });
     assert_eq!(count(&w, Fault::NotMember), nm + 8);
     // A promise and an acceptance of a round nobody leads.
-    inject(&mut w, rtm, tm, TxMessage::Promise { tx, round: Round { n: 9, rank: 1 }, accepted: vec![], decided: Some(false) });
-    inject(&mut w, rtm, tm, TxMessage::Accepted { tx, round: Round { n: 9, rank: 1 }, values: vec![] });
+    inject(
+        &mut w,
+        rtm,
+        tm,
+        TxMessage::Promise {
+            tx,
+            round: Round { n: 9, rank: 1 },
+            accepted: vec![],
+            decided: Some(false),
+        },
+    );
+    inject(
+        &mut w,
+        rtm,
+        tm,
+        TxMessage::Accepted { tx, round: Round { n: 9, rank: 1 }, values: vec![] },
+    );
     assert_eq!(count(&w, Fault::WrongRound), 2);
     let after = w.nodes.values().map(|n| n.m.faults().total()).sum::<u64>();
     assert_eq!(after - before, 1 + 1 + 1 + 8 + 2, "each injected message counted once");

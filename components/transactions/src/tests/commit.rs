@@ -28,7 +28,8 @@ fn a_failure_free_commit_takes_four_message_delays() {
     // prepare, vote (round-0 accept), accepted, decided.
     assert_eq!(w.decision_delays.len(), 4, "one decision per replica");
     assert!(w.decision_delays.iter().all(|d| *d == 4), "{:?}", w.decision_delays);
-    let (_, told, depth) = w.told.iter().find(|(_, i, _)| matches!(i, TxIndication::Committed { .. })).unwrap();
+    let (_, told, depth) =
+        w.told.iter().find(|(_, i, _)| matches!(i, TxIndication::Committed { .. })).unwrap();
     assert!(matches!(told, TxIndication::Committed { result: TxResult::Ok, .. }));
     assert_eq!(*depth, 3, "the client (at the TM) knows one delay before the participants");
     for r in 0..4 {
@@ -52,10 +53,30 @@ fn results_of_the_client_api() {
             TxRequest::Read { handle: h(1), key: b"missing".to_vec() },
             TxRequest::Read { handle: h(1), key: b"s".to_vec() },
             TxRequest::AddToNumber { handle: h(1), key: b"n".to_vec(), delta: 1 },
-            TxRequest::TestAndSet { handle: h(1), key: b"s".to_vec(), expected: Some(b"zzz".to_vec()), new: None },
-            TxRequest::TestAndSet { handle: h(1), key: b"s".to_vec(), expected: Some(b"abc".to_vec()), new: Some(b"def".to_vec()) },
-            TxRequest::AddDelOnList { handle: h(1), key: b"l".to_vec(), add: vec![b"p".to_vec(), b"q".to_vec()], del: vec![] },
-            TxRequest::AddDelOnList { handle: h(1), key: b"l".to_vec(), add: vec![], del: vec![b"p".to_vec()] },
+            TxRequest::TestAndSet {
+                handle: h(1),
+                key: b"s".to_vec(),
+                expected: Some(b"zzz".to_vec()),
+                new: None,
+            },
+            TxRequest::TestAndSet {
+                handle: h(1),
+                key: b"s".to_vec(),
+                expected: Some(b"abc".to_vec()),
+                new: Some(b"def".to_vec()),
+            },
+            TxRequest::AddDelOnList {
+                handle: h(1),
+                key: b"l".to_vec(),
+                add: vec![b"p".to_vec(), b"q".to_vec()],
+                del: vec![],
+            },
+            TxRequest::AddDelOnList {
+                handle: h(1),
+                key: b"l".to_vec(),
+                add: vec![],
+                del: vec![b"p".to_vec()],
+            },
             TxRequest::AddToNumber { handle: h(1), key: b"s".to_vec(), delta: 1 },
             TxRequest::Read { handle: h(1), key: b"n".to_vec() },
             TxRequest::Commit { handle: h(1) },
@@ -108,20 +129,26 @@ fn a_conflicting_transaction_aborts_naming_the_key_and_a_retry_commits() {
     let (a, b) = (addr(0), addr(2));
     w.seed(b"acct", 1, b"10");
     for (node, handle) in [(a, h(1)), (b, h(2))] {
-        w.script(node, vec![
-            TxRequest::Begin { handle },
-            TxRequest::AddToNumber { handle, key: b"acct".to_vec(), delta: 5 },
-        ]);
+        w.script(
+            node,
+            vec![
+                TxRequest::Begin { handle },
+                TxRequest::AddToNumber { handle, key: b"acct".to_vec(), delta: 5 },
+            ],
+        );
     }
     w.script(a, vec![TxRequest::Commit { handle: h(1) }]);
     w.script(b, vec![TxRequest::Commit { handle: h(2) }]);
     assert_eq!(w.commits(a)[&h(1)].1, TxResult::Ok);
     assert_eq!(w.commits(b)[&h(2)].1, TxResult::Abort(vec![b"acct".to_vec()]));
-    w.script(b, vec![
-        TxRequest::Begin { handle: h(3) },
-        TxRequest::AddToNumber { handle: h(3), key: b"acct".to_vec(), delta: 5 },
-        TxRequest::Commit { handle: h(3) },
-    ]);
+    w.script(
+        b,
+        vec![
+            TxRequest::Begin { handle: h(3) },
+            TxRequest::AddToNumber { handle: h(3), key: b"acct".to_vec(), delta: 5 },
+            TxRequest::Commit { handle: h(3) },
+        ],
+    );
     assert_eq!(w.commits(b)[&h(3)].1, TxResult::Ok);
     assert_eq!(w.record(b"acct", 1).1.as_deref(), Some(&b"20"[..]));
     assert_eq!(w.state_left(), (0, 0));
@@ -133,11 +160,14 @@ fn state_stays_bounded_over_many_transactions() {
     let a = addr(3);
     for i in 0..2000u64 {
         let key = format!("k{}", i % 50).into_bytes();
-        w.script(a, vec![
-            TxRequest::Begin { handle: h(i) },
-            TxRequest::AddToNumber { handle: h(i), key, delta: 1 },
-            TxRequest::Commit { handle: h(i) },
-        ]);
+        w.script(
+            a,
+            vec![
+                TxRequest::Begin { handle: h(i) },
+                TxRequest::AddToNumber { handle: h(i), key, delta: 1 },
+                TxRequest::Commit { handle: h(i) },
+            ],
+        );
         assert_eq!(w.commits(a)[&h(i)].1, TxResult::Ok);
         assert_eq!(w.state_left(), (0, 0), "after transaction {i}");
     }

@@ -34,11 +34,21 @@ fn check_atomicity(w: &World, key: &[u8], value: &[u8], committed: bool) -> Resu
 }
 
 /// Liveness: every live acceptor of the transaction decides within `bound` of `since`.
-fn check_decided_within(w: &mut World, since: selfman_core::Time, bound: Duration) -> Result<(), String> {
+fn check_decided_within(
+    w: &mut World,
+    since: selfman_core::Time,
+    bound: Duration,
+) -> Result<(), String> {
     while w.now < since + bound {
         w.tick_for(Duration::from_millis(10));
     }
-    let undecided = w.nodes.values().filter(|n| n.up).flat_map(|n| n.m.txs.values()).filter(|s| s.acc.decided.is_none()).count();
+    let undecided = w
+        .nodes
+        .values()
+        .filter(|n| n.up)
+        .flat_map(|n| n.m.txs.values())
+        .filter(|s| s.acc.decided.is_none())
+        .count();
     if undecided == 0 {
         Ok(())
     } else {
@@ -50,7 +60,9 @@ fn check_decided_within(w: &mut World, since: selfman_core::Time, bound: Duratio
 fn check_adds(elements: &[Vec<u8>], acked: &[Vec<u8>]) -> Result<(), String> {
     match acked.iter().find(|e| !elements.contains(e)) {
         None => Ok(()),
-        Some(e) => Err(format!("add of {:?} acknowledged but not in the set", String::from_utf8_lossy(e))),
+        Some(e) => {
+            Err(format!("add of {:?} acknowledged but not in the set", String::from_utf8_lossy(e)))
+        }
     }
 }
 
@@ -66,14 +78,21 @@ fn two_concurrent_increments(flaw: Option<Flaw>) -> Result<(), String> {
     w.seed(b"c", 1, b"0");
     let (a, b) = (addr(0), addr(2));
     for (node, handle) in [(a, TxHandle(1)), (b, TxHandle(2))] {
-        w.script(node, vec![
-            TxRequest::Begin { handle },
-            TxRequest::AddToNumber { handle, key: b"c".to_vec(), delta: 1 },
-        ]);
+        w.script(
+            node,
+            vec![
+                TxRequest::Begin { handle },
+                TxRequest::AddToNumber { handle, key: b"c".to_vec(), delta: 1 },
+            ],
+        );
     }
     w.script(a, vec![TxRequest::Commit { handle: TxHandle(1) }]);
     w.script(b, vec![TxRequest::Commit { handle: TxHandle(2) }]);
-    let ok = [w.commits(a), w.commits(b)].iter().flat_map(|c| c.values().cloned()).filter(|(_, r)| *r == TxResult::Ok).count();
+    let ok = [w.commits(a), w.commits(b)]
+        .iter()
+        .flat_map(|c| c.values().cloned())
+        .filter(|(_, r)| *r == TxResult::Ok)
+        .count();
     check_counter(&w, b"c", ok)
 }
 
@@ -96,7 +115,13 @@ fn commit_over_newer_replicas(flaw: Option<Flaw>) -> Result<(), String> {
     }
     let a = addr(1);
     w.with(a, 0, |m, now, out| {
-        m.begin_commit(TxId(5), vec![(b"k".to_vec(), Version(1), Some(Some(b"mine".to_vec())))], Client::Session(TxHandle(1)), now, out)
+        m.begin_commit(
+            TxId(5),
+            vec![(b"k".to_vec(), Version(1), Some(Some(b"mine".to_vec())))],
+            Client::Session(TxHandle(1)),
+            now,
+            out,
+        )
     });
     w.run();
     let committed = w.commits(a)[&TxHandle(1)].1 == TxResult::Ok;
@@ -115,7 +140,13 @@ fn tm_dies(flaw: Option<Flaw>) -> Result<(), String> {
     w.seed(b"t", 1, b"old");
     let tm = addr(3);
     let h = TxHandle(1);
-    w.script(tm, vec![TxRequest::Begin { handle: h }, TxRequest::Write { handle: h, key: b"t".to_vec(), value: None }]);
+    w.script(
+        tm,
+        vec![
+            TxRequest::Begin { handle: h },
+            TxRequest::Write { handle: h, key: b"t".to_vec(), value: None },
+        ],
+    );
     w.request(tm, TxRequest::Commit { handle: h });
     w.crash(tm);
     w.run();
@@ -142,7 +173,9 @@ fn concurrent_adds(flaw: Option<Flaw>) -> Result<(), String> {
         .told
         .iter()
         .filter_map(|(_, i, _)| match i {
-            TxIndication::SetDone { tag, result: TxResult::Ok, .. } => Some(if *tag == 1 { b"x".to_vec() } else { b"y".to_vec() }),
+            TxIndication::SetDone { tag, result: TxResult::Ok, .. } => {
+                Some(if *tag == 1 { b"x".to_vec() } else { b"y".to_vec() })
+            }
             _ => None,
         })
         .collect();

@@ -11,10 +11,13 @@ use crate::messages::TxMessage;
 
 fn start(w: &mut World, a: NodeAddr, key: &[u8], handle: u64) {
     let handle = TxHandle(handle);
-    w.script(a, vec![
-        TxRequest::Begin { handle },
-        TxRequest::Write { handle, key: key.to_vec(), value: Some(b"new".to_vec()) },
-    ]);
+    w.script(
+        a,
+        vec![
+            TxRequest::Begin { handle },
+            TxRequest::Write { handle, key: key.to_vec(), value: Some(b"new".to_vec()) },
+        ],
+    );
     w.request(a, TxRequest::Commit { handle });
 }
 
@@ -48,7 +51,12 @@ fn an_rtm_takes_over_from_a_crashed_tm_and_commits() {
     assert!(took <= cfg.takeover_after + Duration::from_millis(50), "took {took:?}");
     assert!(decisions(&w).iter().all(|d| *d), "3 of 4 replicas prepared: commit");
     w.tick_for(Duration::from_millis(100));
-    let (tm_replica, _) = (0..4).map(|r| w.replica(b"x", r)).map(|(n, _)| n).enumerate().find(|(_, n)| *n == tm).unwrap();
+    let (tm_replica, _) = (0..4)
+        .map(|r| w.replica(b"x", r))
+        .map(|(n, _)| n)
+        .enumerate()
+        .find(|(_, n)| *n == tm)
+        .unwrap();
     for r in 0..4u32 {
         let (v, val, votes) = w.record(b"x", r);
         if r as usize == tm_replica {
@@ -91,7 +99,10 @@ fn a_suspected_tm_is_taken_over_at_once_and_competing_leaders_agree() {
     assert!(d.iter().all(|x| *x), "the takeover keeps the TM's commit");
     let leaders: u64 = w.nodes.values().map(|n| n.m.stats().takeovers).sum();
     assert!(leaders >= 2, "rounds competed ({leaders})");
-    assert!(w.nodes.values().all(|n| n.m.faults().get(crate::faults::Fault::ConflictingDecision) == 0));
+    assert!(w
+        .nodes
+        .values()
+        .all(|n| n.m.faults().get(crate::faults::Fault::ConflictingDecision) == 0));
 }
 
 #[test]
@@ -141,7 +152,10 @@ fn missing_votes_are_decided_by_the_tm_in_a_higher_round() {
     w.tick_for(Duration::from_millis(100));
     for r in [0, 1, 3] {
         let votes = w.record(b"z", r).2;
-        assert!(votes.iter().all(|v| v.tx == selfman_ports::TxId(9)), "replica {r}: our lock is gone");
+        assert!(
+            votes.iter().all(|v| v.tx == selfman_ports::TxId(9)),
+            "replica {r}: our lock is gone"
+        );
     }
 }
 
@@ -160,16 +174,28 @@ fn kill_one_then_two_of_four_nodes() {
     assert_eq!(w.commits(tm)[&TxHandle(2)].1, TxResult::Ok);
     w.crash(addr(2));
     let h = TxHandle(3);
-    w.script(tm, vec![
-        TxRequest::Begin { handle: h },
-        TxRequest::Read { handle: h, key: b"w".to_vec() },
-        TxRequest::Write { handle: h, key: b"v".to_vec(), value: Some(b"x".to_vec()) },
-        TxRequest::Commit { handle: h },
-    ]);
-    let results: Vec<TxResult> = w.told.iter().filter_map(|(_, i, _)| match i {
-        TxIndication::ReadDone { handle, result, .. } | TxIndication::OpDone { handle, result, .. } if *handle == h => Some(result.clone()),
-        _ => None,
-    }).collect();
+    w.script(
+        tm,
+        vec![
+            TxRequest::Begin { handle: h },
+            TxRequest::Read { handle: h, key: b"w".to_vec() },
+            TxRequest::Write { handle: h, key: b"v".to_vec(), value: Some(b"x".to_vec()) },
+            TxRequest::Commit { handle: h },
+        ],
+    );
+    let results: Vec<TxResult> = w
+        .told
+        .iter()
+        .filter_map(|(_, i, _)| match i {
+            TxIndication::ReadDone { handle, result, .. }
+            | TxIndication::OpDone { handle, result, .. }
+                if *handle == h =>
+            {
+                Some(result.clone())
+            }
+            _ => None,
+        })
+        .collect();
     assert_eq!(results, vec![TxResult::Timeout, TxResult::Timeout]);
     assert_eq!(w.commits(tm)[&h].1, TxResult::Ok, "nothing left to commit");
     assert_eq!(w.record(b"v", 0).0, Version(0));
@@ -178,10 +204,15 @@ fn kill_one_then_two_of_four_nodes() {
 /// A key whose four replicas sit on the odd-numbered nodes of an 8-node world (node 0's
 /// acceptors are the even ones).
 fn odd_key(w: &World) -> Vec<u8> {
-    (0..).map(|i| format!("key{i}").into_bytes()).find(|k| (0..4).all(|r| {
-        let (n, _) = w.replica(k, r);
-        (1..8).step_by(2).any(|i| addr(i) == n)
-    })).unwrap()
+    (0..)
+        .map(|i| format!("key{i}").into_bytes())
+        .find(|k| {
+            (0..4).all(|r| {
+                let (n, _) = w.replica(k, r);
+                (1..8).step_by(2).any(|i| addr(i) == n)
+            })
+        })
+        .unwrap()
 }
 
 #[test]

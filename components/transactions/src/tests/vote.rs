@@ -3,7 +3,6 @@
 //! whole protocol: real replica records, votes as round-0 accepts, recovery rounds for the
 //! replicas that abstain, the decision, and what is left at the replicas afterwards.
 
-use selfman_core::Time;
 use selfman_ports::{LockMode, Range, ReplicaOp, RingId, TxId, TxResult, Version};
 
 use super::world::{addr, World};
@@ -25,17 +24,14 @@ enum State {
     Abstains,
 }
 
-const STATES: [State; 5] = [State::Current, State::Stale, State::ReadLocked, State::WriteLocked, State::Abstains];
+const STATES: [State; 5] =
+    [State::Current, State::Stale, State::ReadLocked, State::WriteLocked, State::Abstains];
 
 const OTHER: TxId = TxId(0xdead);
 
 /// Whether a replica in `s` votes prepared for a transaction taking a `mode` lock.
 fn prepared(s: State, mode: LockMode) -> bool {
-    match (s, mode) {
-        (State::Current, _) => true,
-        (State::ReadLocked, LockMode::Read) => true,
-        _ => false,
-    }
+    matches!((s, mode), (State::Current, _) | (State::ReadLocked, LockMode::Read))
 }
 
 fn run(states: [State; 4], mode: LockMode) {
@@ -46,7 +42,11 @@ fn run(states: [State; 4], mode: LockMode) {
         let (owner, id) = w.replica(&key, r as u32);
         let store = &mut w.nodes.get_mut(&owner).unwrap().store;
         let v = if *s == State::Stale { 4 } else { 5 };
-        store.apply(id.clone(), &ReplicaOp::Write { version: Version(v), value: Some(b"v".to_vec()) }, now);
+        store.apply(
+            id.clone(),
+            &ReplicaOp::Write { version: Version(v), value: Some(b"v".to_vec()) },
+            now,
+        );
         let lock = match s {
             State::ReadLocked => Some(LockMode::Read),
             State::WriteLocked => Some(LockMode::Write),
@@ -65,7 +65,13 @@ fn run(states: [State; 4], mode: LockMode) {
     let write = (mode == LockMode::Write).then(|| Some(b"new".to_vec()));
     let tx = TxId(42);
     w.with(a, 0, |m, now, out| {
-        m.begin_commit(tx, vec![(key.clone(), Version(5), write)], Client::Session(selfman_ports::TxHandle(1)), now, out)
+        m.begin_commit(
+            tx,
+            vec![(key.clone(), Version(5), write)],
+            Client::Session(selfman_ports::TxHandle(1)),
+            now,
+            out,
+        )
     });
     w.run();
     let expect = states.iter().filter(|s| prepared(**s, mode)).count() >= 3;
@@ -74,19 +80,25 @@ fn run(states: [State; 4], mode: LockMode) {
     assert_eq!(got, Some(want), "{states:?} {mode:?}");
     for (r, s) in states.iter().enumerate() {
         let (v, value, votes) = w.record(&key, r as u32);
-        assert!(votes.iter().all(|e| e.tx != tx), "{states:?} {mode:?}: our vote left at replica {r}");
+        assert!(
+            votes.iter().all(|e| e.tx != tx),
+            "{states:?} {mode:?}: our vote left at replica {r}"
+        );
         if *s == State::ReadLocked || *s == State::WriteLocked {
             assert!(votes.iter().any(|e| e.tx == OTHER), "the other transaction's lock stays");
         }
         let before = if *s == State::Stale { 4 } else { 5 };
         if expect && mode == LockMode::Write {
-            assert_eq!((v, value.as_deref()), (Version(6), Some(&b"new"[..])), "{states:?}: replica {r}");
+            assert_eq!(
+                (v, value.as_deref()),
+                (Version(6), Some(&b"new"[..])),
+                "{states:?}: replica {r}"
+            );
         } else {
             assert_eq!(v, Version(before), "{states:?} {mode:?}: replica {r} changed");
         }
     }
     assert_eq!(w.state_left(), (0, 0), "{states:?} {mode:?}");
-    let _ = Time::ZERO;
 }
 
 #[test]

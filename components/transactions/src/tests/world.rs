@@ -94,7 +94,10 @@ impl World {
             let a = addr(i);
             w.ring.insert(pos, a);
             w.pos.insert(a, pos);
-            w.nodes.insert(a, Node { m: wrap(TxMachine::new(a, config)), store: Store::new(), up: true });
+            w.nodes.insert(
+                a,
+                Node { m: wrap(TxMachine::new(a, config)), store: Store::new(), up: true },
+            );
         }
         let all: Vec<NodeAddr> = w.nodes.keys().copied().collect();
         for a in all {
@@ -106,7 +109,13 @@ impl World {
     }
 
     pub(crate) fn owner(&self, key: RingId) -> NodeAddr {
-        *self.ring.range(key..).next().or_else(|| self.ring.iter().next()).map(|(_, a)| a).expect("a ring")
+        *self
+            .ring
+            .range(key..)
+            .next()
+            .or_else(|| self.ring.iter().next())
+            .map(|(_, a)| a)
+            .expect("a ring")
     }
 
     /// The node holding replica `r` of `key`, and the replica's store id.
@@ -120,7 +129,12 @@ impl World {
     }
 
     /// Runs `f` on node `a` and carries out its outputs (`depth`: message delays so far).
-    pub(crate) fn with(&mut self, a: NodeAddr, depth: u32, f: impl FnOnce(&mut TxMachine, Time, &mut Vec<TxOutput>)) {
+    pub(crate) fn with(
+        &mut self,
+        a: NodeAddr,
+        depth: u32,
+        f: impl FnOnce(&mut TxMachine, Time, &mut Vec<TxOutput>),
+    ) {
         let now = self.now;
         let Some(node) = self.nodes.get_mut(&a).filter(|n| n.up) else { return };
         let mut out = Vec::new();
@@ -131,8 +145,12 @@ impl World {
     fn take(&mut self, from: NodeAddr, depth: u32, out: Vec<TxOutput>) {
         for o in out {
             match o {
-                TxOutput::Route { key, msg } => self.queue.push_back((from, Dest::Routed(key), msg, depth)),
-                TxOutput::Send { to, msg } => self.queue.push_back((from, Dest::Direct(to), msg, depth)),
+                TxOutput::Route { key, msg } => {
+                    self.queue.push_back((from, Dest::Routed(key), msg, depth))
+                }
+                TxOutput::Send { to, msg } => {
+                    self.queue.push_back((from, Dest::Direct(to), msg, depth))
+                }
                 TxOutput::Indicate(ind) => self.told.push((from, ind, depth)),
                 TxOutput::Monitor(_) => {}
                 TxOutput::Lookup { key, tag } => {
@@ -270,21 +288,32 @@ impl World {
     }
 
     /// The record of replica `r` of `key`: version, value, votes.
-    pub(crate) fn record(&self, key: &[u8], r: u32) -> (Version, Option<Vec<u8>>, Vec<selfman_replication::VoteEntry>) {
+    pub(crate) fn record(
+        &self,
+        key: &[u8],
+        r: u32,
+    ) -> (Version, Option<Vec<u8>>, Vec<selfman_replication::VoteEntry>) {
         let (owner, id) = self.replica(key, r);
         match self.nodes[&owner].store.get(&id) {
-            Some(rec) => (rec.version, rec.value.as_deref().map(<[u8]>::to_vec), rec.votes().to_vec()),
+            Some(rec) => {
+                (rec.version, rec.value.as_deref().map(<[u8]>::to_vec), rec.votes().to_vec())
+            }
             None => (Version(0), None, Vec::new()),
         }
     }
 
     /// The commit answers told so far at `a`: handle → (tx, result).
-    pub(crate) fn commits(&self, a: NodeAddr) -> BTreeMap<TxHandle, (Option<TxId>, selfman_ports::TxResult)> {
+    pub(crate) fn commits(
+        &self,
+        a: NodeAddr,
+    ) -> BTreeMap<TxHandle, (Option<TxId>, selfman_ports::TxResult)> {
         self.told
             .iter()
             .filter(|(n, _, _)| *n == a)
             .filter_map(|(_, i, _)| match i {
-                TxIndication::Committed { handle, tx, result } => Some((*handle, (*tx, result.clone()))),
+                TxIndication::Committed { handle, tx, result } => {
+                    Some((*handle, (*tx, result.clone())))
+                }
                 _ => None,
             })
             .collect()
@@ -292,6 +321,10 @@ impl World {
 
     /// Transactions and participants any live node still holds state of.
     pub(crate) fn state_left(&self) -> (usize, usize) {
-        self.nodes.values().filter(|n| n.up).map(|n| n.m.in_flight()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        self.nodes
+            .values()
+            .filter(|n| n.up)
+            .map(|n| n.m.in_flight())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 }
