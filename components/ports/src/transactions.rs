@@ -248,6 +248,8 @@ pub enum Rejection {
     NotAList,
     /// This node is not in a ring yet.
     NotInRing,
+    /// After [`TxRequest::Lock`], a key the transaction did not lock.
+    NotLocked,
 }
 
 /// What [`Transactions`] tells its client.

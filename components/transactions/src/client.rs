@@ -49,8 +49,13 @@ pub(crate) struct Session {
     queue: VecDeque<TxRequest>,
     /// The key being read now.
     reading: Option<Vec<u8>>,
-    /// Commit started: only its answer remains.
+    /// Commit started (or locks asked for): only its answer remains.
     committing: bool,
+    /// Eager locking: the transaction holding the locks, and the keys locked (in item
+    /// order).
+    lock: Option<(TxId, Vec<Vec<u8>>)>,
+    /// The locks are held (the client was told).
+    held: bool,
 }
 
 fn handle_of(r: &TxRequest) -> Option<TxHandle> {
@@ -143,6 +148,14 @@ impl TxMachine {
                 return;
             }
             let Some(req) = s.queue.front().cloned() else { return };
+            if let (Some(key), Some((_, locked))) = (key_of(&req), s.lock.as_ref()) {
+                if !locked.contains(key) {
+                    s.queue.pop_front();
+                    let ind = answer_to(&req, TxResult::Rejected(Rejection::NotLocked), None);
+                    out.push(TxOutput::Indicate(ind));
+                    continue;
+                }
+            }
             if let Some(key) = key_of(&req) {
                 let buffered = matches!(req, TxRequest::Read { .. }) && s.writes.contains_key(key);
                 if !s.reads.contains_key(key) && !buffered {
@@ -156,6 +169,12 @@ impl TxMachine {
             s.queue.pop_front();
             match req {
                 TxRequest::Commit { .. } => return self.commit(handle, now, out),
+                TxRequest::Lock { lease_ms, .. } => return self.lock(handle, lease_ms, now, out),
+                TxRequest::Abort { .. } if s.lock.is_some() => {
+                    s.committing = true;
+                    let tx = s.lock.as_ref().map(|l| l.0).unwrap_or_default();
+                    return self.client_decides(tx, None, now, out);
+                }
                 TxRequest::Abort { .. } => {
                     self.sessions.remove(&handle);
                     let ind = TxIndication::Committed {
@@ -208,6 +227,16 @@ impl TxMachine {
     fn commit(&mut self, handle: TxHandle, now: Time, out: &mut Vec<TxOutput>) {
         let room = self.has_room();
         let Some(s) = self.sessions.get_mut(&handle) else { return };
+        if let Some((tx, keys)) = s.lock.clone() {
+            // Eager: the locks are held; the values go in the client's instance.
+            s.committing = true;
+            let writes = keys
+                .iter()
+                .enumerate()
+                .filter_map(|(i, k)| s.writes.get(k).map(|v| (i as u32, v.clone())))
+                .collect();
+            return self.client_decides(tx, Some(writes), now, out);
+        }
         let keys: BTreeSet<Vec<u8>> = s.reads.keys().chain(s.writes.keys()).cloned().collect();
         if keys.is_empty() {
             self.sessions.remove(&handle);
@@ -234,6 +263,57 @@ impl TxMachine {
         self.begin_commit(tx, items, Client::Session(handle), now, out);
     }
 
+    /// Eager locking: write-locks every key the transaction has read (or written) so far.
+    fn lock(&mut self, handle: TxHandle, lease_ms: u64, now: Time, out: &mut Vec<TxOutput>) {
+        let room = self.has_room();
+        let Some(s) = self.sessions.get_mut(&handle) else { return };
+        let keys: Vec<Vec<u8>> = s
+            .reads
+            .keys()
+            .chain(s.writes.keys())
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let why = if s.lock.is_some() {
+            Some(Rejection::HandleInUse)
+        } else if keys.is_empty() || keys.len() > MAX_ITEMS {
+            Some(Rejection::TooLarge)
+        } else if !room {
+            Some(Rejection::Overloaded)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let ind = TxIndication::Locked { handle, result: TxResult::Rejected(why) };
+            out.push(TxOutput::Indicate(ind));
+            return self.run_session(handle, now, out);
+        }
+        let tx = self.new_tx_id();
+        let Some(s) = self.sessions.get_mut(&handle) else { return };
+        s.committing = true;
+        s.lock = Some((tx, keys.clone()));
+        // Every key locked for writing, with no value yet; the version read is checked.
+        let items: Vec<CommitItem> = keys
+            .into_iter()
+            .map(|k| {
+                let read = s.reads.get(&k).map_or(Version(0), |r| r.0);
+                (k, read, None)
+            })
+            .collect();
+        let lease = lease_ms.saturating_add(self.config.lease_ms());
+        self.begin(tx, items, Client::Session(handle), Some(lease), now, out);
+    }
+
+    /// The TM holds the locks of eager transaction `tx`: tell the client.
+    pub(crate) fn locks_held(&mut self, client: Client, _tx: TxId, out: &mut Vec<TxOutput>) {
+        let Client::Session(handle) = client else { return };
+        let Some(s) = self.sessions.get_mut(&handle) else { return };
+        s.committing = false;
+        s.held = true;
+        out.push(TxOutput::Indicate(TxIndication::Locked { handle, result: TxResult::Ok }));
+    }
+
     /// Starts Paxos commit of `items` (key, version read, write) for `client`.
     pub(crate) fn begin_commit(
         &mut self,
@@ -243,12 +323,26 @@ impl TxMachine {
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
+        self.begin(tx, items, client, None, now, out);
+    }
+
+    /// Starts Paxos commit; `eager`: an eager transaction whose locks last this long (ms).
+    fn begin(
+        &mut self,
+        tx: TxId,
+        items: Vec<CommitItem>,
+        client: Client,
+        eager: Option<u64>,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
         let f = self.config.f;
-        let lease_ms = self.config.lease_ms();
+        let lease_ms = eager.unwrap_or(self.config.lease_ms());
         let acceptors = self.acceptors();
         let mut prepares = Vec::with_capacity(items.len() * f as usize);
         for (i, (key, read, write)) in items.iter().enumerate() {
-            let mode = if write.is_some() { LockMode::Write } else { LockMode::Read };
+            let mode =
+                if write.is_some() || eager.is_some() { LockMode::Write } else { LockMode::Read };
             for replica in 0..f {
                 let slot = Slot { item: i as u32, replica };
                 let msg = TxMessage::Prepare {
@@ -272,10 +366,15 @@ impl TxMachine {
                 .into_iter()
                 .map(|(key, _, w)| ItemInfo {
                     key,
-                    mode: if w.is_some() { LockMode::Write } else { LockMode::Read },
+                    mode: if w.is_some() || eager.is_some() {
+                        LockMode::Write
+                    } else {
+                        LockMode::Read
+                    },
                 })
                 .collect(),
             lease_ms,
+            eager: eager.is_some(),
         };
         self.start_commit(info, prepares, client, now, out);
     }
@@ -292,13 +391,15 @@ impl TxMachine {
     ) {
         match client {
             Client::Session(handle) => {
-                self.sessions.remove(&handle);
+                let locking =
+                    self.sessions.remove(&handle).is_some_and(|s| s.lock.is_some() && !s.held);
                 let result = if commit { TxResult::Ok } else { TxResult::Abort(keys) };
-                out.push(TxOutput::Indicate(TxIndication::Committed {
-                    handle,
-                    tx: Some(tx),
-                    result,
-                }));
+                let ind = if locking {
+                    TxIndication::Locked { handle, result }
+                } else {
+                    TxIndication::Committed { handle, tx: Some(tx), result }
+                };
+                out.push(TxOutput::Indicate(ind));
             }
             Client::Set(op) => self.set_committed(op, commit, now, out),
         }
@@ -308,9 +409,13 @@ impl TxMachine {
     pub(crate) fn answer_timeout(&mut self, client: Client, tx: TxId, out: &mut Vec<TxOutput>) {
         match client {
             Client::Session(handle) => {
-                self.sessions.remove(&handle);
-                let ind =
-                    TxIndication::Committed { handle, tx: Some(tx), result: TxResult::Timeout };
+                let locking =
+                    self.sessions.remove(&handle).is_some_and(|s| s.lock.is_some() && !s.held);
+                let ind = if locking {
+                    TxIndication::Locked { handle, result: TxResult::Timeout }
+                } else {
+                    TxIndication::Committed { handle, tx: Some(tx), result: TxResult::Timeout }
+                };
                 out.push(TxOutput::Indicate(ind));
             }
             Client::Set(op) => self.set_timeout(op, out),

@@ -21,11 +21,13 @@ use selfman_ports::{
 use crate::client::{Client, Session};
 use crate::config::TxConfig;
 use crate::faults::{Fault, FaultCounts};
-use crate::messages::{Round, Slot, TxInfo, TxMessage, Value};
+use crate::messages::{Round, Slot, TxInfo, TxMessage, Value, Writes};
 use crate::notify::Subscriptions;
 use crate::participant::{round_zero_value, Participant, Stage, REPLICA_TRIES};
 use crate::rtm::{Acceptor, VoteOutcome};
-use crate::tm::{failed_items, outcome, Delivery, Leader, LeaderStep, Learner, Phase};
+use crate::tm::{
+    failed_items, items_prepared, outcome, Delivery, Leader, LeaderStep, Learner, Phase,
+};
 use crate::valueset::SetOp;
 
 /// A transaction's state is dropped at the latest this many leases after it was first seen
@@ -123,6 +125,19 @@ pub(crate) struct Tm {
     pub(crate) answered: bool,
     pub(crate) started: Time,
     pub(crate) last_sent: Time,
+    /// Eager locking: the client's part.
+    pub(crate) eager: Option<Eager>,
+}
+
+/// The TM's side of an eager transaction.
+#[derive(Clone, Debug)]
+pub(crate) struct Eager {
+    /// The client was told it holds the locks.
+    pub(crate) told: bool,
+    /// The client's decision as proposed (commit with values, or abort).
+    pub(crate) proposal: Option<(Value, Option<Writes>)>,
+    /// When the locks end if the client does not commit.
+    pub(crate) lease_end: Time,
 }
 
 /// Counts of what this node did, for tests and benchmarks.
@@ -423,21 +438,23 @@ impl TxMachine {
                 self.prepare(tx, slot, p, now, out)
             }
             TxMessage::InitRtm { info } => self.init_rtm(from, info, now, out),
-            TxMessage::Vote { tx, slot, value } => self.vote(from, tx, slot, value, now, out),
+            TxMessage::Vote { tx, slot, value, writes } => {
+                self.vote(from, tx, slot, value, writes, now, out)
+            }
             TxMessage::NoVote { tx, slot } => self.no_vote(tx, slot, now, out),
             TxMessage::Accepted { tx, round, values } => {
                 self.accepted(from, tx, round, values, now, out)
             }
             TxMessage::Collect { tx, round } => self.collect(from, tx, round, now, out),
-            TxMessage::Promise { tx, round, accepted, decided } => {
-                self.promise(from, tx, round, accepted, decided, now, out)
+            TxMessage::Promise { tx, round, accepted, decided, writes } => {
+                self.promise(from, tx, round, accepted, (decided, writes), now, out)
             }
             TxMessage::Nack { tx, round, promised } => self.nack(tx, round, promised, now),
-            TxMessage::Propose { tx, round, values } => {
-                self.propose(from, tx, round, values, now, out)
+            TxMessage::Propose { tx, round, values, writes } => {
+                self.propose(from, tx, round, values, writes, out)
             }
-            TxMessage::Decided { tx, slot, commit } => {
-                self.decided(from, tx, slot, commit, now, out)
+            TxMessage::Decided { tx, slot, commit, write } => {
+                self.decided(from, tx, slot, (commit, write), now, out)
             }
             TxMessage::Applied { tx, slot } => self.applied(tx, slot, now, out),
             TxMessage::AskDecision { tx, slot } => self.ask_decision(from, tx, slot, out),
@@ -465,6 +482,12 @@ impl TxMachine {
         out: &mut Vec<TxOutput>,
     ) {
         let tx = info.tx;
+        let eager = info.eager.then(|| Eager {
+            told: false,
+            proposal: None,
+            lease_end: now
+                + Duration::from_millis(info.lease_ms.saturating_sub(self.config.lease_ms())),
+        });
         for a in info.acceptors.iter().skip(1) {
             out.push(TxOutput::Send { to: *a, msg: TxMessage::InitRtm { info: info.clone() } });
         }
@@ -479,6 +502,7 @@ impl TxMachine {
             answered: false,
             started: now,
             last_sent: now,
+            eager,
         };
         let state = TxState {
             acc: Acceptor::new(Some(info), now),
@@ -552,6 +576,17 @@ impl TxMachine {
                 };
                 if let Some(commit) = outcome(info, &chosen, quorum) {
                     self.decide(tx, commit, &chosen, true, now, out);
+                } else if let Some(e) = tm.eager.as_mut() {
+                    if !e.told && items_prepared(info, &chosen, quorum) {
+                        e.told = true;
+                        let client = tm.client.clone();
+                        self.locks_held(client, tx, out);
+                    } else if e.proposal.is_some()
+                        && s.leader.is_none()
+                        && tm.learner.all_heard(info)
+                    {
+                        self.lead(tx, now, out);
+                    }
                 } else if s.leader.is_none() && tm.learner.all_heard(info) {
                     self.lead(tx, now, out);
                 }
@@ -569,7 +604,13 @@ impl TxMachine {
                 .add(Fault::NotMember, &format_args!("init-rtm of {tx:?} from {from:?}"));
         }
         let rank = info.rank_of(self.me).unwrap_or(1);
-        let takeover = now + self.config.takeover_after * rank;
+        // An eager transaction waits for its client up to the client's lease first.
+        let client_lease = if info.eager {
+            Duration::from_millis(info.lease_ms.saturating_sub(self.config.lease_ms()))
+        } else {
+            Duration::ZERO
+        };
+        let takeover = now + client_lease + self.config.takeover_after * rank;
         if !self.txs.contains_key(&tx) {
             if !self.has_room() {
                 return self.faults.add(Fault::Overloaded, &format_args!("init-rtm of {tx:?}"));
@@ -608,12 +649,14 @@ impl TxMachine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn vote(
         &mut self,
         from: NodeAddr,
         tx: TxId,
         slot: Slot,
         value: Value,
+        writes: Option<Writes>,
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
@@ -635,11 +678,29 @@ impl TxMachine {
         }
         let Some(s) = self.txs.get_mut(&tx) else { return };
         if let Some(commit) = s.acc.decided {
-            // Late vote: tell the participant what was decided.
-            self.send(from, TxMessage::Decided { tx, slot, commit }, out);
+            // Late vote: tell the participant what was decided (an eager commit's values
+            // come from the node that delivers it).
+            if !(commit && s.acc.info.as_ref().is_none_or(|i| i.eager)) {
+                self.send(from, TxMessage::Decided { tx, slot, commit, write: None }, out);
+            }
             return;
         }
+        let client_slot =
+            s.acc.info.as_ref().filter(|i| i.eager).map(|i| (i.client_slot(), i.acceptors[0]));
+        if let Some((cs, tm)) = client_slot {
+            if slot == cs && from != tm {
+                return self
+                    .faults
+                    .add(Fault::NotMember, &format_args!("client vote of {tx:?} from {from:?}"));
+            }
+        }
         let result = s.acc.vote(slot, value);
+        if result == VoteOutcome::Accepted
+            && value == Value::Prepared
+            && client_slot.is_some_and(|(cs, _)| cs == slot)
+        {
+            s.acc.writes = Some(writes.unwrap_or_default());
+        }
         let is_tm = s.tm.is_some();
         if let Some(tm) = s.tm.as_mut() {
             if result == VoteOutcome::Accepted || result == VoteOutcome::Duplicate {
@@ -751,9 +812,9 @@ impl TxMachine {
                     .add(Fault::NotMember, &format_args!("collect {round:?} from {from:?}"));
             }
         }
-        let decided = s.acc.decided;
+        let (decided, writes) = (s.acc.decided, s.acc.writes.clone());
         let msg = match s.acc.collect(round) {
-            Ok(accepted) => TxMessage::Promise { tx, round, accepted, decided },
+            Ok(accepted) => TxMessage::Promise { tx, round, accepted, decided, writes },
             Err(promised) => TxMessage::Nack { tx, round, promised },
         };
         self.send(from, msg, out);
@@ -766,7 +827,7 @@ impl TxMachine {
         tx: TxId,
         round: Round,
         accepted: Vec<(Slot, Round, Value)>,
-        decided: Option<bool>,
+        (decided, writes): (Option<bool>, Option<Writes>),
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
@@ -784,13 +845,20 @@ impl TxMachine {
         if info.rank_of(from).is_none() {
             return self.faults.add(Fault::NotMember, &format_args!("promise from {from:?}"));
         }
-        match leader.promise(info, from, accepted, decided) {
+        match leader.promise(info, from, accepted, decided, writes) {
             Err(()) => self.faults.add(Fault::Duplicate, &format_args!("promise {round:?} twice")),
             Ok(LeaderStep::Propose(values)) => {
                 leader.last_sent = now;
                 let acceptors = info.acceptors.clone();
+                let writes = leader.writes.clone();
                 for a in acceptors {
-                    self.send(a, TxMessage::Propose { tx, round, values: values.clone() }, out);
+                    let msg = TxMessage::Propose {
+                        tx,
+                        round,
+                        values: values.clone(),
+                        writes: writes.clone(),
+                    };
+                    self.send(a, msg, out);
                 }
             }
             Ok(LeaderStep::Decided(commit)) => {
@@ -818,7 +886,7 @@ impl TxMachine {
         tx: TxId,
         round: Round,
         values: Vec<(Slot, Value)>,
-        _now: Time,
+        writes: Option<Writes>,
         out: &mut Vec<TxOutput>,
     ) {
         let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("propose", tx, from) };
@@ -830,7 +898,12 @@ impl TxMachine {
             }
         }
         let msg = match s.acc.propose(round, &values) {
-            Ok(true) => TxMessage::Accepted { tx, round, values: Vec::new() },
+            Ok(true) => {
+                if writes.is_some() {
+                    s.acc.writes = writes;
+                }
+                TxMessage::Accepted { tx, round, values: Vec::new() }
+            }
             Ok(false) => {
                 return self
                     .faults
@@ -911,20 +984,22 @@ impl TxMachine {
         }
         let participants = s.tm.as_ref().map(|t| t.participants.clone()).unwrap_or_default();
         let pending: BTreeMap<Slot, Option<NodeAddr>> =
-            info.slots().map(|slot| (slot, participants.get(&slot).copied())).collect();
+            info.item_slots().map(|slot| (slot, participants.get(&slot).copied())).collect();
         let lease = Duration::from_millis(info.lease_ms);
+        let writes = if commit && info.eager { s.acc.writes.clone() } else { None };
         s.delivery = Some(Delivery {
             commit,
             pending: pending.clone(),
+            writes: writes.clone(),
             last_sent: now,
             until: now + lease * 2,
         });
         for a in info.acceptors.iter().filter(|a| **a != self.me) {
-            let msg = TxMessage::Decided { tx, slot: Slot::default(), commit };
+            let msg = TxMessage::Decided { tx, slot: Slot::ACCEPTORS, commit, write: None };
             out.push(TxOutput::Send { to: *a, msg });
         }
         for (slot, to) in pending {
-            send_decision(&info, f, tx, slot, commit, to, out);
+            send_decision(&info, f, tx, slot, commit, writes.as_ref(), to, out);
         }
     }
 
@@ -933,7 +1008,7 @@ impl TxMachine {
         from: NodeAddr,
         tx: TxId,
         slot: Slot,
-        commit: bool,
+        (commit, write): (bool, Option<Option<Vec<u8>>>),
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
@@ -955,7 +1030,7 @@ impl TxMachine {
             return;
         }
         if participant == Some(true) {
-            self.apply_decision(tx, slot, commit, from, now, out);
+            self.apply_decision(tx, slot, commit, write, from, out);
         }
         if acceptor == Some(Some(true)) {
             self.decide(tx, commit, &BTreeMap::new(), false, now, out);
@@ -986,11 +1061,19 @@ impl TxMachine {
     }
 
     fn ask_decision(&mut self, from: NodeAddr, tx: TxId, slot: Slot, out: &mut Vec<TxOutput>) {
-        match self.txs.get(&tx).map(|s| s.acc.decided) {
-            Some(Some(commit)) => self.send(from, TxMessage::Decided { tx, slot, commit }, out),
-            Some(None) => {}
-            None => self.drop_unknown("ask-decision", tx, from),
-        }
+        let Some(s) = self.txs.get(&tx) else { return self.drop_unknown("ask-decision", tx, from) };
+        let Some(commit) = s.acc.decided else { return };
+        let eager = s.acc.info.as_ref().is_none_or(|i| i.eager);
+        let write = match (&s.acc.writes, commit && eager) {
+            (_, false) => None,
+            (Some(w), true) => {
+                Some(w.iter().find(|(i, _)| *i == slot.item).map(|(_, v)| v.clone()))
+            }
+            // An eager commit's values are not known here: the deliverer sends them.
+            (None, true) => return,
+        };
+        let write = write.map(|w| w.map_or(WriteOf::Release, WriteOf::Install));
+        self.send(from, decision_for(tx, slot, commit, write), out);
     }
 
     fn forget(&mut self, from: NodeAddr, tx: TxId) {
@@ -1042,9 +1125,9 @@ impl TxMachine {
             }
             if now >= d.last_sent + cfg.retransmit {
                 d.last_sent = now;
-                let (commit, pending) = (d.commit, d.pending.clone());
+                let (commit, pending, writes) = (d.commit, d.pending.clone(), d.writes.clone());
                 for (slot, to) in pending {
-                    send_decision(&info, cfg.f, tx, slot, commit, to, out);
+                    send_decision(&info, cfg.f, tx, slot, commit, writes.as_ref(), to, out);
                 }
             }
             return;
@@ -1053,32 +1136,31 @@ impl TxMachine {
             return;
         }
         if let Some(tm) = s.tm.as_mut() {
+            if let Some(e) = tm.eager.as_ref() {
+                // Eager locking: no locks in time, or the client let their lease end.
+                let abort = match e.proposal {
+                    None => (!e.told && now >= tm.started + cfg.vote_timeout) || now >= e.lease_end,
+                    Some(_) => false,
+                };
+                if abort {
+                    return self.client_decides(tx, None, now, out);
+                }
+                if e.proposal.is_none() {
+                    // Waiting for the client: nothing times out but the lease.
+                    return self.resend_prepares(tx, now, out);
+                }
+            }
+            let Some(s) = self.txs.get_mut(&tx) else { return };
+            let Some(tm) = s.tm.as_mut() else { return };
             if !tm.answered && now >= tm.started + cfg.commit_timeout {
                 tm.answered = true;
                 let client = tm.client.clone();
                 self.answer_timeout(client, tx, out);
                 return;
             }
+            self.resend_prepares(tx, now, out);
             let Some(s) = self.txs.get_mut(&tx) else { return };
-            let Some(tm) = s.tm.as_mut() else { return };
-            if s.leader.is_none() && now >= tm.last_sent + cfg.retransmit {
-                tm.last_sent = now;
-                for (key, msg) in &tm.prepares {
-                    if let TxMessage::Prepare { slot, .. } = msg {
-                        if !tm.learner.chosen.contains_key(slot)
-                            && !tm.learner.no_vote.contains(slot)
-                        {
-                            out.push(TxOutput::Route { key: *key, msg: msg.clone() });
-                        }
-                    }
-                }
-                for a in info.acceptors.iter().skip(1) {
-                    out.push(TxOutput::Send {
-                        to: *a,
-                        msg: TxMessage::InitRtm { info: info.clone() },
-                    });
-                }
-            }
+            let Some(tm) = s.tm.as_ref() else { return };
             if s.leader.is_none() && now >= tm.started + cfg.vote_timeout {
                 return self.lead(tx, now, out);
             }
@@ -1095,14 +1177,72 @@ impl TxMachine {
                 l.last_sent = now;
                 let msg = match l.phase {
                     Phase::Collecting => TxMessage::Collect { tx, round: l.round },
-                    Phase::Proposing => {
-                        TxMessage::Propose { tx, round: l.round, values: l.values.clone() }
-                    }
+                    Phase::Proposing => TxMessage::Propose {
+                        tx,
+                        round: l.round,
+                        values: l.values.clone(),
+                        writes: l.writes.clone(),
+                    },
                 };
                 for a in info.acceptors {
                     self.send(a, msg.clone(), out);
                 }
             }
+        }
+    }
+
+    /// Re-sends the prepares whose instance is not chosen, the InitRtms, and an eager
+    /// transaction's client vote, every `retransmit`.
+    fn resend_prepares(&mut self, tx: TxId, now: Time, out: &mut Vec<TxOutput>) {
+        let retransmit = self.config.retransmit;
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        let (Some(tm), Some(info)) = (s.tm.as_mut(), s.acc.info.as_ref()) else { return };
+        if s.leader.is_some() || now < tm.last_sent + retransmit {
+            return;
+        }
+        tm.last_sent = now;
+        for (key, msg) in &tm.prepares {
+            if let TxMessage::Prepare { slot, .. } = msg {
+                if !tm.learner.chosen.contains_key(slot) && !tm.learner.no_vote.contains(slot) {
+                    out.push(TxOutput::Route { key: *key, msg: msg.clone() });
+                }
+            }
+        }
+        for a in info.acceptors.iter().skip(1) {
+            out.push(TxOutput::Send { to: *a, msg: TxMessage::InitRtm { info: info.clone() } });
+        }
+        let client_slot = info.client_slot();
+        if let Some((value, writes)) = tm.eager.as_ref().and_then(|e| e.proposal.clone()) {
+            if !tm.learner.chosen.contains_key(&client_slot) {
+                for a in info.acceptors.iter().skip(1) {
+                    let msg =
+                        TxMessage::Vote { tx, slot: client_slot, value, writes: writes.clone() };
+                    out.push(TxOutput::Send { to: *a, msg });
+                }
+            }
+        }
+    }
+
+    /// The client of eager transaction `tx` commits with `writes`, or aborts (`None`): the
+    /// TM proposes it as the round-0 value of the client's instance.
+    pub(crate) fn client_decides(
+        &mut self,
+        tx: TxId,
+        writes: Option<Writes>,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        let (Some(tm), Some(info)) = (s.tm.as_mut(), s.acc.info.as_ref()) else { return };
+        let Some(e) = tm.eager.as_mut().filter(|e| e.proposal.is_none()) else { return };
+        let value = if writes.is_some() { Value::Prepared } else { Value::Aborted };
+        e.proposal = Some((value, writes.clone()));
+        // The commit's own timeouts run from now.
+        tm.started = now;
+        let slot = info.client_slot();
+        let acceptors = info.acceptors.clone();
+        for a in acceptors {
+            self.send(a, TxMessage::Vote { tx, slot, value, writes: writes.clone() }, out);
         }
     }
 
@@ -1155,7 +1295,7 @@ impl TxMachine {
         match v {
             Some(value) => {
                 for a in acceptors {
-                    self.send(*a, TxMessage::Vote { tx, slot, value }, out);
+                    self.send(*a, TxMessage::Vote { tx, slot, value, writes: None }, out);
                 }
             }
             None => self.send(acceptors[0], TxMessage::NoVote { tx, slot }, out),
@@ -1224,10 +1364,15 @@ impl TxMachine {
         tx: TxId,
         slot: Slot,
         commit: bool,
+        write: Option<Option<Vec<u8>>>,
         from: NodeAddr,
-        _now: Time,
         out: &mut Vec<TxOutput>,
     ) {
+        let Some(p) = self.parts.get_mut(&(tx, slot)) else { return };
+        if write.is_some() {
+            // An eager transaction's values come with its decision.
+            p.write = write;
+        }
         let Some(p) = self.parts.get(&(tx, slot)) else { return };
         if let Stage::Applying { commit: c, .. } = p.stage {
             if c != commit {
@@ -1258,7 +1403,7 @@ impl TxMachine {
         slot: Slot,
         tag: u64,
         result: Result<ReplicaOutcome, ReplicaFailure>,
-        now: Time,
+        _now: Time,
         out: &mut Vec<TxOutput>,
     ) {
         let Some(p) = self.parts.get_mut(&(tx, slot)) else { return };
@@ -1270,7 +1415,7 @@ impl TxMachine {
             p.failures += 1;
             if p.failures < REPLICA_TRIES * 2 {
                 p.stage = Stage::Voted(None);
-                return self.apply_decision(tx, slot, commit, to, now, out);
+                return self.apply_decision(tx, slot, commit, None, to, out);
             }
         }
         if let Ok(ReplicaOutcome::Stale { current }) = &result {
@@ -1328,16 +1473,22 @@ impl TxMachine {
 
 /// The decision to the participant of `slot`: direct if its address is known, else routed to
 /// its replica key.
+#[allow(clippy::too_many_arguments)]
 fn send_decision(
     info: &TxInfo,
     f: u32,
     tx: TxId,
     slot: Slot,
     commit: bool,
+    writes: Option<&Writes>,
     to: Option<NodeAddr>,
     out: &mut Vec<TxOutput>,
 ) {
-    let msg = TxMessage::Decided { tx, slot, commit };
+    let write = writes.map(|w| match w.iter().find(|(i, _)| *i == slot.item) {
+        Some((_, v)) => WriteOf::Install(v.clone()),
+        None => WriteOf::Release,
+    });
+    let msg = decision_for(tx, slot, commit, write);
     match to {
         Some(to) => out.push(TxOutput::Send { to, msg }),
         None => {
@@ -1360,4 +1511,23 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// What an eager transaction's decision tells one participant to do.
+enum WriteOf {
+    /// Install this value (`None`: delete).
+    Install(Option<Vec<u8>>),
+    /// Only release the lock.
+    Release,
+}
+
+/// The decision for the participant of `slot`: `write` is `Some(Some(v))` to install `v`,
+/// `Some(None)` to delete, `None` to use the prepare's value (an eager participant has none
+/// and releases).
+fn decision_for(tx: TxId, slot: Slot, commit: bool, write: Option<WriteOf>) -> TxMessage {
+    let write = match write {
+        Some(WriteOf::Install(v)) => Some(v),
+        Some(WriteOf::Release) | None => None,
+    };
+    TxMessage::Decided { tx, slot, commit, write }
 }

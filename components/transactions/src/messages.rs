@@ -30,6 +30,10 @@ pub const MAX_ITEMS: usize = 256;
 /// Acceptors of one transaction at most (the TM and `f − 1` rTMs; `f` is at most 16).
 pub const MAX_ACCEPTORS: usize = 16;
 
+/// The values an eager transaction's client commits: per item index, the new value (`None`:
+/// delete). Items not listed were only locked (released on commit).
+pub type Writes = Vec<(u32, Option<Vec<u8>>)>;
+
 /// One Paxos instance of a transaction: the vote of replica `replica` of item number `item`
 /// (the item's index in the transaction's item list).
 #[derive(
@@ -64,6 +68,11 @@ pub struct Round {
     pub rank: u32,
 }
 
+impl Slot {
+    /// The slot of a decision sent to an acceptor rather than to a participant.
+    pub const ACCEPTORS: Slot = Slot { item: u32::MAX, replica: u32::MAX };
+}
+
 impl Round {
     /// The participants' round.
     pub const ZERO: Round = Round { n: 0, rank: 0 };
@@ -91,9 +100,25 @@ pub struct TxInfo {
     pub items: Vec<ItemInfo>,
     /// The lease of the participants' locks, in milliseconds.
     pub lease_ms: u64,
+    /// Eager locking: the transaction has one more instance, the client's
+    /// ([`TxInfo::client_slot`]), whose value is the client's commit (with its [`Writes`]) or
+    /// abort; the lock holders' votes carry no values.
+    pub eager: bool,
 }
 
 impl TxInfo {
+    /// The client's instance of an eager transaction.
+    pub fn client_slot(&self) -> Slot {
+        Slot { item: self.items.len() as u32, replica: 0 }
+    }
+
+    /// The instances of the participants (every replica of every item).
+    pub fn item_slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        let f = self.f;
+        (0..self.items.len() as u32)
+            .flat_map(move |item| (0..f).map(move |replica| Slot { item, replica }))
+    }
+
     /// Whether the numbers are within bounds and consistent (a receiver checks before use).
     pub fn is_valid(&self) -> bool {
         !self.acceptors.is_empty()
@@ -105,14 +130,13 @@ impl TxInfo {
 
     /// Whether `slot` is an instance of this transaction.
     pub fn has_slot(&self, slot: Slot) -> bool {
-        (slot.item as usize) < self.items.len() && slot.replica < self.f
+        ((slot.item as usize) < self.items.len() && slot.replica < self.f)
+            || (self.eager && slot == self.client_slot())
     }
 
-    /// Every instance, item by item.
+    /// Every instance: the participants', then the client's (eager transactions).
     pub fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
-        let f = self.f;
-        (0..self.items.len() as u32)
-            .flat_map(move |item| (0..f).map(move |replica| Slot { item, replica }))
+        self.item_slots().chain(self.eager.then(|| self.client_slot()))
     }
 
     /// A majority of the acceptors.
@@ -153,7 +177,9 @@ pub enum TxMessage {
         /// The transaction.
         info: TxInfo,
     },
-    /// Participant → every acceptor: its vote, as the round-0 accept of its instance.
+    /// Participant → every acceptor: its vote, as the round-0 accept of its instance; or the
+    /// TM → every acceptor: the client's commit (with the values) or abort of an eager
+    /// transaction, in the client's instance.
     Vote {
         /// The transaction.
         tx: TxId,
@@ -161,6 +187,8 @@ pub enum TxMessage {
         slot: Slot,
         /// The vote.
         value: Value,
+        /// The client's values (the client's instance, `Prepared`, only).
+        writes: Option<Writes>,
     },
     /// Participant → TM: this replica has no vote to give in round 0 (it abstained after a
     /// rebuild, held too many votes, or could not be reached); the instance is left to a
@@ -198,6 +226,8 @@ pub enum TxMessage {
         accepted: Vec<(Slot, Round, Value)>,
         /// The decision, if known (`true`: commit).
         decided: Option<bool>,
+        /// The client's values, if it accepted the client's commit (eager transactions).
+        writes: Option<Writes>,
     },
     /// Acceptor → leader: refused, it promised a higher round.
     Nack {
@@ -216,16 +246,21 @@ pub enum TxMessage {
         round: Round,
         /// The value of every instance.
         values: Vec<(Slot, Value)>,
+        /// The client's values, with a `Prepared` client instance.
+        writes: Option<Writes>,
     },
     /// The decision: leader → participants (routed to the slot's replica key, or direct),
     /// acceptors and TM; acceptor → participant asking for it.
     Decided {
         /// The transaction.
         tx: TxId,
-        /// The instance this copy is for (participants), or any (acceptors).
+        /// The instance this copy is for (participants), or [`Slot::ACCEPTORS`].
         slot: Slot,
         /// `true`: commit.
         commit: bool,
+        /// For an eager transaction's participant: what to install (`Some(None)`: delete;
+        /// `None`: nothing, or the value its prepare carried).
+        write: Option<Option<Vec<u8>>>,
     },
     /// Participant → the sender of the decision: applied at its replica.
     Applied {
@@ -293,10 +328,16 @@ impl TxMessage {
                 !acceptors.is_empty() && acceptors.len() <= MAX_ACCEPTORS
             }
             TxMessage::InitRtm { info } => info.is_valid(),
-            TxMessage::Accepted { values, .. } | TxMessage::Propose { values, .. } => {
-                values.len() <= MAX_ITEMS * MAX_ACCEPTORS
+            TxMessage::Accepted { values, .. } => values.len() <= MAX_ITEMS * MAX_ACCEPTORS + 1,
+            TxMessage::Propose { values, writes, .. } => {
+                values.len() <= MAX_ITEMS * MAX_ACCEPTORS + 1
+                    && writes.as_ref().is_none_or(|w| w.len() <= MAX_ITEMS)
             }
-            TxMessage::Promise { accepted, .. } => accepted.len() <= MAX_ITEMS * MAX_ACCEPTORS,
+            TxMessage::Promise { accepted, writes, .. } => {
+                accepted.len() <= MAX_ITEMS * MAX_ACCEPTORS + 1
+                    && writes.as_ref().is_none_or(|w| w.len() <= MAX_ITEMS)
+            }
+            TxMessage::Vote { writes, .. } => writes.as_ref().is_none_or(|w| w.len() <= MAX_ITEMS),
             _ => true,
         }
     }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use selfman_core::{NodeAddr, Time};
 
-use crate::messages::{Round, Slot, TxInfo, Value};
+use crate::messages::{Round, Slot, TxInfo, Value, Writes};
 
 /// Round-0 votes kept per transaction before the acceptor knows it (its `InitRtm` is late).
 pub(crate) const EARLY_VOTES_CAP: usize = 1024;
@@ -51,6 +51,9 @@ pub struct Acceptor {
     pub(crate) accepted: BTreeMap<Slot, (Round, Value)>,
     /// The decision, once known.
     pub(crate) decided: Option<bool>,
+    /// The client's values of an eager transaction, kept with an accepted `Prepared` client
+    /// instance.
+    pub(crate) writes: Option<Writes>,
     /// Round-0 votes received before `info` (bounded by [`EARLY_VOTES_CAP`]).
     pub(crate) early: Vec<(Slot, Value)>,
     /// When this acceptor first heard of the transaction.
@@ -67,6 +70,7 @@ impl Acceptor {
             promised: Round::ZERO,
             accepted: BTreeMap::new(),
             decided: None,
+            writes: None,
             early: Vec::new(),
             since: now,
             next_takeover: None,
@@ -163,6 +167,7 @@ mod tests {
             f: 4,
             items: vec![ItemInfo { key: b"k".to_vec(), mode: LockMode::Write }],
             lease_ms: 1000,
+            eager: false,
         }
     }
 

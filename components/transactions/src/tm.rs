@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use selfman_core::{NodeAddr, Time};
 
-use crate::messages::{Round, Slot, TxInfo, Value};
+use crate::messages::{Round, Slot, TxInfo, Value, Writes};
 
 /// The decision that the chosen values imply: `Some(true)` commit, `Some(false)` abort,
 /// `None` not yet known. `item_quorum` is the majority of an item's replicas.
@@ -39,7 +39,25 @@ pub fn outcome(info: &TxInfo, chosen: &BTreeMap<Slot, Value>, item_quorum: usize
         }
         all_prepared &= prepared >= item_quorum;
     }
+    if info.eager {
+        // The client's instance decides among prepared items.
+        return match chosen.get(&info.client_slot()) {
+            Some(Value::Aborted) => Some(false),
+            Some(Value::Prepared) if all_prepared => Some(true),
+            _ => None,
+        };
+    }
     all_prepared.then_some(true)
+}
+
+/// Whether every item of `info` is prepared (eager locking: the locks are held).
+pub fn items_prepared(info: &TxInfo, chosen: &BTreeMap<Slot, Value>, item_quorum: usize) -> bool {
+    (0..info.items.len() as u32).all(|item| {
+        (0..info.f)
+            .filter(|&replica| chosen.get(&Slot { item, replica }) == Some(&Value::Prepared))
+            .count()
+            >= item_quorum
+    })
 }
 
 /// The keys an `Abort` names: the items that failed (more than `f − majority` replicas
@@ -121,6 +139,8 @@ pub struct Leader {
     pub(crate) values: Vec<(Slot, Value)>,
     /// Acceptors that accepted them.
     accepted_by: BTreeSet<NodeAddr>,
+    /// The client's values of an eager transaction, from a promise.
+    pub(crate) writes: Option<Writes>,
     /// When it last sent its round's messages.
     pub(crate) last_sent: Time,
 }
@@ -147,6 +167,7 @@ impl Leader {
             promises: BTreeMap::new(),
             values: Vec::new(),
             accepted_by: BTreeSet::new(),
+            writes: None,
             last_sent: now,
         }
     }
@@ -158,9 +179,13 @@ impl Leader {
         from: NodeAddr,
         accepted: Vec<(Slot, Round, Value)>,
         decided: Option<bool>,
+        writes: Option<Writes>,
     ) -> Result<LeaderStep, ()> {
         if let Some(d) = decided {
             return Ok(LeaderStep::Decided(d));
+        }
+        if self.writes.is_none() {
+            self.writes = writes;
         }
         if self.phase != Phase::Collecting {
             return Err(());
@@ -211,6 +236,8 @@ pub struct Delivery {
     pub(crate) commit: bool,
     /// Instances whose participant has not said `Applied`, with its address if known.
     pub(crate) pending: BTreeMap<Slot, Option<NodeAddr>>,
+    /// The client's values (eager transactions that commit).
+    pub(crate) writes: Option<Writes>,
     /// When it was last sent.
     pub(crate) last_sent: Time,
     /// When delivery is given up (the participants' locks are gone by then).
@@ -240,6 +267,7 @@ mod tests {
                 .map(|i| ItemInfo { key: vec![i as u8], mode: LockMode::Write })
                 .collect(),
             lease_ms: 1000,
+            eager: false,
         }
     }
 
@@ -283,20 +311,21 @@ mod tests {
         let s1 = Slot { item: 0, replica: 1 };
         let r1 = Round { n: 1, rank: 0 };
         assert_eq!(
-            l.promise(&i, n(0), vec![(s0, Round::ZERO, Value::Prepared)], None),
+            l.promise(&i, n(0), vec![(s0, Round::ZERO, Value::Prepared)], None, None),
             Ok(LeaderStep::Wait)
         );
-        assert_eq!(l.promise(&i, n(0), vec![], None), Err(()));
+        assert_eq!(l.promise(&i, n(0), vec![], None, None), Err(()));
         assert_eq!(
             l.promise(
                 &i,
                 n(1),
                 vec![(s0, r1, Value::Aborted), (s1, Round::ZERO, Value::Prepared)],
+                None,
                 None
             ),
             Ok(LeaderStep::Wait)
         );
-        let LeaderStep::Propose(values) = l.promise(&i, n(2), vec![], None).unwrap() else {
+        let LeaderStep::Propose(values) = l.promise(&i, n(2), vec![], None, None).unwrap() else {
             panic!("a majority promised");
         };
         let v: BTreeMap<Slot, Value> = values.into_iter().collect();
@@ -314,6 +343,6 @@ mod tests {
     fn a_known_decision_ends_the_round() {
         let i = info(1);
         let mut l = Leader::new(Round { n: 1, rank: 3 }, Time::ZERO);
-        assert_eq!(l.promise(&i, n(0), vec![], Some(true)), Ok(LeaderStep::Decided(true)));
+        assert_eq!(l.promise(&i, n(0), vec![], Some(true), None), Ok(LeaderStep::Decided(true)));
     }
 }

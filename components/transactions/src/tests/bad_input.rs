@@ -31,7 +31,12 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     let s0 = Slot { item: 0, replica: 0 };
 
     // For transactions nobody knows.
-    inject(&mut w, b, stranger, TxMessage::Decided { tx: ghost, slot: s0, commit: true });
+    inject(
+        &mut w,
+        b,
+        stranger,
+        TxMessage::Decided { tx: ghost, slot: s0, commit: true, write: None },
+    );
     inject(
         &mut w,
         b,
@@ -47,6 +52,7 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
             round: Round { n: 1, rank: 1 },
             accepted: vec![],
             decided: None,
+            writes: None,
         },
     );
     inject(
@@ -61,7 +67,12 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     inject(&mut w, b, stranger, TxMessage::NoVote { tx: ghost, slot: s0 });
     assert_eq!(count(&w, Fault::UnknownTx), 8);
     // A vote may overtake its InitRtm: kept, bounded, and counted when it never comes.
-    inject(&mut w, b, stranger, TxMessage::Vote { tx: ghost, slot: s0, value: Value::Prepared });
+    inject(
+        &mut w,
+        b,
+        stranger,
+        TxMessage::Vote { tx: ghost, slot: s0, value: Value::Prepared, writes: None },
+    );
     assert_eq!(w.m(b).in_flight().0, 1);
     // Lock requests that are not well formed.
     let prepare = |acceptors: Vec<NodeAddr>, replica| TxMessage::Prepare {
@@ -79,7 +90,8 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     assert_eq!(count(&w, Fault::Oversized), 2);
     inject(&mut w, b, stranger, prepare(vec![stranger], 4));
     assert_eq!(count(&w, Fault::NotMember), 1);
-    let big = TxInfo { tx: ghost, acceptors: vec![], f: 4, items: vec![], lease_ms: 1 };
+    let big =
+        TxInfo { tx: ghost, acceptors: vec![], f: 4, items: vec![], lease_ms: 1, eager: false };
     inject(&mut w, b, stranger, TxMessage::InitRtm { info: big });
     assert_eq!(count(&w, Fault::Oversized), 3);
     assert!((0..4).all(|r| w.record(b"k", r).2.is_empty()), "no lock taken");
@@ -107,15 +119,30 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     let slot1 = Slot { item: 0, replica: 1 };
     let before = w.nodes.values().map(|n| n.m.faults().total()).sum::<u64>();
 
-    inject(&mut w, rtm, p, TxMessage::Vote { tx, slot: slot1, value: Value::Prepared });
+    inject(
+        &mut w,
+        rtm,
+        p,
+        TxMessage::Vote { tx, slot: slot1, value: Value::Prepared, writes: None },
+    );
     assert_eq!(count(&w, Fault::Duplicate), 1);
-    inject(&mut w, rtm, p, TxMessage::Vote { tx, slot: slot1, value: Value::Aborted });
+    inject(
+        &mut w,
+        rtm,
+        p,
+        TxMessage::Vote { tx, slot: slot1, value: Value::Aborted, writes: None },
+    );
     assert_eq!(count(&w, Fault::ConflictingVote), 1);
     inject(
         &mut w,
         rtm,
         p,
-        TxMessage::Vote { tx, slot: Slot { item: 3, replica: 0 }, value: Value::Aborted },
+        TxMessage::Vote {
+            tx,
+            slot: Slot { item: 3, replica: 0 },
+            value: Value::Aborted,
+            writes: None,
+        },
     );
     let nm = count(&w, Fault::NotMember);
     inject(&mut w, rtm, stranger, TxMessage::Collect { tx, round: Round { n: 5, rank: 0 } });
@@ -128,10 +155,11 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
             tx,
             round: Round { n: 5, rank: 0 },
             values: vec![(slot1, Value::Aborted)],
+            writes: None,
         },
     );
-    inject(&mut w, rtm, stranger, TxMessage::Decided { tx, slot: s0, commit: false });
-    inject(&mut w, p, stranger, TxMessage::Decided { tx, slot: slot1, commit: false });
+    inject(&mut w, rtm, stranger, TxMessage::Decided { tx, slot: s0, commit: false, write: None });
+    inject(&mut w, p, stranger, TxMessage::Decided { tx, slot: slot1, commit: false, write: None });
     inject(&mut w, rtm, stranger, TxMessage::Forget { tx });
     inject(
         &mut w,
@@ -144,6 +172,7 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
                 f: 4,
                 items: vec![ItemInfo { key: b"x".to_vec(), mode: LockMode::Write }],
                 lease_ms: 1,
+                eager: false,
             },
         },
     );
@@ -159,6 +188,7 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
             round: Round { n: 9, rank: 1 },
             accepted: vec![],
             decided: Some(false),
+            writes: None,
         },
     );
     inject(
@@ -182,7 +212,7 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     let tx_kept = live.iter().find(|a| w.m(**a).decision(tx).is_some()).copied();
     if let Some(a) = tx_kept {
         let member = if a == tm { rtm } else { tm };
-        inject(&mut w, a, member, TxMessage::Decided { tx, slot: s0, commit: false });
+        inject(&mut w, a, member, TxMessage::Decided { tx, slot: s0, commit: false, write: None });
         assert_eq!(w.m(a).decision(tx), Some(true), "a decision never flips");
         assert_eq!(count(&w, Fault::ConflictingDecision), 1);
     }

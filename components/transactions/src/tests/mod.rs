@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod commit;
+mod eager;
 mod flaws;
 mod sets;
 mod takeover;
