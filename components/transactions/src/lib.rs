@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod component;
 mod config;
 mod faults;
 mod machine;
@@ -38,9 +39,69 @@ pub mod valueset;
 mod tests;
 
 pub use client::MAX_KEY;
+pub use component::{TxLayer, TxPayload, LOOKUP_TAG_MARK, TICK_PERIOD};
 pub use config::TxConfig;
 pub use faults::{Fault, FaultCounts};
 #[cfg(feature = "flaws")]
 pub use machine::Flaw;
 pub use machine::{TxMachine, TxOutput, TxStats};
 pub use messages::TxMessage;
+
+use selfman_core::{Component, Host, ProvidedRef, Result};
+use selfman_ports::{FailureDetector, Replication, Ring};
+
+/// The protocol name of the transaction layer's direct messages on the network.
+pub const PROTOCOL: &str = "transactions";
+
+/// Creates a [`TxLayer`] on `host` and connects its network (protocol [`PROTOCOL`]), its
+/// timer, the ring `ring`, the replication `repl` and the failure detector `fd`. The caller
+/// connects the provided [`Transactions`](selfman_ports::Transactions) port to its client.
+///
+/// # Errors
+///
+/// Whatever creating and connecting the component on `host` returns.
+pub fn build<P: TxPayload, H: Host>(
+    host: &H,
+    config: TxConfig,
+    ring: &ProvidedRef<Ring<P>>,
+    repl: &ProvidedRef<Replication>,
+    fd: &ProvidedRef<FailureDetector>,
+) -> Result<Component<TxLayer<P>>> {
+    let node = host.local();
+    build_from(host, ring, repl, fd, move || TxLayer::new(node, config))
+}
+
+/// As [`build`], with the deliberate mistake `flaw` (feature `flaws`, for tests only). A
+/// restarted component keeps its flaw.
+///
+/// # Errors
+///
+/// As [`build`].
+#[cfg(feature = "flaws")]
+pub fn build_flawed<P: TxPayload, H: Host>(
+    host: &H,
+    config: TxConfig,
+    ring: &ProvidedRef<Ring<P>>,
+    repl: &ProvidedRef<Replication>,
+    fd: &ProvidedRef<FailureDetector>,
+    flaw: Flaw,
+) -> Result<Component<TxLayer<P>>> {
+    let node = host.local();
+    build_from(host, ring, repl, fd, move || TxLayer::new(node, config).with_flaw(flaw))
+}
+
+fn build_from<P: TxPayload, H: Host>(
+    host: &H,
+    ring: &ProvidedRef<Ring<P>>,
+    repl: &ProvidedRef<Replication>,
+    fd: &ProvidedRef<FailureDetector>,
+    factory: impl Fn() -> TxLayer<P> + Send + Sync + 'static,
+) -> Result<Component<TxLayer<P>>> {
+    let c = host.create(factory)?;
+    host.system().connect(&host.network::<TxMessage>(PROTOCOL)?, &c.required()?)?;
+    host.system().connect(&host.timer()?, &c.required()?)?;
+    host.system().connect(ring, &c.required()?)?;
+    host.system().connect(repl, &c.required()?)?;
+    host.system().connect(fd, &c.required()?)?;
+    Ok(c)
+}
