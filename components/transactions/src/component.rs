@@ -135,7 +135,9 @@ impl<P: TxPayload> TxLayer<P> {
                     self.machine.on_deliver(origin.addr, msg, now, &mut self.out);
                 }
             }
-            RingIndication::LookupResult { tag, outcome, .. } if tag & LOOKUP_TAG_MARK == LOOKUP_TAG_MARK => {
+            RingIndication::LookupResult { tag, outcome, .. }
+                if tag & LOOKUP_TAG_MARK == LOOKUP_TAG_MARK =>
+            {
                 let who = match outcome {
                     LookupOutcome::Found { peer, .. } => Some(peer.addr),
                     _ => None,

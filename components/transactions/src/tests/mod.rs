@@ -4,6 +4,7 @@ mod bad_input;
 mod commit;
 mod eager;
 mod flaws;
+mod replica;
 mod sets;
 mod takeover;
 mod vote;

@@ -1,6 +1,6 @@
 //! The participants' vote over every combination of per-replica state for `f = 4` (5⁴ = 625
 //! combinations, for a read and for a write), against the expected outcome, through the
-//! whole protocol: real replica records, votes as round-0 accepts, recovery rounds for the
+//! whole protocol: replica records (the model of `replica.rs`), votes as round-0 accepts, recovery rounds for the
 //! replicas that abstain, the decision, and what is left at the replicas afterwards.
 
 use selfman_ports::{LockMode, Range, ReplicaOp, RingId, TxId, TxResult, Version};

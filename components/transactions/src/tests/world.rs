@@ -1,17 +1,17 @@
 //! A hand-driven world of transaction machines: a fixed ring (node `i` owns sector `i`'s
-//! share), each node's replicas in a real `selfman_replication::Store` (votes, locks,
-//! leases), messages delivered one at a time in FIFO order with the number of message delays
+//! share), each node's replicas in a model of the replica record (`replica.rs`: votes,
+//! locks, leases), messages delivered one at a time in FIFO order with the number of message delays
 //! behind each counted, crashes, loss, and time advanced by hand.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use super::replica::{ItemId, Store, VoteEntry};
 use selfman_core::{NodeAddr, NodeId, Time};
 use selfman_ports::{
     QuorumRead, ReadFailure, ReplicaFailure, ReplicaOp, ReplicaOutcome, ReplicationIndication,
     ReplicationRequest, RingId, TxHandle, TxId, TxIndication, TxRequest, Version,
 };
-use selfman_replication::{ItemId, Store};
 
 use crate::config::TxConfig;
 use crate::machine::{TxMachine, TxOutput};
@@ -288,11 +288,7 @@ impl World {
     }
 
     /// The record of replica `r` of `key`: version, value, votes.
-    pub(crate) fn record(
-        &self,
-        key: &[u8],
-        r: u32,
-    ) -> (Version, Option<Vec<u8>>, Vec<selfman_replication::VoteEntry>) {
+    pub(crate) fn record(&self, key: &[u8], r: u32) -> (Version, Option<Vec<u8>>, Vec<VoteEntry>) {
         let (owner, id) = self.replica(key, r);
         match self.nodes[&owner].store.get(&id) {
             Some(rec) => {
