@@ -15,6 +15,7 @@
 //! | [`AbortableConsensus<V>`] | [`EpRequest<V>`] | [`EpIndication<V>`] | `selfman-consensus` |
 //! | [`Consensus<V>`] | [`Propose<V>`] | [`Decide<V>`] | `selfman-consensus` |
 //! | [`Ring<M>`] | [`RingRequest<M>`] | [`RingIndication<M>`] | `selfman-relaxed-ring` |
+//! | [`Transactions`] | [`TxRequest`] | [`TxIndication`] | `selfman-transactions` |
 //!
 //! Processes are named by [`NodeAddr`]. A group member given with [`NodeId::UNKNOWN`] stands
 //! for "whichever incarnation runs at that address"; implementations report members as they
@@ -36,6 +37,7 @@ mod leader_election;
 mod membership;
 mod replication;
 mod ring;
+mod transactions;
 mod views;
 
 pub use broadcast::{BebDeliver, BebRequest, BestEffortBroadcast};
@@ -56,3 +58,7 @@ pub use ring::{
     RingId, RingIndication, RingInspect, RingRequest, RingStatus, RingView, RingViews, Unavailable,
 };
 pub use selfman_core::NodeAddr;
+pub use transactions::{
+    decode_list, encode_list, KeyEvent, Rejection, Transactions, TxHandle, TxIndication, TxRequest,
+    TxResult,
+};

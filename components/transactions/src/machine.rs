@@ -1,0 +1,1533 @@
+//! [`TxMachine`]: one node's transaction layer without I/O — the roles of `tm`, `rtm` and
+//! `participant` put together, inputs in, [`TxOutput`]s pushed into a `Vec`.
+//!
+//! Invariants (besides each role's):
+//! * a decision, once known at a node, never changes there (a contradicting one is counted as
+//!   [`Fault::ConflictingDecision`] and dropped);
+//! * state is bounded: at most `max_txs` transactions and participants; a transaction's state
+//!   is dropped when every participant said `Applied` (`Forget` to the acceptors), and in any
+//!   case once every lock it took has surely expired (`DROP_AFTER_LEASES` leases);
+//! * every message dropped is counted by kind ([`FaultCounts`]) with a trace event.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use selfman_core::{NodeAddr, Time};
+use selfman_ports::{
+    has_flaw, ReplicaFailure, ReplicaOp, ReplicaOutcome, ReplicationIndication, ReplicationRequest,
+    RingId, TxId, TxIndication, Vote,
+};
+
+use crate::client::{Client, Session};
+use crate::config::TxConfig;
+use crate::faults::{Fault, FaultCounts};
+use crate::messages::{Round, Slot, TxInfo, TxMessage, Value, Writes};
+use crate::notify::Subscriptions;
+use crate::participant::{round_zero_value, Participant, Stage, REPLICA_TRIES};
+use crate::rtm::{Acceptor, VoteOutcome};
+use crate::tm::{
+    failed_items, items_prepared, outcome, Delivery, Leader, LeaderStep, Learner, Phase,
+};
+use crate::valueset::SetOp;
+
+/// A transaction's state is dropped at the latest this many leases after it was first seen
+/// (every lock it took has ended by then; a participant forgets it after two).
+pub(crate) const DROP_AFTER_LEASES: u32 = 4;
+
+/// A deliberate mistake of the [`TxMachine`], to show that the checkers catch it (feature
+/// `flaws`, for tests only; `docs/decisions/011-deliberate-bugs-are-test-only.md`).
+#[cfg(feature = "flaws")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    /// A participant refused for the version votes again with the replica's version (lost
+    /// update: caught by the serializability check, `lost_update_is_caught`).
+    SkipsVersionCheck,
+    /// The TM takes an item as prepared when one replica is (breaks atomicity and
+    /// serializability: `commit_without_majority_is_caught`).
+    CommitsWithoutMajority,
+    /// rTMs never take over (a transaction whose TM died never ends: caught by the liveness
+    /// check, `no_takeover_is_caught`).
+    NoTakeover,
+    /// A value-set operation that met a concurrent one says `Ok` without retrying (an
+    /// acknowledged add is lost: `no_set_retry_is_caught`).
+    NoSetRetry,
+}
+
+/// What the machine asks its component to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxOutput {
+    /// Route `msg` through the ring to the peer responsible for `key`.
+    Route {
+        /// The key.
+        key: RingId,
+        /// The message.
+        msg: TxMessage,
+    },
+    /// Send `msg` to `to` directly.
+    Send {
+        /// The destination.
+        to: NodeAddr,
+        /// The message.
+        msg: TxMessage,
+    },
+    /// Ask the replication layer (answered by [`TxMachine::on_replication`]).
+    Replicate(ReplicationRequest),
+    /// Ask the ring who is responsible for `key` (answered by [`TxMachine::on_lookup`]).
+    Lookup {
+        /// The key.
+        key: RingId,
+        /// The tag to answer with.
+        tag: u64,
+    },
+    /// Ask the failure detector to watch `node` (a TM this node is an rTM for).
+    Monitor(NodeAddr),
+    /// Tell the client.
+    Indicate(TxIndication),
+}
+
+/// What waits for a replication answer.
+#[derive(Clone, Debug)]
+pub(crate) enum Wait {
+    /// A participant's vote.
+    Vote(TxId, Slot),
+    /// A participant's apply.
+    Apply(TxId, Slot),
+    /// A client read.
+    Read(selfman_ports::TxHandle, Vec<u8>),
+    /// A value-set read of one replica.
+    SetRead(u64, u32),
+}
+
+/// The roles of one node in one transaction.
+#[derive(Clone, Debug)]
+pub(crate) struct TxState {
+    /// As acceptor (every node of `info.acceptors`).
+    pub(crate) acc: Acceptor,
+    /// As TM (the node that started it).
+    pub(crate) tm: Option<Tm>,
+    /// As leader of a round above 0.
+    pub(crate) leader: Option<Leader>,
+    /// As the node that decided: delivering the decision.
+    pub(crate) delivery: Option<Delivery>,
+    /// When the decision became known here.
+    pub(crate) decided_at: Option<Time>,
+}
+
+/// The TM's own part of a transaction.
+#[derive(Clone, Debug)]
+pub(crate) struct Tm {
+    pub(crate) learner: Learner,
+    /// The prepares, re-sent while their instance is not chosen.
+    pub(crate) prepares: Vec<(RingId, TxMessage)>,
+    /// The participant of each instance, from its vote.
+    pub(crate) participants: BTreeMap<Slot, NodeAddr>,
+    pub(crate) client: Client,
+    pub(crate) answered: bool,
+    pub(crate) started: Time,
+    pub(crate) last_sent: Time,
+    /// Eager locking: the client's part.
+    pub(crate) eager: Option<Eager>,
+}
+
+/// The TM's side of an eager transaction.
+#[derive(Clone, Debug)]
+pub(crate) struct Eager {
+    /// The client was told it holds the locks.
+    pub(crate) told: bool,
+    /// The client's decision as proposed (commit with values, or abort).
+    pub(crate) proposal: Option<(Value, Option<Writes>)>,
+    /// When the locks end if the client does not commit.
+    pub(crate) lease_end: Time,
+}
+
+/// Counts of what this node did, for tests and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxStats {
+    /// Transactions this node decided commit (as TM or leader).
+    pub committed: u64,
+    /// Transactions this node decided abort (as TM or leader).
+    pub aborted: u64,
+    /// Rounds above 0 led by the TM for missing votes.
+    pub recoveries: u64,
+    /// Rounds above 0 led by an rTM (takeovers).
+    pub takeovers: u64,
+}
+
+/// One node's transaction layer (see the crate documentation).
+#[derive(Clone, Debug)]
+pub struct TxMachine {
+    pub(crate) me: NodeAddr,
+    pub(crate) config: TxConfig,
+    /// This node's ring position (the rTMs sit at its replica keys).
+    pos: Option<RingId>,
+    /// The rTMs: the peers at replica keys `1..f` of `pos`.
+    rtms: Vec<Option<NodeAddr>>,
+    next_lookup: Time,
+    pub(crate) txs: BTreeMap<TxId, TxState>,
+    pub(crate) parts: BTreeMap<(TxId, Slot), Participant>,
+    pub(crate) sessions: BTreeMap<selfman_ports::TxHandle, Session>,
+    pub(crate) sets: BTreeMap<u64, SetOp>,
+    pub(crate) subs: Subscriptions,
+    pub(crate) waits: BTreeMap<u64, Wait>,
+    next_tag: u64,
+    next_tx: u32,
+    suspected: BTreeSet<NodeAddr>,
+    watched: BTreeSet<NodeAddr>,
+    local: VecDeque<TxMessage>,
+    pub(crate) faults: FaultCounts,
+    pub(crate) stats: TxStats,
+    #[cfg(feature = "flaws")]
+    pub(crate) flaw: Option<Flaw>,
+}
+
+impl TxMachine {
+    /// The transaction layer of node `me`.
+    pub fn new(me: NodeAddr, config: TxConfig) -> TxMachine {
+        TxMachine {
+            me,
+            config,
+            pos: None,
+            rtms: vec![None; config.f.saturating_sub(1) as usize],
+            next_lookup: Time::ZERO,
+            txs: BTreeMap::new(),
+            parts: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            sets: BTreeMap::new(),
+            subs: Subscriptions::default(),
+            waits: BTreeMap::new(),
+            next_tag: 1,
+            next_tx: 0,
+            suspected: BTreeSet::new(),
+            watched: BTreeSet::new(),
+            local: VecDeque::new(),
+            faults: FaultCounts::default(),
+            stats: TxStats::default(),
+            #[cfg(feature = "flaws")]
+            flaw: None,
+        }
+    }
+
+    /// This machine with the deliberate mistake `flaw` (feature `flaws`, for tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Flaw) -> Self {
+        self.flaw = Some(flaw);
+        self
+    }
+
+    /// The node.
+    pub fn node(&self) -> NodeAddr {
+        self.me
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TxConfig {
+        &self.config
+    }
+
+    /// Dropped input by kind.
+    pub fn faults(&self) -> FaultCounts {
+        self.faults
+    }
+
+    /// What this node decided so far.
+    pub fn stats(&self) -> TxStats {
+        self.stats
+    }
+
+    /// Transactions this node holds state of (any role), and participants.
+    pub fn in_flight(&self) -> (usize, usize) {
+        (self.txs.len(), self.parts.len())
+    }
+
+    /// The decision this node knows of `tx`.
+    pub fn decision(&self, tx: TxId) -> Option<bool> {
+        self.txs.get(&tx).and_then(|s| s.acc.decided)
+    }
+
+    /// Subscriptions held at this node (as a replica of the keys).
+    pub fn subscribers(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// The rTMs this node's transactions use now.
+    pub fn rtms(&self) -> Vec<NodeAddr> {
+        self.rtms.iter().flatten().copied().collect()
+    }
+
+    pub(crate) fn tag(&mut self, wait: Wait) -> u64 {
+        let t = self.next_tag;
+        self.next_tag += 1;
+        self.waits.insert(t, wait);
+        t
+    }
+
+    pub(crate) fn new_tx_id(&mut self) -> TxId {
+        self.next_tx = self.next_tx.wrapping_add(1);
+        // The node's address and incarnation, mixed one after the other (an xor of them
+        // would let 10.0.0.1/id 1 and 10.0.0.2/id 2 collide), in the high half; a counter in
+        // the low half.
+        let node =
+            mix64(mix64(mix64(ip_bits(self.me)) ^ self.me.id.0) ^ u64::from(self.me.addr.port()));
+        TxId((node << 32) | u64::from(self.next_tx))
+    }
+
+    /// The acceptors of a transaction started now: this node, then its distinct rTMs.
+    pub(crate) fn acceptors(&self) -> Vec<NodeAddr> {
+        let mut a = vec![self.me];
+        for r in self.rtms.iter().flatten() {
+            if !a.contains(r) {
+                a.push(*r);
+            }
+        }
+        a
+    }
+
+    pub(crate) fn send(&mut self, to: NodeAddr, msg: TxMessage, out: &mut Vec<TxOutput>) {
+        if to == self.me {
+            self.local.push_back(msg);
+        } else {
+            out.push(TxOutput::Send { to, msg });
+        }
+    }
+
+    pub(crate) fn drain(&mut self, now: Time, out: &mut Vec<TxOutput>) {
+        let mut n = 0;
+        while let Some(msg) = self.local.pop_front() {
+            n += 1;
+            debug_assert!(n < 1_000_000, "a local message storm");
+            self.handle(self.me, msg, now, out);
+        }
+    }
+
+    // ----- inputs ------------------------------------------------------------------------
+
+    /// The ring placed this node at `pos`: its rTMs are looked up.
+    pub fn on_joined(&mut self, pos: RingId, now: Time, out: &mut Vec<TxOutput>) {
+        self.pos = Some(pos);
+        self.next_lookup = now;
+        self.lookup_rtms(now, out);
+    }
+
+    /// The answer to a [`TxOutput::Lookup`]: `who` is responsible for the key (`None`: no
+    /// answer).
+    pub fn on_lookup(&mut self, tag: u64, who: Option<NodeAddr>) {
+        if let (Some(i), Some(w)) = (tag.checked_sub(1).map(|i| i as usize), who) {
+            if let Some(slot) = self.rtms.get_mut(i) {
+                *slot = Some(w);
+            }
+        }
+    }
+
+    fn lookup_rtms(&mut self, now: Time, out: &mut Vec<TxOutput>) {
+        let Some(pos) = self.pos else { return };
+        if now < self.next_lookup {
+            return;
+        }
+        self.next_lookup = now + self.config.rtm_refresh;
+        for i in 1..self.config.f {
+            out.push(TxOutput::Lookup { key: pos.replica(i, self.config.f), tag: u64::from(i) });
+        }
+    }
+
+    /// The failure detector suspects `node`: rTMs whose TM it is take over at once.
+    pub fn on_suspect(&mut self, node: NodeAddr) {
+        self.suspected.insert(node);
+    }
+
+    /// The failure detector trusts `node` again.
+    pub fn on_restore(&mut self, node: NodeAddr) {
+        self.suspected.remove(&node);
+    }
+
+    /// A message sent directly by `from`.
+    pub fn on_message(
+        &mut self,
+        from: NodeAddr,
+        msg: TxMessage,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        self.handle(from, msg, now, out);
+        self.drain(now, out);
+    }
+
+    /// A message routed through the ring by `origin` to a key of this node's range.
+    pub fn on_deliver(
+        &mut self,
+        origin: NodeAddr,
+        msg: TxMessage,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        self.handle(origin, msg, now, out);
+        self.drain(now, out);
+    }
+
+    /// An answer of the replication layer.
+    pub fn on_replication(
+        &mut self,
+        ind: ReplicationIndication,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        match ind {
+            ReplicationIndication::ReplicaDone { tag, result, .. } => {
+                match self.waits.remove(&tag) {
+                    Some(Wait::Vote(tx, slot)) => {
+                        self.voted(tx, slot, tag, result.map(|r| r.1), now, out)
+                    }
+                    Some(Wait::Apply(tx, slot)) => {
+                        self.applied_here(tx, slot, tag, result.map(|r| r.1), now, out)
+                    }
+                    Some(Wait::SetRead(op, replica)) => {
+                        self.set_read(op, replica, result.map(|r| r.1), now, out)
+                    }
+                    Some(Wait::Read(..)) | None => {
+                        self.faults.add(Fault::UnknownReply, &format_args!("replica answer {tag}"))
+                    }
+                }
+            }
+            ReplicationIndication::ReadDone { tag, result, .. } => match self.waits.remove(&tag) {
+                Some(Wait::Read(handle, key)) => self.read_done(handle, key, result, now, out),
+                Some(w) => {
+                    self.waits.insert(tag, w);
+                    self.faults.add(Fault::UnknownReply, &format_args!("read answer {tag}"));
+                }
+                None => self.faults.add(Fault::UnknownReply, &format_args!("read answer {tag}")),
+            },
+            _ => {}
+        }
+        self.drain(now, out);
+    }
+
+    /// Time passed: re-sends, timeouts, takeovers, expiry.
+    pub fn on_tick(&mut self, now: Time, out: &mut Vec<TxOutput>) {
+        self.lookup_rtms(now, out);
+        let txs: Vec<TxId> = self.txs.keys().copied().collect();
+        for tx in txs {
+            self.tick_tx(tx, now, out);
+        }
+        self.tick_participants(now, out);
+        self.tick_sets(now, out);
+        self.tick_subscriptions(now, out);
+        self.drain(now, out);
+    }
+
+    // ----- dispatch ----------------------------------------------------------------------
+
+    fn handle(&mut self, from: NodeAddr, msg: TxMessage, now: Time, out: &mut Vec<TxOutput>) {
+        if !msg.within_bounds() {
+            self.faults.add(Fault::Oversized, &format_args!("{} from {from:?}", msg.kind()));
+            return;
+        }
+        match msg {
+            TxMessage::Prepare { tx, acceptors, slot, key, mode, read, write, lease_ms } => {
+                let p = Participant {
+                    key,
+                    mode,
+                    read,
+                    write,
+                    acceptors,
+                    lease_ms,
+                    stage: Stage::Voting(0),
+                    locked: false,
+                    failures: 0,
+                    created: now,
+                    last_ask: now,
+                };
+                self.prepare(tx, slot, p, now, out)
+            }
+            TxMessage::InitRtm { info } => self.init_rtm(from, info, now, out),
+            TxMessage::Vote { tx, slot, value, writes } => {
+                self.vote(from, tx, slot, value, writes, now, out)
+            }
+            TxMessage::NoVote { tx, slot } => self.no_vote(tx, slot, now, out),
+            TxMessage::Accepted { tx, round, values } => {
+                self.accepted(from, tx, round, values, now, out)
+            }
+            TxMessage::Collect { tx, round } => self.collect(from, tx, round, now, out),
+            TxMessage::Promise { tx, round, accepted, decided, writes } => {
+                self.promise(from, tx, round, accepted, (decided, writes), now, out)
+            }
+            TxMessage::Nack { tx, round, promised } => self.nack(tx, round, promised, now),
+            TxMessage::Propose { tx, round, values, writes } => {
+                self.propose(from, tx, round, values, writes, out)
+            }
+            TxMessage::Decided { tx, slot, commit, write } => {
+                self.decided(from, tx, slot, (commit, write), now, out)
+            }
+            TxMessage::Applied { tx, slot } => self.applied(tx, slot, now, out),
+            TxMessage::AskDecision { tx, slot } => self.ask_decision(from, tx, slot, out),
+            TxMessage::Forget { tx } => self.forget(from, tx),
+            TxMessage::Subscribe { key, lease_ms } => self.subscribe_here(from, key, lease_ms, now),
+            TxMessage::Unsubscribe { key } => self.subs.remove(&key, from),
+            TxMessage::Notify(ev) => self.notified(ev, out),
+        }
+    }
+
+    fn drop_unknown(&mut self, what: &str, tx: TxId, from: NodeAddr) {
+        self.faults.add(Fault::UnknownTx, &format_args!("{what} for unknown {tx:?} from {from:?}"));
+    }
+
+    // ----- TM ----------------------------------------------------------------------------
+
+    /// Starts Paxos commit of `info` (this node is its TM, `info.acceptors[0]`), the
+    /// participants told by `prepares`.
+    pub(crate) fn start_commit(
+        &mut self,
+        info: TxInfo,
+        prepares: Vec<(RingId, TxMessage)>,
+        client: Client,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let tx = info.tx;
+        let eager = info.eager.then(|| Eager {
+            told: false,
+            proposal: None,
+            lease_end: now
+                + Duration::from_millis(info.lease_ms.saturating_sub(self.config.lease_ms())),
+        });
+        for a in info.acceptors.iter().skip(1) {
+            out.push(TxOutput::Send { to: *a, msg: TxMessage::InitRtm { info: info.clone() } });
+        }
+        for (key, msg) in &prepares {
+            out.push(TxOutput::Route { key: *key, msg: msg.clone() });
+        }
+        let tm = Tm {
+            learner: Learner::default(),
+            prepares,
+            participants: BTreeMap::new(),
+            client,
+            answered: false,
+            started: now,
+            last_sent: now,
+            eager,
+        };
+        let state = TxState {
+            acc: Acceptor::new(Some(info), now),
+            tm: Some(tm),
+            leader: None,
+            delivery: None,
+            decided_at: None,
+        };
+        self.txs.insert(tx, state);
+    }
+
+    /// Whether another transaction fits.
+    pub(crate) fn has_room(&self) -> bool {
+        self.txs.len() < self.config.max_txs && self.parts.len() < self.config.max_txs
+    }
+
+    fn no_vote(&mut self, tx: TxId, slot: Slot, now: Time, out: &mut Vec<TxOutput>) {
+        let Some(s) = self.txs.get_mut(&tx) else {
+            return self.drop_unknown("no-vote", tx, self.me);
+        };
+        let (Some(tm), Some(info)) = (s.tm.as_mut(), s.acc.info.as_ref()) else {
+            return self
+                .faults
+                .add(Fault::NotMember, &format_args!("no-vote for {tx:?} at an rTM"));
+        };
+        if !info.has_slot(slot) {
+            return self.faults.add(Fault::NotMember, &format_args!("no-vote for {slot:?}"));
+        }
+        tm.learner.no_vote.insert(slot);
+        if s.acc.decided.is_none() && s.leader.is_none() && tm.learner.all_heard(info) {
+            self.lead(tx, now, out);
+        }
+    }
+
+    fn learn(
+        &mut self,
+        tx: TxId,
+        acceptor: NodeAddr,
+        slot: Slot,
+        value: Value,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        let (Some(tm), Some(info)) = (s.tm.as_mut(), s.acc.info.as_ref()) else { return };
+        if info.rank_of(acceptor).is_none() || !info.has_slot(slot) {
+            return self.faults.add(Fault::NotMember, &format_args!("accepted from {acceptor:?}"));
+        }
+        match tm.learner.accepted(acceptor, slot, value, info.acceptor_quorum()) {
+            Err(()) => self.faults.add(Fault::Duplicate, &format_args!("accepted {slot:?} twice")),
+            Ok(false) => {}
+            Ok(true) => {
+                if s.acc.decided.is_some() {
+                    return;
+                }
+                let quorum = if has_flaw!(self, CommitsWithoutMajority) {
+                    1
+                } else {
+                    self.config.item_quorum()
+                };
+                let chosen = if has_flaw!(self, CommitsWithoutMajority) {
+                    // Deliberately wrong: the TM's own acceptor's values count as chosen.
+                    s.acc
+                        .accepted
+                        .iter()
+                        .map(|(s, (_, v))| (*s, *v))
+                        .chain(tm.learner.chosen.clone())
+                        .collect()
+                } else {
+                    tm.learner.chosen.clone()
+                };
+                if let Some(commit) = outcome(info, &chosen, quorum) {
+                    self.decide(tx, commit, &chosen, true, now, out);
+                } else if let Some(e) = tm.eager.as_mut() {
+                    if !e.told && items_prepared(info, &chosen, quorum) {
+                        e.told = true;
+                        let client = tm.client.clone();
+                        self.locks_held(client, tx, out);
+                    } else if e.proposal.is_some()
+                        && s.leader.is_none()
+                        && tm.learner.all_heard(info)
+                    {
+                        self.lead(tx, now, out);
+                    }
+                } else if s.leader.is_none() && tm.learner.all_heard(info) {
+                    self.lead(tx, now, out);
+                }
+            }
+        }
+    }
+
+    // ----- acceptor ----------------------------------------------------------------------
+
+    fn init_rtm(&mut self, from: NodeAddr, info: TxInfo, now: Time, out: &mut Vec<TxOutput>) {
+        let tx = info.tx;
+        if info.acceptors.first() != Some(&from) || info.rank_of(self.me).is_none_or(|r| r == 0) {
+            return self
+                .faults
+                .add(Fault::NotMember, &format_args!("init-rtm of {tx:?} from {from:?}"));
+        }
+        let rank = info.rank_of(self.me).unwrap_or(1);
+        // An eager transaction waits for its client up to the client's lease first.
+        let client_lease = if info.eager {
+            Duration::from_millis(info.lease_ms.saturating_sub(self.config.lease_ms()))
+        } else {
+            Duration::ZERO
+        };
+        let takeover = now + client_lease + self.config.takeover_after * rank;
+        if !self.txs.contains_key(&tx) {
+            if !self.has_room() {
+                return self.faults.add(Fault::Overloaded, &format_args!("init-rtm of {tx:?}"));
+            }
+            self.txs.insert(
+                tx,
+                TxState {
+                    acc: Acceptor::new(None, now),
+                    tm: None,
+                    leader: None,
+                    delivery: None,
+                    decided_at: None,
+                },
+            );
+        }
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        if let Some(known) = &s.acc.info {
+            let kind = if *known == info { Fault::Duplicate } else { Fault::NotMember };
+            return self.faults.add(kind, &format_args!("init-rtm of {tx:?} again, from {from:?}"));
+        }
+        s.acc.next_takeover = Some(takeover);
+        let early = s.acc.learn_info(info);
+        let values: Vec<(Slot, Value)> = early
+            .iter()
+            .filter(|(_, _, o)| *o == VoteOutcome::Accepted)
+            .map(|(s, v, _)| (*s, *v))
+            .collect();
+        if !values.is_empty() {
+            out.push(TxOutput::Send {
+                to: from,
+                msg: TxMessage::Accepted { tx, round: Round::ZERO, values },
+            });
+        }
+        if self.watched.insert(from) {
+            out.push(TxOutput::Monitor(from));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn vote(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        slot: Slot,
+        value: Value,
+        writes: Option<Writes>,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        if !self.txs.contains_key(&tx) {
+            if !self.has_room() {
+                return self.faults.add(Fault::Overloaded, &format_args!("vote for {tx:?}"));
+            }
+            // The vote may have overtaken its InitRtm: kept (bounded) until it comes.
+            self.txs.insert(
+                tx,
+                TxState {
+                    acc: Acceptor::new(None, now),
+                    tm: None,
+                    leader: None,
+                    delivery: None,
+                    decided_at: None,
+                },
+            );
+        }
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        if let Some(commit) = s.acc.decided {
+            // Late vote: tell the participant what was decided (an eager commit's values
+            // come from the node that delivers it).
+            if !(commit && s.acc.info.as_ref().is_none_or(|i| i.eager)) {
+                self.send(from, TxMessage::Decided { tx, slot, commit, write: None }, out);
+            }
+            return;
+        }
+        let client_slot =
+            s.acc.info.as_ref().filter(|i| i.eager).map(|i| (i.client_slot(), i.acceptors[0]));
+        if let Some((cs, tm)) = client_slot {
+            if slot == cs && from != tm {
+                return self
+                    .faults
+                    .add(Fault::NotMember, &format_args!("client vote of {tx:?} from {from:?}"));
+            }
+        }
+        let result = s.acc.vote(slot, value);
+        if result == VoteOutcome::Accepted
+            && value == Value::Prepared
+            && client_slot.is_some_and(|(cs, _)| cs == slot)
+        {
+            s.acc.writes = Some(writes.unwrap_or_default());
+        }
+        let is_tm = s.tm.is_some();
+        if let Some(tm) = s.tm.as_mut() {
+            if result == VoteOutcome::Accepted || result == VoteOutcome::Duplicate {
+                tm.participants.insert(slot, from);
+            }
+        }
+        let tm_addr = s.acc.info.as_ref().map(|i| i.acceptors[0]);
+        match result {
+            VoteOutcome::Accepted if is_tm => self.learn(tx, self.me, slot, value, now, out),
+            VoteOutcome::Accepted | VoteOutcome::Duplicate => {
+                if let (false, Some(tm)) = (is_tm, tm_addr) {
+                    let msg =
+                        TxMessage::Accepted { tx, round: Round::ZERO, values: vec![(slot, value)] };
+                    self.send(tm, msg, out);
+                }
+                if result == VoteOutcome::Duplicate {
+                    self.faults
+                        .add(Fault::Duplicate, &format_args!("vote {slot:?} of {tx:?} again"));
+                }
+            }
+            VoteOutcome::Early => {}
+            VoteOutcome::Conflicting => self.faults.add(
+                Fault::ConflictingVote,
+                &format_args!("vote {slot:?} of {tx:?} from {from:?}"),
+            ),
+            VoteOutcome::WrongRound => self
+                .faults
+                .add(Fault::WrongRound, &format_args!("round-0 vote of {tx:?} after a promise")),
+            VoteOutcome::NotMember => self
+                .faults
+                .add(Fault::NotMember, &format_args!("vote {slot:?} of {tx:?} from {from:?}")),
+        }
+    }
+
+    fn accepted(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        round: Round,
+        values: Vec<(Slot, Value)>,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("accepted", tx, from) };
+        if round == Round::ZERO {
+            if s.tm.is_none() {
+                return self
+                    .faults
+                    .add(Fault::NotMember, &format_args!("round-0 accepted at an rTM"));
+            }
+            for (slot, v) in values {
+                self.learn(tx, from, slot, v, now, out);
+            }
+            return;
+        }
+        let (Some(leader), Some(info)) = (s.leader.as_mut(), s.acc.info.as_ref()) else {
+            return self.faults.add(
+                Fault::WrongRound,
+                &format_args!("accepted {round:?} of {tx:?}, not leading"),
+            );
+        };
+        if leader.round != round {
+            return self
+                .faults
+                .add(Fault::WrongRound, &format_args!("accepted {round:?} of {tx:?}"));
+        }
+        if info.rank_of(from).is_none() {
+            return self.faults.add(Fault::NotMember, &format_args!("accepted from {from:?}"));
+        }
+        match leader.accepted(info, from) {
+            Err(()) => self.faults.add(Fault::Duplicate, &format_args!("accepted {round:?} twice")),
+            Ok(LeaderStep::Chosen(chosen)) => {
+                let commit = outcome(info, &chosen, self.config.item_quorum()).unwrap_or(false);
+                self.decide(tx, commit, &chosen, true, now, out);
+            }
+            Ok(_) => {}
+        }
+    }
+
+    fn collect(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        round: Round,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        if !self.txs.contains_key(&tx) {
+            if !self.has_room() {
+                return self.faults.add(Fault::Overloaded, &format_args!("collect for {tx:?}"));
+            }
+            // An acceptor whose InitRtm was lost still promises (it accepted nothing).
+            self.txs.insert(
+                tx,
+                TxState {
+                    acc: Acceptor::new(None, now),
+                    tm: None,
+                    leader: None,
+                    delivery: None,
+                    decided_at: None,
+                },
+            );
+        }
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        if let Some(info) = &s.acc.info {
+            if info.rank_of(from) != Some(round.rank) || round == Round::ZERO {
+                return self
+                    .faults
+                    .add(Fault::NotMember, &format_args!("collect {round:?} from {from:?}"));
+            }
+        }
+        let (decided, writes) = (s.acc.decided, s.acc.writes.clone());
+        let msg = match s.acc.collect(round) {
+            Ok(accepted) => TxMessage::Promise { tx, round, accepted, decided, writes },
+            Err(promised) => TxMessage::Nack { tx, round, promised },
+        };
+        self.send(from, msg, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn promise(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        round: Round,
+        accepted: Vec<(Slot, Round, Value)>,
+        (decided, writes): (Option<bool>, Option<Writes>),
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("promise", tx, from) };
+        let (Some(leader), Some(info)) = (s.leader.as_mut(), s.acc.info.as_ref()) else {
+            return self
+                .faults
+                .add(Fault::WrongRound, &format_args!("promise of {tx:?}, not leading"));
+        };
+        if leader.round != round {
+            return self
+                .faults
+                .add(Fault::WrongRound, &format_args!("promise {round:?} of {tx:?}"));
+        }
+        if info.rank_of(from).is_none() {
+            return self.faults.add(Fault::NotMember, &format_args!("promise from {from:?}"));
+        }
+        match leader.promise(info, from, accepted, decided, writes) {
+            Err(()) => self.faults.add(Fault::Duplicate, &format_args!("promise {round:?} twice")),
+            Ok(LeaderStep::Propose(values)) => {
+                leader.last_sent = now;
+                let acceptors = info.acceptors.clone();
+                let writes = leader.writes.clone();
+                for a in acceptors {
+                    let msg = TxMessage::Propose {
+                        tx,
+                        round,
+                        values: values.clone(),
+                        writes: writes.clone(),
+                    };
+                    self.send(a, msg, out);
+                }
+            }
+            Ok(LeaderStep::Decided(commit)) => {
+                self.decide(tx, commit, &BTreeMap::new(), false, now, out)
+            }
+            Ok(_) => {}
+        }
+    }
+
+    fn nack(&mut self, tx: TxId, round: Round, promised: Round, now: Time) {
+        let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("nack", tx, self.me) };
+        if s.leader.as_ref().is_some_and(|l| l.round == round) && promised > round {
+            // Another leader runs a higher round: step back; lead again later if it fails.
+            s.leader = None;
+            s.acc.promised = s.acc.promised.max(promised);
+            s.acc.next_takeover = Some(now + self.config.takeover_after);
+        } else {
+            self.faults.add(Fault::WrongRound, &format_args!("nack {round:?} of {tx:?}"));
+        }
+    }
+
+    fn propose(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        round: Round,
+        values: Vec<(Slot, Value)>,
+        writes: Option<Writes>,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("propose", tx, from) };
+        if let Some(info) = &s.acc.info {
+            if info.rank_of(from) != Some(round.rank) {
+                return self
+                    .faults
+                    .add(Fault::NotMember, &format_args!("propose {round:?} from {from:?}"));
+            }
+        }
+        let msg = match s.acc.propose(round, &values) {
+            Ok(true) => {
+                if writes.is_some() {
+                    s.acc.writes = writes;
+                }
+                TxMessage::Accepted { tx, round, values: Vec::new() }
+            }
+            Ok(false) => {
+                return self
+                    .faults
+                    .add(Fault::NotMember, &format_args!("propose of unknown slots"));
+            }
+            Err(promised) => TxMessage::Nack { tx, round, promised },
+        };
+        self.send(from, msg, out);
+    }
+
+    /// Starts (or restarts higher) a round above 0 led by this node for `tx`.
+    fn lead(&mut self, tx: TxId, now: Time, out: &mut Vec<TxOutput>) {
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        let Some(info) = s.acc.info.as_ref() else { return };
+        let Some(rank) = info.rank_of(self.me) else { return };
+        let n = s.acc.promised.n.max(s.leader.as_ref().map_or(0, |l| l.round.n)) + 1;
+        let round = Round { n, rank };
+        s.leader = Some(Leader::new(round, now));
+        if s.tm.is_some() {
+            self.stats.recoveries += 1;
+        } else {
+            self.stats.takeovers += 1;
+        }
+        tracing::debug!(?tx, ?round, "transactions: leading a round");
+        let acceptors = info.acceptors.clone();
+        for a in acceptors {
+            self.send(a, TxMessage::Collect { tx, round }, out);
+        }
+    }
+
+    /// `tx` is decided `commit` here. `delivers`: this node computed it from chosen values
+    /// and tells the participants.
+    fn decide(
+        &mut self,
+        tx: TxId,
+        commit: bool,
+        chosen: &BTreeMap<Slot, Value>,
+        delivers: bool,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let f = self.config.f;
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        match s.acc.decided {
+            Some(d) if d != commit => {
+                return self
+                    .faults
+                    .add(Fault::ConflictingDecision, &format_args!("{tx:?}: {d} then {commit}"));
+            }
+            Some(_) => return,
+            None => {}
+        }
+        s.acc.decided = Some(commit);
+        s.decided_at = Some(now);
+        s.leader = None;
+        let Some(info) = s.acc.info.clone() else { return };
+        if let Some(tm) = s.tm.as_mut() {
+            if !tm.answered {
+                tm.answered = true;
+                let failed = if commit {
+                    Vec::new()
+                } else {
+                    failed_items(&info, chosen, self.config.item_quorum())
+                };
+                let keys = failed.iter().map(|i| info.items[*i as usize].key.clone()).collect();
+                let client = tm.client.clone();
+                self.answer(client, tx, commit, keys, now, out);
+            }
+        }
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        if !delivers {
+            return;
+        }
+        if commit {
+            self.stats.committed += 1;
+        } else {
+            self.stats.aborted += 1;
+        }
+        let participants = s.tm.as_ref().map(|t| t.participants.clone()).unwrap_or_default();
+        let pending: BTreeMap<Slot, Option<NodeAddr>> =
+            info.item_slots().map(|slot| (slot, participants.get(&slot).copied())).collect();
+        let lease = Duration::from_millis(info.lease_ms);
+        let writes = if commit && info.eager { s.acc.writes.clone() } else { None };
+        s.delivery = Some(Delivery {
+            commit,
+            pending: pending.clone(),
+            writes: writes.clone(),
+            last_sent: now,
+            until: now + lease * 2,
+        });
+        for a in info.acceptors.iter().filter(|a| **a != self.me) {
+            let msg = TxMessage::Decided { tx, slot: Slot::ACCEPTORS, commit, write: None };
+            out.push(TxOutput::Send { to: *a, msg });
+        }
+        for (slot, to) in pending {
+            send_decision(&info, f, tx, slot, commit, writes.as_ref(), to, out);
+        }
+    }
+
+    fn decided(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        slot: Slot,
+        (commit, write): (bool, Option<Option<Vec<u8>>>),
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let participant = self.parts.get(&(tx, slot)).map(|p| p.acceptors.contains(&from));
+        let acceptor = self.txs.get(&tx).map(|s| s.acc.is_acceptor(from));
+        if participant.is_none() && acceptor.is_none() {
+            self.drop_unknown("decision", tx, from);
+            // A participant that finished before (a re-sent decision): stop the re-sends.
+            self.send(from, TxMessage::Applied { tx, slot }, out);
+            return;
+        }
+        if participant != Some(true) && acceptor != Some(Some(true)) {
+            // `Some(None)`: an acceptor that does not know the transaction's members yet
+            // takes the decision from a promise later; no fault unless nobody knows `from`.
+            if acceptor != Some(None) {
+                self.faults
+                    .add(Fault::NotMember, &format_args!("decision of {tx:?} from {from:?}"));
+            }
+            return;
+        }
+        if participant == Some(true) {
+            self.apply_decision(tx, slot, commit, write, from, out);
+        }
+        if acceptor == Some(Some(true)) {
+            self.decide(tx, commit, &BTreeMap::new(), false, now, out);
+        }
+    }
+
+    fn applied(&mut self, tx: TxId, slot: Slot, _now: Time, out: &mut Vec<TxOutput>) {
+        let Some(s) = self.txs.get_mut(&tx) else {
+            return self.drop_unknown("applied", tx, self.me);
+        };
+        let Some(d) = s.delivery.as_mut() else {
+            return self.faults.add(
+                Fault::UnknownTx,
+                &format_args!("applied {slot:?} of {tx:?}, not delivering"),
+            );
+        };
+        if d.pending.remove(&slot).is_none() {
+            return self.faults.add(Fault::Duplicate, &format_args!("applied {slot:?} of {tx:?}"));
+        }
+        if d.pending.is_empty() {
+            // Every participant has the decision: the transaction is forgotten everywhere.
+            let acceptors = s.acc.info.as_ref().map(|i| i.acceptors.clone()).unwrap_or_default();
+            for a in acceptors.into_iter().filter(|a| *a != self.me) {
+                out.push(TxOutput::Send { to: a, msg: TxMessage::Forget { tx } });
+            }
+            self.txs.remove(&tx);
+        }
+    }
+
+    fn ask_decision(&mut self, from: NodeAddr, tx: TxId, slot: Slot, out: &mut Vec<TxOutput>) {
+        let Some(s) = self.txs.get(&tx) else { return self.drop_unknown("ask-decision", tx, from) };
+        let Some(commit) = s.acc.decided else { return };
+        let eager = s.acc.info.as_ref().is_none_or(|i| i.eager);
+        let write = match (&s.acc.writes, commit && eager) {
+            (_, false) => None,
+            (Some(w), true) => {
+                Some(w.iter().find(|(i, _)| *i == slot.item).map(|(_, v)| v.clone()))
+            }
+            // An eager commit's values are not known here: the deliverer sends them.
+            (None, true) => return,
+        };
+        let write = write.map(|w| w.map_or(WriteOf::Release, WriteOf::Install));
+        self.send(from, decision_for(tx, slot, commit, write), out);
+    }
+
+    fn forget(&mut self, from: NodeAddr, tx: TxId) {
+        match self.txs.get(&tx) {
+            None => self.drop_unknown("forget", tx, from),
+            Some(s)
+                if s.acc.info.as_ref().is_some_and(|i| i.rank_of(from).is_some())
+                    && s.acc.decided.is_some() =>
+            {
+                self.txs.remove(&tx);
+            }
+            Some(_) => {
+                self.faults.add(Fault::NotMember, &format_args!("forget of {tx:?} from {from:?}"))
+            }
+        }
+    }
+
+    fn tick_tx(&mut self, tx: TxId, now: Time, out: &mut Vec<TxOutput>) {
+        let cfg = self.config;
+        let no_takeover = has_flaw!(self, NoTakeover);
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        let lease = s.acc.info.as_ref().map_or(cfg.lease, |i| Duration::from_millis(i.lease_ms));
+        // Bounded state: nothing outlives the locks it guards.
+        let end = match s.decided_at {
+            Some(t) => t + lease * 2,
+            None => s.acc.since + lease * DROP_AFTER_LEASES,
+        };
+        if now >= end {
+            if s.acc.info.is_none() && !s.acc.early.is_empty() {
+                self.faults
+                    .add(Fault::UnknownTx, &format_args!("votes for {tx:?}, never initiated"));
+            }
+            if let Some(tm) = s.tm.as_ref().filter(|t| !t.answered) {
+                let client = tm.client.clone();
+                self.txs.remove(&tx);
+                self.answer_timeout(client, tx, out);
+                return;
+            }
+            self.txs.remove(&tx);
+            return;
+        }
+        let Some(info) = s.acc.info.clone() else { return };
+        if let Some(d) = s.delivery.as_mut() {
+            if now >= d.until {
+                // Participants that never answered: their locks have ended; anti-entropy
+                // brings their replicas up to date.
+                self.txs.remove(&tx);
+                return;
+            }
+            if now >= d.last_sent + cfg.retransmit {
+                d.last_sent = now;
+                let (commit, pending, writes) = (d.commit, d.pending.clone(), d.writes.clone());
+                for (slot, to) in pending {
+                    send_decision(&info, cfg.f, tx, slot, commit, writes.as_ref(), to, out);
+                }
+            }
+            return;
+        }
+        if s.acc.decided.is_some() {
+            return;
+        }
+        if let Some(tm) = s.tm.as_mut() {
+            if let Some(e) = tm.eager.as_ref() {
+                // Eager locking: no locks in time, or the client let their lease end.
+                let abort = match e.proposal {
+                    None => (!e.told && now >= tm.started + cfg.vote_timeout) || now >= e.lease_end,
+                    Some(_) => false,
+                };
+                if abort {
+                    return self.client_decides(tx, None, now, out);
+                }
+                if e.proposal.is_none() {
+                    // Waiting for the client: nothing times out but the lease.
+                    return self.resend_prepares(tx, now, out);
+                }
+            }
+            let Some(s) = self.txs.get_mut(&tx) else { return };
+            let Some(tm) = s.tm.as_mut() else { return };
+            if !tm.answered && now >= tm.started + cfg.commit_timeout {
+                tm.answered = true;
+                let client = tm.client.clone();
+                self.answer_timeout(client, tx, out);
+                return;
+            }
+            self.resend_prepares(tx, now, out);
+            let Some(s) = self.txs.get_mut(&tx) else { return };
+            let Some(tm) = s.tm.as_ref() else { return };
+            if s.leader.is_none() && now >= tm.started + cfg.vote_timeout {
+                return self.lead(tx, now, out);
+            }
+        } else if s.leader.is_none() && !no_takeover {
+            let tm_gone = self.suspected.contains(&info.acceptors[0]);
+            if tm_gone || s.acc.next_takeover.is_some_and(|t| now >= t) {
+                s.acc.next_takeover = Some(now + cfg.takeover_after * info.acceptors.len() as u32);
+                return self.lead(tx, now, out);
+            }
+        }
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        if let Some(l) = s.leader.as_mut() {
+            if now >= l.last_sent + cfg.retransmit {
+                l.last_sent = now;
+                let msg = match l.phase {
+                    Phase::Collecting => TxMessage::Collect { tx, round: l.round },
+                    Phase::Proposing => TxMessage::Propose {
+                        tx,
+                        round: l.round,
+                        values: l.values.clone(),
+                        writes: l.writes.clone(),
+                    },
+                };
+                for a in info.acceptors {
+                    self.send(a, msg.clone(), out);
+                }
+            }
+        }
+    }
+
+    /// Re-sends the prepares whose instance is not chosen, the InitRtms, and an eager
+    /// transaction's client vote, every `retransmit`.
+    fn resend_prepares(&mut self, tx: TxId, now: Time, out: &mut Vec<TxOutput>) {
+        let retransmit = self.config.retransmit;
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        let (Some(tm), Some(info)) = (s.tm.as_mut(), s.acc.info.as_ref()) else { return };
+        if s.leader.is_some() || now < tm.last_sent + retransmit {
+            return;
+        }
+        tm.last_sent = now;
+        for (key, msg) in &tm.prepares {
+            if let TxMessage::Prepare { slot, .. } = msg {
+                if !tm.learner.chosen.contains_key(slot) && !tm.learner.no_vote.contains(slot) {
+                    out.push(TxOutput::Route { key: *key, msg: msg.clone() });
+                }
+            }
+        }
+        for a in info.acceptors.iter().skip(1) {
+            out.push(TxOutput::Send { to: *a, msg: TxMessage::InitRtm { info: info.clone() } });
+        }
+        let client_slot = info.client_slot();
+        if let Some((value, writes)) = tm.eager.as_ref().and_then(|e| e.proposal.clone()) {
+            if !tm.learner.chosen.contains_key(&client_slot) {
+                for a in info.acceptors.iter().skip(1) {
+                    let msg =
+                        TxMessage::Vote { tx, slot: client_slot, value, writes: writes.clone() };
+                    out.push(TxOutput::Send { to: *a, msg });
+                }
+            }
+        }
+    }
+
+    /// The client of eager transaction `tx` commits with `writes`, or aborts (`None`): the
+    /// TM proposes it as the round-0 value of the client's instance.
+    pub(crate) fn client_decides(
+        &mut self,
+        tx: TxId,
+        writes: Option<Writes>,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let Some(s) = self.txs.get_mut(&tx) else { return };
+        let (Some(tm), Some(info)) = (s.tm.as_mut(), s.acc.info.as_ref()) else { return };
+        let Some(e) = tm.eager.as_mut().filter(|e| e.proposal.is_none()) else { return };
+        let value = if writes.is_some() { Value::Prepared } else { Value::Aborted };
+        e.proposal = Some((value, writes.clone()));
+        // The commit's own timeouts run from now.
+        tm.started = now;
+        let slot = info.client_slot();
+        let acceptors = info.acceptors.clone();
+        for a in acceptors {
+            self.send(a, TxMessage::Vote { tx, slot, value, writes: writes.clone() }, out);
+        }
+    }
+
+    // ----- participant -------------------------------------------------------------------
+
+    fn prepare(
+        &mut self,
+        tx: TxId,
+        slot: Slot,
+        mut p: Participant,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        if p.acceptors.is_empty() || slot.replica >= self.config.f {
+            return self.faults.add(Fault::NotMember, &format_args!("prepare {slot:?} of {tx:?}"));
+        }
+        if let Some(old) = self.parts.get(&(tx, slot)) {
+            // A re-sent prepare: say the vote again.
+            if let Stage::Voted(v) = old.stage {
+                let acceptors = old.acceptors.clone();
+                self.propose_vote(tx, slot, v, &acceptors, out);
+            }
+            return;
+        }
+        if self.parts.len() >= self.config.max_txs {
+            return self.faults.add(Fault::Overloaded, &format_args!("prepare of {tx:?}"));
+        }
+        let tag = self.tag(Wait::Vote(tx, slot));
+        p.stage = Stage::Voting(tag);
+        let op = ReplicaOp::Vote { tx, mode: p.mode, read: p.read, lease_ms: p.lease_ms };
+        out.push(TxOutput::Replicate(ReplicationRequest::AtReplica {
+            key: p.key.clone(),
+            replica: slot.replica,
+            op,
+            tag,
+        }));
+        p.created = now;
+        p.last_ask = now;
+        self.parts.insert((tx, slot), p);
+    }
+
+    fn propose_vote(
+        &mut self,
+        tx: TxId,
+        slot: Slot,
+        v: Option<Value>,
+        acceptors: &[NodeAddr],
+        out: &mut Vec<TxOutput>,
+    ) {
+        match v {
+            Some(value) => {
+                for a in acceptors {
+                    self.send(*a, TxMessage::Vote { tx, slot, value, writes: None }, out);
+                }
+            }
+            None => self.send(acceptors[0], TxMessage::NoVote { tx, slot }, out),
+        }
+    }
+
+    fn voted(
+        &mut self,
+        tx: TxId,
+        slot: Slot,
+        tag: u64,
+        result: Result<ReplicaOutcome, ReplicaFailure>,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let skip_check = has_flaw!(self, SkipsVersionCheck);
+        let Some(p) = self.parts.get_mut(&(tx, slot)) else { return };
+        if p.stage != Stage::Voting(tag) {
+            return;
+        }
+        let vote = match result {
+            Ok(ReplicaOutcome::Voted(v)) => Some(v),
+            Ok(_) => None,
+            Err(_) => {
+                p.failures += 1;
+                if p.failures < REPLICA_TRIES {
+                    let op =
+                        ReplicaOp::Vote { tx, mode: p.mode, read: p.read, lease_ms: p.lease_ms };
+                    let key = p.key.clone();
+                    let tag = self.tag(Wait::Vote(tx, slot));
+                    if let Some(p) = self.parts.get_mut(&(tx, slot)) {
+                        p.stage = Stage::Voting(tag);
+                    }
+                    out.push(TxOutput::Replicate(ReplicationRequest::AtReplica {
+                        key,
+                        replica: slot.replica,
+                        op,
+                        tag,
+                    }));
+                    return;
+                }
+                None
+            }
+        };
+        let mut value = vote.and_then(round_zero_value);
+        if let (true, Some(Vote::Refused(selfman_ports::Refusal::Version(current)))) =
+            (skip_check, vote)
+        {
+            // Deliberately wrong: the version is taken as it is, and the commit will install
+            // the next one over it.
+            p.read = current;
+            value = Some(Value::Prepared);
+        }
+        p.stage = Stage::Voted(value);
+        p.locked = vote == Some(Vote::Prepared);
+        p.last_ask = now;
+        let (acceptors, key) = (p.acceptors.clone(), p.key.clone());
+        if value == Some(Value::Prepared) {
+            self.notify_local(selfman_ports::KeyEvent::Locked { key, tx }, out);
+        }
+        self.propose_vote(tx, slot, value, &acceptors, out);
+    }
+
+    fn apply_decision(
+        &mut self,
+        tx: TxId,
+        slot: Slot,
+        commit: bool,
+        write: Option<Option<Vec<u8>>>,
+        from: NodeAddr,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let Some(p) = self.parts.get_mut(&(tx, slot)) else { return };
+        if write.is_some() {
+            // An eager transaction's values come with its decision.
+            p.write = write;
+        }
+        let Some(p) = self.parts.get(&(tx, slot)) else { return };
+        if let Stage::Applying { commit: c, .. } = p.stage {
+            if c != commit {
+                self.faults.add(Fault::ConflictingDecision, &format_args!("participant of {tx:?}"));
+            }
+            return;
+        }
+        let op = match (commit, p.commit_write()) {
+            (true, Some((version, value))) => ReplicaOp::Commit { tx, version, value },
+            _ => ReplicaOp::Release { tx },
+        };
+        let key = p.key.clone();
+        let tag = self.tag(Wait::Apply(tx, slot));
+        if let Some(p) = self.parts.get_mut(&(tx, slot)) {
+            p.stage = Stage::Applying { tag, commit, to: from };
+        }
+        out.push(TxOutput::Replicate(ReplicationRequest::AtReplica {
+            key,
+            replica: slot.replica,
+            op,
+            tag,
+        }));
+    }
+
+    fn applied_here(
+        &mut self,
+        tx: TxId,
+        slot: Slot,
+        tag: u64,
+        result: Result<ReplicaOutcome, ReplicaFailure>,
+        _now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let Some(p) = self.parts.get_mut(&(tx, slot)) else { return };
+        let Stage::Applying { tag: t, commit, to } = p.stage else { return };
+        if t != tag {
+            return;
+        }
+        if result.is_err() {
+            p.failures += 1;
+            if p.failures < REPLICA_TRIES * 2 {
+                p.stage = Stage::Voted(None);
+                return self.apply_decision(tx, slot, commit, None, to, out);
+            }
+        }
+        if let Ok(ReplicaOutcome::Stale { current }) = &result {
+            // Only a commit after the lock's lease ended finds the item changed.
+            self.faults.add(Fault::LateCommit, &format_args!("commit of {tx:?} found {current}"));
+        }
+        let Some(p) = self.parts.remove(&(tx, slot)) else { return };
+        let event = match (commit, p.commit_write()) {
+            (true, Some((version, value))) => {
+                Some(selfman_ports::KeyEvent::Changed { key: p.key.clone(), version, value })
+            }
+            (false, _) if p.locked => {
+                Some(selfman_ports::KeyEvent::Unlocked { key: p.key.clone(), tx })
+            }
+            _ => None,
+        };
+        if let Some(e) = event {
+            self.notify_local(e, out);
+        }
+        self.send(to, TxMessage::Applied { tx, slot }, out);
+    }
+
+    fn tick_participants(&mut self, now: Time, out: &mut Vec<TxOutput>) {
+        let cfg = self.config;
+        let mut gone = Vec::new();
+        let mut ask = Vec::new();
+        for ((tx, slot), p) in &mut self.parts {
+            let lease = Duration::from_millis(p.lease_ms);
+            if now >= p.created + lease * 2 {
+                gone.push((*tx, *slot));
+                continue;
+            }
+            if matches!(p.stage, Stage::Voted(_))
+                && now >= p.created + cfg.ask_after
+                && now >= p.last_ask + cfg.retransmit
+            {
+                p.last_ask = now;
+                ask.push((*tx, *slot, p.acceptors.clone(), p.stage.clone()));
+            }
+        }
+        for k in gone {
+            self.parts.remove(&k);
+        }
+        for (tx, slot, acceptors, stage) in ask {
+            for a in &acceptors {
+                self.send(*a, TxMessage::AskDecision { tx, slot }, out);
+            }
+            // The vote may have been lost too: propose it again (acceptors ignore copies).
+            if let Stage::Voted(v) = stage {
+                self.propose_vote(tx, slot, v, &acceptors, out);
+            }
+        }
+    }
+}
+
+/// The decision to the participant of `slot`: direct if its address is known, else routed to
+/// its replica key.
+#[allow(clippy::too_many_arguments)]
+fn send_decision(
+    info: &TxInfo,
+    f: u32,
+    tx: TxId,
+    slot: Slot,
+    commit: bool,
+    writes: Option<&Writes>,
+    to: Option<NodeAddr>,
+    out: &mut Vec<TxOutput>,
+) {
+    let write = writes.map(|w| match w.iter().find(|(i, _)| *i == slot.item) {
+        Some((_, v)) => WriteOf::Install(v.clone()),
+        None => WriteOf::Release,
+    });
+    let msg = decision_for(tx, slot, commit, write);
+    match to {
+        Some(to) => out.push(TxOutput::Send { to, msg }),
+        None => {
+            let key = RingId::of_key(&info.items[slot.item as usize].key).replica(slot.replica, f);
+            out.push(TxOutput::Route { key, msg });
+        }
+    }
+}
+
+fn ip_bits(a: NodeAddr) -> u64 {
+    match a.addr.ip() {
+        std::net::IpAddr::V4(v) => u64::from(u32::from(v)),
+        std::net::IpAddr::V6(v) => (u128::from(v) as u64) ^ ((u128::from(v) >> 64) as u64),
+    }
+}
+
+/// A bijective 64-bit mixer (SplitMix64's finaliser).
+pub(crate) fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// What an eager transaction's decision tells one participant to do.
+enum WriteOf {
+    /// Install this value (`None`: delete).
+    Install(Option<Vec<u8>>),
+    /// Only release the lock.
+    Release,
+}
+
+/// The decision for the participant of `slot`: `write` is `Some(Some(v))` to install `v`,
+/// `Some(None)` to delete, `None` to use the prepare's value (an eager participant has none
+/// and releases).
+fn decision_for(tx: TxId, slot: Slot, commit: bool, write: Option<WriteOf>) -> TxMessage {
+    let write = match write {
+        Some(WriteOf::Install(v)) => Some(v),
+        Some(WriteOf::Release) | None => None,
+    };
+    TxMessage::Decided { tx, slot, commit, write }
+}

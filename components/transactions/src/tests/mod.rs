@@ -1,0 +1,11 @@
+//! Unit tests of the whole machine in a small deterministic world (`world.rs`).
+
+mod bad_input;
+mod commit;
+mod eager;
+mod flaws;
+mod replica;
+mod sets;
+mod takeover;
+mod vote;
+mod world;
