@@ -377,7 +377,10 @@ impl Opener {
         if self.nonce == u64::MAX {
             return Err(LinkError::Exhausted);
         }
-        self.scratch.resize(record.len(), 0);
+        if self.scratch.len() < record.len() {
+            // grows to the largest record seen, at most 64 KiB; never zero-filled again
+            self.scratch.resize(record.len(), 0);
+        }
         let n = self
             .keys
             .0
@@ -528,5 +531,44 @@ mod tests {
         assert_eq!(i.feed(&m2[..20], &mut none).unwrap().map(|_| ()), None);
         let (ik, rest) = i.feed(&m2[20..], &mut none).unwrap().unwrap();
         assert_eq!(open_all(&mut Opener::new(ik), &rest).unwrap(), b"hello");
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use std::time::Instant;
+
+    /// Not a benchmark of record (those live in selfman-bench): a quick look at what sealing
+    /// and opening cost per record size, run by hand with `--release --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn seal_and_open_speed() {
+        let s = ClusterSecret::random();
+        let (mut m1, mut m2, mut none) = (Vec::new(), Vec::new(), Vec::new());
+        let mut i = Handshake::new(&s, b"p", true, &mut m1);
+        let mut r = Handshake::new(&s, b"p", false, &mut none);
+        let (rk, _) = r.feed(&m1, &mut m2).unwrap().unwrap();
+        let (ik, _) = i.feed(&m2, &mut none).unwrap().unwrap();
+        let (mut seal, mut open) = (Sealer::new(ik), Opener::new(rk));
+        for size in [20usize, 200, 2_000, 20_000, 65_519] {
+            let plain = vec![1u8; size];
+            let n = (50_000_000 / size).max(1000);
+            let mut wire = Vec::with_capacity(Sealer::sealed_len(size));
+            let t = Instant::now();
+            let mut got = 0usize;
+            for _ in 0..n {
+                wire.clear();
+                seal.seal(&plain, &mut wire).unwrap();
+                open.open(&wire, &mut |p| got += p.len()).unwrap();
+            }
+            let e = t.elapsed();
+            assert_eq!(got, n * size);
+            println!(
+                "record {size:>6} B: {:.2} us per seal+open, {:.0} MB/s",
+                e.as_secs_f64() * 1e6 / n as f64,
+                (n * size) as f64 / e.as_secs_f64() / 1e6
+            );
+        }
     }
 }
