@@ -46,6 +46,7 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use crate::metrics::Metrics;
 
 type Getter<T> = Box<dyn Fn() -> T + Send + Sync>;
+type Writer = Box<dyn Fn(&mut Metrics) + Send + Sync>;
 
 /// What a node shows on its endpoint: each part is a closure the server calls per request.
 pub struct Sources {
@@ -54,7 +55,7 @@ pub struct Sources {
     ring: Option<Getter<Option<RingView>>>,
     net: Option<Getter<NetStats>>,
     peers: Option<Getter<Vec<String>>>,
-    extra: Option<Box<dyn Fn(&mut Metrics) + Send + Sync>>,
+    extra: Option<Writer>,
 }
 
 impl std::fmt::Debug for Sources {
