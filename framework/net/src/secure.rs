@@ -290,7 +290,7 @@ impl Sealer {
 
     /// Bytes `plain_len` bytes of plaintext take on the wire.
     pub(crate) fn sealed_len(plain_len: usize) -> usize {
-        let records = plain_len.div_ceil(MAX_RECORD_PLAIN).max(usize::from(plain_len == 0));
+        let records = plain_len.div_ceil(MAX_RECORD_PLAIN); // nothing to seal: no record
         plain_len + records * (RECORD_HEADER + TAG)
     }
 }
@@ -392,6 +392,84 @@ impl Opener {
     }
 }
 
+/// Entry points for fuzzing and property tests (not part of the API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    fn session() -> (Keys, Keys) {
+        let s = ClusterSecret::from_bytes([9; 32]);
+        let (mut m1, mut m2, mut none) = (Vec::new(), Vec::new(), Vec::new());
+        let mut i = Handshake::new(&s, b"fuzz", true, &mut m1);
+        let mut r = Handshake::new(&s, b"fuzz", false, &mut none);
+        let (rk, _) = r.feed(&m1, &mut m2).expect("honest handshake").expect("complete");
+        let (ik, _) = i.feed(&m2, &mut none).expect("honest handshake").expect("complete");
+        (ik, rk)
+    }
+
+    /// What a run of input produced: plaintext (or the handshake's leftover) and the error.
+    type Outcome = (Vec<u8>, Option<LinkError>);
+
+    fn handshake(data: &[u8], split: usize) -> Outcome {
+        let s = ClusterSecret::from_bytes([9; 32]);
+        let mut out = Vec::new();
+        let mut r = Handshake::new(&s, b"fuzz", false, &mut out);
+        for piece in data.chunks(split) {
+            match r.feed(piece, &mut out) {
+                Ok(None) => {}
+                Ok(Some((_, rest))) => return (rest, None),
+                Err(e) => return (Vec::new(), Some(e)),
+            }
+        }
+        (Vec::new(), None)
+    }
+
+    fn open(data: &[u8], split: usize, keys: &Keys) -> Outcome {
+        let mut o = Opener::new(keys.clone());
+        let mut plain = Vec::new();
+        for piece in data.chunks(split) {
+            if let Err(e) = o.open(piece, &mut |p| plain.extend_from_slice(p)) {
+                return (plain, Some(e));
+            }
+        }
+        (plain, None)
+    }
+
+    /// Feeds `data` to a listener's handshake, to a session's record opener, and through a
+    /// sealer and opener, each at once and in pieces of a size taken from the input; panics if
+    /// anything panics, if splitting changes an outcome, or if a sealed stream does not open
+    /// to itself.
+    pub fn secure_link(data: &[u8]) {
+        let Some((&split, data)) = data.split_first() else { return };
+        let split = usize::from(split).max(1);
+        let whole = data.len().max(1);
+        let (hs_whole, hs_split) = (handshake(data, whole), handshake(data, split));
+        if hs_whole.1.is_none() || hs_split.1.is_none() {
+            // a completed handshake hands back the same rest however it was split
+            assert_eq!(hs_whole.1.is_none(), hs_split.1.is_none(), "split changed the outcome");
+        }
+        let (ik, rk) = session();
+        let (a, b) = (open(data, whole, &rk), open(data, split, &rk));
+        assert_eq!(a.1, b.1, "split changed the error");
+        assert_eq!(a.0, b.0, "split changed the plaintext");
+        // several records (sealed in three goes), opened in pieces that cut their headers too
+        let mut wire = Vec::new();
+        let mut sealer = Sealer::new(ik);
+        let third = data.len() / 3;
+        let mut expect_len = 0;
+        for part in [&data[..third], &data[third..2 * third], &data[2 * third..]] {
+            sealer.seal(part, &mut wire).expect("sealing fits");
+            expect_len += Sealer::sealed_len(part.len());
+        }
+        assert_eq!(wire.len(), expect_len);
+        for piece in [split, 1 + split % 5] {
+            let (plain, err) = open(&wire, piece, &rk);
+            assert_eq!(err, None);
+            assert_eq!(plain, data, "a sealed stream opens to itself");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,6 +490,31 @@ mod tests {
         let mut out = Vec::new();
         o.open(bytes, &mut |p| out.extend_from_slice(p))?;
         Ok(out)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// The fuzz target's checks on arbitrary bytes, in every test run.
+        #[test]
+        fn arbitrary_bytes_never_panic_and_splitting_changes_nothing(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)
+        ) {
+            fuzzing::secure_link(&data);
+        }
+
+        /// Arbitrary records (length prefixes that fit, garbage bodies) are refused cleanly.
+        #[test]
+        fn arbitrary_records_are_refused(
+            split in 1usize..64,
+            bodies in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), 1..6)
+        ) {
+            let mut data = vec![split as u8];
+            for b in &bodies {
+                data.extend_from_slice(&(b.len() as u16).to_be_bytes());
+                data.extend_from_slice(b);
+            }
+            fuzzing::secure_link(&data);
+        }
     }
 
     #[test]
