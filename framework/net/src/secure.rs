@@ -327,7 +327,7 @@ impl Opener {
             let need = self.missing();
             if need > 0 {
                 if bytes.is_empty() {
-                    return Ok(());
+                    break; // still incomplete: its header is checked below
                 }
                 let take = need.min(bytes.len());
                 self.raw.extend_from_slice(&bytes[..take]);
@@ -547,6 +547,17 @@ mod tests {
         }
         assert_eq!(got, plain);
         assert_eq!(open.pending(), 0);
+    }
+
+    #[test]
+    fn a_short_record_is_refused_however_its_header_arrives() {
+        // found by the fuzz target: a header split in two escaped the early length check
+        fuzzing::secure_link(&[0, 0, 10]);
+        let (_, rk) =
+            pair(&ClusterSecret::from_bytes([3; 32]), &ClusterSecret::from_bytes([3; 32])).unwrap();
+        let mut o = Opener::new(rk);
+        assert_eq!(open_all(&mut o, &[0]), Ok(Vec::new()));
+        assert_eq!(open_all(&mut o, &[10]), Err(LinkError::ShortRecord(10)));
     }
 
     #[test]
