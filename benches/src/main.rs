@@ -6,7 +6,7 @@
 //! selfman-bench idle --components C --seconds S [--threads T]
 //! selfman-bench swap --swaps S --producers P [--queued Q] [--threads T]
 //! selfman-bench sim --nodes N --virtual-seconds S --seed X
-//! selfman-bench net-pingpong --pairs K --window W --round-trips N [--threads T]
+//! selfman-bench net-pingpong --pairs K --window W --round-trips N [--threads T] [--secure 0/1]
 //! selfman-bench consensus --nodes N --instances I [--window W] [--tcp 1] [--threads T]
 //! selfman-bench ring --impl relaxed --nodes N [--seed S] [--k K] [--lookups L] [--phases …]
 //! ```

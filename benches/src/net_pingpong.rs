@@ -13,7 +13,7 @@ use selfman::core::{NetIndication, Network, NodeAddr, Selector};
 use selfman::prelude::*;
 use selfman::Runtime;
 use selfman_launch::{node, Process, Program};
-use selfman_net::{NetConfig, TcpNetwork};
+use selfman_net::{ClusterSecret, NetConfig, TcpNetwork};
 use serde::{Deserialize, Serialize};
 
 use crate::args::Args;
@@ -133,6 +133,16 @@ fn pair_of(ev: &NetIndication<Pp>) -> Option<u32> {
     }
 }
 
+/// The transport's configuration: with `--secret HEX` (the child gets it from the parent, which
+/// makes one for `--secure 1`), links are authenticated and encrypted.
+fn net_config(args: &Args) -> Result<NetConfig, String> {
+    let secret = match args.text("secret", "") {
+        "" => None,
+        hex => Some(hex.parse::<ClusterSecret>().map_err(|e| format!("--secret: {e}"))?),
+    };
+    Ok(NetConfig::default().secret(secret))
+}
+
 fn runtime(args: &Args) -> Result<Runtime, String> {
     Ok(Runtime::builder().workers(args.threads()?).build())
 }
@@ -141,7 +151,7 @@ fn runtime(args: &Args) -> Result<Runtime, String> {
 pub(crate) fn ponger(args: &Args) -> Result<String, String> {
     let pairs = args.get("pairs", 1)? as u32;
     let rt = runtime(args)?;
-    let net = TcpNetwork::start(&rt, NetConfig::default()).map_err(|e| e.to_string())?;
+    let net = TcpNetwork::start(&rt, net_config(args)?).map_err(|e| e.to_string())?;
     let port = net.network::<Pp>(PROTOCOL).map_err(|e| e.to_string())?;
     for pair in 0..pairs {
         let p = net.create(|| Ponger { net: Required::new() }).map_err(|e| e.to_string())?;
@@ -157,12 +167,19 @@ pub(crate) fn ponger(args: &Args) -> Result<String, String> {
     Ok(String::new())
 }
 
-fn spawn_ponger(args: &Args, pairs: u64) -> Result<(Process, NodeAddr), String> {
+fn spawn_ponger(
+    args: &Args,
+    pairs: u64,
+    secret: Option<&ClusterSecret>,
+) -> Result<(Process, NodeAddr), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // A throw-away secret made for this run; passing it on the command line is fine here.
+    let secret = secret.map(ClusterSecret::to_hex).unwrap_or_default();
     let mut child = Program::new(exe)
         .name("net-ponger")
         .args(["net-ponger", "--pairs", &pairs.to_string()])
         .args(["--threads", &args.threads()?.to_string()])
+        .args(["--secret", &secret])
         .grace(Duration::from_secs(5))
         .spawn()
         .map_err(|e| format!("cannot spawn the ponger process: {e}"))?;
@@ -181,9 +198,15 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     if pairs == 0 || window == 0 || n == 0 {
         return Err("--pairs, --window and --round-trips must be at least 1".into());
     }
-    let (_child, peer) = spawn_ponger(args, pairs)?;
+    let secure = match args.get("secure", 0)? {
+        0 => None,
+        1 => Some(ClusterSecret::random()),
+        _ => return Err("--secure is 0 (plain TCP) or 1 (authenticated, encrypted links)".into()),
+    };
+    let (_child, peer) = spawn_ponger(args, pairs, secure.as_ref())?;
     let rt = runtime(args)?;
-    let net = TcpNetwork::start(&rt, NetConfig::default()).map_err(|e| e.to_string())?;
+    let net = TcpNetwork::start(&rt, NetConfig::default().secret(secure.clone()))
+        .map_err(|e| e.to_string())?;
     let port = net.network::<Pp>(PROTOCOL).map_err(|e| e.to_string())?;
     let (done_tx, done_rx) = mpsc::channel();
     let mut controls = Vec::new();
@@ -236,8 +259,9 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     } else {
         ("NA".into(), "NA".into())
     };
+    let secure = if secure.is_some() { " secure=1" } else { "" };
     Ok(format!(
-        "net-pingpong pairs={pairs} window={window} round_trips={n} elapsed_ms={} msgs_per_s={rate:.0} rtt_us_p50={p50} rtt_us_p99={p99}",
+        "net-pingpong pairs={pairs} window={window} round_trips={n} elapsed_ms={} msgs_per_s={rate:.0} rtt_us_p50={p50} rtt_us_p99={p99}{secure}",
         elapsed.as_millis()
     ))
 }

@@ -7,6 +7,7 @@ use selfman_core::NodeId;
 
 use crate::error::NetError;
 use crate::frame::{HELLO_MAX_BYTES, MAX_CLUSTER_LEN};
+use crate::secure::ClusterSecret;
 
 /// Configuration of a [`TcpNetwork`](crate::TcpNetwork).
 ///
@@ -74,6 +75,12 @@ pub struct NetConfig {
     /// wake-up, which on a virtual machine costs tens of microseconds; the price is at most
     /// this much CPU time per idle period. `Duration::ZERO` sleeps at once.
     pub io_spin: Duration,
+    /// The cluster secret (default `None`: links are neither authenticated nor encrypted).
+    /// With a secret, every connection runs a Noise handshake before anything else and carries
+    /// its frames encrypted and authenticated; peers without the same secret are refused and
+    /// counted in [`NetStats::auth_failures`](crate::NetStats::auth_failures). Every node of
+    /// a cluster must have the same setting. See [`secure`](crate::secure).
+    pub secret: Option<ClusterSecret>,
 }
 
 impl Default for NetConfig {
@@ -93,6 +100,7 @@ impl Default for NetConfig {
             local_delivery: true,
             read_buffer_bytes: 64 << 10,
             io_spin: Duration::from_micros(100),
+            secret: None,
         }
     }
 }
@@ -136,6 +144,8 @@ impl NetConfig {
         read_buffer_bytes: usize,
         /// Sets [`io_spin`](Self::io_spin).
         io_spin: Duration,
+        /// Sets [`secret`](Self::secret).
+        secret: Option<ClusterSecret>,
     }
 
     /// Sets [`cluster`](Self::cluster).

@@ -22,7 +22,7 @@
 //!   connection) they join. Frames queued for a specific id are never moved.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,6 +34,7 @@ use selfman_core::{CloseReason, Credit, LinkStatus, NodeAddr, NodeId, PeerStatus
 
 use crate::adapter::InboundSink;
 use crate::frame::{self, Frame, FrameDecoder, Hello, DATA_HEADER, HELLO_MAX_BYTES};
+use crate::secure::{Handshake, LinkError, Opener, Sealer};
 use crate::shared::{PeerQueue, RateLimit, Shared};
 use crate::stats::{add, bump, drop_by};
 
@@ -47,6 +48,8 @@ const READS_PER_TURN: usize = 16;
 enum Phase {
     /// Outbound TCP connect in progress.
     Connecting,
+    /// Secured links only: the Noise handshake is under way (nothing else is read or sent).
+    Securing,
     /// Our hello is sent (or queued); waiting for the peer's.
     Handshaking,
     /// Hellos exchanged; waiting for the decider's `Accept`.
@@ -70,6 +73,50 @@ struct Conn {
     credit: Arc<AtomicUsize>,
     deadline: Option<Instant>,
     last_read: Instant,
+    /// On a secured link: the handshake, then the keys.
+    secure: Option<Secure>,
+}
+
+/// A secured connection's state.
+enum Secure {
+    Handshake(Box<Handshake>),
+    Open {
+        opener: Opener,
+        /// Shared with the peer's queue while active (senders seal their direct writes).
+        sealer: Arc<parking_lot::Mutex<Sealer>>,
+    },
+}
+
+/// The prologue both sides of a secure handshake bind: a peer speaking another version of the
+/// link protocol fails authentication instead of misreading frames.
+fn prologue() -> Vec<u8> {
+    let mut p = b"selfman-net/".to_vec();
+    p.extend_from_slice(&frame::PROTOCOL_VERSION.to_be_bytes());
+    p
+}
+
+/// Appends `plain` (frame bytes) to the connection's write buffer, sealed on a secured link.
+fn put(c: &mut Conn, plain: &[u8]) -> Result<(), LinkError> {
+    match &c.secure {
+        Some(Secure::Open { sealer, .. }) => sealer.lock().seal(plain, &mut c.wbuf),
+        Some(Secure::Handshake(_)) => {
+            debug_assert!(false, "frames are not written before the handshake completes");
+            Err(LinkError::Malformed("frame before the handshake completed"))
+        }
+        None => {
+            c.wbuf.extend_from_slice(plain);
+            Ok(())
+        }
+    }
+}
+
+fn link_closing(e: &LinkError) -> Closing {
+    match e {
+        LinkError::Auth | LinkError::Malformed(_) => CloseReason::Handshake(e.to_string()).into(),
+        LinkError::Record | LinkError::ShortRecord(_) | LinkError::Exhausted => {
+            CloseReason::BadFrame(e.to_string()).into()
+        }
+    }
 }
 
 struct Peer {
@@ -92,6 +139,12 @@ impl From<CloseReason> for Closing {
     fn from(reason: CloseReason) -> Closing {
         Closing { reason, quiet: false }
     }
+}
+
+/// Why reading a connection failed.
+enum Fail {
+    Io(io::Error),
+    Link(LinkError),
 }
 
 fn is_bad_input(r: &CloseReason) -> bool {
@@ -122,6 +175,12 @@ pub(crate) struct IoLoop {
     next_tick: Option<Instant>,
     accept_again: bool,
     unknown_warn: RateLimit,
+    /// Secured links: raw bytes read, before they are opened.
+    rbuf: Vec<u8>,
+    /// Secured links: plaintext taken from a queue, before it is sealed.
+    plain: Vec<u8>,
+    /// Plain links: `take_into`'s (always empty) sealed output.
+    no_sealed: Vec<u8>,
 }
 
 impl IoLoop {
@@ -148,6 +207,9 @@ impl IoLoop {
             next_tick: None,
             accept_again: false,
             unknown_warn: RateLimit::new(Duration::from_secs(1)),
+            rbuf: Vec::new(),
+            plain: Vec::new(),
+            no_sealed: Vec::new(),
         }
     }
 
@@ -266,7 +328,19 @@ impl IoLoop {
         let c = &self.shared.config;
         let (phase, timeout) = match target {
             Some(_) => (Phase::Connecting, c.connect_timeout),
+            None if c.secret.is_some() => (Phase::Securing, c.handshake_timeout),
             None => (Phase::Handshaking, c.handshake_timeout),
+        };
+        let mut wbuf = Vec::new();
+        // the responder's side starts now; the dialer's once connected
+        let secure = match (&c.secret, target) {
+            (Some(secret), None) => Some(Secure::Handshake(Box::new(Handshake::new(
+                secret,
+                &prologue(),
+                false,
+                &mut wbuf,
+            )))),
+            _ => None,
         };
         Conn {
             stream: Arc::new(stream),
@@ -275,11 +349,12 @@ impl IoLoop {
             peer: target,
             phase,
             decoder: FrameDecoder::with_buffer(HELLO_MAX_BYTES, c.read_buffer_bytes),
-            wbuf: Vec::new(),
+            wbuf,
             wpos: 0,
             credit: Arc::new(AtomicUsize::new(0)),
             deadline: Some(now + timeout),
             last_read: now,
+            secure,
         }
     }
 
@@ -301,8 +376,10 @@ impl IoLoop {
                     bump(&self.shared.stats.accepted, 1);
                     let _ = stream.set_nodelay(true);
                     let mut conn = self.new_conn(stream, remote, None);
-                    // validated at start: the cluster name fits a hello
-                    let _ = frame::encode_hello(&self.hello(NodeId::UNKNOWN), &mut conn.wbuf);
+                    if conn.secure.is_none() {
+                        // validated at start: the cluster name fits a hello
+                        let _ = frame::encode_hello(&self.hello(NodeId::UNKNOWN), &mut conn.wbuf);
+                    }
                     match self.insert(conn) {
                         Ok(i) => {
                             self.arm_tick();
@@ -373,7 +450,8 @@ impl IoLoop {
         debug_assert_eq!(from.id, NodeId::UNKNOWN);
         let src = Arc::clone(&self.peer_mut(from).queue);
         let mut bytes = Vec::new();
-        let frames = src.take_into(&mut bytes);
+        let frames = src.take_into(&mut bytes, &mut self.no_sealed);
+        debug_assert!(self.no_sealed.is_empty(), "address-only queues are never attached");
         if bytes.is_empty() {
             return;
         }
@@ -414,12 +492,22 @@ impl IoLoop {
             Err(e) => return self.close(i, CloseReason::Io(e.to_string()).into()),
         }
         let _ = c.stream.set_nodelay(true);
-        c.phase = Phase::Handshaking;
         c.deadline = Some(Instant::now() + self.shared.config.handshake_timeout);
-        let expect = c.target.map_or(NodeId::UNKNOWN, |t| t.id);
-        let hello = self.hello(expect);
-        let c = self.conns[i].as_mut().expect("checked above");
-        let _ = frame::encode_hello(&hello, &mut c.wbuf);
+        if let Some(secret) = &self.shared.config.secret {
+            c.phase = Phase::Securing;
+            c.secure = Some(Secure::Handshake(Box::new(Handshake::new(
+                secret,
+                &prologue(),
+                true,
+                &mut c.wbuf,
+            ))));
+        } else {
+            c.phase = Phase::Handshaking;
+            let expect = c.target.map_or(NodeId::UNKNOWN, |t| t.id);
+            let hello = self.hello(expect);
+            let c = self.conns[i].as_mut().expect("checked above");
+            let _ = frame::encode_hello(&hello, &mut c.wbuf);
+        }
         self.flush(i);
         if self.conns[i].is_some() {
             self.read(i); // the peer's hello may already be there
@@ -430,6 +518,8 @@ impl IoLoop {
     /// peer, until done or the socket is full.
     fn flush(&mut self, i: usize) {
         let stats = &self.shared.stats;
+        let plain = &mut self.plain;
+        let no_sealed = &mut self.no_sealed;
         let Some(c) = self.conns[i].as_mut() else { return };
         if c.phase == Phase::Connecting {
             return;
@@ -443,7 +533,23 @@ impl IoLoop {
                 c.wbuf.clear();
                 c.wpos = 0;
                 let Some(q) = queue else { break None };
-                let frames = q.take_into(&mut c.wbuf);
+                let frames = match &c.secure {
+                    Some(Secure::Open { sealer, .. }) => {
+                        // a sender's unwritten sealed rest first, then the queue, sealed now
+                        let frames = q.take_into(plain, &mut c.wbuf);
+                        let sealed = sealer.lock().seal(plain, &mut c.wbuf);
+                        plain.clear();
+                        if let Err(e) = sealed {
+                            break Some(CloseReason::Other(e.to_string()));
+                        }
+                        frames
+                    }
+                    _ => {
+                        let frames = q.take_into(&mut c.wbuf, no_sealed);
+                        debug_assert!(no_sealed.is_empty());
+                        frames
+                    }
+                };
                 if c.wbuf.is_empty() {
                     break None;
                 }
@@ -473,32 +579,94 @@ impl IoLoop {
         let budget = self.shared.config.inbound_budget_bytes;
         for _ in 0..READS_PER_TURN {
             let Some(c) = self.conns[i].as_mut() else { return };
-            match c.decoder.read_from(&mut &*c.stream) {
-                Ok(0) => {
-                    let reason = match c.decoder.finish() {
-                        Ok(()) => CloseReason::PeerClosed,
-                        Err(e) => CloseReason::BadFrame(e.to_string()),
+            let read = if c.secure.is_some() {
+                self.read_secure(i)
+            } else {
+                c.decoder.read_from(&mut &*c.stream).map(|n| (n, false)).map_err(Fail::Io)
+            };
+            let Some(c) = self.conns[i].as_mut() else { return };
+            match read {
+                Ok((0, _)) => {
+                    let reason = match (&c.secure, c.decoder.finish()) {
+                        (Some(Secure::Handshake(_)), _) => CloseReason::Handshake(
+                            "the peer closed during the secure handshake \
+                             (does it have the same cluster secret?)"
+                                .into(),
+                        ),
+                        (Some(Secure::Open { opener, .. }), _) if opener.pending() > 0 => {
+                            CloseReason::BadFrame("the peer closed inside a record".into())
+                        }
+                        (_, Ok(())) => CloseReason::PeerClosed,
+                        (_, Err(e)) => CloseReason::BadFrame(e.to_string()),
                     };
                     return self.close(i, reason.into());
                 }
-                Ok(n) => {
+                Ok((n, secured)) => {
                     bump(&self.shared.stats.bytes_in, n as u64);
                     bump(&self.shared.stats.reads, 1);
                     c.last_read = Instant::now();
                     if let Err(closing) = self.drain_frames(i) {
                         return self.close(i, closing);
                     }
+                    if secured {
+                        // the handshake finished: our answer and hello go out
+                        self.flush(i);
+                    }
                     let Some(c) = self.conns[i].as_ref() else { return };
                     if c.credit.load(Ordering::Relaxed) > budget {
                         return self.close(i, CloseReason::Overloaded.into());
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.close(i, CloseReason::Io(e.to_string()).into()),
+                Err(Fail::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(Fail::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(Fail::Io(e)) => return self.close(i, CloseReason::Io(e.to_string()).into()),
+                Err(Fail::Link(e)) => {
+                    bump(&self.shared.stats.auth_failures, 1);
+                    return self.close(i, link_closing(&e));
+                }
             }
         }
         self.again.push(i);
+    }
+
+    /// Reads once from secured connection `i`, runs the handshake or opens records into the
+    /// frame decoder. Returns the bytes read and whether the handshake finished just now.
+    fn read_secure(&mut self, i: usize) -> Result<(usize, bool), Fail> {
+        let size = self.shared.config.read_buffer_bytes;
+        if self.rbuf.len() != size {
+            self.rbuf.resize(size, 0);
+        }
+        let c = self.conns[i].as_mut().expect("reading an open connection");
+        let n = (&*c.stream).read(&mut self.rbuf).map_err(Fail::Io)?;
+        if n == 0 {
+            return Ok((0, false));
+        }
+        let bytes = &self.rbuf[..n];
+        let decoder = &mut c.decoder;
+        match c.secure.as_mut().expect("a secured connection") {
+            Secure::Open { opener, .. } => {
+                opener.open(bytes, &mut |p| decoder.push(p)).map_err(Fail::Link)?;
+                Ok((n, false))
+            }
+            Secure::Handshake(h) => {
+                let Some((keys, rest)) = h.feed(bytes, &mut c.wbuf).map_err(Fail::Link)? else {
+                    return Ok((n, false));
+                };
+                let mut opener = Opener::new(keys.clone());
+                opener.open(&rest, &mut |p| decoder.push(p)).map_err(Fail::Link)?;
+                let sealer = Arc::new(parking_lot::Mutex::new(Sealer::new(keys)));
+                c.secure = Some(Secure::Open { opener, sealer });
+                c.phase = Phase::Handshaking;
+                let expect = c.target.map_or(NodeId::UNKNOWN, |t| t.id);
+                let hello = self.hello(expect);
+                let mut bytes = Vec::new();
+                // validated at start: the cluster name fits a hello
+                let _ = frame::encode_hello(&hello, &mut bytes);
+                let c = self.conns[i].as_mut().expect("reading an open connection");
+                put(c, &bytes).map_err(Fail::Link)?;
+                Ok((n, true))
+            }
+        }
     }
 
     /// Handles every complete frame buffered on connection `i`.
@@ -658,11 +826,20 @@ impl IoLoop {
         c.phase = Phase::Active;
         c.deadline = None;
         if decider {
-            frame::encode_accept(&mut c.wbuf);
+            let mut accept = Vec::new();
+            frame::encode_accept(&mut accept);
+            if put(c, &accept).is_err() {
+                return self
+                    .close(i, CloseReason::Other("cannot seal the accept frame".into()).into());
+            }
         }
+        let sealer = match &c.secure {
+            Some(Secure::Open { sealer, .. }) => Some(Arc::clone(sealer)),
+            _ => None,
+        };
         let (stream, busy) = (Arc::clone(&c.stream), c.wpos < c.wbuf.len());
         let peer = self.peer_mut(key);
-        peer.queue.attach(stream, busy);
+        peer.queue.attach(stream, sealer, busy);
         peer.active = Some(i);
         peer.pending.retain(|&p| p != i);
         if peer.dialing == Some(i) {
@@ -797,7 +974,9 @@ impl IoLoop {
             let expired = c.deadline.is_some_and(|d| now >= d);
             let reason = match c.phase {
                 Phase::Connecting if expired => Some(CloseReason::Io("connect timed out".into())),
-                Phase::Handshaking | Phase::Pending if expired => Some(CloseReason::Idle),
+                Phase::Securing | Phase::Handshaking | Phase::Pending if expired => {
+                    Some(CloseReason::Idle)
+                }
                 Phase::Active => idle
                     .filter(|d| now.duration_since(c.last_read) >= *d)
                     .map(|_| CloseReason::Idle),

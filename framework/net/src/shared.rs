@@ -24,6 +24,7 @@ use selfman_core::{Message, Network, NodeAddr, ProtocolId, ProvidedRef};
 
 use crate::adapter::InboundSink;
 use crate::config::NetConfig;
+use crate::secure::Sealer;
 use crate::stats::Counters;
 
 /// A frame pushed after the link to its peer was quiet at least this long is written by the
@@ -67,6 +68,11 @@ struct QueueInner {
     retired: bool,
     /// The active connection's socket, for direct writes.
     direct: Option<Arc<TcpStream>>,
+    /// The active connection's record sealer, on a secured link.
+    sealer: Option<Arc<Mutex<Sealer>>>,
+    /// Sealed bytes of a frame a sender wrote only partly: they go out before anything else
+    /// (secured links only; on plain links the rest goes to the front of `bytes`).
+    sealed_rest: Vec<u8>,
     writer: Writer,
     last_push: Option<Instant>,
 }
@@ -110,18 +116,42 @@ impl PeerQueue {
         let now = Instant::now();
         let quiet = q.last_push.is_none_or(|t| now.duration_since(t) >= DIRECT_AFTER_IDLE);
         q.last_push = Some(now);
-        if quiet && q.writer == Writer::Idle && q.bytes.is_empty() {
+        if quiet && q.writer == Writer::Idle && q.bytes.is_empty() && q.sealed_rest.is_empty() {
             if let Some(stream) = q.direct.clone() {
+                let sealer = q.sealer.clone();
                 q.writer = Writer::Sender;
                 drop(q);
-                let n = write_some(&stream, frame);
+                // Sealed while this sender holds the writer role, so that records reach the
+                // socket in the order of their nonces.
+                let sealed;
+                let wire = match &sealer {
+                    None => frame,
+                    Some(s) => {
+                        let mut out = Vec::with_capacity(Sealer::sealed_len(frame.len()));
+                        if s.lock().seal(frame, &mut out).is_err() {
+                            let mut q = self.inner.lock();
+                            if q.writer == Writer::Sender {
+                                q.writer = Writer::Idle;
+                            }
+                            return Push::Lost;
+                        }
+                        sealed = out;
+                        &sealed[..]
+                    }
+                };
+                let n = write_some(&stream, wire);
                 let mut q = self.inner.lock();
                 if q.writer == Writer::Sender {
                     q.writer = Writer::Idle;
                 }
                 let same = q.direct.as_ref().is_some_and(|s| Arc::ptr_eq(s, &stream));
-                if n < frame.len() {
-                    if same {
+                if n < wire.len() {
+                    if same && sealer.is_some() {
+                        // Sealed bytes cannot be sealed again: they wait apart, first in line.
+                        debug_assert!(q.sealed_rest.is_empty());
+                        q.sealed_rest.extend_from_slice(&wire[n..]);
+                        q.frames += 1;
+                    } else if same {
                         // The rest goes first: it precedes what others queued meanwhile.
                         let mut rest = Vec::with_capacity(frame.len() - n + q.bytes.len());
                         rest.extend_from_slice(&frame[n..]);
@@ -139,7 +169,7 @@ impl PeerQueue {
                 }
                 let notify = !q.announced;
                 q.announced = true;
-                return if n == frame.len() {
+                return if n == wire.len() {
                     Push::Sent { notify }
                 } else {
                     Push::Queued { notify }
@@ -154,20 +184,23 @@ impl PeerQueue {
     }
 
     /// Moves every queued byte into `buf` (which must be empty; its capacity is handed to the
-    /// queue in exchange) and returns how many frames that was. Clears the announcement.
+    /// queue in exchange) and returns how many frames that was. Clears the announcement. On a
+    /// secured link, sealed bytes a sender left (they must be written before `buf`'s, which
+    /// the caller seals) are appended to `sealed`.
     #[inline]
-    pub(crate) fn take_into(&self, buf: &mut Vec<u8>) -> u64 {
+    pub(crate) fn take_into(&self, buf: &mut Vec<u8>, sealed: &mut Vec<u8>) -> u64 {
         debug_assert!(buf.is_empty());
         let mut q = self.inner.lock();
         q.announced = false;
         if q.writer == Writer::Sender {
             return 0; // a sender is writing; it announces again if more is queued
         }
-        if q.bytes.is_empty() {
+        if q.bytes.is_empty() && q.sealed_rest.is_empty() {
             q.writer = Writer::Idle;
             return 0;
         }
         q.writer = Writer::Io;
+        sealed.append(&mut q.sealed_rest);
         std::mem::swap(&mut q.bytes, buf);
         std::mem::take(&mut q.frames)
     }
@@ -187,11 +220,18 @@ impl PeerQueue {
         Some(notify)
     }
 
-    /// The connection `stream` to the peer became active; `busy` if the I/O thread has bytes
-    /// to write on it first.
-    pub(crate) fn attach(&self, stream: Arc<TcpStream>, busy: bool) {
+    /// The connection `stream` to the peer became active (with its record sealer on a secured
+    /// link); `busy` if the I/O thread has bytes to write on it first.
+    pub(crate) fn attach(
+        &self,
+        stream: Arc<TcpStream>,
+        sealer: Option<Arc<Mutex<Sealer>>>,
+        busy: bool,
+    ) {
         let mut q = self.inner.lock();
         q.direct = Some(stream);
+        q.sealer = sealer;
+        q.sealed_rest.clear();
         q.writer = if busy { Writer::Io } else { Writer::Idle };
     }
 
@@ -199,6 +239,9 @@ impl PeerQueue {
     pub(crate) fn detach(&self) {
         let mut q = self.inner.lock();
         q.direct = None;
+        q.sealer = None;
+        // sealed for the connection that closed: useless on any other
+        q.sealed_rest = Vec::new();
         if q.writer == Writer::Io {
             q.writer = Writer::Idle;
         }
@@ -209,6 +252,7 @@ impl PeerQueue {
         let mut q = self.inner.lock();
         q.announced = false;
         q.bytes.clear();
+        q.sealed_rest = Vec::new();
         if q.bytes.capacity() > 1 << 20 {
             q.bytes = Vec::new();
         }
@@ -216,13 +260,14 @@ impl PeerQueue {
     }
 
     pub(crate) fn has_data(&self) -> bool {
-        !self.inner.lock().bytes.is_empty()
+        let q = self.inner.lock();
+        !q.bytes.is_empty() || !q.sealed_rest.is_empty()
     }
 
     /// Retires an empty queue (adapters then look up a fresh one); `false` if it holds data.
     pub(crate) fn try_retire(&self) -> bool {
         let mut q = self.inner.lock();
-        if q.bytes.is_empty() {
+        if q.bytes.is_empty() && q.sealed_rest.is_empty() {
             q.retired = true;
         }
         q.retired

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of a transport's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct NetStats {
     /// Data frames written to sockets.
@@ -47,6 +47,10 @@ pub struct NetStats {
     /// Connections closed because the peer sent bad bytes, failed the handshake or stayed
     /// silent.
     pub closed_bad_input: u64,
+    /// Connections closed because the peer failed the secure-link handshake (no or another
+    /// cluster secret) or sent a record that does not authenticate (tampered, replayed); also
+    /// counted in `closed_bad_input`.
+    pub auth_failures: u64,
     /// Connections closed because the peer exceeded its inbound budget.
     pub closed_overloaded: u64,
     /// Messages handed over as values to a node in the same process.
@@ -92,6 +96,7 @@ counters!(
     dropped_unknown_protocol,
     dropped_unencodable,
     closed_bad_input,
+    auth_failures,
     closed_overloaded,
     local_deliveries,
 );
