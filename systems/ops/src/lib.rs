@@ -26,17 +26,23 @@
 //! server.shutdown();
 //! ```
 //!
-//! Every response is bounded by the node's own state; request bodies are never read; anything
-//! but `GET` and `HEAD` is answered `405`. The JSON paths allow any origin (they are read-only),
+//! Every response is bounded by the node's own state; request bodies are never read except an
+//! admin action's (at most [`MAX_ADMIN_BODY`]); anything but `GET` and `HEAD` is answered `405`,
+//! except `POST /api/admin/NAME`, which runs an action registered with [`Sources::action`] and
+//! only with the token given to [`Sources::admin_token`]. The JSON paths allow any origin (they are read-only),
 //! so one node's dashboard can poll the others.
 
+pub mod client;
 pub mod metrics;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+pub use client::get;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use selfman_core::SystemSnapshot;
 use selfman_net::NetStats;
@@ -47,6 +53,16 @@ use crate::metrics::Metrics;
 
 type Getter<T> = Box<dyn Fn() -> T + Send + Sync>;
 type Writer = Box<dyn Fn(&mut Metrics) + Send + Sync>;
+type Run = Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// An operator action (`POST /api/admin/NAME`).
+struct Action {
+    help: String,
+    run: Run,
+}
+
+/// The largest admin request body accepted.
+pub const MAX_ADMIN_BODY: usize = 64 << 10;
 
 /// What a node shows on its endpoint: each part is a closure the server calls per request.
 pub struct Sources {
@@ -56,6 +72,10 @@ pub struct Sources {
     net: Option<Getter<NetStats>>,
     peers: Option<Getter<Vec<String>>>,
     extra: Option<Writer>,
+    token: Option<String>,
+    actions: BTreeMap<String, Action>,
+    denied: AtomicU64,
+    runs: AtomicU64,
 }
 
 impl std::fmt::Debug for Sources {
@@ -74,7 +94,18 @@ impl Sources {
     /// Nothing yet but the node's display name.
     #[must_use]
     pub fn new(name: impl Into<String>) -> Sources {
-        Sources { name: name.into(), system: None, ring: None, net: None, peers: None, extra: None }
+        Sources {
+            name: name.into(),
+            system: None,
+            ring: None,
+            net: None,
+            peers: None,
+            extra: None,
+            token: None,
+            actions: BTreeMap::new(),
+            denied: AtomicU64::new(0),
+            runs: AtomicU64::new(0),
+        }
     }
 
     /// The component tree (`None` when it cannot be taken, e.g. the system shut down).
@@ -115,6 +146,30 @@ impl Sources {
         self
     }
 
+    /// Enables the admin actions: `POST /api/admin/NAME` runs only with the header
+    /// `Authorization: Bearer TOKEN`. Without a token (the default) every action is refused
+    /// with `403`. Use a long random token and keep the endpoint on a trusted network: HTTP
+    /// carries it in clear.
+    #[must_use]
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// An operator action: `run` gets the request body (at most [`MAX_ADMIN_BODY`] bytes, UTF-8)
+    /// and answers a message, or an error the caller sees with status `400`. It runs on the
+    /// endpoint's thread: other requests wait until it returns.
+    #[must_use]
+    pub fn action(
+        mut self,
+        name: impl Into<String>,
+        help: impl Into<String>,
+        run: impl Fn(&str) -> Result<String, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.actions.insert(name.into(), Action { help: help.into(), run: Box::new(run) });
+        self
+    }
+
     fn metrics_text(&self) -> String {
         let mut m = Metrics::new();
         m.single("selfman_up", metrics::Kind::Gauge, "1 while the node serves.", 1.0);
@@ -127,6 +182,18 @@ impl Sources {
         if let Some(view) = self.ring.as_ref().and_then(|f| f()) {
             metrics::write_ring(&mut m, &view);
         }
+        m.single(
+            "selfman_ops_admin_denied_total",
+            metrics::Kind::Counter,
+            "Admin requests refused for a missing or wrong token.",
+            self.denied.load(Ordering::Relaxed) as f64,
+        );
+        m.single(
+            "selfman_ops_admin_actions_total",
+            metrics::Kind::Counter,
+            "Admin actions run.",
+            self.runs.load(Ordering::Relaxed) as f64,
+        );
         if let Some(extra) = &self.extra {
             extra(&mut m);
         }
@@ -227,11 +294,13 @@ fn respond(req: Request, status: u16, content_type: &str, body: String, cors: bo
     if cors {
         r = r.with_header(header("Access-Control-Allow-Origin", "*"));
     }
-    if *req.method() == Method::Get || *req.method() == Method::Head {
-        let _ = req.respond(r);
-    } else {
-        let _ = req.respond(r.with_header(header("Allow", "GET, HEAD")));
+    if status == 405 {
+        r = r.with_header(header("Allow", "GET, HEAD"));
     }
+    if status == 401 {
+        r = r.with_header(header("WWW-Authenticate", "Bearer"));
+    }
+    let _ = req.respond(r);
 }
 
 fn json_error(req: Request, status: u16, msg: &str) {
@@ -240,6 +309,10 @@ fn json_error(req: Request, status: u16, msg: &str) {
 }
 
 fn handle(sources: &Sources, addr: SocketAddr, req: Request) {
+    if let Some(name) = req.url().strip_prefix("/api/admin/") {
+        let name = name.split('?').next().unwrap_or("").to_owned();
+        return admin(sources, &name, req);
+    }
     if !matches!(req.method(), Method::Get | Method::Head) {
         let m = req.method().to_string();
         return json_error(req, 405, &format!("{m} is not allowed: this endpoint is read-only"));
@@ -284,6 +357,16 @@ fn handle(sources: &Sources, addr: SocketAddr, req: Request) {
             Some(f) => respond(req, 200, JSON, to_json(&f()), true),
             None => json_error(req, 404, "this node shows no transport counters"),
         },
+        "/api/admin" => {
+            let actions: Vec<_> = sources
+                .actions
+                .iter()
+                .map(|(n, a)| serde_json::json!({ "name": n, "help": a.help }))
+                .collect();
+            let body =
+                serde_json::json!({ "enabled": sources.token.is_some(), "actions": actions });
+            respond(req, 200, JSON, body.to_string(), true);
+        }
         "/api/peers" => {
             let peers = sources.peers.as_ref().map(|f| f()).unwrap_or_default();
             respond(req, 200, JSON, to_json(&peers), true);
@@ -321,24 +404,57 @@ fn ring_json(v: &RingView) -> String {
     body.to_string()
 }
 
-/// A tiny blocking `GET` of `path` on `addr` for tests and tools (HTTP/1.0, the whole body,
-/// at most 16 MiB, 5 s timeouts). Not a general HTTP client.
-///
-/// # Errors
-///
-/// The connection fails, times out, or the status is not 200 (the error holds the status line).
-pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut raw = Vec::new();
-    s.take(16 << 20).read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.lines().next().unwrap_or("");
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(std::io::Error::other(format!("{status}: {body}")));
+/// `POST /api/admin/NAME`: authenticated, bounded, then the action.
+fn admin(sources: &Sources, name: &str, mut req: Request) {
+    if *req.method() != Method::Post {
+        let m = req.method().to_string();
+        let r = Response::from_string(
+            serde_json::json!({ "error": format!("{m} is not allowed: admin actions are POST") })
+                .to_string(),
+        )
+        .with_status_code(405)
+        .with_header(header("Content-Type", "application/json"))
+        .with_header(header("Allow", "POST"));
+        let _ = req.respond(r);
+        return;
     }
-    Ok(body.to_owned())
+    let from = req.remote_addr().map_or_else(|| "?".to_owned(), ToString::to_string);
+    let Some(token) = &sources.token else {
+        return json_error(req, 403, "admin actions are disabled on this node (no admin token)");
+    };
+    let given = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .and_then(|h| h.value.as_str().strip_prefix("Bearer ").map(str::to_owned))
+        .unwrap_or_default();
+    let ok = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes());
+    if !bool::from(ok) {
+        sources.denied.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%from, action = name, "admin request refused: missing or wrong token");
+        return json_error(req, 401, "a valid admin token is required (Authorization: Bearer …)");
+    }
+    let Some(action) = sources.actions.get(name) else {
+        return json_error(req, 404, &format!("no such admin action: {name}"));
+    };
+    if req.body_length().is_some_and(|n| n > MAX_ADMIN_BODY) {
+        return json_error(req, 413, &format!("the body exceeds {MAX_ADMIN_BODY} bytes"));
+    }
+    let mut body = Vec::new();
+    let read = req.as_reader().take(MAX_ADMIN_BODY as u64 + 1).read_to_end(&mut body);
+    if read.is_err() || body.len() > MAX_ADMIN_BODY {
+        return json_error(req, 413, &format!("the body exceeds {MAX_ADMIN_BODY} bytes"));
+    }
+    let Ok(text) = String::from_utf8(body) else {
+        return json_error(req, 400, "the body is not UTF-8");
+    };
+    sources.runs.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(%from, action = name, "admin action");
+    match (action.run)(&text) {
+        Ok(msg) => {
+            let body = serde_json::json!({ "ok": msg }).to_string();
+            respond(req, 200, "application/json", body, false);
+        }
+        Err(e) => json_error(req, 400, &e),
+    }
 }

@@ -46,7 +46,34 @@ fn cluster(n: usize) -> Vec<Node> {
         }
         let (r, sys, stats) = (ring.ring.clone(), net.system().clone(), Arc::clone(&net));
         let peers = Arc::clone(&http);
+        let (swap_sys, swap_node) =
+            (net.system().clone(), RingNode { fd: ring.fd.clone(), ring: ring.ring.clone() });
         let sources = Sources::new(format!("node-{i}"))
+            .admin_token(token(i))
+            .action(
+                "swap-fd",
+                "replace the failure detector live; body: heartbeat period in ms",
+                move |body| {
+                    let ms: u64 =
+                        body.trim().parse().map_err(|_| format!("not a period in ms: {body:?}"))?;
+                    let fd = selfman_failure_detector::FdConfig {
+                        period: Duration::from_millis(ms),
+                        ..Default::default()
+                    };
+                    let started = Instant::now();
+                    let swaps = selfman_ring_cluster::reconfigure_node(
+                        &swap_sys,
+                        &swap_node,
+                        Some(fd),
+                        None,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    if let Some(s) = swaps.fd {
+                        s.wait(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+                    }
+                    Ok(format!("detector swapped in {} us", started.elapsed().as_micros()))
+                },
+            )
             .ring(move || r.on_definition(|d| selfman_ports::RingInspect::ring_view(d)).ok())
             .system(move || sys.snapshot().ok())
             .net(move || stats.stats())
@@ -72,6 +99,10 @@ fn cluster(n: usize) -> Vec<Node> {
         })
     });
     nodes
+}
+
+fn token(i: usize) -> String {
+    format!("secret-token-of-node-{i}")
 }
 
 fn n_minus_one(n: usize) -> usize {
@@ -160,6 +191,63 @@ fn metrics_and_json_describe_the_node() {
     }
 }
 
+fn swaps_of(a: SocketAddr, ty: &str) -> u64 {
+    let tree: serde_json::Value =
+        serde_json::from_str(&get(a, "/api/components").unwrap()).unwrap();
+    tree["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type_name"].as_str().unwrap().contains(ty))
+        .map(|c| c["swaps"].as_u64().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn admin_actions_need_the_token_and_swap_a_component_live() {
+    use selfman_ops::client::{admin, ClientError};
+    let nodes = cluster(3);
+    let a = addr(&nodes[2]);
+    let listing: serde_json::Value = serde_json::from_str(&get(a, "/api/admin").unwrap()).unwrap();
+    assert_eq!(listing["enabled"], true);
+    assert_eq!(listing["actions"][0]["name"], "swap-fd");
+
+    // refused: no token, another node's token, a GET, an unknown action, a huge body
+    for bad in ["", &token(0)] {
+        let e = admin(a, bad, "swap-fd", "500").unwrap_err();
+        assert!(matches!(&e, ClientError::Status(401, b) if b.contains("admin token")), "{e}");
+    }
+    let e = get(a, "/api/admin/swap-fd").unwrap_err();
+    assert!(matches!(&e, ClientError::Status(405, _)), "{e}");
+    let e = admin(a, &token(2), "reboot", "").unwrap_err();
+    assert!(matches!(&e, ClientError::Status(404, b) if b.contains("no such admin action")), "{e}");
+    let e =
+        admin(a, &token(2), "swap-fd", &"9".repeat(selfman_ops::MAX_ADMIN_BODY + 1)).unwrap_err();
+    assert!(matches!(&e, ClientError::Status(413, _)), "{e}");
+    let e = admin(a, &token(2), "swap-fd", "soon").unwrap_err();
+    assert!(matches!(&e, ClientError::Status(400, b) if b.contains("not a period")), "{e}");
+    assert_eq!(swaps_of(a, "HeartbeatFd"), 0, "nothing was swapped by a refused request");
+    let m = get(a, "/metrics").unwrap();
+    assert_eq!(metric(&m, "selfman_ops_admin_denied_total "), Some(2.0));
+
+    // the right token swaps the detector live; the ring stays whole
+    let ok = admin(a, &token(2), "swap-fd", "200").unwrap();
+    assert!(ok.contains("detector swapped in"), "{ok}");
+    assert_eq!(swaps_of(a, "HeartbeatFd"), 1);
+    assert_eq!(swaps_of(addr(&nodes[0]), "HeartbeatFd"), 0, "only that node");
+    let ring: serde_json::Value = serde_json::from_str(&get(a, "/api/ring").unwrap()).unwrap();
+    assert_eq!(ring["status"], "InRing");
+    let m = get(a, "/metrics").unwrap();
+    assert_eq!(
+        metric(&m, "selfman_ops_admin_actions_total "),
+        Some(2.0),
+        "the failed and the good run"
+    );
+    for n in nodes {
+        n.stop();
+    }
+}
+
 #[test]
 fn the_endpoint_is_read_only_and_survives_junk() {
     use std::io::{Read, Write};
@@ -178,6 +266,9 @@ fn the_endpoint_is_read_only_and_survives_junk() {
     assert!(post.contains("read-only"));
     let del = send(b"DELETE /api/ring HTTP/1.0\r\n\r\n");
     assert!(del.contains(" 405 "), "{del}");
+    // admin is off without a token, whatever is sent
+    let off = send(b"POST /api/admin/anything HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n");
+    assert!(off.contains(" 403 ") && off.contains("disabled"), "{off}");
     // garbage and an unfinished request do not take the server down
     let _ = send(b"\x00\x01\x02 not http at all\r\n\r\n");
     let _ = send(b"GET /metr");
