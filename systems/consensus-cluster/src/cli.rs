@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! consensus-cluster [--nodes N] [--kill-leader-after K] [--decisions-after M]
-//!                   [--interval-ms I] [--timeout-s T]
+//!                   [--interval-ms I] [--timeout-s T] [--plain] [--intruder]
 //! consensus-cluster node [--listen IP:PORT] [--name NAME] [--interval-ms I]
+//!                        [--secret-file PATH]
 //! ```
 //!
 //! The launcher starts `N` node processes (default 5), tells each the group, and watches the
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use selfman_core::{ComponentDefinition, Handled, Host, NodeAddr, Required, Setup};
 use selfman_launch::{self as launch, node, Cluster, Program};
-use selfman_net::{NetConfig, TcpNetwork};
+use selfman_net::{ClusterSecret, NetConfig, TcpNetwork};
 use selfman_runtime::Runtime;
 
 use crate::{build_node, build_sequencer, NodeConfig, SeqEvent, SeqEvents};
@@ -56,8 +57,8 @@ pub fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: consensus-cluster [--nodes N] [--kill-leader-after K] \
-[--decisions-after M] [--interval-ms I] [--timeout-s T]\n       consensus-cluster node \
-[--listen IP:PORT] [--name NAME] [--interval-ms I]";
+[--decisions-after M] [--interval-ms I] [--timeout-s T] [--plain] [--intruder]\n       \
+consensus-cluster node [--listen IP:PORT] [--name NAME] [--interval-ms I] [--secret-file PATH]";
 
 fn usage(why: impl std::fmt::Display) -> String {
     format!("usage error: {why}\n{USAGE}")
@@ -86,6 +87,14 @@ struct NodeOptions {
     listen: SocketAddr,
     name: String,
     interval: Duration,
+    secret: Option<ClusterSecret>,
+}
+
+/// Reads a cluster secret (64 hex digits) from `path`.
+fn read_secret(path: &str) -> Result<ClusterSecret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("--secret-file {path}: cannot read it: {e}")))?;
+    text.parse().map_err(|e| usage(format!("--secret-file {path}: {e}")))
 }
 
 fn parse_node(args: &[String]) -> Result<NodeOptions, String> {
@@ -93,9 +102,11 @@ fn parse_node(args: &[String]) -> Result<NodeOptions, String> {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         name: "node".into(),
         interval: Duration::from_millis(20),
+        secret: None,
     };
     for (flag, v) in flag_values(args)? {
         match flag {
+            "--secret-file" => o.secret = Some(read_secret(v)?),
             "--listen" => {
                 o.listen =
                     v.parse().map_err(|_| usage(format!("--listen: `{v}` is not IP:PORT")))?
@@ -139,9 +150,15 @@ fn parse_group(line: &str) -> Result<Vec<NodeAddr>, String> {
 }
 
 fn run_node(o: NodeOptions) -> Result<(), String> {
+    // Warnings and errors to stderr (SELFMAN_LOG or RUST_LOG choose otherwise): refused
+    // connections, for one, are told there.
+    let filter = std::env::var_os("SELFMAN_LOG").or_else(|| std::env::var_os("RUST_LOG"));
+    let directives = if filter.is_some() { None } else { Some("warn") };
+    selfman_ops::logging::init(selfman_ops::logging::LogFormat::Text, directives)
+        .map_err(|e| e.to_string())?;
     let rt = Runtime::new();
-    let net =
-        TcpNetwork::start(&rt, NetConfig::default().listen(o.listen)).map_err(|e| e.to_string())?;
+    let config = NetConfig::default().listen(o.listen).secret(o.secret);
+    let net = TcpNetwork::start(&rt, config).map_err(|e| e.to_string())?;
     let mut launcher = node::announce_ready(net.local()).map_err(|e| e.to_string())?;
     let line = launcher.read_line().map_err(|e| e.to_string())?;
     let group = parse_group(&line.ok_or("stdin closed before `group ...`")?)?;
@@ -177,6 +194,10 @@ struct LaunchOptions {
     decisions_after: u64,
     interval_ms: u64,
     timeout: Duration,
+    /// Plain TCP links instead of secured ones.
+    plain: bool,
+    /// Also start a node with another secret that tries to take part.
+    intruder: bool,
 }
 
 fn parse_launch(args: &[String]) -> Result<LaunchOptions, String> {
@@ -186,8 +207,15 @@ fn parse_launch(args: &[String]) -> Result<LaunchOptions, String> {
         decisions_after: 20,
         interval_ms: 20,
         timeout: Duration::from_secs(60),
+        plain: false,
+        intruder: false,
     };
-    for (flag, v) in flag_values(args)? {
+    let (flags, rest): (Vec<&String>, Vec<&String>) =
+        args.iter().partition(|a| matches!(a.as_str(), "--plain" | "--intruder"));
+    o.plain = flags.iter().any(|f| *f == "--plain");
+    o.intruder = flags.iter().any(|f| *f == "--intruder");
+    let rest: Vec<String> = rest.into_iter().cloned().collect();
+    for (flag, v) in flag_values(&rest)? {
         match flag {
             "--nodes" => o.nodes = number(flag, v)? as usize,
             "--kill-leader-after" => o.kill_after = number(flag, v)?,
@@ -203,30 +231,72 @@ fn parse_launch(args: &[String]) -> Result<LaunchOptions, String> {
     if o.decisions_after == 0 {
         return Err(usage("--decisions-after must be at least 1"));
     }
+    if o.plain && o.intruder {
+        return Err(usage("--intruder needs secured links (drop --plain)"));
+    }
     Ok(o)
 }
 
 /// How long a node gets to print its readiness line.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A fresh cluster secret in a file only this user can read, removed on drop.
+struct SecretFile(std::path::PathBuf);
+
+impl SecretFile {
+    fn new(tag: &str) -> Result<SecretFile, String> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = std::env::temp_dir()
+            .join(format!("consensus-cluster-{}-{tag}.secret", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        writeln!(f, "{}", ClusterSecret::random().to_hex())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(SecretFile(path))
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Node `i` of the cluster: this same program's `node` subcommand.
-fn node_program(i: usize, interval_ms: u64) -> Result<Program, String> {
+fn node_program(
+    i: usize,
+    interval_ms: u64,
+    secret: Option<&SecretFile>,
+) -> Result<Program, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    Ok(Program::new(exe).name(format!("node {i}")).args([
+    let program = Program::new(exe).name(format!("node {i}")).args([
         "node",
         "--name",
         &format!("n{i}"),
         "--interval-ms",
         &interval_ms.to_string(),
-    ]))
+    ]);
+    Ok(match secret {
+        Some(s) => program.args([std::ffi::OsStr::new("--secret-file"), s.0.as_os_str()]),
+        None => program,
+    })
 }
 
 /// Starts the `n` nodes (all at once), waits until each serves, and returns them with their
 /// addresses.
-fn start_nodes(n: usize, interval_ms: u64) -> Result<(Cluster, Vec<NodeAddr>), String> {
+fn start_nodes(
+    n: usize,
+    interval_ms: u64,
+    secret: Option<&SecretFile>,
+) -> Result<(Cluster, Vec<NodeAddr>), String> {
     let mut cluster = Cluster::new();
     for i in 0..n {
-        cluster.spawn(&node_program(i, interval_ms)?).map_err(|e| e.to_string())?;
+        cluster.spawn(&node_program(i, interval_ms, secret)?).map_err(|e| e.to_string())?;
     }
     let mut addrs = Vec::with_capacity(n);
     for i in 0..n {
@@ -301,12 +371,27 @@ impl Watch {
 }
 
 fn launch(o: LaunchOptions) -> Result<(), String> {
-    let (mut nodes, addrs) = start_nodes(o.nodes, o.interval_ms)?;
+    let secret = if o.plain { None } else { Some(SecretFile::new("cluster")?) };
+    let (mut nodes, addrs) = start_nodes(o.nodes, o.interval_ms, secret.as_ref())?;
     let group: Vec<String> = addrs.iter().map(NodeAddr::to_string).collect();
     for (i, addr) in addrs.iter().enumerate() {
         println!("node {i}: {addr} (pid {})", nodes[i].pid());
         nodes[i].send_line(&format!("group {}", group.join(","))).map_err(|e| e.to_string())?;
     }
+    // The intruder (index `o.nodes`) has a secret of its own and counts the cluster in its
+    // group: it dials every member, and no member may let it in.
+    let other = if o.intruder { Some(SecretFile::new("intruder")?) } else { None };
+    let intruder = o.nodes;
+    if let Some(other) = &other {
+        nodes
+            .spawn(&node_program(intruder, o.interval_ms, Some(other))?)
+            .map_err(|e| e.to_string())?;
+        let addr = nodes[intruder].wait_ready(READY_TIMEOUT).map_err(|e| e.to_string())?;
+        println!("intruder: {addr} (pid {}), with another secret", nodes[intruder].pid());
+        let all = format!("group {},{addr}", group.join(","));
+        nodes[intruder].send_line(&all).map_err(|e| e.to_string())?;
+    }
+    let mut intruder_decisions = 0u64;
     let start = Instant::now();
     let deadline = start + o.timeout;
     let majority = o.nodes / 2 + 1;
@@ -317,6 +402,10 @@ fn launch(o: LaunchOptions) -> Result<(), String> {
     let (victim, slots_before) = loop {
         let (node, line) =
             next_line(&mut nodes, deadline).map_err(|e| format!("before the kill: {e}"))?;
+        if node == intruder {
+            intruder_decisions += u64::from(line.starts_with("decide "));
+            continue;
+        }
         if line == "started" {
             started += 1;
             continue;
@@ -352,6 +441,10 @@ fn launch(o: LaunchOptions) -> Result<(), String> {
         let (node, line) = next_line(&mut nodes, deadline).map_err(|e| {
             format!("after killing the leader: {e} ({} slots decided)", watch.decided())
         })?;
+        if node == intruder {
+            intruder_decisions += u64::from(line.starts_with("decide "));
+            continue;
+        }
         if node == victim {
             continue; // lines it printed before dying
         }
@@ -370,13 +463,24 @@ fn launch(o: LaunchOptions) -> Result<(), String> {
         }
     }
     let survivors_all_decided = watch.slots.values().filter(|(_, n)| *n >= o.nodes - 1).count();
+    if intruder_decisions > 0 {
+        return Err(format!(
+            "the node with another secret decided {intruder_decisions} slots: it got in"
+        ));
+    }
+    let intruder_field = if o.intruder {
+        format!(" intruder_decisions={intruder_decisions}")
+    } else {
+        String::new()
+    };
     println!(
         "consensus-cluster nodes={} slots={} killed={killed} new_leader_ms={:.0} \
-         first_decision_after_kill_ms={:.0} agreement=ok",
+         first_decision_after_kill_ms={:.0} agreement=ok links={}{intruder_field}",
         o.nodes,
         watch.decided(),
         new_leader.unwrap_or(f64::NAN),
         first_decision.unwrap_or(f64::NAN),
+        if o.plain { "plain" } else { "secured" },
     );
     eprintln!("({survivors_all_decided} slots seen by every survivor)");
     drop(nodes); // closes stdins, reaps every process (killing stragglers by PID)
@@ -406,6 +510,18 @@ mod tests {
         assert!(parse_launch(&args("--nodes 2")).unwrap_err().starts_with("usage"));
         assert!(parse_launch(&args("--nodes x")).unwrap_err().starts_with("usage"));
         assert!(parse_launch(&args("--bogus 1")).unwrap_err().starts_with("usage"));
+        assert!(parse_launch(&args("--plain --intruder"))
+            .unwrap_err()
+            .contains("--intruder needs"));
+        let o = parse_launch(&args("--nodes 3 --intruder")).unwrap();
+        assert!(o.intruder && !o.plain && o.nodes == 3);
+        let e = parse_node(&args("--secret-file /nonexistent/secret")).unwrap_err();
+        assert!(e.contains("--secret-file /nonexistent/secret: cannot read it"), "{e}");
+        let bad = std::env::temp_dir().join(format!("cc-bad-secret-{}", std::process::id()));
+        std::fs::write(&bad, "not hex").unwrap();
+        let e = parse_node(&args(&format!("--secret-file {}", bad.display()))).unwrap_err();
+        assert!(e.contains("64 hex digits"), "{e}");
+        std::fs::remove_file(&bad).unwrap();
         assert!(parse_node(&args("--listen nope")).unwrap_err().starts_with("usage"));
         assert_eq!(parse_launch(&[]).unwrap().nodes, 5);
         assert!(parse_group("group 1@127.0.0.1:1,nope").is_err());

@@ -31,6 +31,7 @@ fn five_processes_survive_the_leader_being_killed() {
     let last = stdout.lines().last().expect("no output");
     assert!(last.starts_with("consensus-cluster nodes=5 "), "{stdout}");
     assert_eq!(field(last, "agreement"), "ok");
+    assert_eq!(field(last, "links"), "secured", "secured by default");
     let slots: u64 = field(last, "slots").parse().unwrap();
     assert!(slots >= 20, "{last}");
     let first: f64 = field(last, "first_decision_after_kill_ms").parse().unwrap();
@@ -51,6 +52,27 @@ fn five_processes_survive_the_leader_being_killed() {
     }
     assert!(!pids.iter().any(|&p| pid_alive(p)), "node processes left behind: {pids:?}");
     eprintln!("{last} (whole run {:?})", started.elapsed());
+}
+
+#[test]
+fn a_node_with_another_secret_never_takes_part() {
+    // 3 secured nodes and an intruder holding another secret that counts them in its group:
+    // the cluster decides, loses its leader and decides again; the intruder decides nothing.
+    let out = Command::new(env!("CARGO_BIN_EXE_consensus-cluster"))
+        .args(["--nodes", "3", "--kill-leader-after", "5", "--decisions-after", "5"])
+        .args(["--timeout-s", "60", "--intruder"])
+        .output()
+        .expect("run consensus-cluster");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "failed:\n{stdout}\n{stderr}");
+    let last = stdout.lines().last().expect("no output");
+    assert_eq!(field(last, "agreement"), "ok");
+    assert_eq!(field(last, "links"), "secured");
+    assert_eq!(field(last, "intruder_decisions"), "0");
+    assert!(stdout.contains("intruder: "), "{stdout}");
+    // the members refused it, and said why
+    assert!(stderr.contains("failed authentication"), "no refusal logged:\n{stderr}");
 }
 
 #[test]

@@ -33,6 +33,7 @@
 //! so one node's dashboard can poll the others.
 
 pub mod client;
+pub mod logging;
 pub mod metrics;
 
 pub use client::get;
