@@ -335,7 +335,23 @@ impl ComponentDefinition for Bank {
 }
 
 fn bank(name: &str, flaw: Option<TxFlaw>) -> Scenario {
+    bank_with(name, flaw, TxBoard::default())
+}
+
+/// Runs `tx-bank` (or its broken twin) from `seed` and returns what its clients did.
+pub fn bank_report(name: &str, seed: u64) -> Option<(selfman_sim::Outcome, BankLog)> {
+    let flaw = match name {
+        "tx-bank" => None,
+        "tx-bank-broken" => Some(TxFlaw::SkipsVersionCheck),
+        _ => return None,
+    };
     let board = TxBoard::default();
+    let out = bank_with(name, flaw, board.clone()).run_quiet(seed);
+    let log = board.log.lock().expect("not poisoned").clone();
+    Some((out, log))
+}
+
+fn bank_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
     let b = board.clone();
     let mut s = Scenario::new(name).until(at(END));
     for (n, t) in [0.0, 0.3, 0.6, 0.9].into_iter().enumerate() {
