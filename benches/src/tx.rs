@@ -14,6 +14,9 @@
 //! share, one after another per slot); an aborted transaction counts in `aborts` and is not
 //! retried. By default the nodes talk through the TCP transport's same-process path; with
 //! `--tcp 1` over loopback sockets. Latency is from `Begin` to the commit's answer.
+//! `heap_growth_bytes` is the net heap allocated during the measured transactions and not
+//! freed a second after the last (state that grows with the number of transactions shows
+//! here; the store itself holds at most `--keys` items).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -204,6 +207,7 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     }
     let access = nets[0].local();
     let (warm_tx, warm_rx) = mpsc::channel();
+    let mut layers = Vec::new();
     let (done_tx, done_rx) = mpsc::channel();
     for (i, net) in nets.iter().enumerate() {
         let host = HostId(i as u32);
@@ -212,10 +216,12 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
         let fd = selfman_failure_detector::build(net, FdConfig::default()).map_err(err)?;
         let fd_port = fd.provided::<FailureDetector>().map_err(err)?;
         let ring_config = RingConfig { id: Some(id), ..RingConfig::default() };
-        let ring = selfman_relaxed_ring::build::<Payload, _>(net, ring_config, &fd_port).map_err(err)?;
+        let ring =
+            selfman_relaxed_ring::build::<Payload, _>(net, ring_config, &fd_port).map_err(err)?;
         let ring_port = ring.provided::<Ring<Payload>>().map_err(err)?;
         let repl_config = ReplicationConfig { f, host, ..ReplicationConfig::default() };
-        let repl = selfman_replication::build(net, repl_config, &ring_port, &fd_port).map_err(err)?;
+        let repl =
+            selfman_replication::build(net, repl_config, &ring_port, &fd_port).map_err(err)?;
         let repl_port = repl.provided::<Replication>().map_err(err)?;
         let tx_config = TxConfig { f, ..TxConfig::default() };
         let tx = selfman_transactions::build(net, tx_config, &ring_port, &repl_port, &fd_port)
@@ -224,6 +230,7 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
         rt.start(&ring).map_err(err)?;
         rt.start(&repl).map_err(err)?;
         rt.start(&tx).map_err(err)?;
+        layers.push(tx.clone());
         let req = if i == 0 { RingRequest::Bootstrap } else { RingRequest::Join { access } };
         ring_port.request(req).map_err(err)?;
         let share = total / nodes as u64 + u64::from((i as u64) < total % nodes as u64);
@@ -253,6 +260,9 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     for _ in 0..nodes {
         warm_rx.recv_timeout(WARM_TIMEOUT).map_err(|_| "the stack did not settle in time")?;
     }
+    // Heap growth over the measured transactions: counted from here to a second after the
+    // last answer (when every participant has applied and every role forgotten).
+    crate::alloc::start();
     let mut lat = Vec::new();
     let (mut aborts, mut other) = (0, 0);
     let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
@@ -269,6 +279,18 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
         (Some(a), Some(b)) => b.duration_since(a),
         _ => Duration::ZERO,
     };
+    std::thread::sleep(Duration::from_secs(1));
+    let growth = crate::alloc::stop();
+    // What the transaction layers still hold (every role, every node).
+    let (mut txs_left, mut parts_left) = (0, 0);
+    for l in &layers {
+        let (t, p) = l.on_definition(|d| d.machine().in_flight()).map_err(err)?;
+        if std::env::var_os("SELFMAN_TX_KINDS").is_some() {
+            eprintln!("{:?}", l.on_definition(|d| d.machine().state_kinds()).map_err(err)?);
+        }
+        txs_left += t;
+        parts_left += p;
+    }
     lat.sort_unstable();
     for net in &nets {
         net.shutdown();
@@ -278,7 +300,8 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     Ok(format!(
         "tx nodes={nodes} replicas={f} transport={} clients={clients} reads=2 writes=1 \
          transactions={total} keys={keys} elapsed_ms={} tx_per_s={per_s:.0} p50_us={:.0} \
-         p99_us={:.0} aborts={aborts} failed={other}",
+         p99_us={:.0} aborts={aborts} failed={other} heap_growth_bytes={growth} \
+         tx_state_left={txs_left} participants_left={parts_left}",
         if tcp { "tcp" } else { "inproc" },
         elapsed.as_millis(),
         percentile(&lat, 0.50),
