@@ -282,9 +282,11 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     std::thread::sleep(Duration::from_secs(1));
     let growth = crate::alloc::stop();
     // What the transaction layers still hold (every role, every node).
-    let (mut txs_left, mut parts_left) = (0, 0);
+    let (mut txs_left, mut parts_left, mut waits_left) = (0, 0, 0);
     for l in &layers {
         let (t, p) = l.on_definition(|d| d.machine().in_flight()).map_err(err)?;
+        let (w, c) = l.on_definition(|d| d.machine().waiting()).map_err(err)?;
+        waits_left += w + c;
         if std::env::var_os("SELFMAN_TX_KINDS").is_some() {
             eprintln!("{:?}", l.on_definition(|d| d.machine().state_kinds()).map_err(err)?);
         }
@@ -301,7 +303,7 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
         "tx nodes={nodes} replicas={f} transport={} clients={clients} reads=2 writes=1 \
          transactions={total} keys={keys} elapsed_ms={} tx_per_s={per_s:.0} p50_us={:.0} \
          p99_us={:.0} aborts={aborts} failed={other} heap_growth_bytes={growth} \
-         tx_state_left={txs_left} participants_left={parts_left}",
+         tx_state_left={txs_left} participants_left={parts_left} waits_left={waits_left}",
         if tcp { "tcp" } else { "inproc" },
         elapsed.as_millis(),
         percentile(&lat, 0.50),

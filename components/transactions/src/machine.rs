@@ -248,6 +248,11 @@ impl TxMachine {
         (self.txs.len(), self.parts.len())
     }
 
+    /// Replication answers this node waits for, and open client transactions.
+    pub fn waiting(&self) -> (usize, usize) {
+        (self.waits.len(), self.sessions.len())
+    }
+
     /// The transactions this node holds state of, by role and stage (for operators and
     /// benchmarks): `(tm_undecided, tm_delivering, acceptor_undecided, acceptor_decided,
     /// acceptor_without_info)`.
