@@ -1,8 +1,8 @@
 //! # selfman-transactions
 //!
 //! Transactions on the replicated ring: the [`Transactions`](selfman_ports::Transactions)
-//! port of `selfman-ports`, on top of [`Replication`](selfman_ports::Replication) (quorum
-//! reads, per-replica votes with locks and leases) and a [`Ring`](selfman_ports::Ring)
+//! port of `selfman-ports`, on top of [`Replication`] (quorum
+//! reads, per-replica votes with locks and leases) and a [`Ring`]
 //! (routing to replica keys).
 //!
 //! * **Paxos commit** (Gray and Lamport; Scalaris): every replica of every item is a
