@@ -9,6 +9,7 @@
 //! selfman-bench net-pingpong --pairs K --window W --round-trips N [--threads T] [--secure 0/1]
 //! selfman-bench consensus --nodes N --instances I [--window W] [--tcp 1] [--threads T]
 //! selfman-bench ring --impl relaxed --nodes N [--seed S] [--k K] [--lookups L] [--phases …]
+//! selfman-bench tx --nodes 4 --replicas 4 [--clients C] [--transactions T] [--keys K] [--tcp 1]
 //! ```
 
 mod alloc;
@@ -23,6 +24,7 @@ mod pingpong;
 mod ring;
 mod sim;
 mod swap;
+mod tx;
 
 use std::process::ExitCode;
 
@@ -33,7 +35,7 @@ fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let Some(cmd) = argv.next() else {
         eprintln!(
-            "usage: selfman-bench <pingpong|components|idle|swap|sim|fd|net-pingpong|consensus|ring> \
+            "usage: selfman-bench <pingpong|components|idle|swap|sim|fd|net-pingpong|consensus|ring|tx> \
              [options]"
         );
         return ExitCode::from(2);
@@ -54,10 +56,11 @@ fn main() -> ExitCode {
         "net-pingpong" => args::Args::parse(&rest).and_then(|a| net_pingpong::run(&a)),
         "consensus" => args::Args::parse(&rest).and_then(|a| consensus::run(&a)),
         "ring" => args::Args::parse(&rest).and_then(|a| ring::run(&a)),
+        "tx" => args::Args::parse(&rest).and_then(|a| tx::run(&a)),
         "net-ponger" => args::Args::parse(&rest).and_then(|a| net_pingpong::ponger(&a)),
         other => Err(format!(
             "unknown benchmark `{other}` (try pingpong, components, idle, swap, sim, fd, \
-             net-pingpong, consensus, ring)"
+             net-pingpong, consensus, ring, tx)"
         )),
     };
     match result {

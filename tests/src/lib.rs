@@ -19,7 +19,7 @@
 pub mod checkers;
 pub mod scenarios;
 
-use scenarios::{broadcast, consensus, failure_detection, network, ring};
+use scenarios::{broadcast, consensus, failure_detection, network, ring, transactions};
 
 use selfman_sim::Scenario;
 
@@ -243,6 +243,23 @@ pub const SCENARIOS: &[Entry] = &[
                 correctness must fail",
         must_pass: false,
         build: ring::ring_broken_ignore_last,
+    },
+    // scenarios/transactions.rs: the full stack (detector, ring, replication, transactions).
+    Entry {
+        name: "tx-bank",
+        about: "transactions over the full stack, 4 nodes on 4 hosts with f = 4: bank \
+                transfers from every node with retry on abort, the crash of a node (its TMs, \
+                rTMs and participants); the total never changes, every transfer ends, the \
+                audit commits",
+        must_pass: true,
+        build: transactions::tx_bank,
+    },
+    Entry {
+        name: "tx-bank-broken",
+        about: "tx-bank with participants that skip the version check (SkipsVersionCheck): \
+                lost updates make the total drift, the bank check must fail",
+        must_pass: false,
+        build: transactions::tx_bank_broken,
     },
 ];
 

@@ -34,6 +34,10 @@ use crate::valueset::SetOp;
 /// (every lock it took has ended by then; a participant forgets it after two).
 pub(crate) const DROP_AFTER_LEASES: u32 = 4;
 
+/// Transactions a node remembers having forgotten, so that a late copy of one of their
+/// messages (a vote that crossed the `Forget`) does not create state again.
+pub(crate) const FORGOTTEN_CAP: usize = 8_192;
+
 /// A deliberate mistake of the [`TxMachine`], to show that the checkers catch it (feature
 /// `flaws`, for tests only; `docs/decisions/011-deliberate-bugs-are-test-only.md`).
 #[cfg(feature = "flaws")]
@@ -174,6 +178,9 @@ pub struct TxMachine {
     suspected: BTreeSet<NodeAddr>,
     watched: BTreeSet<NodeAddr>,
     local: VecDeque<TxMessage>,
+    /// Recently forgotten transactions, oldest first (at most [`FORGOTTEN_CAP`]).
+    forgotten: VecDeque<TxId>,
+    forgotten_set: BTreeSet<TxId>,
     pub(crate) faults: FaultCounts,
     pub(crate) stats: TxStats,
     #[cfg(feature = "flaws")]
@@ -200,6 +207,8 @@ impl TxMachine {
             suspected: BTreeSet::new(),
             watched: BTreeSet::new(),
             local: VecDeque::new(),
+            forgotten: VecDeque::new(),
+            forgotten_set: BTreeSet::new(),
             faults: FaultCounts::default(),
             stats: TxStats::default(),
             #[cfg(feature = "flaws")]
@@ -237,6 +246,28 @@ impl TxMachine {
     /// Transactions this node holds state of (any role), and participants.
     pub fn in_flight(&self) -> (usize, usize) {
         (self.txs.len(), self.parts.len())
+    }
+
+    /// Replication answers this node waits for, and open client transactions.
+    pub fn waiting(&self) -> (usize, usize) {
+        (self.waits.len(), self.sessions.len())
+    }
+
+    /// The transactions this node holds state of, by role and stage (for operators and
+    /// benchmarks): `(tm_undecided, tm_delivering, acceptor_undecided, acceptor_decided,
+    /// acceptor_without_info)`.
+    pub fn state_kinds(&self) -> (usize, usize, usize, usize, usize) {
+        let mut k = (0, 0, 0, 0, 0);
+        for s in self.txs.values() {
+            match (&s.tm, s.acc.decided, &s.acc.info) {
+                (_, _, None) => k.4 += 1,
+                (Some(_), None, _) => k.0 += 1,
+                (Some(_), Some(_), _) => k.1 += 1,
+                (None, None, _) => k.2 += 1,
+                (None, Some(_), _) => k.3 += 1,
+            }
+        }
+        k
     }
 
     /// The decision this node knows of `tx`.
@@ -465,6 +496,29 @@ impl TxMachine {
         }
     }
 
+    /// Drops `tx`'s state and remembers that it did.
+    fn forget_tx(&mut self, tx: TxId) {
+        self.txs.remove(&tx);
+        if self.forgotten_set.insert(tx) {
+            self.forgotten.push_back(tx);
+            if self.forgotten.len() > FORGOTTEN_CAP {
+                if let Some(old) = self.forgotten.pop_front() {
+                    self.forgotten_set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether a message about `tx`, which has no state here, is a late copy of one of a
+    /// transaction forgotten here (counted, and dropped without creating state).
+    fn is_forgotten(&mut self, tx: TxId, what: &str) -> bool {
+        if self.forgotten_set.contains(&tx) {
+            self.faults.add(Fault::UnknownTx, &format_args!("late {what} for forgotten {tx:?}"));
+            return true;
+        }
+        false
+    }
+
     fn drop_unknown(&mut self, what: &str, tx: TxId, from: NodeAddr) {
         self.faults.add(Fault::UnknownTx, &format_args!("{what} for unknown {tx:?} from {from:?}"));
     }
@@ -612,6 +666,9 @@ impl TxMachine {
         };
         let takeover = now + client_lease + self.config.takeover_after * rank;
         if !self.txs.contains_key(&tx) {
+            if self.is_forgotten(tx, "init-rtm") {
+                return;
+            }
             if !self.has_room() {
                 return self.faults.add(Fault::Overloaded, &format_args!("init-rtm of {tx:?}"));
             }
@@ -661,6 +718,9 @@ impl TxMachine {
         out: &mut Vec<TxOutput>,
     ) {
         if !self.txs.contains_key(&tx) {
+            if self.is_forgotten(tx, "vote") {
+                return;
+            }
             if !self.has_room() {
                 return self.faults.add(Fault::Overloaded, &format_args!("vote for {tx:?}"));
             }
@@ -789,6 +849,9 @@ impl TxMachine {
         out: &mut Vec<TxOutput>,
     ) {
         if !self.txs.contains_key(&tx) {
+            if self.is_forgotten(tx, "collect") {
+                return;
+            }
             if !self.has_room() {
                 return self.faults.add(Fault::Overloaded, &format_args!("collect for {tx:?}"));
             }
@@ -1041,12 +1104,8 @@ impl TxMachine {
         let Some(s) = self.txs.get_mut(&tx) else {
             return self.drop_unknown("applied", tx, self.me);
         };
-        let Some(d) = s.delivery.as_mut() else {
-            return self.faults.add(
-                Fault::UnknownTx,
-                &format_args!("applied {slot:?} of {tx:?}, not delivering"),
-            );
-        };
+        // Not delivering here: an acceptor that answered a late vote with the decision.
+        let Some(d) = s.delivery.as_mut() else { return };
         if d.pending.remove(&slot).is_none() {
             return self.faults.add(Fault::Duplicate, &format_args!("applied {slot:?} of {tx:?}"));
         }
@@ -1056,7 +1115,7 @@ impl TxMachine {
             for a in acceptors.into_iter().filter(|a| *a != self.me) {
                 out.push(TxOutput::Send { to: a, msg: TxMessage::Forget { tx } });
             }
-            self.txs.remove(&tx);
+            self.forget_tx(tx);
         }
     }
 
@@ -1083,7 +1142,7 @@ impl TxMachine {
                 if s.acc.info.as_ref().is_some_and(|i| i.rank_of(from).is_some())
                     && s.acc.decided.is_some() =>
             {
-                self.txs.remove(&tx);
+                self.forget_tx(tx);
             }
             Some(_) => {
                 self.faults.add(Fault::NotMember, &format_args!("forget of {tx:?} from {from:?}"))
@@ -1099,6 +1158,10 @@ impl TxMachine {
         // Bounded state: nothing outlives the locks it guards.
         let end = match s.decided_at {
             Some(t) => t + lease * 2,
+            // Votes kept for an InitRtm that never came hold nothing accepted: dropped soon.
+            None if s.acc.info.is_none() && s.acc.promised == Round::ZERO => {
+                s.acc.since + cfg.takeover_after * 2
+            }
             None => s.acc.since + lease * DROP_AFTER_LEASES,
         };
         if now >= end {
@@ -1112,7 +1175,7 @@ impl TxMachine {
                 self.answer_timeout(client, tx, out);
                 return;
             }
-            self.txs.remove(&tx);
+            self.forget_tx(tx);
             return;
         }
         let Some(info) = s.acc.info.clone() else { return };
@@ -1120,7 +1183,7 @@ impl TxMachine {
             if now >= d.until {
                 // Participants that never answered: their locks have ended; anti-entropy
                 // brings their replicas up to date.
-                self.txs.remove(&tx);
+                self.forget_tx(tx);
                 return;
             }
             if now >= d.last_sent + cfg.retransmit {
@@ -1435,7 +1498,12 @@ impl TxMachine {
         if let Some(e) = event {
             self.notify_local(e, out);
         }
+        // To whoever told the decision, and to the TM, which delivers it (an acceptor
+        // answering a late vote tells the decision too, but does not wait for `Applied`).
         self.send(to, TxMessage::Applied { tx, slot }, out);
+        if p.acceptors[0] != to {
+            self.send(p.acceptors[0], TxMessage::Applied { tx, slot }, out);
+        }
     }
 
     fn tick_participants(&mut self, now: Time, out: &mut Vec<TxOutput>) {

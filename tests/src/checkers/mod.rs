@@ -19,3 +19,4 @@ pub mod failure_detection;
 pub mod linearizability;
 pub mod ring;
 pub mod ring_history;
+pub mod transactions;

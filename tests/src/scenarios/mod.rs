@@ -18,6 +18,7 @@ pub mod failure_detection;
 pub mod network;
 pub mod nodes;
 pub mod ring;
+pub mod transactions;
 
 /// The node at simulator index `i`, whichever incarnation runs there (how the scenarios list
 /// group members and monitor each other).

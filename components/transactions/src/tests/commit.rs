@@ -187,3 +187,34 @@ fn transaction_ids_differ_between_nodes_and_transactions() {
         }
     }
 }
+
+#[test]
+fn a_vote_that_crosses_the_forget_creates_no_state() {
+    let mut w = World::new(TxConfig::default(), 4);
+    let a = addr(0);
+    w.seed(b"x", 1, b"old");
+    w.script(a, vec![TxRequest::Begin { handle: h(1) }, write(h(1), b"x", b"new")]);
+    // Hold back one participant's vote to one rTM until everything else is over.
+    let rtm = w.m(a).rtms()[0];
+    let held = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let keep = held.clone();
+    w.lose = Some(Box::new(move |from, dest, msg| {
+        let to_rtm = matches!(dest, super::world::Dest::Direct(t) if *t == rtm);
+        if to_rtm
+            && matches!(msg, crate::messages::TxMessage::Vote { .. })
+            && keep.borrow().is_empty()
+        {
+            keep.borrow_mut().push((*from, msg.clone()));
+            return true;
+        }
+        false
+    }));
+    w.script(a, vec![TxRequest::Commit { handle: h(1) }]);
+    assert_eq!(w.commits(a)[&h(1)].1, TxResult::Ok);
+    assert_eq!(w.state_left(), (0, 0));
+    let (from, msg) = held.borrow_mut().pop().expect("a vote was held");
+    w.with(rtm, 0, |m, now, out| m.on_message(from, msg, now, out));
+    w.run();
+    assert_eq!(w.state_left(), (0, 0), "the late vote left no state");
+    assert_eq!(w.m(rtm).faults().get(crate::faults::Fault::UnknownTx), 1);
+}

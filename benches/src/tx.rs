@@ -1,0 +1,312 @@
+//! `tx`: read+write transactions per second on N nodes in this process, each node the whole
+//! stack of the store: the heartbeat failure detector, the relaxed ring at its placed
+//! position, symmetric replication (`--replicas` f) and the transaction layer, sharing one
+//! ring.
+//!
+//! ```text
+//! selfman-bench tx --nodes 4 --replicas 4 [--clients C] [--transactions T] [--keys K]
+//!                  [--tcp 1] [--threads N]
+//! ```
+//!
+//! Each transaction reads two random keys of `--keys` and writes one of them (a counter
+//! increment on the first), then commits (Paxos commit with f − 1 rTMs). `--clients` such
+//! transactions are in flight at once, spread over the nodes (each node's client runs its
+//! share, one after another per slot); an aborted transaction counts in `aborts` and is not
+//! retried. By default the nodes talk through the TCP transport's same-process path; with
+//! `--tcp 1` over loopback sockets. Latency is from `Begin` to the commit's answer.
+//! `heap_growth_bytes` is the net heap allocated during the measured transactions and not
+//! freed a second after the last (state that grows with the number of transactions shows
+//! here; the store itself holds at most `--keys` items).
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use selfman::core::{Handled, Host, Required};
+use selfman::prelude::*;
+use selfman::Runtime;
+use selfman_failure_detector::FdConfig;
+use selfman_net::{NetConfig, TcpNetwork};
+use selfman_ports::{
+    FailureDetector, HostId, Replication, Ring, RingRequest, Transactions, TxHandle, TxIndication,
+    TxRequest, TxResult,
+};
+use selfman_relaxed_ring::RingConfig;
+use selfman_replication::{Placement, ReplicationConfig};
+use selfman_tests::scenarios::transactions::Payload;
+use selfman_transactions::TxConfig;
+
+use crate::args::Args;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+const WARM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One transaction slot of a client.
+#[derive(Clone, Copy)]
+struct Slot {
+    keys: (u64, u64),
+    stage: u8,
+    began: Option<Instant>,
+}
+
+/// Runs `total` transactions, `slots` at a time; reports (latencies ns, aborts). Before
+/// that, one warm-up transaction is retried until it commits (the ring and replication
+/// have settled then).
+struct Client {
+    tx: Required<Transactions>,
+    slots: Vec<Slot>,
+    keys: u64,
+    total: u64,
+    started: u64,
+    latencies_ns: Vec<u64>,
+    aborts: u64,
+    other: u64,
+    rng: u64,
+    warm: bool,
+    first: Option<Instant>,
+    warmed: mpsc::Sender<()>,
+    done: mpsc::Sender<Report>,
+}
+
+/// What one client measured: latencies (ns), aborts, other failures, its first measured
+/// `Begin` and its last answer.
+type Report = (Vec<u64>, u64, u64, Instant, Instant);
+
+fn key(k: u64) -> Vec<u8> {
+    format!("key-{k}").into_bytes()
+}
+
+impl Client {
+    fn next_rand(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn begin(&mut self, slot: usize) {
+        if self.started >= self.total {
+            return;
+        }
+        self.started += 1;
+        let a = self.next_rand() % self.keys;
+        let b = (a + 1 + self.next_rand() % (self.keys - 1)) % self.keys;
+        self.slots[slot] = Slot { keys: (a, b), stage: 0, began: Some(Instant::now()) };
+        self.tx.trigger(TxRequest::Begin { handle: TxHandle(slot as u64) });
+    }
+
+    fn step(&mut self, slot: usize) {
+        let h = TxHandle(slot as u64);
+        let s = &mut self.slots[slot];
+        s.stage += 1;
+        let req = match s.stage {
+            1 => TxRequest::Read { handle: h, key: key(s.keys.0) },
+            2 => TxRequest::Read { handle: h, key: key(s.keys.1) },
+            3 => TxRequest::AddToNumber { handle: h, key: key(s.keys.0), delta: 1 },
+            _ => TxRequest::Commit { handle: h },
+        };
+        self.tx.trigger(req);
+    }
+
+    fn finished(&mut self, slot: usize, result: TxResult) {
+        if self.warm {
+            if result == TxResult::Ok {
+                self.warm = false;
+                let _ = self.warmed.send(());
+                self.started = 0;
+                self.first = Some(Instant::now());
+                for s in 0..self.slots.len() {
+                    self.begin(s);
+                }
+            } else {
+                self.started = 0;
+                self.begin(slot);
+            }
+            return;
+        }
+        match result {
+            TxResult::Ok => {
+                let t = self.slots[slot].began.map_or(0, |b| b.elapsed().as_nanos() as u64);
+                self.latencies_ns.push(t);
+            }
+            TxResult::Abort(_) => self.aborts += 1,
+            _ => self.other += 1,
+        }
+        let ended = self.latencies_ns.len() as u64 + self.aborts + self.other;
+        if ended == self.total {
+            let lat = std::mem::take(&mut self.latencies_ns);
+            let first = self.first.unwrap_or_else(Instant::now);
+            let _ = self.done.send((lat, self.aborts, self.other, first, Instant::now()));
+            return;
+        }
+        self.begin(slot);
+    }
+
+    fn on_tx(&mut self, ind: TxIndication) -> Handled {
+        match ind {
+            TxIndication::Begun { handle, result }
+            | TxIndication::ReadDone { handle, result, .. }
+            | TxIndication::OpDone { handle, result, .. } => {
+                let slot = handle.0 as usize;
+                match result {
+                    TxResult::Ok | TxResult::NotFound => self.step(slot),
+                    r => {
+                        self.tx.trigger(TxRequest::Abort { handle });
+                        self.finished(slot, r);
+                    }
+                }
+            }
+            TxIndication::Committed { handle, result, .. } => {
+                // The answer to an `Abort` after a failed step is ignored (already counted).
+                let slot = handle.0 as usize;
+                if self.slots[slot].stage >= 4 {
+                    self.slots[slot].stage = 0;
+                    self.finished(slot, result);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Client {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.require(|c| &mut c.tx, Self::on_tx);
+    }
+
+    fn on_start(&mut self) -> Handled {
+        self.begin(0);
+        Ok(())
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1e3
+}
+
+pub(crate) fn run(args: &Args) -> Result<String, String> {
+    let nodes = args.get("nodes", 4)? as usize;
+    let f = args.get("replicas", 4)? as u32;
+    let clients = args.get("clients", 64)? as usize;
+    let total = args.get("transactions", 20_000)?;
+    let keys = args.get("keys", 10_000)?;
+    let tcp = args.get("tcp", 0)? != 0;
+    if !(1..=64).contains(&nodes) || !(1..=16).contains(&f) || clients < nodes || keys < 2 {
+        return Err("--nodes 1..=64, --replicas 1..=16, --clients ≥ nodes, --keys ≥ 2".into());
+    }
+    let err = |e: selfman::core::Error| e.to_string();
+    let rt = Runtime::builder().workers(args.threads()?).build();
+    let mut nets = Vec::new();
+    for _ in 0..nodes {
+        let cfg = NetConfig::default().local_delivery(!tcp);
+        nets.push(TcpNetwork::start(&rt, cfg).map_err(|e| e.to_string())?);
+    }
+    let access = nets[0].local();
+    let (warm_tx, warm_rx) = mpsc::channel();
+    let mut layers = Vec::new();
+    let (done_tx, done_rx) = mpsc::channel();
+    for (i, net) in nets.iter().enumerate() {
+        let host = HostId(i as u32);
+        let attempt = if (i as u32) < f { 0 } else { 1 + i as u32 };
+        let id = Placement::new(f).join_position(host, attempt, i as u64 * 7919);
+        let fd = selfman_failure_detector::build(net, FdConfig::default()).map_err(err)?;
+        let fd_port = fd.provided::<FailureDetector>().map_err(err)?;
+        let ring_config = RingConfig { id: Some(id), ..RingConfig::default() };
+        let ring =
+            selfman_relaxed_ring::build::<Payload, _>(net, ring_config, &fd_port).map_err(err)?;
+        let ring_port = ring.provided::<Ring<Payload>>().map_err(err)?;
+        let repl_config = ReplicationConfig { f, host, ..ReplicationConfig::default() };
+        let repl =
+            selfman_replication::build(net, repl_config, &ring_port, &fd_port).map_err(err)?;
+        let repl_port = repl.provided::<Replication>().map_err(err)?;
+        let tx_config = TxConfig { f, ..TxConfig::default() };
+        let tx = selfman_transactions::build(net, tx_config, &ring_port, &repl_port, &fd_port)
+            .map_err(err)?;
+        rt.start(&fd).map_err(err)?;
+        rt.start(&ring).map_err(err)?;
+        rt.start(&repl).map_err(err)?;
+        rt.start(&tx).map_err(err)?;
+        layers.push(tx.clone());
+        let req = if i == 0 { RingRequest::Bootstrap } else { RingRequest::Join { access } };
+        ring_port.request(req).map_err(err)?;
+        let share = total / nodes as u64 + u64::from((i as u64) < total % nodes as u64);
+        let slots = clients / nodes + usize::from(i < clients % nodes);
+        let (warmed, done) = (warm_tx.clone(), done_tx.clone());
+        let client = net
+            .create(move || Client {
+                tx: Required::new(),
+                slots: vec![Slot { keys: (0, 1), stage: 0, began: None }; slots],
+                keys,
+                total: share,
+                started: 0,
+                latencies_ns: Vec::with_capacity(share as usize),
+                aborts: 0,
+                other: 0,
+                rng: 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1),
+                warm: true,
+                first: None,
+                warmed: warmed.clone(),
+                done: done.clone(),
+            })
+            .map_err(err)?;
+        rt.connect(&tx.provided::<Transactions>().map_err(err)?, &client.required().map_err(err)?)
+            .map_err(err)?;
+        rt.start(&client).map_err(err)?;
+    }
+    for _ in 0..nodes {
+        warm_rx.recv_timeout(WARM_TIMEOUT).map_err(|_| "the stack did not settle in time")?;
+    }
+    // Heap growth over the measured transactions: counted from here to a second after the
+    // last answer (when every participant has applied and every role forgotten).
+    crate::alloc::start();
+    let mut lat = Vec::new();
+    let (mut aborts, mut other) = (0, 0);
+    let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
+    for _ in 0..nodes {
+        let (l, a, o, f0, f1) =
+            done_rx.recv_timeout(RUN_TIMEOUT).map_err(|_| "the run did not finish")?;
+        lat.extend(l);
+        aborts += a;
+        other += o;
+        first = Some(first.map_or(f0, |x: Instant| x.min(f0)));
+        last = Some(last.map_or(f1, |x: Instant| x.max(f1)));
+    }
+    let elapsed = match (first, last) {
+        (Some(a), Some(b)) => b.duration_since(a),
+        _ => Duration::ZERO,
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let growth = crate::alloc::stop();
+    // What the transaction layers still hold (every role, every node).
+    let (mut txs_left, mut parts_left, mut waits_left) = (0, 0, 0);
+    for l in &layers {
+        let (t, p) = l.on_definition(|d| d.machine().in_flight()).map_err(err)?;
+        let (w, c) = l.on_definition(|d| d.machine().waiting()).map_err(err)?;
+        waits_left += w + c;
+        if std::env::var_os("SELFMAN_TX_KINDS").is_some() {
+            eprintln!("{:?}", l.on_definition(|d| d.machine().state_kinds()).map_err(err)?);
+        }
+        txs_left += t;
+        parts_left += p;
+    }
+    lat.sort_unstable();
+    for net in &nets {
+        net.shutdown();
+    }
+    rt.shutdown().map_err(|e| e.to_string())?;
+    let per_s = lat.len() as f64 / elapsed.as_secs_f64();
+    Ok(format!(
+        "tx nodes={nodes} replicas={f} transport={} clients={clients} reads=2 writes=1 \
+         transactions={total} keys={keys} elapsed_ms={} tx_per_s={per_s:.0} p50_us={:.0} \
+         p99_us={:.0} aborts={aborts} failed={other} heap_growth_bytes={growth} \
+         tx_state_left={txs_left} participants_left={parts_left} waits_left={waits_left}",
+        if tcp { "tcp" } else { "inproc" },
+        elapsed.as_millis(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+    ))
+}
