@@ -29,7 +29,9 @@ use std::time::Duration;
 use selfman_core::{
     ComponentDefinition, Handled, Port, Provided, Required, Setup, Timeout, Timer, TimerId,
 };
-use selfman_ports::{Rejection, TxHandle, TxIndication, TxRequest, TxResult, Transactions};
+use selfman_ports::{
+    has_flaw, Rejection, Transactions, TxHandle, TxIndication, TxRequest, TxResult,
+};
 
 use crate::command::{Key, Op};
 use crate::data::{self, View};
@@ -87,19 +89,29 @@ pub struct Done {
     pub observed: Vec<(Key, Option<Vec<u8>>)>,
 }
 
+/// A deliberate mistake of the backend, for showing that the tests' checks catch it (feature
+/// `flaws`, test builds only: `docs/decisions/011-deliberate-bugs-are-test-only.md`).
+#[cfg(feature = "flaws")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flaw {
+    /// `EXEC` runs its block even when a watched key changed: check-and-set clients then
+    /// write values computed from stale reads (lost updates).
+    IgnoresWatch,
+}
+
 /// The backend's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendConfig {
-    /// Attempts of one job before a conflict is answered as an error (default 24).
+    /// Attempts of one job before a conflict is answered as an error (default 64).
     pub max_attempts: u32,
-    /// The longest back-off between attempts (default 100 ms); the n-th waits a random time
+    /// The longest back-off between attempts (default 200 ms); the n-th waits a random time
     /// up to `min(2ⁿ ms, max_backoff)`.
     pub max_backoff: Duration,
 }
 
 impl Default for BackendConfig {
     fn default() -> Self {
-        BackendConfig { max_attempts: 24, max_backoff: Duration::from_millis(100) }
+        BackendConfig { max_attempts: 64, max_backoff: Duration::from_millis(200) }
     }
 }
 
@@ -148,6 +160,8 @@ pub struct Backend {
     waiting: HashMap<u64, Running>,
     next: u64,
     seed: u64,
+    #[cfg(feature = "flaws")]
+    flaw: Option<Flaw>,
 }
 
 impl Backend {
@@ -163,7 +177,16 @@ impl Backend {
             waiting: HashMap::new(),
             next: 1,
             seed: 0x9e37_79b9_7f4a_7c15,
+            #[cfg(feature = "flaws")]
+            flaw: None,
         }
+    }
+
+    /// This backend with the deliberate mistake `flaw` (feature `flaws`, tests only).
+    #[cfg(feature = "flaws")]
+    pub fn with_flaw(mut self, flaw: Option<Flaw>) -> Backend {
+        self.flaw = flaw;
+        self
     }
 
     fn on_job(&mut self, job: Job) -> Handled {
@@ -189,7 +212,9 @@ impl Backend {
     fn finish(&mut self, r: Running, result: Result<Vec<Reply>, Failure>) {
         match &result {
             Ok(_) => self.stats.committed.fetch_add(1, Ordering::Relaxed),
-            Err(Failure::WatchedKeyChanged) => self.stats.watch_failed.fetch_add(1, Ordering::Relaxed),
+            Err(Failure::WatchedKeyChanged) => {
+                self.stats.watch_failed.fetch_add(1, Ordering::Relaxed)
+            }
             Err(Failure::Error(_)) => self.stats.failed.fetch_add(1, Ordering::Relaxed),
         };
         let observed = r
@@ -217,7 +242,8 @@ impl Backend {
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
         self.seed ^= self.seed << 17;
-        let cap = (1u64 << r.attempt.min(20)).min(self.config.max_backoff.as_millis() as u64).max(1);
+        let cap =
+            (1u64 << r.attempt.min(20)).min(self.config.max_backoff.as_millis() as u64).max(1);
         let wait = Duration::from_micros(self.seed % (cap * 1000));
         let id = self.next;
         self.next += 1;
@@ -244,7 +270,7 @@ impl Backend {
             Expect::Broken => true,
             Expect::Record(bytes) => r.view.read_of(k) != *bytes,
         });
-        if changed {
+        if changed && !has_flaw!(self, IgnoresWatch) {
             r.step = Step::Abandoning;
             self.running.insert(handle, r);
             self.tx.trigger(TxRequest::Abort { handle });

@@ -87,6 +87,10 @@ pub struct NodeArgs {
     /// Leave and exit when stdin closes (for a launcher).
     #[arg(long)]
     pub exit_on_stdin_eof: bool,
+    /// A deliberate mistake (test builds only): `ignores-watch`.
+    #[cfg(feature = "flaws")]
+    #[arg(long)]
+    pub flaw: Option<String>,
 }
 
 /// `selfman cluster`'s options.
@@ -136,6 +140,9 @@ pub struct NodeSettings {
     pub password: Option<String>,
     /// Exit when stdin closes.
     pub exit_on_stdin_eof: bool,
+    /// The backend's deliberate mistake (test builds only).
+    #[cfg(feature = "flaws")]
+    pub flaw: Option<crate::backend::Flaw>,
 }
 
 fn addr(key: &str, v: &str) -> Result<SocketAddr, String> {
@@ -165,7 +172,8 @@ pub fn settings(args: &NodeArgs) -> Result<NodeSettings, String> {
         ));
     }
     Ok(NodeSettings {
-        listen: listen.ok_or("`listen` is required (--listen IP:PORT or `listen` in the config)")?,
+        listen: listen
+            .ok_or("`listen` is required (--listen IP:PORT or `listen` in the config)")?,
         redis: redis.ok_or("`redis` is required (--redis IP:PORT or `redis` in the config)")?,
         join,
         host_id: args.host_id.or(file.host_id).unwrap_or(0),
@@ -173,6 +181,12 @@ pub fn settings(args: &NodeArgs) -> Result<NodeSettings, String> {
         replicas,
         password: args.password.clone().or(file.password),
         exit_on_stdin_eof: args.exit_on_stdin_eof || file.exit_on_stdin_eof.unwrap_or(false),
+        #[cfg(feature = "flaws")]
+        flaw: match args.flaw.as_deref() {
+            None => None,
+            Some("ignores-watch") => Some(crate::backend::Flaw::IgnoresWatch),
+            Some(other) => return Err(format!("--flaw: unknown flaw `{other}` (ignores-watch)")),
+        },
     })
 }
 
@@ -226,7 +240,8 @@ fn catch_signals(to: mpsc::Sender<Stop>) -> Result<(), String> {
         .spawn(move || loop {
             let mut sig: libc::c_int = 0;
             // SAFETY: `set` is a valid, initialised signal set, `sig` a valid out-pointer.
-            if unsafe { libc::sigwait(&set, &mut sig) } == 0 && to.send(Stop::Signal(sig)).is_err() {
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 && to.send(Stop::Signal(sig)).is_err()
+            {
                 return;
             }
         })
@@ -253,7 +268,8 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     let err = |e: selfman_core::Error| e.to_string();
     let rt = Runtime::builder().workers(2).spin(Duration::ZERO).build();
     let net_config = NetConfig::default().listen(s.listen).io_spin(Duration::ZERO);
-    let net = TcpNetwork::start(&rt, net_config).map_err(|e| format!("ring address {}: {e}", s.listen))?;
+    let net = TcpNetwork::start(&rt, net_config)
+        .map_err(|e| format!("ring address {}: {e}", s.listen))?;
     let config = StoreNodeConfig {
         host: HostId(s.host_id),
         attempt: s.position,
@@ -265,9 +281,18 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     let stats = Arc::new(BackendStats::default());
     let backend = {
         let stats = Arc::clone(&stats);
-        net.create(move || Backend::new(BackendConfig::default(), Arc::clone(&stats))).map_err(err)?
+        #[cfg(feature = "flaws")]
+        let flaw = s.flaw;
+        net.create(move || {
+            let b = Backend::new(BackendConfig::default(), Arc::clone(&stats));
+            #[cfg(feature = "flaws")]
+            let b = b.with_flaw(flaw);
+            b
+        })
+        .map_err(err)?
     };
-    rt.connect(&node.transactions().map_err(err)?, &backend.required().map_err(err)?).map_err(err)?;
+    rt.connect(&node.transactions().map_err(err)?, &backend.required().map_err(err)?)
+        .map_err(err)?;
     rt.connect(&net.timer().map_err(err)?, &backend.required().map_err(err)?).map_err(err)?;
     let ring_state = Arc::new(Mutex::new(RingState::default()));
     let watcher = {
@@ -301,14 +326,18 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
             ));
         }
         if Instant::now() > deadline {
-            return Err(format!("not in a ring after {JOIN_WAIT:?} (is --join {:?} a ring member?)", s.join));
+            return Err(format!(
+                "not in a ring after {JOIN_WAIT:?} (is --join {:?} a ring member?)",
+                s.join
+            ));
         }
         if let Ok(stop) = stop_rx.try_recv() {
             return Err(format!("stopped ({stop:?}) before joining"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let listener = TcpListener::bind(s.redis).map_err(|e| format!("redis address {}: {e}", s.redis))?;
+    let listener =
+        TcpListener::bind(s.redis).map_err(|e| format!("redis address {}: {e}", s.redis))?;
     let redis = listener.local_addr().map_err(|e| e.to_string())?;
     let mut settings = BTreeMap::new();
     settings.insert("redis".to_owned(), redis.to_string());
@@ -367,7 +396,10 @@ pub fn run_cluster(a: &ClusterArgs) -> Result<(), String> {
     }
     let top = u32::from(a.base_port) + 100 + a.nodes;
     if top > u32::from(u16::MAX) || a.nodes > 100 {
-        return Err(format!("--base-port {} leaves no room for {} nodes (at most 100, ports base..base+100+N)", a.base_port, a.nodes));
+        return Err(format!(
+            "--base-port {} leaves no room for {} nodes (at most 100, ports base..base+100+N)",
+            a.base_port, a.nodes
+        ));
     }
     let (stop_tx, stop_rx) = mpsc::channel();
     catch_signals(stop_tx)?;
@@ -398,7 +430,8 @@ pub fn run_cluster(a: &ClusterArgs) -> Result<(), String> {
     );
     let why = stop_rx.recv().unwrap_or(Stop::StdinClosed);
     println!("stopping ({why:?}): {} nodes, pids {:?}", cluster.len(), cluster.pids());
-    let statuses = cluster.stop_all(LEAVE_WAIT + Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let statuses =
+        cluster.stop_all(LEAVE_WAIT + Duration::from_secs(5)).map_err(|e| e.to_string())?;
     let failed = statuses.iter().filter(|s| !s.success()).count();
     println!("stopped: {} nodes, {failed} exited with an error", statuses.len());
     Ok(())

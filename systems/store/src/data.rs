@@ -330,9 +330,9 @@ pub fn run(op: &Op, view: &mut View) -> Reply {
         | Op::FlushAll { .. }
         | Op::FlushDb { .. }
         | Op::Info { .. }
-        | Op::ConfigGet { .. } => Reply::error(
-            "ERR this command works on the whole store, which a transaction cannot",
-        ),
+        | Op::ConfigGet { .. } => {
+            Reply::error("ERR this command works on the whole store, which a transaction cannot")
+        }
     }
 }
 
@@ -380,11 +380,17 @@ mod tests {
 
     #[test]
     fn counters_fail_without_writing() {
-        let mut v = view(&[("n", Some(Stored::Str(k("9223372036854775806")))), ("t", Some(Stored::Str(k("x"))))]);
+        let mut v = view(&[
+            ("n", Some(Stored::Str(k("9223372036854775806")))),
+            ("t", Some(Stored::Str(k("x")))),
+        ]);
         assert_eq!(run(&Op::IncrBy { key: k("n"), by: 1 }, &mut v), Reply::Integer(i64::MAX));
         assert_eq!(run(&Op::IncrBy { key: k("n"), by: 1 }, &mut v), Reply::error(OVERFLOW));
         assert_eq!(run(&Op::IncrBy { key: k("t"), by: 1 }, &mut v), Reply::error(NOT_INTEGER));
-        assert_eq!(v.writes(), vec![(k("n"), Some(Stored::Str(k("9223372036854775807")).encode()))]);
+        assert_eq!(
+            v.writes(),
+            vec![(k("n"), Some(Stored::Str(k("9223372036854775807")).encode()))]
+        );
     }
 
     #[test]
@@ -392,20 +398,44 @@ mod tests {
         let mut v = view(&[("a", None), ("s", None)]);
         assert_eq!(run(&Op::Append { key: k("a"), value: k("xy") }, &mut v), Reply::Integer(2));
         assert_eq!(run(&Op::StrLen { key: k("a") }, &mut v), Reply::Integer(2));
-        assert_eq!(run(&Op::SAdd { key: k("s"), members: vec![k("m"), k("m")] }, &mut v), Reply::Integer(1));
+        assert_eq!(
+            run(&Op::SAdd { key: k("s"), members: vec![k("m"), k("m")] }, &mut v),
+            Reply::Integer(1)
+        );
         assert_eq!(run(&Op::Get { key: k("s") }, &mut v), Reply::error(WRONGTYPE));
-        assert_eq!(run(&Op::SAdd { key: k("a"), members: vec![k("m")] }, &mut v), Reply::error(WRONGTYPE));
+        assert_eq!(
+            run(&Op::SAdd { key: k("a"), members: vec![k("m")] }, &mut v),
+            Reply::error(WRONGTYPE)
+        );
         assert_eq!(run(&Op::Type { key: k("s") }, &mut v), Reply::Simple("set".into()));
-        assert_eq!(run(&Op::MGet { keys: vec![k("a"), k("s")] }, &mut v), Reply::Array(vec![Reply::bulk("xy"), Reply::Null]));
-        assert_eq!(run(&Op::SRem { key: k("s"), members: vec![k("m")] }, &mut v), Reply::Integer(1));
-        assert_eq!(run(&Op::Exists { keys: vec![k("s"), k("a"), k("a")] }, &mut v), Reply::Integer(2));
-        assert_eq!(v.writes(), vec![(k("a"), Some(Stored::Str(k("xy")).encode()))], "an emptied set is no write");
+        assert_eq!(
+            run(&Op::MGet { keys: vec![k("a"), k("s")] }, &mut v),
+            Reply::Array(vec![Reply::bulk("xy"), Reply::Null])
+        );
+        assert_eq!(
+            run(&Op::SRem { key: k("s"), members: vec![k("m")] }, &mut v),
+            Reply::Integer(1)
+        );
+        assert_eq!(
+            run(&Op::Exists { keys: vec![k("s"), k("a"), k("a")] }, &mut v),
+            Reply::Integer(2)
+        );
+        assert_eq!(
+            v.writes(),
+            vec![(k("a"), Some(Stored::Str(k("xy")).encode()))],
+            "an emptied set is no write"
+        );
     }
 
     #[test]
     fn set_conditions_and_get() {
         let mut v = view(&[("k", Some(Stored::Str(k("old")))), ("z", None)]);
-        let set = |key: &str, condition, get_old| Op::Set { key: k(key), value: k("new"), condition, get_old };
+        let set = |key: &str, condition, get_old| Op::Set {
+            key: k(key),
+            value: k("new"),
+            condition,
+            get_old,
+        };
         assert_eq!(run(&set("k", SetCondition::IfAbsent, true), &mut v), Reply::bulk("old"));
         assert_eq!(run(&set("z", SetCondition::IfPresent, false), &mut v), Reply::Null);
         assert!(v.writes().is_empty());

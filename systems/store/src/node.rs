@@ -75,7 +75,13 @@ pub struct StoreNodeConfig {
 impl Default for StoreNodeConfig {
     /// Host 0, the anchor, `f = 4`, the detector's defaults.
     fn default() -> Self {
-        StoreNodeConfig { host: HostId(0), attempt: 0, salt: 0, replicas: 4, fd: FdConfig::default() }
+        StoreNodeConfig {
+            host: HostId(0),
+            attempt: 0,
+            salt: 0,
+            replicas: 4,
+            fd: FdConfig::default(),
+        }
     }
 }
 
@@ -142,7 +148,8 @@ impl StoreNode {
 // ANCHOR: build_store_node
 pub fn build_store_node<H: Host>(host: &H, config: &StoreNodeConfig) -> Result<StoreNode> {
     let ring_config = RingConfig { id: Some(config.position()), ..RingConfig::default() };
-    let ring_node = build_node::<StorePayload, H>(host, &NodeConfig { fd: config.fd, ring: ring_config })?;
+    let ring_node =
+        build_node::<StorePayload, H>(host, &NodeConfig { fd: config.fd, ring: ring_config })?;
     let (ring_port, fd_port) = (ring_node.ring.provided()?, ring_node.fd.provided()?);
     let repl = selfman_replication::build(host, config.replication(), &ring_port, &fd_port)?;
     let tx = selfman_transactions::build(

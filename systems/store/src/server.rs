@@ -38,10 +38,12 @@ use crate::command::{Key, Op};
 use crate::data;
 use crate::node::StorePayload;
 use crate::resp::{Limits, Reply, RequestDecoder};
-use crate::session::{Action, Completion, ExecOutcome, ReplyQueue, Request, Session, SessionConfig};
+use crate::session::{
+    Action, Completion, ExecOutcome, ReplyQueue, Request, Session, SessionConfig,
+};
 
 /// The longest a command waits for the backend before it answers an error.
-pub const ANSWER_WAIT: Duration = Duration::from_secs(30);
+pub const ANSWER_WAIT: Duration = Duration::from_secs(60);
 
 /// What the node's ring tells about it, for readiness, `INFO` and shutdown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -204,7 +206,9 @@ impl<'a> Connection<'a> {
                 Ok((n, Some(cmd))) => {
                     used += n;
                     let refused = cmd.first().is_some_and(|name| {
-                        [&b"subscribe"[..], b"psubscribe"].iter().any(|c| name.eq_ignore_ascii_case(c))
+                        [&b"subscribe"[..], b"psubscribe"]
+                            .iter()
+                            .any(|c| name.eq_ignore_ascii_case(c))
                     });
                     if refused && self.session.authenticated() {
                         self.session.refuse(Reply::error(NO_NOTIFICATIONS), &mut actions);
@@ -254,7 +258,12 @@ impl<'a> Connection<'a> {
             .collect();
         let job = Job { ops, watched, reply };
         let done = match self.shared.service.request(job) {
-            Err(e) => Done { result: Err(Failure::Error(Reply::error(format!("ERR the node is stopping ({e})")))), observed: Vec::new() },
+            Err(e) => Done {
+                result: Err(Failure::Error(Reply::error(format!(
+                    "ERR the node is stopping ({e})"
+                )))),
+                observed: Vec::new(),
+            },
             Ok(()) => answers.recv_timeout(ANSWER_WAIT).unwrap_or_else(|_| Done {
                 result: Err(Failure::Error(Reply::error("ERR the store did not answer in time"))),
                 observed: Vec::new(),
@@ -316,7 +325,8 @@ impl<'a> Connection<'a> {
             return;
         }
         self.expected.retain(|k, _| watched.binary_search(k).is_ok());
-        let new: Vec<Key> = watched.into_iter().filter(|k| !self.expected.contains_key(k)).collect();
+        let new: Vec<Key> =
+            watched.into_iter().filter(|k| !self.expected.contains_key(k)).collect();
         if new.is_empty() {
             return;
         }
@@ -336,7 +346,9 @@ impl<'a> Connection<'a> {
     /// Commands on the whole store.
     fn store_wide(&self, op: &Op) -> Reply {
         match op {
-            Op::Info { sections } => Reply::Verbatim { format: *b"txt", text: self.info(sections).into_bytes() },
+            Op::Info { sections } => {
+                Reply::Verbatim { format: *b"txt", text: self.info(sections).into_bytes() }
+            }
             Op::ConfigGet { patterns } => {
                 let mut pairs = Vec::new();
                 for (name, value) in &self.shared.settings {
@@ -346,16 +358,22 @@ impl<'a> Connection<'a> {
                 }
                 Reply::Map(pairs)
             }
-            Op::DbSize | Op::Scan { .. } | Op::Keys { .. } | Op::FlushAll { .. } | Op::FlushDb { .. } => {
-                Reply::error(NO_WALK)
-            }
+            Op::DbSize
+            | Op::Scan { .. }
+            | Op::Keys { .. }
+            | Op::FlushAll { .. }
+            | Op::FlushDb { .. } => Reply::error(NO_WALK),
             _ => Reply::error("ERR internal: a key command reached the store-wide path"),
         }
     }
 
     fn info(&self, sections: &[Vec<u8>]) -> String {
         let all = sections.is_empty()
-            || sections.iter().any(|s| s.as_slice() == b"all" || s.as_slice() == b"default" || s.as_slice() == b"everything");
+            || sections.iter().any(|s| {
+                s.as_slice() == b"all"
+                    || s.as_slice() == b"default"
+                    || s.as_slice() == b"everything"
+            });
         let want = |name: &str| all || sections.iter().any(|s| s.as_slice() == name.as_bytes());
         let sh = self.shared;
         let mut out = String::new();
@@ -374,7 +392,10 @@ impl<'a> Connection<'a> {
         }
         if want("clients") {
             out.push_str("# Clients\r\n");
-            out.push_str(&format!("connected_clients:{}\r\n\r\n", sh.clients.load(Ordering::Relaxed)));
+            out.push_str(&format!(
+                "connected_clients:{}\r\n\r\n",
+                sh.clients.load(Ordering::Relaxed)
+            ));
         }
         if want("keyspace") {
             // The store does not count its keys (a count would be a walk over the ring).

@@ -25,7 +25,8 @@ fn every_node_serves_every_key_with_redis_replies() {
     for i in 0..3 {
         let mut cl = c.client(i);
         let got = cl.cmd("MGET key0 key1 key2 nokey");
-        let want: Vec<V> = vec![V::bulk("value0"), V::bulk("value1"), V::bulk("value2"), V::Bulk(None)];
+        let want: Vec<V> =
+            vec![V::bulk("value0"), V::bulk("value1"), V::bulk("value2"), V::Bulk(None)];
         assert_eq!(got, V::Array(Some(want)), "node {i}");
     }
     let mut a = c.client(0);
@@ -120,25 +121,31 @@ fn multi_exec_is_one_transaction_and_watch_detects_changes() {
     assert_eq!(a.cmd("EXEC"), V::Array(Some(vec![])));
 }
 
-#[test]
-fn concurrent_increments_and_transfers_lose_nothing() {
-    let c = Arc::new(StoreCluster::start(4, 4));
-    const THREADS: usize = 8;
-    const INCRS: i64 = 40;
-    const ACCOUNTS: usize = 4;
-    const TRANSFERS: usize = 15;
+const THREADS: usize = 8;
+const INCRS: i64 = 40;
+const ACCOUNTS: usize = 4;
+const TRANSFERS: usize = 15;
+
+/// `THREADS` clients, spread over the nodes, each doing `INCRS` increments of one counter
+/// (when `incr`) and `TRANSFERS` check-and-set transfers between random accounts (`WATCH`
+/// both, read both, `MULTI`, write both, `EXEC`, again on a null reply). Returns the
+/// retries, the counter and the bank total as each node reads them.
+fn workload(c: &Arc<StoreCluster>, incr: bool) -> (i64, Vec<(i64, i64)>) {
     let mut setup = c.client(0);
     for a in 0..ACCOUNTS {
         assert_eq!(setup.cmd(&format!("SET acct{a} 100")), V::ok());
     }
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
-            let c = Arc::clone(&c);
+            let c = Arc::clone(c);
             std::thread::spawn(move || {
                 let mut cl = c.client(t);
-                for _ in 0..INCRS {
+                for _ in 0..if incr { INCRS } else { 0 } {
                     let v = cl.cmd("INCR counter");
-                    assert!(matches!(v, V::Int(_)), "INCR answers an integer, never a conflict: {v:?}");
+                    assert!(
+                        matches!(v, V::Int(_)),
+                        "INCR answers an integer, never a conflict: {v:?}"
+                    );
                 }
                 let mut seed = t as u64 * 7919 + 1;
                 let mut next = || {
@@ -155,7 +162,7 @@ fn concurrent_increments_and_transfers_lose_nothing() {
                         assert_eq!(cl.cmd(&format!("WATCH acct{from} acct{to}")), V::ok());
                         let a = cl.cmd(&format!("GET acct{from}")).int();
                         let b = cl.cmd(&format!("GET acct{to}")).int();
-                        let amount = (next() % 10) as i64;
+                        let amount = (next() % 10) as i64 + 1;
                         assert_eq!(cl.cmd("MULTI"), V::ok());
                         cl.cmd(&format!("SET acct{from} {}", a - amount));
                         cl.cmd(&format!("SET acct{to} {}", b + amount));
@@ -175,13 +182,47 @@ fn concurrent_increments_and_transfers_lose_nothing() {
         })
         .collect();
     let retries: i64 = threads.into_iter().map(|t| t.join().expect("a client thread")).sum();
-    eprintln!("transfers: {} committed, {retries} EXECs retried after a watched key changed", THREADS * TRANSFERS);
-    for i in 0..4 {
-        let mut cl = c.client(i);
-        assert_eq!(cl.cmd("GET counter").int(), THREADS as i64 * INCRS, "node {i}: no lost increment");
-        let total: i64 = (0..ACCOUNTS).map(|a| cl.cmd(&format!("GET acct{a}")).int()).sum();
+    let seen = (0..c.nodes.len())
+        .map(|i| {
+            let mut cl = c.client(i);
+            let counter = match cl.cmd("GET counter") {
+                V::Bulk(None) => 0,
+                v => v.int(),
+            };
+            let total: i64 = (0..ACCOUNTS).map(|a| cl.cmd(&format!("GET acct{a}")).int()).sum();
+            (counter, total)
+        })
+        .collect();
+    (retries, seen)
+}
+
+#[test]
+fn concurrent_increments_and_transfers_lose_nothing() {
+    let c = Arc::new(StoreCluster::start(4, 4));
+    let (retries, seen) = workload(&c, true);
+    eprintln!(
+        "transfers: {} committed, {retries} EXECs retried after a watched key changed",
+        THREADS * TRANSFERS
+    );
+    for (i, (counter, total)) in seen.into_iter().enumerate() {
+        assert_eq!(counter, THREADS as i64 * INCRS, "node {i}: no lost increment");
         assert_eq!(total, 100 * ACCOUNTS as i64, "node {i}: the bank total is kept");
     }
+}
+
+/// The bank check catches a backend whose `EXEC` ignores `WATCH` (lost updates).
+#[test]
+fn the_bank_check_catches_an_exec_that_ignores_watch() {
+    let c = Arc::new(StoreCluster::start_with(4, 4, &["--flaw", "ignores-watch"]));
+    for round in 0..3 {
+        let (retries, seen) = workload(&c, false);
+        assert_eq!(retries, 0, "a flawed EXEC never answers null");
+        if seen.iter().any(|(_, total)| *total != 100 * ACCOUNTS as i64) {
+            eprintln!("round {round}: the flawed backend lost updates, totals {seen:?}: caught");
+            return;
+        }
+    }
+    panic!("three rounds of concurrent transfers kept the total with a flawed EXEC: the check is blind");
 }
 
 #[test]
@@ -197,7 +238,11 @@ fn a_node_stopped_with_sigterm_leaves_and_the_data_stays() {
     for i in 0..3 {
         let mut cl = c.client(i);
         for k in 0..40 {
-            assert_eq!(cl.cmd(&format!("GET k{k}")), V::bulk(&format!("v{k}")), "node {i}, key k{k}");
+            assert_eq!(
+                cl.cmd(&format!("GET k{k}")),
+                V::bulk(&format!("v{k}")),
+                "node {i}, key k{k}"
+            );
         }
     }
     c.nodes.truncate(3);

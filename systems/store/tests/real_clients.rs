@@ -13,7 +13,11 @@ fn tool(name: &str, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
     let mut cmd = Command::new(name);
     cmd.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    });
     let mut child = cmd.spawn().unwrap_or_else(|e| {
         panic!("{name} is needed by this test ({e}): run ./test.sh, which installs redis-tools")
     });
@@ -73,7 +77,11 @@ fn redis_cli_and_redis_benchmark() {
         args.extend(extra);
         let out = text(&tool("redis-benchmark", &args, None));
         for t in ["SET", "GET"] {
-            let line = out.lines().rev().find(|l| l.trim_start().starts_with(&format!("{t}: "))).unwrap_or_else(|| panic!("no {t} line in {out:?}"));
+            let line = out
+                .lines()
+                .rev()
+                .find(|l| l.trim_start().starts_with(&format!("{t}: ")))
+                .unwrap_or_else(|| panic!("no {t} line in {out:?}"));
             assert!(line.contains("requests per second"), "{line}");
             eprintln!("redis-benchmark (node {i}) {line}");
         }
@@ -81,7 +89,9 @@ fn redis_cli_and_redis_benchmark() {
     // Every node answered every command: no error counted.
     for i in 0..3 {
         let mut cl = c.client(i);
-        let V::Bulk(Some(info)) = cl.cmd("INFO selfman") else { panic!("INFO answers a bulk string") };
+        let V::Bulk(Some(info)) = cl.cmd("INFO selfman") else {
+            panic!("INFO answers a bulk string")
+        };
         let info = String::from_utf8(info).unwrap();
         assert!(info.contains("tx_failed:0\r\n"), "node {i}: {info}");
     }

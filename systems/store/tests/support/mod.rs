@@ -42,12 +42,20 @@ pub struct StoreCluster {
     pub procs: Cluster,
     pub nodes: Vec<NodeInfo>,
     pub replicas: u32,
+    /// Further arguments of every node.
+    pub extra: Vec<String>,
 }
 
 impl StoreCluster {
     /// Starts `n` nodes with `f` replicas, one after the other, each joining through node 0.
     pub fn start(n: u32, f: u32) -> StoreCluster {
-        let mut c = StoreCluster { procs: Cluster::new(), nodes: Vec::new(), replicas: f };
+        StoreCluster::start_with(n, f, &[])
+    }
+
+    /// As [`StoreCluster::start`], every node with the further arguments `extra`.
+    pub fn start_with(n: u32, f: u32, extra: &[&str]) -> StoreCluster {
+        let extra = extra.iter().map(|s| (*s).to_owned()).collect();
+        let mut c = StoreCluster { procs: Cluster::new(), nodes: Vec::new(), replicas: f, extra };
         for _ in 0..n {
             c.add();
         }
@@ -59,9 +67,17 @@ impl StoreCluster {
         let i = self.procs.len() as u32;
         let position = if i < self.replicas { 0 } else { 1 + i };
         let mut p = selfman()
-            .args(["node", "--exit-on-stdin-eof", "--listen", "127.0.0.1:0", "--redis", "127.0.0.1:0"])
+            .args([
+                "node",
+                "--exit-on-stdin-eof",
+                "--listen",
+                "127.0.0.1:0",
+                "--redis",
+                "127.0.0.1:0",
+            ])
             .args(["--host-id", &i.to_string(), "--replicas", &self.replicas.to_string()])
-            .args(["--position", &position.to_string()]);
+            .args(["--position", &position.to_string()])
+            .args(&self.extra);
         if let Some(first) = self.nodes.first() {
             p = p.arg("--join").arg(first.ring.to_string());
         }
