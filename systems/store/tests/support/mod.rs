@@ -158,6 +158,10 @@ impl Client {
     pub fn read(&mut self) -> V {
         let mut line = Vec::new();
         self.reader.read_until(b'\n', &mut line).expect("read a reply");
+        self.parse_line(line)
+    }
+
+    fn parse_line(&mut self, line: Vec<u8>) -> V {
         assert!(line.ends_with(b"\r\n"), "a reply line: {line:?}");
         let body = String::from_utf8_lossy(&line[1..line.len() - 2]).into_owned();
         match line[0] {
@@ -183,6 +187,24 @@ impl Client {
             }
             other => panic!("unknown reply type {other:?} in {line:?}"),
         }
+    }
+
+    /// As [`Client::cmd`], with I/O errors (a killed node) returned instead of panicking.
+    pub fn try_cmd(&mut self, line: &str) -> std::io::Result<V> {
+        let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in &args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.writer.write_all(&out)?;
+        let mut peek = Vec::new();
+        self.reader.read_until(b'\n', &mut peek)?;
+        if peek.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+        }
+        Ok(self.parse_line(peek))
     }
 
     /// Sends a command written as words and reads its reply.
