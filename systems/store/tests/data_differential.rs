@@ -157,11 +157,11 @@ fn words(line: &str) -> Vec<Vec<u8>> {
         rest = &rest[start..];
         if let Some(q) = rest.strip_prefix('"') {
             let end = q.find('"').expect("a closing quote");
-            out.push(q[..end].as_bytes().to_vec());
+            out.push(q.as_bytes()[..end].to_vec());
             rest = &q[end + 1..];
         } else {
             let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            out.push(rest[..end].as_bytes().to_vec());
+            out.push(rest.as_bytes()[..end].to_vec());
             rest = &rest[end..];
         }
     }
