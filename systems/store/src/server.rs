@@ -1,6 +1,6 @@
 //! The Redis front door over TCP: one thread per client connection, each running a
-//! [`Session`] and a [`ReplyQueue`] and sending the data commands to the [`Backend`]
-//! (crate::backend::Backend) as [`Job`]s.
+//! [`Session`] and a [`ReplyQueue`] and sending the data commands to the
+//! [`Backend`](crate::backend::Backend) as [`Job`]s.
 //!
 //! A connection carries out its commands one after the other, in order (a pipelined `GET`
 //! after a `SET` of the same key sees it); replies go out in command order once every command
@@ -434,7 +434,7 @@ pub const NO_NOTIFICATIONS: &str =
 pub const NO_WALK: &str =
     "ERR DBSIZE, SCAN, KEYS and FLUSHALL/FLUSHDB need a walk over the ring, which this node does not do yet";
 
-/// Redis' glob match (`*`, `?`, `[...]`, `\`), for `CONFIG GET`.
+/// Redis' glob match, as far as `CONFIG GET` needs it (`*`, `?`, `\` escapes; no classes).
 pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
     match (pattern.split_first(), text.split_first()) {
         (None, None) => true,
