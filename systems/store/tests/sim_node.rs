@@ -133,7 +133,7 @@ fn a_crashed_node_loses_no_committed_write() {
             assert_eq!(done.result, Ok(vec![want]), "seed {seed}: node {at} after the crash");
             let incr = job(&sim, &services, at, vec![Op::IncrBy { key: k("n"), by: 1 }]);
             assert!(
-                matches!(incr.result, Ok(_)),
+                incr.result.is_ok(),
                 "seed {seed}: node {at} commits after the crash: {incr:?}"
             );
         }
