@@ -2,9 +2,12 @@
 //! [`Session`] and a [`ReplyQueue`] and sending the data commands to the
 //! [`Backend`](crate::backend::Backend) as [`Job`]s.
 //!
-//! A connection carries out its commands one after the other, in order (a pipelined `GET`
-//! after a `SET` of the same key sees it); replies go out in command order once every command
-//! of a read has been answered. Many connections run at once, each its own transactions.
+//! A connection carries out its commands in order where order can be seen: pipelined commands
+//! (those of one read from the socket) run concurrently as long as none touches a key another
+//! one in flight writes and nothing is watched; any other command waits for those in flight
+//! first (a pipelined `GET` after a `SET` of the same key sees it). Replies go out in command
+//! order once every command of a read has been answered. Many connections run at once, each
+//! its own transactions.
 //!
 //! **WATCH.** When a command adds watched keys, the connection reads them (one read-only
 //! transaction) and keeps each record as the key's *expected* contents. Each later command's
@@ -180,6 +183,15 @@ struct Connection<'a> {
     decoder: RequestDecoder,
     queue: ReplyQueue,
     expected: BTreeMap<Key, Expect>,
+    in_flight: Vec<InFlight>,
+}
+
+/// A pipelined command running while others run.
+struct InFlight {
+    seq: crate::session::Seq,
+    answer: mpsc::Receiver<Done>,
+    keys: Vec<Key>,
+    write: bool,
 }
 
 impl<'a> Connection<'a> {
@@ -193,6 +205,7 @@ impl<'a> Connection<'a> {
             decoder: RequestDecoder::new(shared.limits),
             queue: ReplyQueue::new(),
             expected: BTreeMap::new(),
+            in_flight: Vec::new(),
         }
     }
 
@@ -220,28 +233,79 @@ impl<'a> Connection<'a> {
                     }
                     self.sync_watch();
                 }
-                Ok((n, None)) => return used + n,
+                Ok((n, None)) => {
+                    self.flush();
+                    return used + n;
+                }
                 Err(error) => {
                     self.shared.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     self.session.protocol_error(&error, &mut actions);
                     for a in actions.drain(..) {
                         self.act(a);
                     }
+                    self.flush();
                     return input.len();
                 }
             }
         }
+        self.flush();
         used
+    }
+
+    /// Whether `op` may run while the commands in flight run: nothing is watched, and it
+    /// touches none of their keys where either writes (so the connection's commands on one key
+    /// still take effect in order). Pipelined commands that pass run concurrently: the client
+    /// sent them all before any reply, so any order of them is one it could have seen.
+    fn may_overlap(&self, op: &Op) -> bool {
+        if !self.expected.is_empty() || !data::is_key_op(op) {
+            return false;
+        }
+        let keys = op.keys();
+        self.in_flight.iter().all(|f| {
+            !(f.write || op.is_write()) || keys.iter().all(|k| !f.keys.iter().any(|x| x == k))
+        })
+    }
+
+    /// Waits for every command in flight and completes it, in order.
+    fn flush(&mut self) {
+        for f in std::mem::take(&mut self.in_flight) {
+            let reply = match f.answer.recv_timeout(ANSWER_WAIT) {
+                Ok(done) => match done.result {
+                    Ok(mut replies) => replies.pop().unwrap_or(Reply::Null),
+                    Err(Failure::Error(reply)) => reply,
+                    Err(Failure::WatchedKeyChanged) => {
+                        Reply::error("ERR internal: no key was watched")
+                    }
+                },
+                Err(_) => Reply::error("ERR the store did not answer in time"),
+            };
+            let _ = self.queue.complete(f.seq, Completion::Reply(reply));
+        }
     }
 
     fn act(&mut self, action: Action) {
         match self.queue.issue(action) {
             None | Some(Request::Subscribe(_) | Request::Unsubscribe(_)) => {}
+            Some(Request::Execute { seq, op }) if self.may_overlap(&op) => {
+                let (reply, answer) = mpsc::channel();
+                let write = op.is_write();
+                let keys = op.keys().into_iter().map(<[u8]>::to_vec).collect();
+                match self.shared.service.request(Job { ops: vec![op], watched: Vec::new(), reply })
+                {
+                    Ok(()) => self.in_flight.push(InFlight { seq, answer, keys, write }),
+                    Err(e) => {
+                        let reply = Reply::error(format!("ERR the node is stopping ({e})"));
+                        let _ = self.queue.complete(seq, Completion::Reply(reply));
+                    }
+                }
+            }
             Some(Request::Execute { seq, op }) => {
+                self.flush();
                 let reply = self.execute(op);
                 let _ = self.queue.complete(seq, Completion::Reply(reply));
             }
             Some(Request::Exec { seq, transaction }) => {
+                self.flush();
                 let outcome = self.exec(transaction.ops, &transaction.watched);
                 let _ = self.queue.complete(seq, Completion::Exec(outcome));
             }
@@ -319,6 +383,9 @@ impl<'a> Connection<'a> {
 
     /// Drops the expectations of keys no longer watched and reads the newly watched ones.
     fn sync_watch(&mut self) {
+        if self.session.watched().next().is_some() {
+            self.flush();
+        }
         let watched: Vec<Key> = self.session.watched().map(<[u8]>::to_vec).collect();
         if watched.is_empty() {
             self.expected.clear();

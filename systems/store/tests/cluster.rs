@@ -247,3 +247,21 @@ fn a_node_stopped_with_sigterm_leaves_and_the_data_stays() {
     }
     c.nodes.truncate(3);
 }
+
+/// Pipelined commands run concurrently where no order can be seen, and in order on each key.
+#[test]
+fn pipelined_commands_keep_their_order_on_each_key() {
+    let c = StoreCluster::start(3, 3);
+    let mut cl = c.client(1);
+    let mut want = Vec::new();
+    for i in 0..60 {
+        let key = format!("p{}", i % 5);
+        cl.send(&[b"SET", key.as_bytes(), i.to_string().as_bytes()]);
+        cl.send(&[b"GET", key.as_bytes()]);
+        cl.send(&[b"INCR", b"pipelined"]);
+        cl.send(&[b"GET", format!("other{i}").as_bytes()]);
+        want.extend([V::ok(), V::bulk(&i.to_string()), V::Int(i + 1), V::Bulk(None)]);
+    }
+    let got: Vec<V> = (0..want.len()).map(|_| cl.read()).collect();
+    assert_eq!(got, want);
+}
