@@ -12,10 +12,23 @@
 //!   queue, `WATCH` set, subscriptions) as a machine that turns commands into actions, and the
 //!   [`ReplyQueue`](session::ReplyQueue) that puts replies back in command order.
 //!
-//! The node program, which routes each key through the ring to the replicas and commits
-//! through the transaction layer, arrives when those layers exist (see `ARCHITECTURE.md`).
+//!
+//! And the node, which carries the commands out through the layers below:
+//! * [`node`], the wiring of failure detector, relaxed ring, replication and transactions on
+//!   one host ([`node::build_store_node`]);
+//! * [`data`], the data model: Redis strings and sets as records of the transactional store,
+//!   and what each data command does to them (pure);
+//! * [`backend`], the component that runs each command, or `MULTI`/`EXEC` block, as one
+//!   transaction of the `Transactions` port, retrying conflicts (bounded);
+//! * [`server`], the TCP front door: a thread per connection, `WATCH` expectations;
+//! * [`cli`], the `selfman` program (`selfman node`, `selfman cluster`).
 #![deny(missing_docs)]
 
+pub mod backend;
+pub mod cli;
 pub mod command;
+pub mod data;
+pub mod node;
 pub mod resp;
+pub mod server;
 pub mod session;

@@ -274,6 +274,20 @@ impl Session {
         self.closed = true;
     }
 
+    /// Answers the next command with `reply` without running it: for a front door that refuses
+    /// a command the session would take (a feature its backend lacks). Inside `MULTI` the
+    /// refusal dooms the transaction, as any rejected command does.
+    pub fn refuse(&mut self, reply: Reply, out: &mut Vec<Action>) {
+        if self.closed {
+            return;
+        }
+        let seq = self.next_seq();
+        if let Some(m) = self.multi.as_mut() {
+            m.mark_dirty();
+        }
+        out.push(Action::Reply { seq, reply });
+    }
+
     /// Handles one decoded command and returns its actions.
     pub fn command(&mut self, args: Command) -> Vec<Action> {
         let mut out = Vec::new();

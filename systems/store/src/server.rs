@@ -1,0 +1,518 @@
+//! The Redis front door over TCP: one thread per client connection, each running a
+//! [`Session`] and a [`ReplyQueue`] and sending the data commands to the
+//! [`Backend`](crate::backend::Backend) as [`Job`]s.
+//!
+//! A connection carries out its commands in order where order can be seen: pipelined commands
+//! (those of one read from the socket) run concurrently as long as none touches a key another
+//! one in flight writes and nothing is watched; any other command waits for those in flight
+//! first (a pipelined `GET` after a `SET` of the same key sees it). Replies go out in command
+//! order once every command of a read has been answered. Many connections run at once, each
+//! its own transactions.
+//!
+//! **WATCH.** When a command adds watched keys, the connection reads them (one read-only
+//! transaction) and keeps each record as the key's *expected* contents. Each later command's
+//! reads of a watched key are compared with it: a different record means the key changed
+//! since `WATCH`, so the expectation becomes *broken* (as does a write of the key by the
+//! connection itself, which also fails `EXEC` in Redis). `EXEC` sends the expectations with
+//! its operations; the backend reads the keys inside the `EXEC`'s transaction and answers a
+//! null array, doing nothing, unless each still holds its expected record. The commit checks
+//! the versions of everything read, so the block's writes apply only to the state the client
+//! saw. One difference from Redis: a key changed and changed back to the same bytes between
+//! two of the client's reads (A → B → A) is not noticed; what the client computed from A is
+//! still right then.
+//!
+//! Bounds: a command waits at most [`ANSWER_WAIT`] for the backend, then answers an error; a
+//! connection that has this many replies pending stops reading (it never does: it answers
+//! everything it has read before it reads more).
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use selfman_core::{ComponentDefinition, Handled, ProvidedRef, Required, Setup};
+use selfman_ports::{Range, Ring, RingId, RingIndication};
+
+use crate::backend::{BackendStats, Done, Expect, Failure, Job, StoreService};
+use crate::command::{Key, Op};
+use crate::data;
+use crate::node::StorePayload;
+use crate::resp::{Limits, Reply, RequestDecoder};
+use crate::session::{
+    Action, Completion, ExecOutcome, ReplyQueue, Request, Session, SessionConfig,
+};
+
+/// The longest a command waits for the backend before it answers an error.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(60);
+
+/// What the node's ring tells about it, for readiness, `INFO` and shutdown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RingState {
+    /// This peer's identifier, once joined.
+    pub id: Option<RingId>,
+    /// The range it owns.
+    pub range: Option<Range>,
+    /// Whether it has left the ring (gracefully).
+    pub left: bool,
+    /// Whether a join was refused (its position is taken).
+    pub refused: bool,
+}
+
+/// The ring's state, shared.
+pub type SharedRingState = Arc<Mutex<RingState>>;
+
+/// Records the ring's indications into a [`SharedRingState`].
+pub struct RingWatcher {
+    ring: Required<Ring<StorePayload>>,
+    state: SharedRingState,
+}
+
+impl RingWatcher {
+    /// A watcher writing into `state`.
+    pub fn new(state: SharedRingState) -> RingWatcher {
+        RingWatcher { ring: Required::new(), state }
+    }
+
+    fn on_ring(&mut self, i: RingIndication<StorePayload>) -> Handled {
+        let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match i {
+            RingIndication::Joined { me, range, .. } => {
+                s.id = Some(me.id);
+                s.range = Some(range);
+            }
+            RingIndication::Responsibility(change) => s.range = change.now,
+            RingIndication::Left => s.left = true,
+            RingIndication::JoinRefused(_) => s.refused = true,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for RingWatcher {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.require(|c| &mut c.ring, Self::on_ring);
+    }
+}
+
+/// What every connection of a node shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Where jobs go.
+    pub service: ProvidedRef<StoreService>,
+    /// The backend's counters.
+    pub stats: Arc<BackendStats>,
+    /// The ring's state.
+    pub ring: SharedRingState,
+    /// The settings `CONFIG GET` and `INFO` show, name → value.
+    pub settings: BTreeMap<String, String>,
+    /// The default user's password, if any.
+    pub password: Option<Vec<u8>>,
+    /// The request decoder's bounds.
+    pub limits: Limits,
+    /// Connections open now.
+    pub clients: AtomicU64,
+    /// The next connection's id.
+    pub next_id: AtomicU64,
+    /// Connections closed for a protocol error.
+    pub protocol_errors: AtomicU64,
+    /// Set when the node stops: connections end after their current command.
+    pub stopping: AtomicBool,
+    /// When the node started.
+    pub started: Instant,
+}
+
+/// Accepts connections on `listener` until [`Shared::stopping`], one thread each.
+pub fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let _ = listener.set_nonblocking(true);
+    while !shared.stopping.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let shared = Arc::clone(&shared);
+                let _ = std::thread::Builder::new()
+                    .name("redis-conn".into())
+                    .spawn(move || connection(stream, &shared));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+fn connection(mut stream: TcpStream, shared: &Shared) {
+    shared.clients.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut conn = Connection::new(shared);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut input: Vec<u8> = Vec::new();
+    'conn: while !shared.stopping.load(Ordering::Acquire) {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        input.extend_from_slice(&buf[..n]);
+        let used = conn.receive(&input);
+        input.drain(..used);
+        let out = conn.queue.take_output();
+        if !out.is_empty() && stream.write_all(&out).is_err() {
+            break 'conn;
+        }
+        if conn.queue.is_closed() {
+            break;
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    shared.clients.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// One client connection's state above the session: its reply queue and watched keys'
+/// expectations.
+struct Connection<'a> {
+    shared: &'a Shared,
+    session: Session,
+    decoder: RequestDecoder,
+    queue: ReplyQueue,
+    expected: BTreeMap<Key, Expect>,
+    in_flight: Vec<InFlight>,
+}
+
+/// A pipelined command running while others run.
+struct InFlight {
+    seq: crate::session::Seq,
+    answer: mpsc::Receiver<Done>,
+    keys: Vec<Key>,
+    write: bool,
+}
+
+impl<'a> Connection<'a> {
+    fn new(shared: &'a Shared) -> Connection<'a> {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut config = SessionConfig::new(id);
+        config.password = shared.password.clone();
+        Connection {
+            shared,
+            session: Session::new(config),
+            decoder: RequestDecoder::new(shared.limits),
+            queue: ReplyQueue::new(),
+            expected: BTreeMap::new(),
+            in_flight: Vec::new(),
+        }
+    }
+
+    /// Decodes and carries out every whole request in `input`; returns the bytes used.
+    fn receive(&mut self, input: &[u8]) -> usize {
+        let mut used = 0;
+        let mut actions = Vec::new();
+        while !self.session.is_closed() {
+            self.decoder.set_authenticated(self.session.authenticated());
+            match self.decoder.decode(&input[used..]) {
+                Ok((n, Some(cmd))) => {
+                    used += n;
+                    let refused = cmd.first().is_some_and(|name| {
+                        [&b"subscribe"[..], b"psubscribe"]
+                            .iter()
+                            .any(|c| name.eq_ignore_ascii_case(c))
+                    });
+                    if refused && self.session.authenticated() {
+                        self.session.refuse(Reply::error(NO_NOTIFICATIONS), &mut actions);
+                    } else {
+                        self.session.command_into(cmd, &mut actions);
+                    }
+                    for a in actions.drain(..) {
+                        self.act(a);
+                    }
+                    self.sync_watch();
+                }
+                Ok((n, None)) => {
+                    self.flush();
+                    return used + n;
+                }
+                Err(error) => {
+                    self.shared.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    self.session.protocol_error(&error, &mut actions);
+                    for a in actions.drain(..) {
+                        self.act(a);
+                    }
+                    self.flush();
+                    return input.len();
+                }
+            }
+        }
+        self.flush();
+        used
+    }
+
+    /// Whether `op` may run while the commands in flight run: nothing is watched, and it
+    /// touches none of their keys where either writes (so the connection's commands on one key
+    /// still take effect in order). Pipelined commands that pass run concurrently: the client
+    /// sent them all before any reply, so any order of them is one it could have seen.
+    fn may_overlap(&self, op: &Op) -> bool {
+        if !self.expected.is_empty() || !data::is_key_op(op) {
+            return false;
+        }
+        let keys = op.keys();
+        self.in_flight.iter().all(|f| {
+            !(f.write || op.is_write()) || keys.iter().all(|k| !f.keys.iter().any(|x| x == k))
+        })
+    }
+
+    /// Waits for every command in flight and completes it, in order.
+    fn flush(&mut self) {
+        for f in std::mem::take(&mut self.in_flight) {
+            let reply = match f.answer.recv_timeout(ANSWER_WAIT) {
+                Ok(done) => match done.result {
+                    Ok(mut replies) => replies.pop().unwrap_or(Reply::Null),
+                    Err(Failure::Error(reply)) => reply,
+                    Err(Failure::WatchedKeyChanged) => {
+                        Reply::error("ERR internal: no key was watched")
+                    }
+                },
+                Err(_) => Reply::error("ERR the store did not answer in time"),
+            };
+            let _ = self.queue.complete(f.seq, Completion::Reply(reply));
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        match self.queue.issue(action) {
+            None | Some(Request::Subscribe(_) | Request::Unsubscribe(_)) => {}
+            Some(Request::Execute { seq, op }) if self.may_overlap(&op) => {
+                let (reply, answer) = mpsc::channel();
+                let write = op.is_write();
+                let keys = op.keys().into_iter().map(<[u8]>::to_vec).collect();
+                match self.shared.service.request(Job { ops: vec![op], watched: Vec::new(), reply })
+                {
+                    Ok(()) => self.in_flight.push(InFlight { seq, answer, keys, write }),
+                    Err(e) => {
+                        let reply = Reply::error(format!("ERR the node is stopping ({e})"));
+                        let _ = self.queue.complete(seq, Completion::Reply(reply));
+                    }
+                }
+            }
+            Some(Request::Execute { seq, op }) => {
+                self.flush();
+                let reply = self.execute(op);
+                let _ = self.queue.complete(seq, Completion::Reply(reply));
+            }
+            Some(Request::Exec { seq, transaction }) => {
+                self.flush();
+                let outcome = self.exec(transaction.ops, &transaction.watched);
+                let _ = self.queue.complete(seq, Completion::Exec(outcome));
+            }
+        }
+    }
+
+    /// Submits a job and waits for its outcome (bounded).
+    fn run(&mut self, ops: Vec<Op>, watched: Vec<(Key, Expect)>) -> Done {
+        let (reply, answers) = mpsc::channel();
+        let writes: Vec<Key> = ops
+            .iter()
+            .filter(|op| op.is_write())
+            .flat_map(|op| op.keys().into_iter().map(<[u8]>::to_vec))
+            .collect();
+        let job = Job { ops, watched, reply };
+        let done = match self.shared.service.request(job) {
+            Err(e) => Done {
+                result: Err(Failure::Error(Reply::error(format!(
+                    "ERR the node is stopping ({e})"
+                )))),
+                observed: Vec::new(),
+            },
+            Ok(()) => answers.recv_timeout(ANSWER_WAIT).unwrap_or_else(|_| Done {
+                result: Err(Failure::Error(Reply::error("ERR the store did not answer in time"))),
+                observed: Vec::new(),
+            }),
+        };
+        for (k, record) in &done.observed {
+            if let Some(e @ Expect::Record(_)) = self.expected.get_mut(k) {
+                if *e != Expect::Record(record.clone()) {
+                    *e = Expect::Broken;
+                }
+            }
+        }
+        if done.result.is_ok() {
+            for k in writes {
+                if let Some(e) = self.expected.get_mut(&k) {
+                    *e = Expect::Broken;
+                }
+            }
+        }
+        done
+    }
+
+    fn execute(&mut self, op: Op) -> Reply {
+        if !data::is_key_op(&op) {
+            return self.store_wide(&op);
+        }
+        match self.run(vec![op], Vec::new()).result {
+            Ok(mut replies) => replies.pop().unwrap_or(Reply::Null),
+            Err(Failure::Error(reply)) => reply,
+            Err(Failure::WatchedKeyChanged) => Reply::error("ERR internal: no key was watched"),
+        }
+    }
+
+    fn exec(&mut self, ops: Vec<Op>, watched: &[Key]) -> ExecOutcome {
+        if let Some(op) = ops.iter().find(|op| !data::is_key_op(op)) {
+            let name = format!("{op:?}");
+            let name = name.split([' ', '{']).next().unwrap_or("").to_uppercase();
+            return ExecOutcome::Failed(Reply::error(format!(
+                "EXECABORT {name} cannot run inside a transaction in this store; nothing was done"
+            )));
+        }
+        let watched: Vec<(Key, Expect)> = watched
+            .iter()
+            .map(|k| (k.clone(), self.expected.get(k).cloned().unwrap_or(Expect::Broken)))
+            .collect();
+        self.expected.clear();
+        match self.run(ops, watched).result {
+            Ok(replies) => ExecOutcome::Committed(replies),
+            Err(Failure::WatchedKeyChanged) => ExecOutcome::WatchedKeyChanged,
+            Err(Failure::Error(reply)) => ExecOutcome::Failed(reply),
+        }
+    }
+
+    /// Drops the expectations of keys no longer watched and reads the newly watched ones.
+    fn sync_watch(&mut self) {
+        if self.session.watched().next().is_some() {
+            self.flush();
+        }
+        let watched: Vec<Key> = self.session.watched().map(<[u8]>::to_vec).collect();
+        if watched.is_empty() {
+            self.expected.clear();
+            return;
+        }
+        self.expected.retain(|k, _| watched.binary_search(k).is_ok());
+        let new: Vec<Key> =
+            watched.into_iter().filter(|k| !self.expected.contains_key(k)).collect();
+        if new.is_empty() {
+            return;
+        }
+        let ops = new.iter().map(|k| Op::Exists { keys: vec![k.clone()] }).collect();
+        let done = self.run(ops, Vec::new());
+        let ok = done.result.is_ok();
+        let observed: BTreeMap<Key, Option<Vec<u8>>> = done.observed.into_iter().collect();
+        for k in new {
+            let e = match observed.get(&k) {
+                Some(record) if ok => Expect::Record(record.clone()),
+                _ => Expect::Broken,
+            };
+            self.expected.insert(k, e);
+        }
+    }
+
+    /// Commands on the whole store.
+    fn store_wide(&self, op: &Op) -> Reply {
+        match op {
+            Op::Info { sections } => {
+                Reply::Verbatim { format: *b"txt", text: self.info(sections).into_bytes() }
+            }
+            Op::ConfigGet { patterns } => {
+                let mut pairs = Vec::new();
+                for (name, value) in &self.shared.settings {
+                    if patterns.iter().any(|p| glob(p, name.as_bytes())) {
+                        pairs.push((Reply::bulk(name), Reply::bulk(value)));
+                    }
+                }
+                Reply::Map(pairs)
+            }
+            Op::DbSize
+            | Op::Scan { .. }
+            | Op::Keys { .. }
+            | Op::FlushAll { .. }
+            | Op::FlushDb { .. } => Reply::error(NO_WALK),
+            _ => Reply::error("ERR internal: a key command reached the store-wide path"),
+        }
+    }
+
+    fn info(&self, sections: &[Vec<u8>]) -> String {
+        let all = sections.is_empty()
+            || sections.iter().any(|s| {
+                s.as_slice() == b"all"
+                    || s.as_slice() == b"default"
+                    || s.as_slice() == b"everything"
+            });
+        let want = |name: &str| all || sections.iter().any(|s| s.as_slice() == name.as_bytes());
+        let sh = self.shared;
+        let mut out = String::new();
+        if want("server") {
+            out.push_str("# Server\r\n");
+            out.push_str(&format!("selfman_version:{}\r\n", env!("CARGO_PKG_VERSION")));
+            out.push_str("redis_version:7.0.0\r\nredis_mode:standalone\r\n");
+            out.push_str(&format!("process_id:{}\r\n", std::process::id()));
+            out.push_str(&format!("uptime_in_seconds:{}\r\n", sh.started.elapsed().as_secs()));
+            for key in ["redis", "listen"] {
+                if let Some(v) = sh.settings.get(key) {
+                    out.push_str(&format!("{key}_address:{v}\r\n"));
+                }
+            }
+            out.push_str("\r\n");
+        }
+        if want("clients") {
+            out.push_str("# Clients\r\n");
+            out.push_str(&format!(
+                "connected_clients:{}\r\n\r\n",
+                sh.clients.load(Ordering::Relaxed)
+            ));
+        }
+        if want("keyspace") {
+            // The store does not count its keys (a count would be a walk over the ring).
+            out.push_str("# Keyspace\r\n\r\n");
+        }
+        if want("selfman") {
+            let ring = sh.ring.lock().map(|r| r.clone()).unwrap_or_default();
+            let st = &sh.stats;
+            out.push_str("# Selfman\r\n");
+            out.push_str(&format!("ring_joined:{}\r\n", u8::from(ring.id.is_some())));
+            if let Some(id) = ring.id {
+                out.push_str(&format!("ring_id:{}\r\n", id.0));
+            }
+            if let Some(r) = ring.range {
+                out.push_str(&format!("ring_range:{r:?}\r\n"));
+            }
+            if let Some(f) = sh.settings.get("replicas") {
+                out.push_str(&format!("replicas:{f}\r\n"));
+            }
+            let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            out.push_str(&format!("tx_committed:{}\r\n", c(&st.committed)));
+            out.push_str(&format!("tx_aborted:{}\r\n", c(&st.aborted)));
+            out.push_str(&format!("tx_watch_failed:{}\r\n", c(&st.watch_failed)));
+            out.push_str(&format!("tx_failed:{}\r\n", c(&st.failed)));
+            out.push_str(&format!("tx_stray_answers:{}\r\n", c(&st.stray)));
+            out.push_str(&format!("protocol_errors:{}\r\n\r\n", c(&sh.protocol_errors)));
+        }
+        out
+    }
+}
+
+/// The reply to `SUBSCRIBE`/`PSUBSCRIBE`.
+pub const NO_NOTIFICATIONS: &str =
+    "ERR keyspace notifications are not wired to the transaction layer in this node yet";
+/// The reply to the commands that walk the whole store.
+pub const NO_WALK: &str =
+    "ERR DBSIZE, SCAN, KEYS and FLUSHALL/FLUSHDB need a walk over the ring, which this node does not do yet";
+
+/// Redis' glob match, as far as `CONFIG GET` needs it (`*`, `?`, `\` escapes; no classes).
+pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.split_first(), text.split_first()) {
+        (None, None) => true,
+        (None, Some(_)) => false,
+        (Some((b'*', rest)), _) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
+        (Some(_), None) => false,
+        (Some((b'?', rest)), Some((_, t))) => glob(rest, t),
+        (Some((b'\\', rest)), Some((c, t))) => match rest.split_first() {
+            Some((p, rest)) => p == c && glob(rest, t),
+            None => false,
+        },
+        (Some((p, rest)), Some((c, t))) => p.eq_ignore_ascii_case(c) && glob(rest, t),
+    }
+}

@@ -1,0 +1,267 @@
+//! The store as processes: `selfman node` processes on 127.0.0.1 joined into one ring, driven
+//! over the Redis protocol. Every process is stopped and reaped by PID (support module).
+//!
+//! * commands answered alike by every node, whichever node holds the key;
+//! * `MULTI`/`EXEC` all or nothing, `WATCH` answering a null `EXEC` after another client's
+//!   change and running the block when nothing changed;
+//! * concurrent `INCR`s from clients of every node lose no update; concurrent bank transfers
+//!   with `WATCH`/`MULTI`/`EXEC`, retried on a null `EXEC`, keep the total;
+//! * a node stopped with SIGTERM leaves gracefully (exit status 0) and the others still
+//!   serve every key written before.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{StoreCluster, V};
+
+#[test]
+fn every_node_serves_every_key_with_redis_replies() {
+    let c = StoreCluster::start(3, 3);
+    for i in 0..3 {
+        assert_eq!(c.client(i).cmd(&format!("SET key{i} value{i}")), V::ok());
+    }
+    for i in 0..3 {
+        let mut cl = c.client(i);
+        let got = cl.cmd("MGET key0 key1 key2 nokey");
+        let want: Vec<V> =
+            vec![V::bulk("value0"), V::bulk("value1"), V::bulk("value2"), V::Bulk(None)];
+        assert_eq!(got, V::Array(Some(want)), "node {i}");
+    }
+    let mut a = c.client(0);
+    let mut b = c.client(1);
+    assert_eq!(a.cmd("INCRBY n 10"), V::Int(10));
+    assert_eq!(b.cmd("DECR n"), V::Int(9));
+    assert_eq!(b.cmd("INCR key0"), V::Err("ERR value is not an integer or out of range".into()));
+    assert_eq!(a.cmd("SET big 9223372036854775807"), V::ok());
+    assert_eq!(b.cmd("INCR big"), V::Err("ERR increment or decrement would overflow".into()));
+    assert_eq!(a.cmd("APPEND key0 !"), V::Int(7));
+    assert_eq!(b.cmd("GET key0"), V::bulk("value0!"));
+    assert_eq!(b.cmd("STRLEN key0"), V::Int(7));
+    assert_eq!(a.cmd("SETNX key0 x"), V::Int(0));
+    assert_eq!(a.cmd("SET key0 y NX"), V::Bulk(None));
+    assert_eq!(a.cmd("SET key0 y XX GET"), V::bulk("value0!"));
+    assert_eq!(b.cmd("GETSET key0 z"), V::bulk("y"));
+    assert_eq!(a.cmd("SADD s b a c a"), V::Int(3));
+    assert_eq!(b.cmd("SREM s c zz"), V::Int(1));
+    assert_eq!(b.cmd("SMEMBERS s"), V::Array(Some(vec![V::bulk("a"), V::bulk("b")])));
+    assert_eq!(a.cmd("SISMEMBER s a"), V::Int(1));
+    assert_eq!(a.cmd("SCARD s"), V::Int(2));
+    assert_eq!(a.cmd("TYPE s"), V::Simple("set".into()));
+    assert_eq!(a.cmd("TYPE key0"), V::Simple("string".into()));
+    let wrong = V::Err("WRONGTYPE Operation against a key holding the wrong kind of value".into());
+    assert_eq!(b.cmd("GET s"), wrong);
+    assert_eq!(b.cmd("SADD key0 m"), wrong);
+    assert_eq!(a.cmd("EXISTS s key0 key0 nokey"), V::Int(3));
+    assert_eq!(b.cmd("DEL s key0 nokey s"), V::Int(2));
+    assert_eq!(a.cmd("EXISTS s key0"), V::Int(0));
+    assert_eq!(a.cmd("MSET m1 1 m2 2 m1 3"), V::ok());
+    assert_eq!(b.cmd("MGET m1 m2"), V::Array(Some(vec![V::bulk("3"), V::bulk("2")])));
+    assert_eq!(a.cmd("DBSIZE"), V::Err(selfman_store::server::NO_WALK.into()));
+}
+
+#[test]
+fn multi_exec_is_one_transaction_and_watch_detects_changes() {
+    let c = StoreCluster::start(3, 3);
+    let mut a = c.client(0);
+    let mut b = c.client(2);
+    // All or nothing, with a per-command error inside, as Redis.
+    assert_eq!(a.cmd("SET s x"), V::ok());
+    assert_eq!(a.cmd("MULTI"), V::ok());
+    assert_eq!(a.cmd("INCR x1"), V::Simple("QUEUED".into()));
+    assert_eq!(a.cmd("SADD s m"), V::Simple("QUEUED".into()));
+    assert_eq!(a.cmd("INCRBY x2 5"), V::Simple("QUEUED".into()));
+    assert_eq!(a.cmd("GET x1"), V::Simple("QUEUED".into()));
+    let wrong = V::Err("WRONGTYPE Operation against a key holding the wrong kind of value".into());
+    assert_eq!(a.cmd("EXEC"), V::Array(Some(vec![V::Int(1), wrong, V::Int(5), V::bulk("1")])));
+    assert_eq!(b.cmd("MGET x1 x2"), V::Array(Some(vec![V::bulk("1"), V::bulk("5")])));
+
+    // WATCH, another client changes the key: EXEC answers null and does nothing.
+    assert_eq!(a.cmd("WATCH x1"), V::ok());
+    assert_eq!(a.cmd("GET x1"), V::bulk("1"));
+    assert_eq!(b.cmd("SET x1 100"), V::ok());
+    assert_eq!(a.cmd("MULTI"), V::ok());
+    assert_eq!(a.cmd("SET x2 changed"), V::Simple("QUEUED".into()));
+    assert_eq!(a.cmd("EXEC"), V::Array(None));
+    assert_eq!(b.cmd("GET x2"), V::bulk("5"), "a failed EXEC changes nothing");
+
+    // The change happens before the client's read: the read sees it, EXEC fails (as Redis).
+    assert_eq!(a.cmd("WATCH x1"), V::ok());
+    assert_eq!(b.cmd("SET x1 101"), V::ok());
+    assert_eq!(a.cmd("GET x1"), V::bulk("101"));
+    assert_eq!(a.cmd("MULTI"), V::ok());
+    assert_eq!(a.cmd("SET x2 changed"), V::Simple("QUEUED".into()));
+    assert_eq!(a.cmd("EXEC"), V::Array(None));
+
+    // The client's own write of a watched key fails the EXEC too, as in Redis.
+    assert_eq!(a.cmd("WATCH x1"), V::ok());
+    assert_eq!(a.cmd("SET x1 7"), V::ok());
+    assert_eq!(a.cmd("MULTI"), V::ok());
+    assert_eq!(a.cmd("SET x2 changed"), V::Simple("QUEUED".into()));
+    assert_eq!(a.cmd("EXEC"), V::Array(None));
+
+    // Nothing changed: the block runs; a watch on an absent key too.
+    assert_eq!(a.cmd("WATCH x1 absent"), V::ok());
+    assert_eq!(a.cmd("GET x1"), V::bulk("7"));
+    assert_eq!(a.cmd("MULTI"), V::ok());
+    assert_eq!(a.cmd("SET x2 changed"), V::Simple("QUEUED".into()));
+    assert_eq!(a.cmd("EXEC"), V::Array(Some(vec![V::ok()])));
+    assert_eq!(b.cmd("GET x2"), V::bulk("changed"));
+
+    // UNWATCH forgets; a watched key created by someone else fails the EXEC.
+    assert_eq!(a.cmd("WATCH nothing"), V::ok());
+    assert_eq!(b.cmd("SET nothing here"), V::ok());
+    assert_eq!(a.cmd("MULTI"), V::ok());
+    assert_eq!(a.cmd("EXEC"), V::Array(None));
+    assert_eq!(a.cmd("WATCH nothing"), V::ok());
+    assert_eq!(b.cmd("SET nothing again"), V::ok());
+    assert_eq!(a.cmd("UNWATCH"), V::ok());
+    assert_eq!(a.cmd("MULTI"), V::ok());
+    assert_eq!(a.cmd("EXEC"), V::Array(Some(vec![])));
+}
+
+const THREADS: usize = 8;
+const INCRS: i64 = 40;
+const ACCOUNTS: usize = 4;
+const TRANSFERS: usize = 15;
+
+/// `THREADS` clients, spread over the nodes, each doing `INCRS` increments of one counter
+/// (when `incr`) and `TRANSFERS` check-and-set transfers between random accounts (`WATCH`
+/// both, read both, `MULTI`, write both, `EXEC`, again on a null reply). Returns the
+/// retries, the counter and the bank total as each node reads them.
+fn workload(c: &Arc<StoreCluster>, incr: bool) -> (i64, Vec<(i64, i64)>) {
+    let mut setup = c.client(0);
+    for a in 0..ACCOUNTS {
+        assert_eq!(setup.cmd(&format!("SET acct{a} 100")), V::ok());
+    }
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let c = Arc::clone(c);
+            std::thread::spawn(move || {
+                let mut cl = c.client(t);
+                for _ in 0..if incr { INCRS } else { 0 } {
+                    let v = cl.cmd("INCR counter");
+                    assert!(
+                        matches!(v, V::Int(_)),
+                        "INCR answers an integer, never a conflict: {v:?}"
+                    );
+                }
+                let mut seed = t as u64 * 7919 + 1;
+                let mut next = || {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as usize
+                };
+                let mut retries = 0;
+                for _ in 0..TRANSFERS {
+                    let from = next() % ACCOUNTS;
+                    let to = (from + 1 + next() % (ACCOUNTS - 1)) % ACCOUNTS;
+                    loop {
+                        assert_eq!(cl.cmd(&format!("WATCH acct{from} acct{to}")), V::ok());
+                        let a = cl.cmd(&format!("GET acct{from}")).int();
+                        let b = cl.cmd(&format!("GET acct{to}")).int();
+                        let amount = (next() % 10) as i64 + 1;
+                        assert_eq!(cl.cmd("MULTI"), V::ok());
+                        cl.cmd(&format!("SET acct{from} {}", a - amount));
+                        cl.cmd(&format!("SET acct{to} {}", b + amount));
+                        match cl.cmd("EXEC") {
+                            V::Array(Some(r)) => {
+                                assert_eq!(r, vec![V::ok(), V::ok()]);
+                                break;
+                            }
+                            V::Array(None) => retries += 1,
+                            other => panic!("EXEC: {other:?}"),
+                        }
+                        assert!(retries < 500, "a transfer kept failing");
+                    }
+                }
+                retries
+            })
+        })
+        .collect();
+    let retries: i64 = threads.into_iter().map(|t| t.join().expect("a client thread")).sum();
+    let seen = (0..c.nodes.len())
+        .map(|i| {
+            let mut cl = c.client(i);
+            let counter = match cl.cmd("GET counter") {
+                V::Bulk(None) => 0,
+                v => v.int(),
+            };
+            let total: i64 = (0..ACCOUNTS).map(|a| cl.cmd(&format!("GET acct{a}")).int()).sum();
+            (counter, total)
+        })
+        .collect();
+    (retries, seen)
+}
+
+#[test]
+fn concurrent_increments_and_transfers_lose_nothing() {
+    let c = Arc::new(StoreCluster::start(4, 4));
+    let (retries, seen) = workload(&c, true);
+    eprintln!(
+        "transfers: {} committed, {retries} EXECs retried after a watched key changed",
+        THREADS * TRANSFERS
+    );
+    for (i, (counter, total)) in seen.into_iter().enumerate() {
+        assert_eq!(counter, THREADS as i64 * INCRS, "node {i}: no lost increment");
+        assert_eq!(total, 100 * ACCOUNTS as i64, "node {i}: the bank total is kept");
+    }
+}
+
+/// The bank check catches a backend whose `EXEC` ignores `WATCH` (lost updates).
+#[test]
+fn the_bank_check_catches_an_exec_that_ignores_watch() {
+    let c = Arc::new(StoreCluster::start_with(4, 4, &["--flaw", "ignores-watch"]));
+    for round in 0..3 {
+        let (retries, seen) = workload(&c, false);
+        assert_eq!(retries, 0, "a flawed EXEC never answers null");
+        if seen.iter().any(|(_, total)| *total != 100 * ACCOUNTS as i64) {
+            eprintln!("round {round}: the flawed backend lost updates, totals {seen:?}: caught");
+            return;
+        }
+    }
+    panic!("three rounds of concurrent transfers kept the total with a flawed EXEC: the check is blind");
+}
+
+#[test]
+fn a_node_stopped_with_sigterm_leaves_and_the_data_stays() {
+    let mut c = StoreCluster::start(4, 4);
+    let mut cl = c.client(1);
+    for k in 0..40 {
+        assert_eq!(cl.cmd(&format!("SET k{k} v{k}")), V::ok());
+    }
+    let leaving = c.procs.iter_mut().nth(3).expect("node 3");
+    let status = leaving.terminate(Duration::from_secs(20)).expect("node 3 stops");
+    assert!(status.success(), "a node leaves gracefully on SIGTERM: {status:?}");
+    for i in 0..3 {
+        let mut cl = c.client(i);
+        for k in 0..40 {
+            assert_eq!(
+                cl.cmd(&format!("GET k{k}")),
+                V::bulk(&format!("v{k}")),
+                "node {i}, key k{k}"
+            );
+        }
+    }
+    c.nodes.truncate(3);
+}
+
+/// Pipelined commands run concurrently where no order can be seen, and in order on each key.
+#[test]
+fn pipelined_commands_keep_their_order_on_each_key() {
+    let c = StoreCluster::start(3, 3);
+    let mut cl = c.client(1);
+    let mut want = Vec::new();
+    for i in 0..60 {
+        let key = format!("p{}", i % 5);
+        cl.send(&[b"SET", key.as_bytes(), i.to_string().as_bytes()]);
+        cl.send(&[b"GET", key.as_bytes()]);
+        cl.send(&[b"INCR", b"pipelined"]);
+        cl.send(&[b"GET", format!("other{i}").as_bytes()]);
+        want.extend([V::ok(), V::bulk(&i.to_string()), V::Int(i + 1), V::Bulk(None)]);
+    }
+    let got: Vec<V> = (0..want.len()).map(|_| cl.read()).collect();
+    assert_eq!(got, want);
+}
