@@ -372,6 +372,21 @@ const RING_REGRESSIONS: &[Regression] = &[
                  still joining at the partition off)",
     },
     Regression {
+        scenario: "ring-partition",
+        seed: 732,
+        caught: "a peer whose seven successors were all on the other side was left without a \
+                 successor for good, its true successor with a predecessor behind the partition \
+                 (fix: with no live successor-list entry, fix to the nearest live finger and \
+                 follow its redirects back)",
+    },
+    Regression {
+        scenario: "ring-partition",
+        seed: 1093,
+        caught: "as 732, then a finger to the other side inside the peer's own range outlived \
+                 the run: its slot's ideal is a key the peer owns, never refreshed (fix: \
+                 fingers inside the owned range are dropped every refresh period)",
+    },
+    Regression {
         scenario: "ring-branches",
         seed: 21,
         caught: "a joiner cut from its predecessor, which never heard of it, never got its \

@@ -15,7 +15,7 @@
 //! hop: `O(log_k n)` hops.
 
 use selfman_core::NodeAddr;
-use selfman_ports::{Peer, RingId};
+use selfman_ports::{Peer, Range, RingId};
 
 /// A k-ary finger table for the peer at `me`.
 #[derive(Clone, Debug)]
@@ -97,6 +97,16 @@ impl Fingers {
         let me = self.me;
         let before = self.peers.len();
         self.peers.retain(|q| q.id.distance_from(me) >= distance);
+        before != self.peers.len()
+    }
+
+    /// Forgets the fingers inside `range`, the range this peer owns: no ring member lies
+    /// there (it would be the predecessor), so they are peers that crashed, left or are
+    /// still joining; returns whether any was. (A refresh would never drop them: the ideal
+    /// identifiers in that range are this peer's own keys, which it does not look up.)
+    pub fn forget_within(&mut self, range: Range) -> bool {
+        let before = self.peers.len();
+        self.peers.retain(|q| !range.contains(q.id));
         before != self.peers.len()
     }
 

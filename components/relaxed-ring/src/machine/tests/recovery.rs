@@ -252,3 +252,22 @@ fn a_gap_behind_a_predecessor_that_cannot_check_in_opens_again() {
     assert_eq!(w.view(150).range, Some(range(100, 150)));
     w.assert_consistent();
 }
+
+#[test]
+fn a_peer_whose_whole_successor_list_is_gone_finds_its_successor_through_its_fingers() {
+    // Lists of 3; 300, 400 and 500 crash at once: 200 has no live successor-list entry left
+    // (as a peer whose successors are all on the other side of a partition: `ring-partition`
+    // seeds 732 and 1093). It must not wait for a list nobody refills: it tries the nearest
+    // live finger, whose redirects bring it back to 600.
+    let config = super::RingConfig { succ_list_size: 3, ..super::RingConfig::default() };
+    let mut w = World::with(config);
+    w.build(&[100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200]);
+    for id in [300, 400, 500] {
+        w.crash_detected(id);
+    }
+    w.run();
+    w.tick_for(secs(3));
+    assert_eq!(w.view(200).succ, Some(w.peer(600)), "{:?}", w.view(200));
+    assert_eq!(w.view(600).range, Some(range(200, 600)));
+    w.assert_ring();
+}
