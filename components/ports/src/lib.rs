@@ -36,6 +36,7 @@ mod leader_election;
 mod membership;
 mod replication;
 mod ring;
+pub mod ring_check;
 mod views;
 
 pub use broadcast::{BebDeliver, BebRequest, BestEffortBroadcast};

@@ -24,7 +24,7 @@
 //!   within the timeout. A `Found` names a peer that owned the key at some instant between the
 //!   request and the answer (the instant it answered is one of them) — never a wrong peer that
 //!   answers; otherwise the answer is `Unavailable`. Lookups issued after the ring converged
-//!   must all be `Found`, naming exactly the peer [`responsible`](super::ring::responsible) for
+//!   must all be `Found`, naming exactly the peer [`responsible`](selfman_ports::ring_check::responsible) for
 //!   the key.
 //!
 //! The range history is kept per incarnation as a list of changes, so the question "did `p` own
@@ -40,7 +40,7 @@ use std::time::Duration;
 use selfman_core::{NodeAddr, Time};
 use selfman_ports::{LookupOutcome, Peer, Range, RingId, Unavailable};
 
-use super::ring::overreaches;
+use selfman_ports::ring_check::overreaches;
 
 /// A lookup a user issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Scenarios of the relaxed ring (see [`crate::SCENARIOS`]): every node runs the heartbeat
 //! detector, the relaxed ring over it and a user that looks up a random key every 250 ms
 //! ([`build_ring_node`]); the checks read the global view after every step and the users'
-//! records ([`checkers::ring`](crate::checkers::ring),
+//! records ([`selfman_ports::ring_check`],
 //! [`checkers::ring_history`](crate::checkers::ring_history)).
 //!
 //! Every scenario has the same shape: a **fault phase** over lossy links with random delays
@@ -40,11 +40,11 @@ use selfman_ports::{Peer, RingId, RingRequest, RingStatus, RingView};
 use selfman_relaxed_ring::{Fingers, Flaw, RingConfig};
 use selfman_sim::{Latency, LinkModel, Run, Scenario, SimConfig, SimHost, SimNetConfig};
 
-use crate::checkers::ring::{
-    branches, dead_fingers, members, ranges_partition, responsible, ring_convergence,
-};
 use crate::checkers::ring_history::{show_time, LookupStats};
 use crate::scenarios::nodes::{build_ring_node, RingBoard, RingWiring};
+use selfman_ports::ring_check::{
+    branches, dead_fingers, members, ranges_partition, responsible, ring_convergence,
+};
 
 /// Link delays in every phase: 1 ms plus an exponential extra of mean 4 ms (capped by the
 /// simulator at 20 × the mean).
