@@ -130,6 +130,9 @@ struct Joining {
     retry_at: Time,
     /// The current attempt was answered (by anyone).
     answered: bool,
+    /// Attempts in a row that nobody answered (the joiner gives up at [`JOIN_GIVE_UP`]).
+    #[serde(default)]
+    unanswered: u32,
     /// The access peer the user named, then ring peers that answered an attempt (at most
     /// [`JOIN_ACCESS`]): an attempt that goes unanswered is followed by one to the next of them.
     accesses: Vec<NodeAddr>,
@@ -137,6 +140,16 @@ struct Joining {
 
 /// Access peers a joiner remembers at most (the user's, and peers that answered it).
 pub(crate) const JOIN_ACCESS: usize = 4;
+
+/// A joiner gives up (outside again, [`JoinRefusal::NoAnswer`]) after this many attempts in a
+/// row that nobody answered, one [`RingConfig::join_timeout`] apart, going round the access
+/// peers it knows. Why 8: an attempt and its answer cross a few lossy hops (15 % lost at 3 %
+/// per hop over five hops), so eight lost in a row through a live access peer happen about
+/// once in 4·10⁶ joins; a crashed or unreachable access peer is given up on after 16 s with
+/// the default timeout.
+///
+/// [`JoinRefusal::NoAnswer`]: selfman_ports::JoinRefusal::NoAnswer
+pub const JOIN_GIVE_UP: u32 = 8;
 
 /// How this peer's predecessor joined, kept while the predecessor has not checked in: its
 /// `join_ok` may have been lost, and only this peer (its successor) can answer its next
