@@ -77,7 +77,7 @@ pub use config::{ConfigError, RingConfig};
 pub use machine::Flaw;
 pub use machine::{
     Fault, FaultCounts, Fingers, RelaxedRingMachine, RingOutput, RingState, JOIN_GIVE_UP,
-    JOIN_OK_RESENDS, MAX_CRASHED, MAX_PENDING, NEW_SUCC_RESENDS, PRED_LIST_EXPIRY,
+    JOIN_OK_RESENDS, MAX_CRASHED, MAX_PENDING, NEW_SUCC_RESENDS, PRED_LIST_EXPIRY, WATCHED_SUCCS,
 };
 pub use messages::RingMessage;
 
