@@ -1,8 +1,8 @@
 //! Checkers of a ring overlay over a whole run: the range every peer owned at every instant,
-//! the lookups its users issued and what they were told. Like [`super::ring`], they know
-//! nothing of the implementation; a scenario feeds them from its global view after every
-//! step ([`RingHistory::observe`]) and from the users' recorders ([`RingHistory::issued`],
-//! [`RingHistory::answered`]).
+//! the lookups its users issued and what they were told. Like [`selfman_ports::ring_check`],
+//! they know nothing of the implementation; a scenario feeds them from its global view after
+//! every step ([`RingHistory::observe`]) and from the users' recorders
+//! ([`RingHistory::issued`], [`RingHistory::answered`]).
 //!
 //! * **Lookup consistency, every step** ([`RingHistory::observe`]): no live owner's range holds
 //!   another live owner's identifier. One exception, the one the `Ring` port documents: a peer
