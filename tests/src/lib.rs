@@ -389,6 +389,40 @@ const RING_REGRESSIONS: &[Regression] = &[
                  still joining at the partition off)",
     },
     Regression {
+        scenario: "ring-partition",
+        seed: 732,
+        caught: "(halves by node index then) a peer whose seven successors were all on the other \
+                 side was left without a successor for good, its true successor with a \
+                 predecessor behind the partition (fix: with no live successor-list entry, fix to \
+                 the nearest live finger and follow its redirects back); the scenario has drawn \
+                 its halves from the seed since: 16 and 28 replay that failure now",
+    },
+    Regression {
+        scenario: "ring-partition",
+        seed: 1093,
+        caught: "as 732, then a finger to the other side inside the peer's own range outlived \
+                 the run: its slot's ideal is a key the peer owns, never refreshed (fix: \
+                 fingers inside the owned range are dropped every refresh period); 76 replays it",
+    },
+    Regression {
+        scenario: "ring-partition",
+        seed: 16,
+        caught: "with random halves, before the fix of 732: a successor list all on the other side",
+    },
+    Regression {
+        scenario: "ring-partition",
+        seed: 28,
+        caught:
+            "as 16: a peer kept a predecessor from the other side (the peer that should fix it \
+                 had no successor)",
+    },
+    Regression {
+        scenario: "ring-partition",
+        seed: 76,
+        caught: "with random halves, before the fix of 1093: a finger to the other side past its \
+                 deadline",
+    },
+    Regression {
         scenario: "ring-branches",
         seed: 21,
         caught: "a joiner cut from its predecessor, which never heard of it, never got its \

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use selfman::core::Time;
 use selfman::sim::address_of;
 use selfman::{NodeAddr, NodeId};
+use selfman_ports::ring_check::{convergence, overlap, responsible};
 use selfman_ports::{LookupOutcome, RingId, RingRequest, RingStatus, RingView, Unavailable};
-use selfman_tests::checkers::ring::{convergence, overlap, responsible};
 
 use super::world::World;
 

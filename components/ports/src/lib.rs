@@ -37,6 +37,7 @@ mod leader_election;
 mod membership;
 mod replication;
 mod ring;
+pub mod ring_check;
 mod transactions;
 mod views;
 

@@ -446,6 +446,13 @@ impl fmt::Display for Unavailable {
 pub enum JoinRefusal {
     /// Another peer of the ring has this peer's identifier: choose another one.
     IdInUse,
+    /// Nobody answered `attempts` attempts in a row, through every access peer this peer
+    /// knew (the user's, and ring peers that answered earlier attempts): they crashed, or are
+    /// cut off from this peer. Join again through another peer.
+    NoAnswer {
+        /// The attempts that went unanswered.
+        attempts: u32,
+    },
 }
 
 /// A change of the range a peer owns.

@@ -76,8 +76,8 @@ pub use config::{ConfigError, RingConfig};
 #[cfg(feature = "flaws")]
 pub use machine::Flaw;
 pub use machine::{
-    Fault, FaultCounts, Fingers, RelaxedRingMachine, RingOutput, RingState, JOIN_OK_RESENDS,
-    MAX_CRASHED, MAX_PENDING, NEW_SUCC_RESENDS, PRED_LIST_EXPIRY,
+    Fault, FaultCounts, Fingers, RelaxedRingMachine, RingOutput, RingState, JOIN_GIVE_UP,
+    JOIN_OK_RESENDS, MAX_CRASHED, MAX_PENDING, NEW_SUCC_RESENDS, PRED_LIST_EXPIRY, WATCHED_SUCCS,
 };
 pub use messages::RingMessage;
 

@@ -12,8 +12,8 @@
 //! [`build_node`] is the wiring, usable on any host (TCP or simulated). The `ring-cluster`
 //! program ([`cli`]) runs a local ring of OS processes over TCP on 127.0.0.1, hot-swaps every
 //! node's detector and ring while lookups run, kills a few nodes by PID, and checks that the
-//! survivors repair the ring ([`check`]) and that lookups from every node name the right
-//! owner:
+//! survivors repair the ring ([`selfman_ports::ring_check`]) and that lookups from every node
+//! name the right owner:
 //!
 //! ```text
 //! cargo run --release -p selfman-ring-cluster -- --nodes 10
@@ -29,7 +29,6 @@
 //!   bounded: a malformed line is an error naming it, never a panic.
 #![deny(missing_docs)]
 
-pub mod check;
 pub mod cli;
 pub mod lines;
 

@@ -19,12 +19,12 @@
 //! Checks:
 //!
 //! * always (every 50 ms from 5 s): **lookup consistency** — no two live peers own one key
-//!   (`selfman_tests::checkers::ring::overlap`); no swap failed;
+//!   (`selfman_ports::ring_check::overlap`); no swap failed;
 //! * 5.5 s: one ring (the setup works);
 //! * 11.5 s: **every lookup issued from 6 s to 9.5 s — before, during and after the swaps — was
 //!   answered, by the peer that owns its key**; none failed. And every detector and every ring
 //!   swapped exactly once, no event dropped, each running its new configuration; one ring
-//!   under the new successor-list size (`checkers::ring::convergence`, fingers included);
+//!   under the new successor-list size (`ring_check::convergence`, fingers included);
 //! * the crash of a node at 12 s is repaired by 15 s (pointers, ranges and successor lists agree
 //!   with the sorted order of the live peers), and every lookup issued from 15 s to 17 s names
 //!   the owner.
@@ -46,17 +46,16 @@ use selfman_core::{
     Swap, Time, Timeout, Timer, TimerId,
 };
 use selfman_failure_detector::{FdConfig, HeartbeatFd};
+use selfman_ports::ring_check::{convergence, lookup_fault, overlap, ring_convergence};
 use selfman_ports::{
     LookupOutcome, Peer, Ring, RingId, RingIndication, RingRequest, RingView, RingViews,
 };
 use selfman_relaxed_ring::{RelaxedRing, RelaxedRingMachine, RingConfig, RingState};
-use selfman_ring_cluster::check::{lookup_fault, pointer_faults};
 use selfman_ring_cluster::{build_node, NodeConfig};
 use selfman_sim::{
     address_of, seeds, Latency, LinkModel, Outcome, Scenario, SimConfig, SimHost, SimNetConfig,
     Simulation,
 };
-use selfman_tests::checkers::ring::{convergence, overlap};
 
 const NODES: usize = 16;
 /// The nodes that look keys up.
@@ -320,7 +319,7 @@ fn one_ring(views: &BTreeMap<NodeAddr, RingView>, n: usize, list: usize) -> Resu
     if views.len() != n {
         return Err(format!("{} live peers, expected {n}", views.len()));
     }
-    let faults = pointer_faults(views, list);
+    let faults = ring_convergence(views, list);
     match faults.first() {
         None => Ok(()),
         Some(f) => Err(format!("{f} (and {} more faults)", faults.len() - 1)),

@@ -9,14 +9,14 @@
 //! it (`must_pass: false` entries in [`crate::SCENARIOS`]).
 //!
 //! [`linearizability`] checks recorded client histories (the store's chaos tests record one per
-//! run) against a sequential model. [`ring`] checks any ring overlay's global view at one instant
-//! (lookup consistency, convergence), [`ring_history`] a whole run of it (consistency at every
-//! step with the false-suspicion window, lookup correctness). Replication's and transactions' checkers go here, beside these.
+//! run) against a sequential model. [`ring_history`] checks a whole run of a ring overlay
+//! (consistency at every step with the false-suspicion window, lookup correctness); the checks
+//! of one instant's global view (lookup consistency, convergence) are
+//! [`selfman_ports::ring_check`], shared with the process launcher of `selfman-ring-cluster`. Replication's and transactions' checkers go here, beside these.
 
 pub mod broadcast;
 pub mod consensus;
 pub mod failure_detection;
 pub mod linearizability;
-pub mod ring;
 pub mod ring_history;
 pub mod transactions;

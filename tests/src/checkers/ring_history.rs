@@ -1,8 +1,8 @@
 //! Checkers of a ring overlay over a whole run: the range every peer owned at every instant,
-//! the lookups its users issued and what they were told. Like [`super::ring`], they know
-//! nothing of the implementation; a scenario feeds them from its global view after every
-//! step ([`RingHistory::observe`]) and from the users' recorders ([`RingHistory::issued`],
-//! [`RingHistory::answered`]).
+//! the lookups its users issued and what they were told. Like [`selfman_ports::ring_check`],
+//! they know nothing of the implementation; a scenario feeds them from its global view after
+//! every step ([`RingHistory::observe`]) and from the users' recorders
+//! ([`RingHistory::issued`], [`RingHistory::answered`]).
 //!
 //! * **Lookup consistency, every step** ([`RingHistory::observe`]): no live owner's range holds
 //!   another live owner's identifier. One exception, the one the `Ring` port documents: a peer
@@ -24,7 +24,7 @@
 //!   within the timeout. A `Found` names a peer that owned the key at some instant between the
 //!   request and the answer (the instant it answered is one of them) — never a wrong peer that
 //!   answers; otherwise the answer is `Unavailable`. Lookups issued after the ring converged
-//!   must all be `Found`, naming exactly the peer [`responsible`](super::ring::responsible) for
+//!   must all be `Found`, naming exactly the peer [`responsible`](selfman_ports::ring_check::responsible) for
 //!   the key.
 //!
 //! The range history is kept per incarnation as a list of changes, so the question "did `p` own
@@ -40,7 +40,7 @@ use std::time::Duration;
 use selfman_core::{NodeAddr, Time};
 use selfman_ports::{LookupOutcome, Peer, Range, RingId, Unavailable};
 
-use super::ring::overreaches;
+use selfman_ports::ring_check::overreaches;
 
 /// A lookup a user issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Scenarios of the relaxed ring (see [`crate::SCENARIOS`]): every node runs the heartbeat
 //! detector, the relaxed ring over it and a user that looks up a random key every 250 ms
 //! ([`build_ring_node`]); the checks read the global view after every step and the users'
-//! records ([`checkers::ring`](crate::checkers::ring),
+//! records ([`selfman_ports::ring_check`],
 //! [`checkers::ring_history`](crate::checkers::ring_history)).
 //!
 //! Every scenario has the same shape: a **fault phase** over lossy links with random delays
@@ -40,11 +40,11 @@ use selfman_ports::{Peer, RingId, RingRequest, RingStatus, RingView};
 use selfman_relaxed_ring::{Fingers, Flaw, RingConfig};
 use selfman_sim::{Latency, LinkModel, Run, Scenario, SimConfig, SimHost, SimNetConfig};
 
-use crate::checkers::ring::{
-    branches, dead_fingers, members, ranges_partition, responsible, ring_convergence,
-};
 use crate::checkers::ring_history::{show_time, LookupStats};
 use crate::scenarios::nodes::{build_ring_node, RingBoard, RingWiring};
+use selfman_ports::ring_check::{
+    branches, dead_fingers, members, ranges_partition, responsible, ring_convergence,
+};
 
 /// Link delays in every phase: 1 ms plus an exponential extra of mean 4 ms (capped by the
 /// simulator at 20 × the mean).
@@ -721,14 +721,22 @@ fn branch_scenario(name: &str, flaw: Option<Flaw>) -> (Scenario, RingBoard, Log<
     r.finish(UNBLOCK_AT, loss_window())
 }
 
-/// `ring-partition`: 32 members; at 8 s the network splits in two halves (by node index,
-/// so both sides are spread over the circle) for good; loss stops at 9 s. Each side must stay
-/// consistent and become a ring of its own (merging them is a later issue).
+/// `ring-partition`: 32 members; at 8 s the network splits in two random halves (drawn from
+/// the seed, so each seed cuts the circle another way; both sides are spread over it) for
+/// good; loss stops at 9 s. Each side must stay consistent and become a ring of its own
+/// (merging them is a later issue).
 fn partition_scenario(name: &str) -> (Scenario, RingBoard, Log<RingProbe>) {
     let r = formed(name, None, NODES);
     let probe = r.probe.clone();
     r.at(8.0, "partition into halves", move |run, b| {
-        let nodes = run.sim.alive_nodes();
+        let mut nodes = run.sim.alive_nodes();
+        // Fisher–Yates: the peer identifiers hash from the addresses, the same in every run,
+        // so splitting by index would cut the circle the same way for every seed (seeds 732
+        // and 1093 failed with identical reports).
+        for i in (1..nodes.len()).rev() {
+            let j = run.rng.below(i as u64 + 1) as usize;
+            nodes.swap(i, j);
+        }
         let (x, y) = nodes.split_at(nodes.len() / 2);
         run.sim.partition(&[x.to_vec(), y.to_vec()]);
         let sides: Vec<BTreeSet<SocketAddr>> =

@@ -15,7 +15,7 @@
 //! hop: `O(log_k n)` hops.
 
 use selfman_core::NodeAddr;
-use selfman_ports::{Peer, RingId};
+use selfman_ports::{Peer, Range, RingId};
 
 /// A k-ary finger table for the peer at `me`.
 #[derive(Clone, Debug)]
@@ -56,12 +56,18 @@ impl Fingers {
     }
 
     /// Learns that `p` exists; returns whether the table changed.
+    ///
+    /// `O(log)`: `p` at distance `d` is some slot's first known peer iff an ideal distance
+    /// lies in `(d', d]`, `d'` the distance of the known peer just before it; and inserting
+    /// it can take slots only from the known peer just after it, which is kept iff an ideal
+    /// still lies between the two. No other entry changes (the table was pruned before).
     pub fn learn(&mut self, p: Peer) -> bool {
         if p.id == self.me {
             return false;
         }
-        let d = p.id.distance_from(self.me);
-        let at = self.peers.partition_point(|q| q.id.distance_from(self.me) < d);
+        let me = self.me;
+        let d = p.id.distance_from(me);
+        let at = self.peers.partition_point(|q| q.id.distance_from(me) < d);
         if self.peers.get(at).is_some_and(|q| q.id == p.id) {
             if self.peers[at] == p {
                 return false;
@@ -70,9 +76,23 @@ impl Fingers {
             self.peers[at] = p;
             return true;
         }
+        let before = at.checked_sub(1).map_or(0, |i| self.peers[i].id.distance_from(me));
+        if !self.ideal_in(before, d) {
+            return false; // no slot's first peer: forgotten at once
+        }
         self.peers.insert(at, p);
-        self.prune();
-        self.peers.contains(&p)
+        if let Some(next) = self.peers.get(at + 1) {
+            if !self.ideal_in(d, next.id.distance_from(me)) {
+                self.peers.remove(at + 1);
+            }
+        }
+        true
+    }
+
+    /// Whether an ideal distance lies in `(after, upto]`.
+    fn ideal_in(&self, after: u64, upto: u64) -> bool {
+        let first = self.ideals.partition_point(|&i| i <= after);
+        self.ideals.get(first).is_some_and(|&i| i <= upto)
     }
 
     /// Learns `owner` as the answer of a lookup of `ideal`: no peer lies between them (the
@@ -100,6 +120,16 @@ impl Fingers {
         before != self.peers.len()
     }
 
+    /// Forgets the fingers inside `range`, the range this peer owns: no ring member lies
+    /// there (it would be the predecessor), so they are peers that crashed, left or are
+    /// still joining; returns whether any was. (A refresh would never drop them: the ideal
+    /// identifiers in that range are this peer's own keys, which it does not look up.)
+    pub fn forget_within(&mut self, range: Range) -> bool {
+        let before = self.peers.len();
+        self.peers.retain(|q| !range.contains(q.id));
+        before != self.peers.len()
+    }
+
     /// Forgets the peer on `node`; returns whether it was a finger.
     pub fn remove(&mut self, node: NodeAddr) -> bool {
         let before = self.peers.len();
@@ -112,23 +142,6 @@ impl Fingers {
         let dk = key.distance_from(self.me);
         let at = self.peers.partition_point(|q| q.id.distance_from(self.me) < dk);
         at.checked_sub(1).map(|i| self.peers[i])
-    }
-
-    /// Keeps only the peers that are some slot's first peer at or after its ideal.
-    fn prune(&mut self) {
-        let me = self.me;
-        let mut keep = vec![false; self.peers.len()];
-        for &ideal in &self.ideals {
-            let at = self.peers.partition_point(|q| q.id.distance_from(me) < ideal);
-            if at < keep.len() {
-                keep[at] = true;
-            }
-        }
-        let mut i = 0;
-        self.peers.retain(|_| {
-            i += 1;
-            keep[i - 1]
-        });
     }
 }
 
@@ -242,5 +255,39 @@ mod tests {
         let r = f.slots_beyond(1 << 62);
         assert_eq!(r.len(), 2);
         assert_eq!(f.ideal(r.start), RingId(2 << 62));
+    }
+
+    /// The table as the invariant defines it, computed from scratch: for every ideal, the
+    /// first known peer at or after it.
+    fn model(me: RingId, k: u32, known: &[Peer]) -> Vec<Peer> {
+        let mut sorted: Vec<Peer> = known.iter().copied().filter(|p| p.id != me).collect();
+        sorted.sort_by_key(|p| p.id.distance_from(me));
+        sorted.dedup_by_key(|p| p.id);
+        let mut keep: Vec<Peer> = ideal_distances(k)
+            .iter()
+            .filter_map(|&i| sorted.iter().find(|p| p.id.distance_from(me) >= i).copied())
+            .collect();
+        keep.sort_by_key(|p| p.id.distance_from(me));
+        keep.dedup();
+        keep
+    }
+
+    #[test]
+    fn learning_in_any_order_keeps_exactly_each_slots_first_peer() {
+        let mut rng = selfman_core::Rng::seeded(7);
+        for round in 0..200 {
+            let me = RingId(rng.next_u64());
+            let k = [2, 3, 4, 8][round % 4];
+            let mut f = Fingers::new(me, k);
+            let mut known = Vec::new();
+            for _ in 0..(round % 60 + 1) {
+                // Spread over every scale: near peers and far ones.
+                let d = rng.next_u64() >> rng.below(64);
+                let p = peer(me.0.wrapping_add(d));
+                known.push(p);
+                f.learn(p);
+                assert_eq!(f.peers(), model(me, k, &known).as_slice(), "round {round}");
+            }
+        }
     }
 }

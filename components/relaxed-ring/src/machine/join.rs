@@ -28,7 +28,9 @@
 //!   `join_ok`, which may be a joiner too) is never the target of a redirect;
 //! * a joiner retries until it is answered `join_ok` or `id_in_use`; an attempt that nobody
 //!   answered is followed by one through the next access peer it knows — the user's, then
-//!   ring peers that answered an earlier attempt (its access peer may have crashed);
+//!   ring peers that answered an earlier attempt (its access peer may have crashed); after
+//!   [`JOIN_GIVE_UP`](super::JOIN_GIVE_UP) unanswered attempts in a row it gives up: outside
+//!   again, and told so (`JoinRefused(NoAnswer)`), free to join through another peer;
 //! * `p` takes `q` as successor only if `q` lies between `p` and its current successor; it
 //!   then sends the join ack (`PredNoMore`) to the old successor and its new successor list
 //!   backwards;
@@ -82,6 +84,7 @@ impl RelaxedRingMachine {
             attempt: 1,
             retry_at: now + self.config.join_timeout,
             answered: false,
+            unanswered: 0,
             accesses: vec![access],
         });
         self.send_join(out);
@@ -117,12 +120,25 @@ impl RelaxedRingMachine {
 
     /// Re-sends the join when its answer is overdue (or the `try_later` wait is over). An
     /// attempt nobody answered is followed by one through the next access peer known (the
-    /// access peer may have crashed; peers that answered before are ring members too).
+    /// access peer may have crashed; peers that answered before are ring members too); after
+    /// [`JOIN_GIVE_UP`](super::JOIN_GIVE_UP) unanswered ones in a row the join is given up.
     pub(super) fn join_tick<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
         let timeout = self.config.join_timeout;
-        let Some(j) = self.s.joining.as_mut() else { return };
-        if self.s.status != RingStatus::Joining || now < j.retry_at {
+        if self.s.status != RingStatus::Joining {
             return;
+        }
+        let Some(j) = self.s.joining.as_mut() else { return };
+        if now < j.retry_at {
+            return;
+        }
+        j.unanswered = if j.answered { 0 } else { j.unanswered.saturating_add(1) };
+        if j.unanswered >= super::JOIN_GIVE_UP {
+            let attempts = j.unanswered;
+            tracing::debug!(me = %self.s.me, attempts, "relaxed ring: join given up, no answer");
+            self.s.status = RingStatus::Outside;
+            self.s.joining = None;
+            let refusal = JoinRefusal::NoAnswer { attempts };
+            return self.indicate(RingIndication::JoinRefused(refusal), out);
         }
         if !j.answered && j.accesses.len() > 1 {
             let i = j.accesses.iter().position(|a| *a == j.access).unwrap_or(0);

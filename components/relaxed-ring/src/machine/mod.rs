@@ -27,7 +27,8 @@
 //! * **branches**: a peer that its predecessor cannot reach stays behind its successor, which
 //!   keeps it in its predecessor list; routing reaches it backwards from there;
 //! * the successor list is nearest first, holds no suspected peer and not this peer, at most
-//!   `succ_list_size` entries, and starts with the successor; the predecessor list is nearest
+//!   `succ_list_size` entries, and starts with the successor; its first [`WATCHED_SUCCS`]
+//!   entries are watched by the failure detector, the rest are refreshed from the successor; the predecessor list is nearest
 //!   first, at most `pred_list_size` entries, and holds the predecessor;
 //! * every change of the owned range is indicated once (`Responsibility`), every change of
 //!   the neighbours once (`Neighbours`);
@@ -130,6 +131,9 @@ struct Joining {
     retry_at: Time,
     /// The current attempt was answered (by anyone).
     answered: bool,
+    /// Attempts in a row that nobody answered (the joiner gives up at [`JOIN_GIVE_UP`]).
+    #[serde(default)]
+    unanswered: u32,
     /// The access peer the user named, then ring peers that answered an attempt (at most
     /// [`JOIN_ACCESS`]): an attempt that goes unanswered is followed by one to the next of them.
     accesses: Vec<NodeAddr>,
@@ -137,6 +141,27 @@ struct Joining {
 
 /// Access peers a joiner remembers at most (the user's, and peers that answered it).
 pub(crate) const JOIN_ACCESS: usize = 4;
+
+/// How many successor-list entries (the successor first) the failure detector watches. The
+/// rest of the list is kept fresh by the successor (its list comes with every answer to a
+/// check-in, and travels backwards as soon as it changes): the peer just before a crashed
+/// one watches it as one of its first entries and drops it, and the lists behind follow. So
+/// up to this many consecutive peers crashing at once are replaced within one detector
+/// timeout; a longer run costs one more timeout per extra peer (the next entry is tried,
+/// watched as the `fix` target, suspected). Why 3: watching all 7 made 160 of a node's 166
+/// messages per second heartbeats (`selfman-bench ring`, `ring-maintenance`), and three
+/// neighbours crashing at once is already rare.
+pub const WATCHED_SUCCS: usize = 3;
+
+/// A joiner gives up (outside again, [`JoinRefusal::NoAnswer`]) after this many attempts in a
+/// row that nobody answered, one [`RingConfig::join_timeout`] apart, going round the access
+/// peers it knows. Why 8: an attempt and its answer cross a few lossy hops (15 % lost at 3 %
+/// per hop over five hops), so eight lost in a row through a live access peer happen about
+/// once in 4·10⁶ joins; a crashed or unreachable access peer is given up on after 16 s with
+/// the default timeout.
+///
+/// [`JoinRefusal::NoAnswer`]: selfman_ports::JoinRefusal::NoAnswer
+pub const JOIN_GIVE_UP: u32 = 8;
 
 /// How this peer's predecessor joined, kept while the predecessor has not checked in: its
 /// `join_ok` may have been lost, and only this peer (its successor) can answer its next
@@ -674,14 +699,17 @@ impl RelaxedRingMachine {
         before != self.s.pred_list.len()
     }
 
-    /// After every input: watch exactly the peers the protocol depends on (and the suspected
-    /// ones, to notice a false suspicion), and tell the user if the neighbours changed.
+    /// After every input: watch exactly the peers recovery depends on — the successor and the
+    /// next [`WATCHED_SUCCS`] − 1 successor-list entries, the predecessor and the
+    /// predecessor list (branch peers: routing goes backwards to them), a peer being sent
+    /// `fix`, and the suspected ones, to notice a false suspicion — and tell the user if the
+    /// neighbours changed.
     fn settle<M>(&mut self, out: &mut Vec<RingOutput<M>>) {
         let mut want: Vec<NodeAddr> = Vec::new();
         if matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
             want.extend(self.s.succ.iter().map(|p| p.addr));
             want.extend(self.s.pred.iter().map(|p| p.addr));
-            want.extend(self.s.succ_list.iter().map(|p| p.addr));
+            want.extend(self.s.succ_list.iter().take(WATCHED_SUCCS).map(|p| p.addr));
             want.extend(self.s.pred_list.iter().map(|e| e.peer.addr));
             want.extend(self.s.fixing.iter().map(|f| f.target.addr));
             want.extend(self.s.crashed.iter().filter(|(_, s)| !s.departed).map(|(a, _)| *a));

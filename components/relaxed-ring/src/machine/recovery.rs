@@ -151,13 +151,26 @@ impl RelaxedRingMachine {
     }
 
     /// The successor is gone: take the first live entry of the successor list and send it
-    /// `fix`. With none left, a peer whose predecessor is gone too is alone: it owns the whole
-    /// circle; otherwise it waits (without successor) for the list to be refilled.
+    /// `fix`. With none left (every successor-list member suspected: a partition, or more
+    /// consecutive crashes than the list is long) take the nearest live peer known otherwise
+    /// (a finger, a predecessor-list member) and send it `fix`: its redirects walk the
+    /// successor back, strictly closer each time, to the first live peer after this one.
+    /// A peer that knows no live peer at all, and whose predecessor is gone too, is alone: it
+    /// owns the whole circle; otherwise it waits (without successor) for the next check-in.
     pub(super) fn replace_succ<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
-        let next = self.s.succ_list.iter().find(|p| self.live(p)).copied();
-        tracing::trace!(me = %self.s.me.id, next = ?next.map(|p| p.id), "replacing the successor");
+        let listed = self.s.succ_list.iter().find(|p| self.live(p)).copied();
+        let next = listed.or_else(|| self.nearest_known_live());
+        tracing::trace!(
+            me = %self.s.me.id,
+            next = ?next.map(|p| p.id),
+            from_list = listed.is_some(),
+            "replacing the successor"
+        );
         match next {
             Some(s) => {
+                if listed.is_none() {
+                    self.s.succ_list = vec![s];
+                }
                 self.s.succ = Some(s);
                 let f = Fixing { target: s, sent: now, replaced: None, redirects: 0, repair: true };
                 self.s.fixing = Some(f);
@@ -176,6 +189,20 @@ impl RelaxedRingMachine {
                 }
             }
         }
+    }
+
+    /// The live peer this peer knows (fingers, predecessor, predecessor list) nearest after
+    /// it, the fallback successor when the successor list has no live entry left.
+    fn nearest_known_live(&self) -> Option<Peer> {
+        let me = self.s.me.id;
+        let finger = self.fingers.peers().iter().find(|p| self.live(p));
+        let preds = self.s.pred.iter().chain(self.s.pred_list.iter().map(|e| &e.peer));
+        finger
+            .into_iter()
+            .chain(preds)
+            .filter(|p| self.live(p) && p.id != me)
+            .min_by_key(|p| p.id.distance_from(me))
+            .copied()
     }
 
     /// At `s`: `p` asks to be the predecessor.

@@ -25,8 +25,9 @@
 //!   for the answer through the ring, and a finger it went through first is dropped then: it
 //!   may be silent for good, behind a partition or a link that does not work);
 //! * fingers are learnt from every peer heard of, forgotten when suspected, when they say they
-//!   are not in a ring, when a lookup through them goes unanswered, and — those nearer than
-//!   the successor — when the successor takes this peer as its predecessor; they are
+//!   are not in a ring, when a lookup through them goes unanswered, when they lie in the
+//!   range this peer owns (checked every refresh period), and — those nearer than the
+//!   successor — when the successor takes this peer as its predecessor; they are
 //!   refreshed one slot per [`RingConfig::finger_refresh`]; a refresh's answer is
 //!   authoritative for its slot.
 //!
@@ -413,6 +414,9 @@ impl RelaxedRingMachine {
             return;
         }
         self.s.next_finger = now + self.config.finger_refresh;
+        if let Some(r) = self.range().filter(|r| !r.is_full()) {
+            self.fingers.forget_within(r);
+        }
         let Some(succ) = self.live_succ() else { return };
         let slots = self.fingers.slots_beyond(succ.id.distance_from(self.s.me.id));
         if slots.is_empty() {

@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use selfman_core::{NodeAddr, Rng};
 use selfman_failure_detector::FdConfig;
 use selfman_launch::{self as launch, Cluster, Program};
+use selfman_ports::ring_check::{dead_fingers, lookup_fault, ring_convergence};
 use selfman_ports::{LookupOutcome, Peer, RingId, RingView};
 use selfman_relaxed_ring::RingConfig;
 
 use super::{default_fd, fd_args, fd_flag, flag_values, number, usage, validate_fd};
-use crate::check::{finger_faults, lookup_fault, pointer_faults};
 use crate::lines::{Command, NodeLine, RingSettings, Swapped};
 
 /// How long a node gets to print its readiness line (ten processes starting at once on two
@@ -348,7 +348,7 @@ impl Run {
     ) -> Result<(), String> {
         self.wait_for(deadline, what, |r| {
             let views = r.live_views().ok_or("not every node has reported its view yet")?;
-            let faults = pointer_faults(&views, succ_list);
+            let faults = ring_convergence(&views, succ_list);
             if faults.is_empty() {
                 Ok(())
             } else {
@@ -558,7 +558,7 @@ pub(super) fn run(o: LaunchOptions) -> Result<(), String> {
     );
     r.wait_for(deadline, "dropping dead fingers", |r| {
         let views = r.live_views().ok_or("a survivor has no view")?;
-        let faults = finger_faults(&views);
+        let faults = dead_fingers(&views);
         if faults.is_empty() {
             Ok(())
         } else {

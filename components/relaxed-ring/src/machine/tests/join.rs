@@ -310,3 +310,28 @@ fn a_lost_join_ok_is_sent_again_by_the_successor_within_a_few_ticks() {
     w.tick_for(secs(2));
     w.assert_ring();
 }
+
+#[test]
+fn a_joiner_whose_only_access_peer_crashed_gives_up_and_can_join_again() {
+    // 350 joins through 200, which crashes before anything reaches it: nobody else knows of
+    // 350, nobody answers. It must not wait for good: after JOIN_GIVE_UP unanswered attempts
+    // it is outside again and told why — and a new Join through a live peer gets it in.
+    let mut w = World::ring(&[100, 200, 300, 400, 500]);
+    w.crash_detected(200);
+    w.run();
+    w.add(350);
+    w.join(350, 200);
+    w.run();
+    let timeout = w.config.join_timeout;
+    w.tick_for(timeout * (super::super::JOIN_GIVE_UP - 1));
+    assert_eq!(w.view(350).status, RingStatus::Joining, "it retries first");
+    w.tick_for(timeout + secs(1));
+    assert_eq!(w.view(350).status, RingStatus::Outside);
+    let refusal = JoinRefusal::NoAnswer { attempts: super::super::JOIN_GIVE_UP };
+    assert_eq!(w.drain(350), vec![RingIndication::JoinRefused(refusal)]);
+    w.join(350, 400);
+    w.run();
+    w.tick_for(secs(3));
+    assert_eq!(w.view(350).status, RingStatus::InRing);
+    w.assert_ring();
+}

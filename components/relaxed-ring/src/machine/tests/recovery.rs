@@ -252,3 +252,60 @@ fn a_gap_behind_a_predecessor_that_cannot_check_in_opens_again() {
     assert_eq!(w.view(150).range, Some(range(100, 150)));
     w.assert_consistent();
 }
+
+#[test]
+fn a_peer_whose_whole_successor_list_is_gone_finds_its_successor_through_its_fingers() {
+    // Lists of 3; 300, 400 and 500 crash at once: 200 has no live successor-list entry left
+    // (as a peer whose successors are all on the other side of a partition: `ring-partition`
+    // seeds 732 and 1093). It must not wait for a list nobody refills: it tries the nearest
+    // live finger, whose redirects bring it back to 600.
+    let config = super::RingConfig { succ_list_size: 3, ..super::RingConfig::default() };
+    let mut w = World::with(config);
+    w.build(&[100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200]);
+    for id in [300, 400, 500] {
+        w.crash_detected(id);
+    }
+    w.run();
+    w.tick_for(secs(3));
+    assert_eq!(w.view(200).succ, Some(w.peer(600)), "{:?}", w.view(200));
+    assert_eq!(w.view(600).range, Some(range(200, 600)));
+    w.assert_ring();
+}
+
+#[test]
+fn the_detector_watches_the_first_successors_and_the_predecessors_only() {
+    // Watching the whole successor list made heartbeats 160 of a node's 166 messages a
+    // second: the successor and the next WATCHED_SUCCS - 1 entries, and the predecessor.
+    let ids: Vec<u64> = (1..=10).map(|i| i * 100).collect();
+    let mut w = World::ring(&ids);
+    w.tick_for(secs(6)); // predecessor-list entries of past joins expire
+    let watching = w.nodes[&w.at(300)].watching.clone();
+    let want: std::collections::BTreeSet<_> = [400, 500, 600, 200].map(|i| w.at(i)).into();
+    assert_eq!(super::super::WATCHED_SUCCS, 3);
+    assert_eq!(watching, want);
+    assert_eq!(w.view(300).succ_list.len(), 7, "the list itself stays whole");
+}
+
+#[test]
+fn more_consecutive_crashes_than_are_watched_cost_one_timeout_each() {
+    // 400–700 crash at once; 300 watches only 400, 500 and 600, so it takes 700 (not known
+    // to be gone) next, watches it as its `fix` target, suspects it, and goes on to 800.
+    let ids: Vec<u64> = (1..=12).map(|i| i * 100).collect();
+    let mut w = World::ring(&ids);
+    let gone: Vec<_> = [400, 500, 600, 700].map(|id| w.crash(id)).into();
+    // One detector round: every node suspects the crashed peers it watches.
+    let watchers: Vec<_> = w.nodes.iter().map(|(a, n)| (*a, n.watching.clone())).collect();
+    for (a, watching) in watchers {
+        for g in gone.iter().filter(|g| watching.contains(g)) {
+            w.suspect_addr(a, *g);
+        }
+    }
+    w.run();
+    assert_eq!(w.view(300).succ, Some(w.peer(700)));
+    assert!(w.nodes[&w.at(300)].watching.contains(&w.at(700)));
+    w.suspect(300, 700);
+    w.run();
+    w.tick_for(secs(3));
+    assert_eq!(w.view(300).succ, Some(w.peer(800)));
+    w.assert_ring();
+}

@@ -1,31 +1,36 @@
-//! Checkers of a ring overlay's properties, over a global view: one [`RingView`] per live node
-//! at one instant (what [`RingViews::snapshot`](selfman_ports::RingViews::snapshot) gives
-//! between two simulation steps). They know nothing of the implementation: the relaxed ring and
-//! Chord are checked by the same code.
+//! Checks of a ring overlay's properties over a global view: one [`RingView`] per live peer
+//! at one instant. They know nothing of the implementation (the relaxed ring and Chord are
+//! checked by the same code) nor of how the views were collected: the simulator reads them
+//! between two steps ([`RingViews::snapshot`](crate::RingViews::snapshot)), the process
+//! launcher of `selfman-ring-cluster` from the nodes' `view` lines.
 //!
 //! * [`overlap`]: **lookup consistency**, the safety property: the ranges that live peers
 //!   consider themselves responsible for do not overlap (branches included). Reported with the
 //!   key both peers claim.
 //! * [`convergence`]: the ring has healed: the live peers form one ring in which successor and
 //!   predecessor pointers agree with the sorted order of identifiers, each peer owns exactly
-//!   `(pred, self]`, successor lists hold the next live peers, and fingers point at live peers.
-//! * [`responsible`]: who must answer a lookup once the ring has converged: the live peer with
-//!   the smallest identifier at or after the key.
+//!   `(pred, self]`, successor lists hold the next live peers, and fingers point at live peers;
+//!   [`ring_convergence`] and [`dead_fingers`] are its two halves (the ring's pointers and
+//!   lists; the routing tables), which scenarios check against different bounds.
+//! * [`responsible`] and [`owner_of`]: who must answer a lookup once the ring has converged:
+//!   the live peer with the smallest identifier at or after the key; [`lookup_fault`] compares
+//!   an answer with it.
 //! * [`overreaches`]: every owner whose range holds other owners' identifiers, with all the
 //!   owners it covers (what [`overlap`] reports the first of), so that a scenario can tell an
-//!   overlap a false suspicion explains from one nothing does
-//!   ([`RingHistory`](super::ring_history::RingHistory)).
+//!   overlap a false suspicion explains from one nothing does.
 //! * [`members`]: the views of the peers that have not left (the ones convergence is about).
-//! * [`ring_convergence`] and [`dead_fingers`]: the two halves of [`convergence`] (the ring's
-//!   pointers and lists; the routing tables), checked against different bounds.
 //! * [`branches`]: the peers their predecessor does not point at (a relaxed ring's branches);
 //!   [`ranges_partition`]: the ranges are the sorted partition (a ring with settled branches).
+//!
+//! Each check is shown catching the faults it names by the unit tests below, and by the broken
+//! variants of the simulation suites (`ring-broken-*` in `selfman-tests`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use selfman_core::NodeAddr;
-use selfman_ports::{Peer, Range, RingId, RingStatus, RingView};
+
+use crate::{LookupOutcome, Peer, Range, RingId, RingStatus, RingView};
 
 /// Two live peers responsible for one key at the same instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,12 +174,32 @@ pub fn branches(views: &BTreeMap<NodeAddr, RingView>) -> Vec<(Peer, Peer)> {
 /// The live peer responsible for `key` in a converged ring: the one with the smallest
 /// identifier at or after `key`, wrapping around (`None` if no live peer is in a ring).
 pub fn responsible(views: &BTreeMap<NodeAddr, RingView>, key: RingId) -> Option<Peer> {
-    let ids: BTreeMap<RingId, Peer> = views
-        .values()
-        .filter(|v| v.status == RingStatus::InRing)
-        .map(|v| (v.me.id, v.me))
-        .collect();
+    let in_ring = views.values().filter(|v| v.status == RingStatus::InRing).map(|v| &v.me);
+    owner_of(in_ring, key)
+}
+
+/// The peer that owns `key` in a ring of exactly `peers`: the one with the smallest
+/// identifier at or after `key`, wrapping around (`None` for no peers).
+pub fn owner_of<'a>(peers: impl IntoIterator<Item = &'a Peer>, key: RingId) -> Option<Peer> {
+    let ids: BTreeMap<RingId, Peer> = peers.into_iter().map(|p| (p.id, *p)).collect();
     ids.range(key..).next().or_else(|| ids.iter().next()).map(|(_, p)| *p)
+}
+
+/// What is wrong with `outcome` as the answer to a lookup of `key` in a converged ring of
+/// `peers` (`None`: it names the owner, [`owner_of`]).
+pub fn lookup_fault<'a>(
+    peers: impl IntoIterator<Item = &'a Peer>,
+    key: RingId,
+    outcome: &LookupOutcome,
+) -> Option<String> {
+    let want = owner_of(peers, key);
+    match outcome {
+        LookupOutcome::Found { peer, .. } if Some(*peer) == want => None,
+        LookupOutcome::Found { peer, .. } => {
+            Some(format!("lookup of {key} answered by {peer}, the owner is {}", show(want)))
+        }
+        LookupOutcome::Unavailable(why) => Some(format!("lookup of {key} failed: {why}")),
+    }
 }
 
 /// Every way in which the live peers do not (yet) form one converged ring; empty when they do:
@@ -292,7 +317,12 @@ fn list(ps: &[Peer]) -> String {
 mod tests {
     use selfman_core::NodeId;
 
-    use super::*;
+    use super::{
+        branches, convergence, dead_fingers, lookup_fault, members, overlap, overreaches, owner_of,
+        ranges_partition, responsible, ring_convergence, BTreeMap, NodeAddr, Peer, Range, RingId,
+        RingStatus, RingView,
+    };
+    use crate::{LookupOutcome, Unavailable};
 
     fn peer(i: u32, id: u64) -> Peer {
         Peer::new(RingId(id), NodeAddr::simulated(i, NodeId(u64::from(i) + 1)))
@@ -462,5 +492,46 @@ mod tests {
         assert_eq!(responsible(&v, RingId(31)).map(|p| p.id), Some(RingId(10)));
         assert_eq!(responsible(&v, RingId(0)).map(|p| p.id), Some(RingId(10)));
         assert_eq!(responsible(&BTreeMap::new(), RingId(0)), None);
+    }
+
+    #[test]
+    fn a_killed_peer_still_named_is_a_fault_of_each_kind() {
+        // 30 was killed: its view is gone, but 20 still points at it and 40 still owns from it.
+        let mut v = ring(&[10, 20, 30, 40], 2);
+        let dead = view_of(&mut v, 30).me;
+        v.remove(&dead.addr);
+        let faults = ring_convergence(&v, 2);
+        for want in [
+            "has successor",   // 20 → 30
+            "has predecessor", // 40 ← 30
+            "should own",      // 40 owns (30, 40]
+            "successor list",  // 10 and 20 list 30
+        ] {
+            assert!(faults.iter().any(|f| f.contains(want)), "{want} missing in {faults:?}");
+        }
+        let fingers = dead_fingers(&v);
+        assert!(fingers.iter().any(|f| f.contains("not live")), "{fingers:?}");
+    }
+
+    #[test]
+    fn the_owner_is_the_first_peer_at_or_after_the_key() {
+        let peers = [peer(0, 10), peer(1, 20), peer(2, u64::MAX - 1)];
+        assert_eq!(owner_of(&peers, RingId(10)), Some(peers[0]));
+        assert_eq!(owner_of(&peers, RingId(11)), Some(peers[1]));
+        assert_eq!(owner_of(&peers, RingId(21)), Some(peers[2]));
+        assert_eq!(owner_of(&peers, RingId(u64::MAX)), Some(peers[0]), "wraps around zero");
+        assert_eq!(owner_of(&peers, RingId(0)), Some(peers[0]));
+        assert_eq!(owner_of(&[], RingId(0)), None);
+    }
+
+    #[test]
+    fn a_lookup_is_wrong_when_it_names_another_peer_or_fails() {
+        let peers = [peer(0, 10), peer(1, 20)];
+        let found = |p| LookupOutcome::Found { peer: p, hops: 1 };
+        assert_eq!(lookup_fault(&peers, RingId(15), &found(peers[1])), None);
+        let wrong = lookup_fault(&peers, RingId(15), &found(peers[0])).unwrap();
+        assert!(wrong.contains("the owner is"), "{wrong}");
+        let failed = LookupOutcome::Unavailable(Unavailable::Timeout);
+        assert!(lookup_fault(&peers, RingId(15), &failed).unwrap().contains("failed"));
     }
 }
