@@ -98,6 +98,13 @@ impl TcpNetwork {
         self.shared.stats.snapshot()
     }
 
+    /// A cheap handle that reads the counters from anywhere, for as long as it is kept (even
+    /// after the transport shut down: then the last values).
+    pub fn stats_handle(&self) -> impl Fn() -> NetStats + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || shared.stats.snapshot()
+    }
+
     /// Whether the transport runs (not shut down).
     pub fn is_running(&self) -> bool {
         self.shared.is_alive()

@@ -52,6 +52,24 @@ pub enum Command {
     Node(NodeArgs),
     /// Start a local cluster of N node processes on 127.0.0.1 and stop them all on Ctrl-C.
     Cluster(ClusterArgs),
+    /// Talk to a running node's HTTP endpoint (`--http`): list its admin actions and
+    /// components, or run an action (for example swap its failure detector live).
+    Admin(AdminArgs),
+}
+
+/// `selfman admin`'s options.
+#[derive(Debug, Args, Clone)]
+pub struct AdminArgs {
+    /// The node's HTTP address (its `--http`).
+    #[arg(long)]
+    pub node: SocketAddr,
+    /// A file holding the node's admin token (needed to run an action).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// `list` (actions and components), or an action's name.
+    pub action: String,
+    /// The action's argument (e.g. `swap-fd 200`: the new heartbeat period in ms).
+    pub arg: Option<String>,
 }
 
 /// `selfman node`'s options; each may also come from the `--config` file (the command line
@@ -87,6 +105,20 @@ pub struct NodeArgs {
     /// Leave and exit when stdin closes (for a launcher).
     #[arg(long)]
     pub exit_on_stdin_eof: bool,
+    /// Serve the operator endpoint (metrics, JSON, dashboard, admin) on this address.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// A file holding the admin token that `selfman admin` must present (without it, admin
+    /// actions are refused).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// A file holding the cluster secret (64 hex digits): node links are then authenticated
+    /// and encrypted, and nodes without it are refused. Every node needs the same.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Log lines on stderr as `text` (default) or `json`; `SELFMAN_LOG` sets the filter.
+    #[arg(long)]
+    pub log_format: Option<String>,
     /// A deliberate mistake (test builds only): `ignores-watch`.
     #[cfg(feature = "flaws")]
     #[arg(long)]
@@ -119,6 +151,10 @@ struct FileConfig {
     replicas: Option<u32>,
     password: Option<String>,
     exit_on_stdin_eof: Option<bool>,
+    http: Option<String>,
+    admin_token_file: Option<String>,
+    secret_file: Option<String>,
+    log_format: Option<String>,
 }
 
 /// The settings of one node, complete and checked.
@@ -140,6 +176,14 @@ pub struct NodeSettings {
     pub password: Option<String>,
     /// Exit when stdin closes.
     pub exit_on_stdin_eof: bool,
+    /// The operator endpoint's address.
+    pub http: Option<SocketAddr>,
+    /// The admin token (read from its file).
+    pub admin_token: Option<String>,
+    /// The cluster secret (read from its file).
+    pub secret: Option<selfman_net::ClusterSecret>,
+    /// How log lines are written.
+    pub log_format: selfman_ops::logging::LogFormat,
     /// The backend's deliberate mistake (test builds only).
     #[cfg(feature = "flaws")]
     pub flaw: Option<crate::backend::Flaw>,
@@ -171,7 +215,45 @@ pub fn settings(args: &NodeArgs) -> Result<NodeSettings, String> {
             selfman_replication::MAX_F
         ));
     }
+    let http = args.http.or(from_file("http", &file.http)?);
+    let path = |cli: &Option<PathBuf>, f: &Option<String>| {
+        cli.clone().or_else(|| f.as_ref().map(PathBuf::from))
+    };
+    let admin_token = match path(&args.admin_token_file, &file.admin_token_file) {
+        None => None,
+        Some(p) => {
+            let t = std::fs::read_to_string(&p)
+                .map_err(|e| format!("`admin-token-file` {}: cannot read it: {e}", p.display()))?;
+            let t = t.trim().to_owned();
+            if t.len() < 16 {
+                return Err(format!(
+                    "`admin-token-file` {}: the token must be at least 16 characters",
+                    p.display()
+                ));
+            }
+            Some(t)
+        }
+    };
+    let secret = match path(&args.secret_file, &file.secret_file) {
+        None => None,
+        Some(p) => {
+            let t = std::fs::read_to_string(&p)
+                .map_err(|e| format!("`secret-file` {}: cannot read it: {e}", p.display()))?;
+            Some(t.parse().map_err(|e| format!("`secret-file` {}: {e}", p.display()))?)
+        }
+    };
+    let log_format = args
+        .log_format
+        .clone()
+        .or(file.log_format)
+        .map(|f| f.parse().map_err(|e| format!("`log-format`: {e}")))
+        .transpose()?
+        .unwrap_or_default();
     Ok(NodeSettings {
+        http,
+        admin_token,
+        secret,
+        log_format,
         listen: listen
             .ok_or("`listen` is required (--listen IP:PORT or `listen` in the config)")?,
         redis: redis.ok_or("`redis` is required (--redis IP:PORT or `redis` in the config)")?,
@@ -202,6 +284,7 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Node(args) => settings(&args).and_then(|s| run_node(&s)),
         Command::Cluster(args) => run_cluster(&args),
+        Command::Admin(args) => run_admin(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -263,11 +346,16 @@ fn watch_stdin(to: mpsc::Sender<Stop>) {
 ///
 /// A message if the node cannot bind, wire, join or serve.
 pub fn run_node(s: &NodeSettings) -> Result<(), String> {
+    // warnings and errors on stderr unless SELFMAN_LOG/RUST_LOG say otherwise
+    let env = std::env::var_os("SELFMAN_LOG").or_else(|| std::env::var_os("RUST_LOG"));
+    selfman_ops::logging::init(s.log_format, if env.is_some() { None } else { Some("warn") })
+        .map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = mpsc::channel();
     catch_signals(stop_tx.clone())?;
     let err = |e: selfman_core::Error| e.to_string();
     let rt = Runtime::builder().workers(2).spin(Duration::ZERO).build();
-    let net_config = NetConfig::default().listen(s.listen).io_spin(Duration::ZERO);
+    let net_config =
+        NetConfig::default().listen(s.listen).io_spin(Duration::ZERO).secret(s.secret.clone());
     let net = TcpNetwork::start(&rt, net_config)
         .map_err(|e| format!("ring address {}: {e}", s.listen))?;
     let config = StoreNodeConfig {
@@ -367,6 +455,10 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
             .spawn(move || serve(listener, shared))
             .map_err(|e| e.to_string())?
     };
+    let ops = match s.http {
+        None => None,
+        Some(http) => Some(start_ops(http, s, &net, &node, &shared)?),
+    };
     let ready = format!("{redis} ring {} pid {}", net.local().addr, std::process::id());
     selfman_launch::node::announce_ready(ready).map_err(|e| e.to_string())?;
     if s.exit_on_stdin_eof {
@@ -381,8 +473,148 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     while !ring_state.lock().map(|r| r.left).unwrap_or(true) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    if let Some(o) = ops {
+        o.shutdown();
+    }
     net.shutdown();
     rt.shutdown().map_err(|e| e.to_string())
+}
+
+/// The node's operator endpoint: metrics (with the backend's counters), JSON, the dashboard,
+/// and the admin action `swap-fd` (replace the failure detector live with a new heartbeat
+/// period) when an admin token is configured.
+fn start_ops(
+    http: SocketAddr,
+    s: &NodeSettings,
+    net: &TcpNetwork,
+    node: &crate::node::StoreNode,
+    shared: &Arc<Shared>,
+) -> Result<selfman_ops::OpsServer, String> {
+    use selfman_ops::metrics::Kind;
+    let system = net.system().clone();
+    let ring = node.ring.clone();
+    let stats = Arc::clone(&shared.stats);
+    let shared = Arc::clone(shared);
+    // TcpNetwork's counters are read through its stats handle
+    let net_stats = net.stats_handle();
+    let mut sources = selfman_ops::Sources::new(format!("selfman {}", s.redis))
+        .system(move || system.snapshot().ok())
+        .ring(move || ring.on_definition(|d| selfman_ports::RingInspect::ring_view(d)).ok())
+        .net(net_stats)
+        .metrics(move |m| {
+            let c = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+            m.single(
+                "selfman_store_commits_total",
+                Kind::Counter,
+                "Client jobs whose transaction committed.",
+                c(&stats.committed),
+            );
+            m.single(
+                "selfman_store_aborts_total",
+                Kind::Counter,
+                "Transaction attempts that aborted (retried or failed).",
+                c(&stats.aborted),
+            );
+            m.single(
+                "selfman_store_watch_failed_total",
+                Kind::Counter,
+                "EXECs answered null because a watched key changed.",
+                c(&stats.watch_failed),
+            );
+            m.single(
+                "selfman_store_failed_total",
+                Kind::Counter,
+                "Client jobs answered with an error.",
+                c(&stats.failed),
+            );
+            m.single(
+                "selfman_store_clients",
+                Kind::Gauge,
+                "Client connections open.",
+                c(&shared.clients),
+            );
+        });
+    if let Some(token) = &s.admin_token {
+        let (system, fd) = (net.system().clone(), node.fd.clone());
+        sources = sources.admin_token(token.clone()).action(
+            "swap-fd",
+            "replace the failure detector live; argument: the heartbeat period in ms (10..=10000)",
+            move |body| {
+                let ms: u64 =
+                    body.trim().parse().map_err(|_| format!("not a period in ms: {body:?}"))?;
+                if !(10..=10_000).contains(&ms) {
+                    return Err(format!("{ms} ms is outside 10..=10000"));
+                }
+                let config = selfman_failure_detector::FdConfig {
+                    period: Duration::from_millis(ms),
+                    ..selfman_failure_detector::FdConfig::default()
+                };
+                let started = Instant::now();
+                selfman_failure_detector::reconfigure(&system, &fd, config)
+                    .and_then(|swap| swap.wait(Duration::from_secs(5)))
+                    .map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "failure detector swapped (period {ms} ms) in {} us",
+                    started.elapsed().as_micros()
+                ))
+            },
+        );
+    }
+    selfman_ops::OpsServer::start(http, sources).map_err(|e| e.to_string())
+}
+
+/// `selfman admin`: lists a node's admin actions and components, or runs an action.
+///
+/// # Errors
+///
+/// The node does not answer, refuses (wrong token, unknown action) or the action fails.
+pub fn run_admin(a: &AdminArgs) -> Result<(), String> {
+    use selfman_ops::client;
+    if a.action == "list" {
+        let admin: serde_json::Value =
+            serde_json::from_str(&client::get(a.node, "/api/admin").map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        let enabled = admin["enabled"].as_bool().unwrap_or(false);
+        println!(
+            "admin actions ({}):",
+            if enabled { "enabled" } else { "disabled: the node has no admin token" }
+        );
+        for act in admin["actions"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<12} {}",
+                act["name"].as_str().unwrap_or("?"),
+                act["help"].as_str().unwrap_or("")
+            );
+        }
+        let tree: serde_json::Value = serde_json::from_str(
+            &client::get(a.node, "/api/components").map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        println!("components:");
+        for c in tree["components"].as_array().into_iter().flatten() {
+            println!(
+                "  {:>4} {:<10} queued {:>5} handled {:>10} swaps {} {}",
+                c["id"],
+                c["state"].as_str().unwrap_or("?"),
+                c["queued"],
+                c["handled"],
+                c["swaps"],
+                selfman_ops::metrics::short_type(c["type_name"].as_str().unwrap_or("?"))
+            );
+        }
+        return Ok(());
+    }
+    let path = a
+        .token_file
+        .as_ref()
+        .ok_or("running an action needs --token-file FILE (the node's admin token)")?;
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+    let out = client::admin(a.node, token.trim(), &a.action, a.arg.as_deref().unwrap_or(""))
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or(serde_json::Value::String(out));
+    println!("{}", v["ok"].as_str().unwrap_or(&v.to_string()));
+    Ok(())
 }
 
 /// Starts the local cluster, waits for a signal (or the end of stdin), stops every node.
