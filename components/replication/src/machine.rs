@@ -437,7 +437,7 @@ impl ReplicaMachine {
             let held = self.serving.intersection(&RangeSet::of(r));
             self.serving.remove(r);
             let mut cx = ctx!(self, now, out);
-            self.handover.lose(&mut cx, r);
+            self.handover.lose(&mut cx, r, to.map(|t| t.addr));
             self.rebuild.lose(r);
             self.repair.lose(&mut cx, r);
             match to {
@@ -537,7 +537,23 @@ impl ReplicaMachine {
                 self.quorum.on_reply(&mut cx, from, id, replica, result)
             }
             ReplMessage::Offer { session, range } => {
-                self.handover.on_offer(&mut cx, from, session, range, owned)
+                // The old holder's offer came after this node gave up waiting and started
+                // rebuilding (the ring told the old holder late): its data is the range's
+                // authority, so take it instead of the rebuild, which may wait on replicas
+                // that are themselves moving.
+                let mut rebuilding = RangeSet::new();
+                for r in self.rebuild.pending() {
+                    rebuilding.insert(r);
+                }
+                let taken = rebuilding.intersection(&RangeSet::of(range));
+                if !taken.is_empty() && !self.handover.expects(from, range) {
+                    for part in taken.ranges() {
+                        self.rebuild.lose(part);
+                    }
+                    self.handover.take_offer(&mut cx, from, session, range, taken);
+                } else {
+                    self.handover.on_offer(&mut cx, from, session, range, owned)
+                }
             }
             ReplMessage::Accept { session } => self.handover.on_accept(&mut cx, from, session),
             ReplMessage::Decline { session } => self.handover.on_decline(&mut cx, from, session),

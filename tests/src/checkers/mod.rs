@@ -17,5 +17,6 @@ pub mod broadcast;
 pub mod consensus;
 pub mod failure_detection;
 pub mod linearizability;
+pub mod replication;
 pub mod ring;
 pub mod ring_history;

@@ -17,6 +17,7 @@ pub mod consensus;
 pub mod failure_detection;
 pub mod network;
 pub mod nodes;
+pub mod replication;
 pub mod ring;
 
 /// The node at simulator index `i`, whichever incarnation runs there (how the scenarios list
