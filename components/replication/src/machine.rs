@@ -270,6 +270,14 @@ impl ReplicaMachine {
         &mut self.store
     }
 
+    /// The replicas held here, to change by hand (feature `testkit`, for benchmarks and tests
+    /// only: to load a million items without writing them, or to make replicas stale). What
+    /// is put here bypasses every rule of the protocol.
+    #[cfg(feature = "testkit")]
+    pub fn store_testkit(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
     /// The ranges served.
     pub fn serving(&self) -> Vec<Range> {
         self.serving.ranges()
