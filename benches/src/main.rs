@@ -9,6 +9,7 @@
 //! selfman-bench net-pingpong --pairs K --window W --round-trips N [--threads T]
 //! selfman-bench consensus --nodes N --instances I [--window W] [--tcp 1] [--threads T]
 //! selfman-bench ring --impl relaxed --nodes N [--seed S] [--k K] [--lookups L] [--phases …]
+//! selfman-bench replication --phase handover|rereplicate|repair|reads [--nodes N] [--items I]
 //! ```
 
 mod alloc;
@@ -20,6 +21,7 @@ mod huge_pages;
 mod idle;
 mod net_pingpong;
 mod pingpong;
+mod replication;
 mod ring;
 mod sim;
 mod swap;
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         "net-pingpong" => args::Args::parse(&rest).and_then(|a| net_pingpong::run(&a)),
         "consensus" => args::Args::parse(&rest).and_then(|a| consensus::run(&a)),
         "ring" => args::Args::parse(&rest).and_then(|a| ring::run(&a)),
+        "replication" => args::Args::parse(&rest).and_then(|a| replication::run(&a)),
         "net-ponger" => args::Args::parse(&rest).and_then(|a| net_pingpong::ponger(&a)),
         other => Err(format!(
             "unknown benchmark `{other}` (try pingpong, components, idle, swap, sim, fd, \

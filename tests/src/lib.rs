@@ -490,4 +490,13 @@ const REPLICATION_REGRESSIONS: &[Regression] = &[
                  from replicas that were moving too, and refused the offer (fix: an offer of a \
                  range being rebuilt is taken instead of the rebuild)",
     },
+    Regression {
+        scenario: "repl-churn",
+        seed: 19,
+        caught: "a crashed anchor's successor rebuilt a range wider than a sector, two of whose \
+                 three sources were parts of that range itself, and never finished (fix: a \
+                 rebuild is cut at the sectors' edges)",
+    },
+    Regression { scenario: "repl-churn", seed: 15, caught: "same as seed 19" },
+    Regression { scenario: "repl-churn", seed: 22, caught: "same as seed 19" },
 ];
