@@ -7,7 +7,7 @@
 //! ```text
 //! selfman-bench replication --phase handover|rereplicate|repair|reads [--nodes 16]
 //!     [--items 1000000] [--value-bytes 16] [--latency-us 250] [--seed 1]
-//!     [--stale-permille 10] [--reads 20000] [--window 16]
+//!     [--stale-permille 10] [--reads 20000] [--window 16] [--tcp 1 (reads only)]
 //! ```
 //!
 //! * `handover`: one more peer joins; virtual time from its join request until it serves its
@@ -21,7 +21,9 @@
 //!   (`replication-repair`);
 //! * `reads`: every peer runs `--window` quorum reads of random items at a time, `--reads` in
 //!   all; reads per wall-clock second of the simulator and virtual latency p50/p99
-//!   (`replication-reads`).
+//!   (`replication-reads`); with `--tcp 1`, the same over loopback TCP instead of the
+//!   simulator: one `TcpNetwork` per node, all in this process on the multi-core runtime,
+//!   reads per second and latency p50/p99 in real time.
 //!
 //! Every phase also prints `replication-memory` (live heap bytes the loaded replicas added,
 //! per replica, beyond their key and value). The simulated links have a fixed latency and no
@@ -32,11 +34,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use selfman::core::{
-    Component, ComponentDefinition, Context, Handled, Host, NodeAddr, Required, Setup, Time,
-    Timeout, Timer, TimerId,
+    Component, ComponentDefinition, ComponentRef, Context, Handled, Host, NodeAddr, Required,
+    Setup, Time, Timeout, Timer, TimerId,
 };
 use selfman::sim::{Latency, LinkModel, SimConfig, SimHost, SimNetConfig, Simulation};
+use selfman::Runtime;
 use selfman_failure_detector::FdConfig;
+use selfman_net::{NetConfig, TcpNetwork};
 use selfman_ports::{
     FailureDetector, Movement, Replication, ReplicationIndication, ReplicationRequest, Ring,
     RingId, RingRequest, Version,
@@ -54,8 +58,50 @@ const F: u32 = 4;
 
 type Repl = Component<SymmetricReplication<ReplMessage>>;
 
-/// What a node's builder made: its replication, driver and ring.
-type Built = (Repl, Component<Driver>, Component<selfman_relaxed_ring::RelaxedRing<ReplMessage>>);
+type RingC = Component<selfman_relaxed_ring::RelaxedRing<ReplMessage>>;
+
+/// What a node's builder made: its replication, driver, ring and detector.
+type Built = (Repl, Component<Driver>, RingC, ComponentRef);
+
+/// How to build one node.
+#[derive(Clone)]
+struct NodeSpec {
+    id: RingId,
+    config: ReplicationConfig,
+    items: u64,
+    window: u64,
+    reads: u64,
+    go: Arc<AtomicBool>,
+    log: Log<Recorded>,
+}
+
+/// Wires one node on `h`: the heartbeat detector, the relaxed ring at `spec.id`, replication,
+/// and a driver.
+fn wire<H: Host>(h: &H, spec: &NodeSpec) -> selfman::core::Result<Built> {
+    let fd = selfman_failure_detector::build(h, FdConfig::default())?;
+    let fd_port = fd.provided::<FailureDetector>()?;
+    let ring_config = RingConfig { id: Some(spec.id), ..RingConfig::default() };
+    let ring = selfman_relaxed_ring::build::<ReplMessage, _>(h, ring_config, &fd_port)?;
+    let repl = selfman_replication::build(h, spec.config, &ring.provided()?, &fd_port)?;
+    let s = spec.clone();
+    let d = h.create(move || Driver {
+        ctx: Context::new(),
+        port: Required::new(),
+        timer: Required::new(),
+        items: s.items,
+        window: s.window,
+        left: s.reads,
+        started: BTreeMap::new(),
+        next: 0,
+        go: s.go.clone(),
+        reading: false,
+        log: s.log.clone(),
+    })?;
+    h.system().link::<Replication>(&repl, &d)?;
+    h.system().connect(&h.timer()?, &d.required()?)?;
+    let fd_ref: ComponentRef = (*fd).clone();
+    Ok((repl, d, ring, fd_ref))
+}
 
 /// What the nodes' drivers record.
 #[derive(Default)]
@@ -220,35 +266,15 @@ impl World {
             (self.log.clone(), self.items, self.reads_per_node, self.window, self.go.clone());
         let made: Log<Option<Built>> = Log::default();
         let m = made.clone();
+        let spec = NodeSpec { id, config, items, window, reads, go, log };
         let node = self
             .sim
             .add_node(move |h: &SimHost| {
-                let fd = selfman_failure_detector::build(h, FdConfig::default())?;
-                let fd_port = fd.provided::<FailureDetector>()?;
-                let ring_config = RingConfig { id: Some(id), ..RingConfig::default() };
-                let ring = selfman_relaxed_ring::build::<ReplMessage, _>(h, ring_config, &fd_port)?;
-                let repl = selfman_replication::build(h, config, &ring.provided()?, &fd_port)?;
-                let (log, go) = (log.clone(), go.clone());
-                let d = h.create(move || Driver {
-                    ctx: Context::new(),
-                    port: Required::new(),
-                    timer: Required::new(),
-                    items,
-                    window,
-                    left: reads,
-                    started: BTreeMap::new(),
-                    next: 0,
-                    go: go.clone(),
-                    reading: false,
-                    log: log.clone(),
-                })?;
-                h.system().link::<Replication>(&repl, &d)?;
-                h.system().connect(&h.timer()?, &d.required()?)?;
-                *m.lock() = Some((repl, d, ring));
+                *m.lock() = Some(wire(h, &spec)?);
                 Ok(())
             })
             .map_err(|e| e.to_string())?;
-        let (repl, d, ring) = made.lock().take().ok_or("the node was not built")?;
+        let (repl, d, ring, _) = made.lock().take().ok_or("the node was not built")?;
         let req = if i == 0 {
             RingRequest::Bootstrap
         } else {
@@ -308,40 +334,167 @@ impl World {
     /// Loads `items` items of `value` bytes at version 1 into the stores of the peers that
     /// serve their replicas. Returns the live heap bytes that added.
     fn load(&mut self, items: u64, value: usize) -> isize {
-        let ids = self.members();
-        let owner = |p: RingId| {
-            let i = ids.partition_point(|(id, _)| *id < p);
-            ids.get(i).or_else(|| ids.first()).map_or(0, |(_, n)| *n)
-        };
-        let before = alloc::start();
-        let chunk = 1 << 16;
-        let mut k = 0;
-        while k < items {
-            let mut per: BTreeMap<usize, Vec<(ItemId, Record)>> = BTreeMap::new();
-            for k in k..(k + chunk).min(items) {
-                let kb = key(k);
-                for i in 0..F {
-                    let pos = RingId::of_key(&kb).replica(i, F);
-                    let rec = Record::new(Version(1), Some(vec![7u8; value].into_boxed_slice()));
-                    per.entry(owner(pos)).or_default().push((ItemId::new(pos, &kb), rec));
-                }
-            }
-            for (n, list) in per {
-                let _ = self.repls[n].1.on_definition(move |d| {
-                    let s = d.machine_testkit().store_testkit();
-                    for (id, r) in list {
-                        s.insert_raw(id, r);
-                    }
-                });
-            }
-            k += chunk;
-        }
-        alloc::stop() - before
+        let repls: Vec<Repl> = self.repls.iter().map(|(_, r)| r.clone()).collect();
+        load(&repls, &self.members(), items, value)
     }
 
     fn stored(&self, i: usize) -> usize {
         self.repls[i].1.on_definition(|d| d.machine().store().len()).unwrap_or(0)
     }
+}
+
+/// The members of `repls` in ring order, with their index.
+fn members_of(repls: &[Repl]) -> Vec<(RingId, usize)> {
+    let mut ids: Vec<(RingId, usize)> = repls
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let v = r.on_definition(|d| d.machine().view()).ok()?;
+            v.owned.and(v.id).map(|id| (id, i))
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Loads `items` items of `value` bytes at version 1 into the stores of the members `ids`
+/// (indices into `repls`) that serve their replicas. Returns the live heap bytes that added.
+fn load(repls: &[Repl], ids: &[(RingId, usize)], items: u64, value: usize) -> isize {
+    let owner = |p: RingId| {
+        let i = ids.partition_point(|(id, _)| *id < p);
+        ids.get(i).or_else(|| ids.first()).map_or(0, |(_, n)| *n)
+    };
+    let before = alloc::start();
+    let chunk = 1 << 16;
+    let mut k = 0;
+    while k < items {
+        let mut per: BTreeMap<usize, Vec<(ItemId, Record)>> = BTreeMap::new();
+        for k in k..(k + chunk).min(items) {
+            let kb = key(k);
+            for i in 0..F {
+                let pos = RingId::of_key(&kb).replica(i, F);
+                let rec = Record::new(Version(1), Some(vec![7u8; value].into_boxed_slice()));
+                per.entry(owner(pos)).or_default().push((ItemId::new(pos, &kb), rec));
+            }
+        }
+        for (n, list) in per {
+            let _ = repls[n].on_definition(move |d| {
+                let s = d.machine_testkit().store_testkit();
+                for (id, r) in list {
+                    s.insert_raw(id, r);
+                }
+            });
+        }
+        k += chunk;
+    }
+    alloc::stop() - before
+}
+
+/// Quorum reads over loopback TCP: `nodes` nodes in this process, each with its own
+/// `TcpNetwork` on the multi-core runtime, `--items` items loaded, every node's driver
+/// running `--window` reads at a time.
+fn reads_tcp(args: &Args) -> Result<String, String> {
+    let nodes = args.get("nodes", 4)? as usize;
+    let items = args.get("items", 100_000)?.max(1);
+    let value = args.get("value-bytes", 16)? as usize;
+    let reads = args.get("reads", 20_000)?;
+    let window = args.get("window", 16)?;
+    let err = |e: selfman::core::Error| e.to_string();
+    let rt = Runtime::builder().workers(args.threads()?).build();
+    let go = Arc::new(AtomicBool::new(false));
+    let log: Log<Recorded> = Log::default();
+    let mut nets = Vec::new();
+    let mut repls = Vec::new();
+    let mut rings = Vec::new();
+    for i in 0..nodes {
+        let net = TcpNetwork::start(&rt, NetConfig::default()).map_err(|e| e.to_string())?;
+        let (host, id) = position(i, 1 << 20, F, None);
+        let config = ReplicationConfig {
+            host,
+            repair_period: Duration::from_secs(3600),
+            ..ReplicationConfig::default()
+        };
+        let spec = NodeSpec {
+            id,
+            config,
+            items,
+            window,
+            reads: reads.div_ceil(nodes as u64),
+            go: go.clone(),
+            log: log.clone(),
+        };
+        let (repl, d, ring, fd) = wire(&net, &spec).map_err(err)?;
+        for c in [&fd, &*ring, &*repl, &*d] {
+            rt.start(c).map_err(err)?;
+        }
+        repls.push(repl);
+        rings.push(ring);
+        nets.push(net);
+    }
+    for (i, ring) in rings.iter().enumerate() {
+        let req = if i == 0 {
+            RingRequest::Bootstrap
+        } else {
+            RingRequest::Join { access: nets[0].local() }
+        };
+        ring.provided::<Ring<ReplMessage>>().and_then(|p| p.request(req)).map_err(err)?;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let settled = |r: &Repl| {
+        r.on_definition(|d| {
+            let v = d.machine().view();
+            v.owned.is_some_and(|o| v.serving == [o])
+                && v.pending.is_empty()
+                && v.outgoing.is_empty()
+        })
+        .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !repls.iter().all(settled) {
+        if Instant::now() > deadline {
+            return Err("the ring did not form and settle within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    load(&repls, &members_of(&repls), items, value);
+    let total = reads.div_ceil(nodes as u64) * nodes as u64;
+    let wall = Instant::now();
+    go.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let n = {
+            let l = log.lock();
+            l.latencies.len() as u64 + l.failed
+        };
+        if n >= total {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {n} of {total} reads finished within 300 s"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let wall_s = wall.elapsed().as_secs_f64();
+    for net in &nets {
+        net.shutdown();
+    }
+    rt.shutdown().map_err(|e| e.to_string())?;
+    let mut l = log.lock();
+    l.latencies.sort();
+    let (p50, p99) = (quantile(&l.latencies, 0.5), quantile(&l.latencies, 0.99));
+    Ok(format!(
+        "replication-reads nodes={nodes} items={items} f={F} transport=tcp window={window} \
+         reads={} failed={} reads_per_s={:.0} p50_us={:.0} p99_us={:.0}",
+        l.latencies.len(),
+        l.failed,
+        l.latencies.len() as f64 / wall_s,
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    ))
+}
+
+fn quantile(sorted: &[Duration], p: f64) -> Duration {
+    sorted.get(((sorted.len() as f64 - 1.0).max(0.0) * p) as usize).copied().unwrap_or_default()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -350,6 +503,9 @@ fn ms(d: Duration) -> f64 {
 
 pub(crate) fn run(args: &Args) -> Result<String, String> {
     let phase = args.text("phase", "handover").to_owned();
+    if phase == "reads" && args.get("tcp", 0)? != 0 {
+        return reads_tcp(args);
+    }
     let nodes = args.get("nodes", 16)? as usize;
     let items = args.get("items", 1_000_000)?;
     let value = args.get("value-bytes", 16)? as usize;
