@@ -7,7 +7,8 @@
 //! ```text
 //! selfman-bench replication --phase handover|rereplicate|repair|reads [--nodes 16]
 //!     [--items 1000000] [--value-bytes 16] [--latency-us 250] [--seed 1]
-//!     [--stale-permille 10] [--reads 20000] [--window 16] [--tcp 1 (reads only)]
+//!     [--stale-permille 10] [--reads 20000] [--window 16]
+//!     [--transport sim|in-process|tcp (reads only)]
 //! ```
 //!
 //! * `handover`: one more peer joins; virtual time from its join request until it serves its
@@ -21,9 +22,10 @@
 //!   (`replication-repair`);
 //! * `reads`: every peer runs `--window` quorum reads of random items at a time, `--reads` in
 //!   all; reads per wall-clock second of the simulator and virtual latency p50/p99
-//!   (`replication-reads`); with `--tcp 1`, the same over loopback TCP instead of the
-//!   simulator: one `TcpNetwork` per node, all in this process on the multi-core runtime,
-//!   reads per second and latency p50/p99 in real time.
+//!   (`replication-reads`); with `--transport in-process` or `tcp`, the same on the
+//!   multi-core runtime instead of the simulator, one `TcpNetwork` per node, all in this
+//!   process (messages between the nodes as values in memory, or over loopback TCP), reads
+//!   per second and latency p50/p99 in real time.
 //!
 //! Every phase also prints `replication-memory` (live heap bytes the loaded replicas added,
 //! per replica, beyond their key and value). The simulated links have a fixed latency and no
@@ -390,10 +392,10 @@ fn load(repls: &[Repl], ids: &[(RingId, usize)], items: u64, value: usize) -> is
     alloc::stop() - before
 }
 
-/// Quorum reads over loopback TCP: `nodes` nodes in this process, each with its own
-/// `TcpNetwork` on the multi-core runtime, `--items` items loaded, every node's driver
-/// running `--window` reads at a time.
-fn reads_tcp(args: &Args) -> Result<String, String> {
+/// Quorum reads on the multi-core runtime: `nodes` nodes in this process, each with its own
+/// `TcpNetwork` (over loopback TCP if `tcp`, else delivering between the nodes in memory),
+/// `--items` items loaded, every node's driver running `--window` reads at a time.
+fn reads_tcp(args: &Args, tcp: bool) -> Result<String, String> {
     let nodes = args.get("nodes", 4)? as usize;
     let items = args.get("items", 100_000)?.max(1);
     let value = args.get("value-bytes", 16)? as usize;
@@ -407,7 +409,8 @@ fn reads_tcp(args: &Args) -> Result<String, String> {
     let mut repls = Vec::new();
     let mut rings = Vec::new();
     for i in 0..nodes {
-        let net = TcpNetwork::start(&rt, NetConfig::default()).map_err(|e| e.to_string())?;
+        let cfg = NetConfig::default().local_delivery(!tcp);
+        let net = TcpNetwork::start(&rt, cfg).map_err(|e| e.to_string())?;
         let (host, id) = position(i, 1 << 20, F, None);
         let config = ReplicationConfig {
             host,
@@ -483,8 +486,9 @@ fn reads_tcp(args: &Args) -> Result<String, String> {
     l.latencies.sort();
     let (p50, p99) = (quantile(&l.latencies, 0.5), quantile(&l.latencies, 0.99));
     Ok(format!(
-        "replication-reads nodes={nodes} items={items} f={F} transport=tcp window={window} \
+        "replication-reads nodes={nodes} items={items} f={F} transport={} window={window} \
          reads={} failed={} reads_per_s={:.0} p50_us={:.0} p99_us={:.0}",
+        if tcp { "tcp" } else { "in-process" },
         l.latencies.len(),
         l.failed,
         l.latencies.len() as f64 / wall_s,
@@ -503,8 +507,15 @@ fn ms(d: Duration) -> f64 {
 
 pub(crate) fn run(args: &Args) -> Result<String, String> {
     let phase = args.text("phase", "handover").to_owned();
-    if phase == "reads" && args.get("tcp", 0)? != 0 {
-        return reads_tcp(args);
+    match args.text("transport", "sim") {
+        "sim" => {}
+        "in-process" if phase == "reads" => return reads_tcp(args, false),
+        "tcp" if phase == "reads" => return reads_tcp(args, true),
+        other => {
+            return Err(format!(
+                "--transport {other}: sim (every phase), in-process or tcp (reads only)"
+            ))
+        }
     }
     let nodes = args.get("nodes", 16)? as usize;
     let items = args.get("items", 1_000_000)?;

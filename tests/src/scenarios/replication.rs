@@ -11,7 +11,7 @@
 //!
 //! * **no stale read**, as reads complete, all run long;
 //! * **convergence** at `quiet_at +` [`convergence_bound`]: every item has `f` replicas of
-//!   one version on the responsible peers ([`checkers::replication::convergence`]);
+//!   one version on the responsible peers ([`crate::checkers::replication::convergence`]);
 //! * **durability**: at that instant every acknowledged key is read once more, from a running
 //!   member; each read must answer at least the highest acknowledged version;
 //! * **host diversity** every 100 ms, in the scenarios with several nodes per host
