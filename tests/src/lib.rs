@@ -499,4 +499,14 @@ const REPLICATION_REGRESSIONS: &[Regression] = &[
     },
     Regression { scenario: "repl-churn", seed: 15, caught: "same as seed 19" },
     Regression { scenario: "repl-churn", seed: 22, caught: "same as seed 19" },
+    Regression {
+        scenario: "repl-join",
+        seed: 133,
+        caught: "the old holder heard of its loss after the joiner had rebuilt its part and lost \
+                 the rest to a later joiner; the offer, covering both, was refused forever and \
+                 the records stayed outgoing (fix: an offer is merged for the part the receiver \
+                 serves, and the rest dropped at Done)",
+    },
+    Regression { scenario: "repl-join", seed: 71, caught: "same as seed 133" },
+    Regression { scenario: "repl-join", seed: 137, caught: "same as seed 133" },
 ];

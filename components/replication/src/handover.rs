@@ -589,11 +589,16 @@ impl Handover {
             };
             return cx.send(from, ReplMessage::Accept { session });
         }
-        if cx.serving.covers(range) {
-            // Handed over what this node serves already (it was falsely suspected meanwhile):
-            // take the records, newest version wins.
+        let served = cx.serving.intersection(&RangeSet::of(range));
+        if !served.is_empty() {
+            // Handed over what this node serves already (it was falsely suspected meanwhile,
+            // or rebuilt the range before the old holder heard it lost it): take the records
+            // of what it serves, newest version wins. The rest of the offer is someone
+            // else's, who rebuilt it or receives it from elsewhere: every acknowledged
+            // version of it is on enough other replicas for their rebuild, so the old holder
+            // may drop it at `Done`.
             self.inc.push(Incoming {
-                want: RangeSet::of(range),
+                want: served,
                 range,
                 from,
                 since: now,
