@@ -19,7 +19,7 @@
 pub mod checkers;
 pub mod scenarios;
 
-use scenarios::{broadcast, consensus, failure_detection, network, ring, transactions};
+use scenarios::{broadcast, consensus, failure_detection, network, replication, ring, transactions};
 
 use selfman_sim::Scenario;
 
@@ -261,6 +261,66 @@ pub const SCENARIOS: &[Entry] = &[
         must_pass: false,
         build: transactions::tx_bank_broken,
     },
+    // scenarios/replication.rs: symmetric replication over the relaxed ring, and its broken
+    // variants.
+    Entry {
+        name: "repl-churn",
+        about: "replication over the relaxed ring, 8 nodes (f = 4), clients writing and reading: \
+                joins, a graceful leave, two crashes one at a time, over lossy delayed links; no \
+                stale read, durability, convergence within the bound",
+        must_pass: true,
+        build: replication::repl_churn,
+    },
+    Entry {
+        name: "repl-join",
+        about: "replication: 8 nodes join 4 at once while every client writes, transfers of 2 \
+                items per batch; no stale read, durability, convergence within the bound",
+        must_pass: true,
+        build: replication::repl_join,
+    },
+    Entry {
+        name: "repl-partition",
+        about: "replication, 8 nodes: twice two nodes are cut off for 2.5 s (writes miss their \
+                replicas, no one is suspected) and come back; no stale read, durability, \
+                convergence (by repair) within the bound",
+        must_pass: true,
+        build: replication::repl_partition,
+    },
+    Entry {
+        name: "repl-hosts",
+        about: "replication, 12 nodes on 6 hosts placed by the host rule: joins, a leave, a \
+                crash inside sectors; host diversity every 100 ms, no stale read, durability, \
+                convergence",
+        must_pass: true,
+        build: replication::repl_hosts,
+    },
+    Entry {
+        name: "repl-broken-skips-delta",
+        about: "repl-join with hand-overs that skip the meanwhile-writes (SkipsDelta): \
+                durability or no stale read must fail",
+        must_pass: false,
+        build: replication::repl_broken_skips_delta,
+    },
+    Entry {
+        name: "repl-broken-quorum-of-one",
+        about: "repl-partition with reads answered after one replica (QuorumOfOne): no stale \
+                read must fail",
+        must_pass: false,
+        build: replication::repl_broken_quorum_of_one,
+    },
+    Entry {
+        name: "repl-broken-no-repair",
+        about: "repl-partition with anti-entropy off (NoRepair): convergence must fail",
+        must_pass: false,
+        build: replication::repl_broken_no_repair,
+    },
+    Entry {
+        name: "repl-broken-ignores-hosts",
+        about: "repl-hosts with join positions that ignore the host (IgnoresHosts): host \
+                diversity must fail",
+        must_pass: false,
+        build: replication::repl_broken_ignores_hosts,
+    },
 ];
 
 /// The scenario called `name`.
@@ -292,6 +352,7 @@ pub const REGRESSIONS: &[(&str, &[Regression])] = &[
     ("network", NETWORK_REGRESSIONS),
     ("broadcast and consensus", AGREEMENT_REGRESSIONS),
     ("relaxed ring", RING_REGRESSIONS),
+    ("replication", REPLICATION_REGRESSIONS),
 ];
 
 /// The `net-fifo` and `heartbeat-churn` family's kept seeds.
@@ -453,4 +514,50 @@ const RING_REGRESSIONS: &[Regression] = &[
         caught: "a lookup answered from a range held within one instant, which observations \
                  between steps never saw (the history now takes the ranges the ring tells)",
     },
+];
+
+/// The replication family's kept seeds (`repl-*`): each failed once, before the fix named.
+const REPLICATION_REGRESSIONS: &[Regression] = &[
+    Regression {
+        scenario: "repl-join",
+        seed: 1,
+        caught: "two joiners in one gap: the first lost part of its range to the second before \
+                 the old holder's data arrived, took only its own part and the old holder \
+                 dropped the rest; the second's rebuild waited for replicas that were moving \
+                 too (fix: the first receives the lost part anyway and hands it on)",
+    },
+    Regression { scenario: "repl-join", seed: 2, caught: "same as seed 1" },
+    Regression {
+        scenario: "repl-join",
+        seed: 0,
+        caught: "a hand-over offered while the new owner was rebuilding stalled for good, its \
+                 records held unserved (fix: a stalled transfer is offered again after each \
+                 transfer timeout; the owner merges it once it serves the range)",
+    },
+    Regression {
+        scenario: "repl-join",
+        seed: 7,
+        caught: "the ring told the old holder so late that the joiner had started rebuilding, \
+                 from replicas that were moving too, and refused the offer (fix: an offer of a \
+                 range being rebuilt is taken instead of the rebuild)",
+    },
+    Regression {
+        scenario: "repl-churn",
+        seed: 19,
+        caught: "a crashed anchor's successor rebuilt a range wider than a sector, two of whose \
+                 three sources were parts of that range itself, and never finished (fix: a \
+                 rebuild is cut at the sectors' edges)",
+    },
+    Regression { scenario: "repl-churn", seed: 15, caught: "same as seed 19" },
+    Regression { scenario: "repl-churn", seed: 22, caught: "same as seed 19" },
+    Regression {
+        scenario: "repl-join",
+        seed: 133,
+        caught: "the old holder heard of its loss after the joiner had rebuilt its part and lost \
+                 the rest to a later joiner; the offer, covering both, was refused forever and \
+                 the records stayed outgoing (fix: an offer is merged for the part the receiver \
+                 serves, and the rest dropped at Done)",
+    },
+    Regression { scenario: "repl-join", seed: 71, caught: "same as seed 133" },
+    Regression { scenario: "repl-join", seed: 137, caught: "same as seed 133" },
 ];

@@ -101,6 +101,13 @@ impl<P: RingPayload> SymmetricReplication<P> {
         &self.machine
     }
 
+    /// The protocol logic, to change by hand (feature `testkit`, for benchmarks and tests
+    /// only; see [`ReplicaMachine::store_testkit`]).
+    #[cfg(feature = "testkit")]
+    pub fn machine_testkit(&mut self) -> &mut ReplicaMachine {
+        &mut self.machine
+    }
+
     /// The state transfer for a live replacement: `new` takes over everything `old` holds
     /// ([`ReplicaMachine::take_over`]). Use it with `System::replace_with_state`, or through
     /// [`reconfigure`](crate::reconfigure).

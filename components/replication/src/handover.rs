@@ -86,7 +86,9 @@ enum OutPhase {
     },
     /// `Done` sent; waiting for `DoneAck`.
     Draining { seq: u64 },
-    /// Given up; waiting for a pull or for the range to come back.
+    /// Given up; waiting for a pull or for the range to come back, and offered again after
+    /// each `transfer_timeout` (the new owner may have refused the first offer while it was
+    /// rebuilding the range; once it serves it, it merges what this node holds).
     Stalled,
 }
 
@@ -119,6 +121,10 @@ struct Incoming {
     merge: bool,
     /// Transfers of it that timed out.
     failed: u32,
+    /// Parts of the range this node lost to a later joiner before their data arrived, with
+    /// that joiner: their records are kept as they come, and handed on to it once the
+    /// transfer is complete (the joiner was told to expect them from here).
+    pass_on: Vec<(Range, NodeAddr)>,
     phase: InPhase,
 }
 
@@ -306,6 +312,7 @@ impl Handover {
         match self.out.get_mut(&session) {
             Some(o) if o.to == from => {
                 o.phase = OutPhase::Stalled;
+                o.last_progress = cx.now;
             }
             Some(_) => cx
                 .faults
@@ -479,24 +486,74 @@ impl Handover {
             since: cx.now,
             merge: false,
             failed: 0,
+            pass_on: Vec::new(),
             phase: InPhase::Waiting { pulls: 1, next_pull: pull_at },
         });
         cx.watch(from);
         cx.send(from, ReplMessage::Pull { range });
     }
 
-    /// `range` is no longer owned here: stop expecting it.
-    pub(crate) fn lose(&mut self, cx: &mut Ctx<'_>, range: Range) {
+    /// `range` is no longer owned here, but by `to` (if known): stop expecting it for this
+    /// node. The parts of it still incoming are received anyway and handed on to `to` once
+    /// complete: the ring told `to` to expect them from this node, and the old holder drops
+    /// everything it sent here at `Done`.
+    pub(crate) fn lose(&mut self, cx: &mut Ctx<'_>, range: Range, to: Option<NodeAddr>) {
         let lost = RangeSet::of(range);
         for i in &mut self.inc {
+            if let Some(t) = to.filter(|t| *t != cx.me && !i.merge) {
+                for part in i.want.intersection(&lost).ranges() {
+                    i.pass_on.push((part, t));
+                }
+            }
             i.want.subtract(&lost);
         }
         let (gone, keep): (Vec<_>, Vec<_>) =
-            self.inc.drain(..).partition(|i| i.want.is_empty() && !i.merge);
+            self.inc.drain(..).partition(|i| i.want.is_empty() && !i.merge && i.pass_on.is_empty());
         self.inc = keep;
         for i in gone {
             cx.unwatch(i.from);
         }
+    }
+
+    /// Whether an offer of `range` from `from` belongs to a transfer this node expects
+    /// (waiting for it, or receiving it already).
+    pub(crate) fn expects(&self, from: NodeAddr, range: Range) -> bool {
+        self.inc.iter().any(|i| {
+            i.from == from
+                && (i.want.ranges().iter().any(|w| w.overlaps(&range))
+                    || i.pass_on.iter().any(|(p, _)| p.overlaps(&range)))
+        })
+    }
+
+    /// Accepts the offer `session` of `range` from `from` for the parts `want` this node was
+    /// rebuilding (the caller dropped their rebuild): they are received whole instead.
+    pub(crate) fn take_offer(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        from: NodeAddr,
+        session: u64,
+        range: Range,
+        want: RangeSet,
+    ) {
+        let now = cx.now;
+        self.inc.push(Incoming {
+            want,
+            range,
+            from,
+            since: now,
+            merge: false,
+            failed: 0,
+            pass_on: Vec::new(),
+            phase: InPhase::Receiving {
+                session,
+                offered: range,
+                next_seq: 0,
+                items: 0,
+                last_progress: now,
+            },
+        });
+        cx.watch(from);
+        cx.send(from, ReplMessage::Accept { session });
     }
 
     /// An offer from the old holder.
@@ -520,7 +577,8 @@ impl Handover {
         if let Some(i) = self.inc.iter_mut().find(|i| {
             i.from == from
                 && matches!(i.phase, InPhase::Waiting { .. })
-                && i.want.ranges().iter().any(|w| w.overlaps(&range))
+                && (i.want.ranges().iter().any(|w| w.overlaps(&range))
+                    || i.pass_on.iter().any(|(p, _)| p.overlaps(&range)))
         }) {
             i.phase = InPhase::Receiving {
                 session,
@@ -531,16 +589,22 @@ impl Handover {
             };
             return cx.send(from, ReplMessage::Accept { session });
         }
-        if cx.serving.covers(range) {
-            // Handed over what this node serves already (it was falsely suspected meanwhile):
-            // take the records, newest version wins.
+        let served = cx.serving.intersection(&RangeSet::of(range));
+        if !served.is_empty() {
+            // Handed over what this node serves already (it was falsely suspected meanwhile,
+            // or rebuilt the range before the old holder heard it lost it): take the records
+            // of what it serves, newest version wins. The rest of the offer is someone
+            // else's, who rebuilt it or receives it from elsewhere: every acknowledged
+            // version of it is on enough other replicas for their rebuild, so the old holder
+            // may drop it at `Done`.
             self.inc.push(Incoming {
-                want: RangeSet::of(range),
+                want: served,
                 range,
                 from,
                 since: now,
                 merge: true,
                 failed: 0,
+                pass_on: Vec::new(),
                 phase: InPhase::Receiving {
                     session,
                     offered: range,
@@ -618,8 +682,8 @@ impl Handover {
                     .add(Fault::OutsideRange, &format_args!("item at {pos} outside {offered}"));
                 continue;
             }
-            if !i.want.contains(pos) {
-                continue; // a part this node lost meanwhile
+            if !i.want.contains(pos) && !i.pass_on.iter().any(|(p, _)| p.contains(pos)) {
+                continue; // a part this node lost meanwhile, to nobody known
             }
             let id = ItemId::new(pos, &w.key);
             if i.merge {
@@ -666,6 +730,9 @@ impl Handover {
             let m = Movement::Received { range: i.range, from, items };
             cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
         }
+        for (part, to) in i.pass_on {
+            self.send(cx, part, to);
+        }
         if self.recent.len() >= RECENT {
             self.recent.pop_front();
         }
@@ -692,6 +759,7 @@ impl Handover {
         for o in self.out.values_mut() {
             if o.to.addr == node.addr && !matches!(o.phase, OutPhase::Draining { .. }) {
                 o.phase = OutPhase::Stalled;
+                o.last_progress = cx.now;
             }
         }
     }
@@ -700,6 +768,7 @@ impl Handover {
     pub(crate) fn on_tick(&mut self, cx: &mut Ctx<'_>) {
         let now = cx.now;
         let mut finished = Vec::new();
+        let mut restart = Vec::new();
         for (id, o) in self.out.iter_mut() {
             let stuck = now >= o.last_progress + cx.config.transfer_timeout;
             match &mut o.phase {
@@ -710,6 +779,7 @@ impl Handover {
                             &format_args!("offer of {} to {} unanswered", o.range, o.to),
                         );
                         o.phase = OutPhase::Stalled;
+                        o.last_progress = now;
                         let m = Movement::TransferAborted { range: o.range, peer: o.to };
                         cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
                     } else if now >= o.resend_at {
@@ -727,6 +797,7 @@ impl Handover {
                             &format_args!("transfer of {} to {} stuck", o.range, o.to),
                         );
                         o.phase = OutPhase::Stalled;
+                        o.last_progress = now;
                         let m = Movement::TransferAborted { range: o.range, peer: o.to };
                         cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
                         continue;
@@ -757,8 +828,17 @@ impl Handover {
                         cx.out.push(ReplOutput::Send { to: o.to, msg });
                     }
                 }
-                OutPhase::Stalled => {}
+                OutPhase::Stalled => {
+                    if stuck {
+                        restart.push(*id);
+                    }
+                }
             }
+        }
+        for id in restart {
+            let o = self.out.remove(&id).expect("just listed");
+            cx.unwatch(o.to);
+            self.send(cx, o.range, o.to);
         }
         for id in finished {
             let o = self.out.remove(&id).expect("just listed");

@@ -270,6 +270,14 @@ impl ReplicaMachine {
         &mut self.store
     }
 
+    /// The replicas held here, to change by hand (feature `testkit`, for benchmarks and tests
+    /// only: to load a million items without writing them, or to make replicas stale). What
+    /// is put here bypasses every rule of the protocol.
+    #[cfg(feature = "testkit")]
+    pub fn store_testkit(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
     /// The ranges served.
     pub fn serving(&self) -> Vec<Range> {
         self.serving.ranges()
@@ -437,7 +445,7 @@ impl ReplicaMachine {
             let held = self.serving.intersection(&RangeSet::of(r));
             self.serving.remove(r);
             let mut cx = ctx!(self, now, out);
-            self.handover.lose(&mut cx, r);
+            self.handover.lose(&mut cx, r, to.map(|t| t.addr));
             self.rebuild.lose(r);
             self.repair.lose(&mut cx, r);
             match to {
@@ -537,7 +545,23 @@ impl ReplicaMachine {
                 self.quorum.on_reply(&mut cx, from, id, replica, result)
             }
             ReplMessage::Offer { session, range } => {
-                self.handover.on_offer(&mut cx, from, session, range, owned)
+                // The old holder's offer came after this node gave up waiting and started
+                // rebuilding (the ring told the old holder late): its data is the range's
+                // authority, so take it instead of the rebuild, which may wait on replicas
+                // that are themselves moving.
+                let mut rebuilding = RangeSet::new();
+                for r in self.rebuild.pending() {
+                    rebuilding.insert(r);
+                }
+                let taken = rebuilding.intersection(&RangeSet::of(range));
+                if !taken.is_empty() && !self.handover.expects(from, range) {
+                    for part in taken.ranges() {
+                        self.rebuild.lose(part);
+                    }
+                    self.handover.take_offer(&mut cx, from, session, range, taken);
+                } else {
+                    self.handover.on_offer(&mut cx, from, session, range, owned)
+                }
             }
             ReplMessage::Accept { session } => self.handover.on_accept(&mut cx, from, session),
             ReplMessage::Decline { session } => self.handover.on_decline(&mut cx, from, session),

@@ -96,7 +96,19 @@ impl Recovery {
         for r in self.sessions.values() {
             want.subtract(&r.want);
         }
-        for part in want.ranges() {
+        // One session per sector: a range wider than a sector (its node took over a crashed
+        // anchor's tail, or the ring is small) would otherwise read some of its sources from
+        // itself, which cannot answer while it rebuilds; cut at the sectors' edges, each
+        // piece has at most one such source and is served as soon as its own are read.
+        let mut pieces = Vec::new();
+        if cx.placement.f() < 2 {
+            pieces = want.ranges();
+        } else {
+            for s in 0..cx.placement.f() {
+                pieces.extend(want.intersection(&RangeSet::of(cx.placement.sector(s))).ranges());
+            }
+        }
+        for part in pieces {
             let id = self.next;
             self.next += 1;
             let sources = (1..cx.placement.f())

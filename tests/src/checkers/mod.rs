@@ -18,5 +18,6 @@ pub mod broadcast;
 pub mod consensus;
 pub mod failure_detection;
 pub mod linearizability;
+pub mod replication;
 pub mod ring_history;
 pub mod transactions;

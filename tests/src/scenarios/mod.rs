@@ -17,6 +17,7 @@ pub mod consensus;
 pub mod failure_detection;
 pub mod network;
 pub mod nodes;
+pub mod replication;
 pub mod ring;
 pub mod transactions;
 
