@@ -19,7 +19,9 @@
 pub mod checkers;
 pub mod scenarios;
 
-use scenarios::{broadcast, consensus, failure_detection, network, replication, ring, transactions};
+use scenarios::{
+    broadcast, consensus, failure_detection, network, replication, ring, transactions,
+};
 
 use selfman_sim::Scenario;
 
