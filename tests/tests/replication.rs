@@ -23,11 +23,17 @@ fn run(name: &str, seed: u64) -> Outcome {
 /// `correct` passes every seed of [`SEEDS`]; `broken` fails one of seeds 0, 1, 2 (tried in
 /// that order), on one of `checks`.
 fn caught(correct: &str, broken: fn() -> Scenario, checks: &[&str]) {
+    caught_within(correct, broken, checks, 3);
+}
+
+/// As [`caught`], trying the broken twin's seeds `0..tries` (runs are deterministic, so the
+/// first failing seed is the same on every run).
+fn caught_within(correct: &str, broken: fn() -> Scenario, checks: &[&str], tries: u64) {
     for seed in seeds(SEEDS) {
         let ok = run(correct, seed);
         assert!(ok.is_ok(), "{correct} seed {seed}: {ok}");
     }
-    for seed in 0..3 {
+    for seed in 0..tries {
         let out = broken().run_quiet(seed);
         if let Some(v) = out.violations.first() {
             assert!(
@@ -38,7 +44,7 @@ fn caught(correct: &str, broken: fn() -> Scenario, checks: &[&str]) {
             return;
         }
     }
-    panic!("{checks:?} never caught the broken twin of {correct} on seeds 0..3");
+    panic!("{checks:?} never caught the broken twin of {correct} on seeds 0..{tries}");
 }
 
 #[test]
@@ -53,7 +59,10 @@ fn repl_churn_passes_its_seeds() {
 
 #[test]
 fn durability_or_no_stale_read_catches_a_hand_over_that_skips_the_delta() {
-    caught("repl-join", repl_broken_skips_delta, &["durability", "no stale read"]);
+    // This twin loses a write only when one lands in the window of a transfer, which not
+    // every seed produces (2 of seeds 0-2 before the ring changes of session 9, none after):
+    // it is tried on more seeds.
+    caught_within("repl-join", repl_broken_skips_delta, &["durability", "no stale read"], 40);
 }
 
 #[test]
