@@ -152,9 +152,7 @@ fn parse_group(line: &str) -> Result<Vec<NodeAddr>, String> {
 fn run_node(o: NodeOptions) -> Result<(), String> {
     // Warnings and errors to stderr (SELFMAN_LOG or RUST_LOG choose otherwise): refused
     // connections, for one, are told there.
-    let filter = std::env::var_os("SELFMAN_LOG").or_else(|| std::env::var_os("RUST_LOG"));
-    let directives = if filter.is_some() { None } else { Some("warn") };
-    selfman_ops::logging::init(selfman_ops::logging::LogFormat::Text, directives)
+    selfman_ops::logging::init_or(selfman_ops::logging::LogFormat::Text, "warn")
         .map_err(|e| e.to_string())?;
     let rt = Runtime::new();
     let config = NetConfig::default().listen(o.listen).secret(o.secret);

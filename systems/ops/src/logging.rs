@@ -56,11 +56,17 @@ impl std::error::Error for LogError {}
 ///
 /// The directives do not parse; the error names them.
 pub fn filter(directives: Option<&str>) -> Result<EnvFilter, LogError> {
+    filter_or(directives, "info")
+}
+
+/// As [`filter`], with `default` in place of `info` when neither the argument nor the
+/// environment gives directives.
+fn filter_or(directives: Option<&str>, default: &str) -> Result<EnvFilter, LogError> {
     let text = directives
         .map(str::to_owned)
         .or_else(|| std::env::var("SELFMAN_LOG").ok())
         .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".to_owned());
+        .unwrap_or_else(|| default.to_owned());
     EnvFilter::builder().parse(&text).map_err(|e| LogError(format!("bad log filter {text:?}: {e}")))
 }
 
@@ -71,6 +77,16 @@ pub fn filter(directives: Option<&str>) -> Result<EnvFilter, LogError> {
 /// A bad filter, or a logger is already installed in this process.
 pub fn init(format: LogFormat, directives: Option<&str>) -> Result<(), LogError> {
     init_with_writer(format, directives, std::io::stderr)
+}
+
+/// As [`init`] with no directives of its own: `SELFMAN_LOG`, else `RUST_LOG`, else `default`
+/// (node programs pass `warn`, so that only what an operator must see is printed).
+///
+/// # Errors
+///
+/// As [`init`].
+pub fn init_or(format: LogFormat, default: &str) -> Result<(), LogError> {
+    install(format, filter_or(None, default)?, std::io::stderr)
 }
 
 /// As [`init`], writing to `writer` (tests, or a file).
@@ -86,7 +102,13 @@ pub fn init_with_writer<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = filter(directives)?;
+    install(format, filter(directives)?, writer)
+}
+
+fn install<W>(format: LogFormat, filter: EnvFilter, writer: W) -> Result<(), LogError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let result = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),

@@ -347,9 +347,7 @@ fn watch_stdin(to: mpsc::Sender<Stop>) {
 /// A message if the node cannot bind, wire, join or serve.
 pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     // warnings and errors on stderr unless SELFMAN_LOG/RUST_LOG say otherwise
-    let env = std::env::var_os("SELFMAN_LOG").or_else(|| std::env::var_os("RUST_LOG"));
-    selfman_ops::logging::init(s.log_format, if env.is_some() { None } else { Some("warn") })
-        .map_err(|e| e.to_string())?;
+    selfman_ops::logging::init_or(s.log_format, "warn").map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = mpsc::channel();
     catch_signals(stop_tx.clone())?;
     let err = |e: selfman_core::Error| e.to_string();
