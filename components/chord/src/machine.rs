@@ -370,13 +370,18 @@ impl ChordMachine {
 
     /// The live known peer that most closely precedes `key` (in `(me, key)`).
     fn closest_preceding(&self, key: RingId) -> Option<Peer> {
+        self.live_known()
+            .filter(|p| p.id.in_open(self.me.id, key))
+            .max_by_key(|p| p.id.distance_from(self.me.id))
+    }
+
+    /// Every peer of the fingers and successor list that is not this one and not suspected.
+    fn live_known(&self) -> impl Iterator<Item = Peer> + '_ {
         self.fingers
             .iter()
             .flatten()
             .chain(self.succ_list.iter())
             .filter(|p| p.addr != self.me.addr && !self.crashed.contains(&p.addr))
-            .filter(|p| p.id.in_open(self.me.id, key))
-            .max_by_key(|p| p.id.distance_from(self.me.id))
             .copied()
     }
 
@@ -763,14 +768,7 @@ impl ChordMachine {
 
     /// The nearest known live peer before this one (the farthest clockwise), or this peer.
     fn guess_pred(&self) -> Peer {
-        self.fingers
-            .iter()
-            .flatten()
-            .chain(self.succ_list.iter())
-            .filter(|p| p.addr != self.me.addr && !self.crashed.contains(&p.addr))
-            .max_by_key(|p| p.id.distance_from(self.me.id))
-            .copied()
-            .unwrap_or(self.me)
+        self.live_known().max_by_key(|p| p.id.distance_from(self.me.id)).unwrap_or(self.me)
     }
 
     /// The failure detector suspects `n`.
