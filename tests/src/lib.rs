@@ -225,6 +225,47 @@ pub const SCENARIOS: &[Entry] = &[
         must_pass: true,
         build: ring::ring_leave,
     },
+    // scenarios/ring.rs on Chord (one line of wiring switches the implementation): lookup
+    // consistency and correctness are measured (ringstats), convergence must hold.
+    Entry {
+        name: "chord-join",
+        about: "ring-join on Chord: convergence within Chord's bound, then every lookup \
+                answered by the responsible peer; overlaps and wrong answers measured",
+        must_pass: true,
+        build: ring::chord_join,
+    },
+    Entry {
+        name: "chord-crash",
+        about: "ring-crash on Chord: convergence within Chord's bound; overlaps measured",
+        must_pass: true,
+        build: ring::chord_crash,
+    },
+    Entry {
+        name: "chord-crash-10",
+        about: "ring-crash-10 on Chord: convergence within Chord's bound; overlaps measured",
+        must_pass: true,
+        build: ring::chord_crash_10,
+    },
+    Entry {
+        name: "chord-slow",
+        about: "ring-slow on Chord (false suspicions): convergence within Chord's bound; \
+                overlaps measured",
+        must_pass: true,
+        build: ring::chord_slow,
+    },
+    Entry {
+        name: "chord-partition",
+        about: "ring-partition on Chord: each side converges into a ring of its own within \
+                Chord's bound; overlaps measured",
+        must_pass: true,
+        build: ring::chord_partition,
+    },
+    Entry {
+        name: "chord-leave",
+        about: "ring-leave on Chord: convergence within Chord's bound; overlaps measured",
+        must_pass: true,
+        build: ring::chord_leave,
+    },
     Entry {
         name: "ring-broken-eager-join",
         about: "ring-join with a join that does not wait for the ack chain (EagerJoin): lookup \
@@ -333,9 +374,12 @@ pub struct Regression {
 
 /// Scenarios a correct system must pass but that still fail on some seeds. They stay
 /// registered and runnable with `sweep`; CI does not require them to pass, and each must be
-/// taken off this list once its seeds pass. Empty now: ring-branches, ring-partition and
-/// ring-leave (listed until the ring's repairs of session 7) pass their seeds.
-pub const NOT_YET_PASSING: &[&str] = &[];
+/// taken off this list once its seeds pass. `chord-leave` (3 of seeds 0–15 fail) and
+/// `chord-partition` (3 of seeds 0–115): Chord does not always converge — a join that walks
+/// back over a ring still sorting itself out, or stabilisation settling into two interleaved
+/// cycles, which it cannot undo (see `docs/chord.md`). (ring-branches, ring-partition and ring-leave were listed until the
+/// ring's repairs of session 7.)
+pub const NOT_YET_PASSING: &[&str] = &["chord-leave", "chord-partition"];
 
 /// Seeds that once failed, one table per scenario family (a family that never had one has no
 /// table: an empty table would check nothing). When `sweep` reports a failing seed, fix the

@@ -45,6 +45,11 @@ pub const FINGERS: usize = 64;
 pub const LOOKUP_RESENDS: u32 = 2;
 /// Most suspected or departed nodes remembered.
 pub const MAX_CRASHED: usize = 1024;
+/// Suspected peers the failure detector keeps watching (the most recent ones), so that a
+/// false suspicion is corrected when the peer answers again: without it, a peer suspected
+/// once and dropped from the successor list and predecessor was never watched again, and
+/// stayed shunned for good (the `chord-slow` scenario found it).
+pub(crate) const WATCHED_SUSPECTS: usize = 16;
 
 /// What the machine asks its component to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +108,20 @@ struct Joining {
     found: Option<Peer>,
 }
 
+/// How often a leaving peer sends its `Leaving` notice again, one stabilisation period apart
+/// (the receivers treat a repeat as a no-op).
+const LEAVE_RESENDS: u8 = 3;
+
+/// A `Leaving` notice to send again.
+#[derive(Clone, Debug)]
+struct LeaveAgain {
+    to: Vec<NodeAddr>,
+    pred: Option<Peer>,
+    succ_list: Vec<Peer>,
+    at: Time,
+    left: u8,
+}
+
 /// One Chord peer's logic.
 #[derive(Clone, Debug)]
 pub struct ChordMachine {
@@ -115,6 +134,12 @@ pub struct ChordMachine {
     fingers: Vec<Option<Peer>>,
     next_finger: usize,
     crashed: BTreeSet<NodeAddr>,
+    /// The peers of `crashed` the failure detector suspected (not those that left), most
+    /// recent last, at most [`WATCHED_SUSPECTS`]: watched until restored.
+    suspects: std::collections::VecDeque<(NodeAddr, Option<Peer>)>,
+    /// Peers that told this one they left (`Leaving`, `Gone`), most recent last, at most
+    /// [`MAX_CRASHED`]: a `Leaving` they pass on is believed.
+    departed: std::collections::VecDeque<NodeAddr>,
     pending: BTreeMap<u64, Pending>,
     next_req: u64,
     joining: Option<Joining>,
@@ -123,6 +148,10 @@ pub struct ChordMachine {
     /// After leaving: the successor that took the range, where ring traffic still reaching
     /// this peer is forwarded.
     handoff: Option<Peer>,
+    /// After leaving: the `Leaving` notice sent again (links lose messages; a successor that
+    /// missed it would keep a departed predecessor that still runs, and so still answers the
+    /// failure detector, for good): to whom, what it said, when next, how many times more.
+    leave_again: Option<LeaveAgain>,
     next_stabilize: Time,
     next_fix: Time,
     faults: FaultCounts,
@@ -142,12 +171,15 @@ impl ChordMachine {
             fingers: vec![None; FINGERS],
             next_finger: 0,
             crashed: BTreeSet::new(),
+            suspects: std::collections::VecDeque::new(),
+            departed: std::collections::VecDeque::new(),
             pending: BTreeMap::new(),
             next_req: 1,
             joining: None,
             monitored: BTreeSet::new(),
             told: Neighbours::default(),
             handoff: None,
+            leave_again: None,
             next_stabilize: Time::ZERO,
             next_fix: Time::ZERO,
             faults: FaultCounts::default(),
@@ -267,7 +299,7 @@ impl ChordMachine {
                 out.push(self.find_to(access, req, self.me.id, 0, Purpose::Join));
             }
             RingRequest::Bootstrap | RingRequest::Join { .. } => {}
-            RingRequest::Leave => self.leave(out),
+            RingRequest::Leave => self.leave(now, out),
             RingRequest::Lookup { key, tag } => self.lookup(key, tag, now, out),
             RingRequest::Route { key, tag, payload } => {
                 if self.status != RingStatus::InRing {
@@ -544,12 +576,28 @@ impl ChordMachine {
                 self.on_pred_is(me, pred, succ_list, now, out);
             }
             ChordMessage::Notify { me } if me.addr == from => self.on_notify(me, out),
-            ChordMessage::Leaving { me, pred, succ_list } if me.addr == from => {
+            // A departed peer passes on a `Leaving` that reached it after it left (two
+            // neighbours leaving at once): otherwise its successor would take the other
+            // departed peer as its predecessor, and keep it (it still runs, and so still
+            // answers the failure detector).
+            ChordMessage::Leaving { me, pred, succ_list } if self.status != RingStatus::InRing => {
+                match self.handoff.filter(|h| h.addr != me.addr) {
+                    Some(h) => {
+                        let msg = ChordMessage::Leaving { me, pred, succ_list };
+                        out.push(ChordOutput::Send { to: h.addr, msg });
+                    }
+                    None => self.faults.out_of_state += 1,
+                }
+            }
+            // Accepted first-hand, or passed on by a peer known to have left.
+            ChordMessage::Leaving { me, pred, succ_list }
+                if me.addr == from || self.departed.contains(&from) =>
+            {
                 self.on_leaving(me, pred, succ_list, out);
             }
             ChordMessage::Gone { me } if me.addr == from => {
                 if self.status == RingStatus::InRing {
-                    self.on_suspect(from, now, out);
+                    self.drop_peer(from, false, out);
                 }
             }
             // a peer speaking for another node
@@ -669,6 +717,7 @@ impl ChordMachine {
             return;
         }
         self.crashed.remove(&n.addr);
+        self.suspects.retain(|s| s.0 != n.addr);
         let pred = self.pred.unwrap_or(self.me);
         if n.addr == pred.addr {
             return;
@@ -721,6 +770,7 @@ impl ChordMachine {
         let was_succ = self.succ().addr == l.addr;
         let was_pred = self.pred.is_some_and(|p| p.addr == l.addr);
         self.forget(l.addr);
+        self.note_departed(l.addr);
         if was_succ {
             // its successor list follows it
             let first = llist
@@ -755,6 +805,7 @@ impl ChordMachine {
         if self.crashed.len() >= MAX_CRASHED {
             if let Some(first) = self.crashed.iter().next().copied() {
                 self.crashed.remove(&first);
+                self.suspects.retain(|s| s.0 != first);
             }
         }
         self.crashed.insert(n);
@@ -787,8 +838,41 @@ impl ChordMachine {
             }
             return;
         }
+        self.drop_peer(n, true, out);
+    }
+
+    fn note_departed(&mut self, n: NodeAddr) {
+        self.suspects.retain(|s| s.0 != n);
+        if !self.departed.contains(&n) {
+            if self.departed.len() >= MAX_CRASHED {
+                self.departed.pop_front();
+            }
+            self.departed.push_back(n);
+        }
+    }
+
+    /// Drops `n` (suspected by the failure detector, or gone from the ring) from the lists and
+    /// fingers and repairs around it; a suspect is watched until the detector restores it
+    /// (`watch`), a departed peer is not.
+    fn drop_peer<M: Message>(&mut self, n: NodeAddr, watch: bool, out: &mut Vec<ChordOutput<M>>) {
         let pred_gone = self.pred.is_some_and(|p| p.addr == n);
+        let known = self
+            .succ_list
+            .iter()
+            .chain(self.pred.iter())
+            .chain(self.fingers.iter().flatten())
+            .find(|p| p.addr == n)
+            .copied();
         self.forget(n);
+        self.suspects.retain(|s| s.0 != n);
+        if watch {
+            if self.suspects.len() >= WATCHED_SUSPECTS {
+                self.suspects.pop_front();
+            }
+            self.suspects.push_back((n, known));
+        } else {
+            self.note_departed(n);
+        }
         if self.succ_list.is_empty() {
             // every successor gone: the nearest live finger ahead, else alone
             let next = self
@@ -827,23 +911,49 @@ impl ChordMachine {
         out: &mut Vec<ChordOutput<M>>,
     ) {
         self.crashed.remove(&n);
+        let restored = self.suspects.iter().find(|s| s.0 == n).and_then(|s| s.1);
+        self.suspects.retain(|s| s.0 != n);
+        // A false suspicion corrected: if the peer sits between this one and its successor,
+        // it is the successor again (stabilisation alone would not bring it back once the
+        // peers past it took this one as predecessor: a loop that never heals).
+        if let Some(p) = restored {
+            let succ = self.succ();
+            if self.status == RingStatus::InRing
+                && p.addr != self.me.addr
+                && (succ.addr == self.me.addr || p.id.in_open(self.me.id, succ.id))
+            {
+                let list = self.succ_list.clone();
+                self.adopt_list(p, &list);
+                out.push(ChordOutput::Send {
+                    to: p.addr,
+                    msg: ChordMessage::Notify { me: self.me },
+                });
+            }
+        }
         self.settle(out);
     }
 
     /// Periodic work: join retries, lookup timeouts, stabilisation, finger fixing.
     pub fn on_tick<M: Message>(&mut self, now: Time, out: &mut Vec<ChordOutput<M>>) {
+        if let Some(mut l) = self.leave_again.take() {
+            if now >= l.at {
+                self.send_leaving(&l, out);
+                l.left -= 1;
+                l.at = now + self.config.stabilize;
+            }
+            if l.left > 0 {
+                self.leave_again = Some(l);
+            }
+        }
         if let Some(j) = &mut self.joining {
             if now >= j.retry_at {
+                // Not in within the timeout: start over through the access peer (the successor
+                // found may have crashed; a joiner watches no one, so it would ask it forever —
+                // the `chord-crash-10` scenario found a joiner stuck so).
                 j.retry_at = now + self.config.join_timeout;
-                match j.found {
-                    Some(f) => {
-                        out.push(ChordOutput::Send { to: f.addr, msg: ChordMessage::GetPred })
-                    }
-                    None => {
-                        let (access, req) = (j.access, j.req);
-                        out.push(self.find_to(access, req, self.me.id, 0, Purpose::Join));
-                    }
-                }
+                j.found = None;
+                let (access, req) = (j.access, j.req);
+                out.push(self.find_to(access, req, self.me.id, 0, Purpose::Join));
             }
         }
         let expired: Vec<u64> = self
@@ -931,23 +1041,28 @@ impl ChordMachine {
         self.find(req, self.me, start, 0, Purpose::Finger(index), out);
     }
 
-    fn leave<M: Message>(&mut self, out: &mut Vec<ChordOutput<M>>) {
+    fn leave<M: Message>(&mut self, now: Time, out: &mut Vec<ChordOutput<M>>) {
         match self.status {
             RingStatus::InRing => {
                 let succ = self.succ();
                 let range = self.range();
-                let msg = ChordMessage::Leaving {
-                    me: self.me,
-                    pred: self.pred,
-                    succ_list: self.succ_list.clone(),
-                };
+                let mut to = Vec::new();
                 if succ.addr != self.me.addr {
-                    out.push(ChordOutput::Send { to: succ.addr, msg: msg.clone() });
+                    to.push(succ.addr);
                 }
                 if let Some(p) = self.pred.filter(|p| p.addr != self.me.addr && p.addr != succ.addr)
                 {
-                    out.push(ChordOutput::Send { to: p.addr, msg });
+                    to.push(p.addr);
                 }
+                let again = LeaveAgain {
+                    to,
+                    pred: self.pred,
+                    succ_list: self.succ_list.clone(),
+                    at: now + self.config.stabilize,
+                    left: LEAVE_RESENDS,
+                };
+                self.send_leaving(&again, out);
+                self.leave_again = (!again.to.is_empty()).then_some(again);
                 if let Some(range) = range {
                     let to = (succ.addr != self.me.addr).then_some(succ);
                     out.push(responsibility(None, RangeChange::Lost { range, to }));
@@ -959,14 +1074,32 @@ impl ChordMachine {
         }
         self.status = RingStatus::Left;
         self.joining = None;
-        self.pending.clear();
+        // lookups under way are answered, not dropped: every lookup gets one answer
+        for (_, p) in std::mem::take(&mut self.pending) {
+            if let Pending::Lookup { key, tag, .. } = p {
+                out.push(ChordOutput::Indicate(RingIndication::LookupResult {
+                    key,
+                    tag,
+                    outcome: LookupOutcome::Unavailable(Unavailable::NotInRing),
+                }));
+            }
+        }
         self.pred = None;
         self.succ_list.clear();
         self.fingers = vec![None; FINGERS];
         out.push(ChordOutput::Indicate(RingIndication::Left));
     }
 
-    /// Watches the successor and predecessor; tells the user when its neighbours changed.
+    fn send_leaving<M: Message>(&self, l: &LeaveAgain, out: &mut Vec<ChordOutput<M>>) {
+        for &to in &l.to {
+            let msg =
+                ChordMessage::Leaving { me: self.me, pred: l.pred, succ_list: l.succ_list.clone() };
+            out.push(ChordOutput::Send { to, msg });
+        }
+    }
+
+    /// Watches the successor, the predecessor and the recent suspects; tells the user when
+    /// its neighbours changed.
     fn settle<M: Message>(&mut self, out: &mut Vec<ChordOutput<M>>) {
         let in_ring = self.status == RingStatus::InRing;
         let mut want = BTreeSet::new();
@@ -976,6 +1109,7 @@ impl ChordMachine {
                     want.insert(p.addr);
                 }
             }
+            want.extend(self.suspects.iter().map(|s| s.0));
         }
         for n in self.monitored.difference(&want) {
             out.push(ChordOutput::Unmonitor(*n));

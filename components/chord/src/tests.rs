@@ -322,10 +322,20 @@ fn a_leaving_peer_hands_its_range_to_its_successor() {
     let views = w.live_views();
     let (leaver, succ) = (views[4].clone(), views[5].me);
     w.log.lock().unwrap().clear();
+    // A lookup under way when the peer leaves is answered, not dropped.
+    w.request(leaver.me.addr, RingRequest::Lookup { key: succ.id, tag: 77 });
     w.request(leaver.me.addr, RingRequest::Leave);
     w.nodes.retain(|&n| n != leaver.me.addr);
     w.run(Duration::from_millis(500));
     let log = w.log.lock().unwrap().clone();
+    let answers: Vec<&RingIndication<u64>> = log
+        .iter()
+        .filter(|(n, e)| {
+            *n == leaver.me.addr && matches!(e, RingIndication::LookupResult { tag: 77, .. })
+        })
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(answers.len(), 1, "one answer to the lookup under way: {answers:?}");
     assert!(log.iter().any(|(n, e)| *n == leaver.me.addr && matches!(e,
         RingIndication::Responsibility(r) if matches!(r.change, RangeChange::Lost { to: Some(t), .. } if t == succ))));
     assert!(log.iter().any(|(n, e)| *n == leaver.me.addr && *e == RingIndication::Left));

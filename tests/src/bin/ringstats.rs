@@ -60,6 +60,10 @@ fn main() -> ExitCode {
     let (mut excused, mut longest, mut roots) = (0u64, Duration::ZERO, 0u64);
     let (mut branches, mut false_susp) = (0usize, 0u64);
     let mut bound = Duration::ZERO;
+    // Chord's lookup-consistency violations (measured, not failed on): seeds with any,
+    // episodes, their longest and total duration, wrong answers.
+    let (mut v_seeds, mut v_overlaps, mut v_longest, mut v_total, mut v_wrong) =
+        (0u64, 0u64, Duration::ZERO, Duration::ZERO, 0u64);
     for seed in start..start + seeds {
         let t = Instant::now();
         let Some((out, p)) = ring_report(&name, seed) else {
@@ -98,6 +102,14 @@ fn main() -> ExitCode {
         longest = longest.max(p.excused.1);
         branches = branches.max(p.branches);
         false_susp += p.false_suspicions;
+        let v = p.violations;
+        if v.overlaps + v.wrong_answers > 0 {
+            v_seeds += 1;
+        }
+        v_overlaps += v.overlaps;
+        v_longest = v_longest.max(v.longest);
+        v_total += v.total;
+        v_wrong += v.wrong_answers;
         if verbose {
             println!(
                 "seed={seed} ok={} end={:.2}s formed={:?} converged={:?} fingers={:?} finger_deadline={:?} \
@@ -153,6 +165,14 @@ fn main() -> ExitCode {
          branches at once={branches}; false suspicions={false_susp}",
         longest.as_secs_f64()
     );
+    if name.starts_with("chord-") {
+        println!(
+            "  lookup-consistency violations (measured): seeds_with_any={v_seeds} \
+             overlap_episodes={v_overlaps} longest={:.3}s total={:.3}s wrong_answers={v_wrong}",
+            v_longest.as_secs_f64(),
+            v_total.as_secs_f64()
+        );
+    }
     eprintln!("ringstats: {seeds} seeds in {:.1} s", wall.elapsed().as_secs_f64());
     if must_pass && violations > 0 {
         ExitCode::from(1)

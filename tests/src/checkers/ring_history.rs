@@ -27,6 +27,12 @@
 //!   must all be `Found`, naming exactly the peer [`responsible`](selfman_ports::ring_check::responsible) for
 //!   the key.
 //!
+//! **Measuring instead of failing** ([`RingHistory::measure_only`]): an overlay that does not
+//! promise lookup consistency (Chord during joins and failures) is run through the same checks
+//! with violations of the two properties above counted and timed ([`Violations`]) instead of
+//! failing the run — every overlap counts, whether a suspicion explains it or not; the lookups after convergence must still be answered by the responsible
+//! peer, and the run must still converge.
+//!
 //! The range history is kept per incarnation as a list of changes, so the question "did `p` own
 //! `k` at some instant of `[t0, t1]`" looks at the range in force just before `t0` and every
 //! change up to `t1`. The views are read between steps, so a range held only within one
@@ -87,9 +93,30 @@ pub struct LookupStats {
     pub max_hops_after_convergence: u32,
 }
 
+/// Violations of lookup consistency and correctness counted by a history in
+/// [`measure_only`](RingHistory::measure_only) mode (in the strict mode each fails the run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Violations {
+    /// Episodes of an overlap nothing explains: a pair (the peer reaching too far, the owner
+    /// it covers), counted once per episode.
+    pub overlaps: u64,
+    /// The longest such episode that has ended, and those in progress when asked.
+    pub longest: Duration,
+    /// All episodes' durations added up (ended ones).
+    pub total: Duration,
+    /// `Found` answers naming a peer that did not own the key at any instant between the
+    /// request and the answer.
+    pub wrong_answers: u64,
+}
+
 /// A run's record of who owned what when, and of its lookups (see the module documentation).
 #[derive(Debug, Default)]
 pub struct RingHistory {
+    /// Count violations instead of failing ([`RingHistory::measure_only`]).
+    measure: bool,
+    /// Unexplained overlaps in progress (measure mode): pair → since when.
+    violating: BTreeMap<(NodeAddr, NodeAddr), Time>,
+    violations: Violations,
     /// Range changes per incarnation, in time order: (since, range).
     ranges: BTreeMap<NodeAddr, Vec<(Time, Option<Range>)>>,
     /// Each incarnation's identifier.
@@ -125,6 +152,22 @@ impl RingHistory {
     /// An empty history.
     pub fn new() -> RingHistory {
         RingHistory::default()
+    }
+
+    /// A history that counts violations of lookup consistency and correctness
+    /// ([`RingHistory::violations`]) instead of failing on them: for overlays that do not
+    /// promise them, measured side by side with one that does.
+    pub fn measure_only() -> RingHistory {
+        RingHistory { measure: true, ..RingHistory::default() }
+    }
+
+    /// What a [`measure_only`](RingHistory::measure_only) history counted so far (episodes
+    /// still in progress at `now` count towards the longest).
+    pub fn violations(&self, now: Time) -> Violations {
+        let open = self.violating.values().map(|s| now.duration_since(*s)).max();
+        let mut v = self.violations;
+        v.longest = v.longest.max(open.unwrap_or_default());
+        v
     }
 
     /// From now on, check consistency within each of these groups of node addresses only
@@ -209,6 +252,7 @@ impl RingHistory {
         };
         let live_peers: Vec<Peer> = live.iter().map(|o| o.peer).collect();
         let mut still_open = BTreeSet::new();
+        let mut still_violating = BTreeSet::new();
         for group in groups {
             for over in overreaches(&group) {
                 let theirs = suspects(over.peer.addr);
@@ -238,6 +282,15 @@ impl RingHistory {
                             x == over.peer || (within(&x) && theirs.contains(&x.addr))
                         });
                     let explained = false_suspicion || branch_root;
+                    if self.measure {
+                        let key = (over.peer.addr, o.addr);
+                        self.violating.entry(key).or_insert_with(|| {
+                            self.violations.overlaps += 1;
+                            now
+                        });
+                        still_violating.insert(key);
+                        continue;
+                    }
                     if !explained {
                         return Err(format!(
                             "lookup consistency: at {} key {} is owned by {} (range {}) and by {} \
@@ -282,6 +335,15 @@ impl RingHistory {
         for k in ended {
             if let Some(since) = self.open.remove(&k) {
                 self.longest_excused = self.longest_excused.max(now.duration_since(since));
+            }
+        }
+        let ended: Vec<(NodeAddr, NodeAddr)> =
+            self.violating.keys().filter(|k| !still_violating.contains(k)).copied().collect();
+        for k in ended {
+            if let Some(since) = self.violating.remove(&k) {
+                let d = now.duration_since(since);
+                self.violations.longest = self.violations.longest.max(d);
+                self.violations.total += d;
             }
         }
         Ok(())
@@ -376,7 +438,9 @@ impl RingHistory {
                 ));
             }
             if let LookupOutcome::Found { peer, .. } = a.outcome {
-                if !self.owned(peer, a.key, i.at, a.at) {
+                if !self.owned(peer, a.key, i.at, a.at) && self.measure {
+                    self.violations.wrong_answers += 1;
+                } else if !self.owned(peer, a.key, i.at, a.at) {
                     return Err(format!(
                         "lookup correctness: lookup of {} from {} (asked at {}, answered at {}) \
                          named {}, which did not own it meanwhile (its ranges: {})",
@@ -501,6 +565,38 @@ mod tests {
         let e = h.observe(at(1), &bad, none, |_| None, W).unwrap_err();
         assert!(e.starts_with("lookup consistency:") && e.contains("no false suspicion"), "{e}");
         assert!(e.contains("0000000000000014"), "the key is named: {e}");
+    }
+
+    #[test]
+    fn measure_mode_counts_and_times_what_strict_mode_fails_on() {
+        let (a, b, c) = (peer(1, 10), peer(2, 20), peer(3, 30));
+        let none = |_| Vec::new();
+        let ring = [obs(a, Some((30, 10))), obs(b, Some((10, 20))), obs(c, Some((20, 30)))];
+        let bad = [obs(a, Some((30, 10))), obs(b, Some((10, 20))), obs(c, Some((10, 30)))];
+        let mut h = RingHistory::measure_only();
+        h.observe(at(0), &ring, none, |_| None, W).unwrap();
+        h.observe(at(100), &bad, none, |_| None, W).unwrap();
+        assert_eq!(h.violations(at(150)).overlaps, 1);
+        assert_eq!(h.violations(at(150)).longest, Duration::from_millis(50), "in progress");
+        // Longer than any window: still only measured.
+        h.observe(at(1_100), &bad, none, |_| None, W).unwrap();
+        h.observe(at(1_300), &ring, none, |_| None, W).unwrap();
+        let v = h.violations(at(2_000));
+        assert_eq!((v.overlaps, v.longest, v.total), (1, Duration::from_millis(1_200), v.longest));
+        // A second episode is a second count.
+        h.observe(at(1_400), &bad, none, |_| None, W).unwrap();
+        h.observe(at(1_500), &ring, none, |_| None, W).unwrap();
+        let v = h.violations(at(2_000));
+        assert_eq!((v.overlaps, v.total), (2, Duration::from_millis(1_300)));
+        // A wrong answer is counted, not failed on; the same history in strict mode fails.
+        h.issued(a.addr, 0, RingId(15), at(1_600));
+        let found = LookupOutcome::Found { peer: c, hops: 1 };
+        h.answered(Answer { node: a.addr, tag: 0, key: RingId(15), outcome: found, at: at(1_610) });
+        h.check_answers().unwrap();
+        assert_eq!(h.violations(at(2_000)).wrong_answers, 1);
+        let mut strict = RingHistory::new();
+        strict.observe(at(0), &ring, none, |_| None, W).unwrap();
+        assert!(strict.observe(at(100), &bad, none, |_| None, W).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use selfman_chord::{Chord, ChordConfig};
 use selfman_consensus::{Flaws, Stack, StackConfig};
 use selfman_consensus_cluster::{build_flawed_node, NodeConfig};
 use selfman_core::testkit::Log;
@@ -25,8 +26,8 @@ use selfman_failure_detector::{FdConfig, Flaw};
 use selfman_leader_election::Flaw as OmegaFlaw;
 use selfman_ports::{
     BebDeliver, BebRequest, BestEffortBroadcast, Consensus, Decide, EpochChange, FailureDetector,
-    FdIndication, FdRequest, LeaderElection, Peer, Ring, RingId, RingIndication, RingRequest,
-    RingStatus, RingView, RingViews, StartEpoch, Trust,
+    FdIndication, FdRequest, LeaderElection, Peer, Range, Ring, RingId, RingIndication,
+    RingRequest, RingStatus, RingView, RingViews, StartEpoch, Trust,
 };
 use selfman_relaxed_ring::{Flaw as RingFlaw, RelaxedRing, RingConfig};
 use selfman_sim::SimHost;
@@ -358,13 +359,67 @@ pub struct RingBoard {
 #[derive(Clone)]
 struct Tracked {
     node: NodeAddr,
-    ring: Component<RelaxedRing<u64>>,
+    ring: RingHandle,
     last: Option<Observed>,
+}
+
+/// One node's ring component, of either implementation behind the `Ring` port (the scenarios
+/// and checkers read the same things of both).
+#[derive(Clone)]
+pub enum RingHandle {
+    /// The relaxed ring.
+    Relaxed(Component<RelaxedRing<u64>>),
+    /// Chord.
+    Chord(Component<Chord<u64>>),
+}
+
+impl RingHandle {
+    /// Reads the machine's identity, range, status and (if `full`) view, or `None` if the
+    /// component is gone.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(Peer, Option<Range>, RingStatus, &dyn Fn() -> RingView) -> T,
+    ) -> Option<T> {
+        match self {
+            RingHandle::Relaxed(c) => c
+                .on_definition(|d| {
+                    let m = d.machine();
+                    f(m.me(), m.range(), m.status(), &|| m.view())
+                })
+                .ok(),
+            RingHandle::Chord(c) => c
+                .on_definition(|d| {
+                    let m = d.machine();
+                    f(m.me(), m.range(), m.status(), &|| m.view())
+                })
+                .ok(),
+        }
+    }
+
+    /// The component's `Ring` port.
+    ///
+    /// # Errors
+    ///
+    /// If the component is gone.
+    pub fn port(&self) -> selfman_core::Result<ProvidedRef<Ring<u64>>> {
+        match self {
+            RingHandle::Relaxed(c) => c.provided::<Ring<u64>>(),
+            RingHandle::Chord(c) => c.provided::<Ring<u64>>(),
+        }
+    }
+
+    /// The relaxed ring's component (`None` for Chord).
+    pub fn relaxed(&self) -> Option<&Component<RelaxedRing<u64>>> {
+        match self {
+            RingHandle::Relaxed(c) => Some(c),
+            RingHandle::Chord(_) => None,
+        }
+    }
 }
 
 impl RingBoard {
     /// The ring of `node`, if it runs.
-    pub fn ring(&self, node: NodeAddr) -> Option<Component<RelaxedRing<u64>>> {
+    pub fn ring(&self, node: NodeAddr) -> Option<RingHandle> {
         self.rings.lock().iter().find(|t| t.node == node).map(|t| t.ring.clone())
     }
 
@@ -375,7 +430,7 @@ impl RingBoard {
     /// If `node` does not run, or the port refuses the request.
     pub fn request(&self, node: NodeAddr, req: RingRequest<u64>) -> Result<(), String> {
         let ring = self.ring(node).ok_or_else(|| format!("{node} does not run"))?;
-        ring.provided::<Ring<u64>>().and_then(|p| p.request(req)).map_err(|e| e.to_string())
+        ring.port().and_then(|p| p.request(req)).map_err(|e| e.to_string())
     }
 
     /// Every running peer as it is now (its identity and range), and whether anything changed
@@ -387,8 +442,8 @@ impl RingBoard {
         let mut gone = false;
         let mut out = Vec::with_capacity(rings.len());
         for t in rings.iter_mut() {
-            match t.ring.on_definition(|d| (d.machine().me(), d.machine().range())) {
-                Ok((peer, range)) => {
+            match t.ring.read(|me, range, _, _| (me, range)) {
+                Some((peer, range)) => {
                     let now = Observed { peer, range };
                     if t.last.as_ref().is_none_or(|l| l.range != range) {
                         changed = true;
@@ -396,11 +451,11 @@ impl RingBoard {
                     }
                     out.push(now);
                 }
-                Err(_) => gone = true,
+                None => gone = true,
             }
         }
         if gone {
-            rings.retain(|t| t.ring.on_definition(|_| ()).is_ok());
+            rings.retain(|t| t.ring.read(|_, _, _, _| ()).is_some());
             changed = true;
         }
         (out, changed)
@@ -418,9 +473,7 @@ impl RingBoard {
             .lock()
             .iter()
             .filter(|t| {
-                t.ring
-                    .on_definition(|d| d.machine().status() == RingStatus::Joining)
-                    .unwrap_or(false)
+                t.ring.read(|_, _, status, _| status == RingStatus::Joining).unwrap_or(false)
             })
             .map(|t| t.node)
             .collect();
@@ -439,14 +492,12 @@ impl RingBoard {
 
     /// What `node` suspects now (empty if it does not run).
     pub fn suspects(&self, node: NodeAddr) -> Vec<NodeAddr> {
-        self.ring(node)
-            .and_then(|r| r.on_definition(|d| d.machine().view().crashed).ok())
-            .unwrap_or_default()
+        self.ring(node).and_then(|r| r.read(|_, _, _, view| view().crashed)).unwrap_or_default()
     }
 
     /// The successor of `node` now (`None` if it does not run or has none).
     pub fn succ_of(&self, node: NodeAddr) -> Option<Peer> {
-        self.ring(node).and_then(|r| r.on_definition(|d| d.machine().view().succ).ok().flatten())
+        self.ring(node).and_then(|r| r.read(|_, _, _, view| view().succ)).flatten()
     }
 
     /// The global view: every running peer's [`RingView`].
@@ -458,16 +509,13 @@ impl RingBoard {
     /// order), the `index`-th modulo their number, so joiners spread over access peers
     /// deterministically.
     fn access_for(&self, index: usize, me: NodeAddr) -> Option<NodeAddr> {
-        let rings: Vec<Component<RelaxedRing<u64>>> =
+        let rings: Vec<RingHandle> =
             self.rings.lock().iter().filter(|t| t.node != me).map(|t| t.ring.clone()).collect();
         let members: Vec<NodeAddr> = rings
             .iter()
             .filter_map(|r| {
-                r.on_definition(|d| {
-                    (d.machine().status() == RingStatus::InRing).then(|| d.machine().me().addr)
-                })
-                .ok()
-                .flatten()
+                r.read(|me, _, status, _| (status == RingStatus::InRing).then_some(me.addr))
+                    .flatten()
             })
             .collect();
         (!members.is_empty()).then(|| members[index % members.len()])
@@ -479,6 +527,9 @@ impl RingBoard {
 pub struct RingWiring {
     /// The ring's settings.
     pub ring: RingConfig,
+    /// Run Chord with these settings instead of the relaxed ring (then `ring` and `flaw` are
+    /// not used).
+    pub chord: Option<ChordConfig>,
     /// The failure detector's timing.
     pub fd: FdConfig,
     /// The ring's deliberate mistake (broken variants).
@@ -507,18 +558,29 @@ pub fn build_ring_node(h: &SimHost, w: RingWiring, board: &RingBoard) -> selfman
     let fd = selfman_failure_detector::build(h, w.fd)?;
     let fd_port = fd.provided::<FailureDetector>()?;
     // The ring over it: network, timer and detector (deliberately flawed in broken variants).
-    let ring = match w.flaw {
-        None => selfman_relaxed_ring::build::<u64, _>(h, w.ring, &fd_port)?,
-        Some(f) => selfman_relaxed_ring::build_flawed::<u64, _>(h, w.ring, &fd_port, f)?,
+    let ring = match (w.chord, w.flaw) {
+        (Some(c), _) => RingHandle::Chord(selfman_chord::build::<u64, _>(h, c, &fd_port)?),
+        (None, None) => {
+            RingHandle::Relaxed(selfman_relaxed_ring::build::<u64, _>(h, w.ring, &fd_port)?)
+        }
+        (None, Some(f)) => RingHandle::Relaxed(selfman_relaxed_ring::build_flawed::<u64, _>(
+            h, w.ring, &fd_port, f,
+        )?),
     };
     // Its user.
     let history = board.history.clone();
     let every = w.lookup_every;
     let user = h.create(move || RingUser::new(me, every, history.clone()))?;
-    h.system().link::<Ring<u64>>(&ring, &user)?;
+    match &ring {
+        RingHandle::Relaxed(r) => h.system().link::<Ring<u64>>(r, &user)?,
+        RingHandle::Chord(r) => h.system().link::<Ring<u64>>(r, &user)?,
+    };
     h.system().connect(&h.timer()?, &user.required()?)?;
     // ANCHOR_END: ring_wiring
-    board.views.register(me, &ring);
+    match &ring {
+        RingHandle::Relaxed(r) => board.views.register(me, r),
+        RingHandle::Chord(r) => board.views.register(me, r),
+    }
     board.rings.lock().push(Tracked { node: me, ring: ring.clone(), last: None });
 
     if w.auto_join {
@@ -529,7 +591,7 @@ pub fn build_ring_node(h: &SimHost, w: RingWiring, board: &RingBoard) -> selfman
             }
             None => RingRequest::Bootstrap,
         };
-        ring.provided::<Ring<u64>>()?.request(req)?;
+        ring.port()?.request(req)?;
     }
     Ok(())
 }

@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use selfman_chord::ChordConfig;
 use selfman_core::testkit::Log;
 use selfman_core::{NodeAddr, Time};
 use selfman_failure_detector::FdConfig;
@@ -40,7 +41,7 @@ use selfman_ports::{Peer, RingId, RingRequest, RingStatus, RingView};
 use selfman_relaxed_ring::{Fingers, Flaw, RingConfig};
 use selfman_sim::{Latency, LinkModel, Run, Scenario, SimConfig, SimHost, SimNetConfig};
 
-use crate::checkers::ring_history::{show_time, LookupStats};
+use crate::checkers::ring_history::{show_time, LookupStats, RingHistory, Violations};
 use crate::scenarios::nodes::{build_ring_node, RingBoard, RingWiring};
 use selfman_ports::ring_check::{
     branches, dead_fingers, members, ranges_partition, responsible, ring_convergence,
@@ -93,6 +94,51 @@ pub fn convergence_bound(fd: &FdConfig, ring: &RingConfig, latency_max: Duration
     fd.max_timeout + fd.period + latency_max + ring.join_timeout + ring.stabilize * 2 + ring.tick
 }
 // ANCHOR_END: convergence_bound
+
+/// [`convergence_bound`] for Chord (the `chord-*` scenarios): detection as for the relaxed
+/// ring, a join retried once, then periodic stabilisation. Peers that join one gap at once
+/// all take the gap's ends as predecessor and successor; each stabilisation round sorts one
+/// more of them into place (the predecessor learns the successor's latest notifier, and so on
+/// down the chain), so `j` concurrent joiners in one gap take `j` rounds; then a successor list
+/// of `l` entries is rebuilt one hop per round behind them, and one more round lets the last
+/// notify land:
+///
+/// ```text
+/// B = (fd.max_timeout + fd.period + latency_max) + chord.join_timeout
+///   + (j + l + 2) · chord.stabilize + chord.tick
+/// ```
+///
+/// Joiners are concurrent for Chord when they join faster than it stabilises (the scenarios'
+/// formation phase starts one every 100 ms, ten per round), and nothing bounds how many land
+/// in one gap but the number of joiners: the scenarios take `j` = every node started, the
+/// worst case. With the defaults (2 s, 100 ms, 81 ms; 2 s, l = 7, 1 s, 100 ms) that is
+/// `4.28 s + (j + 9) s`: 45.28 s for 32 nodes. The relaxed ring's bound does not grow with
+/// `j`: its joins are a three-message handshake between the two peers of the gap, one joiner
+/// at a time.
+pub fn chord_convergence_bound(
+    fd: &FdConfig,
+    chord: &ChordConfig,
+    latency_max: Duration,
+    concurrent_joins: usize,
+) -> Duration {
+    let rounds = chord.succ_list_size.saturating_add(concurrent_joins.max(1)).saturating_add(2);
+    let rounds = u32::try_from(rounds).unwrap_or(u32::MAX);
+    fd.max_timeout
+        + fd.period
+        + latency_max
+        + chord.join_timeout
+        + chord.stabilize * rounds
+        + chord.tick
+}
+
+/// [`finger_deadline`] for Chord: every `fix_fingers` period a peer refreshes the next
+/// `fingers_per_fix` of its 64 slots round robin, each by a lookup of up to `lookup_timeout`;
+/// after a whole cycle and the period under way every slot was refreshed on the converged
+/// ring.
+pub fn chord_finger_deadline(chord: &ChordConfig, converged: Time) -> Time {
+    let periods = 64u32.div_ceil(u32::try_from(chord.fingers_per_fix).unwrap_or(64).max(1));
+    converged + chord.fix_fingers * (periods + 1) + chord.lookup_timeout
+}
 
 /// When the fingers of `v` must all be live, given that the ring converged at `converged`:
 /// a peer refreshes one finger slot beyond its successor every `finger_refresh`, round robin,
@@ -164,6 +210,10 @@ pub struct RingProbe {
     pub excused: (u64, Duration),
     /// Of those, the ones a crashed branch root explained.
     pub branch_roots: u64,
+    /// Chord (`chord-*`): the lookup-consistency and correctness violations measured
+    /// instead of failed on ([`RingHistory::measure_only`]); zero for the relaxed ring,
+    /// whose runs fail on any.
+    pub violations: Violations,
     /// False suspicions: distinct (suspecting peer, running peer) pairs seen in the ring
     /// peers' suspected sets (sampled every 50 ms).
     pub false_suspicions: u64,
@@ -179,11 +229,22 @@ struct Recipe {
     wiring: RingWiring,
     /// Nodes the formation phase starts.
     nodes: usize,
+    /// Nodes started in all (Chord's bound grows with the joiners that may share a gap).
+    concurrent: usize,
 }
 
 impl Recipe {
+    /// A recipe for scenario `name`: a `chord-*` name runs Chord (default settings) in place
+    /// of the relaxed ring — the one line of wiring that switches the implementation — with
+    /// lookup-consistency violations measured instead of failed on.
     fn new(name: &str, flaw: Option<Flaw>) -> Recipe {
+        let chord = name.starts_with("chord-").then(ChordConfig::default);
+        let board = RingBoard::default();
+        if chord.is_some() {
+            board.history.with(|h| *h = RingHistory::measure_only());
+        }
         let wiring = RingWiring {
+            chord,
             ring: RingConfig::default(),
             fd: FdConfig::default(),
             flaw,
@@ -196,10 +257,11 @@ impl Recipe {
         };
         Recipe {
             s: Scenario::new(name).config(config),
-            board: RingBoard::default(),
+            board,
             probe: Log::default(),
             wiring,
             nodes: 0,
+            concurrent: 0,
         }
     }
 
@@ -212,6 +274,7 @@ impl Recipe {
     /// there is no ring yet).
     fn one_by_one(mut self, from: f64, n: usize, gap: f64) -> Recipe {
         self.nodes += n;
+        self.concurrent += n;
         for i in 0..n {
             let b = self.builder();
             self.s = self.s.start_nodes(secs(from + gap * i as f64), 1, b);
@@ -222,6 +285,7 @@ impl Recipe {
     /// `n` nodes joining at once at `at`.
     fn at_once(mut self, at: f64, n: usize) -> Recipe {
         self.nodes += n;
+        self.concurrent += n;
         let b = self.builder();
         self.s = self.s.start_nodes(secs(at), n, b);
         self
@@ -240,15 +304,18 @@ impl Recipe {
     /// fault ending at `quiet_at` (links lose nothing from then on), overlaps excused for
     /// at most `window`.
     fn finish(self, quiet_at: f64, window: Duration) -> (Scenario, RingBoard, Log<RingProbe>) {
-        let Recipe { s, board, probe, wiring, nodes } = self;
+        let Recipe { s, board, probe, wiring, nodes, concurrent } = self;
         let quiet_at = secs(quiet_at);
-        let bound = convergence_bound(&wiring.fd, &wiring.ring, LATENCY_MAX);
+        let bound = match &wiring.chord {
+            Some(c) => chord_convergence_bound(&wiring.fd, c, LATENCY_MAX, concurrent),
+            None => convergence_bound(&wiring.fd, &wiring.ring, LATENCY_MAX),
+        };
         let converge_at = quiet_at + bound;
         probe.with(|p| {
             p.quiet_at = quiet_at;
             p.bound = bound;
         });
-        let l = wiring.ring.succ_list_size;
+        let l = wiring.chord.map_or(wiring.ring.succ_list_size, |c| c.succ_list_size);
         let (b1, b2, b3, b4) = (board.clone(), board.clone(), board.clone(), board.clone());
         let (p1, p2, p3, p4, p5) =
             (probe.clone(), probe.clone(), probe.clone(), probe.clone(), probe.clone());
@@ -293,7 +360,10 @@ impl Recipe {
                 let m = members(&views);
                 let deadline = m
                     .values()
-                    .map(|v| finger_deadline(v, &wiring.ring, sim.now()))
+                    .map(|v| match &wiring.chord {
+                        Some(c) => chord_finger_deadline(c, sim.now()),
+                        None => finger_deadline(v, &wiring.ring, sim.now()),
+                    })
                     .max()
                     .unwrap_or(sim.now());
                 p1.with(|p| p.finger_deadline = Some(deadline));
@@ -387,7 +457,7 @@ impl Recipe {
             });
             t = t + ms(50);
         }
-        let timeout = wiring.ring.lookup_timeout;
+        let timeout = wiring.chord.map_or(wiring.ring.lookup_timeout, |c| c.lookup_timeout);
         let s = s
             .stop_when(move |sim| {
                 let p = p3.lock();
@@ -426,10 +496,16 @@ impl Recipe {
                 let stats = b4
                     .history
                     .with(|h| h.check_lookups(sim.now(), &running, timeout, &strict, &resp))?;
-                let (excused, longest, roots) = b4
-                    .history
-                    .with(|h| (h.excused(), h.longest_excused(sim.now()), h.branch_roots()));
+                let (excused, longest, roots, violations) = b4.history.with(|h| {
+                    (
+                        h.excused(),
+                        h.longest_excused(sim.now()),
+                        h.branch_roots(),
+                        h.violations(sim.now()),
+                    )
+                });
                 p5.with(|p| {
+                    p.violations = violations;
                     p.lookups = stats;
                     p.excused = (excused, longest);
                     p.branch_roots = roots;
@@ -851,6 +927,36 @@ pub fn ring_broken_no_succ_list() -> Scenario {
     crash_scenario("ring-broken-no-succ-list", Some(Flaw::RecoverySkipsSuccList)).0
 }
 
+/// See [`crate::SCENARIOS`]: `ring-join` on Chord.
+pub fn chord_join() -> Scenario {
+    join_scenario("chord-join", None).0
+}
+
+/// See [`crate::SCENARIOS`]: `ring-crash` on Chord.
+pub fn chord_crash() -> Scenario {
+    crash_scenario("chord-crash", None).0
+}
+
+/// See [`crate::SCENARIOS`]: `ring-crash-10` on Chord.
+pub fn chord_crash_10() -> Scenario {
+    crash_10_scenario("chord-crash-10").0
+}
+
+/// See [`crate::SCENARIOS`]: `ring-slow` on Chord.
+pub fn chord_slow() -> Scenario {
+    slow_scenario("chord-slow").0
+}
+
+/// See [`crate::SCENARIOS`]: `ring-partition` on Chord.
+pub fn chord_partition() -> Scenario {
+    partition_scenario("chord-partition").0
+}
+
+/// See [`crate::SCENARIOS`]: `ring-leave` on Chord.
+pub fn chord_leave() -> Scenario {
+    leave_scenario("chord-leave").0
+}
+
 /// Runs ring scenario `name` with `seed` and reports what it measured; `None` for another
 /// name.
 pub fn ring_report(name: &str, seed: u64) -> Option<(selfman_sim::Outcome, RingProbe)> {
@@ -865,6 +971,12 @@ pub fn ring_report(name: &str, seed: u64) -> Option<(selfman_sim::Outcome, RingP
         "ring-broken-ignore-last" => branch_scenario(name, Some(Flaw::IgnoreLastFlag)),
         "ring-partition" => partition_scenario(name),
         "ring-leave" => leave_scenario(name),
+        "chord-join" => join_scenario(name, None),
+        "chord-crash" => crash_scenario(name, None),
+        "chord-crash-10" => crash_10_scenario(name),
+        "chord-slow" => slow_scenario(name),
+        "chord-partition" => partition_scenario(name),
+        "chord-leave" => leave_scenario(name),
         _ => return None,
     };
     let out = s.run_quiet(seed);
