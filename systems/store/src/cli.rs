@@ -25,7 +25,7 @@ use selfman_ports::{HostId, Ring, RingRequest};
 use selfman_runtime::Runtime;
 use serde::Deserialize;
 
-use crate::backend::{Backend, BackendConfig, BackendStats, StoreService};
+use crate::backend::{Backend, BackendStats, StoreService};
 use crate::node::{build_store_node, StoreNodeConfig, StorePayload};
 use crate::resp::Limits;
 use crate::server::{serve, RingState, RingWatcher, Shared};
@@ -267,7 +267,14 @@ pub fn settings(args: &NodeArgs) -> Result<NodeSettings, String> {
         flaw: match args.flaw.as_deref() {
             None => None,
             Some("ignores-watch") => Some(crate::backend::Flaw::IgnoresWatch),
-            Some(other) => return Err(format!("--flaw: unknown flaw `{other}` (ignores-watch)")),
+            Some("fast-read-trusts-any-majority") => {
+                Some(crate::backend::Flaw::FastReadTrustsAnyMajority)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "--flaw: unknown flaw `{other}` (ignores-watch, fast-read-trusts-any-majority)"
+                ))
+            }
         },
     })
 }
@@ -365,21 +372,20 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     };
     let node = build_store_node(&net, &config).map_err(err)?;
     let stats = Arc::new(BackendStats::default());
+    let backend_config = config.backend();
     let backend = {
         let stats = Arc::clone(&stats);
         #[cfg(feature = "flaws")]
         let flaw = s.flaw;
         net.create(move || {
-            let b = Backend::new(BackendConfig::default(), Arc::clone(&stats));
+            let b = Backend::new(backend_config, Arc::clone(&stats));
             #[cfg(feature = "flaws")]
             let b = b.with_flaw(flaw);
             b
         })
         .map_err(err)?
     };
-    rt.connect(&node.transactions().map_err(err)?, &backend.required().map_err(err)?)
-        .map_err(err)?;
-    rt.connect(&net.timer().map_err(err)?, &backend.required().map_err(err)?).map_err(err)?;
+    node.connect_backend(&net, &backend).map_err(err)?;
     let ring_state = Arc::new(Mutex::new(RingState::default()));
     let watcher = {
         let st = Arc::clone(&ring_state);

@@ -12,14 +12,16 @@
 //! placement rule ([`Placement::join_position`]), so the replicas of a key sit on distinct
 //! hosts once every sector has a node.
 
-use selfman_core::{Component, ComponentRef, Host, ProvidedRef, Result};
+use selfman_core::{Component, ComponentRef, Host, ProvidedRef, Result, Selector};
 use selfman_failure_detector::{FdConfig, HeartbeatFd};
-use selfman_ports::{HostId, RingId, Transactions};
+use selfman_ports::{HostId, Replication, RingId, Transactions};
 use selfman_relaxed_ring::{RelaxedRing, RingConfig};
 use selfman_replication::{Placement, ReplMessage, ReplicationConfig, SymmetricReplication};
 use selfman_ring_cluster::{build_node, NodeConfig};
 use selfman_transactions::{TxConfig, TxLayer, TxMessage};
 use serde::{Deserialize, Serialize};
+
+use crate::backend::{is_fast_read_answer, Backend, BackendConfig};
 
 /// What the ring routes for a store node: a replication or a transaction message.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -100,6 +102,11 @@ impl StoreNodeConfig {
     pub fn transactions(&self) -> TxConfig {
         TxConfig { f: self.replicas, ..TxConfig::default() }
     }
+
+    /// The backend's settings for this node (its replica count).
+    pub fn backend(&self) -> BackendConfig {
+        BackendConfig { replicas: self.replicas, ..BackendConfig::default() }
+    }
 }
 
 /// Every component of one store node.
@@ -134,6 +141,22 @@ impl StoreNode {
     pub fn transactions(&self) -> Result<ProvidedRef<Transactions>> {
         self.tx.provided()
     }
+
+    /// Connects a [`Backend`] to this node: transactions, the timer, and replication for its
+    /// fast reads (only the answers tagged [`FAST_READ_TAG_MARK`](crate::backend::FAST_READ_TAG_MARK)
+    /// reach it).
+    ///
+    /// # Errors
+    ///
+    /// As [`selfman_core::System::connect`].
+    pub fn connect_backend<H: Host>(&self, host: &H, backend: &Component<Backend>) -> Result<()> {
+        let sys = host.system();
+        sys.connect(&self.tx.provided::<Transactions>()?, &backend.required()?)?;
+        sys.connect(&host.timer()?, &backend.required()?)?;
+        let only_fast = Selector::<Replication>::indications(is_fast_read_answer);
+        sys.connect_with(&self.repl.provided::<Replication>()?, &backend.required()?, only_fast)?;
+        Ok(())
+    }
 }
 
 /// Wires a store node on `host`: detector and ring (as `selfman-ring-cluster` does, at the
@@ -152,13 +175,17 @@ pub fn build_store_node<H: Host>(host: &H, config: &StoreNodeConfig) -> Result<S
         build_node::<StorePayload, H>(host, &NodeConfig { fd: config.fd, ring: ring_config })?;
     let (ring_port, fd_port) = (ring_node.ring.provided()?, ring_node.fd.provided()?);
     let repl = selfman_replication::build(host, config.replication(), &ring_port, &fd_port)?;
-    let tx = selfman_transactions::build(
-        host,
-        config.transactions(),
-        &ring_port,
-        &repl.provided()?,
-        &fd_port,
-    )?;
+    // As `selfman_transactions::build`, but the replication answers of the backend's fast
+    // reads (which reach every user of the port) are kept away from the transaction layer.
+    let (node, tx_config) = (host.local(), config.transactions());
+    let tx = host.create(move || TxLayer::<StorePayload>::new(node, tx_config))?;
+    let sys = host.system();
+    sys.connect(&host.network::<TxMessage>(selfman_transactions::PROTOCOL)?, &tx.required()?)?;
+    sys.connect(&host.timer()?, &tx.required()?)?;
+    sys.connect(&ring_port, &tx.required()?)?;
+    let not_fast = Selector::<Replication>::indications(|i| !is_fast_read_answer(i));
+    sys.connect_with(&repl.provided()?, &tx.required()?, not_fast)?;
+    sys.connect(&fd_port, &tx.required()?)?;
     Ok(StoreNode { fd: ring_node.fd, ring: ring_node.ring, repl, tx })
 }
 // ANCHOR_END: build_store_node

@@ -488,6 +488,8 @@ impl<'a> Connection<'a> {
             out.push_str(&format!("tx_watch_failed:{}\r\n", c(&st.watch_failed)));
             out.push_str(&format!("tx_failed:{}\r\n", c(&st.failed)));
             out.push_str(&format!("tx_stray_answers:{}\r\n", c(&st.stray)));
+            out.push_str(&format!("fast_reads:{}\r\n", c(&st.fast_reads)));
+            out.push_str(&format!("fast_read_fallbacks:{}\r\n", c(&st.fast_read_fallbacks)));
             out.push_str(&format!("protocol_errors:{}\r\n\r\n", c(&sh.protocol_errors)));
         }
         out
