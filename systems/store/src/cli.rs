@@ -29,6 +29,7 @@ use crate::backend::{Backend, BackendStats, StoreService};
 use crate::node::{build_store_node, StoreNodeConfig, StorePayload};
 use crate::resp::Limits;
 use crate::server::{serve, RingState, RingWatcher, Shared};
+use crate::walk::{WalkService, WalkStats, Walker};
 
 /// How long a node waits to be in the ring before it gives up.
 const JOIN_WAIT: Duration = Duration::from_secs(60);
@@ -386,6 +387,12 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
         .map_err(err)?
     };
     node.connect_backend(&net, &backend).map_err(err)?;
+    let walk_stats = Arc::new(WalkStats::default());
+    let walker = {
+        let stats = Arc::clone(&walk_stats);
+        net.create(move || Walker::new(Arc::clone(&stats))).map_err(err)?
+    };
+    node.connect_walker(&net, &walker).map_err(err)?;
     let ring_state = Arc::new(Mutex::new(RingState::default()));
     let watcher = {
         let st = Arc::clone(&ring_state);
@@ -398,6 +405,7 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
         rt.start(&c).map_err(err)?;
     }
     rt.start(&backend).map_err(err)?;
+    rt.start(&walker).map_err(err)?;
     let request = match s.join {
         None => RingRequest::Bootstrap,
         Some(a) => RingRequest::Join { access: NodeAddr::new(a, NodeId::UNKNOWN) },
@@ -442,6 +450,8 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     let shared = Arc::new(Shared {
         service: backend.provided::<StoreService>().map_err(err)?,
         stats,
+        walker: walker.provided::<WalkService>().map_err(err)?,
+        walk_stats,
         ring: Arc::clone(&ring_state),
         settings,
         password: s.password.clone().map(String::into_bytes),

@@ -14,7 +14,7 @@
 
 use selfman_core::{Component, ComponentRef, Host, ProvidedRef, Result, Selector};
 use selfman_failure_detector::{FdConfig, HeartbeatFd};
-use selfman_ports::{HostId, Replication, RingId, Transactions};
+use selfman_ports::{HostId, Replication, Ring, RingId, Transactions};
 use selfman_relaxed_ring::{RelaxedRing, RingConfig};
 use selfman_replication::{Placement, ReplMessage, ReplicationConfig, SymmetricReplication};
 use selfman_ring_cluster::{build_node, NodeConfig};
@@ -22,6 +22,7 @@ use selfman_transactions::{TxConfig, TxLayer, TxMessage};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{is_fast_read_answer, Backend, BackendConfig};
+use crate::walk::Walker;
 
 /// What the ring routes for a store node: a replication or a transaction message.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,6 +31,8 @@ pub enum StorePayload {
     Repl(ReplMessage),
     /// For the transaction layer.
     Tx(TxMessage),
+    /// For the store's walks over the ring ([`crate::walk`]).
+    Walk(crate::walk::WalkMessage),
 }
 
 impl selfman_replication::RingPayload for StorePayload {
@@ -40,7 +43,7 @@ impl selfman_replication::RingPayload for StorePayload {
     fn unwrap(self) -> Option<ReplMessage> {
         match self {
             StorePayload::Repl(m) => Some(m),
-            StorePayload::Tx(_) => None,
+            StorePayload::Tx(_) | StorePayload::Walk(_) => None,
         }
     }
 }
@@ -53,7 +56,7 @@ impl selfman_transactions::TxPayload for StorePayload {
     fn unwrap(self) -> Option<TxMessage> {
         match self {
             StorePayload::Tx(m) => Some(m),
-            StorePayload::Repl(_) => None,
+            StorePayload::Repl(_) | StorePayload::Walk(_) => None,
         }
     }
 }
@@ -157,6 +160,23 @@ impl StoreNode {
         sys.connect_with(&self.repl.provided::<Replication>()?, &backend.required()?, only_fast)?;
         Ok(())
     }
+
+    /// Connects a [`Walker`] to this node: the ring (its messages), replication (only the
+    /// listings reach it) and the timer.
+    ///
+    /// # Errors
+    ///
+    /// As [`selfman_core::System::connect`].
+    pub fn connect_walker<H: Host>(&self, host: &H, walker: &Component<Walker>) -> Result<()> {
+        let sys = host.system();
+        sys.connect(&self.ring.provided::<Ring<StorePayload>>()?, &walker.required()?)?;
+        let listings = Selector::<Replication>::indications(|i| {
+            matches!(i, selfman_ports::ReplicationIndication::Listed { .. })
+        });
+        sys.connect_with(&self.repl.provided::<Replication>()?, &walker.required()?, listings)?;
+        sys.connect(&host.timer()?, &walker.required()?)?;
+        Ok(())
+    }
 }
 
 /// Wires a store node on `host`: detector and ring (as `selfman-ring-cluster` does, at the
@@ -183,7 +203,9 @@ pub fn build_store_node<H: Host>(host: &H, config: &StoreNodeConfig) -> Result<S
     sys.connect(&host.network::<TxMessage>(selfman_transactions::PROTOCOL)?, &tx.required()?)?;
     sys.connect(&host.timer()?, &tx.required()?)?;
     sys.connect(&ring_port, &tx.required()?)?;
-    let not_fast = Selector::<Replication>::indications(|i| !is_fast_read_answer(i));
+    let not_fast = Selector::<Replication>::indications(|i| {
+        !is_fast_read_answer(i) && !matches!(i, selfman_ports::ReplicationIndication::Listed { .. })
+    });
     sys.connect_with(&repl.provided()?, &tx.required()?, not_fast)?;
     sys.connect(&fd_port, &tx.required()?)?;
     Ok(StoreNode { fd: ring_node.fd, ring: ring_node.ring, repl, tx })

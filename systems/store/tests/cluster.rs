@@ -58,7 +58,79 @@ fn every_node_serves_every_key_with_redis_replies() {
     assert_eq!(a.cmd("EXISTS s key0"), V::Int(0));
     assert_eq!(a.cmd("MSET m1 1 m2 2 m1 3"), V::ok());
     assert_eq!(b.cmd("MGET m1 m2"), V::Array(Some(vec![V::bulk("3"), V::bulk("2")])));
-    assert_eq!(a.cmd("DBSIZE"), V::Err(selfman_store::server::NO_WALK.into()));
+    // key1 key2 n big m1 m2 are left (key0 and s were deleted).
+    assert_eq!(a.cmd("DBSIZE"), V::Int(6));
+}
+
+fn bulks(v: V) -> std::collections::BTreeSet<String> {
+    match v {
+        V::Array(Some(items)) => items
+            .into_iter()
+            .map(|i| match i {
+                V::Bulk(Some(b)) => String::from_utf8(b).expect("utf-8 key"),
+                other => panic!("not a bulk string: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not an array: {other:?}"),
+    }
+}
+
+/// A whole `SCAN` walk from `cursor 0` back to 0 with these options; every cursor between
+/// is a number, and the walk ends within a bound.
+fn scan_all(c: &mut support::Client, options: &str) -> std::collections::BTreeSet<String> {
+    let mut cursor = "0".to_owned();
+    let mut keys = std::collections::BTreeSet::new();
+    for _ in 0..1_000 {
+        let V::Array(Some(mut parts)) = c.cmd(&format!("SCAN {cursor} {options}")) else {
+            panic!("SCAN answers an array")
+        };
+        assert_eq!(parts.len(), 2);
+        keys.extend(bulks(parts.pop().expect("keys")));
+        let V::Bulk(Some(next)) = parts.pop().expect("cursor") else { panic!("a bulk cursor") };
+        cursor = String::from_utf8(next).expect("utf-8");
+        assert!(cursor.parse::<u64>().is_ok(), "cursor {cursor}");
+        if cursor == "0" {
+            return keys;
+        }
+    }
+    panic!("SCAN did not come back to cursor 0 within 1,000 steps")
+}
+
+#[test]
+fn dbsize_keys_scan_and_flushdb_walk_the_ring() {
+    let c = StoreCluster::start(3, 3);
+    let mut a = c.client(0);
+    let mut b = c.client(2);
+    assert_eq!(a.cmd("DBSIZE"), V::Int(0));
+    assert_eq!(a.cmd("SCAN 0"), V::Array(Some(vec![V::bulk("0"), V::Array(Some(vec![]))])));
+    for i in 0..60 {
+        assert_eq!(a.cmd(&format!("SET k:{i} v{i}")), V::ok());
+    }
+    assert_eq!(b.cmd("SADD s:1 x y"), V::Int(2));
+    assert_eq!(b.cmd("DEL k:0"), V::Int(1));
+    let mut all: std::collections::BTreeSet<String> = (1..60).map(|i| format!("k:{i}")).collect();
+    all.insert("s:1".into());
+    for cl in [&mut a, &mut b] {
+        assert_eq!(cl.cmd("DBSIZE"), V::Int(60));
+        assert_eq!(bulks(cl.cmd("KEYS *")), all);
+        let ones: std::collections::BTreeSet<String> =
+            std::iter::once(1).chain(10..20).map(|i| format!("k:{i}")).collect();
+        assert_eq!(bulks(cl.cmd("KEYS k:1*")), ones);
+        assert_eq!(bulks(cl.cmd("KEYS k:[2-3]")), ["k:2", "k:3"].map(String::from).into());
+        assert_eq!(scan_all(cl, "COUNT 7"), all);
+        assert_eq!(scan_all(cl, ""), all);
+        assert_eq!(scan_all(cl, "MATCH s:* COUNT 3"), ["s:1".to_owned()].into());
+        assert_eq!(scan_all(cl, "TYPE set COUNT 100"), ["s:1".to_owned()].into());
+        let strings: std::collections::BTreeSet<String> =
+            all.iter().filter(|k| k.starts_with("k:")).cloned().collect();
+        assert_eq!(scan_all(cl, "TYPE string"), strings);
+    }
+    assert_eq!(a.cmd("FLUSHDB"), V::ok());
+    assert_eq!(b.cmd("DBSIZE"), V::Int(0));
+    assert_eq!(b.cmd("GET k:5"), V::Bulk(None));
+    assert_eq!(b.cmd("SET after flush"), V::ok());
+    assert_eq!(a.cmd("FLUSHALL ASYNC"), V::ok());
+    assert_eq!(a.cmd("KEYS *"), V::Array(Some(vec![])));
 }
 
 #[test]
