@@ -19,9 +19,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use selfman_core::{Host, NodeAddr, NodeId};
+use selfman_core::{Host, NodeAddr, NodeId, Selector};
 use selfman_net::{NetConfig, TcpNetwork};
-use selfman_ports::{HostId, Ring, RingRequest};
+use selfman_ports::{HostId, Ring, RingIndication, RingRequest};
 use selfman_runtime::Runtime;
 use serde::Deserialize;
 
@@ -399,7 +399,17 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
         net.create(move || RingWatcher::new(Arc::clone(&st))).map_err(err)?
     };
     let ring_port = node.ring.provided::<Ring<StorePayload>>().map_err(err)?;
-    rt.connect(&ring_port, &watcher.required().map_err(err)?).map_err(err)?;
+    // Only what it records reaches it (not a copy of every routed message).
+    let told = Selector::<Ring<StorePayload>>::indications(|i| {
+        matches!(
+            i,
+            RingIndication::Joined { .. }
+                | RingIndication::Responsibility(_)
+                | RingIndication::Left
+                | RingIndication::JoinRefused(_)
+        )
+    });
+    rt.connect_with(&ring_port, &watcher.required().map_err(err)?, told).map_err(err)?;
     rt.start(&watcher).map_err(err)?;
     for c in node.components() {
         rt.start(&c).map_err(err)?;

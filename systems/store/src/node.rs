@@ -14,7 +14,7 @@
 
 use selfman_core::{Component, ComponentRef, Host, ProvidedRef, Result, Selector};
 use selfman_failure_detector::{FdConfig, HeartbeatFd};
-use selfman_ports::{HostId, Replication, Ring, RingId, Transactions};
+use selfman_ports::{HostId, Replication, Ring, RingId, RingIndication, Transactions};
 use selfman_relaxed_ring::{RelaxedRing, RingConfig};
 use selfman_replication::{Placement, ReplMessage, ReplicationConfig, SymmetricReplication};
 use selfman_ring_cluster::{build_node, NodeConfig};
@@ -169,7 +169,16 @@ impl StoreNode {
     /// As [`selfman_core::System::connect`].
     pub fn connect_walker<H: Host>(&self, host: &H, walker: &Component<Walker>) -> Result<()> {
         let sys = host.system();
-        sys.connect(&self.ring.provided::<Ring<StorePayload>>()?, &walker.required()?)?;
+        // Only its own deliveries and the join reach it: the ring's other traffic (every
+        // transaction and replication message) is not copied to it.
+        let mine = Selector::<Ring<StorePayload>>::indications(|i| {
+            matches!(
+                i,
+                RingIndication::Joined { .. }
+                    | RingIndication::Deliver { payload: StorePayload::Walk(_), .. }
+            )
+        });
+        sys.connect_with(&self.ring.provided::<Ring<StorePayload>>()?, &walker.required()?, mine)?;
         let listings = Selector::<Replication>::indications(|i| {
             matches!(i, selfman_ports::ReplicationIndication::Listed { .. })
         });
@@ -202,7 +211,14 @@ pub fn build_store_node<H: Host>(host: &H, config: &StoreNodeConfig) -> Result<S
     let sys = host.system();
     sys.connect(&host.network::<TxMessage>(selfman_transactions::PROTOCOL)?, &tx.required()?)?;
     sys.connect(&host.timer()?, &tx.required()?)?;
-    sys.connect(&ring_port, &tx.required()?)?;
+    // The ring's deliveries of replication and walk messages are not copied to it.
+    let tx_ring = Selector::<Ring<StorePayload>>::indications(|i| {
+        !matches!(
+            i,
+            RingIndication::Deliver { payload: StorePayload::Repl(_) | StorePayload::Walk(_), .. }
+        )
+    });
+    sys.connect_with(&ring_port, &tx.required()?, tx_ring)?;
     let not_fast = Selector::<Replication>::indications(|i| {
         !is_fast_read_answer(i) && !matches!(i, selfman_ports::ReplicationIndication::Listed { .. })
     });
