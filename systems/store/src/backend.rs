@@ -42,8 +42,9 @@ use selfman_core::{
     ComponentDefinition, Handled, Port, Provided, Required, Setup, Timeout, Timer, TimerId,
 };
 use selfman_ports::{
-    has_flaw, LockMode, Rejection, ReplicaOp, ReplicaOutcome, Replication, ReplicationIndication,
-    ReplicationRequest, Transactions, TxHandle, TxIndication, TxRequest, TxResult, Version,
+    has_flaw, KeyEvent, LockMode, Rejection, ReplicaOp, ReplicaOutcome, Replication,
+    ReplicationIndication, ReplicationRequest, Transactions, TxHandle, TxIndication, TxRequest,
+    TxResult, Version,
 };
 
 use crate::command::{Key, Op};
@@ -61,6 +62,52 @@ pub enum NoIndication {}
 impl Port for StoreService {
     type Request = Job;
     type Indication = NoIndication;
+}
+
+/// The port connections subscribe to key changes on (keyspace notifications).
+#[derive(Debug)]
+pub struct NotifyService;
+
+impl Port for NotifyService {
+    type Request = NotifyRequest;
+    type Indication = NoIndication;
+}
+
+/// A connection's subscription change.
+#[derive(Debug, Clone)]
+pub enum NotifyRequest {
+    /// Tell connection `conn` of every committed change of `key` through `to`.
+    Subscribe {
+        /// The connection's id.
+        conn: u64,
+        /// The key.
+        key: Key,
+        /// Where the changes go.
+        to: Sender<KeyChange>,
+    },
+    /// Stop telling connection `conn` of `key`.
+    Unsubscribe {
+        /// The connection's id.
+        conn: u64,
+        /// The key.
+        key: Key,
+    },
+}
+
+/// A committed change of a subscribed key, once per version (several replicas tell it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    /// The key.
+    pub key: Key,
+    /// Its new record (`None`: deleted).
+    pub value: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+struct Subscribers {
+    conns: HashMap<u64, Sender<KeyChange>>,
+    /// The newest version told.
+    version: Version,
 }
 
 /// What a watched key was when the client last saw it.
@@ -227,6 +274,8 @@ pub struct BackendStats {
     pub fast_reads: AtomicU64,
     /// Fast reads that fell back to a transaction.
     pub fast_read_fallbacks: AtomicU64,
+    /// Key changes told to subscribed connections.
+    pub notifications: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -263,6 +312,8 @@ pub struct Backend {
     repl: Required<Replication>,
     timer: Required<Timer>,
     port: Provided<StoreService>,
+    notify: Provided<NotifyService>,
+    subs: HashMap<Key, Subscribers>,
     config: BackendConfig,
     stats: Arc<BackendStats>,
     running: HashMap<TxHandle, Running>,
@@ -282,6 +333,8 @@ impl Backend {
             repl: Required::new(),
             timer: Required::new(),
             port: Provided::new(),
+            notify: Provided::new(),
+            subs: HashMap::new(),
             config,
             stats,
             running: HashMap::new(),
@@ -327,6 +380,52 @@ impl Backend {
             self.start(r);
         }
         Ok(())
+    }
+
+    fn on_notify_request(&mut self, r: NotifyRequest) -> Handled {
+        match r {
+            NotifyRequest::Subscribe { conn, key, to } => {
+                let subs = self.subs.entry(key.clone()).or_default();
+                if subs.conns.is_empty() {
+                    self.tx.trigger(TxRequest::Subscribe { key });
+                }
+                subs.conns.insert(conn, to);
+            }
+            NotifyRequest::Unsubscribe { conn, key } => self.drop_subscriber(&key, conn),
+        }
+        Ok(())
+    }
+
+    fn drop_subscriber(&mut self, key: &[u8], conn: u64) {
+        if let Some(subs) = self.subs.get_mut(key) {
+            subs.conns.remove(&conn);
+            if subs.conns.is_empty() {
+                self.subs.remove(key);
+                self.tx.trigger(TxRequest::Unsubscribe { key: key.to_vec() });
+            }
+        }
+    }
+
+    /// A committed change of a subscribed key: told once per version, to every connection
+    /// still there (a connection gone is dropped).
+    fn on_key_event(&mut self, e: KeyEvent) {
+        let KeyEvent::Changed { key, version, value } = e else { return };
+        let Some(subs) = self.subs.get_mut(&key) else { return };
+        if version <= subs.version {
+            return;
+        }
+        subs.version = version;
+        let change = KeyChange { key: key.clone(), value };
+        let gone: Vec<u64> = subs
+            .conns
+            .iter()
+            .filter(|(_, to)| to.send(change.clone()).is_err())
+            .map(|(c, _)| *c)
+            .collect();
+        self.stats.notifications.fetch_add(1, Ordering::Relaxed);
+        for conn in gone {
+            self.drop_subscriber(&key, conn);
+        }
     }
 
     fn on_replication(&mut self, i: ReplicationIndication) -> Handled {
@@ -496,6 +595,10 @@ impl Backend {
             TxIndication::ReadDone { handle, result, value, .. } => (handle, result, value),
             TxIndication::OpDone { handle, result, .. } => (handle, result, None),
             TxIndication::Committed { handle, result, .. } => (handle, result, None),
+            TxIndication::Notify(e) => {
+                self.on_key_event(e);
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         let Some(mut r) = self.running.remove(&handle) else {
@@ -578,6 +681,7 @@ impl ComponentDefinition for Backend {
         s.require(|c| &mut c.repl, Self::on_replication);
         s.require(|c| &mut c.timer, Self::on_timeout);
         s.provide(|c| &mut c.port, Self::on_job);
+        s.provide(|c| &mut c.notify, Self::on_notify_request);
     }
 }
 

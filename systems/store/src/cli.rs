@@ -25,7 +25,7 @@ use selfman_ports::{HostId, Ring, RingIndication, RingRequest};
 use selfman_runtime::Runtime;
 use serde::Deserialize;
 
-use crate::backend::{Backend, BackendStats, StoreService};
+use crate::backend::{Backend, BackendStats, NotifyService, StoreService};
 use crate::node::{build_store_node, StoreNodeConfig, StorePayload};
 use crate::resp::Limits;
 use crate::server::{serve, RingState, RingWatcher, Shared};
@@ -459,6 +459,7 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     settings.insert("appendonly".to_owned(), "no".to_owned());
     let shared = Arc::new(Shared {
         service: backend.provided::<StoreService>().map_err(err)?,
+        notifier: backend.provided::<NotifyService>().map_err(err)?,
         stats,
         walker: walker.provided::<WalkService>().map_err(err)?,
         walk_stats,

@@ -36,11 +36,14 @@ use std::time::{Duration, Instant};
 use selfman_core::{ComponentDefinition, Handled, ProvidedRef, Required, Setup};
 use selfman_ports::{Listing, Range, Ring, RingId, RingIndication, Version};
 
-use crate::backend::{BackendStats, Done, Expect, Failure, Job, StoreService};
+use crate::backend::{
+    BackendStats, Done, Expect, Failure, Job, KeyChange, NotifyRequest, NotifyService, StoreService,
+};
 use crate::command::{Key, Op};
 use crate::data;
 use crate::node::StorePayload;
 use crate::resp::{Limits, Reply, RequestDecoder};
+use crate::session::{message, Topic};
 use crate::session::{
     Action, Completion, ExecOutcome, ReplyQueue, Request, Session, SessionConfig,
 };
@@ -104,6 +107,8 @@ impl ComponentDefinition for RingWatcher {
 pub struct Shared {
     /// Where jobs go.
     pub service: ProvidedRef<StoreService>,
+    /// Where keyspace subscriptions go.
+    pub notifier: ProvidedRef<NotifyService>,
     /// The backend's counters.
     pub stats: Arc<BackendStats>,
     /// Where walks over the ring go (`SCAN`, `KEYS`, `DBSIZE`, `FLUSHALL`).
@@ -157,17 +162,27 @@ fn connection(mut stream: TcpStream, shared: &Shared) {
     let mut conn = Connection::new(shared);
     let mut buf = vec![0u8; 64 * 1024];
     let mut input: Vec<u8> = Vec::new();
+    let mut listening = false;
     'conn: while !shared.stopping.load(Ordering::Acquire) {
+        if listening == conn.subscribed.is_empty() {
+            // A subscriber looks for key changes between reads, so it reads with a short wait.
+            listening = !listening;
+            let wait = if listening { NOTIFY_POLL } else { Duration::from_millis(200) };
+            let _ = stream.set_read_timeout(Some(wait));
+        }
         let n = match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => 0,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        input.extend_from_slice(&buf[..n]);
-        let used = conn.receive(&input);
-        input.drain(..used);
+        if n > 0 {
+            input.extend_from_slice(&buf[..n]);
+            let used = conn.receive(&input);
+            input.drain(..used);
+        }
+        conn.deliver_changes();
         let out = conn.queue.take_output();
         if !out.is_empty() && stream.write_all(&out).is_err() {
             break 'conn;
@@ -177,6 +192,7 @@ fn connection(mut stream: TcpStream, shared: &Shared) {
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
+    conn.unsubscribe_all();
     shared.clients.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -189,6 +205,10 @@ struct Connection<'a> {
     queue: ReplyQueue,
     expected: BTreeMap<Key, Expect>,
     in_flight: Vec<InFlight>,
+    id: u64,
+    /// Keys whose keyspace channel this connection subscribed to.
+    subscribed: std::collections::BTreeSet<Key>,
+    changes: (mpsc::Sender<KeyChange>, mpsc::Receiver<KeyChange>),
 }
 
 /// A pipelined command running while others run.
@@ -211,6 +231,48 @@ impl<'a> Connection<'a> {
             queue: ReplyQueue::new(),
             expected: BTreeMap::new(),
             in_flight: Vec::new(),
+            id,
+            subscribed: std::collections::BTreeSet::new(),
+            changes: mpsc::channel(),
+        }
+    }
+
+    /// Pushes a keyspace message for each change of a subscribed key told since the last call.
+    fn deliver_changes(&mut self) {
+        while let Ok(change) = self.changes.1.try_recv() {
+            if !self.subscribed.contains(&change.key) {
+                continue; // unsubscribed meanwhile
+            }
+            let mut channel = KEYSPACE.to_vec();
+            channel.extend_from_slice(&change.key);
+            let event: &[u8] = if change.value.is_some() { b"set" } else { b"del" };
+            self.queue.push(&message(&channel, event));
+        }
+    }
+
+    fn subscription(&mut self, topics: Vec<Topic>, on: bool) {
+        for t in topics {
+            let Topic::Channel(channel) = t else { continue };
+            let Some(key) = channel.strip_prefix(KEYSPACE).map(<[u8]>::to_vec) else { continue };
+            let conn = self.id;
+            let request = if on {
+                if !self.subscribed.insert(key.clone()) {
+                    continue;
+                }
+                NotifyRequest::Subscribe { conn, key, to: self.changes.0.clone() }
+            } else {
+                if !self.subscribed.remove(&key) {
+                    continue;
+                }
+                NotifyRequest::Unsubscribe { conn, key }
+            };
+            let _ = self.shared.notifier.request(request);
+        }
+    }
+
+    fn unsubscribe_all(&mut self) {
+        for key in std::mem::take(&mut self.subscribed) {
+            let _ = self.shared.notifier.request(NotifyRequest::Unsubscribe { conn: self.id, key });
         }
     }
 
@@ -223,13 +285,21 @@ impl<'a> Connection<'a> {
             match self.decoder.decode(&input[used..]) {
                 Ok((n, Some(cmd))) => {
                     used += n;
-                    let refused = cmd.first().is_some_and(|name| {
-                        [&b"subscribe"[..], b"psubscribe"]
-                            .iter()
-                            .any(|c| name.eq_ignore_ascii_case(c))
+                    let refusal = cmd.split_first().and_then(|(name, args)| {
+                        if name.eq_ignore_ascii_case(b"psubscribe") {
+                            Some(NO_PATTERNS)
+                        } else if name.eq_ignore_ascii_case(b"subscribe")
+                            && args
+                                .iter()
+                                .any(|c| !c.starts_with(KEYSPACE) || c.len() == KEYSPACE.len())
+                        {
+                            Some(NO_CHANNELS)
+                        } else {
+                            None
+                        }
                     });
-                    if refused && self.session.authenticated() {
-                        self.session.refuse(Reply::error(NO_NOTIFICATIONS), &mut actions);
+                    if let Some(text) = refusal.filter(|_| self.session.authenticated()) {
+                        self.session.refuse(Reply::error(text), &mut actions);
                     } else {
                         self.session.command_into(cmd, &mut actions);
                     }
@@ -290,7 +360,9 @@ impl<'a> Connection<'a> {
 
     fn act(&mut self, action: Action) {
         match self.queue.issue(action) {
-            None | Some(Request::Subscribe(_) | Request::Unsubscribe(_)) => {}
+            None => {}
+            Some(Request::Subscribe(topics)) => self.subscription(topics, true),
+            Some(Request::Unsubscribe(topics)) => self.subscription(topics, false),
             Some(Request::Execute { seq, op }) if self.may_overlap(&op) => {
                 let (reply, answer) = mpsc::channel();
                 let write = op.is_write();
@@ -620,6 +692,7 @@ impl<'a> Connection<'a> {
             out.push_str(&format!("tx_stray_answers:{}\r\n", c(&st.stray)));
             out.push_str(&format!("fast_reads:{}\r\n", c(&st.fast_reads)));
             out.push_str(&format!("fast_read_fallbacks:{}\r\n", c(&st.fast_read_fallbacks)));
+            out.push_str(&format!("keyspace_notifications:{}\r\n", c(&st.notifications)));
             let w = &sh.walk_stats;
             out.push_str(&format!("walks:{}\r\n", c(&w.walks)));
             out.push_str(&format!("walks_failed:{}\r\n", c(&w.failed)));
@@ -631,9 +704,16 @@ impl<'a> Connection<'a> {
     }
 }
 
-/// The reply to `SUBSCRIBE`/`PSUBSCRIBE`.
-pub const NO_NOTIFICATIONS: &str =
-    "ERR keyspace notifications are not wired to the transaction layer in this node yet";
+/// The channel prefix of keyspace notifications: `__keyspace@0__:<key>`.
+pub const KEYSPACE: &[u8] = b"__keyspace@0__:";
+/// How often a subscribed connection looks for key changes while its client is quiet.
+pub const NOTIFY_POLL: Duration = Duration::from_millis(20);
+/// The reply to `PSUBSCRIBE`.
+pub const NO_PATTERNS: &str =
+    "ERR PSUBSCRIBE is not supported: notifications are per key; SUBSCRIBE __keyspace@0__:<key>";
+/// The reply to `SUBSCRIBE` of a channel that is not a key's keyspace channel.
+pub const NO_CHANNELS: &str =
+    "ERR only keyspace channels (__keyspace@0__:<key>) can be subscribed in this store; there is no PUBLISH";
 /// The reply when a walk over the ring did not finish (nodes down, ranges moving).
 pub const WALK_FAILED: &str =
     "ERR the walk over the ring did not finish (nodes unreachable or ranges moving); try again";

@@ -379,3 +379,40 @@ fn the_flawed_fast_read_is_caught_reading_stale_values() {
     }
     panic!("4,000 reads right after acknowledged writes were all fresh with the flawed rule: the check is blind");
 }
+
+#[test]
+fn keyspace_notifications_reach_subscribers_at_other_nodes() {
+    use selfman_store::server::{NO_CHANNELS, NO_PATTERNS};
+    let c = StoreCluster::start(3, 3);
+    let mut sub = c.client(1);
+    sub.send(&[b"SUBSCRIBE", b"__keyspace@0__:n1", b"__keyspace@0__:n2"]);
+    for (i, ch) in ["__keyspace@0__:n1", "__keyspace@0__:n2"].iter().enumerate() {
+        let confirm = vec![V::bulk("subscribe"), V::bulk(ch), V::Int(i as i64 + 1)];
+        assert_eq!(sub.read(), V::Array(Some(confirm)));
+    }
+    // The subscriptions reach the keys' replicas asynchronously.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut w = c.client(0);
+    let message = |key: &str, event: &str| {
+        V::Array(Some(vec![
+            V::bulk("message"),
+            V::bulk(&format!("__keyspace@0__:{key}")),
+            V::bulk(event),
+        ]))
+    };
+    for (cmd, key, event) in [("SET n1 a", "n1", "set"), ("DEL n1", "n1", "del"), ("SADD n2 m", "n2", "set")] {
+        assert!(matches!(w.cmd("SET unwatched x"), V::Simple(_)));
+        assert!(!matches!(w.cmd(cmd), V::Err(_)), "{cmd}");
+        assert_eq!(sub.read(), message(key, event), "after {cmd}");
+    }
+    sub.send(&[b"UNSUBSCRIBE", b"__keyspace@0__:n1"]);
+    let confirm = vec![V::bulk("unsubscribe"), V::bulk("__keyspace@0__:n1"), V::Int(1)];
+    assert_eq!(sub.read(), V::Array(Some(confirm)));
+    assert_eq!(w.cmd("SET n1 again"), V::ok());
+    assert_eq!(w.cmd("SET n2 x"), V::ok());
+    assert_eq!(sub.read(), message("n2", "set"), "n1 is no longer told");
+    let mut other = c.client(2);
+    assert_eq!(other.cmd("PSUBSCRIBE __keyspace@0__:*"), V::Err(NO_PATTERNS.into()));
+    assert_eq!(other.cmd("SUBSCRIBE news"), V::Err(NO_CHANNELS.into()));
+    assert_eq!(other.cmd("PING"), V::Simple("PONG".into()));
+}
