@@ -169,8 +169,9 @@ pub enum ReplicationRequest {
     Leave,
     /// Lists, in ring order, the replicas **this node serves** (with complete data) whose
     /// positions are in `[from, to)` (`to: None`: up to the top of the ring), starting at
-    /// `from` and stopping at the end of the served run holding `from` or after `limit`
-    /// replicas (all replicas of the last position are listed, so a page never splits one).
+    /// `from` and stopping at the end of the served run holding `from`, after `limit`
+    /// replicas, or after a few MB of keys and values (all replicas of the last position are
+    /// listed, so a page never splits one).
     /// Tombstones are listed too (`value: None`), so that a caller merging the replicas of an
     /// item can tell a deletion from an older value. Answered once by
     /// [`ReplicationIndication::Listed`] with the same `tag`; local (no messages). This is the

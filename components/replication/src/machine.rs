@@ -39,6 +39,9 @@ use crate::store::{ItemId, Store};
 
 /// The most replicas one [`ReplicationRequest::ListServed`] page lists.
 pub(crate) const MAX_LIST: u32 = 10_000;
+/// The keys and values one page carries before it stops at the next position (so that a page
+/// with values fits a frame of the transport).
+pub(crate) const MAX_LIST_BYTES: usize = 4 * 1024 * 1024;
 
 /// The top byte of every tag this crate puts on routed messages (`Ring` route tags), so that a
 /// user sharing the ring with replication can tell the ring's `Undeliverable`s apart.
@@ -324,7 +327,8 @@ impl ReplicaMachine {
         limit: u32,
         values: bool,
     ) -> Result<Listing, ListFailure> {
-        let (_, run_end) = self.serving.linear_run_containing(from).ok_or(ListFailure::NotServing)?;
+        let (_, run_end) =
+            self.serving.linear_run_containing(from).ok_or(ListFailure::NotServing)?;
         let end = match to {
             Some(t) if t.0 <= from.0 => {
                 return Ok(Listing { replicas: Vec::new(), next: None });
@@ -336,14 +340,18 @@ impl ReplicaMachine {
         let limit = limit.clamp(1, MAX_LIST) as usize;
         let mut replicas: Vec<ListedReplica> = Vec::new();
         let mut cut = None;
+        let mut bytes = 0usize;
         for (id, r) in self.store.iter_from(window, None) {
             if r.version.0 == 0 {
                 continue;
             }
-            if replicas.len() >= limit && replicas.last().is_some_and(|l| l.position != id.pos) {
+            let full = replicas.len() >= limit || bytes >= MAX_LIST_BYTES;
+            if full && replicas.last().is_some_and(|l| l.position != id.pos) {
                 cut = Some(id.pos);
                 break;
             }
+            bytes +=
+                id.key.len() + if values { r.value.as_ref().map_or(0, |v| v.len()) } else { 0 };
             let value = match &r.value {
                 Some(v) if values => Some(v.to_vec()),
                 Some(_) => Some(Vec::new()),

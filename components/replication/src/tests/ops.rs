@@ -193,3 +193,26 @@ fn a_walk_of_listings_over_the_ring_finds_every_replica_once_in_order() {
     let empty = list(&mut w, Q - 1, 5, Some(5), 10).expect("served");
     assert!(empty.replicas.is_empty() && empty.next.is_none());
 }
+
+#[test]
+fn a_page_with_large_values_stops_at_a_few_megabytes() {
+    let mut w = World::ring(ReplicationConfig::default(), &anchors());
+    let big = "v".repeat(1024 * 1024);
+    let keys = keys(40);
+    for k in &keys {
+        assert_eq!(w.write(Q - 1, k, 1, &big), 4);
+    }
+    let (mut at, mut listed, mut pages) = (Some(0u64), 0, 0);
+    while let Some(from) = at {
+        let owner = w.owner(selfman_ports::RingId(from)).expect("an owner");
+        let id = anchors().into_iter().find(|a| addr(*a) == owner).expect("an anchor");
+        let page = list(&mut w, id, from, None, 10_000).expect("served");
+        let bytes: usize = page.replicas.iter().map(|r| r.value.as_ref().map_or(0, Vec::len)).sum();
+        assert!(bytes <= 6 * 1024 * 1024, "a page of {bytes} bytes");
+        listed += page.replicas.len();
+        at = page.next.map(|n| n.0);
+        pages += 1;
+    }
+    assert_eq!(listed, 160, "every replica, over {pages} pages");
+    assert!(pages >= 160 / 6, "pages are cut by bytes, not only by node ({pages})");
+}
