@@ -50,9 +50,10 @@ pub use failure_detector::{FailureDetector, FdIndication, FdRequest};
 pub use leader_election::{LeaderElection, Trust};
 pub use membership::Membership;
 pub use replication::{
-    HostId, LockMode, Movement, QuorumRead, ReadFailure, Refusal, ReplicaAnswer, ReplicaFailure,
-    ReplicaInspect, ReplicaOp, ReplicaOutcome, ReplicaView, ReplicaViews, Replication,
-    ReplicationIndication, ReplicationRequest, StoredReplica, TxId, Version, Vote,
+    HostId, ListFailure, ListedReplica, Listing, LockMode, Movement, QuorumRead, ReadFailure,
+    Refusal, ReplicaAnswer, ReplicaFailure, ReplicaInspect, ReplicaOp, ReplicaOutcome, ReplicaView,
+    ReplicaViews, Replication, ReplicationIndication, ReplicationRequest, StoredReplica, TxId,
+    Version, Vote,
 };
 pub use ring::{
     JoinRefusal, LookupOutcome, Neighbours, Peer, Range, RangeChange, ResponsibilityChange, Ring,

@@ -167,6 +167,29 @@ pub enum ReplicationRequest {
     /// Leave gracefully: ask the ring to leave, hand every item to the successor, then tell
     /// [`ReplicationIndication::Left`].
     Leave,
+    /// Lists, in ring order, the replicas **this node serves** (with complete data) whose
+    /// positions are in `[from, to)` (`to: None`: up to the top of the ring), starting at
+    /// `from` and stopping at the end of the served run holding `from`, after `limit`
+    /// replicas, or after a few MB of keys and values (all replicas of the last position are
+    /// listed, so a page never splits one).
+    /// Tombstones are listed too (`value: None`), so that a caller merging the replicas of an
+    /// item can tell a deletion from an older value. Answered once by
+    /// [`ReplicationIndication::Listed`] with the same `tag`; local (no messages). This is the
+    /// building block of store-wide walks (`SCAN`, `KEYS`, `DBSIZE`), which route a request
+    /// to the node responsible for each position and merge the replicas of each item.
+    ListServed {
+        /// The first position.
+        from: RingId,
+        /// The end (exclusive); `None`: the top of the ring.
+        to: Option<RingId>,
+        /// The most replicas to list (at least 1 is listed when any is there).
+        limit: u32,
+        /// Whether to include the values (else [`ListedReplica::value`] only tells present
+        /// `Some(empty)` from deleted `None`).
+        values: bool,
+        /// The caller's name for this listing, echoed in the answer.
+        tag: u64,
+    },
 }
 
 /// One operation on one replica's record of an item, applied atomically there.
@@ -353,6 +376,47 @@ pub enum ReplicationIndication {
     Movement(Movement),
     /// This node has handed everything over and left (after [`ReplicationRequest::Leave`]).
     Left,
+    /// The answer to a [`ReplicationRequest::ListServed`].
+    Listed {
+        /// The caller's tag.
+        tag: u64,
+        /// The page, or why there is none.
+        result: Result<Listing, ListFailure>,
+    },
+}
+
+/// A page of [`ReplicationRequest::ListServed`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The replicas, in ring order.
+    pub replicas: Vec<ListedReplica>,
+    /// Where the listing continues (at this node if the limit cut it, else at the node serving
+    /// the next position); `None` when it reached `to`.
+    pub next: Option<RingId>,
+}
+
+/// One replica in a [`Listing`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedReplica {
+    /// Its position (replica key).
+    pub position: RingId,
+    /// The item's key.
+    pub key: Vec<u8>,
+    /// Its version.
+    pub version: Version,
+    /// Its value (`None`: deleted); empty unless values were asked for.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Why a [`ReplicationRequest::ListServed`] has no page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ListFailure {
+    /// This node does not serve `from` (not its range, or its range is still being received
+    /// or rebuilt): ask the responsible node, or again later.
+    NotServing,
+    /// This node is not in a ring.
+    NotInRing,
 }
 
 /// A step of data movement at one node.

@@ -21,8 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use selfman_core::{NodeAddr, Time};
 use selfman_ports::{
-    Peer, Range, RangeChange, ReadFailure, ReplicaFailure, ReplicaView, ReplicationIndication,
-    ReplicationRequest, ResponsibilityChange, RingId, StoredReplica,
+    ListFailure, ListedReplica, Listing, Peer, Range, RangeChange, ReadFailure, ReplicaFailure,
+    ReplicaView, ReplicationIndication, ReplicationRequest, ResponsibilityChange, RingId,
+    StoredReplica,
 };
 
 use crate::config::ReplicationConfig;
@@ -35,6 +36,12 @@ use crate::ranges::RangeSet;
 use crate::recovery::{serve_range_read, Recovery};
 use crate::repair::{serve, Repair};
 use crate::store::{ItemId, Store};
+
+/// The most replicas one [`ReplicationRequest::ListServed`] page lists.
+pub(crate) const MAX_LIST: u32 = 10_000;
+/// The keys and values one page carries before it stops at the next position (so that a page
+/// with values fits a frame of the transport).
+pub(crate) const MAX_LIST_BYTES: usize = 4 * 1024 * 1024;
 
 /// The top byte of every tag this crate puts on routed messages (`Ring` route tags), so that a
 /// user sharing the ring with replication can tell the ring's `Undeliverable`s apart.
@@ -310,6 +317,62 @@ impl ReplicaMachine {
         }
     }
 
+    /// The page of [`ReplicationRequest::ListServed`]: the served replicas of `[from, to)`
+    /// from `from` to the end of the served run holding it, at most `limit` positions' worth
+    /// (the last position whole).
+    fn list_served(
+        &self,
+        from: RingId,
+        to: Option<RingId>,
+        limit: u32,
+        values: bool,
+    ) -> Result<Listing, ListFailure> {
+        let (_, run_end) =
+            self.serving.linear_run_containing(from).ok_or(ListFailure::NotServing)?;
+        let end = match to {
+            Some(t) if t.0 <= from.0 => {
+                return Ok(Listing { replicas: Vec::new(), next: None });
+            }
+            Some(t) => run_end.min(t.0 - 1),
+            None => run_end,
+        };
+        let window = Range::new(RingId(from.0.wrapping_sub(1)), RingId(end));
+        let limit = limit.clamp(1, MAX_LIST) as usize;
+        let mut replicas: Vec<ListedReplica> = Vec::new();
+        let mut cut = None;
+        let mut bytes = 0usize;
+        for (id, r) in self.store.iter_from(window, None) {
+            if r.version.0 == 0 {
+                continue;
+            }
+            let full = replicas.len() >= limit || bytes >= MAX_LIST_BYTES;
+            if full && replicas.last().is_some_and(|l| l.position != id.pos) {
+                cut = Some(id.pos);
+                break;
+            }
+            bytes +=
+                id.key.len() + if values { r.value.as_ref().map_or(0, |v| v.len()) } else { 0 };
+            let value = match &r.value {
+                Some(v) if values => Some(v.to_vec()),
+                Some(_) => Some(Vec::new()),
+                None => None,
+            };
+            replicas.push(ListedReplica {
+                position: id.pos,
+                key: id.key.to_vec(),
+                version: r.version,
+                value,
+            });
+        }
+        let next = match cut {
+            Some(p) => Some(p),
+            None if end == u64::MAX => None,
+            None if to.is_some_and(|t| end + 1 >= t.0) => None,
+            None => Some(RingId(end + 1)),
+        };
+        Ok(Listing { replicas, next })
+    }
+
     /// Every replica in the ranges served, in ring order.
     pub fn served_replicas(&self) -> Vec<StoredReplica> {
         self.store
@@ -397,6 +460,14 @@ impl ReplicaMachine {
                         self.quorum.at_replica(&mut ctx!(self, now, out), key, replica, op, tag)
                     }
                 }
+            }
+            ReplicationRequest::ListServed { from, to, limit, values, tag } => {
+                let result = if in_ring {
+                    self.list_served(from, to, limit, values)
+                } else {
+                    Err(ListFailure::NotInRing)
+                };
+                out.push(ReplOutput::Indicate(ReplicationIndication::Listed { tag, result }));
             }
             ReplicationRequest::Leave => {
                 if self.left || self.leaving.is_some() {

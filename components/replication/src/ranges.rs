@@ -70,6 +70,13 @@ impl RangeSet {
         self.runs.iter().map(|(l, h)| u128::from(h - l) + 1).sum()
     }
 
+    /// The linear run `[lo, hi]` of the set holding `x`, if any (runs end at `u64::MAX`; a
+    /// wrapping arc is two runs).
+    pub fn linear_run_containing(&self, x: RingId) -> Option<(u64, u64)> {
+        let i = self.runs.partition_point(|(_, h)| *h < x.0);
+        self.runs.get(i).copied().filter(|(l, _)| *l <= x.0)
+    }
+
     /// Whether `x` is in the set.
     pub fn contains(&self, x: RingId) -> bool {
         let i = self.runs.partition_point(|(_, h)| *h < x.0);

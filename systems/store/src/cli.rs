@@ -19,16 +19,17 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use selfman_core::{Host, NodeAddr, NodeId};
+use selfman_core::{Host, NodeAddr, NodeId, Selector};
 use selfman_net::{NetConfig, TcpNetwork};
-use selfman_ports::{HostId, Ring, RingRequest};
+use selfman_ports::{HostId, Ring, RingIndication, RingRequest};
 use selfman_runtime::Runtime;
 use serde::Deserialize;
 
-use crate::backend::{Backend, BackendConfig, BackendStats, StoreService};
+use crate::backend::{Backend, BackendStats, NotifyService, StoreService};
 use crate::node::{build_store_node, StoreNodeConfig, StorePayload};
 use crate::resp::Limits;
 use crate::server::{serve, RingState, RingWatcher, Shared};
+use crate::walk::{WalkService, WalkStats, Walker};
 
 /// How long a node waits to be in the ring before it gives up.
 const JOIN_WAIT: Duration = Duration::from_secs(60);
@@ -267,7 +268,14 @@ pub fn settings(args: &NodeArgs) -> Result<NodeSettings, String> {
         flaw: match args.flaw.as_deref() {
             None => None,
             Some("ignores-watch") => Some(crate::backend::Flaw::IgnoresWatch),
-            Some(other) => return Err(format!("--flaw: unknown flaw `{other}` (ignores-watch)")),
+            Some("fast-read-trusts-any-majority") => {
+                Some(crate::backend::Flaw::FastReadTrustsAnyMajority)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "--flaw: unknown flaw `{other}` (ignores-watch, fast-read-trusts-any-majority)"
+                ))
+            }
         },
     })
 }
@@ -365,33 +373,49 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     };
     let node = build_store_node(&net, &config).map_err(err)?;
     let stats = Arc::new(BackendStats::default());
+    let backend_config = config.backend();
     let backend = {
         let stats = Arc::clone(&stats);
         #[cfg(feature = "flaws")]
         let flaw = s.flaw;
         net.create(move || {
-            let b = Backend::new(BackendConfig::default(), Arc::clone(&stats));
+            let b = Backend::new(backend_config, Arc::clone(&stats));
             #[cfg(feature = "flaws")]
             let b = b.with_flaw(flaw);
             b
         })
         .map_err(err)?
     };
-    rt.connect(&node.transactions().map_err(err)?, &backend.required().map_err(err)?)
-        .map_err(err)?;
-    rt.connect(&net.timer().map_err(err)?, &backend.required().map_err(err)?).map_err(err)?;
+    node.connect_backend(&net, &backend).map_err(err)?;
+    let walk_stats = Arc::new(WalkStats::default());
+    let walker = {
+        let stats = Arc::clone(&walk_stats);
+        net.create(move || Walker::new(Arc::clone(&stats))).map_err(err)?
+    };
+    node.connect_walker(&net, &walker).map_err(err)?;
     let ring_state = Arc::new(Mutex::new(RingState::default()));
     let watcher = {
         let st = Arc::clone(&ring_state);
         net.create(move || RingWatcher::new(Arc::clone(&st))).map_err(err)?
     };
     let ring_port = node.ring.provided::<Ring<StorePayload>>().map_err(err)?;
-    rt.connect(&ring_port, &watcher.required().map_err(err)?).map_err(err)?;
+    // Only what it records reaches it (not a copy of every routed message).
+    let told = Selector::<Ring<StorePayload>>::indications(|i| {
+        matches!(
+            i,
+            RingIndication::Joined { .. }
+                | RingIndication::Responsibility(_)
+                | RingIndication::Left
+                | RingIndication::JoinRefused(_)
+        )
+    });
+    rt.connect_with(&ring_port, &watcher.required().map_err(err)?, told).map_err(err)?;
     rt.start(&watcher).map_err(err)?;
     for c in node.components() {
         rt.start(&c).map_err(err)?;
     }
     rt.start(&backend).map_err(err)?;
+    rt.start(&walker).map_err(err)?;
     let request = match s.join {
         None => RingRequest::Bootstrap,
         Some(a) => RingRequest::Join { access: NodeAddr::new(a, NodeId::UNKNOWN) },
@@ -435,7 +459,10 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     settings.insert("appendonly".to_owned(), "no".to_owned());
     let shared = Arc::new(Shared {
         service: backend.provided::<StoreService>().map_err(err)?,
+        notifier: backend.provided::<NotifyService>().map_err(err)?,
         stats,
+        walker: walker.provided::<WalkService>().map_err(err)?,
+        walk_stats,
         ring: Arc::clone(&ring_state),
         settings,
         password: s.password.clone().map(String::into_bytes),

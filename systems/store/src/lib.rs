@@ -20,6 +20,7 @@
 //!   and what each data command does to them (pure);
 //! * [`backend`], the component that runs each command, or `MULTI`/`EXEC` block, as one
 //!   transaction of the `Transactions` port, retrying conflicts (bounded);
+//! * [`walk`], the walks over the ring that `SCAN`, `KEYS`, `DBSIZE` and `FLUSHALL` make;
 //! * [`server`], the TCP front door: a thread per connection, `WATCH` expectations;
 //! * [`cli`], the `selfman` program (`selfman node`, `selfman cluster`).
 #![deny(missing_docs)]
@@ -32,3 +33,4 @@ pub mod node;
 pub mod resp;
 pub mod server;
 pub mod session;
+pub mod walk;

@@ -12,14 +12,17 @@
 //! placement rule ([`Placement::join_position`]), so the replicas of a key sit on distinct
 //! hosts once every sector has a node.
 
-use selfman_core::{Component, ComponentRef, Host, ProvidedRef, Result};
+use selfman_core::{Component, ComponentRef, Host, ProvidedRef, Result, Selector};
 use selfman_failure_detector::{FdConfig, HeartbeatFd};
-use selfman_ports::{HostId, RingId, Transactions};
+use selfman_ports::{HostId, Replication, Ring, RingId, RingIndication, Transactions};
 use selfman_relaxed_ring::{RelaxedRing, RingConfig};
 use selfman_replication::{Placement, ReplMessage, ReplicationConfig, SymmetricReplication};
 use selfman_ring_cluster::{build_node, NodeConfig};
 use selfman_transactions::{TxConfig, TxLayer, TxMessage};
 use serde::{Deserialize, Serialize};
+
+use crate::backend::{is_fast_read_answer, Backend, BackendConfig};
+use crate::walk::Walker;
 
 /// What the ring routes for a store node: a replication or a transaction message.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -28,6 +31,8 @@ pub enum StorePayload {
     Repl(ReplMessage),
     /// For the transaction layer.
     Tx(TxMessage),
+    /// For the store's walks over the ring ([`crate::walk`]).
+    Walk(crate::walk::WalkMessage),
 }
 
 impl selfman_replication::RingPayload for StorePayload {
@@ -38,7 +43,7 @@ impl selfman_replication::RingPayload for StorePayload {
     fn unwrap(self) -> Option<ReplMessage> {
         match self {
             StorePayload::Repl(m) => Some(m),
-            StorePayload::Tx(_) => None,
+            StorePayload::Tx(_) | StorePayload::Walk(_) => None,
         }
     }
 }
@@ -51,7 +56,7 @@ impl selfman_transactions::TxPayload for StorePayload {
     fn unwrap(self) -> Option<TxMessage> {
         match self {
             StorePayload::Tx(m) => Some(m),
-            StorePayload::Repl(_) => None,
+            StorePayload::Repl(_) | StorePayload::Walk(_) => None,
         }
     }
 }
@@ -100,6 +105,11 @@ impl StoreNodeConfig {
     pub fn transactions(&self) -> TxConfig {
         TxConfig { f: self.replicas, ..TxConfig::default() }
     }
+
+    /// The backend's settings for this node (its replica count).
+    pub fn backend(&self) -> BackendConfig {
+        BackendConfig { replicas: self.replicas, ..BackendConfig::default() }
+    }
 }
 
 /// Every component of one store node.
@@ -134,6 +144,48 @@ impl StoreNode {
     pub fn transactions(&self) -> Result<ProvidedRef<Transactions>> {
         self.tx.provided()
     }
+
+    /// Connects a [`Backend`] to this node: transactions, the timer, and replication for its
+    /// fast reads (only the answers tagged [`FAST_READ_TAG_MARK`](crate::backend::FAST_READ_TAG_MARK)
+    /// reach it).
+    ///
+    /// # Errors
+    ///
+    /// As [`selfman_core::System::connect`].
+    pub fn connect_backend<H: Host>(&self, host: &H, backend: &Component<Backend>) -> Result<()> {
+        let sys = host.system();
+        sys.connect(&self.tx.provided::<Transactions>()?, &backend.required()?)?;
+        sys.connect(&host.timer()?, &backend.required()?)?;
+        let only_fast = Selector::<Replication>::indications(is_fast_read_answer);
+        sys.connect_with(&self.repl.provided::<Replication>()?, &backend.required()?, only_fast)?;
+        Ok(())
+    }
+
+    /// Connects a [`Walker`] to this node: the ring (its messages), replication (only the
+    /// listings reach it) and the timer.
+    ///
+    /// # Errors
+    ///
+    /// As [`selfman_core::System::connect`].
+    pub fn connect_walker<H: Host>(&self, host: &H, walker: &Component<Walker>) -> Result<()> {
+        let sys = host.system();
+        // Only its own deliveries and the join reach it: the ring's other traffic (every
+        // transaction and replication message) is not copied to it.
+        let mine = Selector::<Ring<StorePayload>>::indications(|i| {
+            matches!(
+                i,
+                RingIndication::Joined { .. }
+                    | RingIndication::Deliver { payload: StorePayload::Walk(_), .. }
+            )
+        });
+        sys.connect_with(&self.ring.provided::<Ring<StorePayload>>()?, &walker.required()?, mine)?;
+        let listings = Selector::<Replication>::indications(|i| {
+            matches!(i, selfman_ports::ReplicationIndication::Listed { .. })
+        });
+        sys.connect_with(&self.repl.provided::<Replication>()?, &walker.required()?, listings)?;
+        sys.connect(&host.timer()?, &walker.required()?)?;
+        Ok(())
+    }
 }
 
 /// Wires a store node on `host`: detector and ring (as `selfman-ring-cluster` does, at the
@@ -152,13 +204,26 @@ pub fn build_store_node<H: Host>(host: &H, config: &StoreNodeConfig) -> Result<S
         build_node::<StorePayload, H>(host, &NodeConfig { fd: config.fd, ring: ring_config })?;
     let (ring_port, fd_port) = (ring_node.ring.provided()?, ring_node.fd.provided()?);
     let repl = selfman_replication::build(host, config.replication(), &ring_port, &fd_port)?;
-    let tx = selfman_transactions::build(
-        host,
-        config.transactions(),
-        &ring_port,
-        &repl.provided()?,
-        &fd_port,
-    )?;
+    // As `selfman_transactions::build`, but the replication answers of the backend's fast
+    // reads (which reach every user of the port) are kept away from the transaction layer.
+    let (node, tx_config) = (host.local(), config.transactions());
+    let tx = host.create(move || TxLayer::<StorePayload>::new(node, tx_config))?;
+    let sys = host.system();
+    sys.connect(&host.network::<TxMessage>(selfman_transactions::PROTOCOL)?, &tx.required()?)?;
+    sys.connect(&host.timer()?, &tx.required()?)?;
+    // The ring's deliveries of replication and walk messages are not copied to it.
+    let tx_ring = Selector::<Ring<StorePayload>>::indications(|i| {
+        !matches!(
+            i,
+            RingIndication::Deliver { payload: StorePayload::Repl(_) | StorePayload::Walk(_), .. }
+        )
+    });
+    sys.connect_with(&ring_port, &tx.required()?, tx_ring)?;
+    let not_fast = Selector::<Replication>::indications(|i| {
+        !is_fast_read_answer(i) && !matches!(i, selfman_ports::ReplicationIndication::Listed { .. })
+    });
+    sys.connect_with(&repl.provided()?, &tx.required()?, not_fast)?;
+    sys.connect(&fd_port, &tx.required()?)?;
     Ok(StoreNode { fd: ring_node.fd, ring: ring_node.ring, repl, tx })
 }
 // ANCHOR_END: build_store_node

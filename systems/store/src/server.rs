@@ -34,16 +34,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use selfman_core::{ComponentDefinition, Handled, ProvidedRef, Required, Setup};
-use selfman_ports::{Range, Ring, RingId, RingIndication};
+use selfman_ports::{Listing, Range, Ring, RingId, RingIndication, Version};
 
-use crate::backend::{BackendStats, Done, Expect, Failure, Job, StoreService};
+use crate::backend::{
+    BackendStats, Done, Expect, Failure, Job, KeyChange, NotifyRequest, NotifyService, StoreService,
+};
 use crate::command::{Key, Op};
 use crate::data;
 use crate::node::StorePayload;
 use crate::resp::{Limits, Reply, RequestDecoder};
+use crate::session::{message, Topic};
 use crate::session::{
     Action, Completion, ExecOutcome, ReplyQueue, Request, Session, SessionConfig,
 };
+use crate::walk::{WalkError, WalkJob, WalkService, WalkStats};
 
 /// The longest a command waits for the backend before it answers an error.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(60);
@@ -103,8 +107,14 @@ impl ComponentDefinition for RingWatcher {
 pub struct Shared {
     /// Where jobs go.
     pub service: ProvidedRef<StoreService>,
+    /// Where keyspace subscriptions go.
+    pub notifier: ProvidedRef<NotifyService>,
     /// The backend's counters.
     pub stats: Arc<BackendStats>,
+    /// Where walks over the ring go (`SCAN`, `KEYS`, `DBSIZE`, `FLUSHALL`).
+    pub walker: ProvidedRef<WalkService>,
+    /// The walker's counters.
+    pub walk_stats: Arc<WalkStats>,
     /// The ring's state.
     pub ring: SharedRingState,
     /// The settings `CONFIG GET` and `INFO` show, name → value.
@@ -152,17 +162,27 @@ fn connection(mut stream: TcpStream, shared: &Shared) {
     let mut conn = Connection::new(shared);
     let mut buf = vec![0u8; 64 * 1024];
     let mut input: Vec<u8> = Vec::new();
+    let mut listening = false;
     'conn: while !shared.stopping.load(Ordering::Acquire) {
+        if listening == conn.subscribed.is_empty() {
+            // A subscriber looks for key changes between reads, so it reads with a short wait.
+            listening = !listening;
+            let wait = if listening { NOTIFY_POLL } else { Duration::from_millis(200) };
+            let _ = stream.set_read_timeout(Some(wait));
+        }
         let n = match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => 0,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        input.extend_from_slice(&buf[..n]);
-        let used = conn.receive(&input);
-        input.drain(..used);
+        if n > 0 {
+            input.extend_from_slice(&buf[..n]);
+            let used = conn.receive(&input);
+            input.drain(..used);
+        }
+        conn.deliver_changes();
         let out = conn.queue.take_output();
         if !out.is_empty() && stream.write_all(&out).is_err() {
             break 'conn;
@@ -172,6 +192,7 @@ fn connection(mut stream: TcpStream, shared: &Shared) {
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
+    conn.unsubscribe_all();
     shared.clients.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -184,6 +205,10 @@ struct Connection<'a> {
     queue: ReplyQueue,
     expected: BTreeMap<Key, Expect>,
     in_flight: Vec<InFlight>,
+    id: u64,
+    /// Keys whose keyspace channel this connection subscribed to.
+    subscribed: std::collections::BTreeSet<Key>,
+    changes: (mpsc::Sender<KeyChange>, mpsc::Receiver<KeyChange>),
 }
 
 /// A pipelined command running while others run.
@@ -206,6 +231,48 @@ impl<'a> Connection<'a> {
             queue: ReplyQueue::new(),
             expected: BTreeMap::new(),
             in_flight: Vec::new(),
+            id,
+            subscribed: std::collections::BTreeSet::new(),
+            changes: mpsc::channel(),
+        }
+    }
+
+    /// Pushes a keyspace message for each change of a subscribed key told since the last call.
+    fn deliver_changes(&mut self) {
+        while let Ok(change) = self.changes.1.try_recv() {
+            if !self.subscribed.contains(&change.key) {
+                continue; // unsubscribed meanwhile
+            }
+            let mut channel = KEYSPACE.to_vec();
+            channel.extend_from_slice(&change.key);
+            let event: &[u8] = if change.value.is_some() { b"set" } else { b"del" };
+            self.queue.push(&message(&channel, event));
+        }
+    }
+
+    fn subscription(&mut self, topics: Vec<Topic>, on: bool) {
+        for t in topics {
+            let Topic::Channel(channel) = t else { continue };
+            let Some(key) = channel.strip_prefix(KEYSPACE).map(<[u8]>::to_vec) else { continue };
+            let conn = self.id;
+            let request = if on {
+                if !self.subscribed.insert(key.clone()) {
+                    continue;
+                }
+                NotifyRequest::Subscribe { conn, key, to: self.changes.0.clone() }
+            } else {
+                if !self.subscribed.remove(&key) {
+                    continue;
+                }
+                NotifyRequest::Unsubscribe { conn, key }
+            };
+            let _ = self.shared.notifier.request(request);
+        }
+    }
+
+    fn unsubscribe_all(&mut self) {
+        for key in std::mem::take(&mut self.subscribed) {
+            let _ = self.shared.notifier.request(NotifyRequest::Unsubscribe { conn: self.id, key });
         }
     }
 
@@ -218,13 +285,21 @@ impl<'a> Connection<'a> {
             match self.decoder.decode(&input[used..]) {
                 Ok((n, Some(cmd))) => {
                     used += n;
-                    let refused = cmd.first().is_some_and(|name| {
-                        [&b"subscribe"[..], b"psubscribe"]
-                            .iter()
-                            .any(|c| name.eq_ignore_ascii_case(c))
+                    let refusal = cmd.split_first().and_then(|(name, args)| {
+                        if name.eq_ignore_ascii_case(b"psubscribe") {
+                            Some(NO_PATTERNS)
+                        } else if name.eq_ignore_ascii_case(b"subscribe")
+                            && args
+                                .iter()
+                                .any(|c| !c.starts_with(KEYSPACE) || c.len() == KEYSPACE.len())
+                        {
+                            Some(NO_CHANNELS)
+                        } else {
+                            None
+                        }
                     });
-                    if refused && self.session.authenticated() {
-                        self.session.refuse(Reply::error(NO_NOTIFICATIONS), &mut actions);
+                    if let Some(text) = refusal.filter(|_| self.session.authenticated()) {
+                        self.session.refuse(Reply::error(text), &mut actions);
                     } else {
                         self.session.command_into(cmd, &mut actions);
                     }
@@ -285,7 +360,9 @@ impl<'a> Connection<'a> {
 
     fn act(&mut self, action: Action) {
         match self.queue.issue(action) {
-            None | Some(Request::Subscribe(_) | Request::Unsubscribe(_)) => {}
+            None => {}
+            Some(Request::Subscribe(topics)) => self.subscription(topics, true),
+            Some(Request::Unsubscribe(topics)) => self.subscription(topics, false),
             Some(Request::Execute { seq, op }) if self.may_overlap(&op) => {
                 let (reply, answer) = mpsc::channel();
                 let write = op.is_write();
@@ -411,7 +488,7 @@ impl<'a> Connection<'a> {
     }
 
     /// Commands on the whole store.
-    fn store_wide(&self, op: &Op) -> Reply {
+    fn store_wide(&mut self, op: &Op) -> Reply {
         match op {
             Op::Info { sections } => {
                 Reply::Verbatim { format: *b"txt", text: self.info(sections).into_bytes() }
@@ -425,13 +502,138 @@ impl<'a> Connection<'a> {
                 }
                 Reply::Map(pairs)
             }
-            Op::DbSize
-            | Op::Scan { .. }
-            | Op::Keys { .. }
-            | Op::FlushAll { .. }
-            | Op::FlushDb { .. } => Reply::error(NO_WALK),
+            Op::DbSize => match self.all_keys(false) {
+                Ok(keys) => Reply::Integer(keys.len() as i64),
+                Err(e) => e,
+            },
+            Op::Keys { pattern } => match self.all_keys(false) {
+                Ok(keys) => Reply::Array(
+                    keys.into_keys().filter(|k| redis_glob(pattern, k)).map(Reply::Bulk).collect(),
+                ),
+                Err(e) => e,
+            },
+            Op::Scan { cursor, pattern, count, kind } => {
+                self.scan(*cursor, pattern.as_deref(), count.unwrap_or(10), kind.as_deref())
+            }
+            Op::FlushAll { .. } | Op::FlushDb { .. } => self.flush_all(),
             _ => Reply::error("ERR internal: a key command reached the store-wide path"),
         }
+    }
+
+    /// Walks `[from, to)` over the ring (bounded by [`ANSWER_WAIT`]).
+    fn walk(
+        &self,
+        from: RingId,
+        to: Option<RingId>,
+        limit: u32,
+        values: bool,
+    ) -> Result<Listing, Reply> {
+        let (reply, answer) = mpsc::channel();
+        let job = WalkJob { from, to, limit, values, reply };
+        self.shared
+            .walker
+            .request(job)
+            .map_err(|e| Reply::error(format!("ERR the node is stopping ({e})")))?;
+        match answer.recv_timeout(ANSWER_WAIT) {
+            Ok(Ok(listing)) => Ok(listing),
+            Ok(Err(WalkError::NotInRing)) => {
+                Err(Reply::error("ERR this node is not in a ring yet; try again"))
+            }
+            Ok(Err(WalkError::NoAnswer)) | Err(_) => Err(Reply::error(WALK_FAILED)),
+        }
+    }
+
+    /// Every replica of `[from, to)`, page by page, merged into `items`.
+    fn walk_all(
+        &self,
+        from: RingId,
+        to: Option<RingId>,
+        values: bool,
+        items: &mut Merged,
+    ) -> Result<(), Reply> {
+        let mut at = Some(from);
+        while let Some(from) = at {
+            let page = self.walk(from, to, WALK_PAGE, values)?;
+            merge(items, page.replicas.into_iter().map(|r| (r.key, r.version, r.value)));
+            at = page.next;
+        }
+        Ok(())
+    }
+
+    /// Every key of the store, with its record (empty unless `values`): a walk over the whole
+    /// ring merging each item's replicas, the newest version deciding (deleted: left out).
+    fn all_keys(&self, values: bool) -> Result<BTreeMap<Key, Vec<u8>>, Reply> {
+        let mut items = Merged::new();
+        self.walk_all(RingId(0), None, values, &mut items)?;
+        Ok(present(items))
+    }
+
+    /// One `SCAN` step. The cursor is a position in the first sector of the ring,
+    /// `[0, 2^64/f)`, which holds exactly one replica of every item: a step lists up to
+    /// `count` replicas from the cursor there, then the same stretch shifted into each other
+    /// sector (widened by one position each side, for the rounding of the replica offsets),
+    /// and answers the keys whose newest version is a value. The next cursor is where the
+    /// first-sector listing stopped (0 at its end).
+    fn scan(&self, cursor: u64, pattern: Option<&[u8]>, count: u64, kind: Option<&[u8]>) -> Reply {
+        let f: u32 = self.shared.settings.get("replicas").and_then(|v| v.parse().ok()).unwrap_or(4);
+        let shift = |j: u32| RingId(0).replica(j, f).0;
+        let sector_end = (f > 1).then(|| RingId(shift(1)));
+        if sector_end.is_some_and(|e| cursor >= e.0) {
+            return scan_reply(0, Vec::new());
+        }
+        let limit = count.clamp(1, u64::from(WALK_PAGE)) as u32;
+        let values = kind.is_some();
+        let first = match self.walk(RingId(cursor), sector_end, limit, values) {
+            Ok(page) => page,
+            Err(e) => return e,
+        };
+        let stop = first.next.map_or_else(
+            || sector_end.map_or(1u128 << 64, |e| u128::from(e.0)),
+            |n| u128::from(n.0),
+        );
+        let mut items = Merged::new();
+        let mut seen_first = std::collections::BTreeSet::new();
+        for r in &first.replicas {
+            seen_first.insert(r.key.clone());
+        }
+        merge(&mut items, first.replicas.into_iter().map(|r| (r.key, r.version, r.value)));
+        for j in 1..f {
+            let from = (u128::from(cursor) + u128::from(shift(j))).saturating_sub(1);
+            let to = stop + u128::from(shift(j)) + 1;
+            let from = RingId(u64::try_from(from).unwrap_or(u64::MAX));
+            let to = u64::try_from(to).ok().map(RingId);
+            if let Err(e) = self.walk_all(from, to, values, &mut items) {
+                return e;
+            }
+        }
+        let majority = f / 2 + 1;
+        let keys = items
+            .into_iter()
+            .filter(|(k, m)| seen_first.contains(k) || m.replicas >= majority)
+            .filter_map(|(k, m)| m.value.map(|v| (k, v)))
+            .filter(|(k, _)| pattern.is_none_or(|p| redis_glob(p, k)))
+            .filter(|(_, v)| kind.is_none_or(|t| type_name(v).as_bytes().eq_ignore_ascii_case(t)))
+            .map(|(k, _)| k)
+            .collect();
+        let next = first.next.map_or(0, |n| n.0);
+        scan_reply(next, keys)
+    }
+
+    /// `FLUSHALL`/`FLUSHDB`: every key found by a walk is deleted, [`FLUSH_BATCH`] keys per
+    /// transaction.
+    fn flush_all(&mut self) -> Reply {
+        let keys = match self.all_keys(false) {
+            Ok(keys) => keys,
+            Err(e) => return e,
+        };
+        let keys: Vec<Key> = keys.into_keys().collect();
+        for batch in keys.chunks(FLUSH_BATCH) {
+            let op = Op::Del { keys: batch.to_vec() };
+            if let Err(Failure::Error(e)) = self.run(vec![op], Vec::new()).result {
+                return e;
+            }
+        }
+        Reply::ok()
     }
 
     fn info(&self, sections: &[Vec<u8>]) -> String {
@@ -465,7 +667,7 @@ impl<'a> Connection<'a> {
             ));
         }
         if want("keyspace") {
-            // The store does not count its keys (a count would be a walk over the ring).
+            // The store does not count its keys here (a count is a walk over the ring: DBSIZE).
             out.push_str("# Keyspace\r\n\r\n");
         }
         if want("selfman") {
@@ -488,18 +690,167 @@ impl<'a> Connection<'a> {
             out.push_str(&format!("tx_watch_failed:{}\r\n", c(&st.watch_failed)));
             out.push_str(&format!("tx_failed:{}\r\n", c(&st.failed)));
             out.push_str(&format!("tx_stray_answers:{}\r\n", c(&st.stray)));
+            out.push_str(&format!("fast_reads:{}\r\n", c(&st.fast_reads)));
+            out.push_str(&format!("fast_read_fallbacks:{}\r\n", c(&st.fast_read_fallbacks)));
+            out.push_str(&format!("keyspace_notifications:{}\r\n", c(&st.notifications)));
+            let w = &sh.walk_stats;
+            out.push_str(&format!("walks:{}\r\n", c(&w.walks)));
+            out.push_str(&format!("walks_failed:{}\r\n", c(&w.failed)));
+            out.push_str(&format!("walk_stray_messages:{}\r\n", c(&w.stray)));
+            out.push_str(&format!("walk_bad_messages:{}\r\n", c(&w.bad)));
             out.push_str(&format!("protocol_errors:{}\r\n\r\n", c(&sh.protocol_errors)));
         }
         out
     }
 }
 
-/// The reply to `SUBSCRIBE`/`PSUBSCRIBE`.
-pub const NO_NOTIFICATIONS: &str =
-    "ERR keyspace notifications are not wired to the transaction layer in this node yet";
-/// The reply to the commands that walk the whole store.
-pub const NO_WALK: &str =
-    "ERR DBSIZE, SCAN, KEYS and FLUSHALL/FLUSHDB need a walk over the ring, which this node does not do yet";
+/// The channel prefix of keyspace notifications: `__keyspace@0__:<key>`.
+pub const KEYSPACE: &[u8] = b"__keyspace@0__:";
+/// How often a subscribed connection looks for key changes while its client is quiet.
+pub const NOTIFY_POLL: Duration = Duration::from_millis(20);
+/// The reply to `PSUBSCRIBE`.
+pub const NO_PATTERNS: &str =
+    "ERR PSUBSCRIBE is not supported: notifications are per key; SUBSCRIBE __keyspace@0__:<key>";
+/// The reply to `SUBSCRIBE` of a channel that is not a key's keyspace channel.
+pub const NO_CHANNELS: &str =
+    "ERR only keyspace channels (__keyspace@0__:<key>) can be subscribed in this store; there is no PUBLISH";
+/// The reply when a walk over the ring did not finish (nodes down, ranges moving).
+pub const WALK_FAILED: &str =
+    "ERR the walk over the ring did not finish (nodes unreachable or ranges moving); try again";
+/// Replicas per page of a walk.
+pub const WALK_PAGE: u32 = 1_000;
+/// Keys deleted per transaction by `FLUSHALL`/`FLUSHDB`.
+pub const FLUSH_BATCH: usize = 100;
+
+/// What a walk found of one item: its newest version among the replicas listed, that
+/// version's record (`None`: deleted), and how many replicas were listed.
+#[derive(Debug, Clone)]
+struct Seen {
+    version: Version,
+    value: Option<Vec<u8>>,
+    replicas: u32,
+}
+
+type Merged = BTreeMap<Key, Seen>;
+
+/// Merges listed replicas into `items`: the newest version of each item wins.
+fn merge(items: &mut Merged, replicas: impl Iterator<Item = (Key, Version, Option<Vec<u8>>)>) {
+    for (key, version, value) in replicas {
+        match items.get_mut(&key) {
+            Some(seen) => {
+                seen.replicas += 1;
+                if version > seen.version {
+                    seen.version = version;
+                    seen.value = value;
+                }
+            }
+            None => {
+                items.insert(key, Seen { version, value, replicas: 1 });
+            }
+        }
+    }
+}
+
+/// The keys whose newest version is a value, with it.
+fn present(items: Merged) -> BTreeMap<Key, Vec<u8>> {
+    items.into_iter().filter_map(|(k, s)| s.value.map(|v| (k, v))).collect()
+}
+
+fn scan_reply(cursor: u64, keys: Vec<Key>) -> Reply {
+    Reply::Array(vec![
+        Reply::bulk(cursor.to_string()),
+        Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+    ])
+}
+
+/// The Redis type name of a stored record.
+fn type_name(record: &[u8]) -> &'static str {
+    match data::Stored::decode(record) {
+        Some(data::Stored::Str(_)) => "string",
+        Some(data::Stored::Set(_)) => "set",
+        None => "none",
+    }
+}
+
+/// Redis' glob-style match of `KEYS`, `SCAN MATCH` (case-sensitive): `*`, `?`, `[abc]`,
+/// `[^a-z]`, `\x`. Linear backtracking to the last `*` only, so no pattern takes exponential
+/// time.
+pub fn redis_glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            while p < pattern.len() && pattern[p] == b'*' {
+                p += 1;
+            }
+            if p == pattern.len() {
+                return true;
+            }
+            star = Some((p, t));
+            continue;
+        }
+        if let Some(len) = match_one(&pattern[p..], text[t]) {
+            p += len;
+            t += 1;
+            continue;
+        }
+        match star {
+            Some((sp, st)) => {
+                p = sp;
+                t = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Whether the pattern's first element matches `c`; the element's length if so.
+fn match_one(pattern: &[u8], c: u8) -> Option<usize> {
+    match pattern.first()? {
+        b'?' => Some(1),
+        b'\\' if pattern.len() >= 2 => (pattern[1] == c).then_some(2),
+        b'[' => {
+            let mut i = 1;
+            let negate = pattern.get(1) == Some(&b'^');
+            if negate {
+                i += 1;
+            }
+            let mut hit = false;
+            loop {
+                match pattern.get(i) {
+                    // An unclosed class: Redis ends it at the pattern's end.
+                    None => break,
+                    Some(b']') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') if i + 1 < pattern.len() => {
+                        hit |= pattern[i + 1] == c;
+                        i += 2;
+                    }
+                    Some(&lo)
+                        if pattern.get(i + 1) == Some(&b'-')
+                            && i + 2 < pattern.len()
+                            && pattern[i + 2] != b']' =>
+                    {
+                        let hi = pattern[i + 2];
+                        let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
+                        hit |= lo <= c && c <= hi;
+                        i += 3;
+                    }
+                    Some(&x) => {
+                        hit |= x == c;
+                        i += 1;
+                    }
+                }
+            }
+            (hit != negate).then_some(i)
+        }
+        &x => (x == c).then_some(1),
+    }
+}
 
 /// Redis' glob match, as far as `CONFIG GET` needs it (`*`, `?`, `\` escapes; no classes).
 pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
@@ -514,5 +865,42 @@ pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
             None => false,
         },
         (Some((p, rest)), Some((c, t))) => p.eq_ignore_ascii_case(c) && glob(rest, t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redis_glob;
+
+    #[test]
+    fn globs_match_like_redis() {
+        let yes = [
+            ("*", ""),
+            ("*", "abc"),
+            ("h?llo", "hello"),
+            ("h*llo", "heeeello"),
+            ("h[ae]llo", "hallo"),
+            ("h[^e]llo", "hallo"),
+            ("h[a-b]llo", "hbllo"),
+            ("h[b-a]llo", "hallo"),
+            ("a\\*b", "a*b"),
+            ("*a*a*a*a*b", "aaaaaaaaaaab"),
+            ("k:1*", "k:1"),
+        ];
+        for (p, t) in yes {
+            assert!(redis_glob(p.as_bytes(), t.as_bytes()), "{p} ~ {t}");
+        }
+        let no = [
+            ("h?llo", "hllo"),
+            ("h[^e]llo", "hello"),
+            ("h[a-b]llo", "hcllo"),
+            ("a\\*b", "axb"),
+            ("abc", "ABC"),
+            ("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac"),
+            ("k:1*", "k:2"),
+        ];
+        for (p, t) in no {
+            assert!(!redis_glob(p.as_bytes(), t.as_bytes()), "{p} !~ {t}");
+        }
     }
 }

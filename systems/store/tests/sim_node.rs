@@ -10,7 +10,7 @@ use std::time::Duration;
 use selfman_core::{Host, NodeAddr, ProvidedRef};
 use selfman_ports::{HostId, Ring, RingRequest};
 use selfman_sim::Simulation;
-use selfman_store::backend::{Backend, BackendConfig, BackendStats, Done, Job, StoreService};
+use selfman_store::backend::{Backend, BackendStats, Done, Job, StoreService};
 use selfman_store::command::{Op, SetCondition};
 use selfman_store::node::{build_store_node, StoreNodeConfig, StorePayload};
 use selfman_store::resp::Reply;
@@ -38,10 +38,9 @@ fn cluster(seed: u64, n: u32) -> (Simulation, Services, Vec<NodeAddr>) {
                 };
                 let node = build_store_node(h, &config)?;
                 let stats = Arc::new(BackendStats::default());
-                let backend =
-                    h.create(move || Backend::new(BackendConfig::default(), Arc::clone(&stats)))?;
-                h.system().connect(&node.transactions()?, &backend.required()?)?;
-                h.system().connect(&h.timer()?, &backend.required()?)?;
+                let backend_config = config.backend();
+                let backend = h.create(move || Backend::new(backend_config, Arc::clone(&stats)))?;
+                node.connect_backend(h, &backend)?;
                 s.lock().unwrap().push(backend.provided()?);
                 let req = match access {
                     None => RingRequest::Bootstrap,

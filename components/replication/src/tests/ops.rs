@@ -126,3 +126,93 @@ fn a_live_replacement_keeps_every_replica_and_range() {
         assert_eq!(w.read(2 * Q - 1, k).unwrap().version, Version(1));
     }
 }
+
+/// Lists `[from, to)` at node `via` and returns the page.
+fn list(
+    w: &mut World,
+    via: u64,
+    from: u64,
+    to: Option<u64>,
+    limit: u32,
+) -> Result<selfman_ports::Listing, selfman_ports::ListFailure> {
+    let tag = 7_000_000 + w.told.len() as u64;
+    let req = ReplicationRequest::ListServed {
+        from: selfman_ports::RingId(from),
+        to: to.map(selfman_ports::RingId),
+        limit,
+        values: true,
+        tag,
+    };
+    w.request(via, req);
+    w.told
+        .iter()
+        .rev()
+        .find_map(|(_, i)| match i {
+            ReplicationIndication::Listed { tag: t, result } if *t == tag => Some(result.clone()),
+            _ => None,
+        })
+        .expect("answered at once")
+}
+
+#[test]
+fn a_walk_of_listings_over_the_ring_finds_every_replica_once_in_order() {
+    let mut w = World::ring(ReplicationConfig::default(), &anchors());
+    let keys = keys(50);
+    write_all(&mut w, &keys, 1, Q - 1);
+    let mut seen = Vec::new();
+    let mut at = Some(0u64);
+    let mut pages = 0;
+    while let Some(from) = at {
+        let owner = w.owner(selfman_ports::RingId(from)).expect("an owner");
+        let id = anchors().into_iter().find(|a| addr(*a) == owner).expect("an anchor");
+        // Asked elsewhere, a position is refused: only its server lists it.
+        let other = anchors().into_iter().find(|a| *a != id).expect("another");
+        assert_eq!(list(&mut w, other, from, None, 7), Err(selfman_ports::ListFailure::NotServing));
+        let page = list(&mut w, id, from, None, 7).expect("served");
+        assert!(
+            page.replicas.len() <= 7
+                || page.replicas.windows(2).any(|p| p[0].position == p[1].position)
+        );
+        assert!(page.replicas.iter().all(|r| r.position.0 >= from));
+        seen.extend(page.replicas);
+        at = page.next.map(|n| n.0);
+        pages += 1;
+        assert!(pages < 1000, "the walk ends");
+    }
+    assert!(seen.windows(2).all(|p| p[0].position <= p[1].position), "ring order");
+    assert_eq!(seen.len(), 50 * 4, "every replica of every key, once");
+    for k in &keys {
+        let mine: Vec<_> = seen.iter().filter(|r| r.key == k.as_bytes()).collect();
+        assert_eq!(mine.len(), 4);
+        let value = format!("{k}@1").into_bytes();
+        assert!(mine.iter().all(|r| r.version == Version(1) && r.value.as_ref() == Some(&value)));
+    }
+    // A bounded window stops at its end; an empty window answers nothing.
+    let page = list(&mut w, Q - 1, 0, Some(Q / 2), 10_000).expect("served");
+    assert!(page.next.is_none() && page.replicas.iter().all(|r| r.position.0 < Q / 2));
+    let empty = list(&mut w, Q - 1, 5, Some(5), 10).expect("served");
+    assert!(empty.replicas.is_empty() && empty.next.is_none());
+}
+
+#[test]
+fn a_page_with_large_values_stops_at_a_few_megabytes() {
+    let mut w = World::ring(ReplicationConfig::default(), &anchors());
+    let big = "v".repeat(1024 * 1024);
+    let keys = keys(40);
+    for k in &keys {
+        assert_eq!(w.write(Q - 1, k, 1, &big), 4);
+    }
+    let (mut at, mut listed, mut pages) = (Some(0u64), 0, 0);
+    while let Some(from) = at {
+        let owner = w.owner(selfman_ports::RingId(from)).expect("an owner");
+        let id = anchors().into_iter().find(|a| addr(*a) == owner).expect("an anchor");
+        let page = list(&mut w, id, from, None, 10_000).expect("served");
+        let bytes: usize = page.replicas.iter().map(|r| r.value.as_ref().map_or(0, Vec::len)).sum();
+        assert!(bytes <= 6 * 1024 * 1024, "a page of {bytes} bytes");
+        listed += page.replicas.len();
+        at = page.next.map(|n| n.0);
+        pages += 1;
+    }
+    assert_eq!(listed, 160, "every replica, over {pages} pages");
+    assert!(pages >= 160 / 6, "pages are cut by bytes, not only by node ({pages})");
+}
