@@ -28,15 +28,28 @@ use crate::rtm::{Acceptor, VoteOutcome};
 use crate::tm::{
     failed_items, items_prepared, outcome, Delivery, Leader, LeaderStep, Learner, Phase,
 };
+use crate::tombstone::Tombstones;
 use crate::valueset::SetOp;
 
 /// A transaction's state is dropped at the latest this many leases after it was first seen
 /// (every lock it took has ended by then; a participant forgets it after two).
 pub(crate) const DROP_AFTER_LEASES: u32 = 4;
 
-/// Transactions a node remembers having forgotten, so that a late copy of one of their
-/// messages (a vote that crossed the `Forget`) does not create state again.
-pub(crate) const FORGOTTEN_CAP: usize = 8_192;
+/// Forgotten transactions (with their decision) and finished participants a node remembers,
+/// per configured in-flight transaction (`max_txs`): the tombstones hold at most
+/// `TOMBSTONES_PER_TX · max_txs` entries each, kept `DROP_AFTER_LEASES` leases (see
+/// [`crate::tombstone`]).
+pub(crate) const TOMBSTONES_PER_TX: usize = 2;
+
+/// What a node remembers of a transaction it forgot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Gone {
+    /// Its decision, if this node knew one.
+    pub(crate) decided: Option<bool>,
+    /// Whether it was an eager transaction (or not known to be a lazy one): a commit's
+    /// values are not known here, so a late participant is not told "commit" from here.
+    pub(crate) eager: bool,
+}
 
 /// A deliberate mistake of the [`TxMachine`], to show that the checkers catch it (feature
 /// `flaws`, for tests only; `docs/decisions/011-deliberate-bugs-are-test-only.md`).
@@ -117,6 +130,19 @@ pub(crate) struct TxState {
     pub(crate) decided_at: Option<Time>,
 }
 
+impl TxState {
+    /// The client's values of an eager transaction as known here: the TM's proposal, else
+    /// what this node's leader learned from promises, else what its acceptor accepted.
+    pub(crate) fn writes(&self) -> Option<&Writes> {
+        let proposed = self.tm.as_ref().and_then(|t| t.eager.as_ref());
+        proposed
+            .and_then(|e| e.proposal.as_ref())
+            .and_then(|(_, w)| w.as_ref())
+            .or_else(|| self.leader.as_ref().and_then(|l| l.writes.as_ref()))
+            .or(self.acc.writes.as_ref())
+    }
+}
+
 /// The TM's own part of a transaction.
 #[derive(Clone, Debug)]
 pub(crate) struct Tm {
@@ -155,6 +181,9 @@ pub struct TxStats {
     pub recoveries: u64,
     /// Rounds above 0 led by an rTM (takeovers).
     pub takeovers: u64,
+    /// `Failed` answers of participants whose replica could not apply a decision (the
+    /// decision is sent again until the deadline).
+    pub apply_failures: u64,
 }
 
 /// One node's transaction layer (see the crate documentation).
@@ -178,9 +207,12 @@ pub struct TxMachine {
     suspected: BTreeSet<NodeAddr>,
     watched: BTreeSet<NodeAddr>,
     local: VecDeque<TxMessage>,
-    /// Recently forgotten transactions, oldest first (at most [`FORGOTTEN_CAP`]).
-    forgotten: VecDeque<TxId>,
-    forgotten_set: BTreeSet<TxId>,
+    /// Transactions forgotten here, with their decision: a late message about one is
+    /// answered from it and creates no state.
+    pub(crate) gone: Tombstones<TxId, Gone>,
+    /// Participants that applied their decision, with it (`true`: commit): a re-sent
+    /// decision is answered `Applied`, a replayed prepare locks nothing.
+    pub(crate) finished: Tombstones<(TxId, Slot), bool>,
     pub(crate) faults: FaultCounts,
     pub(crate) stats: TxStats,
     #[cfg(feature = "flaws")]
@@ -207,8 +239,14 @@ impl TxMachine {
             suspected: BTreeSet::new(),
             watched: BTreeSet::new(),
             local: VecDeque::new(),
-            forgotten: VecDeque::new(),
-            forgotten_set: BTreeSet::new(),
+            gone: Tombstones::new(
+                config.max_txs * TOMBSTONES_PER_TX,
+                config.lease * DROP_AFTER_LEASES,
+            ),
+            finished: Tombstones::new(
+                config.max_txs * TOMBSTONES_PER_TX,
+                config.lease * DROP_AFTER_LEASES,
+            ),
             faults: FaultCounts::default(),
             stats: TxStats::default(),
             #[cfg(feature = "flaws")]
@@ -270,9 +308,19 @@ impl TxMachine {
         k
     }
 
-    /// The decision this node knows of `tx`.
+    /// The decision this node knows of `tx` (in its state, or in its tombstone of forgotten
+    /// transactions).
     pub fn decision(&self, tx: TxId) -> Option<bool> {
-        self.txs.get(&tx).and_then(|s| s.acc.decided)
+        match self.txs.get(&tx) {
+            Some(s) => s.acc.decided,
+            None => self.gone.get(&tx).and_then(|g| g.decided),
+        }
+    }
+
+    /// Entries in the tombstones (forgotten transactions, finished participants), and how
+    /// many were dropped early because a tombstone was full.
+    pub fn tombstones(&self) -> (usize, usize, u64) {
+        (self.gone.len(), self.finished.len(), self.gone.evicted() + self.finished.evicted())
     }
 
     /// Subscriptions held at this node (as a replica of the keys).
@@ -441,6 +489,8 @@ impl TxMachine {
         self.tick_participants(now, out);
         self.tick_sets(now, out);
         self.tick_subscriptions(now, out);
+        self.gone.expire(now);
+        self.finished.expire(now);
         self.drain(now, out);
     }
 
@@ -488,35 +538,48 @@ impl TxMachine {
                 self.decided(from, tx, slot, (commit, write), now, out)
             }
             TxMessage::Applied { tx, slot } => self.applied(tx, slot, now, out),
+            TxMessage::Failed { tx, slot } => self.apply_failed(from, tx, slot),
             TxMessage::AskDecision { tx, slot } => self.ask_decision(from, tx, slot, out),
-            TxMessage::Forget { tx } => self.forget(from, tx),
+            TxMessage::Forget { tx, commit } => self.forget(from, tx, commit, now, out),
             TxMessage::Subscribe { key, lease_ms } => self.subscribe_here(from, key, lease_ms, now),
             TxMessage::Unsubscribe { key } => self.subs.remove(&key, from),
             TxMessage::Notify(ev) => self.notified(ev, out),
         }
     }
 
-    /// Drops `tx`'s state and remembers that it did.
-    fn forget_tx(&mut self, tx: TxId) {
-        self.txs.remove(&tx);
-        if self.forgotten_set.insert(tx) {
-            self.forgotten.push_back(tx);
-            if self.forgotten.len() > FORGOTTEN_CAP {
-                if let Some(old) = self.forgotten.pop_front() {
-                    self.forgotten_set.remove(&old);
-                }
-            }
+    /// Drops `tx`'s state and remembers, in the tombstone, that it did and what was decided.
+    pub(crate) fn forget_tx(&mut self, tx: TxId, now: Time) {
+        if let Some(s) = self.txs.remove(&tx) {
+            let eager = s.acc.info.as_ref().is_none_or(|i| i.eager);
+            self.gone.insert(tx, Gone { decided: s.acc.decided, eager }, now);
         }
     }
 
     /// Whether a message about `tx`, which has no state here, is a late copy of one of a
     /// transaction forgotten here (counted, and dropped without creating state).
     fn is_forgotten(&mut self, tx: TxId, what: &str) -> bool {
-        if self.forgotten_set.contains(&tx) {
+        if self.gone.get(&tx).is_some() {
             self.faults.add(Fault::UnknownTx, &format_args!("late {what} for forgotten {tx:?}"));
             return true;
         }
         false
+    }
+
+    /// A participant of `tx` (forgotten here) asks for its decision, or votes late: told it
+    /// from the tombstone if it is known and needs no values from here (an eager commit's
+    /// values are sent by the deliverer only).
+    fn answer_from_tombstone(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        slot: Slot,
+        out: &mut Vec<TxOutput>,
+    ) {
+        if let Some(Gone { decided: Some(commit), eager }) = self.gone.get(&tx).copied() {
+            if !(commit && eager) {
+                self.send(from, TxMessage::Decided { tx, slot, commit, write: None }, out);
+            }
+        }
     }
 
     fn drop_unknown(&mut self, what: &str, tx: TxId, from: NodeAddr) {
@@ -719,7 +782,7 @@ impl TxMachine {
     ) {
         if !self.txs.contains_key(&tx) {
             if self.is_forgotten(tx, "vote") {
-                return;
+                return self.answer_from_tombstone(from, tx, slot, out);
             }
             if !self.has_room() {
                 return self.faults.add(Fault::Overloaded, &format_args!("vote for {tx:?}"));
@@ -849,6 +912,18 @@ impl TxMachine {
         out: &mut Vec<TxOutput>,
     ) {
         if !self.txs.contains_key(&tx) {
+            if let Some(Gone { decided: Some(commit), .. }) = self.gone.get(&tx).copied() {
+                // Forgotten after a decision: the leader learns it (never an empty promise,
+                // which could let it choose against the decision).
+                let msg = TxMessage::Promise {
+                    tx,
+                    round,
+                    accepted: Vec::new(),
+                    decided: Some(commit),
+                    writes: None,
+                };
+                return self.send(from, msg, out);
+            }
             if self.is_forgotten(tx, "collect") {
                 return;
             }
@@ -1021,6 +1096,10 @@ impl TxMachine {
         }
         s.acc.decided = Some(commit);
         s.decided_at = Some(now);
+        // An eager commit's values: the client's proposal (at the TM) or what a leader
+        // learned from the promises, never only what the local acceptor accepted (it may
+        // have refused the client's vote after promising a higher round).
+        let eager_writes = s.writes().cloned();
         s.leader = None;
         let Some(info) = s.acc.info.clone() else { return };
         if let Some(tm) = s.tm.as_mut() {
@@ -1049,7 +1128,15 @@ impl TxMachine {
         let pending: BTreeMap<Slot, Option<NodeAddr>> =
             info.item_slots().map(|slot| (slot, participants.get(&slot).copied())).collect();
         let lease = Duration::from_millis(info.lease_ms);
-        let writes = if commit && info.eager { s.acc.writes.clone() } else { None };
+        let writes = if commit && info.eager { eager_writes } else { None };
+        if commit && info.eager && writes.is_none() {
+            // Chosen `Prepared` for the client's instance implies an acceptor holding the
+            // values, which the TM or the leader has: not delivering beats releasing the
+            // locks without the values (participants ask the acceptors).
+            return self
+                .faults
+                .add(Fault::Internal, &format_args!("eager commit of {tx:?} without values"));
+        }
         s.delivery = Some(Delivery {
             commit,
             pending: pending.clone(),
@@ -1077,11 +1164,24 @@ impl TxMachine {
     ) {
         let participant = self.parts.get(&(tx, slot)).map(|p| p.acceptors.contains(&from));
         let acceptor = self.txs.get(&tx).map(|s| s.acc.is_acceptor(from));
-        if participant.is_none() && acceptor.is_none() {
-            self.drop_unknown("decision", tx, from);
-            // A participant that finished before (a re-sent decision): stop the re-sends.
-            self.send(from, TxMessage::Applied { tx, slot }, out);
-            return;
+        if participant.is_none() {
+            match self.finished.get(&(tx, slot)).copied() {
+                // A participant that finished (a re-sent decision, its `Applied` lost):
+                // stop the re-sends.
+                Some(c) if c == commit => {
+                    return self.send(from, TxMessage::Applied { tx, slot }, out);
+                }
+                Some(_) => {
+                    return self.faults.add(
+                        Fault::ConflictingDecision,
+                        &format_args!("decision {commit} of {tx:?}, applied the other"),
+                    );
+                }
+                // No participant here (its range moved, its prepare was lost, it expired):
+                // nothing was applied, so nothing is said; the deliverer keeps trying.
+                None if acceptor.is_none() => return self.drop_unknown("decision", tx, from),
+                None => {}
+            }
         }
         if participant != Some(true) && acceptor != Some(Some(true)) {
             // `Some(None)`: an acceptor that does not know the transaction's members yet
@@ -1100,7 +1200,7 @@ impl TxMachine {
         }
     }
 
-    fn applied(&mut self, tx: TxId, slot: Slot, _now: Time, out: &mut Vec<TxOutput>) {
+    fn applied(&mut self, tx: TxId, slot: Slot, now: Time, out: &mut Vec<TxOutput>) {
         let Some(s) = self.txs.get_mut(&tx) else {
             return self.drop_unknown("applied", tx, self.me);
         };
@@ -1112,18 +1212,24 @@ impl TxMachine {
         if d.pending.is_empty() {
             // Every participant has the decision: the transaction is forgotten everywhere.
             let acceptors = s.acc.info.as_ref().map(|i| i.acceptors.clone()).unwrap_or_default();
+            let commit = d.commit;
             for a in acceptors.into_iter().filter(|a| *a != self.me) {
-                out.push(TxOutput::Send { to: a, msg: TxMessage::Forget { tx } });
+                out.push(TxOutput::Send { to: a, msg: TxMessage::Forget { tx, commit } });
             }
-            self.forget_tx(tx);
+            self.forget_tx(tx, now);
         }
     }
 
     fn ask_decision(&mut self, from: NodeAddr, tx: TxId, slot: Slot, out: &mut Vec<TxOutput>) {
-        let Some(s) = self.txs.get(&tx) else { return self.drop_unknown("ask-decision", tx, from) };
+        let Some(s) = self.txs.get(&tx) else {
+            if self.gone.get(&tx).is_some() {
+                return self.answer_from_tombstone(from, tx, slot, out);
+            }
+            return self.drop_unknown("ask-decision", tx, from);
+        };
         let Some(commit) = s.acc.decided else { return };
         let eager = s.acc.info.as_ref().is_none_or(|i| i.eager);
-        let write = match (&s.acc.writes, commit && eager) {
+        let write = match (s.writes(), commit && eager) {
             (_, false) => None,
             (Some(w), true) => {
                 Some(w.iter().find(|(i, _)| *i == slot.item).map(|(_, v)| v.clone()))
@@ -1135,18 +1241,53 @@ impl TxMachine {
         self.send(from, decision_for(tx, slot, commit, write), out);
     }
 
-    fn forget(&mut self, from: NodeAddr, tx: TxId) {
-        match self.txs.get(&tx) {
-            None => self.drop_unknown("forget", tx, from),
-            Some(s)
-                if s.acc.info.as_ref().is_some_and(|i| i.rank_of(from).is_some())
-                    && s.acc.decided.is_some() =>
-            {
-                self.forget_tx(tx);
+    /// The TM says every participant has the decision `commit`: an acceptor that missed the
+    /// decision adopts it (the TM only says `Forget` after deciding), then forgets the
+    /// transaction, keeping the decision in its tombstone.
+    fn forget(
+        &mut self,
+        from: NodeAddr,
+        tx: TxId,
+        commit: bool,
+        now: Time,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let Some(s) = self.txs.get(&tx) else {
+            return self.drop_unknown("forget", tx, from);
+        };
+        // An acceptor that delivered the decision (the TM, or an rTM that took over).
+        if s.acc.info.as_ref().and_then(|i| i.rank_of(from)).is_none() {
+            return self
+                .faults
+                .add(Fault::NotMember, &format_args!("forget of {tx:?} from {from:?}"));
+        }
+        match s.acc.decided {
+            Some(d) if d != commit => {
+                return self.faults.add(
+                    Fault::ConflictingDecision,
+                    &format_args!("forget of {tx:?} says {commit}, decided {d}"),
+                );
             }
-            Some(_) => {
-                self.faults.add(Fault::NotMember, &format_args!("forget of {tx:?} from {from:?}"))
+            Some(_) => {}
+            None => self.decide(tx, commit, &BTreeMap::new(), false, now, out),
+        }
+        self.forget_tx(tx, now);
+    }
+
+    /// A participant could not apply the decision at its replica: the slot stays pending and
+    /// the decision is sent again (never counted as applied).
+    fn apply_failed(&mut self, from: NodeAddr, tx: TxId, slot: Slot) {
+        let Some(s) = self.txs.get_mut(&tx) else {
+            return self.drop_unknown("failed", tx, from);
+        };
+        let Some(d) = s.delivery.as_mut() else { return };
+        match d.pending.get_mut(&slot) {
+            Some(to) => {
+                *to = Some(from);
+                self.stats.apply_failures += 1;
+                tracing::debug!(?tx, ?slot, "transactions: a replica could not apply the decision");
             }
+            None => self.faults.add(Fault::Duplicate, &format_args!("failed {slot:?} of {tx:?}")),
         }
     }
 
@@ -1175,7 +1316,7 @@ impl TxMachine {
                 self.answer_timeout(client, tx, out);
                 return;
             }
-            self.forget_tx(tx);
+            self.forget_tx(tx, now);
             return;
         }
         let Some(info) = s.acc.info.clone() else { return };
@@ -1183,7 +1324,7 @@ impl TxMachine {
             if now >= d.until {
                 // Participants that never answered: their locks have ended; anti-entropy
                 // brings their replicas up to date.
-                self.forget_tx(tx);
+                self.forget_tx(tx, now);
                 return;
             }
             if now >= d.last_sent + cfg.retransmit {
@@ -1322,6 +1463,12 @@ impl TxMachine {
         if p.acceptors.is_empty() || slot.replica >= self.config.f {
             return self.faults.add(Fault::NotMember, &format_args!("prepare {slot:?} of {tx:?}"));
         }
+        if self.finished.get(&(tx, slot)).is_some() {
+            // A replayed prepare of a participant that finished: it must not lock again.
+            return self
+                .faults
+                .add(Fault::Duplicate, &format_args!("prepare {slot:?} of finished {tx:?}"));
+        }
         if let Some(old) = self.parts.get(&(tx, slot)) {
             // A re-sent prepare: say the vote again.
             if let Stage::Voted(v) = old.stage {
@@ -1437,11 +1584,16 @@ impl TxMachine {
             p.write = write;
         }
         let Some(p) = self.parts.get(&(tx, slot)) else { return };
-        if let Stage::Applying { commit: c, .. } = p.stage {
-            if c != commit {
-                self.faults.add(Fault::ConflictingDecision, &format_args!("participant of {tx:?}"));
+        match p.stage {
+            Stage::Applying { commit: c, .. } | Stage::ApplyFailed { commit: c } if c != commit => {
+                return self
+                    .faults
+                    .add(Fault::ConflictingDecision, &format_args!("participant of {tx:?}"));
             }
-            return;
+            // Under way.
+            Stage::Applying { .. } => return,
+            // Tried and failed before: once more, now that the decision came again.
+            Stage::ApplyFailed { .. } | Stage::Voting(_) | Stage::Voted(_) => {}
         }
         let op = match (commit, p.commit_write()) {
             (true, Some((version, value))) => ReplicaOp::Commit { tx, version, value },
@@ -1466,7 +1618,7 @@ impl TxMachine {
         slot: Slot,
         tag: u64,
         result: Result<ReplicaOutcome, ReplicaFailure>,
-        _now: Time,
+        now: Time,
         out: &mut Vec<TxOutput>,
     ) {
         let Some(p) = self.parts.get_mut(&(tx, slot)) else { return };
@@ -1475,17 +1627,26 @@ impl TxMachine {
             return;
         }
         if result.is_err() {
-            p.failures += 1;
+            p.failures = p.failures.saturating_add(1);
+            p.stage = Stage::ApplyFailed { commit };
             if p.failures < REPLICA_TRIES * 2 {
-                p.stage = Stage::Voted(None);
                 return self.apply_decision(tx, slot, commit, None, to, out);
             }
+            // Not applied: never `Applied`. The deliverer keeps sending the decision (each
+            // copy is one more try) until its deadline; the lock's lease ends it otherwise.
+            let tm = p.acceptors[0];
+            self.send(to, TxMessage::Failed { tx, slot }, out);
+            if tm != to {
+                self.send(tm, TxMessage::Failed { tx, slot }, out);
+            }
+            return;
         }
         if let Ok(ReplicaOutcome::Stale { current }) = &result {
             // Only a commit after the lock's lease ended finds the item changed.
             self.faults.add(Fault::LateCommit, &format_args!("commit of {tx:?} found {current}"));
         }
         let Some(p) = self.parts.remove(&(tx, slot)) else { return };
+        self.finished.insert((tx, slot), commit, now);
         let event = match (commit, p.commit_write()) {
             (true, Some((version, value))) => {
                 Some(selfman_ports::KeyEvent::Changed { key: p.key.clone(), version, value })
@@ -1516,7 +1677,7 @@ impl TxMachine {
                 gone.push((*tx, *slot));
                 continue;
             }
-            if matches!(p.stage, Stage::Voted(_))
+            if matches!(p.stage, Stage::Voted(_) | Stage::ApplyFailed { .. })
                 && now >= p.created + cfg.ask_after
                 && now >= p.last_ask + cfg.retransmit
             {

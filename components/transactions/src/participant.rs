@@ -11,7 +11,11 @@
 //! * a replica that abstains (rebuilt recently) or holds too many votes gives no round-0
 //!   value: the participant says `NoVote` and the instance is decided by a higher round;
 //! * a participant never waits forever: without a decision it asks the acceptors, and it
-//!   forgets the transaction once the lock's lease has surely ended (twice the lease).
+//!   forgets the transaction once the lock's lease has surely ended (twice the lease);
+//! * it says `Applied` only once its replica really applied the decision (then the node
+//!   remembers the finished `(tx, slot)` in a tombstone, to say it again to a re-sent
+//!   decision and to ignore a replayed prepare); a replica that does not answer makes it say
+//!   `Failed`, and the decision's deliverer keeps sending it.
 
 use selfman_core::{NodeAddr, Time};
 use selfman_ports::{LockMode, Refusal, Version, Vote};
@@ -42,6 +46,12 @@ pub(crate) enum Stage {
         commit: bool,
         /// Who told it.
         to: NodeAddr,
+    },
+    /// Its replica did not answer the apply, [`REPLICA_TRIES`]` · 2` times: it said `Failed`
+    /// and applies again when the decision comes again (or it asks for it).
+    ApplyFailed {
+        /// The decision.
+        commit: bool,
     },
 }
 

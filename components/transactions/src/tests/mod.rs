@@ -5,6 +5,7 @@ mod commit;
 mod eager;
 mod flaws;
 mod replica;
+mod safety;
 mod sets;
 mod takeover;
 mod vote;
