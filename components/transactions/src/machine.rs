@@ -24,7 +24,7 @@ use crate::faults::{Fault, FaultCounts};
 use crate::messages::{Round, Slot, TxInfo, TxMessage, Value, Writes};
 use crate::notify::Subscriptions;
 use crate::participant::{round_zero_value, Participant, Stage, REPLICA_TRIES};
-use crate::rtm::{Acceptor, VoteOutcome};
+use crate::rtm::{takeover_backoff, Acceptor, VoteOutcome, MAX_ROUND};
 use crate::tm::{
     failed_items, items_prepared, outcome, Delivery, Leader, LeaderStep, Learner, Phase,
 };
@@ -40,6 +40,9 @@ pub(crate) const DROP_AFTER_LEASES: u32 = 4;
 /// `TOMBSTONES_PER_TX · max_txs` entries each, kept `DROP_AFTER_LEASES` leases (see
 /// [`crate::tombstone`]).
 pub(crate) const TOMBSTONES_PER_TX: usize = 2;
+
+/// Nodes a machine remembers having asked the failure detector to watch, or as suspected.
+pub(crate) const MAX_WATCHED: usize = 4_096;
 
 /// What a node remembers of a transaction it forgot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,9 +206,12 @@ pub struct TxMachine {
     pub(crate) subs: Subscriptions,
     pub(crate) waits: BTreeMap<u64, Wait>,
     next_tag: u64,
-    next_tx: u32,
-    suspected: BTreeSet<NodeAddr>,
-    watched: BTreeSet<NodeAddr>,
+    next_tx: u64,
+    /// The state of this node's pseudo-random numbers (backoff jitter): deterministic per
+    /// node, so simulations replay.
+    rng: u64,
+    pub(crate) suspected: BTreeSet<NodeAddr>,
+    pub(crate) watched: BTreeSet<NodeAddr>,
     local: VecDeque<TxMessage>,
     /// Transactions forgotten here, with their decision: a late message about one is
     /// answered from it and creates no state.
@@ -236,6 +242,7 @@ impl TxMachine {
             waits: BTreeMap::new(),
             next_tag: 1,
             next_tx: 0,
+            rng: node_hash(me),
             suspected: BTreeSet::new(),
             watched: BTreeSet::new(),
             local: VecDeque::new(),
@@ -340,14 +347,21 @@ impl TxMachine {
         t
     }
 
+    /// A fresh transaction id: `mix64(node ^ mix64(counter))` with a 64-bit counter. For one
+    /// node it is a bijection of the counter, so a node never repeats an id (before 2⁶⁴);
+    /// across nodes (and incarnations: the incarnation id is part of the node's hash) ids are
+    /// spread over all 64 bits, so two transactions alive at once share one with probability
+    /// about `live² / 2⁶⁵` (the former `node hash << 32 | counter` collided whenever two
+    /// nodes' 32-bit hashes met, then for every transaction).
     pub(crate) fn new_tx_id(&mut self) -> TxId {
         self.next_tx = self.next_tx.wrapping_add(1);
-        // The node's address and incarnation, mixed one after the other (an xor of them
-        // would let 10.0.0.1/id 1 and 10.0.0.2/id 2 collide), in the high half; a counter in
-        // the low half.
-        let node =
-            mix64(mix64(mix64(ip_bits(self.me)) ^ self.me.id.0) ^ u64::from(self.me.addr.port()));
-        TxId((node << 32) | u64::from(self.next_tx))
+        TxId(mix64(node_hash(self.me) ^ mix64(self.next_tx)))
+    }
+
+    /// The next pseudo-random number of this node.
+    pub(crate) fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix64(self.rng)
     }
 
     /// The acceptors of a transaction started now: this node, then its distinct rTMs.
@@ -410,7 +424,10 @@ impl TxMachine {
 
     /// The failure detector suspects `node`: rTMs whose TM it is take over at once.
     pub fn on_suspect(&mut self, node: NodeAddr) {
-        self.suspected.insert(node);
+        // Bounded: past [`MAX_WATCHED`] suspicions, takeovers wait for their timers instead.
+        if self.suspected.len() < MAX_WATCHED {
+            self.suspected.insert(node);
+        }
     }
 
     /// The failure detector trusts `node` again.
@@ -489,6 +506,7 @@ impl TxMachine {
         self.tick_participants(now, out);
         self.tick_sets(now, out);
         self.tick_subscriptions(now, out);
+        self.tick_sessions(now);
         self.gone.expire(now);
         self.finished.expire(now);
         self.drain(now, out);
@@ -501,8 +519,14 @@ impl TxMachine {
             self.faults.add(Fault::Oversized, &format_args!("{} from {from:?}", msg.kind()));
             return;
         }
+        if !self.in_range(&msg) {
+            self.faults.add(Fault::OutOfRange, &format_args!("{} from {from:?}", msg.kind()));
+            return;
+        }
         match msg {
             TxMessage::Prepare { tx, acceptors, slot, key, mode, read, write, lease_ms } => {
+                // A lease longer than any this configuration gives is cut to the longest.
+                let lease_ms = lease_ms.min(self.config.max_wire_lease_ms());
                 let p = Participant {
                     key,
                     mode,
@@ -544,6 +568,28 @@ impl TxMachine {
             TxMessage::Subscribe { key, lease_ms } => self.subscribe_here(from, key, lease_ms, now),
             TxMessage::Unsubscribe { key } => self.subs.remove(&key, from),
             TxMessage::Notify(ev) => self.notified(ev, out),
+        }
+    }
+
+    /// Whether the numbers of a message are ones this node can act on: rounds at most
+    /// [`MAX_ROUND`] with a rank below [`MAX_ACCEPTORS`](crate::messages::MAX_ACCEPTORS),
+    /// this node's replication factor, a read version that can be incremented.
+    fn in_range(&self, msg: &TxMessage) -> bool {
+        let round_ok =
+            |r: &Round| r.n <= MAX_ROUND && (r.rank as usize) < crate::messages::MAX_ACCEPTORS;
+        match msg {
+            TxMessage::Collect { round, .. }
+            | TxMessage::Accepted { round, .. }
+            | TxMessage::Propose { round, .. } => round_ok(round),
+            TxMessage::Promise { round, accepted, .. } => {
+                round_ok(round) && accepted.iter().all(|(_, r, _)| round_ok(r))
+            }
+            TxMessage::Nack { round, promised, .. } => round_ok(round) && round_ok(promised),
+            TxMessage::InitRtm { info } => info.f == self.config.f,
+            TxMessage::Prepare { read, write, mode, .. } => {
+                !(write.is_some() && *mode == selfman_ports::LockMode::Write && read.0 == u64::MAX)
+            }
+            _ => true,
         }
     }
 
@@ -713,8 +759,11 @@ impl TxMachine {
 
     // ----- acceptor ----------------------------------------------------------------------
 
-    fn init_rtm(&mut self, from: NodeAddr, info: TxInfo, now: Time, out: &mut Vec<TxOutput>) {
+    fn init_rtm(&mut self, from: NodeAddr, mut info: TxInfo, now: Time, out: &mut Vec<TxOutput>) {
         let tx = info.tx;
+        // A lease longer than any this configuration gives is cut to the longest (it times
+        // the takeover and the state's end here).
+        info.lease_ms = info.lease_ms.min(self.config.max_wire_lease_ms());
         if info.acceptors.first() != Some(&from) || info.rank_of(self.me).is_none_or(|r| r == 0) {
             return self
                 .faults
@@ -763,6 +812,10 @@ impl TxMachine {
                 to: from,
                 msg: TxMessage::Accepted { tx, round: Round::ZERO, values },
             });
+        }
+        if self.watched.len() >= MAX_WATCHED {
+            // Bounded: asking the failure detector again to watch a node is harmless.
+            self.watched.clear();
         }
         if self.watched.insert(from) {
             out.push(TxOutput::Monitor(from));
@@ -1000,19 +1053,35 @@ impl TxMachine {
                 }
             }
             Ok(LeaderStep::Decided(commit)) => {
-                self.decide(tx, commit, &BTreeMap::new(), false, now, out)
+                // An acceptor knew the decision: this leader delivers it (its TM may be gone),
+                // unless it is an eager commit whose values it does not have.
+                let eager = info.eager;
+                let has_values = s.writes().is_some();
+                self.decide(
+                    tx,
+                    commit,
+                    &BTreeMap::new(),
+                    !(commit && eager && !has_values),
+                    now,
+                    out,
+                )
             }
             Ok(_) => {}
         }
     }
 
     fn nack(&mut self, tx: TxId, round: Round, promised: Round, now: Time) {
+        let random = self.random();
+        let retransmit = self.config.retransmit;
         let Some(s) = self.txs.get_mut(&tx) else { return self.drop_unknown("nack", tx, self.me) };
         if s.leader.as_ref().is_some_and(|l| l.round == round) && promised > round {
-            // Another leader runs a higher round: step back; lead again later if it fails.
+            // Another leader runs a higher round: step back; lead again after a backoff (by
+            // rank, randomised, doubling) if it does not finish.
             s.leader = None;
             s.acc.promised = s.acc.promised.max(promised);
-            s.acc.next_takeover = Some(now + self.config.takeover_after);
+            s.acc.attempts = s.acc.attempts.saturating_add(1);
+            let wait = takeover_backoff(retransmit, round.rank, s.acc.attempts, random);
+            s.acc.next_takeover = Some(now + wait);
         } else {
             self.faults.add(Fault::WrongRound, &format_args!("nack {round:?} of {tx:?}"));
         }
@@ -1057,7 +1126,10 @@ impl TxMachine {
         let Some(s) = self.txs.get_mut(&tx) else { return };
         let Some(info) = s.acc.info.as_ref() else { return };
         let Some(rank) = info.rank_of(self.me) else { return };
-        let n = s.acc.promised.n.max(s.leader.as_ref().map_or(0, |l| l.round.n)) + 1;
+        let highest = s.acc.promised.n.max(s.leader.as_ref().map_or(0, |l| l.round.n));
+        let Some(n) = highest.checked_add(1).filter(|n| *n <= MAX_ROUND) else {
+            return self.faults.add(Fault::OutOfRange, &format_args!("no round left for {tx:?}"));
+        };
         let round = Round { n, rank };
         s.leader = Some(Leader::new(round, now));
         if s.tm.is_some() {
@@ -1119,10 +1191,11 @@ impl TxMachine {
         if !delivers {
             return;
         }
-        if commit {
-            self.stats.committed += 1;
-        } else {
-            self.stats.aborted += 1;
+        // Counted where the decision was computed from chosen values (not where it was
+        // learned from an acceptor that knew it).
+        if !chosen.is_empty() {
+            let n = if commit { &mut self.stats.committed } else { &mut self.stats.aborted };
+            *n += 1;
         }
         let participants = s.tm.as_ref().map(|t| t.participants.clone()).unwrap_or_default();
         let pending: BTreeMap<Slot, Option<NodeAddr>> =
@@ -1336,7 +1409,25 @@ impl TxMachine {
             }
             return;
         }
-        if s.acc.decided.is_some() {
+        let rank = info.rank_of(self.me).unwrap_or(1).max(1);
+        if s.tm.is_none() && !s.acc.tm_suspected && self.suspected.contains(&info.acceptors[0]) {
+            // The TM is suspected: rank 1 acts at once, rank r after r − 1 retransmits (one
+            // at a time, usually), once per suspicion.
+            s.acc.tm_suspected = true;
+            let at = now + cfg.retransmit * (rank - 1);
+            s.acc.next_takeover = Some(s.acc.next_takeover.map_or(at, |t| t.min(at)));
+        }
+        if let Some(commit) = s.acc.decided {
+            // An rTM that knows the decision while its TM is suspected delivers it itself
+            // (the TM may have died before telling every participant), unless it is an eager
+            // commit whose values it lacks.
+            let due = s.acc.tm_suspected && s.acc.next_takeover.is_some_and(|t| now >= t);
+            if due && !no_takeover && !(commit && info.eager && s.writes().is_none()) {
+                s.acc.next_takeover = None;
+                // `decide` delivers a decision it does not know yet: cleared to re-enter it.
+                s.acc.decided = None;
+                return self.decide(tx, commit, &BTreeMap::new(), true, now, out);
+            }
             return;
         }
         if let Some(tm) = s.tm.as_mut() {
@@ -1365,15 +1456,17 @@ impl TxMachine {
             self.resend_prepares(tx, now, out);
             let Some(s) = self.txs.get_mut(&tx) else { return };
             let Some(tm) = s.tm.as_ref() else { return };
-            if s.leader.is_none() && now >= tm.started + cfg.vote_timeout {
+            let backed_off = s.acc.next_takeover.is_none_or(|t| now >= t);
+            if s.leader.is_none() && now >= tm.started + cfg.vote_timeout && backed_off {
                 return self.lead(tx, now, out);
             }
-        } else if s.leader.is_none() && !no_takeover {
-            let tm_gone = self.suspected.contains(&info.acceptors[0]);
-            if tm_gone || s.acc.next_takeover.is_some_and(|t| now >= t) {
-                s.acc.next_takeover = Some(now + cfg.takeover_after * info.acceptors.len() as u32);
-                return self.lead(tx, now, out);
-            }
+        } else if s.leader.is_none()
+            && !no_takeover
+            && s.acc.next_takeover.is_some_and(|t| now >= t)
+        {
+            // If this round does not end, lead again later.
+            s.acc.next_takeover = Some(now + cfg.takeover_after * info.acceptors.len() as u32);
+            return self.lead(tx, now, out);
         }
         let Some(s) = self.txs.get_mut(&tx) else { return };
         if let Some(l) = s.leader.as_mut() {
@@ -1412,7 +1505,8 @@ impl TxMachine {
                 }
             }
         }
-        for a in info.acceptors.iter().skip(1) {
+        // The InitRtm again only to rTMs not heard from (one that sent an acceptance has it).
+        for a in info.acceptors.iter().skip(1).filter(|a| !tm.learner.heard_from(**a)) {
             out.push(TxOutput::Send { to: *a, msg: TxMessage::InitRtm { info: info.clone() } });
         }
         let client_slot = info.client_slot();
@@ -1725,6 +1819,12 @@ fn send_decision(
             out.push(TxOutput::Route { key, msg });
         }
     }
+}
+
+/// The node's address and incarnation, mixed one after the other (an xor of them would let
+/// 10.0.0.1/id 1 and 10.0.0.2/id 2 collide).
+fn node_hash(a: NodeAddr) -> u64 {
+    mix64(mix64(mix64(ip_bits(a)) ^ a.id.0) ^ u64::from(a.addr.port()))
 }
 
 fn ip_bits(a: NodeAddr) -> u64 {

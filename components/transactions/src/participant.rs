@@ -79,10 +79,11 @@ pub struct Participant {
 pub(crate) const REPLICA_TRIES: u32 = 3;
 
 impl Participant {
-    /// What to install on commit: `(version, value)` if this item is written.
+    /// What to install on commit: `(version, value)` if this item is written (and its
+    /// version can be incremented: a prepare reading `u64::MAX` is refused before).
     pub(crate) fn commit_write(&self) -> Option<(Version, Option<Vec<u8>>)> {
         match (&self.write, self.mode) {
-            (Some(v), LockMode::Write) => Some((Version(self.read.0 + 1), v.clone())),
+            (Some(v), LockMode::Write) => Some((Version(self.read.0.checked_add(1)?), v.clone())),
             _ => None,
         }
     }
