@@ -171,8 +171,8 @@ pub fn check_serializable(history: &TxHistory) -> Result<usize, String> {
         .flat_map(|t| t.writes.iter().map(move |(k, v)| ((&k[..], &v[..]), t.name.as_str())))
         .collect();
     // Per key and value: the transactions that read it and those that overwrote it.
-    let mut readers: BTreeMap<(&[u8], Option<&[u8]>), Vec<usize>> = BTreeMap::new();
-    let mut overwriters: BTreeMap<(&[u8], Option<&[u8]>), Vec<usize>> = BTreeMap::new();
+    let mut readers: BTreeMap<Seen<'_>, Vec<usize>> = BTreeMap::new();
+    let mut overwriters: BTreeMap<Seen<'_>, Vec<usize>> = BTreeMap::new();
     for (i, t) in txs.iter().enumerate() {
         for (k, v) in &t.reads {
             let seen = v.as_deref();
@@ -247,6 +247,9 @@ pub fn check_serializable(history: &TxHistory) -> Result<usize, String> {
     }
     Ok(edges.len())
 }
+
+/// A key and the value seen there (`None`: nothing).
+type Seen<'a> = (&'a [u8], Option<&'a [u8]>);
 
 /// Whether `v` is a value the scenario seeded before any transaction (never written by one).
 fn is_initial(v: &[u8]) -> bool {
