@@ -7,7 +7,9 @@
 //!   and participants with it); transfers stop at 20 s and an audit transaction reads every
 //!   account. Checked: the total is 0 (Scalaris' bank test: a transfer is atomic and
 //!   serializable, or the sum drifts), the audit committed, every transfer of a live client
-//!   ended, and transfers did commit.
+//!   ended, transfers did commit, and the recorded history (each value is the balance and
+//!   the name of the transaction that wrote it) is serializable
+//!   ([`check_serializable`](crate::checkers::transactions::check_serializable)).
 //! * `tx-bank-broken`: the same with participants that skip the version check
 //!   (`Flaw::SkipsVersionCheck`): concurrent transfers lose updates and the total drifts.
 //! * `tx-faults`: 4 nodes on 4 hosts over lossy links with random delays (2 % loss, 1 ms +
@@ -175,8 +177,8 @@ pub fn build_node(
     let tx_port = tx.provided::<Transactions>()?;
     match workload {
         Workload::Bank => {
-            let log = board.log.clone();
-            let client = h.create(move || Bank::new(me, i, log.clone()))?;
+            let (log, history) = (board.log.clone(), board.history.clone());
+            let client = h.create(move || Bank::new(me, i, log.clone(), history.clone()))?;
             h.system().connect(&tx_port, &client.required::<Transactions>()?)?;
             h.system().connect(&h.timer()?, &client.required::<Timer>()?)?;
         }
@@ -204,7 +206,8 @@ pub fn build_node(
 #[derive(Clone, Debug)]
 enum Step {
     Idle,
-    /// A transfer of `amount` from `from` to `to`, try `tries`, at stage `stage`.
+    /// A transfer of `amount` from `from` to `to`, try `tries`, at stage `stage` (read both,
+    /// write both, commit), with the balances read so far.
     Transfer {
         from: u64,
         to: u64,
@@ -212,6 +215,7 @@ enum Step {
         tries: u32,
         stage: u8,
         since: Time,
+        balances: Vec<i64>,
     },
     /// The audit, with the values read so far.
     Audit {
@@ -220,8 +224,16 @@ enum Step {
     },
 }
 
+/// An account's value: its balance, then the name of the transaction that wrote it (unique
+/// in the run, for the serializability check).
+fn balance_of(v: &[u8]) -> Option<i64> {
+    let s = String::from_utf8_lossy(v);
+    s.split(';').next().and_then(|b| b.parse().ok())
+}
+
 /// A bank client: transfers between random accounts, retrying on abort; node 0's client
-/// also runs the audit.
+/// also runs the audit. Every try is recorded (what it read, what it wrote) in the run's
+/// [`TxHistory`] by outcome.
 struct Bank {
     ctx: Context,
     me: NodeAddr,
@@ -231,6 +243,9 @@ struct Bank {
     step: Step,
     handle: u64,
     log: Arc<Mutex<BankLog>>,
+    history: Arc<Mutex<TxHistory>>,
+    /// The open try's record.
+    record: TxRecord,
     audited: bool,
 }
 
@@ -238,7 +253,12 @@ struct Bank {
 const TRIES: u32 = 30;
 
 impl Bank {
-    fn new(me: NodeAddr, index: usize, log: Arc<Mutex<BankLog>>) -> Bank {
+    fn new(
+        me: NodeAddr,
+        index: usize,
+        log: Arc<Mutex<BankLog>>,
+        history: Arc<Mutex<TxHistory>>,
+    ) -> Bank {
         Bank {
             ctx: Context::new(),
             me,
@@ -248,6 +268,12 @@ impl Bank {
             step: Step::Idle,
             handle: 0,
             log,
+            history,
+            record: TxRecord {
+                name: String::new(),
+                reads: BTreeMap::new(),
+                writes: BTreeMap::new(),
+            },
             audited: false,
         }
     }
@@ -256,6 +282,11 @@ impl Bank {
         let now = self.ctx.now();
         self.log.lock().expect("not poisoned").open.insert(self.me, now);
         self.handle += 1;
+        self.record = TxRecord {
+            name: format!("b{}-{}", self.index, self.handle),
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        };
         self.tx.trigger(TxRequest::Begin { handle: TxHandle(self.handle) });
     }
 
@@ -272,7 +303,15 @@ impl Bank {
             let from = self.ctx.rng().next_u64() % ACCOUNTS;
             let to = (from + 1 + self.ctx.rng().next_u64() % (ACCOUNTS - 1)) % ACCOUNTS;
             let amount = 1 + (self.ctx.rng().next_u64() % 10) as i64;
-            self.step = Step::Transfer { from, to, amount, tries: 1, stage: 0, since: now };
+            self.step = Step::Transfer {
+                from,
+                to,
+                amount,
+                tries: 1,
+                stage: 0,
+                since: now,
+                balances: Vec::new(),
+            };
             self.begin();
         }
         Ok(())
@@ -280,14 +319,27 @@ impl Bank {
 
     fn next(&mut self) {
         let h = TxHandle(self.handle);
+        let name = self.record.name.clone();
         match &mut self.step {
-            Step::Transfer { from, to, amount, stage, .. } => {
+            Step::Transfer { from, to, amount, stage, balances, .. } => {
                 *stage += 1;
-                let req = match *stage {
-                    1 => TxRequest::AddToNumber { handle: h, key: account(*from), delta: -*amount },
-                    2 => TxRequest::AddToNumber { handle: h, key: account(*to), delta: *amount },
+                let value = |b: i64| Some(format!("{b};{name}").into_bytes());
+                let req = match (*stage, balances.as_slice()) {
+                    (1, _) => TxRequest::Read { handle: h, key: account(*from) },
+                    (2, _) => TxRequest::Read { handle: h, key: account(*to) },
+                    (3, [f, _]) => TxRequest::Write {
+                        handle: h,
+                        key: account(*from),
+                        value: value(f - *amount),
+                    },
+                    (4, [_, t]) => {
+                        TxRequest::Write { handle: h, key: account(*to), value: value(t + *amount) }
+                    }
                     _ => TxRequest::Commit { handle: h },
                 };
+                if let TxRequest::Write { key, value: Some(v), .. } = &req {
+                    self.record.writes.insert(key.clone(), v.clone());
+                }
                 self.tx.trigger(req);
             }
             Step::Audit { read, .. } => {
@@ -306,23 +358,43 @@ impl Bank {
     /// The transaction went wrong before its commit: give it up, retry the transfer.
     fn failed(&mut self, result: TxResult) {
         self.tx.trigger(TxRequest::Abort { handle: TxHandle(self.handle) });
-        self.ended(result);
+        self.ended(result, false);
     }
 
-    fn ended(&mut self, result: TxResult) {
+    /// The try ended with `result` (`committing`: the answer of its commit).
+    fn ended(&mut self, result: TxResult, committing: bool) {
         let now = self.ctx.now();
+        let record = std::mem::replace(
+            &mut self.record,
+            TxRecord { name: String::new(), reads: BTreeMap::new(), writes: BTreeMap::new() },
+        );
+        {
+            let mut h = self.history.lock().expect("not poisoned");
+            match (&result, committing) {
+                (TxResult::Ok, true) => h.committed.push(record),
+                (TxResult::Timeout, true) => h.unknown.push(record),
+                _ => h.aborted.push(record),
+            }
+        }
         let step = std::mem::replace(&mut self.step, Step::Idle);
         let mut log = self.log.lock().expect("not poisoned");
         log.open.remove(&self.me);
         match step {
             Step::Transfer { from, to, amount, tries, since, .. } => match result {
                 TxResult::Ok => log.committed(self.me, now.duration_since(since)),
-                TxResult::Timeout => log.timeouts += 1,
+                TxResult::Timeout if committing => log.timeouts += 1,
                 _ if tries < TRIES && now < at(STOP) => {
                     log.aborts += 1;
                     drop(log);
-                    self.step =
-                        Step::Transfer { from, to, amount, tries: tries + 1, stage: 0, since };
+                    self.step = Step::Transfer {
+                        from,
+                        to,
+                        amount,
+                        tries: tries + 1,
+                        stage: 0,
+                        since,
+                        balances: Vec::new(),
+                    };
                     self.begin();
                 }
                 _ => log.given_up += 1,
@@ -344,7 +416,7 @@ impl Bank {
         match ind {
             TxIndication::Begun { handle, result } if handle.0 == self.handle => match result {
                 TxResult::Ok => self.next(),
-                r => self.ended(r),
+                r => self.ended(r, false),
             },
             TxIndication::OpDone { handle, result, .. } if handle.0 == self.handle => {
                 match result {
@@ -352,22 +424,28 @@ impl Bank {
                     r => self.failed(r),
                 }
             }
-            TxIndication::ReadDone { handle, result, value, .. } if handle.0 == self.handle => {
-                let n = match (result, value) {
-                    (TxResult::Ok, Some(v)) => String::from_utf8_lossy(&v).parse::<i64>().ok(),
+            TxIndication::ReadDone { handle, key, result, value } if handle.0 == self.handle => {
+                let n = match (result, &value) {
+                    (TxResult::Ok, Some(v)) => balance_of(v),
                     (TxResult::NotFound, _) => Some(0),
                     _ => None,
                 };
                 match (n, &mut self.step) {
                     (Some(n), Step::Audit { read, .. }) => {
+                        self.record.reads.insert(key, value);
                         read.push(n);
+                        self.next();
+                    }
+                    (Some(n), Step::Transfer { balances, .. }) => {
+                        self.record.reads.insert(key, value);
+                        balances.push(n);
                         self.next();
                     }
                     _ => self.failed(TxResult::Timeout),
                 }
             }
             TxIndication::Committed { handle, result, .. } if handle.0 == self.handle => {
-                self.ended(result)
+                self.ended(result, true)
             }
             _ => {}
         }
@@ -425,7 +503,8 @@ fn bank_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
     s.check_at_end("bank", move |sim| {
         let log = b.log.lock().expect("not poisoned");
         let alive: Vec<NodeAddr> = sim.alive_nodes();
-        check_bank(&log, &alive)
+        check_bank(&log, &alive)?;
+        check_serializable(&b.history.lock().expect("not poisoned")).map(|_| ())
     })
 }
 
