@@ -361,7 +361,18 @@ pub const REGRESSIONS: &[(&str, &[Regression])] = &[
     ("broadcast and consensus", AGREEMENT_REGRESSIONS),
     ("relaxed ring", RING_REGRESSIONS),
     ("replication", REPLICATION_REGRESSIONS),
+    ("transactions", TRANSACTION_REGRESSIONS),
 ];
+
+const TRANSACTION_REGRESSIONS: &[Regression] = &[Regression {
+    scenario: "tx-bank",
+    seed: 192,
+    caught: "the serializability check failed on a value 'no transaction wrote': node 3's \
+             client crashed with its commit asked for and never answered, but the takeover \
+             committed it and others read its value; the check took only answered \
+             transactions. Fixed in the checker: commits asked for and not answered are kept \
+             (TxHistory::in_flight) and count as of unknown outcome",
+}];
 
 /// The `net-fifo` and `heartbeat-churn` family's kept seeds.
 const NETWORK_REGRESSIONS: &[Regression] = &[

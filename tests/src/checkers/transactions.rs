@@ -111,6 +111,26 @@ pub struct TxHistory {
     pub unknown: Vec<TxRecord>,
     /// Told `Abort`: none of its values may ever be seen.
     pub aborted: Vec<TxRecord>,
+    /// Commits asked for and not answered (yet, or ever: the client's node crashed), by
+    /// name: like `unknown`.
+    pub in_flight: BTreeMap<String, TxRecord>,
+}
+
+impl TxHistory {
+    /// The commit of `record` was asked for.
+    pub fn committing(&mut self, record: &TxRecord) {
+        self.in_flight.insert(record.name.clone(), record.clone());
+    }
+
+    /// `record` ended: `Some(true)` committed, `Some(false)` aborted, `None` unknown.
+    pub fn ended(&mut self, record: TxRecord, committed: Option<bool>) {
+        self.in_flight.remove(&record.name);
+        match committed {
+            Some(true) => self.committed.push(record),
+            Some(false) => self.aborted.push(record),
+            None => self.unknown.push(record),
+        }
+    }
 }
 
 /// The kind of a dependency between two committed transactions (Adya's direct
@@ -137,7 +157,9 @@ pub enum Dependency {
 pub fn check_serializable(history: &TxHistory) -> Result<usize, String> {
     // Unknown outcomes whose values were observed are committed.
     let mut observed: std::collections::BTreeSet<(&[u8], &[u8])> = Default::default();
-    for t in history.committed.iter().chain(&history.unknown) {
+    let unknown: Vec<&TxRecord> =
+        history.unknown.iter().chain(history.in_flight.values()).collect();
+    for t in history.committed.iter().chain(unknown.iter().copied()) {
         for (k, v) in &t.reads {
             if let Some(v) = v {
                 observed.insert((k, v));
@@ -146,9 +168,9 @@ pub fn check_serializable(history: &TxHistory) -> Result<usize, String> {
     }
     let mut txs: Vec<&TxRecord> = history.committed.iter().collect();
     txs.extend(
-        history
-            .unknown
+        unknown
             .iter()
+            .copied()
             .filter(|t| t.writes.iter().any(|(k, v)| observed.contains(&(&k[..], &v[..])))),
     );
     let mut writer: BTreeMap<(&[u8], &[u8]), usize> = BTreeMap::new();

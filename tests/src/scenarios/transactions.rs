@@ -337,6 +337,9 @@ impl Bank {
                     }
                     _ => TxRequest::Commit { handle: h },
                 };
+                if let TxRequest::Commit { .. } = req {
+                    self.history.lock().expect("not poisoned").committing(&self.record);
+                }
                 if let TxRequest::Write { key, value: Some(v), .. } = &req {
                     self.record.writes.insert(key.clone(), v.clone());
                 }
@@ -347,6 +350,7 @@ impl Bank {
                 let req = if n < ACCOUNTS {
                     TxRequest::Read { handle: h, key: account(n) }
                 } else {
+                    self.history.lock().expect("not poisoned").committing(&self.record);
                     TxRequest::Commit { handle: h }
                 };
                 self.tx.trigger(req);
@@ -368,14 +372,12 @@ impl Bank {
             &mut self.record,
             TxRecord { name: String::new(), reads: BTreeMap::new(), writes: BTreeMap::new() },
         );
-        {
-            let mut h = self.history.lock().expect("not poisoned");
-            match (&result, committing) {
-                (TxResult::Ok, true) => h.committed.push(record),
-                (TxResult::Timeout, true) => h.unknown.push(record),
-                _ => h.aborted.push(record),
-            }
-        }
+        let outcome = match (&result, committing) {
+            (TxResult::Ok, true) => Some(true),
+            (TxResult::Timeout, true) => None,
+            _ => Some(false),
+        };
+        self.history.lock().expect("not poisoned").ended(record, outcome);
         let step = std::mem::replace(&mut self.step, Step::Idle);
         let mut log = self.log.lock().expect("not poisoned");
         log.open.remove(&self.me);
@@ -606,6 +608,7 @@ impl Registers {
             self.tx.trigger(TxRequest::Write { handle: h, key, value: Some(value) });
             return;
         }
+        self.history.lock().expect("not poisoned").committing(record);
         self.tx.trigger(TxRequest::Commit { handle: h });
     }
 
@@ -613,12 +616,12 @@ impl Registers {
     fn ended(&mut self, result: &TxResult, committed: bool) {
         let Some((_, _, record)) = self.current.take() else { return };
         self.open.lock().expect("not poisoned").remove(&self.me);
-        let mut h = self.history.lock().expect("not poisoned");
-        match (result, committed) {
-            (TxResult::Ok, true) => h.committed.push(record),
-            (TxResult::Timeout, true) => h.unknown.push(record),
-            _ => h.aborted.push(record),
-        }
+        let outcome = match (result, committed) {
+            (TxResult::Ok, true) => Some(true),
+            (TxResult::Timeout, true) => None,
+            _ => Some(false),
+        };
+        self.history.lock().expect("not poisoned").ended(record, outcome);
     }
 
     fn on_tx(&mut self, ind: TxIndication) -> Handled {
