@@ -9,7 +9,7 @@
 //!   serializable, or the sum drifts), the audit committed, every transfer of a live client
 //!   ended, transfers did commit, and the recorded history (each value is the balance and
 //!   the name of the transaction that wrote it) is serializable
-//!   ([`check_serializable`](crate::checkers::transactions::check_serializable)).
+//!   ([`check_serializable`]).
 //! * `tx-bank-broken`: the same with participants that skip the version check
 //!   (`Flaw::SkipsVersionCheck`): concurrent transfers lose updates and the total drifts.
 //! * `tx-faults`: 4 nodes on 4 hosts over lossy links with random delays (2 % loss, 1 ms +
@@ -19,7 +19,7 @@
 //!   timeout: takeovers and false suspicions), a fifth node joins at 11 s and node 1 leaves
 //!   gracefully at 15 s, all during transactions. Checked: the committed transactions are
 //!   serializable (the dependency-graph check,
-//!   [`check_serializable`](crate::checkers::transactions::check_serializable): a cycle of
+//!   [`check_serializable`]: a cycle of
 //!   ww/wr/rw edges, an aborted read or a value nobody wrote fails, printed), every
 //!   transaction of a live client ended, and enough committed.
 //! * `tx-faults-broken`: the same with participants that skip the version check: lost
