@@ -13,7 +13,7 @@ use selfman_ports::{
 };
 use selfman_replication::{ItemId, Store};
 use selfman_sim::seeds;
-use selfman_tests::scenarios::transactions::bank_report;
+use selfman_tests::scenarios::transactions::{bank_report, faults_report};
 
 #[test]
 fn the_bank_keeps_its_total_through_contention_and_a_crash() {
@@ -33,6 +33,25 @@ fn lost_updates_are_caught_by_the_bank_check() {
         let (out, log) = bank_report("tx-bank-broken", seed).expect("registered");
         let v = out.violations.first().unwrap_or_else(|| panic!("seed {seed}: missed ({log:?})"));
         assert!(v.message.starts_with("the accounts total"), "seed {seed}: caught as {v:?}");
+    }
+}
+
+#[test]
+fn register_histories_stay_serializable_through_partitions_loss_joins_and_leaves() {
+    for seed in seeds(0..2) {
+        let (out, (committed, _, aborted)) = faults_report("tx-faults", seed).expect("registered");
+        out.assert_ok();
+        assert!(committed > 100, "seed {seed}: {committed} committed");
+        assert!(aborted > 0, "seed {seed}: no contention");
+    }
+}
+
+#[test]
+fn lost_updates_are_caught_as_dependency_cycles() {
+    for seed in seeds(0..3) {
+        let (out, _) = faults_report("tx-faults-broken", seed).expect("registered");
+        let v = out.violations.first().unwrap_or_else(|| panic!("seed {seed}: missed"));
+        assert!(v.message.contains("dependency cycle"), "seed {seed}: caught as {v:?}");
     }
 }
 

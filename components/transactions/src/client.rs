@@ -56,6 +56,8 @@ pub(crate) struct Session {
     lock: Option<(TxId, Vec<Vec<u8>>)>,
     /// The locks are held (the client was told).
     held: bool,
+    /// The client's last request (an idle session expires `session_idle` after it).
+    last_used: Time,
 }
 
 fn handle_of(r: &TxRequest) -> Option<TxHandle> {
@@ -108,7 +110,7 @@ impl TxMachine {
                 } else if self.sessions.len() >= self.config.max_txs {
                     TxResult::Rejected(Rejection::Overloaded)
                 } else {
-                    self.sessions.insert(handle, Session::default());
+                    self.sessions.insert(handle, Session { last_used: now, ..Session::default() });
                     TxResult::Ok
                 };
                 out.push(TxOutput::Indicate(TxIndication::Begun { handle, result }));
@@ -125,6 +127,7 @@ impl TxMachine {
                     let ind = answer_to(&other, TxResult::Rejected(Rejection::UnknownHandle), None);
                     return out.push(TxOutput::Indicate(ind));
                 };
+                s.last_used = now;
                 if too_large || s.queue.len() >= MAX_QUEUED {
                     let why = if too_large { Rejection::TooLarge } else { Rejection::Overloaded };
                     return out.push(TxOutput::Indicate(answer_to(
@@ -138,6 +141,21 @@ impl TxMachine {
             }
         }
         self.drain(now, out);
+    }
+
+    /// Drops the sessions idle for `session_idle`: not committing, not reading, holding no
+    /// locks, no request since (a client that began and vanished). Their handles are unknown
+    /// afterwards.
+    pub(crate) fn tick_sessions(&mut self, now: Time) {
+        let idle = self.config.session_idle;
+        self.sessions.retain(|handle, s| {
+            let keep =
+                s.committing || s.reading.is_some() || s.lock.is_some() || now < s.last_used + idle;
+            if !keep {
+                tracing::debug!(?handle, "transactions: an idle client transaction expired");
+            }
+            keep
+        });
     }
 
     /// Answers the session's queued requests until one must wait (a read, the commit).
@@ -301,7 +319,8 @@ impl TxMachine {
                 (k, read, None)
             })
             .collect();
-        let lease = lease_ms.saturating_add(self.config.lease_ms());
+        let lease =
+            lease_ms.min(self.config.max_client_lease_ms()).saturating_add(self.config.lease_ms());
         self.begin(tx, items, Client::Session(handle), Some(lease), now, out);
     }
 

@@ -36,6 +36,13 @@ pub struct TxConfig {
     pub set_retries: u32,
     /// The lease of a key subscription at a replica (default 30 s; renewed at a third).
     pub subscription_lease: Duration,
+    /// The longest lease an eager-locking client may ask for (default 60 s; longer ones are
+    /// clamped). A lock's lease in a message is at most this plus `lease`
+    /// ([`TxConfig::max_wire_lease_ms`]); longer ones are clamped on receipt.
+    pub max_client_lease: Duration,
+    /// A client transaction (session) that neither commits nor issues a request for this
+    /// long is dropped (default 60 s; its handle is unknown afterwards).
+    pub session_idle: Duration,
 }
 
 impl Default for TxConfig {
@@ -52,6 +59,8 @@ impl Default for TxConfig {
             max_txs: 65_536,
             set_retries: 8,
             subscription_lease: Duration::from_secs(30),
+            max_client_lease: Duration::from_secs(60),
+            session_idle: Duration::from_secs(60),
         }
     }
 }
@@ -65,5 +74,16 @@ impl TxConfig {
     /// The lease in milliseconds.
     pub fn lease_ms(&self) -> u64 {
         u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The longest client lease in milliseconds.
+    pub fn max_client_lease_ms(&self) -> u64 {
+        u64::try_from(self.max_client_lease.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The longest lock lease a message may carry, in milliseconds (an eager transaction's
+    /// locks last the client's lease plus `lease`).
+    pub fn max_wire_lease_ms(&self) -> u64 {
+        self.max_client_lease_ms().saturating_add(self.lease_ms())
     }
 }

@@ -37,11 +37,17 @@ pub enum Fault {
     LateCommit,
     /// A request refused because too many transactions are in flight.
     Overloaded,
+    /// A number out of range: a round at its maximum, a lease or replication factor other
+    /// than this node's, a version that cannot be incremented.
+    OutOfRange,
+    /// An invariant of this machine did not hold (a bug here, not bad input): the step is
+    /// skipped rather than done wrongly, and counted.
+    Internal,
 }
 
 impl Fault {
     /// Every kind, in declaration order.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 12] = [
         Fault::Oversized,
         Fault::UnknownTx,
         Fault::NotMember,
@@ -52,6 +58,8 @@ impl Fault {
         Fault::UnknownReply,
         Fault::LateCommit,
         Fault::Overloaded,
+        Fault::OutOfRange,
+        Fault::Internal,
     ];
 
     fn index(self) -> usize {
@@ -61,7 +69,7 @@ impl Fault {
 
 /// How many inputs of each [`Fault`] kind were dropped or refused.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultCounts([u64; 10]);
+pub struct FaultCounts([u64; Fault::ALL.len()]);
 
 impl FaultCounts {
     /// The count of one kind.

@@ -33,6 +33,7 @@ pub mod notify;
 pub mod participant;
 pub mod rtm;
 pub mod tm;
+pub(crate) mod tombstone;
 pub mod valueset;
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //!  P  ──Vote (round-0 accept, direct)──────────────────────────▶ TM + rTMs   delay 2
 //!  rTMs ──Accepted (round 0)───────────────────────────────────────────▶ TM  delay 3
 //!  TM ──Decided────────────────────────────────────────▶ P + rTMs (+client)  delay 4
-//!  P  ──Applied─────────────────────────────────────────────────────────▶ TM
-//!  TM ──Forget (every participant has the decision)────────────────────▶ rTMs
+//!  P  ──Applied (or Failed: its replica did not answer; TM re-sends)────▶ TM
+//!  TM ──Forget{decision} (every participant has the decision)──────────▶ rTMs
 //!
 //! recovery (a TM that misses votes) and takeover (an rTM whose TM is silent), round r > 0:
 //!  leader ──Collect{r}──────────▶ acceptors ──Promise{r, accepted}──▶ leader   (Paxos 1a/1b)
@@ -276,10 +276,23 @@ pub enum TxMessage {
         /// The instance.
         slot: Slot,
     },
-    /// TM → acceptors: every participant has the decision; drop the transaction.
+    /// TM → acceptors: every participant has the decision; drop the transaction. It carries
+    /// the decision: an acceptor that missed the `Decided` adopts it, and every acceptor keeps
+    /// it in its tombstone to answer late messages.
     Forget {
         /// The transaction.
         tx: TxId,
+        /// The decision (`true`: commit).
+        commit: bool,
+    },
+    /// Participant → the sender of the decision and the TM: the decision could not be
+    /// applied at its replica (the replica did not answer, repeatedly). Not `Applied`: the
+    /// deliverer keeps sending the decision until its deadline.
+    Failed {
+        /// The transaction.
+        tx: TxId,
+        /// The instance.
+        slot: Slot,
     },
     /// Subscriber → the replicas of `key` (routed): send me its events until `lease_ms`
     /// passed (subscribers renew).
@@ -313,7 +326,8 @@ impl TxMessage {
             | TxMessage::Decided { tx, .. }
             | TxMessage::Applied { tx, .. }
             | TxMessage::AskDecision { tx, .. }
-            | TxMessage::Forget { tx } => Some(*tx),
+            | TxMessage::Failed { tx, .. }
+            | TxMessage::Forget { tx, .. } => Some(*tx),
             TxMessage::InitRtm { info } => Some(info.tx),
             TxMessage::Subscribe { .. } | TxMessage::Unsubscribe { .. } | TxMessage::Notify(_) => {
                 None
@@ -358,6 +372,7 @@ impl TxMessage {
             TxMessage::Applied { .. } => "applied",
             TxMessage::AskDecision { .. } => "ask-decision",
             TxMessage::Forget { .. } => "forget",
+            TxMessage::Failed { .. } => "failed",
             TxMessage::Subscribe { .. } => "subscribe",
             TxMessage::Unsubscribe { .. } => "unsubscribe",
             TxMessage::Notify(_) => "notify",

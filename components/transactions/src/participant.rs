@@ -11,7 +11,11 @@
 //! * a replica that abstains (rebuilt recently) or holds too many votes gives no round-0
 //!   value: the participant says `NoVote` and the instance is decided by a higher round;
 //! * a participant never waits forever: without a decision it asks the acceptors, and it
-//!   forgets the transaction once the lock's lease has surely ended (twice the lease).
+//!   forgets the transaction once the lock's lease has surely ended (twice the lease);
+//! * it says `Applied` only once its replica really applied the decision (then the node
+//!   remembers the finished `(tx, slot)` in a tombstone, to say it again to a re-sent
+//!   decision and to ignore a replayed prepare); a replica that does not answer makes it say
+//!   `Failed`, and the decision's deliverer keeps sending it.
 
 use selfman_core::{NodeAddr, Time};
 use selfman_ports::{LockMode, Refusal, Version, Vote};
@@ -43,6 +47,12 @@ pub(crate) enum Stage {
         /// Who told it.
         to: NodeAddr,
     },
+    /// Its replica did not answer the apply, [`REPLICA_TRIES`]` · 2` times: it said `Failed`
+    /// and applies again when the decision comes again (or it asks for it).
+    ApplyFailed {
+        /// The decision.
+        commit: bool,
+    },
 }
 
 /// One participant: one replica of one item of one transaction.
@@ -69,10 +79,11 @@ pub struct Participant {
 pub(crate) const REPLICA_TRIES: u32 = 3;
 
 impl Participant {
-    /// What to install on commit: `(version, value)` if this item is written.
+    /// What to install on commit: `(version, value)` if this item is written (and its
+    /// version can be incremented: a prepare reading `u64::MAX` is refused before).
     pub(crate) fn commit_write(&self) -> Option<(Version, Option<Vec<u8>>)> {
         match (&self.write, self.mode) {
-            (Some(v), LockMode::Write) => Some((Version(self.read.0 + 1), v.clone())),
+            (Some(v), LockMode::Write) => Some((Version(self.read.0.checked_add(1)?), v.clone())),
             _ => None,
         }
     }

@@ -10,9 +10,11 @@
 //!   of `r` finds any value that may have been chosen below `r`;
 //! * a known decision never changes.
 //!
-//! An rTM of rank `r > 0` leads a higher round when the TM is suspected, or after
-//! `r · takeover_after` without a decision (ranks staggered so that one leader is usually
-//! alone; two at once are safe, Paxos orders them by round).
+//! An rTM of rank `r > 0` leads a higher round `(r − 1) · retransmit` after the TM is
+//! suspected, or after `r · takeover_after` without a decision (ranks staggered so that one
+//! leader is usually alone; two at once are safe, Paxos orders them by round). A leader
+//! refused by a higher round steps back for a rank-staggered, randomised, doubling backoff
+//! ([`takeover_backoff`]), so duelling leaders stop duelling.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,29 @@ use crate::messages::{Round, Slot, TxInfo, Value, Writes};
 
 /// Round-0 votes kept per transaction before the acceptor knows it (its `InitRtm` is late).
 pub(crate) const EARLY_VOTES_CAP: usize = 1024;
+
+/// The highest round number a transaction may reach. Each lead raises it by one and leads are
+/// at least a retransmit apart, so an honest transaction stays far below it within its few
+/// leases; a message naming a higher round is dropped (counted `OutOfRange`), so that one
+/// forged round cannot exhaust the numbers (`u32::MAX`) and block every later leader.
+pub const MAX_ROUND: u32 = 1 << 20;
+
+/// Doublings of the takeover backoff window at most (`2⁵` retransmits).
+pub const BACKOFF_DOUBLINGS: u32 = 5;
+
+/// How long an acceptor of rank `rank` waits before leading again after its round was refused
+/// for the `attempts`-th time: `rank · retransmit` (ranks staggered), plus a random part of a
+/// window of `2^min(attempts, BACKOFF_DOUBLINGS)` retransmits (`random` picks where in it).
+pub fn takeover_backoff(
+    retransmit: std::time::Duration,
+    rank: u32,
+    attempts: u32,
+    random: u64,
+) -> std::time::Duration {
+    let window = retransmit * (1u32 << attempts.min(BACKOFF_DOUBLINGS));
+    let jitter = window * (random % 1024) as u32 / 1024;
+    retransmit * rank + jitter
+}
 
 /// What became of a round-0 vote at an acceptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,8 +83,12 @@ pub struct Acceptor {
     pub(crate) early: Vec<(Slot, Value)>,
     /// When this acceptor first heard of the transaction.
     pub(crate) since: Time,
-    /// When this acceptor may lead a round next (rTMs only).
+    /// When this acceptor may lead a round next (rTMs; the TM after a `Nack`).
     pub(crate) next_takeover: Option<Time>,
+    /// Rounds of this node refused (`Nack`) so far: the backoff window doubles with each.
+    pub(crate) attempts: u32,
+    /// The failure detector's suspicion of the TM was acted on (staggered by rank, once).
+    pub(crate) tm_suspected: bool,
 }
 
 impl Acceptor {
@@ -74,6 +103,8 @@ impl Acceptor {
             early: Vec::new(),
             since: now,
             next_takeover: None,
+            attempts: 0,
+            tm_suspected: false,
         }
     }
 

@@ -34,7 +34,7 @@ pub fn outcome(info: &TxInfo, chosen: &BTreeMap<Slot, Value>, item_quorum: usize
                 None => {}
             }
         }
-        if aborted > f - item_quorum {
+        if aborted > f.saturating_sub(item_quorum) {
             return Some(false);
         }
         all_prepared &= prepared >= item_quorum;
@@ -70,7 +70,7 @@ pub fn failed_items(info: &TxInfo, chosen: &BTreeMap<Slot, Value>, item_quorum: 
     let items = 0..info.items.len() as u32;
     let failed: Vec<u32> = items
         .clone()
-        .filter(|&i| count(i, Value::Aborted) > info.f as usize - item_quorum)
+        .filter(|&i| count(i, Value::Aborted) > (info.f as usize).saturating_sub(item_quorum))
         .collect();
     if !failed.is_empty() {
         return failed;
@@ -109,6 +109,11 @@ impl Learner {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Whether `acceptor` sent any round-0 acceptance (so it knows the transaction).
+    pub(crate) fn heard_from(&self, acceptor: NodeAddr) -> bool {
+        self.votes.values().any(|by| by.contains_key(&acceptor))
     }
 
     /// Whether every instance is chosen or has no round-0 vote.
@@ -181,11 +186,11 @@ impl Leader {
         decided: Option<bool>,
         writes: Option<Writes>,
     ) -> Result<LeaderStep, ()> {
-        if let Some(d) = decided {
-            return Ok(LeaderStep::Decided(d));
-        }
         if self.writes.is_none() {
             self.writes = writes;
+        }
+        if let Some(d) = decided {
+            return Ok(LeaderStep::Decided(d));
         }
         if self.phase != Phase::Collecting {
             return Err(());

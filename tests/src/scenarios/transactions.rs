@@ -7,9 +7,23 @@
 //!   and participants with it); transfers stop at 20 s and an audit transaction reads every
 //!   account. Checked: the total is 0 (Scalaris' bank test: a transfer is atomic and
 //!   serializable, or the sum drifts), the audit committed, every transfer of a live client
-//!   ended, and transfers did commit.
+//!   ended, transfers did commit, and the recorded history (each value is the balance and
+//!   the name of the transaction that wrote it) is serializable
+//!   ([`check_serializable`]).
 //! * `tx-bank-broken`: the same with participants that skip the version check
 //!   (`Flaw::SkipsVersionCheck`): concurrent transfers lose updates and the total drifts.
+//! * `tx-faults`: 4 nodes on 4 hosts over lossy links with random delays (2 % loss, 1 ms +
+//!   an exponential extra of mean 4 ms) until the clients stop; every node's client runs
+//!   register transactions (read two of 10 keys, write one or both with a value unique in
+//!   the run, commit); node 2 is cut off from 7 s to 9.5 s (longer than the detector's
+//!   timeout: takeovers and false suspicions), a fifth node joins at 11 s and node 1 leaves
+//!   gracefully at 15 s, all during transactions. Checked: the committed transactions are
+//!   serializable (the dependency-graph check,
+//!   [`check_serializable`]: a cycle of
+//!   ww/wr/rw edges, an aborted read or a value nobody wrote fails, printed), every
+//!   transaction of a live client ended, and enough committed.
+//! * `tx-faults-broken`: the same with participants that skip the version check: lost
+//!   updates make dependency cycles, the serializability check must fail.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -30,7 +44,7 @@ use selfman_sim::{Scenario, SimHost};
 use selfman_transactions::{Flaw as TxFlaw, TxConfig, TxLayer, TxMessage, TxPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::checkers::transactions::{check_bank, BankLog};
+use crate::checkers::transactions::{check_bank, check_serializable, BankLog, TxHistory, TxRecord};
 
 /// Replicas per item.
 pub const F: u32 = 4;
@@ -92,6 +106,22 @@ pub struct TxBoard {
     pub layers: Arc<Mutex<BTreeMap<usize, Component<TxLayer<Payload>>>>>,
     /// Each node, by index.
     pub nodes: Arc<Mutex<BTreeMap<usize, NodeAddr>>>,
+    /// The register clients' transactions, by outcome (`tx-faults`).
+    pub history: Arc<Mutex<TxHistory>>,
+    /// Register transactions open, by node, since when (`tx-faults`).
+    pub open: Arc<Mutex<BTreeMap<NodeAddr, Time>>>,
+    /// Each node's replication, by index (for a graceful leave).
+    pub repls:
+        Arc<Mutex<BTreeMap<usize, Component<selfman_replication::SymmetricReplication<Payload>>>>>,
+}
+
+/// Which client a node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Bank transfers and the audit (`tx-bank`).
+    Bank,
+    /// Register transactions recorded for the serializability check (`tx-faults`).
+    Registers,
 }
 
 fn account(i: u64) -> Vec<u8> {
@@ -110,9 +140,24 @@ pub fn build_tx_node(
     board: &TxBoard,
     flaw: Option<TxFlaw>,
 ) -> selfman_core::Result<()> {
+    build_node(h, board, flaw, Workload::Bank)
+}
+
+/// As [`build_tx_node`], with the client `workload`. Node `i` runs on host `i`; nodes from
+/// index `F` on take an inner position of their sector (the anchors are taken).
+///
+/// # Errors
+///
+/// Whatever creating and connecting the components returns.
+pub fn build_node(
+    h: &SimHost,
+    board: &TxBoard,
+    flaw: Option<TxFlaw>,
+    workload: Workload,
+) -> selfman_core::Result<()> {
     let i = h.index();
     let host = HostId(i as u32);
-    let id = Placement::new(F).join_position(host, 0, i as u64);
+    let id = Placement::new(F).join_position(host, (i / F as usize) as u32, i as u64);
     let fd = selfman_failure_detector::build(h, FdConfig::default())?;
     let fd_port = fd.provided::<FailureDetector>()?;
     let ring_config = RingConfig { id: Some(id), ..RingConfig::default() };
@@ -129,10 +174,22 @@ pub fn build_tx_node(
         }
     };
     let me = h.local();
-    let log = board.log.clone();
-    let client = h.create(move || Bank::new(me, i, log.clone()))?;
-    h.system().connect(&tx.provided::<Transactions>()?, &client.required::<Transactions>()?)?;
-    h.system().connect(&h.timer()?, &client.required::<Timer>()?)?;
+    let tx_port = tx.provided::<Transactions>()?;
+    match workload {
+        Workload::Bank => {
+            let (log, history) = (board.log.clone(), board.history.clone());
+            let client = h.create(move || Bank::new(me, i, log.clone(), history.clone()))?;
+            h.system().connect(&tx_port, &client.required::<Transactions>()?)?;
+            h.system().connect(&h.timer()?, &client.required::<Timer>()?)?;
+        }
+        Workload::Registers => {
+            let (history, open) = (board.history.clone(), board.open.clone());
+            let client = h.create(move || Registers::new(me, i, history.clone(), open.clone()))?;
+            h.system().connect(&tx_port, &client.required::<Transactions>()?)?;
+            h.system().connect(&h.timer()?, &client.required::<Timer>()?)?;
+        }
+    }
+    board.repls.lock().expect("not poisoned").insert(i, repl);
     board.layers.lock().expect("not poisoned").insert(i, tx);
     board.nodes.lock().expect("not poisoned").insert(i, me);
     let req = if i == 0 {
@@ -149,7 +206,8 @@ pub fn build_tx_node(
 #[derive(Clone, Debug)]
 enum Step {
     Idle,
-    /// A transfer of `amount` from `from` to `to`, try `tries`, at stage `stage`.
+    /// A transfer of `amount` from `from` to `to`, try `tries`, at stage `stage` (read both,
+    /// write both, commit), with the balances read so far.
     Transfer {
         from: u64,
         to: u64,
@@ -157,6 +215,7 @@ enum Step {
         tries: u32,
         stage: u8,
         since: Time,
+        balances: Vec<i64>,
     },
     /// The audit, with the values read so far.
     Audit {
@@ -165,8 +224,16 @@ enum Step {
     },
 }
 
+/// An account's value: its balance, then the name of the transaction that wrote it (unique
+/// in the run, for the serializability check).
+fn balance_of(v: &[u8]) -> Option<i64> {
+    let s = String::from_utf8_lossy(v);
+    s.split(';').next().and_then(|b| b.parse().ok())
+}
+
 /// A bank client: transfers between random accounts, retrying on abort; node 0's client
-/// also runs the audit.
+/// also runs the audit. Every try is recorded (what it read, what it wrote) in the run's
+/// [`TxHistory`] by outcome.
 struct Bank {
     ctx: Context,
     me: NodeAddr,
@@ -176,6 +243,9 @@ struct Bank {
     step: Step,
     handle: u64,
     log: Arc<Mutex<BankLog>>,
+    history: Arc<Mutex<TxHistory>>,
+    /// The open try's record.
+    record: TxRecord,
     audited: bool,
 }
 
@@ -183,7 +253,12 @@ struct Bank {
 const TRIES: u32 = 30;
 
 impl Bank {
-    fn new(me: NodeAddr, index: usize, log: Arc<Mutex<BankLog>>) -> Bank {
+    fn new(
+        me: NodeAddr,
+        index: usize,
+        log: Arc<Mutex<BankLog>>,
+        history: Arc<Mutex<TxHistory>>,
+    ) -> Bank {
         Bank {
             ctx: Context::new(),
             me,
@@ -193,6 +268,12 @@ impl Bank {
             step: Step::Idle,
             handle: 0,
             log,
+            history,
+            record: TxRecord {
+                name: String::new(),
+                reads: BTreeMap::new(),
+                writes: BTreeMap::new(),
+            },
             audited: false,
         }
     }
@@ -201,6 +282,11 @@ impl Bank {
         let now = self.ctx.now();
         self.log.lock().expect("not poisoned").open.insert(self.me, now);
         self.handle += 1;
+        self.record = TxRecord {
+            name: format!("b{}-{}", self.index, self.handle),
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        };
         self.tx.trigger(TxRequest::Begin { handle: TxHandle(self.handle) });
     }
 
@@ -217,7 +303,15 @@ impl Bank {
             let from = self.ctx.rng().next_u64() % ACCOUNTS;
             let to = (from + 1 + self.ctx.rng().next_u64() % (ACCOUNTS - 1)) % ACCOUNTS;
             let amount = 1 + (self.ctx.rng().next_u64() % 10) as i64;
-            self.step = Step::Transfer { from, to, amount, tries: 1, stage: 0, since: now };
+            self.step = Step::Transfer {
+                from,
+                to,
+                amount,
+                tries: 1,
+                stage: 0,
+                since: now,
+                balances: Vec::new(),
+            };
             self.begin();
         }
         Ok(())
@@ -225,14 +319,30 @@ impl Bank {
 
     fn next(&mut self) {
         let h = TxHandle(self.handle);
+        let name = self.record.name.clone();
         match &mut self.step {
-            Step::Transfer { from, to, amount, stage, .. } => {
+            Step::Transfer { from, to, amount, stage, balances, .. } => {
                 *stage += 1;
-                let req = match *stage {
-                    1 => TxRequest::AddToNumber { handle: h, key: account(*from), delta: -*amount },
-                    2 => TxRequest::AddToNumber { handle: h, key: account(*to), delta: *amount },
+                let value = |b: i64| Some(format!("{b};{name}").into_bytes());
+                let req = match (*stage, balances.as_slice()) {
+                    (1, _) => TxRequest::Read { handle: h, key: account(*from) },
+                    (2, _) => TxRequest::Read { handle: h, key: account(*to) },
+                    (3, [f, _]) => TxRequest::Write {
+                        handle: h,
+                        key: account(*from),
+                        value: value(f - *amount),
+                    },
+                    (4, [_, t]) => {
+                        TxRequest::Write { handle: h, key: account(*to), value: value(t + *amount) }
+                    }
                     _ => TxRequest::Commit { handle: h },
                 };
+                if let TxRequest::Commit { .. } = req {
+                    self.history.lock().expect("not poisoned").committing(&self.record);
+                }
+                if let TxRequest::Write { key, value: Some(v), .. } = &req {
+                    self.record.writes.insert(key.clone(), v.clone());
+                }
                 self.tx.trigger(req);
             }
             Step::Audit { read, .. } => {
@@ -240,6 +350,7 @@ impl Bank {
                 let req = if n < ACCOUNTS {
                     TxRequest::Read { handle: h, key: account(n) }
                 } else {
+                    self.history.lock().expect("not poisoned").committing(&self.record);
                     TxRequest::Commit { handle: h }
                 };
                 self.tx.trigger(req);
@@ -251,23 +362,41 @@ impl Bank {
     /// The transaction went wrong before its commit: give it up, retry the transfer.
     fn failed(&mut self, result: TxResult) {
         self.tx.trigger(TxRequest::Abort { handle: TxHandle(self.handle) });
-        self.ended(result);
+        self.ended(result, false);
     }
 
-    fn ended(&mut self, result: TxResult) {
+    /// The try ended with `result` (`committing`: the answer of its commit).
+    fn ended(&mut self, result: TxResult, committing: bool) {
         let now = self.ctx.now();
+        let record = std::mem::replace(
+            &mut self.record,
+            TxRecord { name: String::new(), reads: BTreeMap::new(), writes: BTreeMap::new() },
+        );
+        let outcome = match (&result, committing) {
+            (TxResult::Ok, true) => Some(true),
+            (TxResult::Timeout, true) => None,
+            _ => Some(false),
+        };
+        self.history.lock().expect("not poisoned").ended(record, outcome);
         let step = std::mem::replace(&mut self.step, Step::Idle);
         let mut log = self.log.lock().expect("not poisoned");
         log.open.remove(&self.me);
         match step {
             Step::Transfer { from, to, amount, tries, since, .. } => match result {
                 TxResult::Ok => log.committed(self.me, now.duration_since(since)),
-                TxResult::Timeout => log.timeouts += 1,
+                TxResult::Timeout if committing => log.timeouts += 1,
                 _ if tries < TRIES && now < at(STOP) => {
                     log.aborts += 1;
                     drop(log);
-                    self.step =
-                        Step::Transfer { from, to, amount, tries: tries + 1, stage: 0, since };
+                    self.step = Step::Transfer {
+                        from,
+                        to,
+                        amount,
+                        tries: tries + 1,
+                        stage: 0,
+                        since,
+                        balances: Vec::new(),
+                    };
                     self.begin();
                 }
                 _ => log.given_up += 1,
@@ -289,7 +418,7 @@ impl Bank {
         match ind {
             TxIndication::Begun { handle, result } if handle.0 == self.handle => match result {
                 TxResult::Ok => self.next(),
-                r => self.ended(r),
+                r => self.ended(r, false),
             },
             TxIndication::OpDone { handle, result, .. } if handle.0 == self.handle => {
                 match result {
@@ -297,22 +426,28 @@ impl Bank {
                     r => self.failed(r),
                 }
             }
-            TxIndication::ReadDone { handle, result, value, .. } if handle.0 == self.handle => {
-                let n = match (result, value) {
-                    (TxResult::Ok, Some(v)) => String::from_utf8_lossy(&v).parse::<i64>().ok(),
+            TxIndication::ReadDone { handle, key, result, value } if handle.0 == self.handle => {
+                let n = match (result, &value) {
+                    (TxResult::Ok, Some(v)) => balance_of(v),
                     (TxResult::NotFound, _) => Some(0),
                     _ => None,
                 };
                 match (n, &mut self.step) {
                     (Some(n), Step::Audit { read, .. }) => {
+                        self.record.reads.insert(key, value);
                         read.push(n);
+                        self.next();
+                    }
+                    (Some(n), Step::Transfer { balances, .. }) => {
+                        self.record.reads.insert(key, value);
+                        balances.push(n);
                         self.next();
                     }
                     _ => self.failed(TxResult::Timeout),
                 }
             }
             TxIndication::Committed { handle, result, .. } if handle.0 == self.handle => {
-                self.ended(result)
+                self.ended(result, true)
             }
             _ => {}
         }
@@ -370,7 +505,8 @@ fn bank_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
     s.check_at_end("bank", move |sim| {
         let log = b.log.lock().expect("not poisoned");
         let alive: Vec<NodeAddr> = sim.alive_nodes();
-        check_bank(&log, &alive)
+        check_bank(&log, &alive)?;
+        check_serializable(&b.history.lock().expect("not poisoned")).map(|_| ())
     })
 }
 
@@ -382,4 +518,252 @@ pub fn tx_bank() -> Scenario {
 /// `tx-bank-broken`: participants skip the version check.
 pub fn tx_bank_broken() -> Scenario {
     bank("tx-bank-broken", Some(TxFlaw::SkipsVersionCheck))
+}
+
+/// Keys of the register workload.
+pub const REGISTERS: u64 = 10;
+
+/// When the register clients run, and the end of `tx-faults`.
+const REG_START: f64 = 4.0;
+const REG_STOP: f64 = 20.0;
+const REG_END: f64 = 32.0;
+
+fn register(i: u64) -> Vec<u8> {
+    format!("reg-{i}").into_bytes()
+}
+
+/// A register client's open transaction: keys to read, keys to write, what it read and
+/// wrote so far.
+type Open = (Vec<Vec<u8>>, Vec<Vec<u8>>, TxRecord);
+
+/// A register client: one transaction at a time; each reads two random keys, writes one or
+/// both with a value unique in the run (`n<node>-<seq>`), commits, and records what it saw
+/// and wrote by outcome in the run's [`TxHistory`].
+struct Registers {
+    ctx: Context,
+    me: NodeAddr,
+    index: usize,
+    tx: Required<Transactions>,
+    timer: Required<Timer>,
+    handle: u64,
+    /// The open transaction: keys to read, keys to write, what it read so far.
+    current: Option<Open>,
+    history: Arc<Mutex<TxHistory>>,
+    open: Arc<Mutex<BTreeMap<NodeAddr, Time>>>,
+}
+
+impl Registers {
+    fn new(
+        me: NodeAddr,
+        index: usize,
+        history: Arc<Mutex<TxHistory>>,
+        open: Arc<Mutex<BTreeMap<NodeAddr, Time>>>,
+    ) -> Registers {
+        Registers {
+            ctx: Context::new(),
+            me,
+            index,
+            tx: Required::new(),
+            timer: Required::new(),
+            handle: 0,
+            current: None,
+            history,
+            open,
+        }
+    }
+
+    fn on_tick(&mut self, _: Timeout) -> Handled {
+        let now = self.ctx.now();
+        if self.current.is_some() || now < at(REG_START) || now >= at(REG_STOP) {
+            return Ok(());
+        }
+        let a = self.ctx.rng().next_u64() % REGISTERS;
+        let b = (a + 1 + self.ctx.rng().next_u64() % (REGISTERS - 1)) % REGISTERS;
+        let both = self.ctx.rng().next_u64() % 2 == 0;
+        let reads = vec![register(a), register(b)];
+        let writes = if both { reads.clone() } else { vec![register(a)] };
+        self.handle += 1;
+        let record = TxRecord {
+            name: format!("n{}-{}", self.index, self.handle),
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        };
+        self.current = Some((reads, writes, record));
+        self.open.lock().expect("not poisoned").insert(self.me, now);
+        self.tx.trigger(TxRequest::Begin { handle: TxHandle(self.handle) });
+        Ok(())
+    }
+
+    /// The next request of the open transaction: reads, then writes, then the commit.
+    fn next(&mut self) {
+        let h = TxHandle(self.handle);
+        let Some((reads, writes, record)) = self.current.as_mut() else { return };
+        if let Some(key) = reads.iter().find(|k| !record.reads.contains_key(*k)) {
+            self.tx.trigger(TxRequest::Read { handle: h, key: key.clone() });
+            return;
+        }
+        if let Some(key) = writes.iter().find(|k| !record.writes.contains_key(*k)).cloned() {
+            let value = format!("{}-{}", record.name, String::from_utf8_lossy(&key)).into_bytes();
+            record.writes.insert(key.clone(), value.clone());
+            self.tx.trigger(TxRequest::Write { handle: h, key, value: Some(value) });
+            return;
+        }
+        self.history.lock().expect("not poisoned").committing(record);
+        self.tx.trigger(TxRequest::Commit { handle: h });
+    }
+
+    /// The transaction ended with `result` (`committed`: it reached its commit).
+    fn ended(&mut self, result: &TxResult, committed: bool) {
+        let Some((_, _, record)) = self.current.take() else { return };
+        self.open.lock().expect("not poisoned").remove(&self.me);
+        let outcome = match (result, committed) {
+            (TxResult::Ok, true) => Some(true),
+            (TxResult::Timeout, true) => None,
+            _ => Some(false),
+        };
+        self.history.lock().expect("not poisoned").ended(record, outcome);
+    }
+
+    fn on_tx(&mut self, ind: TxIndication) -> Handled {
+        match ind {
+            TxIndication::Begun { handle, result } if handle.0 == self.handle => match result {
+                TxResult::Ok => self.next(),
+                r => self.ended(&r, false),
+            },
+            TxIndication::ReadDone { handle, key, result, value } if handle.0 == self.handle => {
+                match result {
+                    TxResult::Ok | TxResult::NotFound => {
+                        if let Some((_, _, record)) = self.current.as_mut() {
+                            record.reads.insert(key, value);
+                        }
+                        self.next();
+                    }
+                    r => {
+                        self.tx.trigger(TxRequest::Abort { handle });
+                        self.ended(&r, false);
+                    }
+                }
+            }
+            TxIndication::OpDone { handle, result, .. } if handle.0 == self.handle => {
+                match result {
+                    TxResult::Ok => self.next(),
+                    r => {
+                        self.tx.trigger(TxRequest::Abort { handle });
+                        self.ended(&r, false);
+                    }
+                }
+            }
+            TxIndication::Committed { handle, result, .. } if handle.0 == self.handle => {
+                self.ended(&result, true)
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Registers {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.context(|c| &mut c.ctx);
+        s.require(|c| &mut c.tx, Self::on_tx);
+        s.require(|c| &mut c.timer, Self::on_tick);
+    }
+
+    fn on_start(&mut self) -> Handled {
+        let p = Duration::from_millis(20);
+        self.timer.schedule_periodic(TimerId(1), p, p);
+        Ok(())
+    }
+}
+
+/// Link delays and loss of `tx-faults` until the clients stop.
+const FAULT_LATENCY: selfman_sim::Latency = selfman_sim::Latency::Exponential {
+    base: Duration::from_millis(1),
+    mean_extra: Duration::from_millis(4),
+};
+const FAULT_LOSS: f64 = 0.02;
+
+/// The figures of a `tx-faults` run, for tests: committed, unknown and aborted transactions.
+pub fn faults_report(
+    name: &str,
+    seed: u64,
+) -> Option<(selfman_sim::Outcome, (usize, usize, usize))> {
+    let flaw = match name {
+        "tx-faults" => None,
+        "tx-faults-broken" => Some(TxFlaw::SkipsVersionCheck),
+        _ => return None,
+    };
+    let board = TxBoard::default();
+    let out = faults_with(name, flaw, board.clone()).run_quiet(seed);
+    let h = board.history.lock().expect("not poisoned");
+    Some((out, (h.committed.len(), h.unknown.len(), h.aborted.len())))
+}
+
+fn faults_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
+    let config = selfman_sim::SimConfig {
+        network: selfman_sim::SimNetConfig {
+            default_link: selfman_sim::LinkModel { latency: FAULT_LATENCY, loss: FAULT_LOSS },
+            ..selfman_sim::SimNetConfig::default()
+        },
+        ..selfman_sim::SimConfig::default()
+    };
+    let mut s = Scenario::new(name).config(config).until(at(REG_END));
+    for (n, t) in [0.0, 0.3, 0.6, 0.9, 11.0].into_iter().enumerate() {
+        let b = board.clone();
+        s = s.start_nodes(at(t), 1, move |h| {
+            debug_assert_eq!(h.index(), n);
+            build_node(h, &b, flaw, Workload::Registers)
+        });
+    }
+    let b = board.clone();
+    s = s.partition(at(7.0), move |nodes| {
+        let cut = b.nodes.lock().expect("not poisoned").get(&2).copied();
+        let (a, rest): (Vec<NodeAddr>, Vec<NodeAddr>) =
+            nodes.iter().partition(|n| cut.is_some_and(|c| c.addr == n.addr));
+        vec![a, rest]
+    });
+    s = s.heal(at(9.5));
+    let b = board.clone();
+    s = s.at(at(15.0), "node 1 leaves", move |_| {
+        let repl = b.repls.lock().expect("not poisoned").get(&1).cloned().ok_or("no node 1")?;
+        let port = repl.provided::<Replication>().map_err(|e| e.to_string())?;
+        port.request(selfman_ports::ReplicationRequest::Leave).map_err(|e| e.to_string())
+    });
+    s = s.at(at(REG_STOP), "quiet: links lose nothing", |run| {
+        run.sim.set_default_link(selfman_sim::LinkModel { latency: FAULT_LATENCY, loss: 0.0 });
+        Ok(())
+    });
+    let b = board.clone();
+    s.check_at_end("serializable", move |sim| {
+        let h = b.history.lock().expect("not poisoned");
+        let edges = check_serializable(&h)?;
+        let summary = format!(
+            "{} committed, {} unknown, {} aborted, {edges} dependencies",
+            h.committed.len(),
+            h.unknown.len(),
+            h.aborted.len()
+        );
+        if std::env::var_os("SELFMAN_TX_REPORT").is_some() {
+            eprintln!("tx-faults: {summary}");
+        }
+        if h.committed.len() < 50 {
+            return Err(format!("too few transactions committed ({summary})"));
+        }
+        let alive = sim.alive_nodes();
+        let open = b.open.lock().expect("not poisoned");
+        if let Some((n, since)) = open.iter().find(|(n, _)| alive.contains(n)) {
+            return Err(format!("{n} has a transaction open since {since:?} ({summary})"));
+        }
+        Ok(())
+    })
+}
+
+/// `tx-faults` (see the module documentation).
+pub fn tx_faults() -> Scenario {
+    faults_with("tx-faults", None, TxBoard::default())
+}
+
+/// `tx-faults-broken`: participants skip the version check.
+pub fn tx_faults_broken() -> Scenario {
+    faults_with("tx-faults-broken", Some(TxFlaw::SkipsVersionCheck), TxBoard::default())
 }

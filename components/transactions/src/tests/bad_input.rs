@@ -63,9 +63,10 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     );
     inject(&mut w, b, stranger, TxMessage::Applied { tx: ghost, slot: s0 });
     inject(&mut w, b, stranger, TxMessage::AskDecision { tx: ghost, slot: s0 });
-    inject(&mut w, b, stranger, TxMessage::Forget { tx: ghost });
+    inject(&mut w, b, stranger, TxMessage::Forget { tx: ghost, commit: true });
     inject(&mut w, b, stranger, TxMessage::NoVote { tx: ghost, slot: s0 });
-    assert_eq!(count(&w, Fault::UnknownTx), 8);
+    inject(&mut w, b, stranger, TxMessage::Failed { tx: ghost, slot: s0 });
+    assert_eq!(count(&w, Fault::UnknownTx), 9);
     // A vote may overtake its InitRtm: kept, bounded, and counted when it never comes.
     inject(
         &mut w,
@@ -160,7 +161,7 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     );
     inject(&mut w, rtm, stranger, TxMessage::Decided { tx, slot: s0, commit: false, write: None });
     inject(&mut w, p, stranger, TxMessage::Decided { tx, slot: slot1, commit: false, write: None });
-    inject(&mut w, rtm, stranger, TxMessage::Forget { tx });
+    inject(&mut w, rtm, stranger, TxMessage::Forget { tx, commit: false });
     inject(
         &mut w,
         rtm,
@@ -209,12 +210,23 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     w.tick_for(Duration::from_millis(300));
     assert_eq!(w.commits(tm)[&h].1, TxResult::Ok);
     let live: Vec<NodeAddr> = w.nodes.keys().copied().collect();
-    let tx_kept = live.iter().find(|a| w.m(**a).decision(tx).is_some()).copied();
+    let tx_kept = live
+        .iter()
+        .find(|a| w.m(**a).txs.get(&tx).is_some_and(|s| s.acc.decided.is_some()))
+        .copied();
     if let Some(a) = tx_kept {
         let member = if a == tm { rtm } else { tm };
         inject(&mut w, a, member, TxMessage::Decided { tx, slot: s0, commit: false, write: None });
         assert_eq!(w.m(a).decision(tx), Some(true), "a decision never flips");
         assert_eq!(count(&w, Fault::ConflictingDecision), 1);
+    }
+    // Nor at a node that forgot it: its tombstone keeps the decision.
+    for a in &live {
+        if w.m(*a).decision(tx).is_some() && !w.m(*a).txs.contains_key(&tx) {
+            inject(&mut w, *a, tm, TxMessage::Forget { tx, commit: false });
+            inject(&mut w, *a, tm, TxMessage::Decided { tx, slot: s0, commit: false, write: None });
+            assert_eq!(w.m(*a).decision(tx), Some(true), "a tombstone never flips");
+        }
     }
     for r in 0..4 {
         let (v, _, votes) = w.record(b"x", r);

@@ -187,8 +187,14 @@ fn a_takeover_that_overtakes_the_clients_commit_aborts_everywhere() {
     // The rTMs start their rounds before the client's commit reaches them: they promised a
     // higher round, refuse it, and find no value for the client's instance.
     w.request(a, TxRequest::Commit { handle: TxHandle(1) });
+    let held: Vec<_> = w.queue.drain(..).collect();
+    assert!(held.iter().all(|(_, _, m, _)| m.kind() == "vote"), "the client's commit votes");
     w.crash(a);
-    w.tick_for(Duration::from_millis(500));
+    w.tick_for(Duration::from_millis(100));
+    // The commit votes arrive after the rounds.
+    w.queue.extend(held);
+    w.run();
+    w.tick_for(Duration::from_millis(400));
     for r in 0..4 {
         if w.replica(b"doc", r).0 == a {
             continue;

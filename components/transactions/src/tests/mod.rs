@@ -1,10 +1,12 @@
 //! Unit tests of the whole machine in a small deterministic world (`world.rs`).
 
 mod bad_input;
+mod bounds;
 mod commit;
 mod eager;
 mod flaws;
 mod replica;
+mod safety;
 mod sets;
 mod takeover;
 mod vote;

@@ -54,6 +54,9 @@ pub(crate) struct World {
     /// Tell every machine of a crash at once (the failure detector).
     pub(crate) detect_crashes: bool,
     pub(crate) tick: Duration,
+    /// Replicas (key, replica number) whose `Commit` and `Release` operations fail with a
+    /// timeout, as if the replica were unreachable.
+    pub(crate) failing: Vec<(Vec<u8>, u32)>,
 }
 
 /// The address of node `i`.
@@ -87,6 +90,7 @@ impl World {
             lose: None,
             detect_crashes: false,
             tick: Duration::from_millis(10),
+            failing: Vec::new(),
         };
         let arc = (1u128 << 64) / u128::from(n);
         for i in 0..n {
@@ -171,8 +175,10 @@ impl World {
         match req {
             ReplicationRequest::AtReplica { key, replica, op, tag } => {
                 let (owner, id) = self.replica(&key, replica);
+                let fails = matches!(op, ReplicaOp::Commit { .. } | ReplicaOp::Release { .. })
+                    && self.failing.iter().any(|(k, r)| *k == key && *r == replica);
                 let node = self.nodes.get_mut(&owner).expect("a node");
-                let result = if node.up {
+                let result = if node.up && !fails {
                     Ok((owner, node.store.apply(id, &op, now).0))
                 } else {
                     Err(ReplicaFailure::Timeout)
