@@ -529,7 +529,14 @@ impl ReplicaMachine {
             self.faults.add(kind, &format_args!("message from {from} refused"));
             return;
         }
-        let bytes = msg.wire_size();
+        // Repair accounts for the bytes of the answers it receives.
+        let bytes = match &msg {
+            ReplMessage::SyncCovered { .. }
+            | ReplMessage::SyncNodes { .. }
+            | ReplMessage::SyncLeaves { .. }
+            | ReplMessage::SyncItems { .. } => msg.wire_size(),
+            _ => 0,
+        };
         let owned = self.owned;
         let msg = match msg {
             ReplMessage::Op(req) => {
