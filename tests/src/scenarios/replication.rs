@@ -608,7 +608,6 @@ pub fn repl_join() -> Scenario {
     join("repl-join", None)
 }
 
-
 /// Items a mid-sector joiner of `repl-window` must have received before the writes stop.
 const WINDOW_RECEIVED: u64 = 40;
 
@@ -643,10 +642,7 @@ fn window(name: &str, flaw: Option<Flaw>) -> Scenario {
             }
             let views = b.views.snapshot();
             let received = |i: usize| {
-                views
-                    .iter()
-                    .find(|(n, _)| n.addr == address_of(i))
-                    .map_or(0, |(_, (v, _))| v.items)
+                views.iter().find(|(n, _)| n.addr == address_of(i)).map_or(0, |(_, (v, _))| v.items)
             };
             if (f..2 * f).all(|i| received(i) >= WINDOW_RECEIVED) {
                 *b.stop_writes.lock() = true;
