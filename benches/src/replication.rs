@@ -658,6 +658,15 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
                         .unwrap_or(false)
                 })
                 .ok_or("the stale replicas were not repaired within 600 virtual s")?;
+            // The rounds that repaired them may still be running (the last fetch answered,
+            // pushes or further leaves pending): wait until no node repairs, and count them.
+            let t = w
+                .run_until(Duration::from_secs(60), |w| {
+                    w.repls
+                        .iter()
+                        .all(|(_, c)| c.on_definition(|d| !d.machine().repairing()).unwrap_or(true))
+                })
+                .unwrap_or(t);
             let l = w.log.lock();
             let rounds: Vec<&(Time, u64, u64)> =
                 l.repaired.iter().filter(|(at, _, _)| *at <= t).collect();

@@ -321,10 +321,7 @@ pub const SCENARIOS: &[Entry] = &[
         build: transactions::tx_faults_broken,
     },
     // scenarios/replication.rs: symmetric replication over the relaxed ring, and its broken
-    // variants caught on every seed. Two more twins, `repl_broken_skips_delta` and
-    // `repl_broken_no_repair`, are caught on some seeds only (2 of seeds 0-2 each), so they
-    // are not listed here (every listed twin must fail every seed of tests/scenarios.rs);
-    // tests/tests/replication.rs runs them.
+    // variants, each caught on every seed.
     Entry {
         name: "repl-churn",
         about: "replication over the relaxed ring, 8 nodes (f = 4), clients writing and reading: \
@@ -355,6 +352,27 @@ pub const SCENARIOS: &[Entry] = &[
                 convergence",
         must_pass: true,
         build: replication::repl_hosts,
+    },
+    Entry {
+        name: "repl-window",
+        about: "replication: 4 nodes join at once in the middle of their sectors (every replica \
+                of a key moves at once, one item per batch) and the writes stop mid-transfer; no \
+                stale read, durability, convergence within the bound",
+        must_pass: true,
+        build: replication::repl_window,
+    },
+    Entry {
+        name: "repl-broken-skips-delta",
+        about: "repl-window with hand-overs that never re-send the meanwhile-writes \
+                (SkipsDelta): durability or no stale read must fail",
+        must_pass: false,
+        build: replication::repl_broken_skips_delta,
+    },
+    Entry {
+        name: "repl-broken-no-repair",
+        about: "repl-partition with anti-entropy switched off (NoRepair): convergence must fail",
+        must_pass: false,
+        build: replication::repl_broken_no_repair,
     },
     Entry {
         name: "repl-broken-quorum-of-one",

@@ -600,7 +600,14 @@ impl ReplicaMachine {
             self.faults.add(kind, &format_args!("message from {from} refused"));
             return;
         }
-        let bytes = msg.wire_size();
+        // Repair accounts for the bytes of the answers it receives.
+        let bytes = match &msg {
+            ReplMessage::SyncCovered { .. }
+            | ReplMessage::SyncNodes { .. }
+            | ReplMessage::SyncLeaves { .. }
+            | ReplMessage::SyncItems { .. } => msg.wire_size(),
+            _ => 0,
+        };
         let owned = self.owned;
         let msg = match msg {
             ReplMessage::Op(req) => {
@@ -659,11 +666,11 @@ impl ReplicaMachine {
             ReplMessage::SyncCovered { session, req, covered } => {
                 self.repair.on_covered(&mut cx, from, session, req, covered, bytes);
             }
-            ReplMessage::SyncNodes { session, req, nodes } => {
-                self.repair.on_nodes(&mut cx, from, session, req, nodes, bytes)
+            ReplMessage::SyncNodes { session, req, hashes } => {
+                self.repair.on_nodes(&mut cx, from, session, req, hashes, bytes)
             }
-            ReplMessage::SyncLeaves { session, req, leaves, nodes } => {
-                self.repair.on_leaves(&mut cx, from, session, req, leaves, nodes, bytes);
+            ReplMessage::SyncLeaves { session, req, leaves } => {
+                self.repair.on_leaves(&mut cx, from, session, req, leaves, bytes);
             }
             ReplMessage::SyncItems { session, req, items } => {
                 self.repair.on_items(&mut cx, from, session, req, items, bytes)

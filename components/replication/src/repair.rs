@@ -3,20 +3,25 @@
 //! difference: [`Repair`] (the initiator) and the stateless answering side ([`serve`]).
 //!
 //! Both sides see the compared interval as a tree: the root is the whole segment, each node
-//! has four children that split it in equal parts, down to leaves of a few items. A node's
-//! summary is the wrapping sum of its replicas' [`digest`](crate::store::digest)s (which do not
-//! depend on the position, so the two replica ranges agree) and their count. The initiator asks
-//! for the summaries of the children of every node that differs, and for the item digests
-//! (key, version, digest) of every differing leaf; then it fetches what the other side holds
-//! newer and pushes what it holds newer. Scalaris' `rrepair` does the same with Merkle trees of
-//! branching 4.
+//! has four children that split it in equal parts. Every round draws a **salt** (from its
+//! number); a replica's fingerprint is its [`digest`](crate::store::digest) (key, version,
+//! value: the same at every position) mixed with the salt, and a node's hash is the wrapping
+//! sum of the low 32 bits of its replicas' fingerprints — four bytes on the wire, the child's
+//! place implied by the order of the answer. The initiator asks for the children's hashes of
+//! every node that differs and holds more than [`LEAF_ITEMS`] of its own replicas; for a
+//! smaller node (a leaf) it asks for the peer's 2-byte item fingerprints. Fingerprints the
+//! initiator does not hold are fetched whole (`SyncFetch` names them by leaf and
+//! fingerprint: no key goes out before it is known to differ); its own replicas whose
+//! fingerprints the peer did not list are pushed once the fetch answer shows the peer holds
+//! no newer version. Scalaris' `rrepair` uses Merkle trees of branching 4 too; the salted
+//! short hashes are this crate's: a collision hides a difference for one round only.
 //!
 //! ```text
 //!   i: this peer, range M, shift j (d = ⌊j·2^64/f⌋); p: the peer serving M + d from its start
-//!   i ──Route{SyncStart{M+d}}──▶ p ──SyncCovered{(C, root)}──▶ i   C: what p serves of it
-//!   while nodes differ:  SyncHashes{paths} → SyncNodes{children}
-//!   for leaves:          SyncDigests{paths} → SyncLeaves{digests}
-//!   then                 SyncFetch{keys} → SyncItems{…};  SyncPush{…}
+//!   i ──Route{SyncStart{M+d}}──▶ p ──SyncCovered{(C, root hash)}──▶ i   C: what p serves of it
+//!   while nodes differ:  SyncHashes{paths} → SyncNodes{4 hashes per path}
+//!   for leaves:          SyncDigests{paths} → SyncLeaves{2-byte prints per replica}
+//!   then                 SyncFetch{(leaf, prints)} → SyncItems{…};  SyncPush{…}
 //!   then the next segment, after C's end, until M is done
 //! ```
 //!
@@ -28,10 +33,10 @@
 //! * one round at a time per node, each bounded: at most [`SYNC_WINDOW`] requests in flight,
 //!   each within the wire bounds; a round without progress for `transfer_timeout` ends.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use selfman_core::{NodeAddr, Time};
-use selfman_ports::{has_flaw, Movement, Range, ReplicationIndication, RingId, Version};
+use selfman_ports::{has_flaw, Movement, Range, ReplicationIndication, RingId};
 
 use crate::faults::Fault;
 use crate::handover::wire_item;
@@ -39,14 +44,16 @@ use crate::handover::wire_item;
 use crate::machine::Flaw;
 use crate::machine::{tag, Ctx, ReplOutput, TAG_SYNC};
 use crate::messages::{
-    ItemDigest, NodeSummary, Path, ReplMessage, WireItem, MAX_FETCH_KEYS, MAX_SYNC_DIGESTS,
+    ItemPrint, LeafAnswer, NodeHash, Path, ReplMessage, WireItem, MAX_FETCH_KEYS, MAX_SYNC_DIGESTS,
     MAX_SYNC_LEVEL, MAX_SYNC_NODES,
 };
+use crate::placement::mix64;
 use crate::ranges::offset_in;
 use crate::store::{digest, ItemId, Merge};
 
-/// A node with at most this many replicas on either side is compared item by item.
-pub const LEAF_ITEMS: u32 = 8;
+/// A node holding at most this many of the initiator's replicas is compared replica by
+/// replica (listing a dozen 2-byte prints costs about as much as one level of four hashes).
+pub const LEAF_ITEMS: u32 = 12;
 
 /// A leaf asked for with more replicas than this is answered with its children instead.
 pub const LEAF_REPLY_MAX: u32 = 64;
@@ -84,25 +91,40 @@ fn children(p: Path) -> [Path; 4] {
     [0, 1, 2, 3].map(|k| Path { level, index: i + k })
 }
 
-/// The summary of node `p` of `segment` in this store.
-pub(crate) fn summary(cx: &Ctx<'_>, segment: Range, p: Path) -> NodeSummary {
-    let mut hash = 0u64;
+/// The salt of round `session`.
+fn salt(session: u64) -> u64 {
+    mix64(session ^ 0x005a_17ab_1e0f_e1a5)
+}
+
+/// A replica's fingerprint in a round salted `salt`.
+fn print(salt: u64, key: &[u8], rec: &crate::store::Record) -> u64 {
+    mix64(digest(key, rec.version, rec.value.as_deref()) ^ salt)
+}
+
+/// The 2-byte form of a fingerprint, for leaves.
+fn short(print: u64) -> ItemPrint {
+    ((print >> 48) as u16).to_le_bytes()
+}
+
+/// The hash and the number of replicas of the part `r` of this store.
+fn hash_of(cx: &Ctx<'_>, r: Option<Range>, salt: u64) -> (NodeHash, u32) {
+    let mut hash = 0u32;
     let mut count = 0u32;
-    if let Some(r) = node_range(segment, p) {
+    if let Some(r) = r {
         for (id, rec) in cx.store.iter_from(r, None) {
-            hash = hash.wrapping_add(digest(&id.key, rec.version, rec.value.as_deref()));
+            hash = hash.wrapping_add(print(salt, &id.key, rec) as u32);
             count = count.saturating_add(1);
         }
     }
-    NodeSummary { path: p, hash, count }
+    (hash.to_le_bytes(), count)
 }
 
-/// The summaries of the four children of `p`, in one pass over the node.
-fn child_summaries(cx: &Ctx<'_>, segment: Range, p: Path) -> Vec<NodeSummary> {
+/// The hashes of the four children of `p`, in one pass over the node (a child covering
+/// nothing hashes to zero).
+fn child_hashes(cx: &Ctx<'_>, segment: Range, p: Path, salt: u64) -> [NodeHash; 4] {
     let kids = children(p);
     let ranges: Vec<Option<Range>> = kids.iter().map(|k| node_range(segment, *k)).collect();
-    let mut sums: Vec<NodeSummary> =
-        kids.iter().map(|k| NodeSummary { path: *k, hash: 0, count: 0 }).collect();
+    let mut sums = [0u32; 4];
     if let Some(r) = node_range(segment, p) {
         for (id, rec) in cx.store.iter_from(r, None) {
             let off = offset_in(segment, id.pos);
@@ -110,12 +132,10 @@ fn child_summaries(cx: &Ctx<'_>, segment: Range, p: Path) -> Vec<NodeSummary> {
                 .iter()
                 .position(|c| c.is_some_and(|c| offset_in(segment, c.end) >= off))
                 .unwrap_or(3);
-            sums[k].hash =
-                sums[k].hash.wrapping_add(digest(&id.key, rec.version, rec.value.as_deref()));
-            sums[k].count = sums[k].count.saturating_add(1);
+            sums[k] = sums[k].wrapping_add(print(salt, &id.key, rec) as u32);
         }
     }
-    sums.into_iter().zip(&ranges).filter(|(_, r)| r.is_some()).map(|(s, _)| s).collect()
+    sums.map(u32::to_le_bytes)
 }
 
 #[derive(Clone, Debug)]
@@ -125,9 +145,14 @@ struct Segment {
     peer: NodeAddr,
 }
 
+/// Prints of the peer's to fetch from one leaf, with this node's replicas of the leaf that
+/// the peer did not list (pushed unless the fetch shows the peer holds them newer).
+type LeafDiff = (Path, Vec<ItemPrint>, Vec<ItemId>);
+
 #[derive(Clone, Debug)]
 struct Round {
     id: u64,
+    salt: u64,
     range: Range,
     shift: u32,
     /// The next segment starts after this position (this node's positions).
@@ -135,7 +160,9 @@ struct Round {
     seg: Option<Segment>,
     hashes: VecDeque<Path>,
     leaves: VecDeque<Path>,
-    fetch: VecDeque<(Vec<u8>, u32)>,
+    fetch: VecDeque<LeafDiff>,
+    /// This node's replicas that a fetch request's answer decides about, by request.
+    push_after: BTreeMap<u64, Vec<ItemId>>,
     /// Requests sent and not answered, by number: where to, what, when (re-sent after
     /// `retransmit`; the answering side is stateless, so a repeat is harmless).
     outstanding: BTreeMap<u64, (Option<NodeAddr>, ReplMessage, Time)>,
@@ -186,6 +213,7 @@ impl Repair {
         self.next += 1;
         let round = Round {
             id,
+            salt: salt(id),
             range,
             shift,
             after: range.start,
@@ -193,6 +221,7 @@ impl Repair {
             hashes: VecDeque::new(),
             leaves: VecDeque::new(),
             fetch: VecDeque::new(),
+            push_after: BTreeMap::new(),
             outstanding: BTreeMap::new(),
             next_req: 0,
             last_progress: cx.now,
@@ -246,9 +275,9 @@ impl Repair {
         cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
     }
 
-    /// The current round for answer `req` of `session` from `from`: counted if there is no
-    /// such round or the sender is not its peer, ignored if it answers nothing outstanding (a
-    /// repeated request's second answer).
+    /// The current round for answer `req` of `session` from `from`, with the request it
+    /// answers: counted if there is no such round or the sender is not its peer, ignored if it
+    /// answers nothing outstanding (a repeated request's second answer).
     fn round_for(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -256,7 +285,7 @@ impl Repair {
         session: u64,
         req: u64,
         bytes: usize,
-    ) -> Option<&mut Round> {
+    ) -> Option<(&mut Round, ReplMessage)> {
         let ok = self.round.as_ref().is_some_and(|r| r.id == session);
         if !ok {
             cx.faults
@@ -269,31 +298,31 @@ impl Repair {
                 .add(Fault::StrangerSession, &format_args!("repair answer {session} from {from}"));
             return None;
         }
-        r.outstanding.remove(&req)?;
+        let (_, asked, _) = r.outstanding.remove(&req)?;
         r.bytes += bytes as u64;
         r.last_progress = cx.now;
-        Some(r)
+        Some((r, asked))
     }
 
-    /// Where the peer serves the segment from its start, and its root.
+    /// Where the peer serves the segment from its start, and its root's hash.
     pub(crate) fn on_covered(
         &mut self,
         cx: &mut Ctx<'_>,
         from: NodeAddr,
         session: u64,
         req: u64,
-        covered: Option<(Range, NodeSummary)>,
+        covered: Option<(Range, NodeHash)>,
         bytes: usize,
     ) {
         let d = cx.placement.shift(self.round.as_ref().map_or(1, |r| r.shift));
-        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
+        let Some((r, _)) = self.round_for(cx, from, session, req, bytes) else { return };
         let Some((cov, root)) = covered else {
             // The peer serves none of it now (moving, rebuilding): try again next round.
             return self.finish(cx);
         };
         let want = Range::new(r.after.offset(d), r.range.end.offset(d));
         let inside = cov.start == want.start && want.contains(cov.end);
-        if r.seg.is_some() || !inside || root.path != (Path { level: 0, index: 0 }) {
+        if r.seg.is_some() || !inside {
             cx.faults.add(Fault::OutsideRange, &format_args!("repair cover {cov} of {want}"));
             return self.finish(cx);
         }
@@ -302,23 +331,22 @@ impl Repair {
             return self.finish(cx); // no longer served here
         }
         r.seg = Some(Segment { mine, theirs: cov, peer: from });
-        Self::classify(r, cx, root);
+        Self::classify(r, cx, Path { level: 0, index: 0 }, root);
         self.pump(cx);
     }
 
-    /// Compares the peer's summary of a node with ours; queues what to do about it.
-    fn classify(r: &mut Round, cx: &Ctx<'_>, theirs: NodeSummary) {
+    /// Compares the peer's hash of node `path` with ours; queues what to do about it.
+    fn classify(r: &mut Round, cx: &Ctx<'_>, path: Path, theirs: NodeHash) {
         let Some(seg) = r.seg.as_ref() else { return };
-        let Some(node) = node_range(seg.mine, theirs.path) else { return };
-        let mine = summary(cx, seg.mine, theirs.path);
-        if mine.hash == theirs.hash && mine.count == theirs.count {
+        let Some(node) = node_range(seg.mine, path) else { return };
+        let (mine, count) = hash_of(cx, Some(node), r.salt);
+        if mine == theirs {
             return;
         }
-        let small = mine.count <= LEAF_ITEMS || theirs.count <= LEAF_ITEMS;
-        if small || theirs.path.level >= MAX_SYNC_LEVEL || node.size() < 16 {
-            r.leaves.push_back(theirs.path);
+        if count <= LEAF_ITEMS || path.level >= MAX_SYNC_LEVEL || node.size() < 16 {
+            r.leaves.push_back(path);
         } else {
-            r.hashes.push_back(theirs.path);
+            r.hashes.push_back(path);
         }
     }
 
@@ -329,7 +357,7 @@ impl Repair {
         while r.outstanding.len() < SYNC_WINDOW {
             let req = r.next_req;
             let msg = if !r.hashes.is_empty() {
-                let n = r.hashes.len().min(MAX_SYNC_NODES / 4);
+                let n = r.hashes.len().min(MAX_SYNC_NODES);
                 let paths = r.hashes.drain(..n).collect();
                 ReplMessage::SyncHashes { session: r.id, req, segment: seg.theirs, paths }
             } else if !r.leaves.is_empty() {
@@ -337,9 +365,21 @@ impl Repair {
                 let paths = r.leaves.drain(..n).collect();
                 ReplMessage::SyncDigests { session: r.id, req, segment: seg.theirs, paths }
             } else if !r.fetch.is_empty() {
-                let n = r.fetch.len().min(MAX_FETCH_KEYS.min(cx.config.batch_items));
-                let keys = r.fetch.drain(..n).collect();
-                ReplMessage::SyncFetch { session: r.id, req, segment: seg.theirs, keys }
+                let budget = MAX_FETCH_KEYS.min(cx.config.batch_items).max(1);
+                let (mut wanted, mut ids, mut n) = (Vec::new(), Vec::new(), 0usize);
+                while let Some((path, prints, mine)) = r.fetch.front() {
+                    if !wanted.is_empty()
+                        && (n + prints.len() > budget || wanted.len() >= MAX_SYNC_NODES)
+                    {
+                        break;
+                    }
+                    n += prints.len();
+                    wanted.push((*path, prints.clone()));
+                    ids.extend(mine.iter().cloned());
+                    r.fetch.pop_front();
+                }
+                r.push_after.insert(req, ids);
+                ReplMessage::SyncFetch { session: r.id, req, segment: seg.theirs, wanted }
             } else {
                 break;
             };
@@ -357,92 +397,76 @@ impl Repair {
         }
     }
 
-    /// Children summaries from the peer.
+    /// Children's hashes from the peer, four per node asked for.
     pub(crate) fn on_nodes(
         &mut self,
         cx: &mut Ctx<'_>,
         from: NodeAddr,
         session: u64,
         req: u64,
-        nodes: Vec<NodeSummary>,
+        hashes: Vec<[NodeHash; 4]>,
         bytes: usize,
     ) {
-        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
-        for n in nodes {
-            Self::classify(r, cx, n);
+        let Some((r, asked)) = self.round_for(cx, from, session, req, bytes) else { return };
+        let ReplMessage::SyncHashes { paths, .. } = asked else { return };
+        if hashes.len() != paths.len() {
+            cx.faults.add(Fault::OutsideRange, &format_args!("repair: {} hashes", hashes.len()));
+        }
+        for (p, hs) in paths.iter().zip(hashes) {
+            for (c, h) in children(*p).into_iter().zip(hs) {
+                Self::classify(r, cx, c, h);
+            }
         }
         self.pump(cx);
     }
 
-    /// Leaf digests from the peer: decide, item by item, who has the newer version.
-    #[allow(clippy::too_many_arguments)]
+    /// The peer's fingerprints of the leaves asked for: what differs is fetched, or pushed.
     pub(crate) fn on_leaves(
         &mut self,
         cx: &mut Ctx<'_>,
         from: NodeAddr,
         session: u64,
         req: u64,
-        leaves: Vec<(Path, Vec<ItemDigest>)>,
-        nodes: Vec<NodeSummary>,
+        leaves: Vec<LeafAnswer>,
         bytes: usize,
     ) {
         let f = cx.placement.f();
-        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
-        for n in nodes {
-            Self::classify(r, cx, n);
-        }
+        let Some((r, asked)) = self.round_for(cx, from, session, req, bytes) else { return };
+        let ReplMessage::SyncDigests { paths, .. } = asked else { return };
         let Some(seg) = r.seg.clone() else { return };
+        if leaves.len() != paths.len() {
+            cx.faults.add(Fault::OutsideRange, &format_args!("repair: {} leaves", leaves.len()));
+        }
         let mut push: Vec<WireItem> = Vec::new();
-        for (path, theirs) in leaves {
-            let Some(node) = node_range(seg.mine, path) else { continue };
-            let mut mine: BTreeMap<Vec<u8>, (ItemId, Version, u64)> = cx
-                .store
-                .iter_from(node, None)
-                .map(|(id, rec)| {
-                    (
-                        id.key.to_vec(),
-                        (
-                            id.clone(),
-                            rec.version,
-                            digest(&id.key, rec.version, rec.value.as_deref()),
-                        ),
-                    )
-                })
-                .collect();
-            for d in theirs {
-                let Some(my_replica) =
-                    (0..f).find(|i| node.contains(cx.placement.position(&d.key, *i)))
-                else {
-                    cx.faults
-                        .add(Fault::OutsideRange, &format_args!("repair digest outside {node}"));
-                    continue;
-                };
-                let their_replica = (my_replica + r.shift) % f;
-                let get = match mine.remove(&d.key) {
-                    None => true,
-                    Some((id, v, dg)) => {
-                        let newer_here = v > d.version
-                            || (v == d.version && dg != d.digest && {
-                                cx.faults.add(
-                                    Fault::Divergent,
-                                    &format_args!("{} holds {v} with two values", id.pos),
-                                );
-                                dg > d.digest
-                            });
-                        if newer_here {
-                            push.push(WireItem {
-                                replica: their_replica,
-                                ..wire_item(cx, &id, cx.store.get(&id), false)
-                            });
-                        }
-                        v < d.version || (v == d.version && dg < d.digest)
+        for (path, answer) in paths.iter().zip(leaves) {
+            let theirs = match answer {
+                LeafAnswer::Children(hs) => {
+                    for (c, h) in children(*path).into_iter().zip(hs) {
+                        Self::classify(r, cx, c, h);
                     }
-                };
-                if get {
-                    r.fetch.push_back((d.key, their_replica));
+                    continue;
+                }
+                LeafAnswer::Prints(p) => p,
+            };
+            let Some(node) = node_range(seg.mine, *path) else { continue };
+            let theirs_set: BTreeSet<ItemPrint> = theirs.iter().copied().collect();
+            let mut mine_set = BTreeSet::new();
+            let mut unlike = Vec::new();
+            for (id, rec) in cx.store.iter_from(node, None) {
+                let p = short(print(r.salt, &id.key, rec));
+                mine_set.insert(p);
+                if !theirs_set.contains(&p) {
+                    unlike.push(id.clone());
                 }
             }
-            for (_, (id, _, _)) in mine {
+            let want: Vec<ItemPrint> =
+                theirs_set.into_iter().filter(|p| !mine_set.contains(p)).collect();
+            if !want.is_empty() {
+                r.fetch.push_back((*path, want, unlike));
+                continue;
+            }
+            // The peer lists nothing this node lacks: it does not hold these at all.
+            for id in unlike {
                 let Some(i) = cx.placement.replica_at(&id.key, id.pos) else { continue };
                 push.push(WireItem {
                     replica: (i + r.shift) % f,
@@ -450,16 +474,21 @@ impl Repair {
                 });
             }
         }
+        Self::push(r, cx, &seg, push);
+        self.pump(cx);
+    }
+
+    fn push(r: &mut Round, cx: &mut Ctx<'_>, seg: &Segment, push: Vec<WireItem>) {
         r.pushed += push.len() as u64;
-        for chunk in push.chunks(cx.config.batch_items) {
+        for chunk in push.chunks(cx.config.batch_items.max(1)) {
             let msg =
                 ReplMessage::SyncPush { session: r.id, segment: seg.theirs, items: chunk.to_vec() };
             Self::send(r, cx, seg.peer, msg);
         }
-        self.pump(cx);
     }
 
-    /// Items fetched from the peer.
+    /// Items fetched from the peer; then this node's unlike replicas of the same leaves that
+    /// the peer does not hold newer are pushed.
     pub(crate) fn on_items(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -470,8 +499,10 @@ impl Repair {
         bytes: usize,
     ) {
         let f = cx.placement.f();
-        let Some(r) = self.round_for(cx, from, session, req, bytes) else { return };
+        let Some((r, _)) = self.round_for(cx, from, session, req, bytes) else { return };
         let Some(seg) = r.seg.clone() else { return };
+        // Per key, whether this node's replica must go to the peer after the merge.
+        let mut peer_has: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
         for w in items {
             let theirs = cx.placement.position(&w.key, w.replica);
             let pos = cx.placement.position(&w.key, (w.replica + f - r.shift) % f);
@@ -485,14 +516,51 @@ impl Repair {
             if !cx.serving.contains(pos) {
                 continue;
             }
-            match cx.store.merge_newer(ItemId::new(pos, &w.key), w.version, w.value.as_deref()) {
-                Merge::Installed | Merge::Diverged(true) => r.fetched += 1,
-                Merge::Kept | Merge::Diverged(false) => {}
-            }
+            let merged =
+                cx.store.merge_newer(ItemId::new(pos, &w.key), w.version, w.value.as_deref());
+            let send_mine = match merged {
+                Merge::Installed => {
+                    r.fetched += 1;
+                    false
+                }
+                Merge::Diverged(true) => {
+                    cx.faults.add(
+                        Fault::Divergent,
+                        &format_args!("{pos} holds {} with two values", w.version),
+                    );
+                    r.fetched += 1;
+                    false
+                }
+                Merge::Diverged(false) => {
+                    cx.faults.add(
+                        Fault::Divergent,
+                        &format_args!("{pos} holds {} with two values", w.version),
+                    );
+                    true
+                }
+                // Kept: this node's version is as new or newer; newer goes back.
+                Merge::Kept => cx
+                    .store
+                    .get(&ItemId::new(pos, &w.key))
+                    .is_some_and(|rec| rec.version > w.version),
+            };
+            peer_has.insert(w.key, send_mine);
         }
+        let ids = r.push_after.remove(&req).unwrap_or_default();
+        let mut push = Vec::new();
+        for id in ids {
+            if peer_has.get(id.key.as_ref()) == Some(&false) || !cx.serving.contains(id.pos) {
+                continue;
+            }
+            let Some(i) = cx.placement.replica_at(&id.key, id.pos) else { continue };
+            push.push(WireItem {
+                replica: (i + r.shift) % f,
+                ..wire_item(cx, &id, cx.store.get(&id), false)
+            });
+        }
+        Self::push(r, cx, &seg, push);
         self.pump(cx);
     }
-
     /// The ring could not route the round's start: end it.
     pub(crate) fn on_undeliverable(&mut self, cx: &mut Ctx<'_>, session: u64) {
         if self.round.as_ref().is_some_and(|r| r.id == session) {
@@ -546,7 +614,7 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
                     run.end
                 };
                 let cov = Range::new(segment.start, end);
-                (cov, summary(cx, cov, Path { level: 0, index: 0 }))
+                (cov, hash_of(cx, Some(cov), salt(session)).0)
             });
             cx.send(from, ReplMessage::SyncCovered { session, req, covered });
         }
@@ -554,66 +622,71 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
             if !cx.serving.covers(segment) {
                 return cx.send(from, ReplMessage::SyncCovered { session, req, covered: None });
             }
-            let mut nodes = Vec::new();
+            let s = salt(session);
+            let mut hashes = Vec::with_capacity(paths.len());
             for p in paths {
                 if node_range(segment, p).is_none() {
                     cx.faults.add(Fault::OutsideRange, &format_args!("repair path {p:?}"));
-                    continue;
                 }
-                nodes.extend(child_summaries(cx, segment, p));
+                // Answered in place (zeros for a node covering nothing) to keep the order.
+                hashes.push(child_hashes(cx, segment, p, s));
             }
-            cx.send(from, ReplMessage::SyncNodes { session, req, nodes });
+            cx.send(from, ReplMessage::SyncNodes { session, req, hashes });
         }
         ReplMessage::SyncDigests { session, req, segment, paths } => {
             if !cx.serving.covers(segment) {
                 return cx.send(from, ReplMessage::SyncCovered { session, req, covered: None });
             }
-            let mut leaves = Vec::new();
-            let mut nodes = Vec::new();
+            let s = salt(session);
+            let mut leaves = Vec::with_capacity(paths.len());
             let mut listed = 0usize;
             for p in paths {
                 let Some(node) = node_range(segment, p) else {
                     cx.faults.add(Fault::OutsideRange, &format_args!("repair path {p:?}"));
+                    leaves.push(LeafAnswer::Prints(Vec::new()));
                     continue;
                 };
                 let count =
                     cx.store.iter_from(node, None).take(LEAF_REPLY_MAX as usize + 1).count();
                 if count > LEAF_REPLY_MAX as usize || listed + count > MAX_SYNC_DIGESTS {
-                    nodes.extend(child_summaries(cx, segment, p));
+                    leaves.push(LeafAnswer::Children(child_hashes(cx, segment, p, s)));
                     continue;
                 }
                 listed += count;
-                let digests = cx
+                let prints = cx
                     .store
                     .iter_from(node, None)
-                    .map(|(id, r)| ItemDigest {
-                        key: id.key.to_vec(),
-                        version: r.version,
-                        digest: digest(&id.key, r.version, r.value.as_deref()),
-                    })
+                    .map(|(id, rec)| short(print(s, &id.key, rec)))
                     .collect();
-                leaves.push((p, digests));
+                leaves.push(LeafAnswer::Prints(prints));
             }
-            cx.send(from, ReplMessage::SyncLeaves { session, req, leaves, nodes });
+            cx.send(from, ReplMessage::SyncLeaves { session, req, leaves });
         }
-        ReplMessage::SyncFetch { session, req, segment, keys } => {
+        ReplMessage::SyncFetch { session, req, segment, wanted } => {
+            let s = salt(session);
             let mut items = Vec::new();
             let mut bytes = 0usize;
-            for (key, replica) in keys {
-                let pos = cx.placement.position(&key, replica);
-                if !segment.contains(pos) || !cx.serving.contains(pos) {
-                    cx.faults.add(
-                        Fault::OutsideRange,
-                        &format_args!("repair fetch of {pos} outside {segment}"),
-                    );
+            'leaves: for (path, prints) in wanted {
+                let Some(node) = node_range(segment, path) else {
+                    cx.faults.add(Fault::OutsideRange, &format_args!("repair fetch {path:?}"));
+                    continue;
+                };
+                if !cx.serving.covers(node) {
                     continue;
                 }
-                let id = ItemId::new(pos, &key);
-                if let Some(r) = cx.store.get(&id) {
-                    bytes += key.len() + r.value.as_ref().map_or(0, |v| v.len());
-                    items.push(wire_item(cx, &id, Some(r), false));
+                let prints: BTreeSet<ItemPrint> = prints.into_iter().collect();
+                let found: Vec<ItemId> = cx
+                    .store
+                    .iter_from(node, None)
+                    .filter(|(id, rec)| prints.contains(&short(print(s, &id.key, rec))))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in found {
+                    let r = cx.store.get(&id);
+                    bytes += id.key.len() + r.and_then(|r| r.value.as_ref()).map_or(0, |v| v.len());
+                    items.push(wire_item(cx, &id, r, false));
                     if bytes >= cx.config.batch_bytes {
-                        break; // the rest waits for the next round
+                        break 'leaves; // the rest waits for the next round
                     }
                 }
             }

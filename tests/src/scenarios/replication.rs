@@ -108,6 +108,10 @@ pub struct ReplWiring {
     pub op_every: Duration,
     /// The clients write until then (and keep reading).
     pub writes_until: Time,
+    /// Nodes after the first `f` join at the middle of their host's sector instead of a
+    /// salted position, so that the `f` replicas of a key move at once, in the same order
+    /// (`repl-window`).
+    pub mid_sector: bool,
 }
 
 /// The running incarnation's replication at each address.
@@ -122,6 +126,8 @@ pub struct ReplBoard {
     repls: Log<Repls>,
     /// What the clients did.
     pub history: Log<ReplHistory>,
+    /// Set by a scenario to stop every client's writes before `writes_until`.
+    pub stop_writes: Log<bool>,
 }
 
 impl ReplBoard {
@@ -165,6 +171,14 @@ pub fn position(
     (host, p.join_position(host, attempt, i as u64 * 7919))
 }
 
+/// The middle of `host`'s sector: the same offset in every sector, so the nodes placed there
+/// take the same part of every sector, and every replica of a key moves at once.
+pub fn mid_sector(host: HostId, f: u32) -> selfman_ports::RingId {
+    let p = Placement::new(f);
+    let sector = p.sector(p.sector_of_host(host));
+    sector.start.offset(p.shift(1) / 2)
+}
+
 /// Builds one node of the replication scenarios: the heartbeat detector, the relaxed ring
 /// at the position [`position`] gives it, replication over both (flawed in broken twins) on
 /// its host, registered in `board`, and a client recording into the board's history. The
@@ -176,7 +190,10 @@ pub fn position(
 pub fn build_repl_node(h: &SimHost, w: ReplWiring, board: &ReplBoard) -> selfman_core::Result<()> {
     let me = h.local();
     let i = h.index();
-    let (host, id) = position(i, w.hosts, w.repl.f, w.flaw);
+    let (host, mut id) = position(i, w.hosts, w.repl.f, w.flaw);
+    if w.mid_sector && i >= w.repl.f as usize {
+        id = mid_sector(host, w.repl.f);
+    }
     let access = board.members();
     // ANCHOR: repl_wiring
     // The failure detector, with its network and timer.
@@ -193,8 +210,8 @@ pub fn build_repl_node(h: &SimHost, w: ReplWiring, board: &ReplBoard) -> selfman
         Some(f) => selfman_replication::build_flawed(h, config, &ring_port, &fd_port, f)?,
     };
     // Its user.
-    let history = board.history.clone();
-    let client = h.create(move || ReplClient::new(me, i, w, history.clone()))?;
+    let (history, stop) = (board.history.clone(), board.stop_writes.clone());
+    let client = h.create(move || ReplClient::new(me, i, w, history.clone(), stop.clone()))?;
     h.system().link::<Replication>(&repl, &client)?;
     h.system().connect(&h.timer()?, &client.required()?)?;
     // ANCHOR_END: repl_wiring
@@ -230,10 +247,17 @@ struct ReplClient {
     seq: u64,
     pending: BTreeMap<u64, Pending>,
     history: Log<ReplHistory>,
+    stop: Log<bool>,
 }
 
 impl ReplClient {
-    fn new(me: NodeAddr, index: usize, w: ReplWiring, history: Log<ReplHistory>) -> ReplClient {
+    fn new(
+        me: NodeAddr,
+        index: usize,
+        w: ReplWiring,
+        history: Log<ReplHistory>,
+        stop: Log<bool>,
+    ) -> ReplClient {
         ReplClient {
             ctx: Context::new(),
             me,
@@ -244,6 +268,7 @@ impl ReplClient {
             seq: 0,
             pending: BTreeMap::new(),
             history,
+            stop,
         }
     }
 
@@ -252,7 +277,8 @@ impl ReplClient {
         let k = key(self.ctx.rng().below(u64::from(self.w.keys)) as u32);
         self.seq += 1;
         let seq = self.seq;
-        if now < self.w.writes_until && self.ctx.rng().chance(0.5) {
+        let writing = now < self.w.writes_until && !*self.stop.lock();
+        if writing && self.ctx.rng().chance(0.5) {
             let version = Version((now.0 / 1_000) << 8 | (self.index as u64 & 0xff));
             self.history.with(|h| h.write_issued(&k, version, now));
             for replica in 0..self.w.repl.f {
@@ -382,6 +408,7 @@ impl Recipe {
             keys: 40,
             op_every: ms(50),
             writes_until: secs(quiet_at),
+            mid_sector: false,
         };
         let config = SimConfig {
             network: SimNetConfig {
@@ -581,10 +608,63 @@ pub fn repl_join() -> Scenario {
     join("repl-join", None)
 }
 
-/// `repl-broken-skips-delta`: `repl-join` with hand-overs that never re-send the
+/// Items a mid-sector joiner of `repl-window` must have received before the writes stop.
+const WINDOW_RECEIVED: u64 = 40;
+
+fn window(name: &str, flaw: Option<Flaw>) -> Scenario {
+    let mut r = Recipe::new(name, flaw, 16, 14.0);
+    r.w.repl = ReplicationConfig { batch_items: 1, window: 1, ..r.w.repl };
+    r.w.op_every = ms(20);
+    r.w.keys = 200;
+    r.w.mid_sector = true;
+    // No loss: a lost join message (re-sent after the ring's join timeout) or transfer batch
+    // (re-sent after `retransmit`) would spread the transfers apart; `repl-join` runs joins
+    // over lossy links.
+    r.s = r.s.config(SimConfig {
+        network: SimNetConfig {
+            default_link: LinkModel { latency: LATENCY, loss: 0.0 },
+            ..SimNetConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    let f = r.w.repl.f as usize;
+    let mut r = r.start(0.0, f).start_at_once(6.0, f);
+    // Every 10 ms from the joins on: once every joiner received WINDOW_RECEIVED items (its
+    // transfer, one item per batch, is under way at every old holder, past the same keys in
+    // every sector), the clients stop writing. Their last writes of the keys already sent
+    // land in the transfers' windows at all f replicas, and nothing overwrites them later.
+    let mut t = 6.0;
+    while t < 14.0 {
+        let b = r.board.clone();
+        r.s = r.s.at(secs(t), "writes stop once every joiner is receiving", move |_| {
+            if *b.stop_writes.lock() {
+                return Ok(());
+            }
+            let views = b.views.snapshot();
+            let received = |i: usize| {
+                views.iter().find(|(n, _)| n.addr == address_of(i)).map_or(0, |(_, (v, _))| v.items)
+            };
+            if (f..2 * f).all(|i| received(i) >= WINDOW_RECEIVED) {
+                *b.stop_writes.lock() = true;
+            }
+            Ok(())
+        });
+        t += 0.01;
+    }
+    r.finish(false)
+}
+
+/// `repl-window`: 4 anchors holding 200 keys; 4 nodes join at once, each in the middle of its
+/// sector, so every replica of a key moves at once, one item per batch; the writes stop in
+/// the middle of the transfers. Durability and no stale read check the meanwhile-writes.
+pub fn repl_window() -> Scenario {
+    window("repl-window", None)
+}
+
+/// `repl-broken-skips-delta`: `repl-window` with hand-overs that never re-send the
 /// meanwhile-writes.
 pub fn repl_broken_skips_delta() -> Scenario {
-    join("repl-broken-skips-delta", Some(Flaw::SkipsDelta))
+    window("repl-broken-skips-delta", Some(Flaw::SkipsDelta))
 }
 
 fn partition(name: &str, flaw: Option<Flaw>) -> Scenario {
@@ -596,6 +676,10 @@ fn partition(name: &str, flaw: Option<Flaw>) -> Scenario {
         max_timeout: Duration::from_secs(5),
         ..FdConfig::default()
     };
+    // The writes stop half a second into the second cut: the writes of that half second
+    // missed the cut-off replicas (the coordinator's last re-send, at 1.5 s, is before the
+    // heal) and no later write covers them, so only repair brings those replicas up to date.
+    r.w.writes_until = secs(9.0);
     // Nodes 1 and 6: sectors 1 and 2.
     r.start(0.0, 8).cut(4.0, 2.5, &[1, 6]).cut(8.5, 2.5, &[2, 7]).finish(false)
 }
