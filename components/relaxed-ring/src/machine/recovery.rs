@@ -102,6 +102,11 @@ impl RelaxedRingMachine {
         let fresh = Suspected { id, since: now, departed, confirmed };
         let e = self.s.crashed.entry(node).or_insert(fresh);
         e.departed |= departed;
+        if let Some(id) = id.filter(|_| !departed) {
+            // Probed once the failure detector stops watching it (see `merge.rs`).
+            let first = now + self.config.probe_every;
+            self.passive_add(Peer::new(id, node), now, first);
+        }
         if self.s.crashed.len() > MAX_CRASHED {
             let pred = self.s.pred.map(|p| p.addr);
             let oldest = self
@@ -463,6 +468,12 @@ impl RelaxedRingMachine {
             }
         }
         // A closer predecessor again? Shrinking is always safe.
+        let closer_pred = self.s.pred.is_some_and(|p| x.id.in_open(p.id, me.id));
+        if !closer_succ && !closer_pred && !self.is_neighbour(&x) {
+            // Back, but not where this peer would take it: perhaps in another ring now (a
+            // partition healed). Probe it at once (`merge.rs`).
+            self.passive_add(x, now, now);
+        }
         if let Some(p) = self.s.pred {
             if x.id.in_open(p.id, me.id) {
                 self.set_pred(x, now, out);
