@@ -20,7 +20,7 @@ pub mod checkers;
 pub mod scenarios;
 
 use scenarios::{
-    broadcast, consensus, failure_detection, network, replication, ring, transactions,
+    broadcast, consensus, failure_detection, merge, network, replication, ring, transactions,
 };
 
 use selfman_sim::Scenario;
@@ -245,6 +245,43 @@ pub const SCENARIOS: &[Entry] = &[
                 correctness must fail",
         must_pass: false,
         build: ring::ring_broken_ignore_last,
+    },
+    // scenarios/merge.rs: ring merge after partitions heal, and its broken variants.
+    Entry {
+        name: "merge",
+        about: "the relaxed ring, 24 members split into 2 to 5 random groups for 34 s (longer \
+                than suspects are remembered), then healed: consistency within each group, \
+                then one ring within the merge bound, then every lookup answered by the \
+                responsible peer",
+        must_pass: true,
+        build: merge::merge,
+    },
+    Entry {
+        name: "merge-short",
+        about: "merge with the groups apart for 8 s only (the detector still watches the peers \
+                across): one ring within the merge bound",
+        must_pass: true,
+        build: merge::merge_short,
+    },
+    Entry {
+        name: "merge-churn",
+        about: "merge with two crashes, two joins and one more crash during the merge: one ring \
+                within the merge bound of the last of them",
+        must_pass: true,
+        build: merge::merge_churn,
+    },
+    Entry {
+        name: "merge-broken-off",
+        about: "merge with merging off (MergeOff): the merge bound must fail",
+        must_pass: false,
+        build: merge::merge_broken_off,
+    },
+    Entry {
+        name: "merge-broken-probe-once",
+        about: "merge with passive entries probed once, never again (ProbeNeverRetried): the \
+                merge bound must fail",
+        must_pass: false,
+        build: merge::merge_broken_probe_once,
     },
     // scenarios/transactions.rs: the full stack (detector, ring, replication, transactions).
     Entry {
