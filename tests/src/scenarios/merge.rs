@@ -105,7 +105,8 @@ pub struct MergeProbe {
     pub bound: Duration,
     /// The first instant (checked every 50 ms) at which the members formed one ring.
     pub merged: Option<Time>,
-    /// The first instant at which, moreover, every finger was live.
+    /// The first instant at or after the bound at which the members formed one ring and every
+    /// finger was live (lookups must be answered by the responsible peer from then on).
     pub fingers_live: Option<Time>,
     /// Nodes stranded outside (still joining when their access peer crashed).
     pub stranded: BTreeSet<NodeAddr>,
@@ -163,13 +164,10 @@ fn sub_rings(
         }
         // Transitive closure (groups are small).
         for k in 0..n {
-            for i in 0..n {
-                if reach[i][k] {
-                    for j in 0..n {
-                        if reach[k][j] {
-                            reach[i][j] = true;
-                        }
-                    }
+            let via = reach[k].clone();
+            for row in reach.iter_mut().filter(|row| row[k]) {
+                for (x, r) in row.iter_mut().zip(&via) {
+                    *x |= *r;
                 }
             }
         }
@@ -394,7 +392,10 @@ fn merge_scenario(
                     shorten(&ring_errors)
                 ));
             }
-            if ring_errors.is_empty() && fingers.is_none() && dead_fingers(&m).is_empty() {
+            // Strict from the bound on (as in the ring scenarios): before it a stale merge
+            // message may still move a pointer of a ring that had converged for an instant.
+            let due = now >= merge_at;
+            if due && ring_errors.is_empty() && fingers.is_none() && dead_fingers(&m).is_empty() {
                 p.with(|p| {
                     p.fingers_live = Some(now);
                     p.strict.push((now, Time(u64::MAX)));
