@@ -381,6 +381,7 @@ pub const REGRESSIONS: &[(&str, &[Regression])] = &[
     ("network", NETWORK_REGRESSIONS),
     ("broadcast and consensus", AGREEMENT_REGRESSIONS),
     ("relaxed ring", RING_REGRESSIONS),
+    ("ring merge", MERGE_REGRESSIONS),
     ("replication", REPLICATION_REGRESSIONS),
 ];
 
@@ -543,6 +544,34 @@ const RING_REGRESSIONS: &[Regression] = &[
         caught: "a lookup answered from a range held within one instant, which observations \
                  between steps never saw (the history now takes the ranges the ring tells)",
     },
+];
+
+/// The ring merge family's kept seeds (`merge-*`): each failed once, before the fix named.
+const MERGE_REGRESSIONS: &[Regression] = &[
+    Regression {
+        scenario: "merge",
+        seed: 3,
+        caught:
+            "a partition into small groups left a peer whose neighbours were all across alone, \
+                 owning the whole circle over its own group (fix: an alone peer that hears of a \
+                 live peer fixes into it; each sub-ring of a group is checked as a side of its own \
+                 until the merge)",
+    },
+    Regression { scenario: "merge", seed: 6, caught: "as 3" },
+    Regression { scenario: "merge", seed: 14, caught: "as 3, a sub-ring of several peers" },
+    Regression { scenario: "merge", seed: 95, caught: "as 14" },
+    Regression { scenario: "merge", seed: 100, caught: "as 14" },
+    Regression {
+        scenario: "merge-churn",
+        seed: 6,
+        caught: "lookups were held to the responsible peer from the first instant the ring looked \
+                 merged; a stale merge message moved a pointer after it (fix: from the merge \
+                 bound on, as in the ring scenarios)",
+    },
+    Regression { scenario: "merge-churn", seed: 26, caught: "as merge-churn 6" },
+    Regression { scenario: "merge-churn", seed: 28, caught: "as merge-churn 6" },
+    Regression { scenario: "merge-short", seed: 32, caught: "as merge-churn 6" },
+    Regression { scenario: "merge-short", seed: 38, caught: "as merge-churn 6" },
 ];
 
 /// The replication family's kept seeds (`repl-*`): each failed once, before the fix named.
