@@ -20,7 +20,7 @@ pub mod checkers;
 pub mod scenarios;
 
 use scenarios::{
-    broadcast, consensus, failure_detection, network, replication, ring, transactions,
+    broadcast, consensus, failure_detection, merge, network, replication, ring, transactions,
 };
 
 use selfman_sim::Scenario;
@@ -287,6 +287,43 @@ pub const SCENARIOS: &[Entry] = &[
         must_pass: false,
         build: ring::ring_broken_ignore_last,
     },
+    // scenarios/merge.rs: ring merge after partitions heal, and its broken variants.
+    Entry {
+        name: "merge",
+        about: "the relaxed ring, 24 members split into 2 to 5 random groups for 34 s (longer \
+                than suspects are remembered), then healed: consistency within each group, \
+                then one ring within the merge bound, then every lookup answered by the \
+                responsible peer",
+        must_pass: true,
+        build: merge::merge,
+    },
+    Entry {
+        name: "merge-short",
+        about: "merge with the groups apart for 8 s only (the detector still watches the peers \
+                across): one ring within the merge bound",
+        must_pass: true,
+        build: merge::merge_short,
+    },
+    Entry {
+        name: "merge-churn",
+        about: "merge with two crashes, two joins and one more crash during the merge: one ring \
+                within the merge bound of the last of them",
+        must_pass: true,
+        build: merge::merge_churn,
+    },
+    Entry {
+        name: "merge-broken-off",
+        about: "merge with merging off (MergeOff): the merge bound must fail",
+        must_pass: false,
+        build: merge::merge_broken_off,
+    },
+    Entry {
+        name: "merge-broken-probe-once",
+        about: "merge with passive entries probed once, never again (ProbeNeverRetried): the \
+                merge bound must fail",
+        must_pass: false,
+        build: merge::merge_broken_probe_once,
+    },
     // scenarios/transactions.rs: the full stack (detector, ring, replication, transactions).
     Entry {
         name: "tx-bank",
@@ -422,6 +459,7 @@ pub const REGRESSIONS: &[(&str, &[Regression])] = &[
     ("network", NETWORK_REGRESSIONS),
     ("broadcast and consensus", AGREEMENT_REGRESSIONS),
     ("relaxed ring", RING_REGRESSIONS),
+    ("ring merge", MERGE_REGRESSIONS),
     ("replication", REPLICATION_REGRESSIONS),
     ("transactions", TRANSACTION_REGRESSIONS),
 ];
@@ -595,6 +633,34 @@ const RING_REGRESSIONS: &[Regression] = &[
         caught: "a lookup answered from a range held within one instant, which observations \
                  between steps never saw (the history now takes the ranges the ring tells)",
     },
+];
+
+/// The ring merge family's kept seeds (`merge-*`): each failed once, before the fix named.
+const MERGE_REGRESSIONS: &[Regression] = &[
+    Regression {
+        scenario: "merge",
+        seed: 3,
+        caught:
+            "a partition into small groups left a peer whose neighbours were all across alone, \
+                 owning the whole circle over its own group (fix: an alone peer that hears of a \
+                 live peer fixes into it; each sub-ring of a group is checked as a side of its own \
+                 until the merge)",
+    },
+    Regression { scenario: "merge", seed: 6, caught: "as 3" },
+    Regression { scenario: "merge", seed: 14, caught: "as 3, a sub-ring of several peers" },
+    Regression { scenario: "merge", seed: 95, caught: "as 14" },
+    Regression { scenario: "merge", seed: 100, caught: "as 14" },
+    Regression {
+        scenario: "merge-churn",
+        seed: 6,
+        caught: "lookups were held to the responsible peer from the first instant the ring looked \
+                 merged; a stale merge message moved a pointer after it (fix: from the merge \
+                 bound on, as in the ring scenarios)",
+    },
+    Regression { scenario: "merge-churn", seed: 26, caught: "as merge-churn 6" },
+    Regression { scenario: "merge-churn", seed: 28, caught: "as merge-churn 6" },
+    Regression { scenario: "merge-short", seed: 32, caught: "as merge-churn 6" },
+    Regression { scenario: "merge-short", seed: 38, caught: "as merge-churn 6" },
 ];
 
 /// The replication family's kept seeds (`repl-*`): each failed once, before the fix named.

@@ -9,13 +9,17 @@
 //!                    [--phases maintenance,lookups,churn,heal] [--settle-s 30] [--window-s 10]
 //!                    [--lookup-s 10] [--churn-s 60] [--churn-per-s 10] [--kill-permille 100]
 //!                    [--check-ms 50] [--growth 1] [--fd-period-ms 100] [--fd-timeout-ms 400]
+//!                    [--phases merge --groups 2 --apart-s 40 --merge-limit-s 120 --fanout 4
+//!                     --merge-depth 3]
 //! ```
 //!
 //! One line per measure, in the house format (`docs/benchmarks.md`, "Relaxed ring"):
-//! `ring-build`, `ring-memory`, `ring-maintenance`, `ring`, `ring-sim`, `ring-heal`. Targets
+//! `ring-build`, `ring-memory`, `ring-maintenance`, `ring`, `ring-sim`, `ring-heal`,
+//! `ring-merge` (only when named in `--phases`: it partitions the ring). Targets
 //! (issue 14) are computed from the run's own parameters and printed beside each figure
 //! (`target_…`, `met=`): nothing here is a hard-coded result.
 
+mod merge;
 mod phases;
 mod world;
 
@@ -28,7 +32,10 @@ use crate::args::Args;
 use world::World;
 
 /// The phases run after the build, in this order, unless `--phases` names others.
-const PHASES: &[&str] = &["maintenance", "lookups", "churn", "heal"];
+const PHASES: &[&str] = &["maintenance", "lookups", "churn", "heal", "merge"];
+
+/// The phases run when `--phases` is not given (`merge` partitions the ring: by name only).
+const DEFAULT_PHASES: &[&str] = &["maintenance", "lookups", "churn", "heal"];
 
 pub(crate) fn run(args: &Args) -> Result<String, String> {
     let imp = args.text("impl", "relaxed");
@@ -43,7 +50,7 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     }
     let seed = args.get("seed", 1)?;
     let phases: Vec<&str> = match args.text("phases", "") {
-        "" => PHASES.to_vec(),
+        "" => DEFAULT_PHASES.to_vec(),
         "none" => Vec::new(),
         list => list.split(',').collect(),
     };
@@ -57,6 +64,8 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     let ring_config = RingConfig {
         k: args.get("k", u64::from(ring_default.k))? as u32,
         succ_list_size: args.get("succ-list", ring_default.succ_list_size as u64)? as usize,
+        merge_fanout: args.get("fanout", u64::from(ring_default.merge_fanout))? as u32,
+        merge_depth: args.get("merge-depth", u64::from(ring_default.merge_depth))? as u8,
         ..ring_default
     };
     ring_config.validate().map_err(|e| e.to_string())?;
@@ -225,6 +234,50 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
                 }
                 if let Some((n, first)) = &h.left {
                     eprintln!("heal: not one ring after {limit:?}: {n} complaints, first: {first}");
+                }
+            }
+            "merge" => {
+                let groups = args.get("groups", 2)? as usize;
+                let apart = Duration::from_secs(args.get("apart-s", 40)?);
+                let every = ms(args.get("check-ms", 50)?.max(1));
+                let limit = Duration::from_secs(args.get("merge-limit-s", 120)?);
+                let m = merge::merge(&mut w, groups, apart, every, limit);
+                let show =
+                    |d: Option<Duration>| d.map_or("none".into(), |d| d.as_millis().to_string());
+                // The bound of the merge scenarios (tests/src/scenarios/merge.rs), from the
+                // heal: a probe, its lookup, the walks and the check-ins.
+                let bound = ring_config.probe_backoff_max
+                    + ring_config.probe_every
+                    + ring_config.lookup_timeout
+                    + fd_config.max_timeout
+                    + fd_config.period
+                    + ring_config.join_timeout
+                    + ring_config.stabilize * 2
+                    + ring_config.tick;
+                println!(
+                    "ring-merge {common} groups={} merge_ms={} msgs={} fd_msgs={} fingers_ms={} \
+                     fanout={} depth={} apart_s={} split_ok={} violations={} checks={} \
+                     target_ms={} met={}",
+                    m.groups,
+                    show(m.merged),
+                    m.ring_msgs,
+                    m.fd_msgs,
+                    show(m.fingers),
+                    ring_config.merge_fanout,
+                    ring_config.merge_depth,
+                    apart.as_secs(),
+                    m.split_ok,
+                    m.violations,
+                    m.checks,
+                    bound.as_millis(),
+                    m.merged.is_some_and(|d| d <= bound) && m.violations == 0,
+                );
+                if let Some(first) = &m.first {
+                    unsafe_runs.push(format!("merge: {} consistency violations", m.violations));
+                    eprintln!("merge: first violation {first}");
+                }
+                if let Some((n, first)) = &m.left {
+                    eprintln!("merge: not one ring after {limit:?}: {n} complaints, first: {first}");
                 }
             }
             _ => unreachable!("phases are checked above"),

@@ -2,14 +2,19 @@
 //!
 //! Invariant of a config that passes [`RingConfig::validate`]: list sizes are between 1 and
 //! [`MAX_WIRE_LIST`](crate::messages::MAX_WIRE_LIST) (so every list this peer sends is one its
-//! peers accept), `2 <= k <= 64`, `tick > 0`, every period is at least one tick, and a routed
-//! message may take at least one hop.
+//! peers accept), `2 <= k <= 64`, `tick > 0`, every period is at least one tick, a routed
+//! message may take at least one hop, the passive list holds 1 to [`MAX_PASSIVE`] entries and
+//! the merge fanout is 1 to 64.
 
 use std::time::Duration;
 
 use selfman_ports::RingId;
 
 use crate::messages::MAX_WIRE_LIST;
+
+/// Largest passive list a config may ask for (each entry is about 60 bytes; a peer only
+/// suspects the peers it watches, a few dozen).
+pub const MAX_PASSIVE: usize = 1024;
 
 /// Settings of one relaxed-ring peer.
 ///
@@ -57,12 +62,46 @@ pub struct RingConfig {
     pub forget_suspected: Duration,
     /// How many times a leaving peer sends its hand-over before it leaves anyway.
     pub leave_attempts: u32,
+    /// Most entries of the **passive list** (peers once known — successors, predecessors,
+    /// fingers — and then suspected or silent, probed now and then to notice that a partition
+    /// healed; see the `merge` module). The oldest entry goes first when it is full.
+    pub passive_size: usize,
+    /// How often the passive list is looked at; each round probes at most
+    /// [`probe_batch`](RingConfig::probe_batch) entries that are due.
+    pub probe_every: Duration,
+    /// Entries probed per round at most: with `probe_every` this bounds a peer's probing rate.
+    pub probe_batch: usize,
+    /// Longest wait between two probes of one entry: the first probe waits `probe_every`,
+    /// each further one twice as long as the one before, up to this.
+    pub probe_backoff_max: Duration,
+    /// A passive entry that never answered is dropped this long after it was added (a
+    /// partition longer than this is not merged by probing).
+    pub passive_ttl: Duration,
+    /// How many peers of its own ring a peer that found another ring tells to merge too
+    /// (each is given a share of the circle to pass on): 1 is Beernet's single walk, which
+    /// takes time linear in the ring's size; more start walks in parallel.
+    pub merge_fanout: u32,
+    /// How many times a merge notice is passed on (fanout `f`, depth `d`: up to
+    /// `f + f² + … + f^d` peers start a walk of their own).
+    pub merge_depth: u8,
+    /// A peer starts (or passes on) at most one merge notice per this period; others that
+    /// arrive meanwhile are dropped (walks already under way merge the rest).
+    pub merge_cooldown: Duration,
 }
 
 impl Default for RingConfig {
     /// Lists of 7 and `k = 4` (Beernet's values); tick 100 ms; stabilise every 1 s; one finger
     /// refreshed per second; joins re-sent after 2 s, 250 ms after `try_later`; lookups time
-    /// out after 2 s; 64 hops at most; suspects forgotten after 30 s; 3 leave attempts.
+    /// out after 2 s; 64 hops at most; suspects forgotten after 30 s; 3 leave attempts;
+    /// a passive list of 16, looked at every 1 s, 2 probes a round at most, backing off to one
+    /// probe per entry every 8 s, entries dropped after 10 minutes; merge notices passed to 4
+    /// peers, 3 times (up to 84 walks), one per 5 s at most.
+    ///
+    /// Why the merge values: Beernet probes 2 queued peers every 5 s; backing off to 8 s
+    /// bounds the probing of a peer during a long partition to 2 messages a second (16 entries
+    /// / 8 s) while a healed partition is noticed within 9 s; fanout 4 and depth 3 start a
+    /// walk every ~120 peers of a 10,000-peer ring, so a merge takes about as long as a walk
+    /// over 120 peers instead of 10,000.
     ///
     /// Why: with the default failure detector (crash reported within 0.5–2.1 s) a crashed
     /// successor is replaced one round trip after it is suspected, and a lost repair message
@@ -86,6 +125,14 @@ impl Default for RingConfig {
             max_hops: 64,
             forget_suspected: Duration::from_secs(30),
             leave_attempts: 3,
+            passive_size: 16,
+            probe_every: Duration::from_secs(1),
+            probe_batch: 2,
+            probe_backoff_max: Duration::from_secs(8),
+            passive_ttl: Duration::from_secs(600),
+            merge_fanout: 4,
+            merge_depth: 3,
+            merge_cooldown: Duration::from_secs(5),
         }
     }
 }
@@ -134,6 +181,18 @@ impl RingConfig {
         if self.leave_attempts == 0 {
             return err("leave_attempts must be at least 1");
         }
+        if !(1..=MAX_PASSIVE).contains(&self.passive_size) || self.probe_batch == 0 {
+            return err("passive_size must be between 1 and MAX_PASSIVE, probe_batch at least 1");
+        }
+        if !(1..=64).contains(&self.merge_fanout) {
+            return err("merge_fanout must be between 1 and 64");
+        }
+        let merge = [self.probe_every, self.probe_backoff_max, self.merge_cooldown];
+        if merge.iter().any(|p| *p < self.tick) || self.probe_backoff_max < self.probe_every {
+            return err(
+                "merge periods must be at least one tick, the backoff at least probe_every",
+            );
+        }
         Ok(())
     }
 
@@ -158,6 +217,13 @@ impl RingConfig {
         }
         self.max_hops = self.max_hops.max(1);
         self.leave_attempts = self.leave_attempts.max(1);
+        self.passive_size = self.passive_size.clamp(1, MAX_PASSIVE);
+        self.probe_batch = self.probe_batch.max(1);
+        self.merge_fanout = self.merge_fanout.clamp(1, 64);
+        for p in [&mut self.probe_every, &mut self.probe_backoff_max, &mut self.merge_cooldown] {
+            *p = (*p).max(self.tick);
+        }
+        self.probe_backoff_max = self.probe_backoff_max.max(self.probe_every);
         self
     }
 }
@@ -184,6 +250,10 @@ mod tests {
             RingConfig { stabilize: Duration::from_millis(1), ..d },
             RingConfig { max_hops: 0, ..d },
             RingConfig { leave_attempts: 0, ..d },
+            RingConfig { passive_size: 0, ..d },
+            RingConfig { probe_batch: 0, ..d },
+            RingConfig { merge_fanout: 0, ..d },
+            RingConfig { probe_backoff_max: Duration::from_millis(500), ..d },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?} passed");

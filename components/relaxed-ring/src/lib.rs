@@ -14,6 +14,10 @@
 //!   still found, by routing marked `last` and going backwards into predecessor lists;
 //! * **k-ary fingers** learnt from traffic and refreshed, routing in `O(log_k n)` hops;
 //! * **graceful leave** handing the range to the successor first;
+//! * **ring merge** after a partition heals: suspected peers go to a bounded passive list
+//!   that is probed now and then (`mlookup`); a probe answered from another ring starts a
+//!   walk that zips the two rings into one by the ordinary repair rules, spread with a fanout
+//!   so that large rings merge in less than linear time;
 //! * **lookup consistency**: a key has at most one owner, or its owner is temporarily
 //!   unavailable — and lookups say so rather than name a wrong peer.
 //!
@@ -72,12 +76,13 @@ mod machine;
 pub mod messages;
 
 pub use component::RelaxedRing;
-pub use config::{ConfigError, RingConfig};
+pub use config::{ConfigError, RingConfig, MAX_PASSIVE};
 #[cfg(feature = "flaws")]
 pub use machine::Flaw;
 pub use machine::{
-    Fault, FaultCounts, Fingers, RelaxedRingMachine, RingOutput, RingState, JOIN_GIVE_UP,
-    JOIN_OK_RESENDS, MAX_CRASHED, MAX_PENDING, NEW_SUCC_RESENDS, PRED_LIST_EXPIRY, WATCHED_SUCCS,
+    Fault, FaultCounts, Fingers, MergeStats, RelaxedRingMachine, RingOutput, RingState,
+    JOIN_GIVE_UP, JOIN_OK_RESENDS, MAX_CRASHED, MAX_PENDING, NEW_SUCC_RESENDS, PRED_LIST_EXPIRY,
+    WATCHED_SUCCS,
 };
 pub use messages::RingMessage;
 

@@ -31,6 +31,18 @@
 //! payload; a peer that cannot route answers Unroutable. An owner that suspects the origin
 //! routes its answer instead (Route{key: origin's id, Found}): the origin may be a peer it
 //! cannot reach, such as the predecessor of a branch.
+//!
+//! merge of two rings (x in one, b in the passive list of x, perhaps in another ring):
+//!
+//!   x ──Route{MergeLookup{nonce}, key: x}──▶ b ─▶ … ─▶ o   routed in b's ring to the owner
+//!                                                         of x's id
+//!   (o = x: x's own ring — a false alarm, over; b not in a ring: MergeNotInRing)
+//!   x ◀──MergeFound{nonce}── o           o is x's successor in b's ring: x takes it as
+//!                                        successor if closer, and sends it Fix
+//!   o ──FixRedirect{pred: x}──▶ pred(o)  x lies between them: the walk goes backwards by
+//!                                        the ordinary Fix / FixRedirect rules
+//!   x ──MergeSpread{foreign: o, until, depth}──▶ up to `fanout` peers of x's ring, each given
+//!                                        a share (…, until) of the circle to pass it on in
 //! ```
 //!
 //! Lists are bounded: a message carrying a list longer than [`MAX_WIRE_LIST`] is dropped and
@@ -145,6 +157,29 @@ pub enum Body<M> {
     },
     /// The successor took the leaving peer's range over.
     LeaveOk,
+    /// Answer to a `MergeLookup` (probe `nonce`, 0 for one started by a `MergeSpread`) from
+    /// the owner of the origin's identifier in the ring it was routed in: "in my ring, I am
+    /// your successor".
+    MergeFound {
+        /// The probe this answers.
+        nonce: u64,
+    },
+    /// Answer to a `MergeLookup` sent to a peer that is not in a ring (restarted, joining or
+    /// gone): nothing to merge with.
+    MergeNotInRing {
+        /// The probe this answers.
+        nonce: u64,
+    },
+    /// "Another ring is reachable through `foreign`: look yourself up through it, and pass
+    /// this on over your share of the circle, up to `until`, `depth` more times".
+    MergeSpread {
+        /// A peer of the other ring.
+        foreign: Peer,
+        /// The end (exclusive) of the share of the circle the receiver passes it on in.
+        until: RingId,
+        /// How many more times it is passed on.
+        depth: u8,
+    },
 }
 
 impl<M> Body<M> {
@@ -156,6 +191,7 @@ impl<M> Body<M> {
                 Routable::Lookup { .. } => "Route(Lookup)",
                 Routable::Payload { .. } => "Route(Payload)",
                 Routable::Found { .. } => "Route(Found)",
+                Routable::MergeLookup { .. } => "Route(MergeLookup)",
             },
             Body::Found { .. } => "Found",
             Body::Unroutable { .. } => "Unroutable",
@@ -172,6 +208,9 @@ impl<M> Body<M> {
             Body::Leaving { .. } => "Leaving",
             Body::LeavingPred { .. } => "LeavingPred",
             Body::LeaveOk => "LeaveOk",
+            Body::MergeFound { .. } => "MergeFound",
+            Body::MergeNotInRing { .. } => "MergeNotInRing",
+            Body::MergeSpread { .. } => "MergeSpread",
         }
     }
 }
@@ -228,17 +267,24 @@ pub enum Routable<M> {
         /// Hops the lookup took.
         hops: u8,
     },
+    /// A merge probe (`mlookup`): the key is the origin's identifier; the owner answers
+    /// `MergeFound`, and if the owner is the origin itself the two are one ring (a false
+    /// alarm).
+    MergeLookup {
+        /// The origin's probe (0: started by a `MergeSpread`, not by a passive entry).
+        nonce: u64,
+    },
 }
 
 impl<M> Routable<M> {
     /// What to name in an [`Body::Unroutable`] answer (`None` for an answer, which is not
-    /// answered itself).
+    /// answered itself, and for a merge probe, whose origin backs off instead).
     pub fn unrouted(&self) -> Option<Unrouted> {
         match self {
             Routable::Join { attempt } => Some(Unrouted::Join { attempt: *attempt }),
             Routable::Lookup { req, .. } => Some(Unrouted::Lookup { req: *req }),
             Routable::Payload { tag, .. } => Some(Unrouted::Payload { tag: *tag }),
-            Routable::Found { .. } => None,
+            Routable::Found { .. } | Routable::MergeLookup { .. } => None,
         }
     }
 }

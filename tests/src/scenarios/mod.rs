@@ -15,6 +15,7 @@ use selfman_sim::address_of;
 pub mod broadcast;
 pub mod consensus;
 pub mod failure_detection;
+pub mod merge;
 pub mod network;
 pub mod nodes;
 pub mod replication;

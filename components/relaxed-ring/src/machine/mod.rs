@@ -5,7 +5,8 @@
 //! Split by role: `join.rs` (bootstrap, the three join steps, try-later), `recovery.rs`
 //! (successor and predecessor lists, suspicion and restore, `fix`, periodic check-in),
 //! `routing.rs` (lookups, routed payloads, the `last` flag, backwards into branches, finger
-//! refresh) over `fingers.rs` (the k-ary table), `leave.rs` (graceful leave).
+//! refresh) over `fingers.rs` (the k-ary table), `leave.rs` (graceful leave), `merge.rs`
+//! (the passive list, its probes, and merging rings after a partition heals).
 //!
 //! Invariants, in the words of the relaxed-ring papers (Mejías and Van Roy):
 //! * a peer is **in the ring** once a successor accepted it; it is **responsible for
@@ -42,6 +43,7 @@ mod faults;
 mod fingers;
 mod join;
 mod leave;
+mod merge;
 mod recovery;
 mod routing;
 #[cfg(test)]
@@ -49,6 +51,7 @@ mod tests;
 
 pub use faults::{Fault, FaultCounts};
 pub use fingers::Fingers;
+pub use merge::MergeStats;
 
 use std::collections::BTreeMap;
 
@@ -101,6 +104,14 @@ pub enum Flaw {
     /// responsible (`ring-broken-ignore-last`). Joins still go backwards, so the ring itself
     /// stays consistent and only lookup correctness fails.
     IgnoreLastFlag,
+    /// Merging is off: the passive list is never probed and merge messages are ignored, as in
+    /// a ring without a merge algorithm (Scalaris). Two rings left by a partition longer than
+    /// [`RingConfig::forget_suspected`] stay two rings (`merge-broken-off`).
+    MergeOff,
+    /// Each passive entry is probed once and then dropped: a probe that falls into the
+    /// partition is never retried, so a partition that outlasts the first probes is never
+    /// noticed healing (`merge-broken-probe-once`).
+    ProbeNeverRetried,
 }
 
 /// What the machine asks its component to do.
@@ -276,6 +287,9 @@ struct State {
     /// How many more times `new_succ` is re-sent to a predecessor that has not checked in
     /// (the first one may have been lost).
     new_succ_resends: u8,
+    /// The passive list, the merge cooldown and the merge counters.
+    #[serde(default)]
+    merge: merge::MergeState,
 }
 
 /// A peer's whole protocol state, for a live replacement ([`RelaxedRingMachine::save`],
@@ -335,6 +349,7 @@ impl RelaxedRingMachine {
                 faults: FaultCounts::default(),
                 deferred_join: None,
                 new_succ_resends: 0,
+                merge: merge::MergeState::default(),
             },
             #[cfg(feature = "flaws")]
             flaw: None,
@@ -374,6 +389,16 @@ impl RelaxedRingMachine {
     /// The bad input dropped so far, by kind.
     pub fn faults(&self) -> &FaultCounts {
         &self.s.faults
+    }
+
+    /// What merging has done so far at this peer (probes, false alarms, merges started).
+    pub fn merge_stats(&self) -> MergeStats {
+        self.s.merge.stats
+    }
+
+    /// The peers in the passive list now (suspected or silent once, probed now and then).
+    pub fn passive(&self) -> Vec<Peer> {
+        self.s.merge.passive.iter().map(|e| e.peer).collect()
     }
 
     /// Lookups and finger refreshes in flight.
@@ -502,6 +527,11 @@ impl RelaxedRingMachine {
                 self.on_leaving_pred(sender, succ, succ_list, now, out)
             }
             Body::LeaveOk => self.on_leave_ok(sender, out),
+            Body::MergeFound { nonce } => self.on_merge_found(sender, nonce, now, out),
+            Body::MergeNotInRing { nonce } => self.on_merge_not_in_ring(sender, nonce),
+            Body::MergeSpread { foreign, until, depth } => {
+                self.on_merge_spread(sender, foreign, until, depth, now, out)
+            }
         }
         self.settle(out);
     }
@@ -534,6 +564,7 @@ impl RelaxedRingMachine {
         self.recovery_tick(now, out);
         self.finger_tick(now, out);
         self.leave_tick(now, out);
+        self.merge_tick(now, out);
         self.settle(out);
     }
 

@@ -28,6 +28,8 @@
 //!   [`NEW_SUCC_RESENDS`](super::NEW_SUCC_RESENDS) times); a leaving peer stops checking in;
 //! * a predecessor that had checked in and answers "not in a ring" has left (its hand-over
 //!   was lost): it is taken as departed, and its predecessor's `fix` accepted;
+//! * a peer alone (a ring of one because every peer it knew was suspected) that has heard of
+//!   a live peer since sends it `fix` at its next check-in, and is walked to its place;
 
 use selfman_core::{NodeAddr, Time};
 use selfman_ports::{has_flaw, Peer, RingStatus};
@@ -102,6 +104,11 @@ impl RelaxedRingMachine {
         let fresh = Suspected { id, since: now, departed, confirmed };
         let e = self.s.crashed.entry(node).or_insert(fresh);
         e.departed |= departed;
+        if let Some(id) = id.filter(|_| !departed) {
+            // Probed once the failure detector stops watching it (see `merge.rs`).
+            let first = now + self.config.probe_every;
+            self.passive_add(Peer::new(id, node), now, first);
+        }
         if self.s.crashed.len() > MAX_CRASHED {
             let pred = self.s.pred.map(|p| p.addr);
             let oldest = self
@@ -463,6 +470,12 @@ impl RelaxedRingMachine {
             }
         }
         // A closer predecessor again? Shrinking is always safe.
+        let closer_pred = self.s.pred.is_some_and(|p| x.id.in_open(p.id, me.id));
+        if !closer_succ && !closer_pred && !self.is_neighbour(&x) {
+            // Back, but not where this peer would take it: perhaps in another ring now (a
+            // partition healed). Probe it at once (`merge.rs`).
+            self.passive_add(x, now, now);
+        }
         if let Some(p) = self.s.pred {
             if x.id.in_open(p.id, me.id) {
                 self.set_pred(x, now, out);
@@ -524,6 +537,21 @@ impl RelaxedRingMachine {
                 self.replace_succ(now, out);
             }
             return;
+        }
+        // Alone (a ring of one after every peer it knew was suspected: a partition into
+        // small groups), but a live peer has been heard of since (its traffic came through
+        // here): `fix` it, and its redirects walk this peer to its place. Nothing grows: the
+        // peers it meets accept it only as a closer predecessor (or over a suspected one).
+        if self.s.succ.is_some_and(|s| self.is_me(&s)) && self.in_ring() {
+            if let Some(q) = self.nearest_known_live() {
+                tracing::trace!(me = %self.s.me.id, to = %q.id, "alone: fixing into a known peer");
+                self.s.succ = Some(q);
+                self.s.succ_list = vec![q];
+                let f = Fixing { target: q, sent: now, replaced: None, redirects: 0, repair: true };
+                self.s.fixing = Some(f);
+                self.send(q.addr, Body::Fix, out);
+                return;
+            }
         }
         if self.s.status == RingStatus::Leaving {
             // Handing over: no more check-ins (the successor would take it as a member still).

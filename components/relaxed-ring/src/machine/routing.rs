@@ -141,6 +141,11 @@ impl RelaxedRingMachine {
         if !joining {
             self.learn(r.origin);
         }
+        if let Routable::MergeLookup { nonce } = r.what {
+            if !self.in_ring() {
+                return self.merge_lookup_outside(r.origin, nonce, out);
+            }
+        }
         if !self.in_ring() {
             if sender != r.origin || !joining {
                 // The sender routes through this peer as if it were in a ring (a finger learnt
@@ -274,6 +279,7 @@ impl RelaxedRingMachine {
                 let d = RingIndication::Deliver { key, origin, tag, hops: hops.into(), payload };
                 self.indicate(d, out);
             }
+            Routable::MergeLookup { nonce } => self.on_merge_lookup(origin, nonce, now, out),
         }
     }
 
@@ -383,6 +389,7 @@ impl RelaxedRingMachine {
             // silent — dropped, so the second try goes another way (re-learnt if it talks).
             let succ = self.live_succ().map(|s| s.addr);
             if let Some(v) = via.filter(|v| Some(*v) != succ) {
+                self.passive_add_addr(v, now);
                 self.fingers.remove(v);
             }
             if self.in_ring() {

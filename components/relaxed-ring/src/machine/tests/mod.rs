@@ -7,6 +7,7 @@ mod bad_input;
 mod flaws;
 mod join;
 mod leave;
+mod merge;
 mod recovery;
 mod routing;
 
