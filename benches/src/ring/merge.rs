@@ -42,7 +42,9 @@ fn by_group(
 ) -> Vec<BTreeMap<NodeAddr, RingView>> {
     groups
         .iter()
-        .map(|g| views.iter().filter(|(a, _)| g.contains(a)).map(|(a, v)| (*a, v.clone())).collect())
+        .map(|g| {
+            views.iter().filter(|(a, _)| g.contains(a)).map(|(a, v)| (*a, v.clone())).collect()
+        })
         .collect()
 }
 

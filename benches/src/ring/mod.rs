@@ -277,7 +277,9 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
                     eprintln!("merge: first violation {first}");
                 }
                 if let Some((n, first)) = &m.left {
-                    eprintln!("merge: not one ring after {limit:?}: {n} complaints, first: {first}");
+                    eprintln!(
+                        "merge: not one ring after {limit:?}: {n} complaints, first: {first}"
+                    );
                 }
             }
             _ => unreachable!("phases are checked above"),

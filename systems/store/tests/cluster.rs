@@ -400,7 +400,9 @@ fn keyspace_notifications_reach_subscribers_at_other_nodes() {
             V::bulk(event),
         ]))
     };
-    for (cmd, key, event) in [("SET n1 a", "n1", "set"), ("DEL n1", "n1", "del"), ("SADD n2 m", "n2", "set")] {
+    for (cmd, key, event) in
+        [("SET n1 a", "n1", "set"), ("DEL n1", "n1", "del"), ("SADD n2 m", "n2", "set")]
+    {
         assert!(matches!(w.cmd("SET unwatched x"), V::Simple(_)));
         assert!(!matches!(w.cmd(cmd), V::Err(_)), "{cmd}");
         assert_eq!(sub.read(), message(key, event), "after {cmd}");

@@ -257,6 +257,7 @@ fn merge_scenario(
 ) -> (Scenario, RingBoard, Log<MergeProbe>) {
     let wiring = RingWiring {
         ring: RingConfig::default(),
+        chord: None,
         fd: FdConfig::default(),
         flaw,
         auto_join: true,
