@@ -317,13 +317,9 @@ pub const SCENARIOS: &[Entry] = &[
         must_pass: false,
         build: merge::merge_broken_off,
     },
-    Entry {
-        name: "merge-broken-probe-once",
-        about: "merge with passive entries probed once, never again (ProbeNeverRetried): the \
-                merge bound must fail",
-        must_pass: false,
-        build: merge::merge_broken_probe_once,
-    },
+    // `merge-broken-probe-once` (ProbeNeverRetried) is not registered: it is caught on only
+    // some seeds (a finger dropped after the heal is a fresh passive entry whose one probe
+    // merges anyway); tests/tests/merge.rs runs it and requires at least 1 of seeds 0..3.
     // scenarios/transactions.rs: the full stack (detector, ring, replication, transactions).
     Entry {
         name: "tx-bank",
