@@ -43,7 +43,9 @@ use selfman_sim::{Latency, LinkModel, Run, Scenario, SimConfig, SimHost, SimNetC
 
 use crate::checkers::ring_history::{show_time, LookupStats};
 use crate::scenarios::nodes::{build_ring_node, RingBoard, RingWiring};
-use crate::scenarios::ring::{convergence_bound, excuse_window, finger_deadline, LATENCY_MAX};
+use crate::scenarios::ring::{
+    convergence_bound, crash_random, excuse_window, finger_deadline, LATENCY_MAX,
+};
 
 /// Link delays: as the ring scenarios (1 ms plus an exponential extra of mean 4 ms).
 const LATENCY: Latency = Latency::Exponential { base: ms(1), mean_extra: ms(4) };
@@ -206,30 +208,6 @@ fn shorten(errors: &[String]) -> String {
     format!("{} ({} complaints in all)", first.join("; "), errors.len())
 }
 
-/// The members in a ring now.
-fn in_ring(board: &RingBoard) -> Vec<RingView> {
-    let mut v: Vec<RingView> =
-        board.snapshot().into_values().filter(|v| v.status == RingStatus::InRing).collect();
-    v.sort_by_key(|v| v.me.id);
-    v
-}
-
-/// Crashes `n` members chosen at random.
-fn crash_random(run: &mut Run<'_>, board: &RingBoard, n: usize) -> Result<(), String> {
-    let mut ring = in_ring(board);
-    let mut crashed = Vec::new();
-    for _ in 0..n {
-        if ring.len() <= 4 {
-            return Err("too few members left".into());
-        }
-        let v = ring.remove(run.rng.below(ring.len() as u64) as usize);
-        run.sim.crash(v.me.addr).map_err(|e| e.to_string())?;
-        crashed.push(v.me.addr);
-    }
-    board.strand_joiners_of(&crashed);
-    Ok(())
-}
-
 /// Splits the running nodes into 2 to 5 groups drawn from the seed (a shuffle dealt round
 /// robin, so each group is spread over the circle and at least 4 strong).
 fn split(run: &mut Run<'_>) -> Vec<Vec<NodeAddr>> {
@@ -343,10 +321,10 @@ fn merge_scenario(
     });
     if churn {
         let b = board.clone();
-        s = s.at(heal_at + ms(500), "two members crash", move |run| crash_random(run, &b, 2));
+        s = s.at(heal_at + ms(500), "two members crash", move |run| crash_random(run, &b, 2, 4));
         s = s.start_nodes(heal_at + ms(1000), 2, build.clone());
         let b = board.clone();
-        s = s.at(quiet_at, "one more member crashes", move |run| crash_random(run, &b, 1));
+        s = s.at(quiet_at, "one more member crashes", move |run| crash_random(run, &b, 1, 4));
     }
     s = s.at(quiet_at, "quiet: links lose nothing any more", |run| {
         run.sim.set_default_link(LinkModel { latency: LATENCY, loss: 0.0 });

@@ -601,12 +601,17 @@ fn crash_neighbours(run: &mut Run<'_>, board: &RingBoard, n: usize) -> Result<()
     Ok(())
 }
 
-/// Crashes `n` members chosen at random.
-fn crash_random(run: &mut Run<'_>, board: &RingBoard, n: usize) -> Result<(), String> {
+/// Crashes `n` members chosen at random, refusing to leave `keep` or fewer.
+pub(crate) fn crash_random(
+    run: &mut Run<'_>,
+    board: &RingBoard,
+    n: usize,
+    keep: usize,
+) -> Result<(), String> {
     let mut ring = in_ring(board);
     let mut crashed = Vec::new();
     for _ in 0..n {
-        if ring.len() <= 2 {
+        if ring.len() <= keep {
             return Err("too few members left".into());
         }
         let v = ring.remove(run.rng.below(ring.len() as u64) as usize);
@@ -648,7 +653,7 @@ fn crash_scenario(name: &str, flaw: Option<Flaw>) -> (Scenario, RingBoard, Log<R
 /// `ring-crash-10`: 40 members; 10 % crash at once at 8 s.
 fn crash_10_scenario(name: &str) -> (Scenario, RingBoard, Log<RingProbe>) {
     formed(name, None, 40)
-        .at(8.0, "crash 10 %", |run, b| crash_random(run, b, 4))
+        .at(8.0, "crash 10 %", |run, b| crash_random(run, b, 4, 2))
         .finish(9.0, loss_window())
 }
 
