@@ -47,8 +47,17 @@ impl fmt::Debug for Task {
 
 /// Runs tasks. Implemented by the multi-core runtime and by the simulator.
 pub trait Scheduler: Send + Sync + 'static {
-    /// Queues `task` to be run (once) by some worker.
+    /// Queues `task` to be run (once) by some worker: its component was woken (it had nothing
+    /// to do and now has).
     fn schedule(&self, task: Task);
+
+    /// Queues `task` again after its turn ended with work left: the component yields so others
+    /// get a turn. Called only from that turn, as its last step. A scheduler may place it
+    /// differently from a wake-up (the multi-core pool keeps it off its deque until it has
+    /// chosen the next task); by default it is [`Scheduler::schedule`].
+    fn reschedule(&self, task: Task) {
+        self.schedule(task);
+    }
 }
 
 /// A point in (real or virtual) time, in nanoseconds since the runtime started.

@@ -1,26 +1,41 @@
 //! The work-stealing scheduler.
 //!
-//! * Each worker owns a FIFO deque. A task scheduled from a worker thread goes to that worker's
-//!   deque; from any other thread it goes to the global injector.
-//! * An idle worker steals: a batch from the injector first, then from other workers' deques.
+//! * Each worker owns a FIFO deque and, in front of it, a **next slot** that only it can take
+//!   from. A component made runnable by a handler running on a worker (a wake-up: an event to a
+//!   component that had nothing to do) goes into that worker's slot; the task that held the
+//!   slot moves to the back of the deque. The woken component therefore runs on the core that
+//!   just wrote its events, while they are in that core's cache, and nothing can steal it in
+//!   between.
+//! * A component whose turn ended with work left (it **yields**) is kept aside by its worker
+//!   until the worker has taken its next task, and only then goes to the back of the deque. So
+//!   between two turns a deque never shows the task that just ran next to the one about to run:
+//!   two components feeding each other on one worker leave at most one task in the deque.
+//! * An idle worker steals: a batch from the injector first, then from other workers' deques —
+//!   but only from a deque with a **backlog** (at least two tasks), or from one whose single
+//!   task has waited behind a long turn (its worker ran no new task for [`LONG_TURN`]). A
+//!   worker's last waiting task is left alone otherwise: that is the partner of the running
+//!   task in a pair or a chain, and moving it to another core costs a cache-line transfer for
+//!   every event the two exchange afterwards (`docs/decisions/014-scheduler-locality.md`).
+//! * A worker runs its slot at most [`SLOT_RUNS`] times in a row while its deque holds work, so
+//!   two components waking each other cannot starve the rest; every [`INJECTOR_INTERVAL`] tasks
+//!   it polls the injector first.
 //! * Workers that find nothing search for a while (spin, then yield, for up to the pool's spin
 //!   time, default 100 µs) and then park. A worker is woken only when work is pushed where it could
-//!   help: onto the injector, or onto a deque that already held work. (A task pushed onto the
-//!   pusher's own empty deque will be run by the pusher itself as soon as its current task
-//!   returns, so waking a sibling for it would only cost a futex call — this is what keeps a
-//!   ping-pong between two components on one core instead of bouncing across cores.)
+//!   help: onto the injector, or onto a deque that then holds a backlog.
 //! * No wake-up is lost: a parking worker registers as a sleeper *then* re-checks every queue,
 //!   while a pusher publishes its task *then* checks for sleepers (both sequentially
-//!   consistent), so at least one of them sees the other.
+//!   consistent), so at least one of them sees the other. A task in a slot or kept aside is
+//!   never anybody else's to find: its own worker is awake and runs it next.
 
 use std::cell::Cell;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::sync::{Parker, Unparker};
-use crossbeam_utils::Backoff;
+use crossbeam_utils::atomic::AtomicCell;
+use crossbeam_utils::{Backoff, CachePadded};
 use parking_lot::Mutex;
 use selfman_core::{Scheduler, Task};
 
@@ -28,11 +43,56 @@ use selfman_core::{Scheduler, Task};
 /// scheduled work is not starved by a busy local deque.
 const INJECTOR_INTERVAL: u32 = 61;
 
+/// How many turns in a row a worker may take from its next slot while its deque holds work.
+pub const SLOT_RUNS: u32 = 8;
+
+/// A deque's single waiting task may be stolen once its worker has run no new task for this
+/// long (it is in one long turn, so the waiting task is not being kept warm for anything).
+pub const LONG_TURN: Duration = Duration::from_micros(50);
+
+/// What other threads may see of one worker: its next slot and its counters. The counters are
+/// written only by that worker (a load and a store, no locked instruction) and read by anyone.
+#[derive(Default)]
+struct WorkerShared {
+    /// The component woken last by a handler on this worker: runs next. Only its worker takes
+    /// it, unless the worker is stuck in one turn for [`LONG_TURN`].
+    next: AtomicCell<Option<Task>>,
+    /// Tasks run (also how thieves tell a worker in one long turn: this stops moving).
+    turns: AtomicU64,
+    /// Tasks taken from the next slot.
+    slot_turns: AtomicU64,
+    /// Successful steals by this worker (each may move a batch).
+    steals: AtomicU64,
+    /// Times this worker parked.
+    parks: AtomicU64,
+}
+
+impl WorkerShared {
+    fn bump(c: &AtomicU64) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+}
+
+/// What the pool's workers have done so far, summed over the workers
+/// ([`crate::Runtime::scheduler_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedulerStats {
+    /// Tasks (component turns) run.
+    pub turns: u64,
+    /// Of these, taken from a worker's next slot (run right after the handler that woke them).
+    pub slot_turns: u64,
+    /// Successful steals from the injector or another worker's deque.
+    pub steals: u64,
+    /// Times a worker went to sleep.
+    pub parks: u64,
+}
+
 /// The shared state of a worker pool.
 pub struct Pool {
     injector: Injector<Task>,
     stealers: Vec<Stealer<Task>>,
     unparkers: Vec<Unparker>,
+    shared: Vec<CachePadded<WorkerShared>>,
     sleepers: Mutex<Vec<usize>>,
     num_sleeping: AtomicUsize,
     searching: AtomicUsize,
@@ -40,16 +100,30 @@ pub struct Pool {
     spin: Duration,
 }
 
+/// The queues a worker thread owns: only that thread touches them (others steal through the
+/// deque's [`Stealer`]).
+struct Local {
+    deque: Worker<Task>,
+    /// The task whose turn just ended with work left, until the next task is chosen.
+    yielded: Cell<Option<Task>>,
+    /// Turns taken from `next` in a row.
+    slot_streak: Cell<u32>,
+}
+
 /// What a worker thread keeps for itself.
 pub struct WorkerHandle {
     index: usize,
-    local: Worker<Task>,
+    local: Local,
     parker: Parker,
+    /// Per other worker: its turn count when this worker last saw exactly one task waiting
+    /// there, and since when (for [`LONG_TURN`]).
+    watch: Vec<Cell<(u64, Option<Instant>)>>,
 }
 
 struct Current {
     pool: *const Pool,
-    local: *const Worker<Task>,
+    local: *const Local,
+    index: usize,
 }
 
 thread_local! {
@@ -74,6 +148,7 @@ impl Pool {
             injector: Injector::new(),
             stealers: locals.iter().map(Worker::stealer).collect(),
             unparkers: parkers.iter().map(|p| p.unparker().clone()).collect(),
+            shared: (0..workers).map(|_| CachePadded::new(WorkerShared::default())).collect(),
             sleepers: Mutex::new(Vec::with_capacity(workers)),
             num_sleeping: AtomicUsize::new(0),
             searching: AtomicUsize::new(0),
@@ -84,7 +159,16 @@ impl Pool {
             .into_iter()
             .zip(parkers)
             .enumerate()
-            .map(|(index, (local, parker))| WorkerHandle { index, local, parker })
+            .map(|(index, (deque, parker))| WorkerHandle {
+                index,
+                local: Local {
+                    deque,
+                    yielded: Cell::new(None),
+                    slot_streak: Cell::new(0),
+                },
+                parker,
+                watch: (0..workers).map(|_| Cell::new((0, None))).collect(),
+            })
             .collect();
         (pool, handles)
     }
@@ -92,6 +176,18 @@ impl Pool {
     /// Number of workers.
     pub fn workers(&self) -> usize {
         self.stealers.len()
+    }
+
+    /// The workers' counters, summed.
+    pub fn stats(&self) -> SchedulerStats {
+        let mut s = SchedulerStats::default();
+        for c in &self.shared {
+            s.turns += c.turns.load(Ordering::Relaxed);
+            s.slot_turns += c.slot_turns.load(Ordering::Relaxed);
+            s.steals += c.steals.load(Ordering::Relaxed);
+            s.parks += c.parks.load(Ordering::Relaxed);
+        }
+        s
     }
 
     /// Asks every worker to exit once it is idle, and wakes them all.
@@ -107,36 +203,80 @@ impl Pool {
         let slot: &'static CurrentSlot = Box::leak(Box::new(CurrentSlot(Current {
             pool: Arc::as_ptr(self),
             local: &handle.local,
+            index: handle.index,
         })));
         CURRENT.with(|c| c.set(Some(slot)));
+        let me = &self.shared[handle.index];
         let mut tick: u32 = 0;
         loop {
             tick = tick.wrapping_add(1);
-            if let Some(task) = self.next_local(&handle, tick) {
-                task.run();
-                continue;
-            }
-            if let Some(task) = self.search_spinning(&handle) {
-                task.run();
-                continue;
-            }
-            if self.shutdown.load(Ordering::SeqCst) {
-                break;
-            }
-            self.park(&handle);
+            let task = match self.next_local(&handle, tick) {
+                Some(t) => t,
+                None => match self.search_spinning(&handle) {
+                    Some(t) => t,
+                    None => {
+                        if self.shutdown.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        self.park(&handle);
+                        continue;
+                    }
+                },
+            };
+            WorkerShared::bump(&me.turns);
+            task.run();
         }
         CURRENT.with(|c| c.set(None));
         // SAFETY: `slot` was leaked from a Box above and the thread-local no longer refers to it.
         drop(unsafe { Box::from_raw(std::ptr::from_ref(slot).cast_mut()) });
     }
 
+    /// The next task from this worker's own queues: the injector now and then, else the next
+    /// slot (unless it has had its streak and the deque holds work), else the deque; the task
+    /// that yielded last goes to the deque's back once another is chosen, or runs again if
+    /// there is none.
     fn next_local(&self, h: &WorkerHandle, tick: u32) -> Option<Task> {
+        let l = &h.local;
+        let yielded = l.yielded.take();
+        let mut next = None;
         if tick % INJECTOR_INTERVAL == 0 {
-            if let Some(t) = steal_one(|| self.injector.steal_batch_and_pop(&h.local)) {
+            next = steal_one(|| self.injector.steal_batch_and_pop(&l.deque));
+        }
+        if next.is_none() {
+            next = self.pop_own(h);
+        }
+        match (next, yielded) {
+            (Some(t), Some(y)) => {
+                self.push_local(l, y);
+                Some(t)
+            }
+            (next, yielded) => next.or(yielded),
+        }
+    }
+
+    fn pop_own(&self, h: &WorkerHandle) -> Option<Task> {
+        let l = &h.local;
+        let me = &self.shared[h.index];
+        if let Some(t) = me.next.take() {
+            let streak = l.slot_streak.get();
+            if streak < SLOT_RUNS || l.deque.is_empty() {
+                l.slot_streak.set(streak + 1);
+                WorkerShared::bump(&me.slot_turns);
                 return Some(t);
             }
+            // The slot has had its streak while others wait: it queues like everybody else.
+            l.deque.push(t);
         }
-        h.local.pop()
+        l.slot_streak.set(0);
+        l.deque.pop()
+    }
+
+    /// Pushes onto this worker's deque; wakes a sleeper if the deque now has a backlog.
+    fn push_local(&self, l: &Local, task: Task) {
+        l.deque.push(task);
+        if l.deque.len() >= 2 {
+            self.notify_one();
+        }
     }
 
     /// Searches for work for a short while (spinning, then yielding, up to the pool's spin
@@ -174,29 +314,58 @@ impl Pool {
         self.searching.fetch_add(1, Ordering::SeqCst);
         let found = self.steal(h);
         let last = self.searching.fetch_sub(1, Ordering::SeqCst) == 1;
-        if found.is_some() && last && (!h.local.is_empty() || !self.injector.is_empty()) {
+        if found.is_some() && last && (h.local.deque.len() >= 2 || !self.injector.is_empty()) {
             // More work is visible: make sure somebody else looks for it too.
             self.notify_one();
+        }
+        if found.is_some() {
+            WorkerShared::bump(&self.shared[h.index].steals);
         }
         found
     }
 
     fn steal(&self, h: &WorkerHandle) -> Option<Task> {
-        if let Some(t) = steal_one(|| self.injector.steal_batch_and_pop(&h.local)) {
+        let dest = &h.local.deque;
+        if let Some(t) = steal_one(|| self.injector.steal_batch_and_pop(dest)) {
             return Some(t);
         }
         let n = self.stealers.len();
         for k in 1..n {
-            let victim = &self.stealers[(h.index + k) % n];
-            if let Some(t) = steal_one(|| victim.steal_batch_and_pop(&h.local)) {
-                return Some(t);
+            let v = (h.index + k) % n;
+            let victim = &self.stealers[v];
+            let found = if victim.len() >= 2 {
+                steal_one(|| victim.steal_batch_and_pop(dest))
+            } else if self.stuck(h, v) {
+                steal_one(|| victim.steal_batch_and_pop(dest))
+                    .or_else(|| self.shared[v].next.take())
+            } else {
+                None
+            };
+            if found.is_some() {
+                return found;
             }
         }
         None
     }
 
+    /// Whether worker `v` has run no new task for [`LONG_TURN`] by `h`'s watch: then what waits
+    /// there (its deque's last task, its next slot) is not being kept warm and may move.
+    fn stuck(&self, h: &WorkerHandle, v: usize) -> bool {
+        let turns = self.shared[v].turns.load(Ordering::Relaxed);
+        let watch = &h.watch[v];
+        match watch.get() {
+            (seen, Some(since)) if seen == turns => since.elapsed() >= LONG_TURN,
+            _ => {
+                watch.set((turns, Some(Instant::now())));
+                false
+            }
+        }
+    }
+
+    /// Work a parking worker must not sleep through: the injector, or a deque with a backlog.
+    /// (A single task waiting behind a long turn is found while spinning, not here.)
     fn has_work(&self) -> bool {
-        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        !self.injector.is_empty() || self.stealers.iter().any(|s| s.len() >= 2)
     }
 
     fn park(&self, h: &WorkerHandle) {
@@ -215,6 +384,7 @@ impl Pool {
             }
             // Already chosen by a notifier: its unpark token is (or will be) set; consume it.
         }
+        WorkerShared::bump(&self.shared[h.index].parks);
         loop {
             h.parker.park();
             if self.shutdown.load(Ordering::SeqCst) || !self.sleepers.lock().contains(&h.index) {
@@ -243,6 +413,17 @@ impl Pool {
             self.unparkers[i].unpark();
         }
     }
+
+    /// This thread's queues, if it is one of this pool's workers.
+    fn current_local(&self) -> Option<&Local> {
+        let me: *const Pool = self;
+        let slot = CURRENT.with(|c| c.get()).filter(|s| std::ptr::eq(s.0.pool, me))?;
+        debug_assert!(slot.0.index < self.workers());
+        // SAFETY: `slot.0.local` points at the queues owned by this worker thread's
+        // `WorkerHandle`, which outlives the thread-local registration; only this thread
+        // touches them (the deque's other end is the stealers', which is thread-safe).
+        Some(unsafe { &*slot.0.local })
+    }
 }
 
 fn steal_one(mut f: impl FnMut() -> Steal<Task>) -> Option<Task> {
@@ -258,16 +439,25 @@ fn steal_one(mut f: impl FnMut() -> Steal<Task>) -> Option<Task> {
 impl Scheduler for Pool {
     fn schedule(&self, task: Task) {
         let me: *const Pool = self;
-        let local = CURRENT.with(|c| c.get()).filter(|s| std::ptr::eq(s.0.pool, me));
-        match local {
+        match CURRENT.with(|c| c.get()).filter(|s| std::ptr::eq(s.0.pool, me)) {
             Some(slot) => {
-                // SAFETY: `slot.0.local` points at the deque owned by this worker thread's
-                // `WorkerHandle`, which outlives the thread-local registration.
-                let local = unsafe { &*slot.0.local };
-                let had_work = !local.is_empty();
-                local.push(task);
-                if had_work {
-                    self.notify_one();
+                if let Some(previous) = self.shared[slot.0.index].next.swap(Some(task)) {
+                    // SAFETY: as in `current_local`.
+                    self.push_local(unsafe { &*slot.0.local }, previous);
+                }
+            }
+            None => {
+                self.injector.push(task);
+                self.notify_one();
+            }
+        }
+    }
+
+    fn reschedule(&self, task: Task) {
+        match self.current_local() {
+            Some(l) => {
+                if let Some(earlier) = l.yielded.replace(Some(task)) {
+                    self.push_local(l, earlier);
                 }
             }
             None => {

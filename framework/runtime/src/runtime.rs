@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use selfman_core::{RuntimeParts, SeededRng, System, SystemConfig};
 
-use crate::pool::Pool;
+use crate::pool::{Pool, SchedulerStats};
 use crate::timer::TimerThread;
 
 const DEFAULT_SPIN: Duration = Duration::from_micros(100);
@@ -145,6 +145,12 @@ impl Runtime {
     /// Number of worker threads.
     pub fn workers(&self) -> usize {
         self.pool.workers()
+    }
+
+    /// What the workers have done so far: turns run, how many came from a next slot, steals
+    /// and sleeps (`docs/runtime.md`, "Scheduling").
+    pub fn scheduler_stats(&self) -> SchedulerStats {
+        self.pool.stats()
     }
 
     /// Destroys every component, then stops and joins all threads.

@@ -339,7 +339,7 @@ impl ComponentCell {
         drop(rs);
         let left = self.pending.fetch_sub(tally, Ordering::AcqRel) - tally;
         if more || left > 0 {
-            self.schedule();
+            self.system.parts.scheduler.reschedule(Task(Arc::clone(self)));
         }
     }
 
