@@ -13,7 +13,10 @@
 # `ratio net-pingpong-rtt ...` line with the round-trip-time medians.
 #
 # Environment:
-#   ROUND_TRIPS    round trips per pair        (default 1000000)
+#   ROUND_TRIPS    round trips per pair; unset, each configuration gets enough
+#                  for runs of at least ~0.5 s here: pairs=1 window=1 2000000,
+#                  pairs=1 window=500 20000000, pairs=8 window=1 1000000,
+#                  pairs=8 window=500 5000000
 #   RUNS           runs per framework/config   (default 3)
 #   COUNT          components to create        (default 1000000)
 #   NET_ROUND_TRIPS round trips per pair for net-pingpong (default 200000)
@@ -22,6 +25,9 @@
 #   RUN_TIMEOUT    seconds per benchmark invocation (default 300)
 #   BUILD_TIMEOUT  seconds per cargo build       (default 1800)
 #   SKIP_BUILD=1   do not build, use existing binaries
+#   PEERS          peers to run beside selfman (default "kompact actix"; net-pingpong
+#                  runs kompact only)
+#   SECTIONS       which parts to run (default "pingpong components net-pingpong")
 #   SELFMAN_BIN    override path of the selfman binary
 #                  (default <repo>/target/release/selfman-bench)
 #
@@ -37,7 +43,9 @@ set -o pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 
-ROUND_TRIPS="${ROUND_TRIPS:-1000000}"
+ROUND_TRIPS="${ROUND_TRIPS:-}"
+SECTIONS="${SECTIONS:-pingpong components net-pingpong}"
+PEERS="${PEERS:-kompact actix}"
 RUNS="${RUNS:-3}"
 COUNT="${COUNT:-1000000}"
 NET_ROUND_TRIPS="${NET_ROUND_TRIPS:-200000}"
@@ -53,12 +61,30 @@ FAILED=0
 
 log() { echo "compare.sh: $*" >&2; }
 
-for v in ROUND_TRIPS COUNT NET_ROUND_TRIPS; do
+# round_trips PAIRS WINDOW: ROUND_TRIPS if set, else a count giving runs of at
+# least ~0.5 s on this machine (a window-500 run of 10^6 round trips lasts ~50 ms,
+# mostly the start-up placement of the components)
+round_trips() {
+    if [ -n "$ROUND_TRIPS" ]; then echo "$ROUND_TRIPS"; return; fi
+    case "$1/$2" in
+        1/1) echo 2000000 ;;
+        1/500) echo 20000000 ;;
+        8/1) echo 1000000 ;;
+        *) echo 5000000 ;;
+    esac
+}
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
+for v in COUNT NET_ROUND_TRIPS; do
     if ! [[ "${!v}" =~ ^[0-9]+$ ]]; then
         log "$v must be a non-negative integer (got '${!v}')"
         exit 2
     fi
 done
+if [ -n "$ROUND_TRIPS" ] && ! [[ "$ROUND_TRIPS" =~ ^[0-9]+$ ]]; then
+    log "ROUND_TRIPS must be a non-negative integer (got '$ROUND_TRIPS')"
+    exit 2
+fi
 for v in RUNS RUN_TIMEOUT BUILD_TIMEOUT; do
     if ! [[ "${!v}" =~ ^[1-9][0-9]*$ ]]; then
         log "$v must be a positive integer (got '${!v}')"
@@ -90,7 +116,10 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
         exit 1
     fi
 fi
-for b in "$SELFMAN" "$KOMPACT" "$ACTIX"; do
+NEEDED=("$SELFMAN")
+[[ " $PEERS " == *" kompact "* ]] && NEEDED+=("$KOMPACT")
+[[ " $PEERS " == *" actix "* ]] && NEEDED+=("$ACTIX")
+for b in "${NEEDED[@]}"; do
     if [ ! -x "$b" ]; then
         log "missing binary $b"
         exit 1
@@ -185,16 +214,29 @@ ratio() {
 # ---------------------------------------------------------------------------
 # pingpong
 # ---------------------------------------------------------------------------
-FRAMEWORKS=(selfman kompact actix)
+# shellcheck disable=SC2206
+FRAMEWORKS=(selfman $PEERS)
+
+# minimum VALUES... : the smallest integer, or NA if any value is NA or none given.
+minimum() {
+    if [ $# -eq 0 ]; then echo NA; return; fi
+    local v
+    for v in "$@"; do
+        if ! [[ "$v" =~ ^-?[0-9]+$ ]]; then echo NA; return; fi
+    done
+    printf '%s\n' "$@" | sort -n | head -1
+}
 
 for pairs in 1 8; do
+    section pingpong || break
     for window in 1 500; do
-        log "pingpong pairs=$pairs window=$window round_trips=$ROUND_TRIPS runs=$RUNS"
+        rts="$(round_trips "$pairs" "$window")"
+        log "pingpong pairs=$pairs window=$window round_trips=$rts runs=$RUNS"
         declare -A vals=([selfman]="" [kompact]="" [actix]="")
         for ((r = 1; r <= RUNS; r++)); do
             for fw in "${FRAMEWORKS[@]}"; do
                 if line="$(run_bench "$fw" pingpong --pairs "$pairs" --window "$window" \
-                    --round-trips "$ROUND_TRIPS" "${THREAD_ARGS[@]}")"; then
+                    --round-trips "$rts" "${THREAD_ARGS[@]}")"; then
                     v="$(kv msgs_per_s "$line")"
                     [ -n "$v" ] || v=NA
                 else
@@ -206,10 +248,12 @@ for pairs in 1 8; do
         done
         # shellcheck disable=SC2086
         s="$(median ${vals[selfman]})"
-        for peer in kompact actix; do
+        # shellcheck disable=SC2086
+        slow="$(minimum ${vals[selfman]})"
+        for peer in $PEERS; do
             # shellcheck disable=SC2086
             p="$(median ${vals[$peer]})"
-            echo "ratio pingpong pairs=$pairs window=$window selfman_msgs_per_s=$s ${peer}_msgs_per_s=$p ratio=$(ratio "$s" "$p")"
+            echo "ratio pingpong pairs=$pairs window=$window selfman_msgs_per_s=$s ${peer}_msgs_per_s=$p ratio=$(ratio "$s" "$p") selfman_slowest=$slow slowest_ratio=$(ratio "$slow" "$p")"
         done
         unset vals
     done
@@ -218,6 +262,7 @@ done
 # ---------------------------------------------------------------------------
 # components
 # ---------------------------------------------------------------------------
+if section components; then
 log "components count=$COUNT runs=$RUNS"
 declare -A ms=([selfman]="" [kompact]="" [actix]="")
 declare -A bytes=([selfman]="" [kompact]="" [actix]="")
@@ -241,17 +286,19 @@ done
 s_ms="$(median ${ms[selfman]})"
 # shellcheck disable=SC2086
 s_b="$(median ${bytes[selfman]})"
-for peer in kompact actix; do
+for peer in $PEERS; do
     # shellcheck disable=SC2086
     p_ms="$(median ${ms[$peer]})"
     # shellcheck disable=SC2086
     p_b="$(median ${bytes[$peer]})"
     echo "ratio components count=$COUNT selfman_elapsed_ms=$s_ms ${peer}_elapsed_ms=$p_ms elapsed_ratio=$(ratio "$s_ms" "$p_ms") selfman_bytes_per_component=$s_b ${peer}_bytes_per_component=$p_b bytes_ratio=$(ratio "$s_b" "$p_b")"
 done
+fi
 
 # ---------------------------------------------------------------------------
 # net-pingpong (two OS processes over loopback TCP; selfman vs kompact)
 # ---------------------------------------------------------------------------
+if section net-pingpong; then
 # Probe whether selfman-bench has net-pingpong at all. An "unknown ..."
 # complaint means it does not (yet): report NA without failing. Any other
 # probe failure is left to the real runs below (which then count as failed).
@@ -309,6 +356,7 @@ for pairs in 1 8; do
         unset vals p50s p99s
     done
 done
+fi
 
 if [ "$FAILED" -ne 0 ]; then
     log "some runs failed (reported as NA)"

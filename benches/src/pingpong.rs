@@ -163,6 +163,7 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
     if let Some(b) = &crash_boss {
         rt.start_and_wait(b, t).map_err(|e| e.to_string())?;
     }
+    let before = rt.scheduler_stats();
     let start = Instant::now();
     for p in &pingers {
         rt.start(p).map_err(|e| e.to_string())?;
@@ -171,6 +172,7 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
         rx.recv_timeout(Duration::from_secs(600)).map_err(|_| "pairs did not finish in 600 s")?;
     }
     let elapsed = start.elapsed();
+    let sched = rt.scheduler_stats();
     let restarts: u64 =
         crash_boss.as_ref().map(|b| b.children().iter().map(|c| c.restarts()).sum()).unwrap_or(0);
     rt.shutdown().map_err(|e| e.to_string())?;
@@ -181,7 +183,11 @@ pub(crate) fn run(a: &Args) -> Result<String, String> {
     if panickers > 0 {
         sup += &format!(" panickers={panickers} restarts={restarts}");
     }
+    // What the scheduler did during the run: turns, the share from a next slot, steals, parks.
+    let turns = sched.turns - before.turns;
+    let slot_pct = 100.0 * (sched.slot_turns - before.slot_turns) as f64 / turns.max(1) as f64;
+    let (steals, parks) = (sched.steals - before.steals, sched.parks - before.parks);
     Ok(format!(
-        "pingpong pairs={pairs} window={window} round_trips={n} threads={threads} elapsed_ms={ms} msgs_per_s={rate:.0}{sup}"
+        "pingpong pairs={pairs} window={window} round_trips={n} threads={threads} elapsed_ms={ms} msgs_per_s={rate:.0}{sup} turns={turns} slot_pct={slot_pct:.1} steals={steals} parks={parks}"
     ))
 }
