@@ -730,12 +730,29 @@ impl RelaxedRingMachine {
         before != self.s.pred_list.len()
     }
 
+    /// Forgets the fingers that lie between this peer and its live successor. Routing never
+    /// picks them (a key up to the successor goes to the successor, a key beyond it to a peer
+    /// at least as far), and refreshes look beyond the successor only, so a peer that crashed
+    /// or left there would stay for good; and the successor was set or confirmed as the first
+    /// peer after this one (`join_ok`, `new_succ`, `fix_ok`, a redirect, a repair), so no
+    /// member it should know lies there. Run after every input (`O(log)` when there is none),
+    /// so no path that sets the successor can miss it.
+    fn drop_fingers_before_succ(&mut self) {
+        if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
+            return;
+        }
+        if let Some(s) = self.live_succ() {
+            self.fingers.forget_nearer_than(s.id.distance_from(self.s.me.id));
+        }
+    }
+
     /// After every input: watch exactly the peers recovery depends on — the successor and the
     /// next [`WATCHED_SUCCS`] − 1 successor-list entries, the predecessor and the
     /// predecessor list (branch peers: routing goes backwards to them), a peer being sent
     /// `fix`, and the suspected ones, to notice a false suspicion — and tell the user if the
     /// neighbours changed.
     fn settle<M>(&mut self, out: &mut Vec<RingOutput<M>>) {
+        self.drop_fingers_before_succ();
         let mut want: Vec<NodeAddr> = Vec::new();
         if matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
             want.extend(self.s.succ.iter().map(|p| p.addr));

@@ -338,11 +338,9 @@ impl RelaxedRingMachine {
             return self.fault(Fault::StrangerSuccList, "fix_ok from a peer that is not succ");
         }
         let fixing = if target { self.s.fixing.take() } else { None };
-        self.s.succ = Some(s);
         // `s` took this peer as its predecessor: nobody it knows lies between, so fingers
-        // there are stale (peers that left or crashed; nothing else would remove them: they
-        // are never used, and refreshes look beyond the successor only).
-        self.fingers.forget_nearer_than(s.id.distance_from(self.s.me.id));
+        // there are stale (dropped in `settle`, as after every change of the successor).
+        self.s.succ = Some(s);
         let new = self.build_succ_list(s, &list);
         let changed = new != self.s.succ_list;
         self.s.succ_list = new;

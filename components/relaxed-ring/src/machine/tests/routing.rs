@@ -302,3 +302,42 @@ fn stale_finger_goes_within(at: u64, within: Duration) {
     assert!(!w.view(1 << 60).fingers.contains(&stale), "{:?}", w.view(1 << 60).fingers);
     w.assert_ring();
 }
+
+#[test]
+fn fingers_before_a_successor_that_only_redirects_are_dropped() {
+    // In the branch, 100's successor 300 never accepts its check-in: it redirects it to 200,
+    // which 100 cannot reach (and suspects), so 100 stays behind 300 and never gets a
+    // `fix_ok`. A finger of 100 at 150 (a peer that crashed or left) lies before that
+    // successor: routing never uses it and refreshes never look there, so it must go when the
+    // successor is set or confirmed, whatever the way. (`selfman-bench ring` churn runs ended
+    // with such fingers: "1 nearer than their holder's successor".)
+    let mut w = branch();
+    let a = w.at(100);
+    let stale =
+        selfman_ports::Peer::new(RingId(150), super::NodeAddr::simulated(99, super::NodeId(99)));
+    w.nodes.get_mut(&a).expect("exists").m.fingers.learn(stale);
+    assert!(w.view(100).fingers.contains(&stale));
+    w.tick_for(secs(3));
+    assert_eq!(w.view(100).succ.map(|p| p.id.0), Some(300), "still in the branch");
+    assert!(!w.view(100).fingers.contains(&stale), "{:?}", w.view(100).fingers);
+}
+
+#[test]
+fn a_peer_learnt_before_the_successor_is_not_kept() {
+    // 1·2^60 hears of a peer at 1.5·2^60 (from a stale list, say) while its successor is
+    // 2·2^60: no member lies there, so it is forgotten with the input that brought it, not
+    // kept until the next check-in.
+    let ids: Vec<u64> = (1..=12).map(|i| i << 60).collect();
+    let mut w = World::ring(&ids);
+    let a = w.at(1 << 60);
+    let stale = selfman_ports::Peer::new(
+        RingId(3 << 59),
+        super::NodeAddr::simulated(99, super::NodeId(99)),
+    );
+    let other = w.at(7 << 60);
+    w.with_node(a, |m, _, out| {
+        m.fingers.learn(stale);
+        m.on_unreachable(other, out);
+    });
+    assert!(!w.view(1 << 60).fingers.contains(&stale), "{:?}", w.view(1 << 60).fingers);
+}
