@@ -335,3 +335,28 @@ fn a_joiner_whose_only_access_peer_crashed_gives_up_and_can_join_again() {
     assert_eq!(w.view(350).status, RingStatus::InRing);
     w.assert_ring();
 }
+
+#[test]
+fn a_new_join_while_joining_points_the_joiner_elsewhere_at_once() {
+    // 350 joins through 200, which has crashed: nobody answers. The user, knowing better,
+    // asks it to join through 400: that attempt goes out at once (not after the join
+    // timeout, nor after the joiner gave up on 200), and gets it in.
+    let mut w = World::ring(&[100, 200, 300, 400, 500]);
+    w.crash_detected(200);
+    w.run();
+    w.add(350);
+    w.join(350, 200);
+    w.run();
+    assert_eq!(w.view(350).status, RingStatus::Joining);
+    w.join(350, 400);
+    assert!(
+        w.names().iter().any(|&(name, from, to)| name == "Route(Join)" && from == 350 && to == 400),
+        "{:?}",
+        w.names()
+    );
+    w.run();
+    assert_eq!(w.view(350).status, RingStatus::InRing, "in without a single tick");
+    w.tick_for(secs(3));
+    w.assert_ring();
+    assert!(w.drain(350).iter().all(|i| !matches!(i, RingIndication::JoinRefused(_))));
+}
