@@ -82,7 +82,7 @@ pub use machine::Flaw;
 pub use machine::{
     Fault, FaultCounts, Fingers, MergeStats, RelaxedRingMachine, RingOutput, RingState,
     JOIN_GIVE_UP, JOIN_OK_RESENDS, MAX_CRASHED, MAX_PENDING, NEW_SUCC_RESENDS, PRED_LIST_EXPIRY,
-    WATCHED_SUCCS,
+    REPAIR_WATCHED_SUCCS, WATCHED_SUCCS,
 };
 pub use messages::RingMessage;
 

@@ -29,8 +29,9 @@
 //!   keeps it in its predecessor list; routing reaches it backwards from there;
 //! * the successor list is nearest first, holds no suspected peer and not this peer, at most
 //!   `succ_list_size` entries, and starts with the successor; its first [`WATCHED_SUCCS`]
-//!   entries are watched by the failure detector, the rest are refreshed from the successor; the predecessor list is nearest
-//!   first, at most `pred_list_size` entries, and holds the predecessor;
+//!   entries ([`REPAIR_WATCHED_SUCCS`] while the successor is being repaired) are watched by
+//!   the failure detector, the rest are refreshed from the successor; the predecessor list is
+//!   nearest first, at most `pred_list_size` entries, and holds the predecessor;
 //! * every change of the owned range is indicated once (`Responsibility`), every change of
 //!   the neighbours once (`Neighbours`);
 //! * bad input (from a buggy or stale peer) is counted per [`Fault`] and dropped with a
@@ -153,16 +154,25 @@ struct Joining {
 /// Access peers a joiner remembers at most (the user's, and peers that answered it).
 pub(crate) const JOIN_ACCESS: usize = 4;
 
-/// How many successor-list entries (the successor first) the failure detector watches. The
-/// rest of the list is kept fresh by the successor (its list comes with every answer to a
-/// check-in, and travels backwards as soon as it changes): the peer just before a crashed
-/// one watches it as one of its first entries and drops it, and the lists behind follow. So
-/// up to this many consecutive peers crashing at once are replaced within one detector
-/// timeout; a longer run costs one more timeout per extra peer (the next entry is tried,
-/// watched as the `fix` target, suspected). Why 3: watching all 7 made 160 of a node's 166
-/// messages per second heartbeats (`selfman-bench ring`, `ring-maintenance`), and three
-/// neighbours crashing at once is already rare.
-pub const WATCHED_SUCCS: usize = 3;
+/// How many successor-list entries (the successor first) the failure detector watches in a
+/// steady ring: the successor only. The rest of the list is kept fresh by the successor (its
+/// list comes with every answer to a check-in, and travels backwards as soon as it changes):
+/// the peer just before a crashed one suspects it, repairs, and passes its new list back, and
+/// the lists behind follow. Why 1: each watch costs 20 messages a second (a probe and its
+/// answer every 100 ms), and watching the first three entries made 60 of a node's 88
+/// messages per second heartbeats for entries whose crash the successor's list reports
+/// anyway (`selfman-bench ring`, `ring-maintenance`; all 7 made it 160 of 168). A run of
+/// crashed successors is covered by [`REPAIR_WATCHED_SUCCS`].
+pub const WATCHED_SUCCS: usize = 1;
+
+/// How many successor-list entries (the successor first) are watched while a repair is under
+/// way (the successor was suspected and its replacement has not accepted the `fix` yet): the
+/// entries after the one being tried are watched from the first suspicion on, so a run of
+/// consecutive crashed peers up to this long plus one is cleared within two detector
+/// timeouts, not one timeout per peer (the target of issue 14, one ring within 2 × timeout
+/// plus a period after 10 % of the peers crash at once, at 10,000 peers where runs of three
+/// or four occur).
+pub const REPAIR_WATCHED_SUCCS: usize = 3;
 
 /// A joiner gives up (outside again, [`JoinRefusal::NoAnswer`]) after this many attempts in a
 /// row that nobody answered, one [`RingConfig::join_timeout`] apart, going round the access
@@ -746,8 +756,9 @@ impl RelaxedRingMachine {
         }
     }
 
-    /// After every input: watch exactly the peers recovery depends on — the successor and the
-    /// next [`WATCHED_SUCCS`] − 1 successor-list entries, the predecessor and the
+    /// After every input: watch exactly the peers recovery depends on — the successor (and the
+    /// next [`REPAIR_WATCHED_SUCCS`] − 1 successor-list entries while repairing it), the
+    /// predecessor and the
     /// predecessor list (branch peers: routing goes backwards to them), a peer being sent
     /// `fix`, and the suspected ones, to notice a false suspicion — and tell the user if the
     /// neighbours changed.
@@ -757,7 +768,9 @@ impl RelaxedRingMachine {
         if matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
             want.extend(self.s.succ.iter().map(|p| p.addr));
             want.extend(self.s.pred.iter().map(|p| p.addr));
-            want.extend(self.s.succ_list.iter().take(WATCHED_SUCCS).map(|p| p.addr));
+            let repairing = self.s.fixing.as_ref().is_some_and(|f| f.repair);
+            let succs = if repairing { REPAIR_WATCHED_SUCCS } else { WATCHED_SUCCS };
+            want.extend(self.s.succ_list.iter().take(succs).map(|p| p.addr));
             want.extend(self.s.pred_list.iter().map(|e| e.peer.addr));
             want.extend(self.s.fixing.iter().map(|f| f.target.addr));
             want.extend(self.s.crashed.iter().filter(|(_, s)| !s.departed).map(|(a, _)| *a));
