@@ -41,6 +41,7 @@
 //! ([`MAX_CRASHED`]), lists from the wire ([`MAX_WIRE_LIST`]), hops ([`RingConfig::max_hops`]).
 
 mod faults;
+mod finger_notices;
 mod fingers;
 mod join;
 mod leave;
@@ -51,6 +52,7 @@ mod routing;
 mod tests;
 
 pub use faults::{Fault, FaultCounts};
+pub use finger_notices::GONE_STEPS;
 pub use fingers::Fingers;
 pub use merge::MergeStats;
 
@@ -542,6 +544,7 @@ impl RelaxedRingMachine {
             Body::MergeSpread { foreign, until, depth } => {
                 self.on_merge_spread(sender, foreign, until, depth, now, out)
             }
+            Body::FingerGone { gone, lower, steps } => self.on_finger_gone(gone, lower, steps, out),
         }
         self.settle(out);
     }

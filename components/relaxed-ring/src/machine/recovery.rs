@@ -134,6 +134,16 @@ impl RelaxedRingMachine {
         if node == self.s.me.addr || self.is_crashed(node) {
             return;
         }
+        // The successor, or a peer right after it (a run of crashes): tell the peers whose
+        // fingers may point at it (`finger_notices.rs`), once the successor is replaced.
+        let near = self
+            .s
+            .succ
+            .iter()
+            .chain(self.s.fixing.iter().map(|f| &f.target))
+            .chain(self.s.succ_list.iter())
+            .find(|p| p.addr == node)
+            .copied();
         self.mark_crashed(node, now, false);
         tracing::trace!(me = %self.s.me.id, %node, "suspected");
         if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
@@ -154,6 +164,9 @@ impl RelaxedRingMachine {
             if self.s.status == RingStatus::Leaving {
                 self.send_leaving(out);
             }
+        }
+        if let Some(g) = near {
+            self.announce_gone(g, now, out);
         }
     }
 

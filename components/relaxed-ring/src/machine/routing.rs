@@ -146,6 +146,10 @@ impl RelaxedRingMachine {
                 return self.merge_lookup_outside(r.origin, nonce, out);
             }
         }
+        if let (true, Routable::FingerGone { gone, lower }) = (self.in_ring(), &r.what) {
+            let (gone, lower) = (*gone, *lower);
+            return self.route_gone(r, gone, lower, now, out);
+        }
         if !self.in_ring() {
             if sender != r.origin || !joining {
                 // The sender routes through this peer as if it were in a ring (a finger learnt
@@ -173,7 +177,7 @@ impl RelaxedRingMachine {
     }
 
     /// Sends `r` one hop on (this peer does not own its key); returns where to.
-    fn forward<M>(
+    pub(super) fn forward<M>(
         &mut self,
         mut r: Routed<M>,
         now: Time,
@@ -280,6 +284,8 @@ impl RelaxedRingMachine {
                 self.indicate(d, out);
             }
             Routable::MergeLookup { nonce } => self.on_merge_lookup(origin, nonce, now, out),
+            // Handled on the way (`route_gone`); one that ends up here has nothing left to do.
+            Routable::FingerGone { .. } => {}
         }
     }
 

