@@ -74,6 +74,10 @@ use crate::messages::{Body, RingMessage, MAX_WIRE_LIST};
 /// growing without limit.
 pub const MAX_PENDING: usize = 16_384;
 
+/// Peers routing avoids as silent at most (see `State::silent`); the one that would expire
+/// first is forgotten first.
+pub const MAX_SILENT: usize = 32;
+
 /// Suspected peers remembered at most (the oldest is forgotten first, never the predecessor).
 /// A peer only suspects the peers it watches (its lists), so this is far above what churn
 /// needs; it bounds a peer that is told of many crashes.
@@ -302,6 +306,13 @@ struct State {
     /// The passive list, the merge cooldown and the merge counters.
     #[serde(default)]
     merge: merge::MergeState,
+    /// Peers a lookup went to first and got no answer through (a link that does not work, a
+    /// partition), until when routing does not pick them as a next hop (at most
+    /// [`MAX_SILENT`]). A successor-list entry the detector does not watch stays in the list
+    /// (the successor's list names it), so dropping it from the fingers alone would send the
+    /// lookup's second try the same way.
+    #[serde(default)]
+    silent: BTreeMap<NodeAddr, Time>,
 }
 
 /// A peer's whole protocol state, for a live replacement ([`RelaxedRingMachine::save`],
@@ -362,6 +373,7 @@ impl RelaxedRingMachine {
                 deferred_join: None,
                 new_succ_resends: 0,
                 merge: merge::MergeState::default(),
+                silent: BTreeMap::new(),
             },
             #[cfg(feature = "flaws")]
             flaw: None,

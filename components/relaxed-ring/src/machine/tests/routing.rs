@@ -399,3 +399,28 @@ fn a_finger_notice_walks_back_over_the_peers_that_may_hold_it_and_stops() {
     assert!(w.view(9 << 60).status == RingStatus::InRing, "a notice touches fingers only");
     w.assert_ring();
 }
+
+#[test]
+fn a_lookup_unanswered_through_a_successor_list_entry_goes_another_way() {
+    // 1·2^60 cannot reach 3·2^60, its second successor, and does not know it: the detector
+    // watches the successor only, so 3·2^60 stays in the list (2·2^60's list names it).
+    // A lookup of a key just after 3·2^60 goes there first (the closest preceding peer
+    // known) and is lost; sent again halfway, it must not take the same way (dropping the
+    // finger alone does not keep a list entry out of routing; `ring-branches` seed 144).
+    let ids: Vec<u64> = (1..=12).map(|i| i << 60).collect();
+    let mut w = World::ring(&ids);
+    let (a, c) = (w.at(1 << 60), w.at(3 << 60));
+    w.cut.insert((a, c));
+    assert!(w.view(1 << 60).succ_list.contains(&w.peer(3 << 60)));
+    let key = (3 << 60) + 5;
+    w.lookup(1 << 60, key, 1);
+    w.run();
+    assert_eq!(w.outcome(1 << 60, 1), None, "lost on the cut link");
+    w.tick_for(Duration::from_millis(1200));
+    let owner = w.peer(4 << 60);
+    assert!(
+        matches!(w.outcome(1 << 60, 1), Some(LookupOutcome::Found { peer, .. }) if peer == owner),
+        "{:?}",
+        w.outcome(1 << 60, 1)
+    );
+}
