@@ -607,6 +607,15 @@ const RING_REGRESSIONS: &[Regression] = &[
     },
     Regression {
         scenario: "ring-branches",
+        seed: 144,
+        caught: "a lookup right after convergence timed out: the detector watching the \
+                 successor only, an unreachable second successor stayed in the list and took \
+                 the second try too (fix: a silent first hop is avoided as a next hop for a \
+                 while, list entries included); replay: cargo run --release -p selfman-tests \
+                 --bin sweep -- ring-branches --seeds 1 --start 144",
+    },
+    Regression {
+        scenario: "ring-branches",
         seed: 156,
         caught: "a gap stayed closed to joiners for good behind a predecessor that could never \
                  check in (fix: closed only for a joiner let in, two join timeouts at most)",

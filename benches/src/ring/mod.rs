@@ -89,7 +89,7 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     let join_wall = wall.elapsed();
     let every = if nodes > 20_000 { ms(1000) } else { ms(250) };
     let converged =
-        phases::converge(&w, every, Duration::from_secs(args.get("converge-limit-s", 120)?));
+        phases::converge(&mut w, every, Duration::from_secs(args.get("converge-limit-s", 120)?));
     let live = crate::alloc::stop() - live_before;
     let joined_s = built.joined_at.since_start().as_secs_f64();
     match &converged {

@@ -21,12 +21,13 @@ use super::world::World;
 /// Returns the virtual time it took, or the checker's complaints (how many, and the first)
 /// when the limit passed.
 pub(crate) fn converge(
-    w: &World,
+    w: &mut World,
     every: Duration,
     limit: Duration,
 ) -> Result<Duration, (usize, String)> {
     let start = w.sim.now();
     loop {
+        w.rejoin_refused().map_err(|e| (1, e))?;
         let views = w.snapshot();
         let errors = convergence(&views, w.ring_config.succ_list_size);
         if errors.is_empty() {
@@ -312,8 +313,9 @@ pub(crate) fn churn(
     let gap = Duration::from_secs(1) / rate.max(1) as u32;
     let mut down: std::collections::VecDeque<(usize, Time)> = Default::default();
     // Joiners not in yet, with their access peer. With `protect_access`, an access peer is
-    // not crashed while its joiner waits: a joiner retries its one access peer forever, and
-    // a new `Join` is ignored while it is joining (docs/benchmarks.md, "Relaxed ring").
+    // not crashed while its joiner waits (a joiner whose access peer crashed before anyone
+    // answered it gives up only after `JOIN_GIVE_UP` join timeouts, and is then asked to
+    // join again through another member).
     let mut pending: Vec<(usize, usize)> = Vec::new();
     let mut consistency = Consistency::default();
     let (mut crashes, mut joins) = (0, 0);
@@ -329,6 +331,10 @@ pub(crate) fn churn(
         w.take_joined();
         let joined = w.members[before..].to_vec();
         pending.retain(|(j, _)| !joined.contains(j));
+        for (slot, access) in w.rejoin_refused()? {
+            pending.retain(|(j, _)| *j != slot);
+            pending.push((slot, access));
+        }
         if t == next_event {
             next_event = t + gap;
             let i = w.rng.below(w.members.len() as u64) as usize;

@@ -20,7 +20,8 @@ use selfman::{
 };
 use selfman_failure_detector::{FdConfig, FdMessage, HeartbeatFd};
 use selfman_ports::{
-    FailureDetector, LookupOutcome, Ring, RingId, RingIndication, RingRequest, RingView, RingViews,
+    FailureDetector, JoinRefusal, LookupOutcome, Ring, RingId, RingIndication, RingRequest,
+    RingView, RingViews,
 };
 use selfman_relaxed_ring::{RelaxedRing, RingConfig, RingMessage};
 
@@ -58,6 +59,9 @@ pub(crate) struct Shared {
     /// The slots whose incarnation was told `Joined` (the bootstrapping peer too) since the
     /// benchmark last took them.
     joined: Mutex<Vec<usize>>,
+    /// The slots whose incarnation gave up joining (`JoinRefused(NoAnswer)`: its access
+    /// peer crashed) since the benchmark last took them; the benchmark asks them again.
+    refused: Mutex<Vec<usize>>,
     pub(crate) answers: Mutex<Vec<Answer>>,
     /// The ring component of each node slot's current incarnation.
     rings: Mutex<Vec<Option<Component<RelaxedRing<Payload>>>>>,
@@ -76,6 +80,10 @@ impl Driver {
             RingIndication::Joined { .. } => {
                 let mut j = self.shared.joined.lock().unwrap_or_else(PoisonError::into_inner);
                 j.push(self.slot);
+            }
+            RingIndication::JoinRefused(JoinRefusal::NoAnswer { .. }) => {
+                let mut r = self.shared.refused.lock().unwrap_or_else(PoisonError::into_inner);
+                r.push(self.slot);
             }
             RingIndication::LookupResult { key, tag, outcome } => {
                 let a = Answer { tag, key, outcome };
@@ -140,7 +148,12 @@ fn wire(
     let driver =
         h.create(move || Driver { ring: Required::new(), slot, shared: Arc::clone(&s) })?;
     let wanted = Selector::<Ring<Payload>>::indications(|i: &RingIndication<Payload>| {
-        matches!(i, RingIndication::Joined { .. } | RingIndication::LookupResult { .. })
+        matches!(
+            i,
+            RingIndication::Joined { .. }
+                | RingIndication::JoinRefused(_)
+                | RingIndication::LookupResult { .. }
+        )
     });
     sys.connect_with(&ring.provided()?, &driver.required()?, wanted)?;
 
@@ -231,6 +244,20 @@ impl World {
         let n = j.len();
         self.members.extend(j);
         n
+    }
+
+    /// Asks every slot that gave up joining since the last call (its access peer crashed
+    /// and nobody else answered it) to join again through a random member; returns the
+    /// slots, each with its new access peer's slot.
+    pub(crate) fn rejoin_refused(&mut self) -> Result<Vec<(usize, usize)>, String> {
+        let r = std::mem::take(
+            &mut *self.shared.refused.lock().unwrap_or_else(PoisonError::into_inner),
+        );
+        let mut again = Vec::with_capacity(r.len());
+        for slot in r {
+            again.push((slot, self.join_random(slot)?));
+        }
+        Ok(again)
     }
 
     /// Builds a ring of `nodes` peers: one bootstraps, then waves of joiners, each wave as

@@ -80,9 +80,9 @@ pub use config::{ConfigError, RingConfig, MAX_PASSIVE};
 #[cfg(feature = "flaws")]
 pub use machine::Flaw;
 pub use machine::{
-    Fault, FaultCounts, Fingers, MergeStats, RelaxedRingMachine, RingOutput, RingState,
-    JOIN_GIVE_UP, JOIN_OK_RESENDS, MAX_CRASHED, MAX_PENDING, NEW_SUCC_RESENDS, PRED_LIST_EXPIRY,
-    WATCHED_SUCCS,
+    Fault, FaultCounts, Fingers, MergeStats, RelaxedRingMachine, RingOutput, RingState, GONE_STEPS,
+    JOIN_GIVE_UP, JOIN_OK_RESENDS, MAX_CRASHED, MAX_PENDING, MAX_SILENT, NEW_SUCC_RESENDS,
+    PRED_LIST_EXPIRY, REPAIR_WATCHED_SUCCS, WATCHED_SUCCS,
 };
 pub use messages::RingMessage;
 

@@ -32,6 +32,13 @@
 //! routes its answer instead (Route{key: origin's id, Found}): the origin may be a peer it
 //! cannot reach, such as the predecessor of a branch.
 //!
+//! a crash told to the peers whose fingers may point at it (x suspects its successor g; for
+//! each ideal distance d beyond g, the peers whose slot d may hold g lie in (x − d, g − d]):
+//!
+//!   x ──Route{FingerGone{gone: g, lower: x − d}, key: g − d}──▶ … ──▶ m   every hop forgets
+//!                                        g; m, the last peer at or before the key, too
+//!   m ──FingerGone{gone: g, lower}──▶ pred(m) ──▶ …   backwards while after `lower`
+//!
 //! merge of two rings (x in one, b in the passive list of x, perhaps in another ring):
 //!
 //!   x ──Route{MergeLookup{nonce}, key: x}──▶ b ─▶ … ─▶ o   routed in b's ring to the owner
@@ -180,6 +187,16 @@ pub enum Body<M> {
         /// How many more times it is passed on.
         depth: u8,
     },
+    /// "`gone` crashed: forget it as a finger, and pass this on to your predecessor if it
+    /// lies after `lower`" — the backwards steps of a [`Routable::FingerGone`] notice.
+    FingerGone {
+        /// The crashed peer.
+        gone: Peer,
+        /// The start (exclusive) of the stretch of the circle whose peers may hold it.
+        lower: RingId,
+        /// How many more backwards steps it may take.
+        steps: u8,
+    },
 }
 
 impl<M> Body<M> {
@@ -192,6 +209,7 @@ impl<M> Body<M> {
                 Routable::Payload { .. } => "Route(Payload)",
                 Routable::Found { .. } => "Route(Found)",
                 Routable::MergeLookup { .. } => "Route(MergeLookup)",
+                Routable::FingerGone { .. } => "Route(FingerGone)",
             },
             Body::Found { .. } => "Found",
             Body::Unroutable { .. } => "Unroutable",
@@ -211,6 +229,7 @@ impl<M> Body<M> {
             Body::MergeFound { .. } => "MergeFound",
             Body::MergeNotInRing { .. } => "MergeNotInRing",
             Body::MergeSpread { .. } => "MergeSpread",
+            Body::FingerGone { .. } => "FingerGone",
         }
     }
 }
@@ -274,17 +293,32 @@ pub enum Routable<M> {
         /// The origin's probe (0: started by a `MergeSpread`, not by a passive entry).
         nonce: u64,
     },
+    /// A finger notice: the origin suspects `gone` (its successor, or a peer right after it),
+    /// and the key is `gone`'s identifier minus one ideal finger distance `d`. The peers whose
+    /// finger of slot `d` may be `gone` lie in `(lower, key]` (`lower` = the origin's
+    /// identifier minus `d`); every peer it passes forgets `gone` as a finger, and the last
+    /// peer at or before the key starts the backwards steps ([`Body::FingerGone`]). Nothing
+    /// answers it.
+    FingerGone {
+        /// The suspected peer.
+        gone: Peer,
+        /// The start (exclusive) of the stretch of the circle whose peers may hold it.
+        lower: RingId,
+    },
 }
 
 impl<M> Routable<M> {
     /// What to name in an [`Body::Unroutable`] answer (`None` for an answer, which is not
-    /// answered itself, and for a merge probe, whose origin backs off instead).
+    /// answered itself, for a merge probe, whose origin backs off instead, and for a finger
+    /// notice, which is best effort).
     pub fn unrouted(&self) -> Option<Unrouted> {
         match self {
             Routable::Join { attempt } => Some(Unrouted::Join { attempt: *attempt }),
             Routable::Lookup { req, .. } => Some(Unrouted::Lookup { req: *req }),
             Routable::Payload { tag, .. } => Some(Unrouted::Payload { tag: *tag }),
-            Routable::Found { .. } | Routable::MergeLookup { .. } => None,
+            Routable::Found { .. } | Routable::MergeLookup { .. } | Routable::FingerGone { .. } => {
+                None
+            }
         }
     }
 }

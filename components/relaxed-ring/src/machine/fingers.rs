@@ -112,12 +112,13 @@ impl Fingers {
     }
 
     /// Forgets the fingers nearer than `distance` from `me` (closer than a successor at that
-    /// distance, which says nobody lies between); returns whether any was.
+    /// distance, which says nobody lies between); returns whether any was. `O(log)` when there
+    /// is none (they are a prefix of the table).
     pub fn forget_nearer_than(&mut self, distance: u64) -> bool {
         let me = self.me;
-        let before = self.peers.len();
-        self.peers.retain(|q| q.id.distance_from(me) >= distance);
-        before != self.peers.len()
+        let at = self.peers.partition_point(|q| q.id.distance_from(me) < distance);
+        self.peers.drain(..at);
+        at > 0
     }
 
     /// Forgets the fingers inside `range`, the range this peer owns: no ring member lies

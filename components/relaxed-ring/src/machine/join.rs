@@ -26,6 +26,9 @@
 //!   peer is answered `try_later` too;
 //! * a predecessor-list member that has not checked in (a joiner; a predecessor named by a
 //!   `join_ok`, which may be a joiner too) is never the target of a redirect;
+//! * a `Join` request while joining points the joiner at the new access peer (tried at once
+//!   and first from then on), the attempt counter going on, so answers to earlier attempts
+//!   are still accepted (each is a whole answer of a peer that owned the joiner's identifier);
 //! * a joiner retries until it is answered `join_ok` or `id_in_use`; an attempt that nobody
 //!   answered is followed by one through the next access peer it knows — the user's, then
 //!   ring peers that answered an earlier attempt (its access peer may have crashed); after
@@ -68,14 +71,32 @@ impl RelaxedRingMachine {
         self.indicate(RingIndication::Responsibility(rc), out);
     }
 
-    /// Starts joining the ring `access` belongs to.
+    /// Starts joining the ring `access` belongs to. While joining already, `access` replaces
+    /// the access peer of the attempts to come (it is tried at once and first from then on;
+    /// the peers known before stay as further ways in): a user whose access peer crashed can
+    /// point the joiner elsewhere without waiting for it to give up.
     pub(super) fn join<M>(&mut self, access: NodeAddr, now: Time, out: &mut Vec<RingOutput<M>>) {
-        if self.s.status != RingStatus::Outside {
-            tracing::warn!(me = %self.s.me, status = ?self.s.status, "relaxed ring: join ignored");
-            return;
-        }
         if access.addr == self.s.me.addr.addr {
             tracing::warn!(me = %self.s.me, "relaxed ring: cannot join through itself");
+            return;
+        }
+        if self.s.status == RingStatus::Joining {
+            if let Some(j) = self.s.joining.as_mut() {
+                j.accesses.retain(|a| *a != access);
+                j.accesses.insert(0, access);
+                j.accesses.truncate(super::JOIN_ACCESS);
+                j.access = access;
+                j.attempt = j.attempt.wrapping_add(1);
+                j.retry_at = now + self.config.join_timeout;
+                j.answered = false;
+                j.unanswered = 0;
+                tracing::debug!(me = %self.s.me, %access, "relaxed ring: join pointed elsewhere");
+                self.send_join(out);
+            }
+            return;
+        }
+        if self.s.status != RingStatus::Outside {
+            tracing::warn!(me = %self.s.me, status = ?self.s.status, "relaxed ring: join ignored");
             return;
         }
         self.s.status = RingStatus::Joining;

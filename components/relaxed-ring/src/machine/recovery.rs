@@ -134,6 +134,16 @@ impl RelaxedRingMachine {
         if node == self.s.me.addr || self.is_crashed(node) {
             return;
         }
+        // The successor, or a peer right after it (a run of crashes): tell the peers whose
+        // fingers may point at it (`finger_notices.rs`), once the successor is replaced.
+        let near = self
+            .s
+            .succ
+            .iter()
+            .chain(self.s.fixing.iter().map(|f| &f.target))
+            .chain(self.s.succ_list.iter())
+            .find(|p| p.addr == node)
+            .copied();
         self.mark_crashed(node, now, false);
         tracing::trace!(me = %self.s.me.id, %node, "suspected");
         if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
@@ -154,6 +164,9 @@ impl RelaxedRingMachine {
             if self.s.status == RingStatus::Leaving {
                 self.send_leaving(out);
             }
+        }
+        if let Some(g) = near {
+            self.announce_gone(g, now, out);
         }
     }
 
@@ -338,11 +351,9 @@ impl RelaxedRingMachine {
             return self.fault(Fault::StrangerSuccList, "fix_ok from a peer that is not succ");
         }
         let fixing = if target { self.s.fixing.take() } else { None };
-        self.s.succ = Some(s);
         // `s` took this peer as its predecessor: nobody it knows lies between, so fingers
-        // there are stale (peers that left or crashed; nothing else would remove them: they
-        // are never used, and refreshes look beyond the successor only).
-        self.fingers.forget_nearer_than(s.id.distance_from(self.s.me.id));
+        // there are stale (dropped in `settle`, as after every change of the successor).
+        self.s.succ = Some(s);
         let new = self.build_succ_list(s, &list);
         let changed = new != self.s.succ_list;
         self.s.succ_list = new;

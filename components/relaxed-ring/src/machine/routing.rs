@@ -146,6 +146,10 @@ impl RelaxedRingMachine {
                 return self.merge_lookup_outside(r.origin, nonce, out);
             }
         }
+        if let (true, Routable::FingerGone { gone, lower }) = (self.in_ring(), &r.what) {
+            let (gone, lower) = (*gone, *lower);
+            return self.route_gone(r, gone, lower, now, out);
+        }
         if !self.in_ring() {
             if sender != r.origin || !joining {
                 // The sender routes through this peer as if it were in a ring (a finger learnt
@@ -173,7 +177,7 @@ impl RelaxedRingMachine {
     }
 
     /// Sends `r` one hop on (this peer does not own its key); returns where to.
-    fn forward<M>(
+    pub(super) fn forward<M>(
         &mut self,
         mut r: Routed<M>,
         now: Time,
@@ -233,7 +237,22 @@ impl RelaxedRingMachine {
             .copied()
             .chain(finger)
             .filter(|p| self.live(p) && p.id.distance_from(me) < dk && p.id != me)
+            .filter(|p| !self.s.silent.contains_key(&p.addr))
             .max_by_key(|p| p.id.distance_from(me))
+    }
+
+    /// Routing stops picking `node` as a next hop for a while (`forget_suspected`): a lookup
+    /// sent to it first got no answer. The successor is never avoided (it is the way of
+    /// last resort, and the failure detector watches it).
+    fn avoid_silent(&mut self, node: NodeAddr, now: Time) {
+        let until = now + self.config.forget_suspected;
+        self.s.silent.insert(node, until);
+        if self.s.silent.len() > super::MAX_SILENT {
+            let first = self.s.silent.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a);
+            if let Some(a) = first {
+                self.s.silent.remove(&a);
+            }
+        }
     }
 
     /// The predecessor-list member nearest at or after `key` and before this peer: where a
@@ -280,6 +299,8 @@ impl RelaxedRingMachine {
                 self.indicate(d, out);
             }
             Routable::MergeLookup { nonce } => self.on_merge_lookup(origin, nonce, now, out),
+            // Handled on the way (`route_gone`); one that ends up here has nothing left to do.
+            Routable::FingerGone { .. } => {}
         }
     }
 
@@ -361,6 +382,9 @@ impl RelaxedRingMachine {
     /// Sends again the lookups halfway to their timeout (once), and answers those whose time
     /// is up.
     pub(super) fn lookup_tick<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
+        if !self.s.silent.is_empty() {
+            self.s.silent.retain(|_, until| *until > now);
+        }
         if self.s.pending.is_empty() {
             return;
         }
@@ -391,6 +415,7 @@ impl RelaxedRingMachine {
             if let Some(v) = via.filter(|v| Some(*v) != succ) {
                 self.passive_add_addr(v, now);
                 self.fingers.remove(v);
+                self.avoid_silent(v, now);
             }
             if self.in_ring() {
                 let me = self.s.me;

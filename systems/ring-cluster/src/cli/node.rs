@@ -9,14 +9,14 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use selfman_core::{Component, ComponentDefinition, Handled, Host, Required, Setup};
+use selfman_core::{Component, ComponentDefinition, Handled, Host, NodeAddr, Required, Setup};
 use selfman_failure_detector::FdConfig;
 use selfman_launch::node;
 use selfman_net::{NetConfig, TcpNetwork};
-use selfman_ports::{Ring, RingIndication, RingInspect, RingRequest};
+use selfman_ports::{JoinRefusal, Ring, RingIndication, RingInspect, RingRequest};
 use selfman_relaxed_ring::{RelaxedRing, RingConfig};
 use selfman_runtime::Runtime;
 
@@ -73,15 +73,30 @@ fn say(line: &NodeLine) {
     let _ = out.flush();
 }
 
-/// Prints the answer to every lookup.
+/// Prints the answer to every lookup, and joins again through the launcher's access peer
+/// when a join is given up for want of an answer (`JoinRefused(NoAnswer)`: the access peer
+/// was down or unreachable for a while; the node is outside again and would stay so).
 struct Printer {
     ring: Required<Ring<u64>>,
+    /// The access peer of the launcher's last `join`, shared with the command loop.
+    access: Arc<Mutex<Option<NodeAddr>>>,
 }
 
 impl Printer {
     fn on_ring(&mut self, i: RingIndication<u64>) -> Handled {
-        if let RingIndication::LookupResult { key, tag, outcome } = i {
-            say(&NodeLine::Lookup { tag, key, outcome });
+        match i {
+            RingIndication::LookupResult { key, tag, outcome } => {
+                say(&NodeLine::Lookup { tag, key, outcome });
+            }
+            RingIndication::JoinRefused(JoinRefusal::NoAnswer { .. }) => {
+                // Not an `error` line: the launcher takes those as fatal, and this is routine
+                // under churn. The views it prints show the node joining again.
+                let access = *self.access.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(access) = access {
+                    self.ring.trigger(RingRequest::Join { access });
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -109,7 +124,11 @@ pub(super) fn run(o: NodeOptions) -> Result<(), String> {
     let config = NetConfig::default().listen(o.listen).io_spin(Duration::ZERO);
     let net = TcpNetwork::start(&rt, config).map_err(|e| e.to_string())?;
     let ring_node = build(&net, &o).map_err(err)?;
-    let printer = net.create(|| Printer { ring: Required::new() }).map_err(err)?;
+    let access = Arc::new(Mutex::new(None));
+    let shared = Arc::clone(&access);
+    let printer = net
+        .create(move || Printer { ring: Required::new(), access: Arc::clone(&shared) })
+        .map_err(err)?;
     rt.connect(&ring_node.ring_port().map_err(err)?, &printer.required().map_err(err)?)
         .map_err(err)?;
     rt.start(&printer).map_err(err)?;
@@ -130,7 +149,12 @@ pub(super) fn run(o: NodeOptions) -> Result<(), String> {
     let mut ring_config = RingConfig::default();
     while let Some(line) = launcher.read_line().map_err(|e| e.to_string())? {
         match Command::parse(&line) {
-            Ok(c) => obey(&rt, &ring_node, &mut ring_config, c),
+            Ok(c) => {
+                if let Command::Join(a) = c {
+                    *access.lock().unwrap_or_else(PoisonError::into_inner) = Some(a);
+                }
+                obey(&rt, &ring_node, &mut ring_config, c)
+            }
             Err(e) => say(&NodeLine::Error(e.to_string())),
         }
     }

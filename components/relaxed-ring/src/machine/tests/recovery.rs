@@ -274,7 +274,7 @@ fn a_peer_whose_whole_successor_list_is_gone_finds_its_successor_through_its_fin
 
 #[test]
 fn the_detector_watches_the_first_successors_and_the_predecessors_only() {
-    // Watching the whole successor list made heartbeats 160 of a node's 166 messages a
+    // Watching the whole successor list made heartbeats 160 of a node's 168 messages a
     // second: the successor and the next WATCHED_SUCCS - 1 entries, and the predecessor.
     let ids: Vec<u64> = (1..=10).map(|i| i * 100).collect();
     let mut w = World::ring(&ids);
@@ -286,14 +286,8 @@ fn the_detector_watches_the_first_successors_and_the_predecessors_only() {
     assert_eq!(w.view(300).succ_list.len(), 7, "the list itself stays whole");
 }
 
-#[test]
-fn more_consecutive_crashes_than_are_watched_cost_one_timeout_each() {
-    // 400–700 crash at once; 300 watches only 400, 500 and 600, so it takes 700 (not known
-    // to be gone) next, watches it as its `fix` target, suspects it, and goes on to 800.
-    let ids: Vec<u64> = (1..=12).map(|i| i * 100).collect();
-    let mut w = World::ring(&ids);
-    let gone: Vec<_> = [400, 500, 600, 700].map(|id| w.crash(id)).into();
-    // One detector round: every node suspects the crashed peers it watches.
+/// One detector round: every node suspects the crashed peers in `gone` it watches.
+fn detector_round(w: &mut World, gone: &[super::NodeAddr]) {
     let watchers: Vec<_> = w.nodes.iter().map(|(a, n)| (*a, n.watching.clone())).collect();
     for (a, watching) in watchers {
         for g in gone.iter().filter(|g| watching.contains(g)) {
@@ -301,11 +295,25 @@ fn more_consecutive_crashes_than_are_watched_cost_one_timeout_each() {
         }
     }
     w.run();
+}
+
+#[test]
+fn a_run_of_crashed_successors_longer_than_is_watched_costs_one_more_detection() {
+    // 400–900 crash at once. 300 watches 400, 500 and 600; once it suspects them it tries
+    // 700 and watches the entries after it too (REPAIR_WATCHED_SUCCS), so the next detector
+    // round finds 700, 800 and 900 gone together, and 300 goes on to 1000: two timeouts for a
+    // run of six, not four.
+    let ids: Vec<u64> = (1..=12).map(|i| i * 100).collect();
+    let mut w = World::ring(&ids);
+    let gone: Vec<_> = [400, 500, 600, 700, 800, 900].map(|id| w.crash(id)).into();
+    detector_round(&mut w, &gone);
     assert_eq!(w.view(300).succ, Some(w.peer(700)));
-    assert!(w.nodes[&w.at(300)].watching.contains(&w.at(700)));
-    w.suspect(300, 700);
-    w.run();
+    let watching = &w.nodes[&w.at(300)].watching;
+    for id in [700, 800, 900] {
+        assert!(watching.contains(&w.at(id)), "{id} watched while repairing");
+    }
+    detector_round(&mut w, &gone);
+    assert_eq!(w.view(300).succ, Some(w.peer(1000)));
     w.tick_for(secs(3));
-    assert_eq!(w.view(300).succ, Some(w.peer(800)));
     w.assert_ring();
 }

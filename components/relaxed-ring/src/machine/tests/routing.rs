@@ -302,3 +302,125 @@ fn stale_finger_goes_within(at: u64, within: Duration) {
     assert!(!w.view(1 << 60).fingers.contains(&stale), "{:?}", w.view(1 << 60).fingers);
     w.assert_ring();
 }
+
+#[test]
+fn fingers_before_a_successor_that_only_redirects_are_dropped() {
+    // In the branch, 100's successor 300 never accepts its check-in: it redirects it to 200,
+    // which 100 cannot reach (and suspects), so 100 stays behind 300 and never gets a
+    // `fix_ok`. A finger of 100 at 150 (a peer that crashed or left) lies before that
+    // successor: routing never uses it and refreshes never look there, so it must go when the
+    // successor is set or confirmed, whatever the way. (`selfman-bench ring` churn runs ended
+    // with such fingers: "1 nearer than their holder's successor".)
+    let mut w = branch();
+    let a = w.at(100);
+    let stale =
+        selfman_ports::Peer::new(RingId(150), super::NodeAddr::simulated(99, super::NodeId(99)));
+    w.nodes.get_mut(&a).expect("exists").m.fingers.learn(stale);
+    assert!(w.view(100).fingers.contains(&stale));
+    w.tick_for(secs(3));
+    assert_eq!(w.view(100).succ.map(|p| p.id.0), Some(300), "still in the branch");
+    assert!(!w.view(100).fingers.contains(&stale), "{:?}", w.view(100).fingers);
+}
+
+#[test]
+fn a_peer_learnt_before_the_successor_is_not_kept() {
+    // 1·2^60 hears of a peer at 1.5·2^60 (from a stale list, say) while its successor is
+    // 2·2^60: no member lies there, so it is forgotten with the input that brought it, not
+    // kept until the next check-in.
+    let ids: Vec<u64> = (1..=12).map(|i| i << 60).collect();
+    let mut w = World::ring(&ids);
+    let a = w.at(1 << 60);
+    let stale = selfman_ports::Peer::new(
+        RingId(3 << 59),
+        super::NodeAddr::simulated(99, super::NodeId(99)),
+    );
+    let other = w.at(7 << 60);
+    w.with_node(a, |m, _, out| {
+        m.fingers.learn(stale);
+        m.on_unreachable(other, out);
+    });
+    assert!(!w.view(1 << 60).fingers.contains(&stale), "{:?}", w.view(1 << 60).fingers);
+}
+
+#[test]
+fn a_crash_is_told_to_the_peers_whose_fingers_point_at_it() {
+    // On a ring of 40 with fingers refreshed, the peer at index 17 crashes. Its predecessor
+    // suspects it and sends finger notices: before any refresh, no live peer keeps a finger
+    // to it (they waited for their slot's refresh, one slot a second round robin).
+    let n = 40u64;
+    let step = u64::MAX / n;
+    let ids: Vec<u64> = (0..n).map(|i| i * step + (i * 7919) % 1000).collect();
+    let mut w = World::ring(&ids);
+    w.tick_for(secs(40));
+    w.assert_ring();
+    let g = w.peer(ids[17]);
+    let holders = |w: &World| {
+        w.nodes.values().filter(|n| n.m.me() != g && n.m.view().fingers.contains(&g)).count()
+    };
+    let before = holders(&w);
+    assert!(before >= 3, "{before} peers hold a finger to it");
+    w.crash_detected(ids[17]);
+    w.run();
+    assert_eq!(holders(&w), 0, "of {before}");
+    w.tick_for(secs(3));
+    w.assert_ring();
+}
+
+#[test]
+fn a_finger_notice_walks_back_over_the_peers_that_may_hold_it_and_stops() {
+    // A hand-made backwards step: 6·2^60 is told 9·2^60 is gone, the stretch starting after
+    // 4·2^60. It forgets the finger and passes the notice to 5·2^60, which does too; 4·2^60
+    // is not after `lower`, so the notice stops there.
+    let ids: Vec<u64> = (1..=12).map(|i| i << 60).collect();
+    let mut w = World::ring(&ids);
+    let g = w.peer(9 << 60);
+    let w_peer8 = w.at(8 << 60);
+    for id in [4u64, 5, 6] {
+        // (4·2^60 keeps it as the first peer at or after its ideal 8·2^60 once 8·2^60 is
+        // forgotten.)
+        let a = w.at(id << 60);
+        let f = &mut w.nodes.get_mut(&a).expect("exists").m.fingers;
+        f.remove(w_peer8);
+        f.learn(g);
+        assert!(f.peers().contains(&g), "{id}");
+    }
+    let a = w.at(6 << 60);
+    let body = crate::messages::Body::FingerGone { gone: g, lower: RingId(4 << 60), steps: 4 };
+    let from = w.peer(7 << 60);
+    let msg = crate::messages::RingMessage { sender: from.id, body };
+    w.with_node(a, |m, now, out| m.on_message(from.addr, msg, now, out));
+    assert!(!w.view(6 << 60).fingers.contains(&g));
+    w.deliver_named("FingerGone", 6 << 60, 5 << 60);
+    assert!(!w.view(5 << 60).fingers.contains(&g));
+    let steps: Vec<_> = w.names().into_iter().filter(|n| n.0 == "FingerGone").collect();
+    assert!(steps.is_empty(), "4·2^60 is not after `lower`: {steps:?}");
+    w.run();
+    assert!(w.view(4 << 60).fingers.contains(&g), "{:?}", w.view(4 << 60).fingers);
+    assert!(w.view(9 << 60).status == RingStatus::InRing, "a notice touches fingers only");
+    w.assert_ring();
+}
+
+#[test]
+fn a_lookup_unanswered_through_a_successor_list_entry_goes_another_way() {
+    // 1·2^60 cannot reach 3·2^60, its second successor, and does not know it: the detector
+    // watches the successor only, so 3·2^60 stays in the list (2·2^60's list names it).
+    // A lookup of a key just after 3·2^60 goes there first (the closest preceding peer
+    // known) and is lost; sent again halfway, it must not take the same way (dropping the
+    // finger alone does not keep a list entry out of routing; `ring-branches` seed 144).
+    let ids: Vec<u64> = (1..=12).map(|i| i << 60).collect();
+    let mut w = World::ring(&ids);
+    let (a, c) = (w.at(1 << 60), w.at(3 << 60));
+    w.cut.insert((a, c));
+    assert!(w.view(1 << 60).succ_list.contains(&w.peer(3 << 60)));
+    let key = (3 << 60) + 5;
+    w.lookup(1 << 60, key, 1);
+    w.run();
+    assert_eq!(w.outcome(1 << 60, 1), None, "lost on the cut link");
+    w.tick_for(Duration::from_millis(1200));
+    let owner = w.peer(4 << 60);
+    assert!(
+        matches!(w.outcome(1 << 60, 1), Some(LookupOutcome::Found { peer, .. }) if peer == owner),
+        "{:?}",
+        w.outcome(1 << 60, 1)
+    );
+}
