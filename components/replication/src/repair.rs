@@ -36,7 +36,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use selfman_core::{NodeAddr, Time};
-use selfman_ports::{has_flaw, Movement, Range, ReplicationIndication, RingId};
+use selfman_ports::{has_flaw, Movement, Range, ReplicationIndication, RingId, Version};
 
 use crate::faults::Fault;
 use crate::handover::wire_item;
@@ -44,8 +44,8 @@ use crate::handover::wire_item;
 use crate::machine::Flaw;
 use crate::machine::{tag, Ctx, ReplOutput, TAG_SYNC};
 use crate::messages::{
-    ItemPrint, LeafAnswer, NodeHash, Path, ReplMessage, WireItem, MAX_FETCH_KEYS, MAX_SYNC_DIGESTS,
-    MAX_SYNC_LEVEL, MAX_SYNC_NODES,
+    ItemPrint, LeafAnswer, LeafFetch, NodeHash, Path, ReplMessage, WireItem, MAX_FETCH_KEYS,
+    MAX_SYNC_DIGESTS, MAX_SYNC_LEVEL, MAX_SYNC_NODES,
 };
 use crate::placement::mix64;
 use crate::ranges::offset_in;
@@ -99,6 +99,11 @@ fn salt(session: u64) -> u64 {
 /// A replica's fingerprint in a round salted `salt`.
 fn print(salt: u64, key: &[u8], rec: &crate::store::Record) -> u64 {
     mix64(digest(key, rec.version, rec.value.as_deref()) ^ salt)
+}
+
+/// The 2-byte print of a key alone in a round salted `salt` (for the offers of a fetch).
+fn key_print(salt: u64, key: &[u8]) -> ItemPrint {
+    short(mix64(RingId::of_key(key).0 ^ salt ^ 0x6b65_7970_7269_6e74))
 }
 
 /// The 2-byte form of a fingerprint, for leaves.
@@ -368,13 +373,22 @@ impl Repair {
                 let budget = MAX_FETCH_KEYS.min(cx.config.batch_items).max(1);
                 let (mut wanted, mut ids, mut n) = (Vec::new(), Vec::new(), 0usize);
                 while let Some((path, prints, mine)) = r.fetch.front() {
-                    if !wanted.is_empty()
-                        && (n + prints.len() > budget || wanted.len() >= MAX_SYNC_NODES)
+                    let more = prints.len() + mine.len();
+                    if !wanted.is_empty() && (n + more > budget || wanted.len() >= MAX_SYNC_NODES)
                     {
                         break;
                     }
-                    n += prints.len();
-                    wanted.push((*path, prints.clone()));
+                    // A leaf lists at most `LEAF_REPLY_MAX` of the peer's replicas, but this
+                    // node may hold many more there: offers beyond the budget are left out
+                    // (those replicas are pushed unless the answer shows the peer's newer).
+                    let offers: Vec<(ItemPrint, Version)> = mine
+                        .iter()
+                        .filter_map(|id| cx.store.get(id).map(|rec| (id, rec.version)))
+                        .map(|(id, v)| (key_print(r.salt, &id.key), v))
+                        .take(budget.saturating_sub(n + prints.len()))
+                        .collect();
+                    n += prints.len() + offers.len();
+                    wanted.push(LeafFetch { leaf: *path, prints: prints.clone(), offers });
                     ids.extend(mine.iter().cloned());
                     r.fetch.pop_front();
                 }
@@ -666,7 +680,7 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
             let s = salt(session);
             let mut items = Vec::new();
             let mut bytes = 0usize;
-            'leaves: for (path, prints) in wanted {
+            'leaves: for LeafFetch { leaf: path, prints, offers } in wanted {
                 let Some(node) = node_range(segment, path) else {
                     cx.faults.add(Fault::OutsideRange, &format_args!("repair fetch {path:?}"));
                     continue;
@@ -675,10 +689,20 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
                     continue;
                 }
                 let prints: BTreeSet<ItemPrint> = prints.into_iter().collect();
+                // The asker holds these keys (by print) at these versions: a replica held here
+                // older than offered is not sent (the asker pushes its newer one).
+                let mut offered: BTreeMap<ItemPrint, Version> = BTreeMap::new();
+                for (k, v) in offers {
+                    let e = offered.entry(k).or_insert(v);
+                    *e = (*e).min(v); // two keys under one print: the safer, lower bound
+                }
                 let found: Vec<ItemId> = cx
                     .store
                     .iter_from(node, None)
                     .filter(|(id, rec)| prints.contains(&short(print(s, &id.key, rec))))
+                    .filter(|(id, rec)| {
+                        offered.get(&key_print(s, &id.key)).is_none_or(|v| *v <= rec.version)
+                    })
                     .map(|(id, _)| id.clone())
                     .collect();
                 for id in found {
