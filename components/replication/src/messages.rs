@@ -182,7 +182,7 @@ pub enum ReplMessage {
         /// The request this answers or is (echoed in the answer).
         req: u64,
         /// The part served, and its root's hash.
-        covered: Option<(Range, NodeHash)>,
+        covered: Option<(Range, RootHash)>,
     },
     /// Anti-entropy: the hashes of these nodes' children, please.
     SyncHashes {
@@ -323,10 +323,16 @@ pub struct Path {
     pub index: u64,
 }
 
-/// A tree node's fingerprint in one repair round: the wrapping sum of the low 32 bits of its
-/// replicas' salted digests, little-endian (an empty node sums to zero). Four bytes on the
-/// wire.
-pub type NodeHash = [u8; 4];
+/// A tree node's fingerprint in one repair round: the wrapping sum of the low 16 bits of its
+/// replicas' salted digests, little-endian (an empty node sums to zero). Two bytes on the
+/// wire: a node below the root is asked for only when its parent differs, and a collision
+/// (one in 65,536) hides a difference for one round only.
+pub type NodeHash = [u8; 2];
+
+/// A segment's root fingerprint in one repair round: as [`NodeHash`] over 32 bits, so that a
+/// round over identical replicas (the common case) is told apart from a differing one
+/// almost surely. Four bytes on the wire.
+pub type RootHash = [u8; 4];
 
 /// One replica's fingerprint in one repair round's leaf: two bytes of its salted digest.
 /// Short on purpose: a leaf lists a dozen or so, and a collision only hides a difference
@@ -577,13 +583,13 @@ mod tests {
                 seq: 3,
                 items: (0..50).map(|i| item(&format!("key-{i}"), 100)).collect(),
             },
-            ReplMessage::SyncNodes { session: 9, req: 3, hashes: vec![[[1, 2, 3, 4]; 4]; 3] },
+            ReplMessage::SyncNodes { session: 9, req: 3, hashes: vec![[[1, 2]; 4]; 3] },
             ReplMessage::SyncLeaves {
                 session: 9,
                 req: 3,
                 leaves: vec![
                     LeafAnswer::Prints(vec![[7, 9]; 8]),
-                    LeafAnswer::Children([[5; 4]; 4]),
+                    LeafAnswer::Children([[5; 2]; 4]),
                 ],
             },
             ReplMessage::SyncFetch {

@@ -6,8 +6,9 @@
 //! has four children that split it in equal parts. Every round draws a **salt** (from its
 //! number); a replica's fingerprint is its [`digest`](crate::store::digest) (key, version,
 //! value: the same at every position) mixed with the salt, and a node's hash is the wrapping
-//! sum of the low 32 bits of its replicas' fingerprints — four bytes on the wire, the child's
-//! place implied by the order of the answer. The initiator asks for the children's hashes of
+//! sum of its replicas' fingerprints — four bytes on the wire for a segment's root, two for
+//! the nodes below (asked for only where the parent differs), the child's place implied by
+//! the order of the answer. The initiator asks for the children's hashes of
 //! every node that differs and holds more than [`LEAF_ITEMS`] of its own replicas; for a
 //! smaller node (a leaf) it asks for the peer's 2-byte item fingerprints. Fingerprints the
 //! initiator does not hold are fetched whole (`SyncFetch` names them by leaf and
@@ -44,16 +45,17 @@ use crate::handover::wire_item;
 use crate::machine::Flaw;
 use crate::machine::{tag, Ctx, ReplOutput, TAG_SYNC};
 use crate::messages::{
-    ItemPrint, LeafAnswer, LeafFetch, NodeHash, Path, ReplMessage, WireItem, MAX_FETCH_KEYS,
-    MAX_SYNC_DIGESTS, MAX_SYNC_LEVEL, MAX_SYNC_NODES,
+    ItemPrint, LeafAnswer, LeafFetch, NodeHash, Path, ReplMessage, RootHash, WireItem,
+    MAX_FETCH_KEYS, MAX_SYNC_DIGESTS, MAX_SYNC_LEVEL, MAX_SYNC_NODES,
 };
 use crate::placement::mix64;
 use crate::ranges::offset_in;
 use crate::store::{digest, ItemId, Merge};
 
 /// A node holding at most this many of the initiator's replicas is compared replica by
-/// replica (listing a dozen 2-byte prints costs about as much as one level of four hashes).
-pub const LEAF_ITEMS: u32 = 12;
+/// replica: listing `n` 2-byte prints costs `2n` bytes; one more level costs its path and four
+/// 2-byte hashes (about 12 bytes) and then lists a quarter, so it pays from `n > 8` on.
+pub const LEAF_ITEMS: u32 = 8;
 
 /// A leaf asked for with more replicas than this is answered with its children instead.
 pub const LEAF_REPLY_MAX: u32 = 64;
@@ -111,8 +113,9 @@ fn short(print: u64) -> ItemPrint {
     ((print >> 48) as u16).to_le_bytes()
 }
 
-/// The hash and the number of replicas of the part `r` of this store.
-fn hash_of(cx: &Ctx<'_>, r: Option<Range>, salt: u64) -> (NodeHash, u32) {
+/// The 32-bit hash (a root's; a node's is its low 16 bits) and the number of replicas of
+/// the part `r` of this store.
+fn hash_of(cx: &Ctx<'_>, r: Option<Range>, salt: u64) -> (RootHash, u32) {
     let mut hash = 0u32;
     let mut count = 0u32;
     if let Some(r) = r {
@@ -140,7 +143,7 @@ fn child_hashes(cx: &Ctx<'_>, segment: Range, p: Path, salt: u64) -> [NodeHash; 
             sums[k] = sums[k].wrapping_add(print(salt, &id.key, rec) as u32);
         }
     }
-    sums.map(u32::to_le_bytes)
+    sums.map(|s| (s as u16).to_le_bytes())
 }
 
 #[derive(Clone, Debug)]
@@ -316,7 +319,7 @@ impl Repair {
         from: NodeAddr,
         session: u64,
         req: u64,
-        covered: Option<(Range, NodeHash)>,
+        covered: Option<(Range, RootHash)>,
         bytes: usize,
     ) {
         let d = cx.placement.shift(self.round.as_ref().map_or(1, |r| r.shift));
@@ -336,16 +339,18 @@ impl Repair {
             return self.finish(cx); // no longer served here
         }
         r.seg = Some(Segment { mine, theirs: cov, peer: from });
-        Self::classify(r, cx, Path { level: 0, index: 0 }, root);
+        Self::classify(r, cx, Path { level: 0, index: 0 }, &root);
         self.pump(cx);
     }
 
-    /// Compares the peer's hash of node `path` with ours; queues what to do about it.
-    fn classify(r: &mut Round, cx: &Ctx<'_>, path: Path, theirs: NodeHash) {
+    /// Compares the peer's hash of node `path` (a root's four bytes or a node's two) with
+    /// ours; queues what to do about it.
+    fn classify(r: &mut Round, cx: &Ctx<'_>, path: Path, theirs: &[u8]) {
         let Some(seg) = r.seg.as_ref() else { return };
         let Some(node) = node_range(seg.mine, path) else { return };
         let (mine, count) = hash_of(cx, Some(node), r.salt);
-        if mine == theirs {
+        // Little-endian: a node's two bytes are the low half of the 32-bit sum.
+        if mine.get(..theirs.len()) == Some(theirs) {
             return;
         }
         if count <= LEAF_ITEMS || path.level >= MAX_SYNC_LEVEL || node.size() < 16 {
@@ -374,8 +379,7 @@ impl Repair {
                 let (mut wanted, mut ids, mut n) = (Vec::new(), Vec::new(), 0usize);
                 while let Some((path, prints, mine)) = r.fetch.front() {
                     let more = prints.len() + mine.len();
-                    if !wanted.is_empty() && (n + more > budget || wanted.len() >= MAX_SYNC_NODES)
-                    {
+                    if !wanted.is_empty() && (n + more > budget || wanted.len() >= MAX_SYNC_NODES) {
                         break;
                     }
                     // A leaf lists at most `LEAF_REPLY_MAX` of the peer's replicas, but this
@@ -428,7 +432,7 @@ impl Repair {
         }
         for (p, hs) in paths.iter().zip(hashes) {
             for (c, h) in children(*p).into_iter().zip(hs) {
-                Self::classify(r, cx, c, h);
+                Self::classify(r, cx, c, &h);
             }
         }
         self.pump(cx);
@@ -456,7 +460,7 @@ impl Repair {
             let theirs = match answer {
                 LeafAnswer::Children(hs) => {
                     for (c, h) in children(*path).into_iter().zip(hs) {
-                        Self::classify(r, cx, c, h);
+                        Self::classify(r, cx, c, &h);
                     }
                     continue;
                 }

@@ -116,7 +116,10 @@ fn a_stale_answerer_sends_no_stale_copy_and_receives_the_newer_ones() {
     repair_rounds(&mut w, Q - 1);
     let fetched_bytes = w.bytes_of(&["sync-items"]) - items;
     let pushed_bytes = w.bytes_of(&["sync-push"]) - pushed;
-    println!("stale answerer: {} stale, {fetched_bytes} bytes fetched, {pushed_bytes} pushed", changed.len());
+    println!(
+        "stale answerer: {} stale, {fetched_bytes} bytes fetched, {pushed_bytes} pushed",
+        changed.len()
+    );
     // The offers tell the answering side which keys the asker holds newer: none of its stale
     // copies travels (only the item-less answers' few bytes each), the newer ones are pushed.
     assert!(pushed_bytes >= changed.len() * encoded_item_bytes("key-1000", &value) / 2);
