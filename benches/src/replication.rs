@@ -295,15 +295,7 @@ impl World {
 
     /// Whether node `i` serves exactly what it owns, with nothing moving.
     fn settled(&self, i: usize) -> bool {
-        self.repls[i]
-            .1
-            .on_definition(|d| {
-                let v = d.machine().view();
-                v.owned.is_some_and(|o| v.serving == [o])
-                    && v.pending.is_empty()
-                    && v.outgoing.is_empty()
-            })
-            .unwrap_or(false)
+        settled(&self.repls[i].1)
     }
 
     /// Runs in steps of 10 ms until `done` or `limit` virtual time passed; returns when.
@@ -346,6 +338,15 @@ impl World {
     fn stored(&self, i: usize) -> usize {
         self.repls[i].1.on_definition(|d| d.machine().store().len()).unwrap_or(0)
     }
+}
+
+/// Whether `r` serves exactly what it owns, with nothing moving.
+fn settled(r: &Repl) -> bool {
+    r.on_definition(|d| {
+        let v = d.machine().view();
+        v.owned.is_some_and(|o| v.serving == [o]) && v.pending.is_empty() && v.outgoing.is_empty()
+    })
+    .unwrap_or(false)
 }
 
 /// The members of `repls` in ring order, with their index.
@@ -446,14 +447,7 @@ impl RtRing {
     }
 
     fn settled(&self, i: usize) -> bool {
-        self.repls[i]
-            .on_definition(|d| {
-                let v = d.machine().view();
-                v.owned.is_some_and(|o| v.serving == [o])
-                    && v.pending.is_empty()
-                    && v.outgoing.is_empty()
-            })
-            .unwrap_or(false)
+        settled(&self.repls[i])
     }
 
     /// Waits (polling every millisecond) until `done` or `limit` passed; returns when.
