@@ -8,11 +8,13 @@
 //! selfman-bench replication --phase handover|rereplicate|repair|reads [--nodes 16]
 //!     [--items 1000000] [--value-bytes 16] [--latency-us 250] [--seed 1]
 //!     [--stale-permille 10] [--reads 20000] [--window 16]
-//!     [--transport sim|in-process|tcp (reads only)]
+//!     [--transport sim|in-process|tcp (reads and handover)]
 //! ```
 //!
 //! * `handover`: one more peer joins; virtual time from its join request until it serves its
-//!   whole range (`replication-handover`);
+//!   whole range (`replication-handover`); with `--transport in-process` or `tcp`, the same
+//!   on the multi-core runtime (every node its own `TcpNetwork` in this process), in real
+//!   time, until every node serves exactly its range again;
 //! * `rereplicate`: one peer (inside a sector) crashes; virtual time until its successor
 //!   serves the crashed peer's range again, rebuilt from the other replicas, and every item
 //!   has `f` served replicas (`replication-rereplicate`);
@@ -48,8 +50,9 @@ use selfman_ports::{
     RingId, RingRequest, Version,
 };
 use selfman_relaxed_ring::RingConfig;
-use selfman_replication::{ItemId, Record, ReplMessage, ReplicationConfig, SymmetricReplication};
-use selfman_tests::scenarios::replication::position;
+use selfman_replication::{
+    ItemId, Placement, Record, ReplMessage, ReplicationConfig, SymmetricReplication,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -262,7 +265,7 @@ impl World {
     /// Starts node `i` (host `i`, placed by the host rule) and asks it to join through node 0.
     fn add(&mut self) -> Result<usize, String> {
         let i = self.repls.len();
-        let (host, id) = position(i, 1 << 20, F, None);
+        let (host, id) = Placement::new(F).numbered_node(i, 1 << 20);
         let config = ReplicationConfig { host, ..self.config };
         let (log, items, reads, window, go) =
             (self.log.clone(), self.items, self.reads_per_node, self.window, self.go.clone());
@@ -292,15 +295,7 @@ impl World {
 
     /// Whether node `i` serves exactly what it owns, with nothing moving.
     fn settled(&self, i: usize) -> bool {
-        self.repls[i]
-            .1
-            .on_definition(|d| {
-                let v = d.machine().view();
-                v.owned.is_some_and(|o| v.serving == [o])
-                    && v.pending.is_empty()
-                    && v.outgoing.is_empty()
-            })
-            .unwrap_or(false)
+        settled(&self.repls[i].1)
     }
 
     /// Runs in steps of 10 ms until `done` or `limit` virtual time passed; returns when.
@@ -334,8 +329,8 @@ impl World {
     }
 
     /// Loads `items` items of `value` bytes at version 1 into the stores of the peers that
-    /// serve their replicas. Returns the live heap bytes that added.
-    fn load(&mut self, items: u64, value: usize) -> isize {
+    /// serve their replicas. Returns the live heap bytes that added, and malloc's chunks.
+    fn load(&mut self, items: u64, value: usize) -> (isize, isize) {
         let repls: Vec<Repl> = self.repls.iter().map(|(_, r)| r.clone()).collect();
         load(&repls, &self.members(), items, value)
     }
@@ -343,6 +338,15 @@ impl World {
     fn stored(&self, i: usize) -> usize {
         self.repls[i].1.on_definition(|d| d.machine().store().len()).unwrap_or(0)
     }
+}
+
+/// Whether `r` serves exactly what it owns, with nothing moving.
+fn settled(r: &Repl) -> bool {
+    r.on_definition(|d| {
+        let v = d.machine().view();
+        v.owned.is_some_and(|o| v.serving == [o]) && v.pending.is_empty() && v.outgoing.is_empty()
+    })
+    .unwrap_or(false)
 }
 
 /// The members of `repls` in ring order, with their index.
@@ -360,13 +364,15 @@ fn members_of(repls: &[Repl]) -> Vec<(RingId, usize)> {
 }
 
 /// Loads `items` items of `value` bytes at version 1 into the stores of the members `ids`
-/// (indices into `repls`) that serve their replicas. Returns the live heap bytes that added.
-fn load(repls: &[Repl], ids: &[(RingId, usize)], items: u64, value: usize) -> isize {
+/// (indices into `repls`) that serve their replicas. Returns the live heap bytes that added,
+/// and the bytes of the allocator's chunks behind them (with malloc's own overhead).
+fn load(repls: &[Repl], ids: &[(RingId, usize)], items: u64, value: usize) -> (isize, isize) {
     let owner = |p: RingId| {
         let i = ids.partition_point(|(id, _)| *id < p);
         ids.get(i).or_else(|| ids.first()).map_or(0, |(_, n)| *n)
     };
     let before = alloc::start();
+    let chunks_before = alloc::chunks();
     let chunk = 1 << 16;
     let mut k = 0;
     while k < items {
@@ -389,11 +395,121 @@ fn load(repls: &[Repl], ids: &[(RingId, usize)], items: u64, value: usize) -> is
         }
         k += chunk;
     }
-    alloc::stop() - before
+    let live = alloc::stop() - before;
+    (live, alloc::chunks() - chunks_before)
 }
 
-/// Quorum reads on the multi-core runtime: `nodes` nodes in this process, each with its own
-/// `TcpNetwork` (over loopback TCP if `tcp`, else delivering between the nodes in memory),
+/// Nodes on the multi-core runtime, all in this process, each with its own `TcpNetwork`
+/// (over loopback TCP if `tcp`, else delivering between the nodes in memory).
+struct RtRing {
+    rt: Runtime,
+    tcp: bool,
+    nets: Vec<TcpNetwork>,
+    repls: Vec<Repl>,
+    go: Arc<AtomicBool>,
+    log: Log<Recorded>,
+    /// What every node is built with (its host, id and reads set per node).
+    spec: NodeSpec,
+}
+
+impl RtRing {
+    fn new(args: &Args, tcp: bool, spec: NodeSpec) -> Result<RtRing, String> {
+        let rt = Runtime::builder().workers(args.threads()?).build();
+        let (go, log) = (spec.go.clone(), spec.log.clone());
+        Ok(RtRing { rt, tcp, nets: Vec::new(), repls: Vec::new(), go, log, spec })
+    }
+
+    /// Starts node `i` (host `i`, placed by the host rule) and asks it to join through the
+    /// first node (or bootstrap if it is the first); returns its index.
+    fn add(&mut self) -> Result<usize, String> {
+        let err = |e: selfman::core::Error| e.to_string();
+        let i = self.repls.len();
+        let cfg = NetConfig::default().local_delivery(!self.tcp);
+        let net = TcpNetwork::start(&self.rt, cfg).map_err(|e| e.to_string())?;
+        let (host, id) = Placement::new(F).numbered_node(i, 1 << 20);
+        let spec = NodeSpec {
+            id,
+            config: ReplicationConfig { host, ..self.spec.config },
+            ..self.spec.clone()
+        };
+        let (repl, d, ring, fd) = wire(&net, &spec).map_err(err)?;
+        for c in [&fd, &*ring, &*repl, &*d] {
+            self.rt.start(c).map_err(err)?;
+        }
+        let req = match self.nets.first() {
+            None => RingRequest::Bootstrap,
+            Some(first) => RingRequest::Join { access: first.local() },
+        };
+        ring.provided::<Ring<ReplMessage>>().and_then(|p| p.request(req)).map_err(err)?;
+        self.repls.push(repl);
+        self.nets.push(net);
+        Ok(i)
+    }
+
+    fn settled(&self, i: usize) -> bool {
+        settled(&self.repls[i])
+    }
+
+    /// Waits (polling every millisecond) until `done` or `limit` passed; returns when.
+    fn wait_for(&self, limit: Duration, mut done: impl FnMut(&RtRing) -> bool) -> Option<Instant> {
+        let end = Instant::now() + limit;
+        loop {
+            if done(self) {
+                return Some(Instant::now());
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Forms a ring of `nodes` (joins 300 ms apart) and waits until every node serves exactly
+    /// its range.
+    fn form(&mut self, nodes: usize) -> Result<(), String> {
+        for _ in 0..nodes {
+            self.add()?;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let all: Vec<usize> = (0..nodes).collect();
+        self.wait_for(Duration::from_secs(60), |r| all.iter().all(|i| r.settled(*i)))
+            .map(|_| ())
+            .ok_or_else(|| "the ring did not form and settle within 60 s".to_owned())
+    }
+
+    fn stop(self) -> Result<(), String> {
+        for net in &self.nets {
+            net.shutdown();
+        }
+        self.rt.shutdown().map_err(|e| e.to_string())
+    }
+
+    fn transport(&self) -> &'static str {
+        if self.tcp {
+            "tcp"
+        } else {
+            "in-process"
+        }
+    }
+}
+
+/// The settings every node of a runtime ring starts with: no background repair.
+fn rt_spec(items: u64, reads: u64, window: u64) -> NodeSpec {
+    NodeSpec {
+        id: RingId(0),
+        config: ReplicationConfig {
+            repair_period: Duration::from_secs(3600),
+            ..ReplicationConfig::default()
+        },
+        items,
+        window,
+        reads,
+        go: Arc::new(AtomicBool::new(false)),
+        log: Log::default(),
+    }
+}
+
+/// Quorum reads on the multi-core runtime: `nodes` nodes in this process ([`RtRing`]),
 /// `--items` items loaded, every node's driver running `--window` reads at a time.
 fn reads_tcp(args: &Args, tcp: bool) -> Result<String, String> {
     let nodes = args.get("nodes", 4)? as usize;
@@ -401,99 +517,73 @@ fn reads_tcp(args: &Args, tcp: bool) -> Result<String, String> {
     let value = args.get("value-bytes", 16)? as usize;
     let reads = args.get("reads", 20_000)?;
     let window = args.get("window", 16)?;
-    let err = |e: selfman::core::Error| e.to_string();
-    let rt = Runtime::builder().workers(args.threads()?).build();
-    let go = Arc::new(AtomicBool::new(false));
-    let log: Log<Recorded> = Log::default();
-    let mut nets = Vec::new();
-    let mut repls = Vec::new();
-    let mut rings = Vec::new();
-    for i in 0..nodes {
-        let cfg = NetConfig::default().local_delivery(!tcp);
-        let net = TcpNetwork::start(&rt, cfg).map_err(|e| e.to_string())?;
-        let (host, id) = position(i, 1 << 20, F, None);
-        let config = ReplicationConfig {
-            host,
-            repair_period: Duration::from_secs(3600),
-            ..ReplicationConfig::default()
-        };
-        let spec = NodeSpec {
-            id,
-            config,
-            items,
-            window,
-            reads: reads.div_ceil(nodes as u64),
-            go: go.clone(),
-            log: log.clone(),
-        };
-        let (repl, d, ring, fd) = wire(&net, &spec).map_err(err)?;
-        for c in [&fd, &*ring, &*repl, &*d] {
-            rt.start(c).map_err(err)?;
-        }
-        repls.push(repl);
-        rings.push(ring);
-        nets.push(net);
-    }
-    for (i, ring) in rings.iter().enumerate() {
-        let req = if i == 0 {
-            RingRequest::Bootstrap
-        } else {
-            RingRequest::Join { access: nets[0].local() }
-        };
-        ring.provided::<Ring<ReplMessage>>().and_then(|p| p.request(req)).map_err(err)?;
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let settled = |r: &Repl| {
-        r.on_definition(|d| {
-            let v = d.machine().view();
-            v.owned.is_some_and(|o| v.serving == [o])
-                && v.pending.is_empty()
-                && v.outgoing.is_empty()
-        })
-        .unwrap_or(false)
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !repls.iter().all(settled) {
-        if Instant::now() > deadline {
-            return Err("the ring did not form and settle within 60 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    load(&repls, &members_of(&repls), items, value);
+    let mut r = RtRing::new(args, tcp, rt_spec(items, reads.div_ceil(nodes as u64), window))?;
+    r.form(nodes)?;
+    load(&r.repls, &members_of(&r.repls), items, value);
     let total = reads.div_ceil(nodes as u64) * nodes as u64;
     let wall = Instant::now();
-    go.store(true, Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let n = {
-            let l = log.lock();
-            l.latencies.len() as u64 + l.failed
-        };
-        if n >= total {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("only {n} of {total} reads finished within 300 s"));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    r.go.store(true, Ordering::Relaxed);
+    let log = r.log.clone();
+    let finished = r.wait_for(Duration::from_secs(300), |_| {
+        let l = log.lock();
+        l.latencies.len() as u64 + l.failed >= total
+    });
+    if finished.is_none() {
+        let l = log.lock();
+        let n = l.latencies.len() as u64 + l.failed;
+        return Err(format!("only {n} of {total} reads finished within 300 s"));
     }
     let wall_s = wall.elapsed().as_secs_f64();
-    for net in &nets {
-        net.shutdown();
-    }
-    rt.shutdown().map_err(|e| e.to_string())?;
+    let transport = r.transport();
+    r.stop()?;
     let mut l = log.lock();
     l.latencies.sort();
     let (p50, p99) = (quantile(&l.latencies, 0.5), quantile(&l.latencies, 0.99));
     Ok(format!(
-        "replication-reads nodes={nodes} items={items} f={F} transport={} window={window} \
+        "replication-reads nodes={nodes} items={items} f={F} transport={transport} window={window} \
          reads={} failed={} reads_per_s={:.0} p50_us={:.0} p99_us={:.0}",
-        if tcp { "tcp" } else { "in-process" },
         l.latencies.len(),
         l.failed,
         l.latencies.len() as f64 / wall_s,
         p50.as_secs_f64() * 1e6,
         p99.as_secs_f64() * 1e6
+    ))
+}
+
+/// Hand-over on the multi-core runtime: a ring of `--nodes` ([`RtRing`]) holding `--items`,
+/// one more peer joins; wall-clock time from its join request until it serves its whole range
+/// (and the others again exactly theirs, nothing moving), and the replicas it received.
+fn handover_tcp(args: &Args, tcp: bool) -> Result<String, String> {
+    let nodes = args.get("nodes", 16)? as usize;
+    let items = args.get("items", 1_000_000)?.max(1);
+    let value = args.get("value-bytes", 16)? as usize;
+    if !(4..=256).contains(&nodes) {
+        return Err("--nodes must be between 4 and 256 on the runtime".into());
+    }
+    let mut r = RtRing::new(args, tcp, rt_spec(items, 0, 0))?;
+    r.form(nodes)?;
+    let wall = Instant::now();
+    load(&r.repls, &members_of(&r.repls), items, value);
+    let load_s = wall.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let j = r.add()?;
+    let all: Vec<usize> = (0..=j).collect();
+    let t = r
+        .wait_for(Duration::from_secs(120), |r| all.iter().all(|i| r.settled(*i)))
+        .ok_or("the joiner did not serve its range within 120 s")?;
+    let took = t.duration_since(t0);
+    let moved = r.repls[j].on_definition(|d| d.machine().store().len()).unwrap_or(0);
+    let transport = r.transport();
+    // The figure is taken; a slow shutdown (seen under heavy load with 1 M items to drop)
+    // does not void it.
+    if let Err(e) = r.stop() {
+        eprintln!("selfman-bench replication: shutdown after the hand-over: {e}");
+    }
+    Ok(format!(
+        "replication-handover nodes={nodes} items={items} f={F} transport={transport} \
+         moved={moved} ms={:.0} target_ms=1000 met={} load_s={load_s:.1}",
+        ms(took),
+        took <= Duration::from_secs(1)
     ))
 }
 
@@ -511,9 +601,11 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
         "sim" => {}
         "in-process" if phase == "reads" => return reads_tcp(args, false),
         "tcp" if phase == "reads" => return reads_tcp(args, true),
+        "in-process" if phase == "handover" => return handover_tcp(args, false),
+        "tcp" if phase == "handover" => return handover_tcp(args, true),
         other => {
             return Err(format!(
-                "--transport {other}: sim (every phase), in-process or tcp (reads only)"
+                "--transport {other}: sim (every phase), in-process or tcp (reads, handover)"
             ))
         }
     }
@@ -544,14 +636,16 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     w.run_until(Duration::from_secs(60), |w| all.iter().all(|i| w.settled(*i)))
         .ok_or("the ring did not form and settle within 60 virtual s")?;
     let wall = Instant::now();
-    let added = w.load(items, value);
+    let (added, chunks) = w.load(items, value);
     let load_s = wall.elapsed().as_secs_f64();
     let key_bytes = key(0).len();
-    let per = added as f64 / (items * u64::from(F)) as f64 - (key_bytes + value) as f64;
+    let replicas = (items * u64::from(F)).max(1) as f64;
+    let per = added as f64 / replicas - (key_bytes + value) as f64;
+    let per_chunks = chunks as f64 / replicas - (key_bytes + value) as f64;
     let mut out = format!(
         "replication-memory nodes={nodes} items={items} f={F} key_bytes={key_bytes} \
          value_bytes={value} heap_bytes={added} overhead_per_replica={per:.1} target=100 met={} \
-         load_s={load_s:.1}\n",
+         malloc_bytes={chunks} overhead_with_malloc_per_replica={per_chunks:.1} load_s={load_s:.1}\n",
         per < 100.0
     );
     let wall = Instant::now();

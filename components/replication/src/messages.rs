@@ -25,7 +25,8 @@
 //!   i ──Route{SyncStart{s, M+d_j}}──▶ p; i ◀──SyncCovered{s, covered, root}── p
 //!   i ──SyncHashes{s, seg, paths}──▶ p; i ◀──SyncNodes{s, hashes}── p     descend where hashes differ
 //!   i ──SyncDigests{s, seg, paths}──▶ p; i ◀──SyncLeaves{s, prints}── p  2-byte prints per replica
-//!   i ──SyncFetch{s, seg, prints}──▶ p; i ◀──SyncItems{s, items}── p     p's replicas unlike i's
+//!   i ──SyncFetch{s, seg, prints, offers}──▶ p; i ◀──SyncItems{s, items}── p  p's unlike replicas
+//!                                              (but none that i offers newer)
 //!   i ──SyncPush{s, seg, items}──▶ p                                    what i has newer or p lacks
 //! ```
 //!
@@ -181,7 +182,7 @@ pub enum ReplMessage {
         /// The request this answers or is (echoed in the answer).
         req: u64,
         /// The part served, and its root's hash.
-        covered: Option<(Range, NodeHash)>,
+        covered: Option<(Range, RootHash)>,
     },
     /// Anti-entropy: the hashes of these nodes' children, please.
     SyncHashes {
@@ -226,7 +227,7 @@ pub enum ReplMessage {
         leaves: Vec<LeafAnswer>,
     },
     /// Anti-entropy: send the replicas of these leaves whose fingerprints are listed (the
-    /// ones the sender does not hold alike).
+    /// ones the sender does not hold alike), except those the sender offers newer.
     SyncFetch {
         /// The round.
         session: u64,
@@ -234,8 +235,8 @@ pub enum ReplMessage {
         req: u64,
         /// The segment the paths are relative to.
         segment: Range,
-        /// Per leaf, the fingerprints wanted.
-        wanted: Vec<(Path, Vec<ItemPrint>)>,
+        /// Per leaf, the fingerprints wanted and the sender's own unlike replicas.
+        wanted: Vec<LeafFetch>,
     },
     /// Anti-entropy: replicas asked for.
     SyncItems {
@@ -322,15 +323,35 @@ pub struct Path {
     pub index: u64,
 }
 
-/// A tree node's fingerprint in one repair round: the wrapping sum of the low 32 bits of its
-/// replicas' salted digests, little-endian (an empty node sums to zero). Four bytes on the
-/// wire.
-pub type NodeHash = [u8; 4];
+/// A tree node's fingerprint in one repair round: the wrapping sum of the low 16 bits of its
+/// replicas' salted digests, little-endian (an empty node sums to zero). Two bytes on the
+/// wire: a node below the root is asked for only when its parent differs, and a collision
+/// (one in 65,536) hides a difference for one round only.
+pub type NodeHash = [u8; 2];
+
+/// A segment's root fingerprint in one repair round: as [`NodeHash`] over 32 bits, so that a
+/// round over identical replicas (the common case) is told apart from a differing one
+/// almost surely. Four bytes on the wire.
+pub type RootHash = [u8; 4];
 
 /// One replica's fingerprint in one repair round's leaf: two bytes of its salted digest.
 /// Short on purpose: a leaf lists a dozen or so, and a collision only hides a difference
 /// until the next round, which uses another salt.
 pub type ItemPrint = [u8; 2];
+
+/// One leaf of a [`ReplMessage::SyncFetch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeafFetch {
+    /// The leaf.
+    pub leaf: Path,
+    /// The answering side's fingerprints (from its leaf answer) the sender does not hold.
+    pub prints: Vec<ItemPrint>,
+    /// The sender's replicas in the leaf that the answering side did not list, as the
+    /// round's 2-byte print of the key alone and the version held: a replica the answering
+    /// side holds under an offered key print at an older version is not sent (the sender
+    /// pushes its newer one instead), so a stale copy never travels.
+    pub offers: Vec<(ItemPrint, Version)>,
+}
 
 /// The answer for one leaf asked for in [`ReplMessage::SyncDigests`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -447,11 +468,11 @@ impl ReplMessage {
                 Ok(())
             }
             ReplMessage::SyncFetch { wanted, .. } => {
-                let prints: usize = wanted.iter().map(|(_, p)| p.len()).sum();
+                let prints: usize = wanted.iter().map(|l| l.prints.len() + l.offers.len()).sum();
                 if prints > MAX_FETCH_KEYS {
                     return Err(Fault::Oversized);
                 }
-                let paths: Vec<Path> = wanted.iter().map(|(p, _)| *p).collect();
+                let paths: Vec<Path> = wanted.iter().map(|l| l.leaf).collect();
                 paths_ok(&paths)
             }
             ReplMessage::Offer { .. }
@@ -496,8 +517,8 @@ mod tests {
     use selfman_ports::{Range, ReplicaOp, RingId, Version};
 
     use super::{
-        LeafAnswer, OpRequest, Path, ReplMessage, WireItem, MAX_BATCH_ITEMS, MAX_KEY_BYTES,
-        MAX_SYNC_NODES,
+        LeafAnswer, LeafFetch, OpRequest, Path, ReplMessage, WireItem, MAX_BATCH_ITEMS,
+        MAX_KEY_BYTES, MAX_SYNC_NODES,
     };
     use crate::faults::Fault;
 
@@ -562,20 +583,24 @@ mod tests {
                 seq: 3,
                 items: (0..50).map(|i| item(&format!("key-{i}"), 100)).collect(),
             },
-            ReplMessage::SyncNodes { session: 9, req: 3, hashes: vec![[[1, 2, 3, 4]; 4]; 3] },
+            ReplMessage::SyncNodes { session: 9, req: 3, hashes: vec![[[1, 2]; 4]; 3] },
             ReplMessage::SyncLeaves {
                 session: 9,
                 req: 3,
                 leaves: vec![
                     LeafAnswer::Prints(vec![[7, 9]; 8]),
-                    LeafAnswer::Children([[5; 4]; 4]),
+                    LeafAnswer::Children([[5; 2]; 4]),
                 ],
             },
             ReplMessage::SyncFetch {
                 session: 9,
                 req: 3,
                 segment: seg,
-                wanted: vec![(Path { level: 7, index: 1000 }, vec![[1, 2], [3, 4]])],
+                wanted: vec![LeafFetch {
+                    leaf: Path { level: 7, index: 1000 },
+                    prints: vec![[1, 2], [3, 4]],
+                    offers: vec![([5, 6], Version(3))],
+                }],
             },
             ReplMessage::SyncHashes {
                 session: 9,

@@ -146,6 +146,17 @@ impl Placement {
         sector.start.offset(off)
     }
 
+    /// Where the `i`-th node of a deployment over `hosts` hosts (numbered from 0) joins, and
+    /// on which host: host `i mod hosts`; the first `f` nodes take their sector's anchor, the
+    /// others a position inside it ([`join_position`](Self::join_position) with attempt
+    /// `1 + i`, salted by `i`). The numbering the simulation scenarios and the benchmarks use
+    /// to place their nodes.
+    pub fn numbered_node(&self, i: usize, hosts: u32) -> (HostId, RingId) {
+        let host = HostId(i as u32 % hosts.max(1));
+        let attempt = if (i as u32) < self.f { 0 } else { 1 + i as u32 };
+        (host, self.join_position(host, attempt, i as u64 * 7919))
+    }
+
     /// Whether `range` lies inside the sector of `host` (a node whose range does not is
     /// misplaced: the replicas it holds may share a host with others).
     pub fn is_placed(&self, host: HostId, range: Range) -> bool {

@@ -6,8 +6,9 @@
 //! has four children that split it in equal parts. Every round draws a **salt** (from its
 //! number); a replica's fingerprint is its [`digest`](crate::store::digest) (key, version,
 //! value: the same at every position) mixed with the salt, and a node's hash is the wrapping
-//! sum of the low 32 bits of its replicas' fingerprints — four bytes on the wire, the child's
-//! place implied by the order of the answer. The initiator asks for the children's hashes of
+//! sum of its replicas' fingerprints — four bytes on the wire for a segment's root, two for
+//! the nodes below (asked for only where the parent differs), the child's place implied by
+//! the order of the answer. The initiator asks for the children's hashes of
 //! every node that differs and holds more than [`LEAF_ITEMS`] of its own replicas; for a
 //! smaller node (a leaf) it asks for the peer's 2-byte item fingerprints. Fingerprints the
 //! initiator does not hold are fetched whole (`SyncFetch` names them by leaf and
@@ -36,7 +37,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use selfman_core::{NodeAddr, Time};
-use selfman_ports::{has_flaw, Movement, Range, ReplicationIndication, RingId};
+use selfman_ports::{has_flaw, Movement, Range, ReplicationIndication, RingId, Version};
 
 use crate::faults::Fault;
 use crate::handover::wire_item;
@@ -44,16 +45,17 @@ use crate::handover::wire_item;
 use crate::machine::Flaw;
 use crate::machine::{tag, Ctx, ReplOutput, TAG_SYNC};
 use crate::messages::{
-    ItemPrint, LeafAnswer, NodeHash, Path, ReplMessage, WireItem, MAX_FETCH_KEYS, MAX_SYNC_DIGESTS,
-    MAX_SYNC_LEVEL, MAX_SYNC_NODES,
+    ItemPrint, LeafAnswer, LeafFetch, NodeHash, Path, ReplMessage, RootHash, WireItem,
+    MAX_FETCH_KEYS, MAX_SYNC_DIGESTS, MAX_SYNC_LEVEL, MAX_SYNC_NODES,
 };
 use crate::placement::mix64;
 use crate::ranges::offset_in;
 use crate::store::{digest, ItemId, Merge};
 
 /// A node holding at most this many of the initiator's replicas is compared replica by
-/// replica (listing a dozen 2-byte prints costs about as much as one level of four hashes).
-pub const LEAF_ITEMS: u32 = 12;
+/// replica: listing `n` 2-byte prints costs `2n` bytes; one more level costs its path and four
+/// 2-byte hashes (about 12 bytes) and then lists a quarter, so it pays from `n > 8` on.
+pub const LEAF_ITEMS: u32 = 8;
 
 /// A leaf asked for with more replicas than this is answered with its children instead.
 pub const LEAF_REPLY_MAX: u32 = 64;
@@ -101,13 +103,19 @@ fn print(salt: u64, key: &[u8], rec: &crate::store::Record) -> u64 {
     mix64(digest(key, rec.version, rec.value.as_deref()) ^ salt)
 }
 
+/// The 2-byte print of a key alone in a round salted `salt` (for the offers of a fetch).
+fn key_print(salt: u64, key: &[u8]) -> ItemPrint {
+    short(mix64(RingId::of_key(key).0 ^ salt ^ 0x6b65_7970_7269_6e74))
+}
+
 /// The 2-byte form of a fingerprint, for leaves.
 fn short(print: u64) -> ItemPrint {
     ((print >> 48) as u16).to_le_bytes()
 }
 
-/// The hash and the number of replicas of the part `r` of this store.
-fn hash_of(cx: &Ctx<'_>, r: Option<Range>, salt: u64) -> (NodeHash, u32) {
+/// The 32-bit hash (a root's; a node's is its low 16 bits) and the number of replicas of
+/// the part `r` of this store.
+fn hash_of(cx: &Ctx<'_>, r: Option<Range>, salt: u64) -> (RootHash, u32) {
     let mut hash = 0u32;
     let mut count = 0u32;
     if let Some(r) = r {
@@ -135,7 +143,7 @@ fn child_hashes(cx: &Ctx<'_>, segment: Range, p: Path, salt: u64) -> [NodeHash; 
             sums[k] = sums[k].wrapping_add(print(salt, &id.key, rec) as u32);
         }
     }
-    sums.map(u32::to_le_bytes)
+    sums.map(|s| (s as u16).to_le_bytes())
 }
 
 #[derive(Clone, Debug)]
@@ -311,7 +319,7 @@ impl Repair {
         from: NodeAddr,
         session: u64,
         req: u64,
-        covered: Option<(Range, NodeHash)>,
+        covered: Option<(Range, RootHash)>,
         bytes: usize,
     ) {
         let d = cx.placement.shift(self.round.as_ref().map_or(1, |r| r.shift));
@@ -331,16 +339,18 @@ impl Repair {
             return self.finish(cx); // no longer served here
         }
         r.seg = Some(Segment { mine, theirs: cov, peer: from });
-        Self::classify(r, cx, Path { level: 0, index: 0 }, root);
+        Self::classify(r, cx, Path { level: 0, index: 0 }, &root);
         self.pump(cx);
     }
 
-    /// Compares the peer's hash of node `path` with ours; queues what to do about it.
-    fn classify(r: &mut Round, cx: &Ctx<'_>, path: Path, theirs: NodeHash) {
+    /// Compares the peer's hash of node `path` (a root's four bytes or a node's two) with
+    /// ours; queues what to do about it.
+    fn classify(r: &mut Round, cx: &Ctx<'_>, path: Path, theirs: &[u8]) {
         let Some(seg) = r.seg.as_ref() else { return };
         let Some(node) = node_range(seg.mine, path) else { return };
         let (mine, count) = hash_of(cx, Some(node), r.salt);
-        if mine == theirs {
+        // Little-endian: a node's two bytes are the low half of the 32-bit sum.
+        if mine.get(..theirs.len()) == Some(theirs) {
             return;
         }
         if count <= LEAF_ITEMS || path.level >= MAX_SYNC_LEVEL || node.size() < 16 {
@@ -368,13 +378,21 @@ impl Repair {
                 let budget = MAX_FETCH_KEYS.min(cx.config.batch_items).max(1);
                 let (mut wanted, mut ids, mut n) = (Vec::new(), Vec::new(), 0usize);
                 while let Some((path, prints, mine)) = r.fetch.front() {
-                    if !wanted.is_empty()
-                        && (n + prints.len() > budget || wanted.len() >= MAX_SYNC_NODES)
-                    {
+                    let more = prints.len() + mine.len();
+                    if !wanted.is_empty() && (n + more > budget || wanted.len() >= MAX_SYNC_NODES) {
                         break;
                     }
-                    n += prints.len();
-                    wanted.push((*path, prints.clone()));
+                    // A leaf lists at most `LEAF_REPLY_MAX` of the peer's replicas, but this
+                    // node may hold many more there: offers beyond the budget are left out
+                    // (those replicas are pushed unless the answer shows the peer's newer).
+                    let offers: Vec<(ItemPrint, Version)> = mine
+                        .iter()
+                        .filter_map(|id| cx.store.get(id).map(|rec| (id, rec.version)))
+                        .map(|(id, v)| (key_print(r.salt, &id.key), v))
+                        .take(budget.saturating_sub(n + prints.len()))
+                        .collect();
+                    n += prints.len() + offers.len();
+                    wanted.push(LeafFetch { leaf: *path, prints: prints.clone(), offers });
                     ids.extend(mine.iter().cloned());
                     r.fetch.pop_front();
                 }
@@ -414,7 +432,7 @@ impl Repair {
         }
         for (p, hs) in paths.iter().zip(hashes) {
             for (c, h) in children(*p).into_iter().zip(hs) {
-                Self::classify(r, cx, c, h);
+                Self::classify(r, cx, c, &h);
             }
         }
         self.pump(cx);
@@ -442,7 +460,7 @@ impl Repair {
             let theirs = match answer {
                 LeafAnswer::Children(hs) => {
                     for (c, h) in children(*path).into_iter().zip(hs) {
-                        Self::classify(r, cx, c, h);
+                        Self::classify(r, cx, c, &h);
                     }
                     continue;
                 }
@@ -666,7 +684,7 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
             let s = salt(session);
             let mut items = Vec::new();
             let mut bytes = 0usize;
-            'leaves: for (path, prints) in wanted {
+            'leaves: for LeafFetch { leaf: path, prints, offers } in wanted {
                 let Some(node) = node_range(segment, path) else {
                     cx.faults.add(Fault::OutsideRange, &format_args!("repair fetch {path:?}"));
                     continue;
@@ -675,10 +693,20 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
                     continue;
                 }
                 let prints: BTreeSet<ItemPrint> = prints.into_iter().collect();
+                // The asker holds these keys (by print) at these versions: a replica held here
+                // older than offered is not sent (the asker pushes its newer one).
+                let mut offered: BTreeMap<ItemPrint, Version> = BTreeMap::new();
+                for (k, v) in offers {
+                    let e = offered.entry(k).or_insert(v);
+                    *e = (*e).min(v); // two keys under one print: the safer, lower bound
+                }
                 let found: Vec<ItemId> = cx
                     .store
                     .iter_from(node, None)
                     .filter(|(id, rec)| prints.contains(&short(print(s, &id.key, rec))))
+                    .filter(|(id, rec)| {
+                        offered.get(&key_print(s, &id.key)).is_none_or(|v| *v <= rec.version)
+                    })
                     .map(|(id, _)| id.clone())
                     .collect();
                 for id in found {

@@ -162,13 +162,11 @@ pub fn position(
     f: u32,
     flaw: Option<Flaw>,
 ) -> (HostId, selfman_ports::RingId) {
-    let host = HostId(i as u32 % hosts);
     let mut p = Placement::new(f);
     if flaw == Some(Flaw::IgnoresHosts) {
         p = p.with_flaw(Flaw::IgnoresHosts);
     }
-    let attempt = if (i as u32) < f { 0 } else { 1 + i as u32 };
-    (host, p.join_position(host, attempt, i as u64 * 7919))
+    p.numbered_node(i, hosts)
 }
 
 /// The middle of `host`'s sector: the same offset in every sector, so the nodes placed there

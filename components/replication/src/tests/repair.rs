@@ -101,6 +101,34 @@ fn stale_and_missing_replicas_are_repaired_moving_bytes_in_proportion() {
 }
 
 #[test]
+fn a_stale_answerer_sends_no_stale_copy_and_receives_the_newer_ones() {
+    let mut w = World::ring(ReplicationConfig::default(), &anchors());
+    let keys = keys(4000);
+    let value = "v".repeat(16);
+    for k in &keys {
+        assert_eq!(w.write(Q - 1, k, 2, &value), 4);
+    }
+    let latest: BTreeMap<String, u64> = keys.iter().map(|k| (k.clone(), 2)).collect();
+    // The answering side holds 2 % of its replicas at version 1; the repairing side is fresh.
+    let changed = damage(&mut w, 2 * Q - 1, &keys, 50, usize::MAX);
+    assert!(changed.len() >= 50, "{}", changed.len());
+    let (items, pushed) = (w.bytes_of(&["sync-items"]), w.bytes_of(&["sync-push"]));
+    repair_rounds(&mut w, Q - 1);
+    let fetched_bytes = w.bytes_of(&["sync-items"]) - items;
+    let pushed_bytes = w.bytes_of(&["sync-push"]) - pushed;
+    println!(
+        "stale answerer: {} stale, {fetched_bytes} bytes fetched, {pushed_bytes} pushed",
+        changed.len()
+    );
+    // The offers tell the answering side which keys the asker holds newer: none of its stale
+    // copies travels (only the item-less answers' few bytes each), the newer ones are pushed.
+    assert!(pushed_bytes >= changed.len() * encoded_item_bytes("key-1000", &value) / 2);
+    assert!(fetched_bytes < 8 * changed.len(), "{fetched_bytes} bytes of stale copies fetched");
+    // With one node per quarter, node Q - 1 shares every item with 2Q - 1.
+    all_replicas_at(&w, &latest);
+}
+
+#[test]
 fn a_round_over_identical_replicas_moves_only_the_roots() {
     let mut w = World::ring(ReplicationConfig::default(), &anchors());
     let keys = keys(2000);

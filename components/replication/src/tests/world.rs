@@ -65,7 +65,8 @@ pub(crate) fn kind(m: &ReplMessage) -> &'static str {
         ReplMessage::Done { .. } | ReplMessage::DoneAck { .. } | ReplMessage::Pull { .. } => "done",
         ReplMessage::RangeRead { .. } | ReplMessage::RangeNotReady { .. } => "range-read",
         ReplMessage::RangeItems { .. } => "range-items",
-        ReplMessage::SyncItems { .. } | ReplMessage::SyncPush { .. } => "sync-items",
+        ReplMessage::SyncItems { .. } => "sync-items",
+        ReplMessage::SyncPush { .. } => "sync-push",
         _ => "sync",
     }
 }
