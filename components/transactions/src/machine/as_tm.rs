@@ -205,7 +205,10 @@ impl TxMachine {
             // per node by it.
             for (key, msg) in &tm.prepares {
                 if let TxMessage::Prepare { slot, .. } = msg {
-                    if let Some(n) = participants.get(slot) {
+                    // Only a new or wrong guess is learned (most are right: no insert).
+                    if let Some(n) =
+                        participants.get(slot).filter(|n| self.owners.guess(*key) != Some(**n))
+                    {
                         self.owners.learn(*key, *n);
                     }
                 }
