@@ -16,7 +16,12 @@
 //! `--tcp 1` over loopback sockets. Latency is from `Begin` to the commit's answer.
 //! `heap_growth_bytes` is the net heap allocated during the measured transactions and not
 //! freed a second after the last (state that grows with the number of transactions shows
-//! here; the store itself holds at most `--keys` items).
+//! here; the store itself holds at most `--keys` items). `msgs_per_tx` is the number of
+//! messages between the nodes (every layer: failure detector, ring, replication,
+//! transactions; counted by the transports) during the measured transactions, per
+//! transaction begun. With `SELFMAN_TX_MSGS=1` the transaction layers' own messages are
+//! printed per transaction by kind (`r:` routed, `d:` direct, `l:` to itself, warm-up
+//! included).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -33,7 +38,7 @@ use selfman_ports::{
 use selfman_relaxed_ring::RingConfig;
 use selfman_replication::{Placement, ReplicationConfig};
 use selfman_tests::scenarios::transactions::Payload;
-use selfman_transactions::TxConfig;
+use selfman_transactions::{TxConfig, TxMessage};
 
 use crate::args::Args;
 
@@ -263,6 +268,11 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     // Heap growth over the measured transactions: counted from here to a second after the
     // last answer (when every participant has applied and every role forgotten).
     crate::alloc::start();
+    // Messages between nodes (every layer), from here to the end of the run.
+    let net_msgs = |nets: &[TcpNetwork]| -> u64 {
+        nets.iter().map(|n| n.stats()).map(|s| s.local_deliveries + s.frames_out).sum()
+    };
+    let msgs_before = net_msgs(&nets);
     let mut lat = Vec::new();
     let (mut aborts, mut other) = (0, 0);
     let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
@@ -279,19 +289,36 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
         (Some(a), Some(b)) => b.duration_since(a),
         _ => Duration::ZERO,
     };
+    let msgs_run = net_msgs(&nets) - msgs_before;
     std::thread::sleep(Duration::from_secs(1));
     let growth = crate::alloc::stop();
     // What the transaction layers still hold (every role, every node).
     let (mut txs_left, mut parts_left, mut waits_left) = (0, 0, 0);
+    // Messages by kind, every node, warm-up included: `r:` routed, `d:` direct, `l:` to
+    // itself (printed per transaction with `SELFMAN_TX_MSGS`).
+    let mut msgs: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for l in &layers {
         let (t, p) = l.on_definition(|d| d.machine().in_flight()).map_err(err)?;
         let (w, c) = l.on_definition(|d| d.machine().waiting()).map_err(err)?;
         waits_left += w + c;
+        let sent = l.on_definition(|d| (d.sent(), d.machine().local_sent())).map_err(err)?;
+        for (k, n) in sent.0.pairs() {
+            *msgs.entry(k).or_insert(0) += n;
+        }
+        for (i, n) in sent.1.iter().enumerate().filter(|(_, n)| **n > 0) {
+            *msgs.entry(format!("l:{}", TxMessage::KINDS[i])).or_insert(0) += n;
+        }
         if std::env::var_os("SELFMAN_TX_KINDS").is_some() {
             eprintln!("{:?}", l.on_definition(|d| d.machine().state_kinds()).map_err(err)?);
         }
         txs_left += t;
         parts_left += p;
+    }
+    if std::env::var_os("SELFMAN_TX_MSGS").is_some() {
+        let started = total as f64;
+        let per: Vec<String> =
+            msgs.iter().map(|(k, n)| format!("{k}={:.2}", *n as f64 / started)).collect();
+        eprintln!("tx-msgs per transaction begun: {}", per.join(" "));
     }
     lat.sort_unstable();
     for net in &nets {
@@ -302,11 +329,12 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     Ok(format!(
         "tx nodes={nodes} replicas={f} transport={} clients={clients} reads=2 writes=1 \
          transactions={total} keys={keys} elapsed_ms={} tx_per_s={per_s:.0} p50_us={:.0} \
-         p99_us={:.0} aborts={aborts} failed={other} heap_growth_bytes={growth} \
+         p99_us={:.0} aborts={aborts} failed={other} msgs_per_tx={:.1} heap_growth_bytes={growth} \
          tx_state_left={txs_left} participants_left={parts_left} waits_left={waits_left}",
         if tcp { "tcp" } else { "inproc" },
         elapsed.as_millis(),
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
+        msgs_run as f64 / total as f64,
     ))
 }

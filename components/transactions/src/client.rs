@@ -17,6 +17,7 @@ use selfman_ports::{
     RingId, TxHandle, TxId, TxIndication, TxRequest, TxResult, Version,
 };
 
+use crate::machine::coalesce;
 use crate::machine::{TxMachine, TxOutput, Wait};
 use crate::messages::{ItemInfo, Slot, TxInfo, TxMessage, MAX_ITEMS};
 
@@ -103,6 +104,12 @@ fn answer_to(r: &TxRequest, result: TxResult, value: Option<Vec<u8>>) -> TxIndic
 impl TxMachine {
     /// A client's request.
     pub fn on_request(&mut self, req: TxRequest, now: Time, out: &mut Vec<TxOutput>) {
+        let start = out.len();
+        self.request(req, now, out);
+        coalesce(out, start);
+    }
+
+    fn request(&mut self, req: TxRequest, now: Time, out: &mut Vec<TxOutput>) {
         match req {
             TxRequest::Begin { handle } => {
                 let result = if self.sessions.contains_key(&handle) {

@@ -56,6 +56,38 @@ impl TxPayload for TxMessage {
     }
 }
 
+/// What a [`TxLayer`] asked its ports to carry, by kind (for benchmarks and operators).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SentCounts {
+    /// Messages routed through the ring, by [`TxMessage::kind_index`].
+    pub routed: [u64; TxMessage::KINDS.len()],
+    /// Messages sent directly to another node, by [`TxMessage::kind_index`].
+    pub direct: [u64; TxMessage::KINDS.len()],
+    /// Requests to the replication layer (quorum reads and operations at one replica).
+    pub replication: u64,
+    /// Ring lookups.
+    pub lookups: u64,
+}
+
+impl SentCounts {
+    /// Every non-zero count as `kind=n` pairs (`r:` routed, `d:` direct), then
+    /// `replication=` and `lookups=`.
+    pub fn pairs(&self) -> Vec<(String, u64)> {
+        let mut v = Vec::new();
+        for (i, name) in TxMessage::KINDS.iter().enumerate() {
+            if self.routed[i] > 0 {
+                v.push((format!("r:{name}"), self.routed[i]));
+            }
+            if self.direct[i] > 0 {
+                v.push((format!("d:{name}"), self.direct[i]));
+            }
+        }
+        v.push(("replication".to_string(), self.replication));
+        v.push(("lookups".to_string(), self.lookups));
+        v
+    }
+}
+
 /// The transaction layer of one node (see the module documentation for its ports).
 pub struct TxLayer<P: TxPayload = TxMessage> {
     ctx: Context,
@@ -67,6 +99,7 @@ pub struct TxLayer<P: TxPayload = TxMessage> {
     port: Provided<Transactions>,
     machine: TxMachine,
     out: Vec<TxOutput>,
+    sent: SentCounts,
 }
 
 impl<P: TxPayload> TxLayer<P> {
@@ -82,6 +115,7 @@ impl<P: TxPayload> TxLayer<P> {
             port: Provided::new(),
             machine: TxMachine::new(node, config),
             out: Vec::new(),
+            sent: SentCounts::default(),
         }
     }
 
@@ -97,17 +131,28 @@ impl<P: TxPayload> TxLayer<P> {
         &self.machine
     }
 
+    /// What this layer asked its ports to carry so far.
+    pub fn sent(&self) -> SentCounts {
+        self.sent
+    }
+
     fn flush(&mut self) {
         for o in self.out.drain(..) {
             match o {
                 TxOutput::Route { key, msg } => {
+                    self.sent.routed[msg.kind_index()] += 1;
                     self.ring.trigger(RingRequest::Route { key, tag: 0, payload: P::wrap(msg) });
                 }
-                TxOutput::Send { to, msg } => self.net.send(to, msg),
+                TxOutput::Send { to, msg } => {
+                    self.sent.direct[msg.kind_index()] += 1;
+                    self.net.send(to, msg)
+                }
                 TxOutput::Replicate(r) => {
+                    self.sent.replication += 1;
                     self.repl.trigger(r);
                 }
                 TxOutput::Lookup { key, tag } => {
+                    self.sent.lookups += 1;
                     self.ring.trigger(RingRequest::<P>::Lookup { key, tag: LOOKUP_TAG_MARK | tag });
                 }
                 TxOutput::Monitor(n) => {
@@ -129,7 +174,11 @@ impl<P: TxPayload> TxLayer<P> {
     fn on_ring(&mut self, ev: RingIndication<P>) -> Handled {
         let now = self.ctx.now();
         match ev {
-            RingIndication::Joined { me, .. } => self.machine.on_joined(me.id, now, &mut self.out),
+            RingIndication::Joined { me, range, .. } => {
+                self.machine.on_range(Some(range));
+                self.machine.on_joined(me.id, now, &mut self.out)
+            }
+            RingIndication::Responsibility(rc) => self.machine.on_range(rc.now),
             RingIndication::Deliver { origin, payload, .. } => {
                 if let Some(msg) = payload.unwrap() {
                     self.machine.on_deliver(origin.addr, msg, now, &mut self.out);

@@ -30,6 +30,7 @@ mod faults;
 mod machine;
 pub mod messages;
 pub mod notify;
+pub(crate) mod owners;
 pub mod participant;
 pub mod rtm;
 pub mod tm;
@@ -40,7 +41,7 @@ pub mod valueset;
 mod tests;
 
 pub use client::MAX_KEY;
-pub use component::{TxLayer, TxPayload, LOOKUP_TAG_MARK, TICK_PERIOD};
+pub use component::{SentCounts, TxLayer, TxPayload, LOOKUP_TAG_MARK, TICK_PERIOD};
 pub use config::TxConfig;
 pub use faults::{Fault, FaultCounts};
 #[cfg(feature = "flaws")]

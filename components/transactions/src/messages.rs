@@ -30,6 +30,9 @@ pub const MAX_ITEMS: usize = 256;
 /// Acceptors of one transaction at most (the TM and `f − 1` rTMs; `f` is at most 16).
 pub const MAX_ACCEPTORS: usize = 16;
 
+/// Messages one [`TxMessage::Batch`] carries at most (a sender splits longer runs).
+pub const MAX_BATCH: usize = MAX_ITEMS;
+
 /// The values an eager transaction's client commits: per item index, the new value (`None`:
 /// delete). Items not listed were only locked (released on commit).
 pub type Writes = Vec<(u32, Option<Vec<u8>>)>;
@@ -309,6 +312,12 @@ pub enum TxMessage {
     },
     /// Replica node → subscriber.
     Notify(KeyEvent),
+    /// Several messages for one destination, handled in order as if each came alone: the
+    /// messages one handler sent to one node (direct), or the prepares of one replica number
+    /// of a transaction (routed to the first one's replica key; the receiver re-routes each
+    /// other prepare whose replica key is outside its range). At most [`MAX_BATCH`]
+    /// messages, none of them a batch.
+    Batch(Vec<TxMessage>),
 }
 
 impl TxMessage {
@@ -329,6 +338,7 @@ impl TxMessage {
             | TxMessage::Failed { tx, .. }
             | TxMessage::Forget { tx, .. } => Some(*tx),
             TxMessage::InitRtm { info } => Some(info.tx),
+            TxMessage::Batch(msgs) => msgs.first().and_then(TxMessage::tx),
             TxMessage::Subscribe { .. } | TxMessage::Unsubscribe { .. } | TxMessage::Notify(_) => {
                 None
             }
@@ -352,30 +362,62 @@ impl TxMessage {
                     && writes.as_ref().is_none_or(|w| w.len() <= MAX_ITEMS)
             }
             TxMessage::Vote { writes, .. } => writes.as_ref().is_none_or(|w| w.len() <= MAX_ITEMS),
+            TxMessage::Batch(msgs) => {
+                msgs.len() <= MAX_BATCH
+                    && msgs.iter().all(|m| !matches!(m, TxMessage::Batch(_)) && m.within_bounds())
+            }
             _ => true,
         }
     }
 
-    /// A short name of the kind, for traces and counts.
+    /// A short name of the kind, for traces and counts (one of [`TxMessage::KINDS`]).
     pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// The name of every kind, in declaration order.
+    pub const KINDS: [&'static str; 18] = [
+        "prepare",
+        "init-rtm",
+        "vote",
+        "no-vote",
+        "accepted",
+        "collect",
+        "promise",
+        "nack",
+        "propose",
+        "decided",
+        "applied",
+        "ask-decision",
+        "forget",
+        "failed",
+        "subscribe",
+        "unsubscribe",
+        "notify",
+        "batch",
+    ];
+
+    /// The index of the kind in [`TxMessage::KINDS`].
+    pub fn kind_index(&self) -> usize {
         match self {
-            TxMessage::Prepare { .. } => "prepare",
-            TxMessage::InitRtm { .. } => "init-rtm",
-            TxMessage::Vote { .. } => "vote",
-            TxMessage::NoVote { .. } => "no-vote",
-            TxMessage::Accepted { .. } => "accepted",
-            TxMessage::Collect { .. } => "collect",
-            TxMessage::Promise { .. } => "promise",
-            TxMessage::Nack { .. } => "nack",
-            TxMessage::Propose { .. } => "propose",
-            TxMessage::Decided { .. } => "decided",
-            TxMessage::Applied { .. } => "applied",
-            TxMessage::AskDecision { .. } => "ask-decision",
-            TxMessage::Forget { .. } => "forget",
-            TxMessage::Failed { .. } => "failed",
-            TxMessage::Subscribe { .. } => "subscribe",
-            TxMessage::Unsubscribe { .. } => "unsubscribe",
-            TxMessage::Notify(_) => "notify",
+            TxMessage::Prepare { .. } => 0,
+            TxMessage::InitRtm { .. } => 1,
+            TxMessage::Vote { .. } => 2,
+            TxMessage::NoVote { .. } => 3,
+            TxMessage::Accepted { .. } => 4,
+            TxMessage::Collect { .. } => 5,
+            TxMessage::Promise { .. } => 6,
+            TxMessage::Nack { .. } => 7,
+            TxMessage::Propose { .. } => 8,
+            TxMessage::Decided { .. } => 9,
+            TxMessage::Applied { .. } => 10,
+            TxMessage::AskDecision { .. } => 11,
+            TxMessage::Forget { .. } => 12,
+            TxMessage::Failed { .. } => 13,
+            TxMessage::Subscribe { .. } => 14,
+            TxMessage::Unsubscribe { .. } => 15,
+            TxMessage::Notify(_) => 16,
+            TxMessage::Batch(_) => 17,
         }
     }
 }

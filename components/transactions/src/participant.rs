@@ -66,6 +66,11 @@ pub struct Participant {
     pub(crate) acceptors: Vec<NodeAddr>,
     pub(crate) lease_ms: u64,
     pub(crate) stage: Stage,
+    /// Whether its vote (or `NoVote`) was sent: a vote is held back while another
+    /// participant of the same transaction at this node still waits for its replica, so the
+    /// votes go out together, one message per acceptor (a held vote goes at the next
+    /// `retransmit` in any case).
+    pub(crate) announced: bool,
     /// Whether its replica voted prepared (so holds a lock for the transaction).
     pub(crate) locked: bool,
     /// Replica operations that failed (unreachable replica) so far.

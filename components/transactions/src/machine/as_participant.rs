@@ -39,9 +39,10 @@ impl TxMachine {
                 .faults
                 .add(Fault::Duplicate, &format_args!("prepare {slot:?} of finished {tx:?}"));
         }
-        if let Some(old) = self.parts.get(&(tx, slot)) {
+        if let Some(old) = self.parts.get_mut(&(tx, slot)) {
             // A re-sent prepare: say the vote again.
             if let Stage::Voted(v) = old.stage {
+                old.announced = true;
                 let acceptors = old.acceptors.clone();
                 self.propose_vote(tx, slot, v, &acceptors, out);
             }
@@ -132,11 +133,37 @@ impl TxMachine {
         p.stage = Stage::Voted(value);
         p.locked = vote == Some(Vote::Prepared);
         p.last_ask = now;
-        let (acceptors, key) = (p.acceptors.clone(), p.key.clone());
+        let key = p.key.clone();
         if value == Some(Value::Prepared) {
             self.notify_local(selfman_ports::KeyEvent::Locked { key, tx }, out);
         }
-        self.propose_vote(tx, slot, value, &acceptors, out);
+        self.announce_votes(tx, out);
+    }
+
+    /// Sends the held votes of `tx`'s participants at this node, unless one of them still
+    /// waits for its replica (then the last to vote sends them all, and `coalesce` packs
+    /// them into one message per acceptor).
+    pub(super) fn announce_votes(&mut self, tx: TxId, out: &mut Vec<TxOutput>) {
+        let all =
+            (tx, Slot { item: 0, replica: 0 })..=(tx, Slot { item: u32::MAX, replica: u32::MAX });
+        let mut held = Vec::new();
+        for ((_, slot), p) in self.parts.range_mut(all) {
+            match p.stage {
+                Stage::Voting(_) => return,
+                Stage::Voted(v) if !p.announced => held.push((*slot, v, p)),
+                _ => {}
+            }
+        }
+        let held: Vec<(Slot, Option<Value>, Vec<NodeAddr>)> = held
+            .into_iter()
+            .map(|(slot, v, p)| {
+                p.announced = true;
+                (slot, v, p.acceptors.clone())
+            })
+            .collect();
+        for (slot, v, acceptors) in held {
+            self.propose_vote(tx, slot, v, &acceptors, out);
+        }
     }
 
     pub(super) fn apply_decision(
@@ -231,20 +258,60 @@ impl TxMachine {
         }
         // To whoever told the decision, and to the TM, which delivers it (an acceptor
         // answering a late vote tells the decision too, but does not wait for `Applied`).
-        self.send(to, TxMessage::Applied { tx, slot }, out);
+        // Held while another participant of `tx` here still applies, so they go together.
+        self.held_applied.push((tx, to, slot));
         if p.acceptors[0] != to {
-            self.send(p.acceptors[0], TxMessage::Applied { tx, slot }, out);
+            self.held_applied.push((tx, p.acceptors[0], slot));
         }
+        let all =
+            (tx, Slot { item: 0, replica: 0 })..=(tx, Slot { item: u32::MAX, replica: u32::MAX });
+        let applying =
+            self.parts.range(all).any(|(_, p)| matches!(p.stage, Stage::Applying { .. }));
+        if !applying || self.held_applied.len() >= self.config.max_txs {
+            self.send_applied(Some(tx), out);
+        }
+    }
+
+    /// Sends the held `Applied` of `tx` (`None`: of every transaction).
+    pub(super) fn send_applied(&mut self, tx: Option<TxId>, out: &mut Vec<TxOutput>) {
+        let mut held = std::mem::take(&mut self.held_applied);
+        held.retain(|(t, to, slot)| {
+            if tx.is_some_and(|tx| tx != *t) {
+                return true;
+            }
+            let msg = TxMessage::Applied { tx: *t, slot: *slot };
+            if *to == self.me {
+                self.local_sent[msg.kind_index()] += 1;
+                self.local.push_back(msg);
+            } else {
+                out.push(TxOutput::Send { to: *to, msg });
+            }
+            false
+        });
+        self.held_applied = held;
     }
 
     pub(super) fn tick_participants(&mut self, now: Time, out: &mut Vec<TxOutput>) {
         let cfg = self.config;
         let mut gone = Vec::new();
         let mut ask = Vec::new();
+        let mut held = Vec::new();
         for ((tx, slot), p) in &mut self.parts {
             let lease = Duration::from_millis(p.lease_ms);
             if now >= p.created + lease * 2 {
                 gone.push((*tx, *slot));
+                continue;
+            }
+            if matches!(p.stage, Stage::Voted(_))
+                && !p.announced
+                && now >= p.last_ask + cfg.retransmit
+            {
+                // Held back for a sibling that still has no vote: sent now anyway.
+                p.announced = true;
+                p.last_ask = now;
+                if let Stage::Voted(v) = p.stage {
+                    held.push((*tx, *slot, v, p.acceptors.clone()));
+                }
                 continue;
             }
             if matches!(p.stage, Stage::Voted(_) | Stage::ApplyFailed { .. })
@@ -258,6 +325,11 @@ impl TxMachine {
         for k in gone {
             self.parts.remove(&k);
         }
+        for (tx, slot, v, acceptors) in held {
+            self.propose_vote(tx, slot, v, &acceptors, out);
+        }
+        // `Applied` held for a sibling whose apply has not ended by the tick: sent now.
+        self.send_applied(None, out);
         for (tx, slot, acceptors, stage) in ask {
             for a in &acceptors {
                 self.send(*a, TxMessage::AskDecision { tx, slot }, out);

@@ -19,7 +19,7 @@ use super::Flaw;
 use super::{Eager, Tm, TxMachine, TxOutput, TxState};
 use crate::client::Client;
 use crate::faults::Fault;
-use crate::messages::{Slot, TxInfo, TxMessage, Value, Writes};
+use crate::messages::{Slot, TxInfo, TxMessage, Value, Writes, MAX_BATCH};
 use crate::rtm::Acceptor;
 use crate::tm::{failed_items, items_prepared, outcome, Delivery, Learner};
 
@@ -44,9 +44,8 @@ impl TxMachine {
         for a in info.acceptors.iter().skip(1) {
             out.push(TxOutput::Send { to: *a, msg: TxMessage::InitRtm { info: info.clone() } });
         }
-        for (key, msg) in &prepares {
-            out.push(TxOutput::Route { key: *key, msg: msg.clone() });
-        }
+        let all: Vec<(RingId, TxMessage)> = prepares.clone();
+        self.route_prepares(all, out);
         let tm = Tm {
             learner: Learner::default(),
             prepares,
@@ -201,6 +200,21 @@ impl TxMachine {
             *n += 1;
         }
         let participants = s.tm.as_ref().map(|t| t.participants.clone()).unwrap_or_default();
+        if let Some(tm) = s.tm.as_ref() {
+            // Who answered for which replica key: the next transactions' prepares are packed
+            // per node by it.
+            for (key, msg) in &tm.prepares {
+                if let TxMessage::Prepare { slot, .. } = msg {
+                    // Only a new or wrong guess is learned (most are right: no insert).
+                    if let Some(n) =
+                        participants.get(slot).filter(|n| self.owners.guess(*key) != Some(**n))
+                    {
+                        self.owners.learn(*key, *n);
+                    }
+                }
+            }
+        }
+        let Some(s) = self.txs.get_mut(&tx) else { return };
         let pending: BTreeMap<Slot, Option<NodeAddr>> =
             info.item_slots().map(|slot| (slot, participants.get(&slot).copied())).collect();
         let lease = Duration::from_millis(info.lease_ms);
@@ -276,10 +290,11 @@ impl TxMachine {
             return;
         }
         tm.last_sent = now;
+        let mut again = Vec::new();
         for (key, msg) in &tm.prepares {
             if let TxMessage::Prepare { slot, .. } = msg {
                 if !tm.learner.chosen.contains_key(slot) && !tm.learner.no_vote.contains(slot) {
-                    out.push(TxOutput::Route { key: *key, msg: msg.clone() });
+                    again.push((*key, msg.clone()));
                 }
             }
         }
@@ -295,6 +310,45 @@ impl TxMachine {
                         TxMessage::Vote { tx, slot: client_slot, value, writes: writes.clone() };
                     out.push(TxOutput::Send { to: *a, msg });
                 }
+            }
+        }
+        self.route_prepares(again, out);
+    }
+
+    /// Routes prepares: those this node is responsible for are handled here; of the others,
+    /// those [`Owners`](crate::owners::Owners) guesses one node holds go in one batch routed
+    /// to the first one's replica key (the receiver re-routes any outside its range); the
+    /// rest one by one.
+    pub(super) fn route_prepares(
+        &mut self,
+        prepares: Vec<(RingId, TxMessage)>,
+        out: &mut Vec<TxOutput>,
+    ) {
+        let mut groups: Vec<(NodeAddr, Vec<(RingId, TxMessage)>)> = Vec::new();
+        for (key, msg) in prepares {
+            match self.owners.guess(key).filter(|n| *n != self.me) {
+                Some(n) => match groups.iter_mut().find(|(g, _)| *g == n) {
+                    Some((_, g)) => g.push((key, msg)),
+                    None => groups.push((n, vec![(key, msg)])),
+                },
+                None => self.route(key, msg, out),
+            }
+        }
+        for (_, group) in groups {
+            let mut group = group.into_iter().peekable();
+            while let Some((key, first)) = group.next() {
+                let mut msgs = vec![first];
+                while msgs.len() < MAX_BATCH {
+                    match group.next() {
+                        Some((_, m)) => msgs.push(m),
+                        None => break,
+                    }
+                }
+                let msg = match <[TxMessage; 1]>::try_from(msgs) {
+                    Ok([one]) => one,
+                    Err(msgs) => TxMessage::Batch(msgs),
+                };
+                self.route(key, msg, out);
             }
         }
     }

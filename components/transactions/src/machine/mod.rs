@@ -15,19 +15,20 @@
 //!   decision, to the acceptors), and in any case once every lock it took has surely expired
 //!   (`DROP_AFTER_LEASES` leases); the tombstones of forgotten transactions and finished
 //!   participants hold at most `TOMBSTONES_PER_TX · max_txs` entries each, for
-//!   `DROP_AFTER_LEASES` leases ([`crate::tombstone`]);
+//!   `DROP_AFTER_LEASES` and `FINISHED_LEASES` leases ([`crate::tombstone`]);
 //! * every message dropped is counted by kind ([`FaultCounts`]) with a trace event.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use selfman_core::{NodeAddr, Time};
-use selfman_ports::{ReplicationIndication, ReplicationRequest, RingId, TxId, TxIndication};
+use selfman_ports::{Range, ReplicationIndication, ReplicationRequest, RingId, TxId, TxIndication};
 
 use crate::client::{Client, Session};
 use crate::config::TxConfig;
 use crate::faults::{Fault, FaultCounts};
-use crate::messages::{Round, Slot, TxMessage, Value, Writes};
+use crate::messages::{Round, Slot, TxMessage, Value, Writes, MAX_ACCEPTORS, MAX_BATCH, MAX_ITEMS};
 use crate::notify::Subscriptions;
+use crate::owners::Owners;
 use crate::participant::{Participant, Stage};
 use crate::rtm::{Acceptor, MAX_ROUND};
 use crate::tm::{Delivery, Leader, Learner};
@@ -42,11 +43,22 @@ mod as_tm;
 /// (every lock it took has ended by then; a participant forgets it after two).
 pub(crate) const DROP_AFTER_LEASES: u32 = 4;
 
+/// How long a finished participant is remembered, in leases: the TM delivers a decision for
+/// two leases after deciding, and a participant finishes after the decision, so its
+/// tombstone outlives the TM's re-sends. (A later re-send, of an rTM that took the delivery
+/// over, finds no participant and is not answered: its deliverer stops at its own deadline;
+/// nothing is applied twice.) Forgotten transactions keep `DROP_AFTER_LEASES`: their
+/// decision answers late `Collect`s, which agreement depends on.
+pub(crate) const FINISHED_LEASES: u32 = 2;
+
 /// Forgotten transactions (with their decision) and finished participants a node remembers,
 /// per configured in-flight transaction (`max_txs`): the tombstones hold at most
 /// `TOMBSTONES_PER_TX · max_txs` entries each, kept `DROP_AFTER_LEASES` leases (see
 /// [`crate::tombstone`]).
 pub(crate) const TOMBSTONES_PER_TX: usize = 2;
+
+/// Replica keys a TM remembers the responsible node of, to pack its prepares per node.
+pub(crate) const MAX_OWNER_POINTS: usize = 4_096;
 
 /// Nodes a machine remembers having asked the failure detector to watch, or as suspected.
 pub(crate) const MAX_WATCHED: usize = 4_096;
@@ -203,6 +215,9 @@ pub struct TxMachine {
     pub(crate) config: TxConfig,
     /// This node's ring position (the rTMs sit at its replica keys).
     pos: Option<RingId>,
+    /// The ring range this node is responsible for (a batch of prepares routed here keeps
+    /// those whose replica key is in it).
+    range: Option<Range>,
     /// The rTMs: the peers at replica keys `1..f` of `pos`.
     rtms: Vec<Option<NodeAddr>>,
     next_lookup: Time,
@@ -219,13 +234,21 @@ pub struct TxMachine {
     rng: u64,
     pub(crate) suspected: BTreeSet<NodeAddr>,
     pub(crate) watched: BTreeSet<NodeAddr>,
-    local: VecDeque<TxMessage>,
+    pub(crate) local: VecDeque<TxMessage>,
+    /// Messages this node sent to itself (handled at once, never on the network), by
+    /// [`TxMessage::kind_index`].
+    pub(crate) local_sent: [u64; TxMessage::KINDS.len()],
+    /// `Applied` answers (transaction, to, instance) held until the other participants of the
+    /// transaction at this node applied too (or the next tick).
+    pub(crate) held_applied: Vec<(TxId, NodeAddr, Slot)>,
     /// Transactions forgotten here, with their decision: a late message about one is
     /// answered from it and creates no state.
     pub(crate) gone: Tombstones<TxId, Gone>,
     /// Participants that applied their decision, with it (`true`: commit): a re-sent
     /// decision is answered `Applied`, a replayed prepare locks nothing.
     pub(crate) finished: Tombstones<(TxId, Slot), bool>,
+    /// Which node was responsible for which replica key, learned from votes.
+    pub(crate) owners: Owners,
     pub(crate) faults: FaultCounts,
     pub(crate) stats: TxStats,
     #[cfg(feature = "flaws")]
@@ -239,6 +262,7 @@ impl TxMachine {
             me,
             config,
             pos: None,
+            range: None,
             rtms: vec![None; config.f.saturating_sub(1) as usize],
             next_lookup: Time::ZERO,
             txs: BTreeMap::new(),
@@ -253,14 +277,17 @@ impl TxMachine {
             suspected: BTreeSet::new(),
             watched: BTreeSet::new(),
             local: VecDeque::new(),
+            local_sent: [0; TxMessage::KINDS.len()],
+            held_applied: Vec::new(),
             gone: Tombstones::new(
                 config.max_txs * TOMBSTONES_PER_TX,
                 config.lease * DROP_AFTER_LEASES,
             ),
             finished: Tombstones::new(
                 config.max_txs * TOMBSTONES_PER_TX,
-                config.lease * DROP_AFTER_LEASES,
+                config.lease * FINISHED_LEASES,
             ),
+            owners: Owners::new(MAX_OWNER_POINTS),
             faults: FaultCounts::default(),
             stats: TxStats::default(),
             #[cfg(feature = "flaws")]
@@ -337,6 +364,12 @@ impl TxMachine {
         (self.gone.len(), self.finished.len(), self.gone.evicted() + self.finished.evicted())
     }
 
+    /// Messages this node sent to itself (handled at once, not on the network), by
+    /// [`TxMessage::kind_index`].
+    pub fn local_sent(&self) -> [u64; TxMessage::KINDS.len()] {
+        self.local_sent
+    }
+
     /// Subscriptions held at this node (as a replica of the keys).
     pub fn subscribers(&self) -> usize {
         self.subs.len()
@@ -384,9 +417,38 @@ impl TxMachine {
 
     pub(crate) fn send(&mut self, to: NodeAddr, msg: TxMessage, out: &mut Vec<TxOutput>) {
         if to == self.me {
+            self.local_sent[msg.kind_index()] += 1;
             self.local.push_back(msg);
         } else {
             out.push(TxOutput::Send { to, msg });
+        }
+    }
+
+    /// Routes `msg` to `key`: handled here at once if `key` is in this node's range (the
+    /// ring would deliver it here), else through the ring.
+    pub(crate) fn route(&mut self, key: RingId, msg: TxMessage, out: &mut Vec<TxOutput>) {
+        if let TxMessage::Batch(msgs) = msg {
+            if self.range.is_some_and(|r| r.contains(key)) {
+                // Packed for another node by a wrong guess: each prepare on its own way.
+                for m in msgs {
+                    let at = match &m {
+                        TxMessage::Prepare { key, slot, .. } => {
+                            RingId::of_key(key).replica(slot.replica, self.config.f)
+                        }
+                        _ => key,
+                    };
+                    self.route(at, m, out);
+                }
+            } else {
+                out.push(TxOutput::Route { key, msg: TxMessage::Batch(msgs) });
+            }
+            return;
+        }
+        if self.range.is_some_and(|r| r.contains(key)) {
+            self.local_sent[msg.kind_index()] += 1;
+            self.local.push_back(msg);
+        } else {
+            out.push(TxOutput::Route { key, msg });
         }
     }
 
@@ -406,6 +468,11 @@ impl TxMachine {
         self.pos = Some(pos);
         self.next_lookup = now;
         self.lookup_rtms(now, out);
+    }
+
+    /// The ring range this node is responsible for now (`None`: none).
+    pub fn on_range(&mut self, range: Option<Range>) {
+        self.range = range;
     }
 
     /// The answer to a [`TxOutput::Lookup`]: `who` is responsible for the key (`None`: no
@@ -450,11 +517,16 @@ impl TxMachine {
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
+        let start = out.len();
         self.handle(from, msg, now, out);
         self.drain(now, out);
+        coalesce(out, start);
     }
 
-    /// A message routed through the ring by `origin` to a key of this node's range.
+    /// A message routed through the ring by `origin` to a key of this node's range. Of a
+    /// batch of prepares, the first (whose replica key the batch was routed to) is this
+    /// node's; each other is too if its replica key is in this node's range, and is routed
+    /// on to its replica key otherwise.
     pub fn on_deliver(
         &mut self,
         origin: NodeAddr,
@@ -462,8 +534,27 @@ impl TxMachine {
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
-        self.handle(origin, msg, now, out);
+        let start = out.len();
+        match msg {
+            TxMessage::Batch(msgs) if msg_batch_ok(&msgs) => {
+                for (i, m) in msgs.into_iter().enumerate() {
+                    let elsewhere = match &m {
+                        TxMessage::Prepare { key, slot, .. } if i > 0 => {
+                            let at = RingId::of_key(key).replica(slot.replica, self.config.f);
+                            (!self.range.is_some_and(|r| r.contains(at))).then_some(at)
+                        }
+                        _ => None,
+                    };
+                    match elsewhere {
+                        Some(key) => out.push(TxOutput::Route { key, msg: m }),
+                        None => self.handle(origin, m, now, out),
+                    }
+                }
+            }
+            msg => self.handle(origin, msg, now, out),
+        }
         self.drain(now, out);
+        coalesce(out, start);
     }
 
     /// An answer of the replication layer.
@@ -473,6 +564,12 @@ impl TxMachine {
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
+        let start = out.len();
+        self.replicated(ind, now, out);
+        coalesce(out, start);
+    }
+
+    fn replicated(&mut self, ind: ReplicationIndication, now: Time, out: &mut Vec<TxOutput>) {
         match ind {
             ReplicationIndication::ReplicaDone { tag, result, .. } => {
                 match self.waits.remove(&tag) {
@@ -505,6 +602,7 @@ impl TxMachine {
 
     /// Time passed: re-sends, timeouts, takeovers, expiry.
     pub fn on_tick(&mut self, now: Time, out: &mut Vec<TxOutput>) {
+        let start = out.len();
         self.lookup_rtms(now, out);
         let txs: Vec<TxId> = self.txs.keys().copied().collect();
         for tx in txs {
@@ -517,6 +615,7 @@ impl TxMachine {
         self.gone.expire(now);
         self.finished.expire(now);
         self.drain(now, out);
+        coalesce(out, start);
     }
 
     // ----- dispatch ----------------------------------------------------------------------
@@ -542,6 +641,7 @@ impl TxMachine {
                     acceptors,
                     lease_ms,
                     stage: Stage::Voting(0),
+                    announced: false,
                     locked: false,
                     failures: 0,
                     created: now,
@@ -575,6 +675,11 @@ impl TxMachine {
             TxMessage::Subscribe { key, lease_ms } => self.subscribe_here(from, key, lease_ms, now),
             TxMessage::Unsubscribe { key } => self.subs.remove(&key, from),
             TxMessage::Notify(ev) => self.notified(ev, out),
+            TxMessage::Batch(msgs) => {
+                for m in msgs {
+                    self.handle(from, m, now, out);
+                }
+            }
         }
     }
 
@@ -637,6 +742,77 @@ impl TxMachine {
 
     fn drop_unknown(&mut self, what: &str, tx: TxId, from: NodeAddr) {
         self.faults.add(Fault::UnknownTx, &format_args!("{what} for unknown {tx:?} from {from:?}"));
+    }
+}
+
+/// Whether a batch is within bounds (checked again by `handle` for each message).
+fn msg_batch_ok(msgs: &[TxMessage]) -> bool {
+    msgs.len() <= MAX_BATCH && msgs.iter().all(|m| !matches!(m, TxMessage::Batch(_)))
+}
+
+/// Packs the direct messages of `out[start..]` per destination: the messages to one node
+/// become one [`TxMessage::Batch`] (in their order, at most [`MAX_BATCH`] each) placed where
+/// the first of them was, round-0 acceptances of one transaction merged into one. Other
+/// outputs keep their order. A batch is handled as its messages one after the other, so
+/// this changes how many messages the network carries, not what they say.
+pub(crate) fn coalesce(out: &mut Vec<TxOutput>, start: usize) {
+    let sends = out[start..].iter().filter(|o| matches!(o, TxOutput::Send { .. })).count();
+    if sends < 2 {
+        return;
+    }
+    let tail: Vec<TxOutput> = out.drain(start..).collect();
+    // Per destination, in the order first seen: the messages; `None` in `order` marks
+    // where a destination's batch goes.
+    let mut groups: Vec<(NodeAddr, Vec<TxMessage>)> = Vec::new();
+    let mut order: Vec<Result<usize, TxOutput>> = Vec::with_capacity(tail.len());
+    for o in tail {
+        let TxOutput::Send { to, msg } = o else {
+            order.push(Err(o));
+            continue;
+        };
+        let g = match groups.iter().position(|(t, _)| *t == to) {
+            Some(g) => g,
+            None => {
+                groups.push((to, Vec::new()));
+                order.push(Ok(groups.len() - 1));
+                groups.len() - 1
+            }
+        };
+        let msgs = &mut groups[g].1;
+        match (msgs.last_mut(), msg) {
+            (
+                Some(TxMessage::Accepted { tx, round, values }),
+                TxMessage::Accepted { tx: t2, round: r2, values: v2 },
+            ) if *tx == t2
+                && *round == r2
+                && *round == Round::ZERO
+                && values.len() + v2.len() <= MAX_ITEMS * MAX_ACCEPTORS =>
+            {
+                values.extend(v2)
+            }
+            (_, msg) => msgs.push(msg),
+        }
+    }
+    for o in order {
+        match o {
+            Err(o) => out.push(o),
+            Ok(g) => {
+                let (to, msgs) = (groups[g].0, std::mem::take(&mut groups[g].1));
+                if msgs.len() == 1 {
+                    out.extend(msgs.into_iter().map(|msg| TxOutput::Send { to, msg }));
+                    continue;
+                }
+                let mut msgs = msgs.into_iter().peekable();
+                while msgs.peek().is_some() {
+                    let chunk: Vec<TxMessage> = msgs.by_ref().take(MAX_BATCH).collect();
+                    let msg = match <[TxMessage; 1]>::try_from(chunk) {
+                        Ok([one]) => one,
+                        Err(chunk) => TxMessage::Batch(chunk),
+                    };
+                    out.push(TxOutput::Send { to, msg });
+                }
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Unit tests of the whole machine in a small deterministic world (`world.rs`).
 
 mod bad_input;
+mod batching;
 mod bounds;
 mod commit;
 mod eager;

@@ -9,8 +9,9 @@ use std::time::Duration;
 use super::replica::{ItemId, Store, VoteEntry};
 use selfman_core::{NodeAddr, NodeId, Time};
 use selfman_ports::{
-    QuorumRead, ReadFailure, ReplicaFailure, ReplicaOp, ReplicaOutcome, ReplicationIndication,
-    ReplicationRequest, RingId, TxHandle, TxId, TxIndication, TxRequest, Version,
+    QuorumRead, Range, ReadFailure, ReplicaFailure, ReplicaOp, ReplicaOutcome,
+    ReplicationIndication, ReplicationRequest, RingId, TxHandle, TxId, TxIndication, TxRequest,
+    Version,
 };
 
 use crate::config::TxConfig;
@@ -106,7 +107,12 @@ impl World {
         let all: Vec<NodeAddr> = w.nodes.keys().copied().collect();
         for a in all {
             let pos = w.pos[&a];
-            w.with(a, 0, |m, now, out| m.on_joined(pos, now, out));
+            let pred = w.ring.range(..pos).next_back().or_else(|| w.ring.iter().next_back());
+            let range = pred.map(|(p, _)| Range::new(*p, pos));
+            w.with(a, 0, |m, now, out| {
+                m.on_range(range);
+                m.on_joined(pos, now, out)
+            });
         }
         w.run();
         w
@@ -151,6 +157,13 @@ impl World {
             match o {
                 TxOutput::Route { key, msg } => {
                     self.queue.push_back((from, Dest::Routed(key), msg, depth))
+                }
+                // A batch is its messages on one link at once: each is queued (and may be
+                // lost) on its own; the machines' handling of a batch is tested apart.
+                TxOutput::Send { to, msg: TxMessage::Batch(msgs) } => {
+                    for msg in msgs {
+                        self.queue.push_back((from, Dest::Direct(to), msg, depth))
+                    }
                 }
                 TxOutput::Send { to, msg } => {
                     self.queue.push_back((from, Dest::Direct(to), msg, depth))
@@ -216,23 +229,33 @@ impl World {
     }
 
     pub(crate) fn step(&mut self) -> bool {
-        let Some((from, dest, msg, depth)) = self.queue.pop_front() else { return false };
+        let Some((from, dest, mut msg, depth)) = self.queue.pop_front() else { return false };
         if let Some(lose) = self.lose.as_mut() {
-            if lose(&from, &dest, &msg) {
+            if let TxMessage::Batch(msgs) = &mut msg {
+                // A routed batch (of prepares): each may be lost on its own.
+                msgs.retain(|m| !lose(&from, &dest, m));
+                if msgs.is_empty() {
+                    return true;
+                }
+            } else if lose(&from, &dest, &msg) {
                 return true;
             }
         }
         self.delivered += 1;
-        let to = match dest {
-            Dest::Direct(to) => to,
-            Dest::Routed(key) => self.owner(key),
+        let (to, routed) = match dest {
+            Dest::Direct(to) => (to, false),
+            Dest::Routed(key) => (self.owner(key), true),
         };
         if let TxMessage::Decided { tx, slot, .. } = &msg {
             if self.nodes.get(&to).is_some_and(|n| n.up && n.m.parts.contains_key(&(*tx, *slot))) {
                 self.decision_delays.push(depth + 1);
             }
         }
-        self.with(to, depth + 1, |m, now, out| m.on_message(from, msg, now, out));
+        if routed {
+            self.with(to, depth + 1, |m, now, out| m.on_deliver(from, msg, now, out));
+        } else {
+            self.with(to, depth + 1, |m, now, out| m.on_message(from, msg, now, out));
+        }
         true
     }
 
