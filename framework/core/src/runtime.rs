@@ -37,6 +37,22 @@ impl Task {
     pub fn component(&self) -> ComponentId {
         self.0.id()
     }
+
+    /// The task as a raw pointer, for a scheduler that keeps tasks in atomic slots. Turn it back
+    /// with [`Task::from_raw`] exactly once, or the component's cell leaks.
+    pub fn into_raw(self) -> *const () {
+        Arc::into_raw(self.0).cast()
+    }
+
+    /// The task [`Task::into_raw`] gave.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must come from [`Task::into_raw`] and must not have been turned back before.
+    pub unsafe fn from_raw(ptr: *const ()) -> Task {
+        // SAFETY: by the caller's contract, `ptr` is an `Arc<ComponentCell>` not yet reclaimed.
+        Task(unsafe { Arc::from_raw(ptr.cast()) })
+    }
 }
 
 impl fmt::Debug for Task {
