@@ -201,11 +201,7 @@ impl Pool {
             .enumerate()
             .map(|(index, (deque, parker))| WorkerHandle {
                 index,
-                local: Local {
-                    deque,
-                    yielded: Cell::new(None),
-                    slot_streak: Cell::new(0),
-                },
+                local: Local { deque, yielded: Cell::new(None), slot_streak: Cell::new(0) },
                 parker,
                 watch: (0..workers).map(|_| Cell::new((0, None))).collect(),
             })
