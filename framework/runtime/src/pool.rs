@@ -17,8 +17,8 @@
 //!   task in a pair or a chain, and moving it to another core costs a cache-line transfer for
 //!   every event the two exchange afterwards (`docs/decisions/014-scheduler-locality.md`).
 //! * A worker runs its slot at most [`SLOT_RUNS`] times in a row while its deque holds work, so
-//!   two components waking each other cannot starve the rest; every [`INJECTOR_INTERVAL`] tasks
-//!   it polls the injector first.
+//!   two components waking each other cannot starve the rest; every 61 tasks
+//!   (`INJECTOR_INTERVAL`) it polls the injector first.
 //! * Workers that find nothing search for a while (spin, then yield, for up to the pool's spin
 //!   time, default 100 µs) and then park. A worker is woken only when work is pushed where it could
 //!   help: onto the injector, or onto a deque that then holds a backlog.
