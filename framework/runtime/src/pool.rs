@@ -450,15 +450,20 @@ impl Pool {
         }
     }
 
-    /// This thread's queues, if it is one of this pool's workers.
-    fn current_local(&self) -> Option<&Local> {
+    /// This thread's worker index and queues, if it is one of this pool's workers.
+    fn current_local(&self) -> Option<(usize, &Local)> {
         let me: *const Pool = self;
         let slot = CURRENT.with(|c| c.get()).filter(|s| std::ptr::eq(s.0.pool, me))?;
-        debug_assert!(slot.0.index < self.workers());
         // SAFETY: `slot.0.local` points at the queues owned by this worker thread's
         // `WorkerHandle`, which outlives the thread-local registration; only this thread
         // touches them (the deque's other end is the stealers', which is thread-safe).
-        Some(unsafe { &*slot.0.local })
+        Some((slot.0.index, unsafe { &*slot.0.local }))
+    }
+
+    /// Queues work from outside the pool's workers, waking a sleeper for it.
+    fn inject(&self, task: Task) {
+        self.injector.push(task);
+        self.notify_one();
     }
 }
 
@@ -474,32 +479,24 @@ fn steal_one(mut f: impl FnMut() -> Steal<Task>) -> Option<Task> {
 
 impl Scheduler for Pool {
     fn schedule(&self, task: Task) {
-        let me: *const Pool = self;
-        match CURRENT.with(|c| c.get()).filter(|s| std::ptr::eq(s.0.pool, me)) {
-            Some(slot) => {
-                if let Some(previous) = self.shared[slot.0.index].next.put(task) {
-                    // SAFETY: as in `current_local`.
-                    self.push_local(unsafe { &*slot.0.local }, previous);
+        match self.current_local() {
+            Some((index, l)) => {
+                if let Some(previous) = self.shared[index].next.put(task) {
+                    self.push_local(l, previous);
                 }
             }
-            None => {
-                self.injector.push(task);
-                self.notify_one();
-            }
+            None => self.inject(task),
         }
     }
 
     fn reschedule(&self, task: Task) {
         match self.current_local() {
-            Some(l) => {
+            Some((_, l)) => {
                 if let Some(earlier) = l.yielded.replace(Some(task)) {
                     self.push_local(l, earlier);
                 }
             }
-            None => {
-                self.injector.push(task);
-                self.notify_one();
-            }
+            None => self.inject(task),
         }
     }
 }
