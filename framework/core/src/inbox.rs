@@ -18,9 +18,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use crate::component::cell::ComponentCell;
+use crate::lock::Lock;
 use crate::prefetch::prefetch;
 
 /// Producers' and runner's fields sit side by side, without padding between them: padding to
@@ -35,7 +34,7 @@ pub(crate) struct Inbox<E> {
     /// control queue, which every turn checks anyway.
     bit: u64,
     /// Written by producers (any thread).
-    shared: Mutex<VecDeque<E>>,
+    shared: Lock<VecDeque<E>>,
     /// Touched only by the runner (see the module's invariants).
     local: UnsafeCell<VecDeque<E>>,
     /// Length of `local` as of the runner's last take or batch, for introspection: observers
@@ -58,7 +57,7 @@ impl<E> Inbox<E> {
         Inbox {
             nonempty: AtomicBool::new(false),
             bit,
-            shared: Mutex::new(VecDeque::new()),
+            shared: Lock::new(VecDeque::new()),
             local: UnsafeCell::new(VecDeque::new()),
             local_len: AtomicUsize::new(0),
         }

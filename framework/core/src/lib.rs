@@ -22,6 +22,7 @@ mod error;
 mod handler;
 mod inbox;
 mod introspection;
+mod lock;
 mod network;
 mod port;
 mod port_core;

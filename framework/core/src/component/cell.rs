@@ -21,6 +21,7 @@ use crate::component::{ComponentId, FaultReport, LifecycleState};
 use crate::error::{Error, Result};
 use crate::handler::Severity;
 use crate::inbox::Inbox;
+use crate::lock::Lock;
 use crate::prefetch::prefetch;
 use crate::runtime::Task;
 use crate::system::SystemShared;
@@ -106,7 +107,7 @@ pub(crate) struct ComponentCell {
     id: ComponentId,
     /// Events handled (for introspection).
     pub(crate) handled: AtomicU64,
-    run: Mutex<RunState>,
+    run: Lock<RunState>,
     control: Inbox<Control>,
     state: AtomicU8,
     watch: Mutex<()>,
@@ -141,7 +142,7 @@ impl ComponentCell {
             state: AtomicU8::new(LifecycleState::Passive as u8),
             watch: Mutex::new(()),
             changed: Condvar::new(),
-            run: Mutex::new(RunState { instance: None, phase: Phase::Passive, claim: false }),
+            run: Lock::new(RunState { instance: None, phase: Phase::Passive, claim: false }),
             parent: parent.map(Arc::downgrade),
             children: Mutex::new(BTreeMap::new()),
             ports: Mutex::new(Vec::new()),
