@@ -54,7 +54,7 @@ impl<P: Port> ProvidedCore<P> {
         slot: usize,
         direct: Option<DirectFactory<P>>,
     ) -> Self {
-        let inbox = Inbox::with_bit(mask_bit(slot));
+        let inbox = Inbox::with_bit(ready_bit(slot));
         ProvidedCore { owner, inbox, channels: ChannelSet::new(), direct }
     }
 }
@@ -62,7 +62,7 @@ impl<P: Port> ProvidedCore<P> {
 impl<P: Port> RequiredCore<P> {
     /// A port of `owner`, at position `slot` of its port table.
     pub(crate) fn new(owner: Arc<ComponentCell>, slot: usize) -> Self {
-        RequiredCore { owner, inbox: Inbox::with_bit(mask_bit(slot)), channels: ChannelSet::new() }
+        RequiredCore { owner, inbox: Inbox::with_bit(ready_bit(slot)), channels: ChannelSet::new() }
     }
 }
 
@@ -72,6 +72,19 @@ impl<P: Port> RequiredCore<P> {
 #[inline(always)]
 pub(crate) fn mask_bit(i: usize) -> u64 {
     1 << i.min(63)
+}
+
+/// The bit a push onto the port at position `slot` sets in its owner's ready mask: none for the
+/// first port, which every turn looks at anyway (a plain load of its arrival hint, like the
+/// control queue), so that a component with one port — or whose first port carries most of its
+/// events — costs no mask update per push and no mask swap per turn; [`mask_bit`] for the rest.
+#[inline(always)]
+pub(crate) fn ready_bit(slot: usize) -> u64 {
+    if slot == 0 {
+        0
+    } else {
+        mask_bit(slot)
+    }
 }
 
 /// Type-erased view of a port core, kept in the cell's port table.

@@ -291,7 +291,13 @@ impl ComponentCell {
         let mut tally: isize = isize::from(std::mem::take(&mut rs.claim));
         // Before any take: a port marked after this is taken by a later turn, which its
         // (not yet consumed) signal schedules.
-        let ready = self.ready.swap(0, Ordering::AcqRel);
+        // A load first: a component whose events all come through its first port (which has
+        // no bit) never marks the mask, and pays no locked swap per turn.
+        let ready = if self.ready.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            self.ready.swap(0, Ordering::AcqRel)
+        };
         // SAFETY: this is the owner's turn (the control queue's runner), holding `run`.
         if unsafe { self.control.take(true) } {
             tally += 1;

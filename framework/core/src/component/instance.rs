@@ -16,7 +16,7 @@ use crate::component::port_decl::{Batch, PortDecl};
 use crate::error::Error;
 use crate::handler::Handled;
 use crate::port::Direction;
-use crate::port_core::{mask_bit, AnyPortCore};
+use crate::port_core::{mask_bit, ready_bit, AnyPortCore};
 
 /// One entry of a cell's port table.
 pub(crate) struct PortSlot {
@@ -52,6 +52,8 @@ pub(crate) trait ErasedInstance: Send {
 }
 
 struct Entry<D> {
+    /// Its port's bit in the owner's ready mask; 0 for the port at position 0, which has none
+    /// and is looked at every turn (`port_core::ready_bit`).
     ready_bit: u64,
     decl: Box<dyn PortDecl<D>>,
 }
@@ -71,6 +73,8 @@ struct Instance<D> {
     /// seen the ready bits consumed before it existed.
     deferred: u64,
     next: usize,
+    /// The entry of the port without a ready bit (position 0 of the port table), if bound.
+    unmasked: Option<usize>,
     def: D,
 }
 
@@ -81,7 +85,36 @@ impl<D: ComponentDefinition> Instance<D> {
             .enumerate()
             .filter(|(_, e)| e.decl.has_local())
             .fold(0, |m, (k, _)| m | mask_bit(k));
-        Instance { entries: entries.into_boxed_slice(), local, deferred: u64::MAX, next: 0, def }
+        let unmasked = entries.iter().position(|e| e.ready_bit == 0);
+        Instance {
+            entries: entries.into_boxed_slice(),
+            local,
+            deferred: u64::MAX,
+            next: 0,
+            unmasked,
+            def,
+        }
+    }
+
+    /// Takes entry `k`'s arrivals (its ready bit, `bit`, was seen; 0 for the unmasked port);
+    /// returns 1 if it took some (a signal).
+    #[inline]
+    fn take_entry(&mut self, k: usize, hold: bool, bit: u64) -> isize {
+        let holding = self.local & mask_bit(k) != 0;
+        if holding && !hold && k < 63 {
+            // Arrivals wait until the local queue is handled (see `Inbox::take`): look again
+            // next turn (the unmasked port is looked at anyway).
+            self.deferred |= bit;
+            0
+        } else if self.entries[k].decl.take(hold) {
+            self.local |= mask_bit(k);
+            1
+        } else {
+            if holding {
+                self.deferred |= bit;
+            }
+            0
+        }
     }
 
     /// Entries from 63 on share one bit: clear it once none of them holds events.
@@ -97,25 +130,18 @@ impl<D: ComponentDefinition> Instance<D> {
 impl<D: ComponentDefinition> ErasedInstance for Instance<D> {
     fn take(&mut self, hold: bool, ready: u64) -> isize {
         let ready = ready | std::mem::take(&mut self.deferred);
-        if ready == 0 {
-            return 0;
-        }
         let mut took = 0;
-        for (k, entry) in self.entries.iter().enumerate() {
-            let bit = entry.ready_bit;
-            if ready & bit == 0 {
-                continue;
-            }
-            let holding = self.local & mask_bit(k) != 0;
-            if holding && !hold && k < 63 {
-                // Arrivals wait until the local queue is handled (see `Inbox::take`): look
-                // again next turn.
-                self.deferred |= bit;
-            } else if entry.decl.take(hold) {
-                took += 1;
-                self.local |= mask_bit(k);
-            } else if holding {
-                self.deferred |= bit;
+        if let Some(k) = self.unmasked {
+            // The port without a bit: its arrival hint is the only way to know.
+            took += self.take_entry(k, hold, 0);
+        }
+        if ready == 0 {
+            return took;
+        }
+        for k in 0..self.entries.len() {
+            let bit = self.entries[k].ready_bit;
+            if bit != 0 && ready & bit != 0 {
+                took += self.take_entry(k, hold, bit);
             }
         }
         took
@@ -247,7 +273,7 @@ pub(crate) fn instantiate<D: ComponentDefinition>(
                     i
                 }
             };
-            bits.push(mask_bit(i));
+            bits.push(ready_bit(i));
         }
     }
     if let Some(field) = context {
