@@ -44,12 +44,28 @@ function el(name, attrs, parent) {
   return e;
 }
 
+// The most nodes the dashboard polls.
+const MAX_TARGETS = 64;
+
 async function discover() {
   try {
     state.self = await getJson("", "/api/node");
-    const peers = await getJson("", "/api/peers");
-    const others = peers.filter((p) => p !== state.self.http);
-    state.targets = [""].concat(others);
+    // This node's peers, then theirs (a node lists the endpoints of its ring neighbours):
+    // breadth first, bounded.
+    const seen = new Set([state.self.http]);
+    const found = [];
+    let frontier = [""];
+    while (frontier.length && found.length < MAX_TARGETS) {
+      const lists = await Promise.all(frontier.map((b) => getJson(b, "/api/peers").catch(() => [])));
+      frontier = [];
+      for (const p of lists.flat()) {
+        if (typeof p !== "string" || seen.has(p) || found.length >= MAX_TARGETS) continue;
+        seen.add(p); found.push(p); frontier.push(p);
+      }
+    }
+    state.targets = [""].concat(found);
+    // nodes no longer listed by anyone are no longer drawn
+    for (const b of [...state.views.keys()]) if (!state.targets.includes(b)) state.views.delete(b);
     document.getElementById("me").textContent =
       state.self.name + " · http " + state.self.http + (state.self.node ? " · node " + key(state.self.node) : "");
   } catch (e) {

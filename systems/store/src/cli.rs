@@ -27,8 +27,9 @@ use serde::Deserialize;
 
 use crate::backend::{Backend, BackendStats, NotifyService, StoreService};
 use crate::node::{build_store_node, StoreNodeConfig, StorePayload};
+use crate::peers::{HttpPeers, OpsHello, PeerBook};
 use crate::resp::Limits;
-use crate::server::{serve, RingState, RingWatcher, Shared};
+use crate::server::{serve, MovementStats, MovementWatcher, RingState, RingWatcher, Shared};
 use crate::walk::{WalkService, WalkStats, Walker};
 
 /// How long a node waits to be in the ring before it gives up.
@@ -138,6 +139,10 @@ pub struct ClusterArgs {
     /// Replicas per key.
     #[arg(long, default_value_t = 4)]
     pub replicas: u32,
+    /// Give every node an operator endpoint: node i serves HTTP on base-port + 200 + i (open
+    /// any one's dashboard: it draws the whole ring).
+    #[arg(long)]
+    pub http: bool,
 }
 
 /// The config file's contents.
@@ -393,6 +398,29 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
         net.create(move || Walker::new(Arc::clone(&stats))).map_err(err)?
     };
     node.connect_walker(&net, &walker).map_err(err)?;
+    // Every node keeps the book of its neighbours' endpoints (so that it understands their
+    // hellos even without an endpoint of its own) and counts data movement.
+    let http_peers = Arc::new(HttpPeers::new());
+    let book = {
+        let peers = Arc::clone(&http_peers);
+        net.create(move || PeerBook::new(Arc::clone(&peers))).map_err(err)?
+    };
+    let hello = net.network::<OpsHello>(crate::peers::PROTOCOL).map_err(err)?;
+    rt.connect(&hello, &book.required().map_err(err)?).map_err(err)?;
+    let movement = Arc::new(MovementStats::default());
+    let mover = {
+        let stats = Arc::clone(&movement);
+        net.create(move || MovementWatcher::new(Arc::clone(&stats))).map_err(err)?
+    };
+    let moves = Selector::<selfman_ports::Replication>::indications(|i| {
+        matches!(i, selfman_ports::ReplicationIndication::Movement(_))
+    });
+    rt.connect_with(
+        &node.repl.provided::<selfman_ports::Replication>().map_err(err)?,
+        &mover.required().map_err(err)?,
+        moves,
+    )
+    .map_err(err)?;
     let ring_state = Arc::new(Mutex::new(RingState::default()));
     let watcher = {
         let st = Arc::clone(&ring_state);
@@ -416,6 +444,8 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     }
     rt.start(&backend).map_err(err)?;
     rt.start(&walker).map_err(err)?;
+    rt.start(&book).map_err(err)?;
+    rt.start(&mover).map_err(err)?;
     let request = match s.join {
         None => RingRequest::Bootstrap,
         Some(a) => RingRequest::Join { access: NodeAddr::new(a, NodeId::UNKNOWN) },
@@ -472,6 +502,8 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
         protocol_errors: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
         started: Instant::now(),
+        connections_total: AtomicU64::new(0),
+        commands: crate::server::CommandCounts::default(),
     });
     let server = {
         let shared = Arc::clone(&shared);
@@ -482,7 +514,10 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     };
     let ops = match s.http {
         None => None,
-        Some(http) => Some(start_ops(http, s, &net, &node, &shared)?),
+        Some(http) => {
+            let parts = OpsParts { net: &net, node: &node, shared: &shared, hello, movement };
+            Some(start_ops(http, s, parts, http_peers)?)
+        }
     };
     let ready = format!("{redis} ring {} pid {}", net.local().addr, std::process::id());
     selfman_launch::node::announce_ready(ready).map_err(|e| e.to_string())?;
@@ -501,64 +536,60 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     if let Some(o) = ops {
         o.shutdown();
     }
+
     net.shutdown();
     rt.shutdown().map_err(|e| e.to_string())
 }
 
-/// The node's operator endpoint: metrics (with the backend's counters), JSON, the dashboard,
-/// and the admin action `swap-fd` (replace the failure detector live with a new heartbeat
-/// period) when an admin token is configured.
+/// What the operator endpoint reads from a running node.
+struct OpsParts<'a> {
+    net: &'a TcpNetwork,
+    node: &'a crate::node::StoreNode,
+    shared: &'a Arc<Shared>,
+    /// The ops hello's network port.
+    hello: selfman_core::ProvidedRef<selfman_core::Network<OpsHello>>,
+    movement: Arc<MovementStats>,
+}
+
+/// A running operator endpoint and the thread that says hello to the ring neighbours.
+struct Ops {
+    server: selfman_ops::OpsServer,
+    stop: Arc<AtomicBool>,
+    hello: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ops {
+    fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.hello.take() {
+            let _ = h.join();
+        }
+        self.server.shutdown();
+    }
+}
+
+/// The node's operator endpoint: metrics (the store's, replication's and the client side's
+/// among them), JSON, the dashboard with the other nodes' endpoints as heard by the ops hello
+/// ([`crate::peers`]), and the admin action `swap-fd` (replace the failure detector live with
+/// a new heartbeat period) when an admin token is configured.
 fn start_ops(
     http: SocketAddr,
     s: &NodeSettings,
-    net: &TcpNetwork,
-    node: &crate::node::StoreNode,
-    shared: &Arc<Shared>,
-) -> Result<selfman_ops::OpsServer, String> {
-    use selfman_ops::metrics::Kind;
+    parts: OpsParts<'_>,
+    peers: Arc<HttpPeers>,
+) -> Result<Ops, String> {
+    let OpsParts { net, node, shared, hello, movement } = parts;
     let system = net.system().clone();
     let ring = node.ring.clone();
-    let stats = Arc::clone(&shared.stats);
-    let shared = Arc::clone(shared);
+    let (metrics_shared, book) = (Arc::clone(shared), Arc::clone(&peers));
     // TcpNetwork's counters are read through its stats handle
     let net_stats = net.stats_handle();
     let mut sources = selfman_ops::Sources::new(format!("selfman {}", s.redis))
         .system(move || system.snapshot().ok())
         .ring(move || ring.on_definition(|d| selfman_ports::RingInspect::ring_view(d)).ok())
         .net(net_stats)
-        .metrics(move |m| {
-            let c = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-            m.single(
-                "selfman_store_commits_total",
-                Kind::Counter,
-                "Client jobs whose transaction committed.",
-                c(&stats.committed),
-            );
-            m.single(
-                "selfman_store_aborts_total",
-                Kind::Counter,
-                "Transaction attempts that aborted (retried or failed).",
-                c(&stats.aborted),
-            );
-            m.single(
-                "selfman_store_watch_failed_total",
-                Kind::Counter,
-                "EXECs answered null because a watched key changed.",
-                c(&stats.watch_failed),
-            );
-            m.single(
-                "selfman_store_failed_total",
-                Kind::Counter,
-                "Client jobs answered with an error.",
-                c(&stats.failed),
-            );
-            m.single(
-                "selfman_store_clients",
-                Kind::Gauge,
-                "Client connections open.",
-                c(&shared.clients),
-            );
-        });
+        .peers(move || peers.list(Instant::now()))
+        .metrics(move |m| store_metrics(m, &metrics_shared, &movement, &book));
     if let Some(token) = &s.admin_token {
         let (system, fd) = (net.system().clone(), node.fd.clone());
         sources = sources.admin_token(token.clone()).action(
@@ -585,7 +616,118 @@ fn start_ops(
             },
         );
     }
-    selfman_ops::OpsServer::start(http, sources).map_err(|e| e.to_string())
+    let server = selfman_ops::OpsServer::start(http, sources).map_err(|e| e.to_string())?;
+    let me = crate::peers::announced(server.addr(), net.local().addr).to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ring = node.ring.clone();
+    let halt = Arc::clone(&stop);
+    let hello = std::thread::Builder::new()
+        .name("ops-hello".into())
+        .spawn(move || {
+            while !halt.load(Ordering::Acquire) {
+                if let Ok(view) = ring.on_definition(|d| selfman_ports::RingInspect::ring_view(d)) {
+                    for to in crate::peers::hello_targets(&view) {
+                        let msg = OpsHello { http: me.clone() };
+                        let _ = hello.request(selfman_core::NetRequest::Send { to, msg });
+                    }
+                }
+                // in short steps, so that shutting down does not wait a whole period
+                let until = Instant::now() + crate::peers::HELLO_PERIOD;
+                while Instant::now() < until && !halt.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the ops hello thread: {e}"))?;
+    Ok(Ops { server, stop, hello: Some(hello) })
+}
+
+/// The store node's own metric families: transactions (outcomes and commit latency), data
+/// movement (hand-overs, rebuilds, repair rounds and their bytes), the client side
+/// (connections, commands by name) and the ops hello's refusals.
+fn store_metrics(
+    m: &mut selfman_ops::metrics::Metrics,
+    shared: &Shared,
+    movement: &MovementStats,
+    book: &HttpPeers,
+) {
+    use selfman_ops::metrics::Kind;
+    let c = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let stats = &shared.stats;
+    let counters: [(&str, &str, &AtomicU64); 8] = [
+        ("selfman_store_commits_total", "Client jobs whose transaction committed.", &stats.committed),
+        ("selfman_store_aborts_total", "Transaction attempts that aborted (retried or failed).", &stats.aborted),
+        ("selfman_store_timeouts_total", "Client jobs failed because the transaction layer did not answer in time (commit outcome unknown, or no read majority).", &stats.timed_out),
+        ("selfman_store_watch_failed_total", "EXECs answered null because a watched key changed.", &stats.watch_failed),
+        ("selfman_store_failed_total", "Client jobs answered with an error (timeouts included).", &stats.failed),
+        ("selfman_store_fast_reads_total", "Reads answered from a majority of replicas without a transaction.", &stats.fast_reads),
+        ("selfman_store_connections_total", "Client connections accepted.", &shared.connections_total),
+        ("selfman_store_protocol_errors_total", "Client connections closed for a protocol error.", &shared.protocol_errors),
+    ];
+    for (name, help, v) in counters {
+        m.single(name, Kind::Counter, help, c(v));
+    }
+    m.histogram(
+        "selfman_store_commit_latency_seconds",
+        "Seconds from a client job's arrival to its commit (retries included).",
+        &stats.commit_latency.snapshot(),
+    );
+    m.single("selfman_store_clients", Kind::Gauge, "Client connections open.", c(&shared.clients));
+    m.family(
+        "selfman_store_commands_total",
+        Kind::Counter,
+        "Client commands received, by name (unknown: not in the command table).",
+    );
+    for (name, n) in shared.commands.nonzero() {
+        m.sample("selfman_store_commands_total", &[("command", name)], n as f64);
+    }
+    let mv = movement;
+    let moved: [(&str, &str, &AtomicU64); 11] = [
+        ("selfman_repl_handovers_total", "Ranges handed over to a new holder.", &mv.handed_over),
+        (
+            "selfman_repl_handover_items_total",
+            "Items sent in finished hand-overs.",
+            &mv.handed_over_items,
+        ),
+        (
+            "selfman_repl_received_total",
+            "Ranges received whole from their old holder.",
+            &mv.received,
+        ),
+        ("selfman_repl_received_items_total", "Items received in them.", &mv.received_items),
+        (
+            "selfman_repl_transfers_aborted_total",
+            "Range transfers given up.",
+            &mv.transfers_aborted,
+        ),
+        ("selfman_repl_rebuilds_total", "Ranges rebuilt from the other replicas.", &mv.rebuilt),
+        ("selfman_repl_rebuilt_items_total", "Items copied in by rebuilds.", &mv.rebuilt_items),
+        ("selfman_repl_repair_rounds_total", "Anti-entropy rounds finished.", &mv.repair_rounds),
+        (
+            "selfman_repl_repair_bytes_total",
+            "Bytes both sides sent for the finished anti-entropy rounds.",
+            &mv.repair_bytes,
+        ),
+        (
+            "selfman_repl_repair_fetched_total",
+            "Items repair took from another replica.",
+            &mv.repair_fetched,
+        ),
+        (
+            "selfman_repl_repair_pushed_total",
+            "Items repair gave another replica.",
+            &mv.repair_pushed,
+        ),
+    ];
+    for (name, help, v) in moved {
+        m.single(name, Kind::Counter, help, c(v));
+    }
+    m.single(
+        "selfman_ops_hellos_refused_total",
+        Kind::Counter,
+        "Ops hellos refused (a bad address, or the book full).",
+        book.refused() as f64,
+    );
 }
 
 /// `selfman admin`: lists a node's admin actions and components, or runs an action.
@@ -651,10 +793,10 @@ pub fn run_cluster(a: &ClusterArgs) -> Result<(), String> {
     if a.nodes == 0 {
         return Err("--nodes must be at least 1".to_owned());
     }
-    let top = u32::from(a.base_port) + 100 + a.nodes;
+    let top = u32::from(a.base_port) + if a.http { 200 } else { 100 } + a.nodes;
     if top > u32::from(u16::MAX) || a.nodes > 100 {
         return Err(format!(
-            "--base-port {} leaves no room for {} nodes (at most 100, ports base..base+100+N)",
+            "--base-port {} leaves no room for {} nodes (at most 100, ports base..base+100+N, base+200+N with --http)",
             a.base_port, a.nodes
         ));
     }
@@ -675,11 +817,21 @@ pub fn run_cluster(a: &ClusterArgs) -> Result<(), String> {
         if i > 0 {
             p = p.arg("--join").arg(ring0.to_string());
         }
+        if a.http {
+            p = p.arg("--http").arg(format!("127.0.0.1:{}", port(200)));
+        }
         let index = cluster.spawn(&p).map_err(|e| e.to_string())?;
         let member = cluster.iter_mut().nth(index).ok_or("the member just started")?;
         let ready = member.wait_ready(JOIN_WAIT).map_err(|e| format!("node {i}: {e}"))?;
         let redis = ready.split_whitespace().next().unwrap_or("?");
-        println!("node {i}: redis {redis} pid {}", member.pid());
+        match a.http {
+            true => println!(
+                "node {i}: redis {redis} http 127.0.0.1:{} pid {}",
+                port(200),
+                member.pid()
+            ),
+            false => println!("node {i}: redis {redis} pid {}", member.pid()),
+        }
     }
     println!(
         "cluster ready: {} nodes; try `redis-cli -p {}`; Ctrl-C stops every node",

@@ -22,6 +22,7 @@
 //!   transaction of the `Transactions` port, retrying conflicts (bounded);
 //! * [`walk`], the walks over the ring that `SCAN`, `KEYS`, `DBSIZE` and `FLUSHALL` make;
 //! * [`server`], the TCP front door: a thread per connection, `WATCH` expectations;
+//! * [`peers`], the ops hello by which nodes learn each other's operator endpoints;
 //! * [`cli`], the `selfman` program (`selfman node`, `selfman cluster`).
 #![deny(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod command;
 pub mod data;
 pub mod node;
+pub mod peers;
 pub mod resp;
 pub mod server;
 pub mod session;
