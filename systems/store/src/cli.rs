@@ -515,7 +515,8 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     let ops = match s.http {
         None => None,
         Some(http) => {
-            let parts = OpsParts { net: &net, node: &node, shared: &shared, hello, movement };
+            let parts =
+                OpsParts { net: &net, node: &node, shared: &shared, hello, movement, redis };
             Some(start_ops(http, s, parts, http_peers)?)
         }
     };
@@ -549,6 +550,8 @@ struct OpsParts<'a> {
     /// The ops hello's network port.
     hello: selfman_core::ProvidedRef<selfman_core::Network<OpsHello>>,
     movement: Arc<MovementStats>,
+    /// The Redis address as bound.
+    redis: SocketAddr,
 }
 
 /// A running operator endpoint and the thread that says hello to the ring neighbours.
@@ -578,13 +581,13 @@ fn start_ops(
     parts: OpsParts<'_>,
     peers: Arc<HttpPeers>,
 ) -> Result<Ops, String> {
-    let OpsParts { net, node, shared, hello, movement } = parts;
+    let OpsParts { net, node, shared, hello, movement, redis } = parts;
     let system = net.system().clone();
     let ring = node.ring.clone();
     let (metrics_shared, book) = (Arc::clone(shared), Arc::clone(&peers));
     // TcpNetwork's counters are read through its stats handle
     let net_stats = net.stats_handle();
-    let mut sources = selfman_ops::Sources::new(format!("selfman {}", s.redis))
+    let mut sources = selfman_ops::Sources::new(format!("selfman {redis}"))
         .system(move || system.snapshot().ok())
         .ring(move || ring.on_definition(|d| selfman_ports::RingInspect::ring_view(d)).ok())
         .net(net_stats)
