@@ -5,7 +5,7 @@
 //!   connections, and data movement (hand-overs, repair rounds and their bytes);
 //! * the nodes learn each other's endpoints by the ops hello, so `/api/peers` of one node
 //!   lists the others, and its dashboard (in headless Chromium) draws the whole ring; after one
-//!   node is killed the picture shows one node fewer answering. Screenshots are kept in
+//!   node is killed the picture shows one node fewer answering; it charts node 0's commits. Screenshots are kept in
 //!   `target/tmp/dashboard-store-*.png`.
 
 mod support;
@@ -200,6 +200,10 @@ fn the_dashboard_of_one_store_node_draws_every_node() {
         others.sort();
         wait(&format!("node {i}'s peers"), Duration::from_secs(20), || peers(*h) == others);
     }
+    let mut client = c.client(0);
+    for i in 0..10 {
+        assert_eq!(client.cmd(&format!("SET d{i} x")), V::ok());
+    }
     let url = format!("http://{}/", https[0]);
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     let dom = render(browser, &url, &out.join("dashboard-store-4-nodes.png"));
@@ -208,6 +212,8 @@ fn the_dashboard_of_one_store_node_draws_every_node() {
     assert_eq!(count(&dom, "class=\"succ\""), 4, "a successor link per node");
     assert_eq!(count(&dom, "class=\"range\""), 4, "a shaded range per node");
     assert!(dom.contains("SymmetricReplication"), "node 0's component tree is listed");
+    assert!(dom.contains("data-commits=\"10\""), "node 0's commits read from /metrics");
+    assert!(dom.contains("(10 commits in all)"), "{dom}");
 
     // Kill node 3 (no leave): node 0 still lists it until it is forgotten, and it does not
     // answer; the page shows three nodes up.

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The cost of an open dashboard and metrics scrapes on transaction throughput (issue 19's
+# target: under 2 %), measured A/B in one run on one cluster.
+#
+# A local cluster of NODES nodes (f = 4), every node with its operator endpoint
+# (`selfman cluster --http`: node i serves HTTP on BASE + 200 + i). ROUNDS rounds, each two
+# phases of the same MULTI/EXEC load (`kv-load redis-tx`: MULTI; GET a; GET b; SET a; SET b;
+# EXEC, C closed-loop clients, T transactions), in the order off, on (odd rounds) or on, off
+# (even rounds, so that a drift over the run cancels):
+#   off: nothing polls the endpoints;
+#   on:  a poller fetches, every second and from every node, /metrics, /api/node, /api/peers,
+#        /api/ring, /api/components and /api/net: more than one open dashboard asks (it polls
+#        /api/ring of every node, the tree and counters of one node, the peers every 10 s) plus
+#        a Prometheus scrape per second.
+# The store's counters themselves (a few relaxed atomic adds and one clock read per job) run in
+# both phases; they are not switchable.
+# Prints every phase, then the medians and on/off.
+# Usage: systems/store/bench/ops-ab.sh [NODES] [CLIENTS] [TRANSACTIONS] [ROUNDS]
+# Every process it starts is stopped by its PID on exit.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+NODES=${1:-4}
+C=${2:-50}
+T=${3:-5000}
+ROUNDS=${4:-4}
+KEYS=100000
+BASE=17550
+cargo build --release -q -p selfman-store --bin selfman
+CARGO_TARGET_DIR="$PWD/target" cargo build --release -q --manifest-path benches/peers/Cargo.toml -p kv-load
+pids=()
+poller=""
+cleanup() {
+  [ -n "$poller" ] && kill "$poller" 2>/dev/null || true
+  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+out=$(mktemp)
+target/release/selfman cluster --nodes "$NODES" --base-port "$BASE" --replicas 4 --http >"$out" 2>/dev/null &
+pids+=($!)
+for _ in $(seq 1 600); do grep -q "cluster ready" "$out" && break; sleep 0.1; done
+grep -q "cluster ready" "$out" || { cat "$out"; echo "the cluster did not start" >&2; exit 1; }
+addrs=""
+urls=()
+for i in $(seq 0 $((NODES - 1))); do
+  addrs+="${addrs:+,}127.0.0.1:$((BASE + i))"
+  for p in metrics api/node api/peers api/ring api/components api/net; do
+    urls+=("http://127.0.0.1:$((BASE + 200 + i))/$p")
+  done
+done
+# every URL answers before we measure
+curl -sf -o /dev/null "${urls[@]}" || { echo "an endpoint does not answer" >&2; exit 1; }
+poll() {
+  # one curl per second for all URLs (keep-alive per host), not a process per request
+  while true; do curl -s -o /dev/null "${urls[@]}" || true; sleep 1; done
+}
+load() { target/release/kv-load redis-tx --addr "$addrs" --clients "$C" --transactions "$T" --keys "$KEYS"; }
+rate() { sed -n 's/.*tx_per_s=\([0-9]*\).*/\1/p'; }
+echo "# $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $NODES nodes f=4, $C clients, $T transactions per phase, $ROUNDS rounds"
+offs=()
+ons=()
+phase() {
+  if [ "$1" = on ]; then poll & poller=$!; fi
+  line=$(load)
+  if [ "$1" = on ]; then kill "$poller"; wait "$poller" 2>/dev/null || true; poller=""; fi
+  r=$(echo "$line" | rate)
+  echo "round $2 $1: $line"
+  if [ "$1" = on ]; then ons+=("$r"); else offs+=("$r"); fi
+}
+load >/dev/null # warm-up
+for r in $(seq 1 "$ROUNDS"); do
+  if [ $((r % 2)) -eq 1 ]; then phase off "$r"; phase on "$r"; else phase on "$r"; phase off "$r"; fi
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+moff=$(median "${offs[@]}")
+mon=$(median "${ons[@]}")
+echo "median tx/s: off $moff, on $mon, on/off $(awk -v a="$mon" -v b="$moff" 'BEGIN {printf "%.3f", a / b}')"
