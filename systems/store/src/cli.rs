@@ -433,6 +433,7 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
             i,
             RingIndication::Joined { .. }
                 | RingIndication::Responsibility(_)
+                | RingIndication::Neighbours(_)
                 | RingIndication::Left
                 | RingIndication::JoinRefused(_)
         )
@@ -724,6 +725,27 @@ fn store_metrics(
     ];
     for (name, help, v) in moved {
         m.single(name, Kind::Counter, help, c(v));
+    }
+    let ring = shared.ring.lock().map(|r| r.clone()).unwrap_or_default();
+    let changes: [(&str, &str, u64); 3] = [
+        (
+            "selfman_ring_successor_changes_total",
+            "Times this node's successor changed after it joined.",
+            ring.succ_changes,
+        ),
+        (
+            "selfman_ring_predecessor_changes_total",
+            "Times this node's predecessor changed after it joined.",
+            ring.pred_changes,
+        ),
+        (
+            "selfman_ring_range_changes_total",
+            "Times the range this node owns changed (a part gained or lost).",
+            ring.range_changes,
+        ),
+    ];
+    for (name, help, v) in changes {
+        m.single(name, Kind::Counter, help, v as f64);
     }
     m.single(
         "selfman_ops_hellos_refused_total",

@@ -63,6 +63,16 @@ pub struct RingState {
     pub left: bool,
     /// Whether a join was refused (its position is taken).
     pub refused: bool,
+    /// The successor and predecessor last told (by the join or a neighbour change).
+    pub succ: Option<selfman_ports::Peer>,
+    /// See `succ`.
+    pub pred: Option<selfman_ports::Peer>,
+    /// How often the successor changed after the join.
+    pub succ_changes: u64,
+    /// How often the predecessor changed after the join.
+    pub pred_changes: u64,
+    /// How often the owned range changed (gained or lost a part).
+    pub range_changes: u64,
 }
 
 /// The ring's state, shared.
@@ -83,11 +93,25 @@ impl RingWatcher {
     fn on_ring(&mut self, i: RingIndication<StorePayload>) -> Handled {
         let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match i {
-            RingIndication::Joined { me, range, .. } => {
+            RingIndication::Joined { me, range, pred, succ } => {
                 s.id = Some(me.id);
                 s.range = Some(range);
+                (s.pred, s.succ) = (Some(pred), Some(succ));
             }
-            RingIndication::Responsibility(change) => s.range = change.now,
+            RingIndication::Neighbours(n) => {
+                if n.succ != s.succ {
+                    s.succ_changes += 1;
+                    s.succ = n.succ;
+                }
+                if n.pred != s.pred {
+                    s.pred_changes += 1;
+                    s.pred = n.pred;
+                }
+            }
+            RingIndication::Responsibility(change) => {
+                s.range = change.now;
+                s.range_changes += 1;
+            }
             RingIndication::Left => s.left = true,
             RingIndication::JoinRefused(_) => s.refused = true,
             _ => {}

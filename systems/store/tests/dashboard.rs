@@ -101,6 +101,10 @@ fn store_metrics_count_writes_transactions_commands_and_data_movement() {
     assert_eq!(cmd("unknown"), 1.0);
     assert_eq!(value(&m, "selfman_store_connections_total"), 1.0);
     assert_eq!(value(&m, "selfman_store_clients"), 1.0);
+    // node 0 bootstrapped alone, then two nodes joined: its neighbours changed
+    assert!(value(&m, "selfman_ring_successor_changes_total") >= 1.0);
+    assert!(value(&m, "selfman_ring_predecessor_changes_total") >= 1.0);
+    assert!(value(&m, "selfman_ring_range_changes_total") >= 2.0, "bootstrapped, then lost parts");
     // the TYPE lines say what each family is
     let text = selfman_ops::get(https[0], "/metrics").unwrap();
     assert!(text.contains(&format!("# TYPE {h} histogram\n")));
