@@ -585,6 +585,7 @@ fn start_ops(
     let OpsParts { net, node, shared, hello, movement, redis } = parts;
     let system = net.system().clone();
     let ring = node.ring.clone();
+    let repl = node.repl.clone();
     let (metrics_shared, book) = (Arc::clone(shared), Arc::clone(&peers));
     // TcpNetwork's counters are read through its stats handle
     let net_stats = net.stats_handle();
@@ -593,6 +594,9 @@ fn start_ops(
         .ring(move || ring.on_definition(|d| selfman_ports::RingInspect::ring_view(d)).ok())
         .net(net_stats)
         .peers(move || peers.list(Instant::now()))
+        .replicas(move || {
+            repl.on_definition(|d| selfman_ports::ReplicaInspect::replica_view(d)).ok()
+        })
         .metrics(move |m| store_metrics(m, &metrics_shared, &movement, &book));
     if let Some(token) = &s.admin_token {
         let (system, fd) = (net.system().clone(), node.fd.clone());

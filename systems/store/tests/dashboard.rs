@@ -101,6 +101,12 @@ fn store_metrics_count_writes_transactions_commands_and_data_movement() {
     assert_eq!(cmd("unknown"), 1.0);
     assert_eq!(value(&m, "selfman_store_connections_total"), 1.0);
     assert_eq!(value(&m, "selfman_store_clients"), 1.0);
+    // its replication state: f = 3, some ranges served, replicas of the writes stored
+    let r: serde_json::Value =
+        serde_json::from_str(&selfman_ops::get(https[0], "/api/replicas").unwrap()).unwrap();
+    assert_eq!(r["f"], 3, "{r}");
+    assert!(r["items"].as_u64().unwrap() > 0, "node 0 stores replicas of the writes: {r}");
+    assert!(!r["serving"].as_array().unwrap().is_empty(), "{r}");
     // node 0 bootstrapped alone, then two nodes joined: its neighbours changed
     assert!(value(&m, "selfman_ring_successor_changes_total") >= 1.0);
     assert!(value(&m, "selfman_ring_predecessor_changes_total") >= 1.0);
