@@ -70,7 +70,8 @@ pub struct AdminArgs {
     pub token_file: Option<PathBuf>,
     /// `list` (actions and components), or an action's name.
     pub action: String,
-    /// The action's argument (e.g. `swap-fd 200`: the new heartbeat period in ms).
+    /// The action's argument (e.g. `swap-fd 200`: the new heartbeat period in ms; `swap-ring
+    /// 500`: the stabilization period; `swap-repl 5000`: the repair period).
     pub arg: Option<String>,
 }
 
@@ -516,8 +517,15 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     let ops = match s.http {
         None => None,
         Some(http) => {
-            let parts =
-                OpsParts { net: &net, node: &node, shared: &shared, hello, movement, redis };
+            let parts = OpsParts {
+                net: &net,
+                node: &node,
+                shared: &shared,
+                hello,
+                movement,
+                redis,
+                config,
+            };
             Some(start_ops(http, s, parts, http_peers)?)
         }
     };
@@ -553,6 +561,8 @@ struct OpsParts<'a> {
     movement: Arc<MovementStats>,
     /// The Redis address as bound.
     redis: SocketAddr,
+    /// The node's layer settings (for the reconfiguring admin actions).
+    config: StoreNodeConfig,
 }
 
 /// A running operator endpoint and the thread that says hello to the ring neighbours.
@@ -574,15 +584,16 @@ impl Ops {
 
 /// The node's operator endpoint: metrics (the store's, replication's and the client side's
 /// among them), JSON, the dashboard with the other nodes' endpoints as heard by the ops hello
-/// ([`crate::peers`]), and the admin action `swap-fd` (replace the failure detector live with
-/// a new heartbeat period) when an admin token is configured.
+/// ([`crate::peers`]), and, when an admin token is configured, the admin actions `swap-fd`,
+/// `swap-ring` and `swap-repl` (replace the failure detector, the ring or replication live with
+/// a new period).
 fn start_ops(
     http: SocketAddr,
     s: &NodeSettings,
     parts: OpsParts<'_>,
     peers: Arc<HttpPeers>,
 ) -> Result<Ops, String> {
-    let OpsParts { net, node, shared, hello, movement, redis } = parts;
+    let OpsParts { net, node, shared, hello, movement, redis, config } = parts;
     let system = net.system().clone();
     let ring = node.ring.clone();
     let repl = node.repl.clone();
@@ -624,6 +635,9 @@ fn start_ops(
             },
         );
     }
+    if s.admin_token.is_some() {
+        sources = reconfiguring_actions(sources, net, node, config);
+    }
     let server = selfman_ops::OpsServer::start(http, sources).map_err(|e| e.to_string())?;
     let me = crate::peers::announced(server.addr(), net.local().addr).to_string();
     let stop = Arc::new(AtomicBool::new(false));
@@ -648,6 +662,68 @@ fn start_ops(
         })
         .map_err(|e| format!("cannot start the ops hello thread: {e}"))?;
     Ok(Ops { server, stop, hello: Some(hello) })
+}
+
+/// A period in milliseconds from an admin action's body, within `range`.
+fn period_ms(body: &str, range: std::ops::RangeInclusive<u64>) -> Result<Duration, String> {
+    let ms: u64 = body.trim().parse().map_err(|_| format!("not a period in ms: {body:?}"))?;
+    if !range.contains(&ms) {
+        return Err(format!("{ms} ms is outside {}..={}", range.start(), range.end()));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// The admin actions that swap the ring and the replication component live with a new
+/// configuration (the node's own, with one period changed), carrying over their state.
+fn reconfiguring_actions(
+    sources: selfman_ops::Sources,
+    net: &TcpNetwork,
+    node: &crate::node::StoreNode,
+    config: StoreNodeConfig,
+) -> selfman_ops::Sources {
+    let me = net.local();
+    let (system, ring) = (net.system().clone(), node.ring.clone());
+    let sources = sources.action(
+        "swap-ring",
+        "replace the relaxed ring live, keeping its state; argument: the stabilization period in ms (50..=60000)",
+        move |body| {
+            let stabilize = period_ms(body, 50..=60_000)?;
+            let c = selfman_relaxed_ring::RingConfig {
+                id: Some(config.position()),
+                stabilize,
+                ..selfman_relaxed_ring::RingConfig::default()
+            };
+            c.validate().map_err(|e| e.to_string())?;
+            let started = Instant::now();
+            selfman_relaxed_ring::reconfigure(&system, &ring, me, c)
+                .and_then(|swap| swap.wait(Duration::from_secs(5)))
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "ring swapped (stabilization every {} ms) in {} us",
+                stabilize.as_millis(),
+                started.elapsed().as_micros()
+            ))
+        },
+    );
+    let (system, repl) = (net.system().clone(), node.repl.clone());
+    sources.action(
+        "swap-repl",
+        "replace the replication component live, keeping its replicas; argument: the repair period in ms (1000..=3600000)",
+        move |body| {
+            let repair_period = period_ms(body, 1_000..=3_600_000)?;
+            let c = selfman_replication::ReplicationConfig { repair_period, ..config.replication() };
+            c.validate().map_err(|e| e.to_string())?;
+            let started = Instant::now();
+            selfman_replication::reconfigure(&system, &repl, me, c)
+                .and_then(|swap| swap.wait(Duration::from_secs(5)))
+                .map_err(|e| e.to_string())?;
+            Ok(format!(
+                "replication swapped (repair every {} ms) in {} us",
+                repair_period.as_millis(),
+                started.elapsed().as_micros()
+            ))
+        },
+    )
 }
 
 /// The store node's own metric families: transactions (outcomes and commit latency), data
