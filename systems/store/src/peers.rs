@@ -171,6 +171,20 @@ mod tests {
     }
 
     #[test]
+    fn a_full_book_refuses_new_senders_but_keeps_hearing_known_ones() {
+        let book = HttpPeers::new();
+        let t = Instant::now();
+        for i in 0..MAX_PEERS {
+            let ring = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 7100));
+            assert!(book.record(ring, &format!("10.1.{}.{}:9100", i >> 8, i & 255), t));
+        }
+        assert!(!book.record(a("10.9.9.9:7100"), "10.9.9.9:9100", t), "a new sender");
+        assert!(book.record(a("10.0.0.0:7100"), "10.2.0.0:9100", t), "a known sender");
+        assert_eq!(book.refused(), 1);
+        assert_eq!(book.list(t).len(), MAX_PEERS);
+    }
+
+    #[test]
     fn an_unspecified_endpoint_is_announced_at_the_ring_ip() {
         assert_eq!(announced(a("0.0.0.0:9100"), a("10.1.2.3:7100")), a("10.1.2.3:9100"));
         assert_eq!(announced(a("127.0.0.1:9100"), a("10.1.2.3:7100")), a("127.0.0.1:9100"));
