@@ -31,6 +31,7 @@ pub mod cli;
 pub mod command;
 pub mod data;
 pub mod node;
+mod ops;
 pub mod peers;
 pub mod resp;
 pub mod server;
