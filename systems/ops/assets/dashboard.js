@@ -14,7 +14,7 @@ const state = {
   views: new Map(),      // base -> { view, ok, at }
   chosen: "",            // base whose tree is shown
   lastTree: null,        // { at, handled, bytesIn, bytesOut }
-  series: { events: [], netIn: [], netOut: [] },
+  series: { events: [], netIn: [], netOut: [], commits: [], latencyMs: [] },
   ticks: 0,
 };
 
@@ -44,12 +44,28 @@ function el(name, attrs, parent) {
   return e;
 }
 
+// The most nodes the dashboard polls.
+const MAX_TARGETS = 64;
+
 async function discover() {
   try {
     state.self = await getJson("", "/api/node");
-    const peers = await getJson("", "/api/peers");
-    const others = peers.filter((p) => p !== state.self.http);
-    state.targets = [""].concat(others);
+    // This node's peers, then theirs (a node lists the endpoints of its ring neighbours):
+    // breadth first, bounded.
+    const seen = new Set([state.self.http]);
+    const found = [];
+    let frontier = [""];
+    while (frontier.length && found.length < MAX_TARGETS) {
+      const lists = await Promise.all(frontier.map((b) => getJson(b, "/api/peers").catch(() => [])));
+      frontier = [];
+      for (const p of lists.flat()) {
+        if (typeof p !== "string" || seen.has(p) || found.length >= MAX_TARGETS) continue;
+        seen.add(p); found.push(p); frontier.push(p);
+      }
+    }
+    state.targets = [""].concat(found);
+    // nodes no longer listed by anyone are no longer drawn
+    for (const b of [...state.views.keys()]) if (!state.targets.includes(b)) state.views.delete(b);
     document.getElementById("me").textContent =
       state.self.name + " · http " + state.self.http + (state.self.node ? " · node " + key(state.self.node) : "");
   } catch (e) {
@@ -145,16 +161,43 @@ function drawRing() {
   document.body.dataset.nodesDown = String(down);
 }
 
-function clearSeries() { state.series = { events: [], netIn: [], netOut: [] }; }
+function clearSeries() { state.series = { events: [], netIn: [], netOut: [], commits: [], latencyMs: [] }; }
+
+// The unlabelled samples of a Prometheus text document that we chart, by name.
+function promValues(text) {
+  const want = ["selfman_store_commits_total", "selfman_store_commit_latency_seconds_sum",
+    "selfman_store_commit_latency_seconds_count"];
+  const out = {};
+  for (const line of text.split("\n")) {
+    const sp = line.indexOf(" ");
+    if (sp > 0 && want.includes(line.slice(0, sp))) out[line.slice(0, sp)] = Number(line.slice(sp + 1));
+  }
+  return out;
+}
+
+async function getText(b, path) {
+  const ctl = new AbortController();
+  const t = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+  try {
+    const r = await fetch(base(b) + path, { signal: ctl.signal, cache: "no-store" });
+    if (!r.ok) throw new Error(path + ": HTTP " + r.status);
+    return await r.text();
+  } finally {
+    clearTimeout(t);
+  }
+}
 
 function push(series, v) { series.push(v); if (series.length > 120) series.shift(); }
 
+// Lines with a `label` are each scaled to their own maximum (and labelled with it); the
+// others share one scale.
 function drawChart(id, lines) {
   const c = document.getElementById(id);
   const g = c.getContext("2d");
   g.clearRect(0, 0, c.width, c.height);
-  const max = Math.max(1, ...lines.flatMap((l) => l.data));
+  const shared = Math.max(1, ...lines.filter((l) => !l.label).flatMap((l) => l.data));
   lines.forEach((l) => {
+    const max = l.label ? Math.max(1e-9, ...l.data) : shared;
     g.strokeStyle = l.color; g.lineWidth = 1.6; g.beginPath();
     l.data.forEach((v, i) => {
       const x = (i / 119) * (c.width - 4) + 2;
@@ -163,16 +206,28 @@ function drawChart(id, lines) {
     });
     g.stroke();
   });
-  g.fillStyle = "#49505e"; g.font = "11px sans-serif";
-  g.fillText("max " + Math.round(max).toLocaleString() + "/s", 6, 12);
+  g.font = "11px sans-serif";
+  const labelled = lines.filter((l) => l.label);
+  if (!labelled.length) {
+    g.fillStyle = "#49505e";
+    g.fillText("max " + Math.round(shared).toLocaleString() + "/s", 6, 12);
+  }
+  let x = 6;
+  for (const l of labelled) {
+    const max = Math.max(0, ...l.data);
+    const text = l.label + " max " + (max >= 10 ? Math.round(max).toLocaleString() : max.toFixed(2));
+    g.fillStyle = l.color; g.fillText(text, x, 12);
+    x += g.measureText(text).width + 14;
+  }
 }
 
 async function pollTree() {
   const b = state.chosen;
   document.getElementById("chosen").textContent = b === "" ? "(this node)" : b;
-  let snap, net;
+  let snap, net, prom;
   try {
-    [snap, net] = await Promise.all([getJson(b, "/api/components"), getJson(b, "/api/net").catch(() => null)]);
+    [snap, net, prom] = await Promise.all([getJson(b, "/api/components"), getJson(b, "/api/net").catch(() => null),
+      getText(b, "/metrics").then(promValues).catch(() => ({}))]);
   } catch (e) {
     document.getElementById("tree").innerHTML = `<tr><td colspan="6" class="err">${e.message}</td></tr>`;
     return;
@@ -180,13 +235,27 @@ async function pollTree() {
   const now = Date.now();
   const handled = snap.components.reduce((s, c) => s + c.handled, 0);
   const bytesIn = net ? net.bytes_in : 0, bytesOut = net ? net.bytes_out : 0;
+  const hasTx = "selfman_store_commits_total" in prom;
+  const commits = prom["selfman_store_commits_total"] || 0;
+  const latSum = prom["selfman_store_commit_latency_seconds_sum"] || 0;
+  const latCount = prom["selfman_store_commit_latency_seconds_count"] || 0;
   if (state.lastTree) {
-    const dt = Math.max(0.001, (now - state.lastTree.at) / 1000);
-    push(state.series.events, (handled - state.lastTree.handled) / dt);
-    push(state.series.netIn, (bytesIn - state.lastTree.bytesIn) / dt);
-    push(state.series.netOut, (bytesOut - state.lastTree.bytesOut) / dt);
+    const l = state.lastTree;
+    const dt = Math.max(0.001, (now - l.at) / 1000);
+    push(state.series.events, (handled - l.handled) / dt);
+    push(state.series.netIn, (bytesIn - l.bytesIn) / dt);
+    push(state.series.netOut, (bytesOut - l.bytesOut) / dt);
+    push(state.series.commits, (commits - l.commits) / dt);
+    // the mean latency of the commits of this interval (none: 0)
+    const n = latCount - l.latCount;
+    push(state.series.latencyMs, n > 0 ? ((latSum - l.latSum) / n) * 1000 : 0);
   }
-  state.lastTree = { at: now, handled, bytesIn, bytesOut };
+  state.lastTree = { at: now, handled, bytesIn, bytesOut, commits, latSum, latCount };
+  document.getElementById("tx-note").textContent = hasTx
+    ? `(${commits.toLocaleString()} commits in all)` : "(this node runs no transactions)";
+  document.body.dataset.commits = String(commits);
+  drawChart("chart-tx", [{ data: state.series.commits, color: "#7a4fd6", label: "commits/s" },
+    { data: state.series.latencyMs, color: "#d63a6f", label: "ms" }]);
   drawChart("chart-events", [{ data: state.series.events, color: "#3a6fd6" }]);
   drawChart("chart-net", [{ data: state.series.netIn, color: "#3aa76d" }, { data: state.series.netOut, color: "#e07b39" }]);
 

@@ -4,9 +4,11 @@
 //!   restarts and swaps; the transport's counters; the ring as this node sees it (in a ring or
 //!   not, estimated size, list lengths, suspected peers, its range); plus whatever the system
 //!   adds ([`Sources::metrics`]);
-//! * `/api/node`, `/api/components`, `/api/ring`, `/api/net`, `/api/peers` — JSON: who this
-//!   node is, its component tree ([`selfman_core::SystemSnapshot`]), its ring view
-//!   ([`selfman_ports::RingView`]), its transport counters, and the other nodes' HTTP addresses;
+//! * `/api/node`, `/api/components`, `/api/ring`, `/api/replicas`, `/api/net`, `/api/peers` —
+//!   JSON: who this node is, its component tree ([`selfman_core::SystemSnapshot`]), its ring
+//!   view ([`selfman_ports::RingView`]), its replication state
+//!   ([`selfman_ports::ReplicaView`]), its transport counters, and the other nodes' HTTP
+//!   addresses;
 //! * `/` — the dashboard: a page, shipped inside the binary (no build step, nothing fetched
 //!   from the internet), that draws the ring from this node's and the other nodes' views and
 //!   shows a chosen node's component tree and rates. It polls every second.
@@ -47,7 +49,7 @@ use std::thread::JoinHandle;
 
 use selfman_core::SystemSnapshot;
 use selfman_net::NetStats;
-use selfman_ports::RingView;
+use selfman_ports::{ReplicaView, RingView};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::metrics::Metrics;
@@ -72,6 +74,7 @@ pub struct Sources {
     ring: Option<Getter<Option<RingView>>>,
     net: Option<Getter<NetStats>>,
     peers: Option<Getter<Vec<String>>>,
+    replicas: Option<Getter<Option<ReplicaView>>>,
     extra: Option<Writer>,
     token: Option<String>,
     actions: BTreeMap<String, Action>,
@@ -101,6 +104,7 @@ impl Sources {
             ring: None,
             net: None,
             peers: None,
+            replicas: None,
             extra: None,
             token: None,
             actions: BTreeMap::new(),
@@ -137,6 +141,14 @@ impl Sources {
     #[must_use]
     pub fn peers(mut self, f: impl Fn() -> Vec<String> + Send + Sync + 'static) -> Self {
         self.peers = Some(Box::new(f));
+        self
+    }
+
+    /// The node's replication state (`None` while it has none): what it owns, serves,
+    /// receives and still hands over, and how many items it stores.
+    #[must_use]
+    pub fn replicas(mut self, f: impl Fn() -> Option<ReplicaView> + Send + Sync + 'static) -> Self {
+        self.replicas = Some(Box::new(f));
         self
     }
 
@@ -353,6 +365,10 @@ fn handle(sources: &Sources, addr: SocketAddr, req: Request) {
         "/api/ring" => match sources.ring.as_ref().and_then(|f| f()) {
             Some(v) => respond(req, 200, JSON, ring_json(&v), true),
             None => json_error(req, 404, "this node has no ring view"),
+        },
+        "/api/replicas" => match sources.replicas.as_ref().and_then(|f| f()) {
+            Some(v) => respond(req, 200, JSON, to_json(&v), true),
+            None => json_error(req, 404, "this node shows no replication state"),
         },
         "/api/net" => match &sources.net {
             Some(f) => respond(req, 200, JSON, to_json(&f()), true),

@@ -16,6 +16,9 @@ pub enum Kind {
     Counter,
     /// Goes up and down.
     Gauge,
+    /// Observations counted in cumulative buckets, with their sum and count (write one with
+    /// [`Metrics::histogram`]).
+    Histogram,
 }
 
 /// A Prometheus text-format document being written.
@@ -48,6 +51,7 @@ impl Metrics {
         let kind = match kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         };
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -75,11 +79,130 @@ impl Metrics {
         self.sample(name, &[], value);
     }
 
+    /// A histogram family with no labels: `NAME_bucket{le="…"}` for each bound of `h` (and
+    /// `+Inf`), cumulative, then `NAME_sum` and `NAME_count`. `NAME` should end in its unit
+    /// (`_seconds`).
+    pub fn histogram(&mut self, name: &str, help: &str, h: &HistogramSnapshot) {
+        self.family(name, Kind::Histogram, help);
+        let bucket = format!("{name}_bucket");
+        let mut cumulative = 0u64;
+        for (bound, n) in h.bounds.iter().zip(&h.counts) {
+            cumulative += n;
+            self.sample(&bucket, &[("le", &number(*bound))], cumulative as f64);
+        }
+        self.sample(&bucket, &[("le", "+Inf")], h.count as f64);
+        self.sample(&format!("{name}_sum"), &[], h.sum);
+        self.sample(&format!("{name}_count"), &[], h.count as f64);
+    }
+
     /// The document.
     #[must_use]
     pub fn finish(self) -> String {
         self.out
     }
+}
+
+/// A histogram that threads update without a lock: fixed upper bounds (in the unit observed,
+/// e.g. seconds), one counter per bucket, a running sum and count.
+///
+/// ```
+/// use selfman_ops::metrics::{Histogram, Metrics};
+///
+/// let h = Histogram::new(&[0.001, 0.01]);
+/// h.observe(0.0005);
+/// h.observe(0.004);
+/// h.observe(2.0);
+/// let mut m = Metrics::new();
+/// m.histogram("op_seconds", "How long ops took.", &h.snapshot());
+/// let text = m.finish();
+/// assert!(text.contains("op_seconds_bucket{le=\"0.001\"} 1\n"));
+/// assert!(text.contains("op_seconds_bucket{le=\"0.01\"} 2\n"));
+/// assert!(text.contains("op_seconds_bucket{le=\"+Inf\"} 3\n"));
+/// assert!(text.contains("op_seconds_count 3\n"));
+/// ```
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: Vec<f64>,
+    /// One per bound, then the overflow bucket.
+    counts: Vec<std::sync::atomic::AtomicU64>,
+    /// The sum in millionths of the unit, so that it adds without a lock.
+    sum_micros: std::sync::atomic::AtomicU64,
+}
+
+/// The default bounds of [`Histogram::latency`]: 250 µs to 10 s, in seconds.
+pub const LATENCY_BOUNDS: [f64; 15] =
+    [0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
+
+impl Histogram {
+    /// Empty, with these upper bounds (sorted ascending, finite; unsorted or non-finite bounds
+    /// are dropped).
+    #[must_use]
+    pub fn new(bounds: &[f64]) -> Histogram {
+        let mut b: Vec<f64> = Vec::with_capacity(bounds.len());
+        for &x in bounds {
+            if x.is_finite() && b.last().is_none_or(|&l| x > l) {
+                b.push(x);
+            }
+        }
+        let counts = (0..=b.len()).map(|_| std::sync::atomic::AtomicU64::new(0)).collect();
+        Histogram { bounds: b, counts, sum_micros: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// Empty, with [`LATENCY_BOUNDS`] (seconds).
+    #[must_use]
+    pub fn latency() -> Histogram {
+        Histogram::new(&LATENCY_BOUNDS)
+    }
+
+    /// Counts one observation (negative and NaN count as 0).
+    pub fn observe(&self, v: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let v = if v.is_nan() || v < 0.0 { 0.0 } else { v };
+        let i = self.bounds.partition_point(|&b| b < v);
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((v * 1e6).min(u64::MAX as f64) as u64, Relaxed);
+    }
+
+    /// Counts a duration, in seconds.
+    pub fn observe_duration(&self, d: std::time::Duration) {
+        self.observe(d.as_secs_f64());
+    }
+
+    /// The counts now (each read on its own: under concurrent updates the total may trail
+    /// the buckets by the updates in flight).
+    #[must_use]
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let all: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
+        let count = all.iter().sum();
+        HistogramSnapshot {
+            bounds: self.bounds.clone(),
+            counts: all[..self.bounds.len()].to_vec(),
+            count,
+            sum: self.sum_micros.load(Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+impl Default for Histogram {
+    /// [`Histogram::latency`].
+    fn default() -> Histogram {
+        Histogram::latency()
+    }
+}
+
+/// A histogram's counts at one moment (not cumulative: `counts[i]` is the observations in
+/// `(bounds[i-1], bounds[i]]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// The upper bounds.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket, one per bound (those above the last bound are only in `count`).
+    pub counts: Vec<u64>,
+    /// All observations.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
 }
 
 fn escape(v: &str) -> String {
@@ -286,6 +409,27 @@ mod tests {
         let mut m = Metrics::new();
         m.family("x", Kind::Gauge, "line one\nline two");
         assert!(m.finish().starts_with("# HELP x line one\\nline two\n"));
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_bounds_inclusive() {
+        let h = Histogram::new(&[1.0, 2.0, f64::NAN, 1.5, 4.0]);
+        assert_eq!(h.bounds, vec![1.0, 2.0, 4.0], "unsorted and NaN bounds dropped");
+        for v in [0.5, 1.0, 1.5, 2.0, 3.0, 9.0, -1.0] {
+            h.observe(v);
+        }
+        let s = h.snapshot();
+        assert_eq!(s.counts, vec![3, 2, 1], "-1 counts as 0; a bound is inclusive");
+        assert_eq!(s.count, 7);
+        assert!((s.sum - 17.0).abs() < 1e-9, "{}", s.sum);
+        let mut m = Metrics::new();
+        m.histogram("t_seconds", "T.", &s);
+        let text = m.finish();
+        let want = "# HELP t_seconds T.\n# TYPE t_seconds histogram\n\
+            t_seconds_bucket{le=\"1\"} 3\nt_seconds_bucket{le=\"2\"} 5\n\
+            t_seconds_bucket{le=\"4\"} 6\nt_seconds_bucket{le=\"+Inf\"} 7\n\
+            t_seconds_sum 17\nt_seconds_count 7\n";
+        assert_eq!(text, want);
     }
 
     #[test]

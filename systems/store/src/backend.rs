@@ -276,6 +276,12 @@ pub struct BackendStats {
     pub fast_read_fallbacks: AtomicU64,
     /// Key changes told to subscribed connections.
     pub notifications: AtomicU64,
+    /// Jobs answered with an error because the transaction layer did not answer in time: a
+    /// commit whose outcome is unknown, or reads without a majority (part of `failed`).
+    pub timed_out: AtomicU64,
+    /// Seconds from a job's arrival to its commit, over the jobs that committed (retries and
+    /// back-off included).
+    pub commit_latency: selfman_ops::metrics::Histogram,
 }
 
 #[derive(Debug)]
@@ -291,6 +297,8 @@ enum Step {
 #[derive(Debug)]
 struct Running {
     job: Job,
+    /// When the job arrived.
+    since: std::time::Instant,
     keys: Vec<Key>,
     view: View,
     step: Step,
@@ -360,7 +368,8 @@ impl Backend {
             keys.extend(op.keys().into_iter().map(<[u8]>::to_vec));
         }
         let keys: Vec<Key> = keys.into_iter().collect();
-        let r = Running { job, keys, view: View::new(), step: Step::Begin, attempt: 0 };
+        let since = std::time::Instant::now();
+        let r = Running { job, since, keys, view: View::new(), step: Step::Begin, attempt: 0 };
         let read_only = r.job.watched.is_empty() && r.job.ops.iter().all(|op| !op.is_write());
         if self.config.fast_reads && read_only && r.keys.len() == 1 && self.config.replicas > 0 {
             let id = self.next;
@@ -496,7 +505,10 @@ impl Backend {
     fn finish(&mut self, r: Running, result: Result<Vec<Reply>, Failure>) {
         match &result {
             Ok(_) if r.attempt == 0 => 0, // a fast read: nothing committed
-            Ok(_) => self.stats.committed.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => {
+                self.stats.commit_latency.observe_duration(r.since.elapsed());
+                self.stats.committed.fetch_add(1, Ordering::Relaxed)
+            }
             Err(Failure::WatchedKeyChanged) => {
                 self.stats.watch_failed.fetch_add(1, Ordering::Relaxed)
             }
@@ -623,9 +635,11 @@ impl Backend {
                 self.retry(r, Reply::error(CONFLICT));
             }
             (Step::Committing(_), TxResult::Timeout) => {
+                self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
                 self.finish(r, Err(Failure::Error(Reply::error(UNKNOWN_OUTCOME))))
             }
             (step, TxResult::Timeout) => {
+                self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
                 let abort = !matches!(step, Step::Begin);
                 self.fail(handle, r, Reply::error(NO_MAJORITY), abort)
             }

@@ -27,8 +27,9 @@ use serde::Deserialize;
 
 use crate::backend::{Backend, BackendStats, NotifyService, StoreService};
 use crate::node::{build_store_node, StoreNodeConfig, StorePayload};
+use crate::peers::{HttpPeers, OpsHello, PeerBook};
 use crate::resp::Limits;
-use crate::server::{serve, RingState, RingWatcher, Shared};
+use crate::server::{serve, MovementStats, MovementWatcher, RingState, RingWatcher, Shared};
 use crate::walk::{WalkService, WalkStats, Walker};
 
 /// How long a node waits to be in the ring before it gives up.
@@ -69,7 +70,8 @@ pub struct AdminArgs {
     pub token_file: Option<PathBuf>,
     /// `list` (actions and components), or an action's name.
     pub action: String,
-    /// The action's argument (e.g. `swap-fd 200`: the new heartbeat period in ms).
+    /// The action's argument (e.g. `swap-fd 200`: the new heartbeat period in ms; `swap-ring
+    /// 500`: the stabilization period; `swap-repl 5000`: the repair period).
     pub arg: Option<String>,
 }
 
@@ -138,6 +140,10 @@ pub struct ClusterArgs {
     /// Replicas per key.
     #[arg(long, default_value_t = 4)]
     pub replicas: u32,
+    /// Give every node an operator endpoint: node i serves HTTP on base-port + 200 + i (open
+    /// any one's dashboard: it draws the whole ring).
+    #[arg(long)]
+    pub http: bool,
 }
 
 /// The config file's contents.
@@ -393,6 +399,29 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
         net.create(move || Walker::new(Arc::clone(&stats))).map_err(err)?
     };
     node.connect_walker(&net, &walker).map_err(err)?;
+    // Every node keeps the book of its neighbours' endpoints (so that it understands their
+    // hellos even without an endpoint of its own) and counts data movement.
+    let http_peers = Arc::new(HttpPeers::new());
+    let book = {
+        let peers = Arc::clone(&http_peers);
+        net.create(move || PeerBook::new(Arc::clone(&peers))).map_err(err)?
+    };
+    let hello = net.network::<OpsHello>(crate::peers::PROTOCOL).map_err(err)?;
+    rt.connect(&hello, &book.required().map_err(err)?).map_err(err)?;
+    let movement = Arc::new(MovementStats::default());
+    let mover = {
+        let stats = Arc::clone(&movement);
+        net.create(move || MovementWatcher::new(Arc::clone(&stats))).map_err(err)?
+    };
+    let moves = Selector::<selfman_ports::Replication>::indications(|i| {
+        matches!(i, selfman_ports::ReplicationIndication::Movement(_))
+    });
+    rt.connect_with(
+        &node.repl.provided::<selfman_ports::Replication>().map_err(err)?,
+        &mover.required().map_err(err)?,
+        moves,
+    )
+    .map_err(err)?;
     let ring_state = Arc::new(Mutex::new(RingState::default()));
     let watcher = {
         let st = Arc::clone(&ring_state);
@@ -405,6 +434,7 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
             i,
             RingIndication::Joined { .. }
                 | RingIndication::Responsibility(_)
+                | RingIndication::Neighbours(_)
                 | RingIndication::Left
                 | RingIndication::JoinRefused(_)
         )
@@ -416,6 +446,8 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     }
     rt.start(&backend).map_err(err)?;
     rt.start(&walker).map_err(err)?;
+    rt.start(&book).map_err(err)?;
+    rt.start(&mover).map_err(err)?;
     let request = match s.join {
         None => RingRequest::Bootstrap,
         Some(a) => RingRequest::Join { access: NodeAddr::new(a, NodeId::UNKNOWN) },
@@ -472,6 +504,8 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
         protocol_errors: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
         started: Instant::now(),
+        connections_total: AtomicU64::new(0),
+        commands: crate::server::CommandCounts::default(),
     });
     let server = {
         let shared = Arc::clone(&shared);
@@ -482,7 +516,18 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     };
     let ops = match s.http {
         None => None,
-        Some(http) => Some(start_ops(http, s, &net, &node, &shared)?),
+        Some(http) => {
+            let parts = crate::ops::OpsParts {
+                net: &net,
+                node: &node,
+                shared: &shared,
+                hello,
+                movement,
+                redis,
+                config,
+            };
+            Some(crate::ops::start(http, s, parts, http_peers)?)
+        }
     };
     let ready = format!("{redis} ring {} pid {}", net.local().addr, std::process::id());
     selfman_launch::node::announce_ready(ready).map_err(|e| e.to_string())?;
@@ -501,91 +546,9 @@ pub fn run_node(s: &NodeSettings) -> Result<(), String> {
     if let Some(o) = ops {
         o.shutdown();
     }
+
     net.shutdown();
     rt.shutdown().map_err(|e| e.to_string())
-}
-
-/// The node's operator endpoint: metrics (with the backend's counters), JSON, the dashboard,
-/// and the admin action `swap-fd` (replace the failure detector live with a new heartbeat
-/// period) when an admin token is configured.
-fn start_ops(
-    http: SocketAddr,
-    s: &NodeSettings,
-    net: &TcpNetwork,
-    node: &crate::node::StoreNode,
-    shared: &Arc<Shared>,
-) -> Result<selfman_ops::OpsServer, String> {
-    use selfman_ops::metrics::Kind;
-    let system = net.system().clone();
-    let ring = node.ring.clone();
-    let stats = Arc::clone(&shared.stats);
-    let shared = Arc::clone(shared);
-    // TcpNetwork's counters are read through its stats handle
-    let net_stats = net.stats_handle();
-    let mut sources = selfman_ops::Sources::new(format!("selfman {}", s.redis))
-        .system(move || system.snapshot().ok())
-        .ring(move || ring.on_definition(|d| selfman_ports::RingInspect::ring_view(d)).ok())
-        .net(net_stats)
-        .metrics(move |m| {
-            let c = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-            m.single(
-                "selfman_store_commits_total",
-                Kind::Counter,
-                "Client jobs whose transaction committed.",
-                c(&stats.committed),
-            );
-            m.single(
-                "selfman_store_aborts_total",
-                Kind::Counter,
-                "Transaction attempts that aborted (retried or failed).",
-                c(&stats.aborted),
-            );
-            m.single(
-                "selfman_store_watch_failed_total",
-                Kind::Counter,
-                "EXECs answered null because a watched key changed.",
-                c(&stats.watch_failed),
-            );
-            m.single(
-                "selfman_store_failed_total",
-                Kind::Counter,
-                "Client jobs answered with an error.",
-                c(&stats.failed),
-            );
-            m.single(
-                "selfman_store_clients",
-                Kind::Gauge,
-                "Client connections open.",
-                c(&shared.clients),
-            );
-        });
-    if let Some(token) = &s.admin_token {
-        let (system, fd) = (net.system().clone(), node.fd.clone());
-        sources = sources.admin_token(token.clone()).action(
-            "swap-fd",
-            "replace the failure detector live; argument: the heartbeat period in ms (10..=10000)",
-            move |body| {
-                let ms: u64 =
-                    body.trim().parse().map_err(|_| format!("not a period in ms: {body:?}"))?;
-                if !(10..=10_000).contains(&ms) {
-                    return Err(format!("{ms} ms is outside 10..=10000"));
-                }
-                let config = selfman_failure_detector::FdConfig {
-                    period: Duration::from_millis(ms),
-                    ..selfman_failure_detector::FdConfig::default()
-                };
-                let started = Instant::now();
-                selfman_failure_detector::reconfigure(&system, &fd, config)
-                    .and_then(|swap| swap.wait(Duration::from_secs(5)))
-                    .map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "failure detector swapped (period {ms} ms) in {} us",
-                    started.elapsed().as_micros()
-                ))
-            },
-        );
-    }
-    selfman_ops::OpsServer::start(http, sources).map_err(|e| e.to_string())
 }
 
 /// `selfman admin`: lists a node's admin actions and components, or runs an action.
@@ -651,10 +614,10 @@ pub fn run_cluster(a: &ClusterArgs) -> Result<(), String> {
     if a.nodes == 0 {
         return Err("--nodes must be at least 1".to_owned());
     }
-    let top = u32::from(a.base_port) + 100 + a.nodes;
+    let top = u32::from(a.base_port) + if a.http { 200 } else { 100 } + a.nodes;
     if top > u32::from(u16::MAX) || a.nodes > 100 {
         return Err(format!(
-            "--base-port {} leaves no room for {} nodes (at most 100, ports base..base+100+N)",
+            "--base-port {} leaves no room for {} nodes (at most 100, ports base..base+100+N, base+200+N with --http)",
             a.base_port, a.nodes
         ));
     }
@@ -675,11 +638,21 @@ pub fn run_cluster(a: &ClusterArgs) -> Result<(), String> {
         if i > 0 {
             p = p.arg("--join").arg(ring0.to_string());
         }
+        if a.http {
+            p = p.arg("--http").arg(format!("127.0.0.1:{}", port(200)));
+        }
         let index = cluster.spawn(&p).map_err(|e| e.to_string())?;
         let member = cluster.iter_mut().nth(index).ok_or("the member just started")?;
         let ready = member.wait_ready(JOIN_WAIT).map_err(|e| format!("node {i}: {e}"))?;
         let redis = ready.split_whitespace().next().unwrap_or("?");
-        println!("node {i}: redis {redis} pid {}", member.pid());
+        match a.http {
+            true => println!(
+                "node {i}: redis {redis} http 127.0.0.1:{} pid {}",
+                port(200),
+                member.pid()
+            ),
+            false => println!("node {i}: redis {redis} pid {}", member.pid()),
+        }
     }
     println!(
         "cluster ready: {} nodes; try `redis-cli -p {}`; Ctrl-C stops every node",

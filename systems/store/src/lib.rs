@@ -22,6 +22,9 @@
 //!   transaction of the `Transactions` port, retrying conflicts (bounded);
 //! * [`walk`], the walks over the ring that `SCAN`, `KEYS`, `DBSIZE` and `FLUSHALL` make;
 //! * [`server`], the TCP front door: a thread per connection, `WATCH` expectations;
+//! * [`peers`], the ops hello by which nodes learn each other's operator endpoints;
+//! * `ops` (inside the crate), the node's operator endpoint: its metric families and admin
+//!   actions;
 //! * [`cli`], the `selfman` program (`selfman node`, `selfman cluster`).
 #![deny(missing_docs)]
 
@@ -30,6 +33,8 @@ pub mod cli;
 pub mod command;
 pub mod data;
 pub mod node;
+mod ops;
+pub mod peers;
 pub mod resp;
 pub mod server;
 pub mod session;

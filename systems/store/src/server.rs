@@ -63,6 +63,16 @@ pub struct RingState {
     pub left: bool,
     /// Whether a join was refused (its position is taken).
     pub refused: bool,
+    /// The successor and predecessor last told (by the join or a neighbour change).
+    pub succ: Option<selfman_ports::Peer>,
+    /// See `succ`.
+    pub pred: Option<selfman_ports::Peer>,
+    /// How often the successor changed after the join.
+    pub succ_changes: u64,
+    /// How often the predecessor changed after the join.
+    pub pred_changes: u64,
+    /// How often the owned range changed (gained or lost a part).
+    pub range_changes: u64,
 }
 
 /// The ring's state, shared.
@@ -83,11 +93,25 @@ impl RingWatcher {
     fn on_ring(&mut self, i: RingIndication<StorePayload>) -> Handled {
         let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match i {
-            RingIndication::Joined { me, range, .. } => {
+            RingIndication::Joined { me, range, pred, succ } => {
                 s.id = Some(me.id);
                 s.range = Some(range);
+                (s.pred, s.succ) = (Some(pred), Some(succ));
             }
-            RingIndication::Responsibility(change) => s.range = change.now,
+            RingIndication::Neighbours(n) => {
+                if n.succ != s.succ {
+                    s.succ_changes += 1;
+                    s.succ = n.succ;
+                }
+                if n.pred != s.pred {
+                    s.pred_changes += 1;
+                    s.pred = n.pred;
+                }
+            }
+            RingIndication::Responsibility(change) => {
+                s.range = change.now;
+                s.range_changes += 1;
+            }
             RingIndication::Left => s.left = true,
             RingIndication::JoinRefused(_) => s.refused = true,
             _ => {}
@@ -133,6 +157,134 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// When the node started.
     pub started: Instant,
+    /// Connections accepted since the start.
+    pub connections_total: AtomicU64,
+    /// Commands received, by name.
+    pub commands: CommandCounts,
+}
+
+/// Commands received, one counter per command of [`COMMANDS`](crate::command::COMMANDS) and
+/// one for names the table does not have; counted as decoded, before authentication or
+/// queueing (a `MULTI` block counts `MULTI`, each queued command, and `EXEC`).
+#[derive(Debug)]
+pub struct CommandCounts {
+    counts: Vec<AtomicU64>,
+}
+
+impl Default for CommandCounts {
+    fn default() -> Self {
+        let n = crate::command::COMMANDS.len() + 1;
+        CommandCounts { counts: (0..n).map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
+impl CommandCounts {
+    /// Counts one command named `name` (any case).
+    pub fn count(&self, name: &[u8]) {
+        let table = crate::command::COMMANDS;
+        let i = crate::command::lookup(name)
+            .and_then(|spec| {
+                // the spec's place in the table, from its address
+                let at = spec as *const crate::command::CommandSpec as usize;
+                let first = table.as_ptr() as usize;
+                let i = at.checked_sub(first)? / std::mem::size_of::<crate::command::CommandSpec>();
+                (i < table.len()).then_some(i)
+            })
+            .unwrap_or(table.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every command counted at least once, as (name, count), in table order; names the table
+    /// does not have are `unknown`.
+    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+        let table = crate::command::COMMANDS;
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (table.get(i).map_or("unknown", |s| s.name), c.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+/// Data movement at this node, counted from the replication layer's
+/// [`Movement`](selfman_ports::Movement) indications.
+#[derive(Debug, Default)]
+pub struct MovementStats {
+    /// Ranges handed over to a new holder, and their items.
+    pub handed_over: AtomicU64,
+    /// Items in them.
+    pub handed_over_items: AtomicU64,
+    /// Ranges received whole from their old holder.
+    pub received: AtomicU64,
+    /// Items in them.
+    pub received_items: AtomicU64,
+    /// Transfers given up.
+    pub transfers_aborted: AtomicU64,
+    /// Ranges rebuilt from the other replicas.
+    pub rebuilt: AtomicU64,
+    /// Items copied in by rebuilds.
+    pub rebuilt_items: AtomicU64,
+    /// Anti-entropy (repair) rounds finished.
+    pub repair_rounds: AtomicU64,
+    /// Bytes both sides sent for those rounds.
+    pub repair_bytes: AtomicU64,
+    /// Items repair took from the other side.
+    pub repair_fetched: AtomicU64,
+    /// Items repair gave the other side.
+    pub repair_pushed: AtomicU64,
+}
+
+/// Counts the replication layer's movements into a [`MovementStats`]; connect it with a
+/// selector that lets only [`ReplicationIndication::Movement`](selfman_ports::ReplicationIndication::Movement) through.
+pub struct MovementWatcher {
+    repl: Required<selfman_ports::Replication>,
+    stats: Arc<MovementStats>,
+}
+
+impl MovementWatcher {
+    /// A watcher counting into `stats`.
+    pub fn new(stats: Arc<MovementStats>) -> MovementWatcher {
+        MovementWatcher { repl: Required::new(), stats }
+    }
+
+    fn on_repl(&mut self, i: selfman_ports::ReplicationIndication) -> Handled {
+        use selfman_ports::Movement as M;
+        let selfman_ports::ReplicationIndication::Movement(m) = i else { return Ok(()) };
+        let s = &self.stats;
+        let add = |c: &AtomicU64, n: u64| {
+            c.fetch_add(n, Ordering::Relaxed);
+        };
+        match m {
+            M::HandedOver { items, .. } => {
+                add(&s.handed_over, 1);
+                add(&s.handed_over_items, items);
+            }
+            M::Received { items, .. } => {
+                add(&s.received, 1);
+                add(&s.received_items, items);
+            }
+            M::TransferAborted { .. } => add(&s.transfers_aborted, 1),
+            M::Rebuilt { items, .. } => {
+                add(&s.rebuilt, 1);
+                add(&s.rebuilt_items, items);
+            }
+            M::Repaired { fetched, pushed, bytes, .. } => {
+                add(&s.repair_rounds, 1);
+                add(&s.repair_bytes, bytes);
+                add(&s.repair_fetched, fetched);
+                add(&s.repair_pushed, pushed);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for MovementWatcher {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.require(|c| &mut c.repl, Self::on_repl);
+    }
 }
 
 /// Accepts connections on `listener` until [`Shared::stopping`], one thread each.
@@ -156,6 +308,7 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) {
 
 fn connection(mut stream: TcpStream, shared: &Shared) {
     shared.clients.fetch_add(1, Ordering::Relaxed);
+    shared.connections_total.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
@@ -285,6 +438,9 @@ impl<'a> Connection<'a> {
             match self.decoder.decode(&input[used..]) {
                 Ok((n, Some(cmd))) => {
                     used += n;
+                    if let Some(name) = cmd.first() {
+                        self.shared.commands.count(name);
+                    }
                     let refusal = cmd.split_first().and_then(|(name, args)| {
                         if name.eq_ignore_ascii_case(b"psubscribe") {
                             Some(NO_PATTERNS)

@@ -73,6 +73,33 @@ fn http_metrics_admin_and_secured_links_on_a_node_process() {
     assert!(tree.contains("\"swaps\":1"), "one component swapped: {tree}");
     assert_eq!(client.cmd("GET k"), support::V::bulk("v"), "still serving after the swap");
 
+    // the ring and replication swapped live with new settings, keeping their state; a bad
+    // argument swaps nothing
+    let swaps = |ty: &str| -> u64 {
+        let tree: serde_json::Value =
+            serde_json::from_str(&selfman_ops::get(h, "/api/components").unwrap()).unwrap();
+        let c = tree["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type_name"].as_str().unwrap().contains(ty));
+        c.unwrap_or_else(|| panic!("no {ty}")).get("swaps").and_then(|v| v.as_u64()).unwrap()
+    };
+    for bad in ["10", "soon"] {
+        let refused = admin(&["--node", &http, "--token-file", &token, "swap-ring", bad]);
+        assert!(!refused.status.success(), "{refused:?}");
+    }
+    assert_eq!(swaps("RelaxedRing<"), 0);
+    let swapped = admin(&["--node", &http, "--token-file", &token, "swap-ring", "500"]);
+    let out = String::from_utf8_lossy(&swapped.stdout);
+    assert!(swapped.status.success() && out.contains("ring swapped"), "{swapped:?}");
+    let swapped = admin(&["--node", &http, "--token-file", &token, "swap-repl", "5000"]);
+    let out = String::from_utf8_lossy(&swapped.stdout);
+    assert!(swapped.status.success() && out.contains("replication swapped"), "{swapped:?}");
+    assert_eq!((swaps("RelaxedRing<"), swaps("SymmetricReplication<")), (1, 1));
+    assert_eq!(client.cmd("GET k"), support::V::bulk("v"), "the data survived the swaps");
+    assert_eq!(client.cmd("SET k2 v2"), support::V::ok(), "and the node still writes");
+
     // a node holding another secret cannot join: it never becomes ready, and the member
     // logs the refusal
     let ring = c.nodes[0].ring.to_string();
