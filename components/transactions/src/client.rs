@@ -362,6 +362,8 @@ impl TxMachine {
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
+        let _span =
+            crate::machine::tx_span(tx, if eager.is_some() { "lock" } else { "commit" }).entered();
         let f = self.config.f;
         let lease_ms = eager.unwrap_or(self.config.lease_ms());
         let acceptors = self.acceptors();

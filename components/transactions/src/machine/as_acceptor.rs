@@ -523,6 +523,7 @@ impl TxMachine {
     }
 
     pub(super) fn tick_tx(&mut self, tx: TxId, now: Time, out: &mut Vec<TxOutput>) {
+        let _span = super::tx_span(tx, "tick").entered();
         let cfg = self.config;
         let no_takeover = has_flaw!(self, NoTakeover);
         let Some(s) = self.txs.get_mut(&tx) else { return };

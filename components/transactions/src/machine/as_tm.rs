@@ -362,6 +362,7 @@ impl TxMachine {
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
+        let _span = super::tx_span(tx, if writes.is_some() { "commit" } else { "abort" }).entered();
         let Some(s) = self.txs.get_mut(&tx) else { return };
         let (Some(tm), Some(info)) = (s.tm.as_mut(), s.acc.info.as_ref()) else { return };
         let Some(e) = tm.eager.as_mut().filter(|e| e.proposal.is_none()) else { return };

@@ -63,6 +63,20 @@ pub(crate) const MAX_OWNER_POINTS: usize = 4_096;
 /// Nodes a machine remembers having asked the failure detector to watch, or as suspected.
 pub(crate) const MAX_WATCHED: usize = 4_096;
 
+/// The name of the `tracing` span around one transaction's handling at a node (see
+/// [`tx_span`]).
+pub const TX_SPAN: &str = "tx";
+
+/// The `tracing` span (level `DEBUG`, name [`TX_SPAN`]) that one step of transaction `tx` at
+/// this node runs in, whatever the node's role in it (TM, rTM, participant): fields `id`
+/// (the transaction id's number) and `step` (the message kind handled, or `commit`,
+/// `vote-done`, `apply-done`, `tick`). Events the step logs, and spans it opens, are inside
+/// it; with no subscriber interested in `DEBUG`, making and entering it is one check of the
+/// global maximum level.
+pub fn tx_span(tx: TxId, step: &'static str) -> tracing::Span {
+    tracing::debug_span!("tx", id = tx.0, step)
+}
+
 /// What a node remembers of a transaction it forgot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Gone {
@@ -574,9 +588,11 @@ impl TxMachine {
             ReplicationIndication::ReplicaDone { tag, result, .. } => {
                 match self.waits.remove(&tag) {
                     Some(Wait::Vote(tx, slot)) => {
+                        let _span = tx_span(tx, "vote-done").entered();
                         self.voted(tx, slot, tag, result.map(|r| r.1), now, out)
                     }
                     Some(Wait::Apply(tx, slot)) => {
+                        let _span = tx_span(tx, "apply-done").entered();
                         self.applied_here(tx, slot, tag, result.map(|r| r.1), now, out)
                     }
                     Some(Wait::SetRead(op, replica)) => {
@@ -629,6 +645,13 @@ impl TxMachine {
             self.faults.add(Fault::OutOfRange, &format_args!("{} from {from:?}", msg.kind()));
             return;
         }
+        // A batch's messages each get their own span (below, one `handle` each).
+        let _span = match msg.tx() {
+            Some(tx) if !matches!(msg, TxMessage::Batch(_)) => {
+                Some(tx_span(tx, msg.kind()).entered())
+            }
+            _ => None,
+        };
         match msg {
             TxMessage::Prepare { tx, acceptors, slot, key, mode, read, write, lease_ms } => {
                 // A lease longer than any this configuration gives is cut to the longest.
