@@ -21,7 +21,8 @@
 //! transactions; counted by the transports) during the measured transactions, per
 //! transaction begun. With `SELFMAN_TX_MSGS=1` the transaction layers' own messages are
 //! printed per transaction by kind (`r:` routed, `d:` direct, `l:` to itself, warm-up
-//! included).
+//! included). With `SELFMAN_TX_SIZES=1` the sizes (bytes, moved by value on every hop) of
+//! the messages and envelopes a transaction's messages travel in are printed first.
 //!
 //! `allocs_per_tx` and `alloc_bytes_per_tx` are the heap allocations (and the bytes they
 //! asked for) in the whole process from the first measured `Begin` to the last answer, per
@@ -202,7 +203,34 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1e3
 }
 
+/// The in-memory sizes of what a transaction's messages travel in (`SELFMAN_TX_SIZES=1`).
+fn print_sizes() {
+    use selfman::core::NetIndication;
+    use selfman_ports::{ReplicationIndication, ReplicationRequest, RingIndication};
+    use selfman_relaxed_ring::RingMessage;
+    use selfman_replication::ReplMessage;
+    use std::mem::size_of;
+    let sizes = [
+        ("TxMessage", size_of::<TxMessage>()),
+        ("TxOutput", size_of::<selfman_transactions::TxOutput>()),
+        ("NetIndication<TxMessage>", size_of::<NetIndication<TxMessage>>()),
+        ("Payload", size_of::<Payload>()),
+        ("ReplMessage", size_of::<ReplMessage>()),
+        ("RingRequest<Payload>", size_of::<RingRequest<Payload>>()),
+        ("RingIndication<Payload>", size_of::<RingIndication<Payload>>()),
+        ("RingMessage<Payload>", size_of::<RingMessage<Payload>>()),
+        ("NetIndication<RingMessage<Payload>>", size_of::<NetIndication<RingMessage<Payload>>>()),
+        ("ReplicationRequest", size_of::<ReplicationRequest>()),
+        ("ReplicationIndication", size_of::<ReplicationIndication>()),
+    ];
+    let line: Vec<String> = sizes.iter().map(|(n, b)| format!("{n}={b}")).collect();
+    eprintln!("tx-sizes bytes: {}", line.join(" "));
+}
+
 pub(crate) fn run(args: &Args) -> Result<String, String> {
+    if std::env::var_os("SELFMAN_TX_SIZES").is_some() {
+        print_sizes();
+    }
     let nodes = args.get("nodes", 4)? as usize;
     let f = args.get("replicas", 4)? as u32;
     let clients = args.get("clients", 64)? as usize;
