@@ -2,17 +2,22 @@
 //! participant) runs in a `tx{id, step}` span, and what it logs is inside that span.
 //!
 //! A small subscriber records the spans made, the ones entered (with the node's step) and
-//! the span each event was logged in; the world runs every machine on this thread, so one
-//! subscriber set with `with_default` sees all of them.
+//! the span each event was logged in; the world runs every machine on this thread. It is
+//! installed once as the global default and records only on a thread inside [`capture`]
+//! (its callsites are always asked again, so no interest cached while other tests of this
+//! binary ran on other threads can hide a span from it).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use selfman_ports::{TxHandle, TxIndication, TxRequest, TxResult};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 
 use super::world::{addr, World};
@@ -29,17 +34,41 @@ struct SpanInfo {
 
 #[derive(Default)]
 struct Log {
-    spans: Vec<SpanInfo>,
-    /// Spans entered, by index into `spans`, in order.
-    entered: Vec<usize>,
+    spans: HashMap<u64, SpanInfo>,
+    /// Spans entered, in order.
+    entered: Vec<u64>,
     /// The spans entered and not yet left.
-    stack: Vec<usize>,
+    stack: Vec<u64>,
     /// Each event's message and the innermost span it was logged in.
-    events: Vec<(String, Option<usize>)>,
+    events: Vec<(String, Option<u64>)>,
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Log>>);
+thread_local! {
+    /// The log of the test running on this thread, while it captures.
+    static ACTIVE: RefCell<Option<Arc<Mutex<Log>>>> = const { RefCell::new(None) };
+}
+
+/// Span ids, unique over every thread.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn with_log<R>(f: impl FnOnce(&mut Log) -> R) -> Option<R> {
+    ACTIVE.with(|a| a.borrow().as_ref().map(|l| f(&mut l.lock().unwrap())))
+}
+
+/// Runs `f` with this thread's spans and events recorded; returns them with its result.
+fn capture<R>(f: impl FnOnce() -> R) -> (R, Arc<Mutex<Log>>) {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(Capture).expect("no other global subscriber")
+    });
+    let log = Arc::new(Mutex::new(Log::default()));
+    ACTIVE.with(|a| *a.borrow_mut() = Some(Arc::clone(&log)));
+    let r = f();
+    ACTIVE.with(|a| *a.borrow_mut() = None);
+    (r, log)
+}
+
+struct Capture;
 
 struct Fields<'a> {
     info: &'a mut SpanInfo,
@@ -69,16 +98,20 @@ impl Visit for Fields<'_> {
 }
 
 impl Subscriber for Capture {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+
     fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
+        ACTIVE.with(|a| a.borrow().is_some())
     }
 
     fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut info = SpanInfo { name: attrs.metadata().name(), ..SpanInfo::default() };
         attrs.record(&mut Fields { info: &mut info, message: None });
-        let mut log = self.0.lock().unwrap();
-        log.spans.push(info);
-        Id::from_u64(log.spans.len() as u64)
+        with_log(|log| log.spans.insert(id, info));
+        Id::from_u64(id)
     }
 
     fn record(&self, _: &Id, _: &Record<'_>) {}
@@ -90,41 +123,41 @@ impl Subscriber for Capture {
         let mut f = Fields { info: &mut scratch, message: None };
         event.record(&mut f);
         let message = f.message.unwrap_or_default();
-        let mut log = self.0.lock().unwrap();
-        let inner = log.stack.last().copied();
-        log.events.push((message, inner));
+        with_log(|log| {
+            let inner = log.stack.last().copied();
+            log.events.push((message, inner));
+        });
     }
 
     fn enter(&self, span: &Id) {
-        let i = span.into_u64() as usize - 1;
-        let mut log = self.0.lock().unwrap();
-        log.entered.push(i);
-        log.stack.push(i);
+        let i = span.into_u64();
+        with_log(|log| {
+            log.entered.push(i);
+            log.stack.push(i);
+        });
     }
 
     fn exit(&self, span: &Id) {
-        let i = span.into_u64() as usize - 1;
-        let mut log = self.0.lock().unwrap();
-        if let Some(p) = log.stack.iter().rposition(|s| *s == i) {
-            log.stack.remove(p);
-        }
+        let i = span.into_u64();
+        with_log(|log| {
+            if let Some(p) = log.stack.iter().rposition(|s| *s == i) {
+                log.stack.remove(p);
+            }
+        });
     }
 }
 
-impl Capture {
-    /// The steps entered in a transaction span, per transaction id.
-    fn steps(&self) -> BTreeMap<u64, BTreeSet<String>> {
-        let log = self.0.lock().unwrap();
-        let mut by_tx: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
-        for &i in &log.entered {
-            let s = &log.spans[i];
-            if s.name == TX_SPAN {
-                let id = s.id.expect("every transaction span carries its id");
-                by_tx.entry(id).or_default().insert(s.step.clone().expect("and its step"));
-            }
+/// The steps entered in a transaction span, per transaction id.
+fn steps(log: &Log) -> BTreeMap<u64, BTreeSet<String>> {
+    let mut by_tx: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for i in &log.entered {
+        let s = &log.spans[i];
+        if s.name == TX_SPAN {
+            let id = s.id.expect("every transaction span carries its id");
+            by_tx.entry(id).or_default().insert(s.step.clone().expect("and its step"));
         }
-        by_tx
     }
+    by_tx
 }
 
 fn write(handle: TxHandle, key: &[u8]) -> TxRequest {
@@ -146,8 +179,7 @@ fn committed_ids(w: &World) -> BTreeMap<u64, u64> {
 
 #[test]
 fn every_step_of_a_commit_runs_in_the_span_of_its_transaction() {
-    let capture = Capture::default();
-    let w = tracing::subscriber::with_default(capture.clone(), || {
+    let (w, log) = capture(|| {
         let mut w = World::new(TxConfig::default(), 4);
         let a = addr(0);
         w.seed(b"x", 1, b"old");
@@ -165,7 +197,7 @@ fn every_step_of_a_commit_runs_in_the_span_of_its_transaction() {
     });
     let ids = committed_ids(&w);
     let tx = ids[&1];
-    let steps = capture.steps();
+    let steps = steps(&log.lock().unwrap());
     assert_eq!(steps.keys().copied().collect::<Vec<_>>(), vec![tx], "only its own id: {steps:?}");
     // The TM's steps (commit, learning the votes and acceptances, the participants'
     // `Applied`), the rTMs' (`init-rtm`, votes, decision, `forget`) and the participants'
@@ -188,9 +220,8 @@ fn every_step_of_a_commit_runs_in_the_span_of_its_transaction() {
 
 #[test]
 fn concurrent_transactions_keep_their_spans_apart_and_events_land_in_them() {
-    let capture = Capture::default();
     let cfg = TxConfig::default();
-    let w = tracing::subscriber::with_default(capture.clone(), || {
+    let (w, log) = capture(|| {
         let mut w = World::new(cfg, 4);
         w.seed(b"x", 1, b"old");
         w.seed(b"z", 1, b"old");
@@ -207,17 +238,17 @@ fn concurrent_transactions_keep_their_spans_apart_and_events_land_in_them() {
     });
     let ids = committed_ids(&w);
     let first = ids[&1];
-    let steps = capture.steps();
+    let log = log.lock().unwrap();
+    let steps = steps(&log);
     assert_eq!(steps.len(), 2, "two transactions, two ids: {steps:?}");
     assert!(steps.contains_key(&first));
     let second = *steps.keys().find(|k| **k != first).unwrap();
     assert!(steps[&second].contains("tick"), "the takeover runs in its timer's span");
-    let log = capture.0.lock().unwrap();
     let leading: Vec<_> =
         log.events.iter().filter(|(m, _)| m.contains("leading a round")).collect();
     assert!(!leading.is_empty(), "the rTM led a round: {:?}", log.events);
     for (_, span) in leading {
-        let s = &log.spans[span.expect("logged inside a span")];
+        let s = &log.spans[&span.expect("logged inside a span")];
         assert_eq!((s.name, s.id), (TX_SPAN, Some(second)), "inside the taken-over one's span");
     }
 }
