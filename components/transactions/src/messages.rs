@@ -20,6 +20,8 @@
 //! Bounds: a decoded message holds at most [`MAX_ITEMS`] items and [`MAX_ACCEPTORS`]
 //! acceptors; a receiver drops anything larger (counted) before looking at it.
 
+use std::sync::Arc;
+
 use selfman_core::NodeAddr;
 use selfman_ports::{KeyEvent, LockMode, TxId, Version};
 use serde::{Deserialize, Serialize};
@@ -177,8 +179,8 @@ pub enum TxMessage {
     },
     /// TM → rTM: be an acceptor of this transaction.
     InitRtm {
-        /// The transaction.
-        info: TxInfo,
+        /// The transaction (shared: the TM sends the same one to every rTM and keeps it).
+        info: Arc<TxInfo>,
     },
     /// Participant → every acceptor: its vote, as the round-0 accept of its instance; or the
     /// TM → every acceptor: the client's commit (with the values) or abort of an eager

@@ -141,7 +141,7 @@ fn numbers_out_of_range_are_counted_and_dropped() {
         lease_ms: 1_000,
         eager: false,
     };
-    inject(&mut w, b, a, TxMessage::InitRtm { info });
+    inject(&mut w, b, a, TxMessage::InitRtm { info: info.into() });
     assert_eq!(count(&w, Fault::OutOfRange), 4);
     assert_eq!(w.state_left(), (0, 0));
     // A prepare whose version cannot be incremented: no vote, no lock.
@@ -284,7 +284,7 @@ fn watched_and_suspected_nodes_are_bounded() {
             lease_ms: 1_000,
             eager: false,
         };
-        m.on_message(tm, TxMessage::InitRtm { info }, now, &mut out);
+        m.on_message(tm, TxMessage::InitRtm { info: info.into() }, now, &mut out);
     }
     assert!(m.watched.len() <= MAX_WATCHED);
     assert!(m.suspected.len() <= MAX_WATCHED);
