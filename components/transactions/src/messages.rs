@@ -162,8 +162,9 @@ pub enum TxMessage {
     Prepare {
         /// The transaction.
         tx: TxId,
-        /// The acceptors (TM first): where the vote goes.
-        acceptors: Vec<NodeAddr>,
+        /// The acceptors (TM first): where the vote goes (shared by a transaction's prepares
+        /// and the participants made from them).
+        acceptors: Arc<[NodeAddr]>,
         /// The instance.
         slot: Slot,
         /// The item's key.

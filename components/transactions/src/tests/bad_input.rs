@@ -78,7 +78,7 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     // Lock requests that are not well formed.
     let prepare = |acceptors: Vec<NodeAddr>, replica| TxMessage::Prepare {
         tx: ghost,
-        acceptors,
+        acceptors: acceptors.into(),
         slot: Slot { item: 0, replica },
         key: b"k".to_vec(),
         mode: LockMode::Write,

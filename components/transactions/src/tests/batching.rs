@@ -69,7 +69,7 @@ fn prepare(
 ) -> TxMessage {
     TxMessage::Prepare {
         tx,
-        acceptors,
+        acceptors: acceptors.into(),
         slot: Slot { item, replica },
         key: key.to_vec(),
         mode: selfman_ports::LockMode::Write,

@@ -148,7 +148,7 @@ fn numbers_out_of_range_are_counted_and_dropped() {
     let (p, _) = w.replica(b"k", 0);
     let prepare = |read: Version, lease_ms: u64| TxMessage::Prepare {
         tx: TxId(9),
-        acceptors: vec![a],
+        acceptors: vec![a].into(),
         slot: Slot { item: 0, replica: 0 },
         key: b"k".to_vec(),
         mode: LockMode::Write,
