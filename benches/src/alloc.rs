@@ -42,16 +42,23 @@ pub(crate) fn totals() -> (u64, u64) {
 }
 
 /// The bytes the C allocator has handed out and not taken back, in the whole process
-/// (glibc's `mallinfo2().uordblks`; `None` elsewhere): what the heap holds, counted or not.
+/// (glibc's `mallinfo2()`: `uordblks`, the chunks in use in every arena, plus `hblkhd`, the
+/// large blocks it mapped on their own; `None` elsewhere): what the heap holds, counted or
+/// not.
 pub(crate) fn heap_in_use() -> Option<u64> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: `mallinfo2` only reads the allocator's statistics.
         let info = unsafe { libc::mallinfo2() };
-        return Some(info.uordblks as u64);
+        return Some(info.uordblks as u64 + info.hblkhd as u64);
     }
     #[allow(unreachable_code)]
     None
+}
+
+/// The live bytes counted so far (while counting: a sample of the heap's growth).
+pub(crate) fn live() -> isize {
+    LIVE.load(Ordering::SeqCst)
 }
 
 /// Starts counting; returns the live bytes counted so far (0 on first call).

@@ -29,7 +29,8 @@
 //! transaction begun: every layer and the framework, plus this client's own (three key
 //! strings per transaction). `heap_before_bytes`/`heap_after_bytes` are what the C
 //! allocator holds for the whole process (glibc's `mallinfo2`) when the measurement starts
-//! and a second after the last answer. The run must end within `--timeout-s` seconds
+//! and a second after the last answer; `heap_mb_every_10s` is the counted net heap growth
+//! (as `heap_growth_bytes`, in MB) every 10 s of the run. The run must end within `--timeout-s` seconds
 //! (default 600; a 1,000,000-transaction run on a loaded machine needs more).
 
 use std::sync::mpsc;
@@ -50,6 +51,9 @@ use selfman_tests::scenarios::transactions::Payload;
 use selfman_transactions::{TxConfig, TxMessage};
 
 use crate::args::Args;
+
+/// How often the heap's growth is sampled during the run (`heap_mb_every_10s`).
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// How long the measured transactions may take, unless `--timeout-s` says otherwise.
 const RUN_TIMEOUT_S: u64 = 600;
@@ -319,11 +323,29 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
         nets.iter().map(|n| n.stats()).map(|s| s.local_deliveries + s.frames_out).sum()
     };
     let msgs_before = net_msgs(&nets);
-    for _ in 0..nodes {
-        let report = done_rx.recv_timeout(run_timeout).map_err(|_| {
-            format!("the run did not finish within {} s (--timeout-s)", run_timeout.as_secs())
-        })?;
-        reports.push(report);
+    // The counted live bytes every `SAMPLE_EVERY` while the transactions run (flat or not).
+    let mut samples: Vec<isize> = Vec::with_capacity(1024);
+    let deadline = Instant::now() + run_timeout;
+    let mut next_sample = Instant::now() + SAMPLE_EVERY;
+    while reports.len() < nodes {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(format!(
+                "the run did not finish within {} s (--timeout-s)",
+                run_timeout.as_secs()
+            ));
+        }
+        match done_rx.recv_timeout(next_sample.min(deadline).saturating_duration_since(now)) {
+            Ok(report) => reports.push(report),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("a client vanished".into()),
+        }
+        if Instant::now() >= next_sample {
+            if samples.len() < samples.capacity() {
+                samples.push(crate::alloc::live() - growth_base);
+            }
+            next_sample += SAMPLE_EVERY;
+        }
     }
     let (allocs_after, bytes_after) = crate::alloc::totals();
     let msgs_run = net_msgs(&nets) - msgs_before;
@@ -379,12 +401,14 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     rt.shutdown().map_err(|e| e.to_string())?;
     let per_s = lat.len() as f64 / elapsed.as_secs_f64();
     let heap = |h: Option<u64>| h.map_or_else(|| "unknown".to_owned(), |b| b.to_string());
+    let samples: Vec<String> = samples.iter().map(|b| format!("{:.1}", *b as f64 / 1e6)).collect();
     Ok(format!(
         "tx nodes={nodes} replicas={f} transport={} clients={clients} reads=2 writes=1 \
          transactions={total} keys={keys} elapsed_ms={} tx_per_s={per_s:.0} p50_us={:.0} \
          p99_us={:.0} aborts={aborts} failed={other} msgs_per_tx={:.1} heap_growth_bytes={growth} \
          tx_state_left={txs_left} participants_left={parts_left} waits_left={waits_left} \
-         allocs_per_tx={:.1} alloc_bytes_per_tx={:.0} heap_before_bytes={} heap_after_bytes={}",
+         allocs_per_tx={:.1} alloc_bytes_per_tx={:.0} heap_before_bytes={} heap_after_bytes={} \
+         heap_mb_every_10s={}",
         if tcp { "tcp" } else { "inproc" },
         elapsed.as_millis(),
         percentile(&lat, 0.50),
@@ -394,5 +418,6 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
         (bytes_after - bytes_before) as f64 / total as f64,
         heap(heap_before),
         heap(heap_after),
+        if samples.is_empty() { "-".to_owned() } else { samples.join(",") },
     ))
 }
