@@ -1,7 +1,8 @@
-//! A global allocator that counts live bytes, for `bytes_per_component`.
+//! A global allocator that counts live bytes, for `bytes_per_component`, and the number of
+//! allocations and bytes allocated while counting, for the per-transaction costs of `tx`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
 
 pub(crate) struct Counting;
 
@@ -10,6 +11,10 @@ static LIVE: AtomicIsize = AtomicIsize::new(0);
 /// Live bytes of the allocator's chunks behind the counted allocations (glibc on Linux:
 /// usable size plus the 8-byte chunk header; elsewhere the requested sizes).
 static CHUNKS: AtomicIsize = AtomicIsize::new(0);
+/// Calls that obtained memory while counting (`alloc`, `alloc_zeroed`, `realloc`).
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Bytes those calls obtained (for a `realloc`, the new size).
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
 
 /// What the allocator holds for the allocation at `ptr` of `layout`.
 fn chunk(ptr: *mut u8, layout: Layout) -> isize {
@@ -28,6 +33,32 @@ fn chunk(ptr: *mut u8, layout: Layout) -> isize {
 /// [`start`]: the counted bytes plus malloc's per-chunk header and rounding.
 pub(crate) fn chunks() -> isize {
     CHUNKS.load(Ordering::SeqCst)
+}
+
+/// Allocations and bytes allocated while counting, since the program started (each
+/// `realloc` counts as one allocation of its new size: it may copy the block).
+pub(crate) fn totals() -> (u64, u64) {
+    (ALLOCS.load(Ordering::SeqCst), ALLOCATED.load(Ordering::SeqCst))
+}
+
+/// The bytes the C allocator has handed out and not taken back, in the whole process
+/// (glibc's `mallinfo2()`: `uordblks`, the chunks in use in every arena, plus `hblkhd`, the
+/// large blocks it mapped on their own; `None` elsewhere): what the heap holds, counted or
+/// not.
+pub(crate) fn heap_in_use() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `mallinfo2` only reads the allocator's statistics.
+        let info = unsafe { libc::mallinfo2() };
+        return Some(info.uordblks as u64 + info.hblkhd as u64);
+    }
+    #[allow(unreachable_code)]
+    None
+}
+
+/// The live bytes counted so far (while counting: a sample of the heap's growth).
+pub(crate) fn live() -> isize {
+    LIVE.load(Ordering::SeqCst)
 }
 
 /// Starts counting; returns the live bytes counted so far (0 on first call).
@@ -50,6 +81,8 @@ unsafe impl GlobalAlloc for Counting {
         if ENABLED.load(Ordering::Relaxed) {
             LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
             CHUNKS.fetch_add(chunk(ptr, layout), Ordering::Relaxed);
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
         }
         ptr
     }
@@ -71,6 +104,8 @@ unsafe impl GlobalAlloc for Counting {
             // SAFETY: `new_size` with the old alignment is the layout the block now has.
             let grown = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
             CHUNKS.fetch_add(chunk(new, grown) - old, Ordering::Relaxed);
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
         }
         new
     }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! selfman-bench tx --nodes 4 --replicas 4 [--clients C] [--transactions T] [--keys K]
-//!                  [--tcp 1] [--threads N]
+//!                  [--tcp 1] [--threads N] [--timeout-s S]
 //! ```
 //!
 //! Each transaction reads two random keys of `--keys` and writes one of them (a counter
@@ -21,7 +21,17 @@
 //! transactions; counted by the transports) during the measured transactions, per
 //! transaction begun. With `SELFMAN_TX_MSGS=1` the transaction layers' own messages are
 //! printed per transaction by kind (`r:` routed, `d:` direct, `l:` to itself, warm-up
-//! included).
+//! included). With `SELFMAN_TX_SIZES=1` the sizes (bytes, moved by value on every hop) of
+//! the messages and envelopes a transaction's messages travel in are printed first.
+//!
+//! `allocs_per_tx` and `alloc_bytes_per_tx` are the heap allocations (and the bytes they
+//! asked for) in the whole process from the first measured `Begin` to the last answer, per
+//! transaction begun: every layer and the framework, plus this client's own (three key
+//! strings per transaction). `heap_before_bytes`/`heap_after_bytes` are what the C
+//! allocator holds for the whole process (glibc's `mallinfo2`) when the measurement starts
+//! and a second after the last answer; `heap_mb_every_10s` is the counted net heap growth
+//! (as `heap_growth_bytes`, in MB) every 10 s of the run. The run must end within `--timeout-s` seconds
+//! (default 600; a 1,000,000-transaction run on a loaded machine needs more).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -42,7 +52,11 @@ use selfman_transactions::{TxConfig, TxMessage};
 
 use crate::args::Args;
 
-const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often the heap's growth is sampled during the run (`heap_mb_every_10s`).
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// How long the measured transactions may take, unless `--timeout-s` says otherwise.
+const RUN_TIMEOUT_S: u64 = 600;
 const WARM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One transaction slot of a client.
@@ -193,16 +207,48 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1e3
 }
 
+/// The in-memory sizes of what a transaction's messages travel in (`SELFMAN_TX_SIZES=1`).
+fn print_sizes() {
+    use selfman::core::NetIndication;
+    use selfman_ports::{ReplicationIndication, ReplicationRequest, RingIndication};
+    use selfman_relaxed_ring::RingMessage;
+    use selfman_replication::ReplMessage;
+    use std::mem::size_of;
+    let sizes = [
+        ("TxMessage", size_of::<TxMessage>()),
+        ("TxOutput", size_of::<selfman_transactions::TxOutput>()),
+        ("NetIndication<TxMessage>", size_of::<NetIndication<TxMessage>>()),
+        ("Payload", size_of::<Payload>()),
+        ("ReplMessage", size_of::<ReplMessage>()),
+        ("RingRequest<Payload>", size_of::<RingRequest<Payload>>()),
+        ("RingIndication<Payload>", size_of::<RingIndication<Payload>>()),
+        ("RingMessage<Payload>", size_of::<RingMessage<Payload>>()),
+        ("NetIndication<RingMessage<Payload>>", size_of::<NetIndication<RingMessage<Payload>>>()),
+        ("ReplicationRequest", size_of::<ReplicationRequest>()),
+        ("ReplicationIndication", size_of::<ReplicationIndication>()),
+    ];
+    let line: Vec<String> = sizes.iter().map(|(n, b)| format!("{n}={b}")).collect();
+    eprintln!("tx-sizes bytes: {}", line.join(" "));
+}
+
 pub(crate) fn run(args: &Args) -> Result<String, String> {
+    if std::env::var_os("SELFMAN_TX_SIZES").is_some() {
+        print_sizes();
+    }
     let nodes = args.get("nodes", 4)? as usize;
     let f = args.get("replicas", 4)? as u32;
     let clients = args.get("clients", 64)? as usize;
     let total = args.get("transactions", 20_000)?;
     let keys = args.get("keys", 10_000)?;
     let tcp = args.get("tcp", 0)? != 0;
+    let run_timeout = args.get("timeout-s", RUN_TIMEOUT_S)?;
     if !(1..=64).contains(&nodes) || !(1..=16).contains(&f) || clients < nodes || keys < 2 {
         return Err("--nodes 1..=64, --replicas 1..=16, --clients ≥ nodes, --keys ≥ 2".into());
     }
+    if !(1..=86_400).contains(&run_timeout) {
+        return Err("--timeout-s 1..=86400".into());
+    }
+    let run_timeout = Duration::from_secs(run_timeout);
     let err = |e: selfman::core::Error| e.to_string();
     let rt = Runtime::builder().workers(args.threads()?).build();
     let mut nets = Vec::new();
@@ -267,18 +313,49 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     }
     // Heap growth over the measured transactions: counted from here to a second after the
     // last answer (when every participant has applied and every role forgotten).
-    crate::alloc::start();
+    // The reports are kept as they come (moving them allocates nothing) and merged after.
+    let mut reports: Vec<Report> = Vec::with_capacity(nodes);
+    let heap_before = crate::alloc::heap_in_use();
+    let growth_base = crate::alloc::start();
+    let (allocs_before, bytes_before) = crate::alloc::totals();
     // Messages between nodes (every layer), from here to the end of the run.
     let net_msgs = |nets: &[TcpNetwork]| -> u64 {
         nets.iter().map(|n| n.stats()).map(|s| s.local_deliveries + s.frames_out).sum()
     };
     let msgs_before = net_msgs(&nets);
+    // The counted live bytes every `SAMPLE_EVERY` while the transactions run (flat or not).
+    let mut samples: Vec<isize> = Vec::with_capacity(1024);
+    let deadline = Instant::now() + run_timeout;
+    let mut next_sample = Instant::now() + SAMPLE_EVERY;
+    while reports.len() < nodes {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(format!(
+                "the run did not finish within {} s (--timeout-s)",
+                run_timeout.as_secs()
+            ));
+        }
+        match done_rx.recv_timeout(next_sample.min(deadline).saturating_duration_since(now)) {
+            Ok(report) => reports.push(report),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("a client vanished".into()),
+        }
+        if Instant::now() >= next_sample {
+            if samples.len() < samples.capacity() {
+                samples.push(crate::alloc::live() - growth_base);
+            }
+            next_sample += SAMPLE_EVERY;
+        }
+    }
+    let (allocs_after, bytes_after) = crate::alloc::totals();
+    let msgs_run = net_msgs(&nets) - msgs_before;
+    std::thread::sleep(Duration::from_secs(1));
+    let growth = crate::alloc::stop() - growth_base;
+    let heap_after = crate::alloc::heap_in_use();
     let mut lat = Vec::new();
     let (mut aborts, mut other) = (0, 0);
     let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
-    for _ in 0..nodes {
-        let (l, a, o, f0, f1) =
-            done_rx.recv_timeout(RUN_TIMEOUT).map_err(|_| "the run did not finish")?;
+    for (l, a, o, f0, f1) in reports {
         lat.extend(l);
         aborts += a;
         other += o;
@@ -289,9 +366,6 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
         (Some(a), Some(b)) => b.duration_since(a),
         _ => Duration::ZERO,
     };
-    let msgs_run = net_msgs(&nets) - msgs_before;
-    std::thread::sleep(Duration::from_secs(1));
-    let growth = crate::alloc::stop();
     // What the transaction layers still hold (every role, every node).
     let (mut txs_left, mut parts_left, mut waits_left) = (0, 0, 0);
     // Messages by kind, every node, warm-up included: `r:` routed, `d:` direct, `l:` to
@@ -326,15 +400,24 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     }
     rt.shutdown().map_err(|e| e.to_string())?;
     let per_s = lat.len() as f64 / elapsed.as_secs_f64();
+    let heap = |h: Option<u64>| h.map_or_else(|| "unknown".to_owned(), |b| b.to_string());
+    let samples: Vec<String> = samples.iter().map(|b| format!("{:.1}", *b as f64 / 1e6)).collect();
     Ok(format!(
         "tx nodes={nodes} replicas={f} transport={} clients={clients} reads=2 writes=1 \
          transactions={total} keys={keys} elapsed_ms={} tx_per_s={per_s:.0} p50_us={:.0} \
          p99_us={:.0} aborts={aborts} failed={other} msgs_per_tx={:.1} heap_growth_bytes={growth} \
-         tx_state_left={txs_left} participants_left={parts_left} waits_left={waits_left}",
+         tx_state_left={txs_left} participants_left={parts_left} waits_left={waits_left} \
+         allocs_per_tx={:.1} alloc_bytes_per_tx={:.0} heap_before_bytes={} heap_after_bytes={} \
+         heap_mb_every_10s={}",
         if tcp { "tcp" } else { "inproc" },
         elapsed.as_millis(),
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
         msgs_run as f64 / total as f64,
+        (allocs_after - allocs_before) as f64 / total as f64,
+        (bytes_after - bytes_before) as f64 / total as f64,
+        heap(heap_before),
+        heap(heap_after),
+        if samples.is_empty() { "-".to_owned() } else { samples.join(",") },
     ))
 }

@@ -362,9 +362,12 @@ impl TxMachine {
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
+        let _span =
+            crate::machine::tx_span(tx, if eager.is_some() { "lock" } else { "commit" }).entered();
         let f = self.config.f;
         let lease_ms = eager.unwrap_or(self.config.lease_ms());
         let acceptors = self.acceptors();
+        let shared: std::sync::Arc<[selfman_core::NodeAddr]> = acceptors.as_slice().into();
         let mut prepares = Vec::with_capacity(items.len() * f as usize);
         for (i, (key, read, write)) in items.iter().enumerate() {
             let mode =
@@ -373,7 +376,7 @@ impl TxMachine {
                 let slot = Slot { item: i as u32, replica };
                 let msg = TxMessage::Prepare {
                     tx,
-                    acceptors: acceptors.clone(),
+                    acceptors: std::sync::Arc::clone(&shared),
                     slot,
                     key: key.clone(),
                     mode,

@@ -46,7 +46,7 @@ pub use config::TxConfig;
 pub use faults::{Fault, FaultCounts};
 #[cfg(feature = "flaws")]
 pub use machine::Flaw;
-pub use machine::{TxMachine, TxOutput, TxStats};
+pub use machine::{tx_span, TxMachine, TxOutput, TxStats, TX_SPAN};
 pub use messages::TxMessage;
 
 use selfman_core::{Component, Host, ProvidedRef, Result};

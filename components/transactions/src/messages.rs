@@ -20,6 +20,8 @@
 //! Bounds: a decoded message holds at most [`MAX_ITEMS`] items and [`MAX_ACCEPTORS`]
 //! acceptors; a receiver drops anything larger (counted) before looking at it.
 
+use std::sync::Arc;
+
 use selfman_core::NodeAddr;
 use selfman_ports::{KeyEvent, LockMode, TxId, Version};
 use serde::{Deserialize, Serialize};
@@ -153,6 +155,47 @@ impl TxInfo {
     }
 }
 
+/// `Arc<T>` on the wire as `T` (what serde's `rc` feature would do, without turning it on
+/// for every crate of the build): a receiver gets its own copy.
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(
+        v: &Arc<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        T::serialize(v, s)
+    }
+
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<T>, D::Error> {
+        T::deserialize(d).map(Arc::new)
+    }
+}
+
+/// `Arc<[T]>` on the wire as a sequence, like a `Vec<T>`.
+mod shared_slice {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<T: Serialize, S: Serializer>(
+        v: &Arc<[T]>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        <[T]>::serialize(v, s)
+    }
+
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<[T]>, D::Error> {
+        Vec::<T>::deserialize(d).map(Arc::from)
+    }
+}
+
 /// The wire messages of the transaction layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxMessage {
@@ -160,8 +203,10 @@ pub enum TxMessage {
     Prepare {
         /// The transaction.
         tx: TxId,
-        /// The acceptors (TM first): where the vote goes.
-        acceptors: Vec<NodeAddr>,
+        /// The acceptors (TM first): where the vote goes (shared by a transaction's prepares
+        /// and the participants made from them).
+        #[serde(with = "shared_slice")]
+        acceptors: Arc<[NodeAddr]>,
         /// The instance.
         slot: Slot,
         /// The item's key.
@@ -177,8 +222,9 @@ pub enum TxMessage {
     },
     /// TM → rTM: be an acceptor of this transaction.
     InitRtm {
-        /// The transaction.
-        info: TxInfo,
+        /// The transaction (shared: the TM sends the same one to every rTM and keeps it).
+        #[serde(with = "shared")]
+        info: Arc<TxInfo>,
     },
     /// Participant → every acceptor: its vote, as the round-0 accept of its instance; or the
     /// TM → every acceptor: the client's commit (with the values) or abort of an eager
@@ -419,5 +465,57 @@ impl TxMessage {
             TxMessage::Notify(_) => 16,
             TxMessage::Batch(_) => 17,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selfman_core::NodeId;
+
+    fn round_trip(msg: &TxMessage) -> (TxMessage, Vec<u8>) {
+        let cfg = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(msg, cfg).unwrap();
+        let (back, used): (TxMessage, usize) =
+            bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
+        assert_eq!(used, bytes.len());
+        (back, bytes)
+    }
+
+    #[test]
+    fn shared_parts_travel_as_plain_values() {
+        let acceptors: Vec<NodeAddr> =
+            (1..=4).map(|i| NodeAddr::simulated(i, NodeId(u64::from(i)))).collect();
+        let info = TxInfo {
+            tx: TxId(7),
+            acceptors: acceptors.clone(),
+            f: 4,
+            items: vec![ItemInfo { key: b"k".to_vec(), mode: LockMode::Write }],
+            lease_ms: 10_000,
+            eager: false,
+        };
+        let init = TxMessage::InitRtm { info: Arc::new(info.clone()) };
+        let (back, bytes) = round_trip(&init);
+        assert_eq!(back, init);
+        // The same bytes as the variant's index followed by the plain `TxInfo`.
+        let cfg = bincode::config::standard();
+        let mut plain = bincode::serde::encode_to_vec(1u32, cfg).unwrap();
+        plain.extend(bincode::serde::encode_to_vec(&info, cfg).unwrap());
+        assert_eq!(bytes, plain);
+        let prepare = TxMessage::Prepare {
+            tx: TxId(7),
+            acceptors: acceptors.as_slice().into(),
+            slot: Slot { item: 0, replica: 2 },
+            key: b"k".to_vec(),
+            mode: LockMode::Write,
+            read: Version(3),
+            write: Some(Some(b"v".to_vec())),
+            lease_ms: 10_000,
+        };
+        let (back, bytes) = round_trip(&prepare);
+        assert_eq!(back, prepare);
+        // The acceptors encode like a vector of them.
+        let vec_bytes = bincode::serde::encode_to_vec(&acceptors, cfg).unwrap();
+        assert!(bytes.windows(vec_bytes.len()).any(|w| w == vec_bytes.as_slice()));
     }
 }

@@ -63,7 +63,7 @@ pub struct Participant {
     /// The version the vote checks (the transaction's read).
     pub(crate) read: Version,
     pub(crate) write: Option<Option<Vec<u8>>>,
-    pub(crate) acceptors: Vec<NodeAddr>,
+    pub(crate) acceptors: std::sync::Arc<[NodeAddr]>,
     pub(crate) lease_ms: u64,
     pub(crate) stage: Stage,
     /// Whether its vote (or `NoVote`) was sent: a vote is held back while another

@@ -17,6 +17,7 @@
 //! ([`takeover_backoff`]), so duelling leaders stop duelling.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use selfman_core::{NodeAddr, Time};
 
@@ -69,7 +70,7 @@ pub(crate) enum VoteOutcome {
 #[derive(Clone, Debug)]
 pub struct Acceptor {
     /// What the TM told of the transaction (`None` until `InitRtm`).
-    pub(crate) info: Option<TxInfo>,
+    pub(crate) info: Option<Arc<TxInfo>>,
     /// The highest round promised.
     pub(crate) promised: Round,
     /// The value accepted per instance, with its round.
@@ -93,7 +94,7 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// A fresh acceptor of a transaction (heard of at `now`).
-    pub(crate) fn new(info: Option<TxInfo>, now: Time) -> Acceptor {
+    pub(crate) fn new(info: Option<Arc<TxInfo>>, now: Time) -> Acceptor {
         Acceptor {
             info,
             promised: Round::ZERO,
@@ -168,7 +169,7 @@ impl Acceptor {
 
     /// Learns `info` (from `InitRtm`); the early votes are taken now, returning those
     /// accepted.
-    pub(crate) fn learn_info(&mut self, info: TxInfo) -> Vec<(Slot, Value, VoteOutcome)> {
+    pub(crate) fn learn_info(&mut self, info: Arc<TxInfo>) -> Vec<(Slot, Value, VoteOutcome)> {
         if self.info.is_some() {
             return Vec::new();
         }
@@ -206,7 +207,7 @@ mod tests {
 
     #[test]
     fn round_zero_takes_the_first_value_only() {
-        let mut a = Acceptor::new(Some(info()), Time::ZERO);
+        let mut a = Acceptor::new(Some(info().into()), Time::ZERO);
         assert_eq!(a.vote(S, Value::Prepared), VoteOutcome::Accepted);
         assert_eq!(a.vote(S, Value::Prepared), VoteOutcome::Duplicate);
         assert_eq!(a.vote(S, Value::Aborted), VoteOutcome::Conflicting);
@@ -217,7 +218,7 @@ mod tests {
 
     #[test]
     fn a_promise_reports_what_was_accepted_and_shuts_round_zero() {
-        let mut a = Acceptor::new(Some(info()), Time::ZERO);
+        let mut a = Acceptor::new(Some(info().into()), Time::ZERO);
         a.vote(S, Value::Prepared);
         let r1 = Round { n: 1, rank: 2 };
         assert_eq!(a.collect(r1), Ok(vec![(S, Round::ZERO, Value::Prepared)]));
@@ -240,7 +241,7 @@ mod tests {
         let mut a = Acceptor::new(None, Time::ZERO);
         assert_eq!(a.vote(S, Value::Prepared), VoteOutcome::Early);
         assert_eq!(a.vote(Slot { item: 7, replica: 0 }, Value::Prepared), VoteOutcome::Early);
-        let taken = a.learn_info(info());
+        let taken = a.learn_info(info().into());
         assert_eq!(taken[0].2, VoteOutcome::Accepted);
         assert_eq!(taken[1].2, VoteOutcome::NotMember);
         let mut b = Acceptor::new(None, Time::ZERO);

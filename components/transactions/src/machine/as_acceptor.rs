@@ -8,6 +8,7 @@
 //! after its staggered or backed-off time, so duelling leaders stop duelling.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use selfman_core::{NodeAddr, Time};
@@ -27,14 +28,16 @@ impl TxMachine {
     pub(super) fn init_rtm(
         &mut self,
         from: NodeAddr,
-        mut info: TxInfo,
+        mut info: Arc<TxInfo>,
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
         let tx = info.tx;
         // A lease longer than any this configuration gives is cut to the longest (it times
-        // the takeover and the state's end here).
-        info.lease_ms = info.lease_ms.min(self.config.max_wire_lease_ms());
+        // the takeover and the state's end here; a copy only then: the info is shared).
+        if info.lease_ms > self.config.max_wire_lease_ms() {
+            Arc::make_mut(&mut info).lease_ms = self.config.max_wire_lease_ms();
+        }
         if info.acceptors.first() != Some(&from) || info.rank_of(self.me).is_none_or(|r| r == 0) {
             return self
                 .faults
@@ -523,6 +526,7 @@ impl TxMachine {
     }
 
     pub(super) fn tick_tx(&mut self, tx: TxId, now: Time, out: &mut Vec<TxOutput>) {
+        let _span = super::tx_span(tx, "tick").entered();
         let cfg = self.config;
         let no_takeover = has_flaw!(self, NoTakeover);
         let Some(s) = self.txs.get_mut(&tx) else { return };
@@ -639,7 +643,7 @@ impl TxMachine {
                         writes: l.writes.clone(),
                     },
                 };
-                for a in info.acceptors {
+                for &a in &info.acceptors {
                     self.send(a, msg.clone(), out);
                 }
             }

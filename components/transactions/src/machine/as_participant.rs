@@ -7,6 +7,7 @@
 //! not answer makes it say `Failed`; a replayed prepare of a finished participant locks
 //! nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use selfman_core::{NodeAddr, Time};
@@ -154,7 +155,7 @@ impl TxMachine {
                 _ => {}
             }
         }
-        let held: Vec<(Slot, Option<Value>, Vec<NodeAddr>)> = held
+        let held: Vec<(Slot, Option<Value>, Arc<[NodeAddr]>)> = held
             .into_iter()
             .map(|(slot, v, p)| {
                 p.announced = true;
@@ -331,7 +332,7 @@ impl TxMachine {
         // `Applied` held for a sibling whose apply has not ended by the tick: sent now.
         self.send_applied(None, out);
         for (tx, slot, acceptors, stage) in ask {
-            for a in &acceptors {
+            for a in acceptors.iter() {
                 self.send(*a, TxMessage::AskDecision { tx, slot }, out);
             }
             // The vote may have been lost too: propose it again (acceptors ignore copies).

@@ -9,6 +9,7 @@
 //! tombstone) only when every participant applied it or its delivery deadline passed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use selfman_core::{NodeAddr, Time};
@@ -34,6 +35,7 @@ impl TxMachine {
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
+        let info = Arc::new(info);
         let tx = info.tx;
         let eager = info.eager.then(|| Eager {
             told: false,
@@ -42,7 +44,8 @@ impl TxMachine {
                 + Duration::from_millis(info.lease_ms.saturating_sub(self.config.lease_ms())),
         });
         for a in info.acceptors.iter().skip(1) {
-            out.push(TxOutput::Send { to: *a, msg: TxMessage::InitRtm { info: info.clone() } });
+            let msg = TxMessage::InitRtm { info: Arc::clone(&info) };
+            out.push(TxOutput::Send { to: *a, msg });
         }
         let all: Vec<(RingId, TxMessage)> = prepares.clone();
         self.route_prepares(all, out);
@@ -362,6 +365,7 @@ impl TxMachine {
         now: Time,
         out: &mut Vec<TxOutput>,
     ) {
+        let _span = super::tx_span(tx, if writes.is_some() { "commit" } else { "abort" }).entered();
         let Some(s) = self.txs.get_mut(&tx) else { return };
         let (Some(tm), Some(info)) = (s.tm.as_mut(), s.acc.info.as_ref()) else { return };
         let Some(e) = tm.eager.as_mut().filter(|e| e.proposal.is_none()) else { return };

@@ -63,6 +63,20 @@ pub(crate) const MAX_OWNER_POINTS: usize = 4_096;
 /// Nodes a machine remembers having asked the failure detector to watch, or as suspected.
 pub(crate) const MAX_WATCHED: usize = 4_096;
 
+/// The name of the `tracing` span around one transaction's handling at a node (see
+/// [`tx_span`]).
+pub const TX_SPAN: &str = "tx";
+
+/// The `tracing` span (level `DEBUG`, name [`TX_SPAN`]) that one step of transaction `tx` at
+/// this node runs in, whatever the node's role in it (TM, rTM, participant): fields `id`
+/// (the transaction id's number) and `step` (the message kind handled, or `commit`,
+/// `vote-done`, `apply-done`, `tick`). Events the step logs, and spans it opens, are inside
+/// it; with no subscriber interested in `DEBUG`, making and entering it is one check of the
+/// global maximum level.
+pub fn tx_span(tx: TxId, step: &'static str) -> tracing::Span {
+    tracing::debug_span!("tx", id = tx.0, step)
+}
+
 /// What a node remembers of a transaction it forgot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Gone {
@@ -574,9 +588,11 @@ impl TxMachine {
             ReplicationIndication::ReplicaDone { tag, result, .. } => {
                 match self.waits.remove(&tag) {
                     Some(Wait::Vote(tx, slot)) => {
+                        let _span = tx_span(tx, "vote-done").entered();
                         self.voted(tx, slot, tag, result.map(|r| r.1), now, out)
                     }
                     Some(Wait::Apply(tx, slot)) => {
+                        let _span = tx_span(tx, "apply-done").entered();
                         self.applied_here(tx, slot, tag, result.map(|r| r.1), now, out)
                     }
                     Some(Wait::SetRead(op, replica)) => {
@@ -629,6 +645,13 @@ impl TxMachine {
             self.faults.add(Fault::OutOfRange, &format_args!("{} from {from:?}", msg.kind()));
             return;
         }
+        // A batch's messages each get their own span (below, one `handle` each).
+        let _span = match msg.tx() {
+            Some(tx) if !matches!(msg, TxMessage::Batch(_)) => {
+                Some(tx_span(tx, msg.kind()).entered())
+            }
+            _ => None,
+        };
         match msg {
             TxMessage::Prepare { tx, acceptors, slot, key, mode, read, write, lease_ms } => {
                 // A lease longer than any this configuration gives is cut to the longest.
@@ -755,63 +778,79 @@ fn msg_batch_ok(msgs: &[TxMessage]) -> bool {
 /// the first of them was, round-0 acceptances of one transaction merged into one. Other
 /// outputs keep their order. A batch is handled as its messages one after the other, so
 /// this changes how many messages the network carries, not what they say.
+///
+/// In place: a destination with one message costs a scan and no allocation; one with several
+/// costs the batch's own vector (the later messages are moved out and the rest compacted).
 pub(crate) fn coalesce(out: &mut Vec<TxOutput>, start: usize) {
-    let sends = out[start..].iter().filter(|o| matches!(o, TxOutput::Send { .. })).count();
-    if sends < 2 {
-        return;
-    }
-    let tail: Vec<TxOutput> = out.drain(start..).collect();
-    // Per destination, in the order first seen: the messages; `None` in `order` marks
-    // where a destination's batch goes.
-    let mut groups: Vec<(NodeAddr, Vec<TxMessage>)> = Vec::new();
-    let mut order: Vec<Result<usize, TxOutput>> = Vec::with_capacity(tail.len());
-    for o in tail {
-        let TxOutput::Send { to, msg } = o else {
-            order.push(Err(o));
+    /// What a moved-out slot holds until it is compacted away (allocates nothing).
+    const HOLE: TxOutput = TxOutput::Lookup { key: RingId(0), tag: 0 };
+    let to_of = |o: &TxOutput| match o {
+        TxOutput::Send { to, .. } => Some(*to),
+        _ => None,
+    };
+    let mut i = start;
+    while i < out.len() {
+        let Some(to) = to_of(&out[i]) else {
+            i += 1;
             continue;
         };
-        let g = match groups.iter().position(|(t, _)| *t == to) {
-            Some(g) => g,
-            None => {
-                groups.push((to, Vec::new()));
-                order.push(Ok(groups.len() - 1));
-                groups.len() - 1
+        let more = out[i + 1..].iter().filter(|o| to_of(o) == Some(to)).count();
+        if more == 0 {
+            i += 1;
+            continue;
+        }
+        let mut msgs: Vec<TxMessage> = Vec::with_capacity(more + 1);
+        let push = |msgs: &mut Vec<TxMessage>, o: TxOutput| {
+            let TxOutput::Send { msg, .. } = o else { return };
+            match (msgs.last_mut(), msg) {
+                (
+                    Some(TxMessage::Accepted { tx, round, values }),
+                    TxMessage::Accepted { tx: t2, round: r2, values: v2 },
+                ) if *tx == t2
+                    && *round == r2
+                    && *round == Round::ZERO
+                    && values.len() + v2.len() <= MAX_ITEMS * MAX_ACCEPTORS =>
+                {
+                    values.extend(v2)
+                }
+                (_, msg) => msgs.push(msg),
             }
         };
-        let msgs = &mut groups[g].1;
-        match (msgs.last_mut(), msg) {
-            (
-                Some(TxMessage::Accepted { tx, round, values }),
-                TxMessage::Accepted { tx: t2, round: r2, values: v2 },
-            ) if *tx == t2
-                && *round == r2
-                && *round == Round::ZERO
-                && values.len() + v2.len() <= MAX_ITEMS * MAX_ACCEPTORS =>
-            {
-                values.extend(v2)
+        push(&mut msgs, std::mem::replace(&mut out[i], HOLE));
+        // Moves this destination's later messages out, keeping the others in order.
+        let mut w = i + 1;
+        for r in i + 1..out.len() {
+            if to_of(&out[r]) == Some(to) {
+                push(&mut msgs, std::mem::replace(&mut out[r], HOLE));
+            } else {
+                out.swap(w, r);
+                w += 1;
             }
-            (_, msg) => msgs.push(msg),
         }
-    }
-    for o in order {
-        match o {
-            Err(o) => out.push(o),
-            Ok(g) => {
-                let (to, msgs) = (groups[g].0, std::mem::take(&mut groups[g].1));
-                if msgs.len() == 1 {
-                    out.extend(msgs.into_iter().map(|msg| TxOutput::Send { to, msg }));
-                    continue;
-                }
-                let mut msgs = msgs.into_iter().peekable();
-                while msgs.peek().is_some() {
-                    let chunk: Vec<TxMessage> = msgs.by_ref().take(MAX_BATCH).collect();
-                    let msg = match <[TxMessage; 1]>::try_from(chunk) {
-                        Ok([one]) => one,
-                        Err(chunk) => TxMessage::Batch(chunk),
-                    };
-                    out.push(TxOutput::Send { to, msg });
-                }
+        out.truncate(w);
+        if msgs.len() == 1 {
+            let msg = msgs.pop().expect("one message");
+            out[i] = TxOutput::Send { to, msg };
+            i += 1;
+        } else if msgs.len() <= MAX_BATCH {
+            out[i] = TxOutput::Send { to, msg: TxMessage::Batch(msgs) };
+            i += 1;
+        } else {
+            let mut rest = msgs.split_off(MAX_BATCH);
+            out[i] = TxOutput::Send { to, msg: TxMessage::Batch(msgs) };
+            let mut chunks = Vec::new();
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(MAX_BATCH));
+                let chunk = std::mem::replace(&mut rest, tail);
+                let msg = match <[TxMessage; 1]>::try_from(chunk) {
+                    Ok([one]) => one,
+                    Err(chunk) => TxMessage::Batch(chunk),
+                };
+                chunks.push(TxOutput::Send { to, msg });
             }
+            let n = chunks.len();
+            out.splice(i + 1..i + 1, chunks);
+            i += 1 + n;
         }
     }
 }

@@ -78,7 +78,7 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     // Lock requests that are not well formed.
     let prepare = |acceptors: Vec<NodeAddr>, replica| TxMessage::Prepare {
         tx: ghost,
-        acceptors,
+        acceptors: acceptors.into(),
         slot: Slot { item: 0, replica },
         key: b"k".to_vec(),
         mode: LockMode::Write,
@@ -93,7 +93,7 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     assert_eq!(count(&w, Fault::NotMember), 1);
     let big =
         TxInfo { tx: ghost, acceptors: vec![], f: 4, items: vec![], lease_ms: 1, eager: false };
-    inject(&mut w, b, stranger, TxMessage::InitRtm { info: big });
+    inject(&mut w, b, stranger, TxMessage::InitRtm { info: big.into() });
     assert_eq!(count(&w, Fault::Oversized), 3);
     assert!((0..4).all(|r| w.record(b"k", r).2.is_empty()), "no lock taken");
 
@@ -174,7 +174,8 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
                 items: vec![ItemInfo { key: b"x".to_vec(), mode: LockMode::Write }],
                 lease_ms: 1,
                 eager: false,
-            },
+            }
+            .into(),
         },
     );
     inject(&mut w, rtm, tm, TxMessage::Accepted { tx, round: Round::ZERO, values: vec![] });

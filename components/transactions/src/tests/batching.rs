@@ -7,7 +7,7 @@ use selfman_ports::{RingId, TxHandle, TxId, TxRequest, TxResult, Version};
 
 use super::world::{addr, Dest, World};
 use crate::config::TxConfig;
-use crate::machine::{TxMachine, TxOutput};
+use crate::machine::{coalesce, TxMachine, TxOutput};
 use crate::messages::{Slot, TxMessage, Value, MAX_BATCH};
 
 fn h(n: u64) -> TxHandle {
@@ -69,7 +69,7 @@ fn prepare(
 ) -> TxMessage {
     TxMessage::Prepare {
         tx,
-        acceptors,
+        acceptors: acceptors.into(),
         slot: Slot { item, replica },
         key: key.to_vec(),
         mode: selfman_ports::LockMode::Write,
@@ -217,4 +217,103 @@ fn batches_in_a_batch_and_oversized_batches_are_dropped_and_counted() {
     assert_eq!(m.faults().get(crate::faults::Fault::Oversized), 3);
     assert_eq!(m.in_flight(), (0, 0), "nothing of them kept");
     assert!(out.is_empty(), "{out:?}");
+}
+
+/// The packing as first written (a copy of every output, grouped per destination), kept as
+/// the reference the in-place `coalesce` must agree with.
+fn coalesce_reference(out: &mut Vec<TxOutput>, start: usize) {
+    use crate::messages::{Round, MAX_ACCEPTORS, MAX_ITEMS};
+    let sends = out[start..].iter().filter(|o| matches!(o, TxOutput::Send { .. })).count();
+    if sends < 2 {
+        return;
+    }
+    let tail: Vec<TxOutput> = out.drain(start..).collect();
+    let mut groups: Vec<(selfman_core::NodeAddr, Vec<TxMessage>)> = Vec::new();
+    let mut order: Vec<Result<usize, TxOutput>> = Vec::new();
+    for o in tail {
+        let TxOutput::Send { to, msg } = o else {
+            order.push(Err(o));
+            continue;
+        };
+        let g = match groups.iter().position(|(t, _)| *t == to) {
+            Some(g) => g,
+            None => {
+                groups.push((to, Vec::new()));
+                order.push(Ok(groups.len() - 1));
+                groups.len() - 1
+            }
+        };
+        let msgs = &mut groups[g].1;
+        match (msgs.last_mut(), msg) {
+            (
+                Some(TxMessage::Accepted { tx, round, values }),
+                TxMessage::Accepted { tx: t2, round: r2, values: v2 },
+            ) if *tx == t2
+                && *round == r2
+                && *round == Round::ZERO
+                && values.len() + v2.len() <= MAX_ITEMS * MAX_ACCEPTORS =>
+            {
+                values.extend(v2)
+            }
+            (_, msg) => msgs.push(msg),
+        }
+    }
+    for o in order {
+        match o {
+            Err(o) => out.push(o),
+            Ok(g) => {
+                let (to, msgs) = (groups[g].0, std::mem::take(&mut groups[g].1));
+                let mut msgs = msgs.into_iter().peekable();
+                while msgs.peek().is_some() {
+                    let chunk: Vec<TxMessage> = msgs.by_ref().take(MAX_BATCH).collect();
+                    let msg = match <[TxMessage; 1]>::try_from(chunk) {
+                        Ok([one]) => one,
+                        Err(chunk) => TxMessage::Batch(chunk),
+                    };
+                    out.push(TxOutput::Send { to, msg });
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packing_in_place_agrees_with_the_reference_on_random_output_runs() {
+    use crate::messages::Round;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for case in 0..2_000 {
+        // Long runs to one destination now and then, past two batches' worth.
+        let long = case % 50 == 0;
+        let len = if long { 3 * MAX_BATCH as u64 + 7 } else { next(24) };
+        let mut out = vec![TxOutput::Lookup { key: RingId(9), tag: 9 }];
+        let start = out.len();
+        for k in 0..len {
+            let to = addr(if long { 0 } else { next(4) as u32 });
+            let tx = TxId(next(3));
+            let o = match next(5) {
+                0 => TxOutput::Lookup { key: RingId(k), tag: k },
+                1 | 2 => TxOutput::Send {
+                    to,
+                    msg: TxMessage::Accepted {
+                        tx,
+                        round: if next(4) == 0 { Round { n: 1, rank: 1 } } else { Round::ZERO },
+                        values: vec![(Slot { item: k as u32, replica: 0 }, Value::Prepared)],
+                    },
+                },
+                3 => TxOutput::Send { to, msg: TxMessage::Applied { tx, slot: Slot::default() } },
+                _ => TxOutput::Send { to, msg: TxMessage::Forget { tx, commit: k % 2 == 0 } },
+            };
+            out.push(o);
+        }
+        let mut expected = out.clone();
+        coalesce_reference(&mut expected, start);
+        coalesce(&mut out, start);
+        assert_eq!(out, expected, "case {case}");
+    }
 }

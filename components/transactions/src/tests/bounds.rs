@@ -141,14 +141,14 @@ fn numbers_out_of_range_are_counted_and_dropped() {
         lease_ms: 1_000,
         eager: false,
     };
-    inject(&mut w, b, a, TxMessage::InitRtm { info });
+    inject(&mut w, b, a, TxMessage::InitRtm { info: info.into() });
     assert_eq!(count(&w, Fault::OutOfRange), 4);
     assert_eq!(w.state_left(), (0, 0));
     // A prepare whose version cannot be incremented: no vote, no lock.
     let (p, _) = w.replica(b"k", 0);
     let prepare = |read: Version, lease_ms: u64| TxMessage::Prepare {
         tx: TxId(9),
-        acceptors: vec![a],
+        acceptors: vec![a].into(),
         slot: Slot { item: 0, replica: 0 },
         key: b"k".to_vec(),
         mode: LockMode::Write,
@@ -284,7 +284,7 @@ fn watched_and_suspected_nodes_are_bounded() {
             lease_ms: 1_000,
             eager: false,
         };
-        m.on_message(tm, TxMessage::InitRtm { info }, now, &mut out);
+        m.on_message(tm, TxMessage::InitRtm { info: info.into() }, now, &mut out);
     }
     assert!(m.watched.len() <= MAX_WATCHED);
     assert!(m.suspected.len() <= MAX_WATCHED);

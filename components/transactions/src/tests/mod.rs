@@ -9,6 +9,7 @@ mod flaws;
 mod replica;
 mod safety;
 mod sets;
+mod spans;
 mod takeover;
 mod vote;
 mod world;
