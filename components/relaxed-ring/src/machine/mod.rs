@@ -334,6 +334,10 @@ pub struct RelaxedRingMachine {
     config: RingConfig,
     s: State,
     fingers: Fingers,
+    /// The peers to watch, rebuilt by every `settle` (kept for its capacity: `settle` runs
+    /// after every input, and a fresh vector each time was a tenth of a loaded node's
+    /// allocations).
+    want: Vec<NodeAddr>,
     #[cfg(feature = "flaws")]
     flaw: Option<Flaw>,
 }
@@ -349,6 +353,7 @@ impl RelaxedRingMachine {
         RelaxedRingMachine {
             config,
             fingers: Fingers::new(id, config.k),
+            want: Vec::new(),
             s: State {
                 me,
                 status: RingStatus::Outside,
@@ -778,7 +783,8 @@ impl RelaxedRingMachine {
     /// neighbours changed.
     fn settle<M>(&mut self, out: &mut Vec<RingOutput<M>>) {
         self.drop_fingers_before_succ();
-        let mut want: Vec<NodeAddr> = Vec::new();
+        let mut want = std::mem::take(&mut self.want);
+        want.clear();
         if matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
             want.extend(self.s.succ.iter().map(|p| p.addr));
             want.extend(self.s.pred.iter().map(|p| p.addr));
@@ -794,7 +800,9 @@ impl RelaxedRingMachine {
         want.retain(|a| *a != me);
         want.sort_unstable();
         want.dedup();
-        if want != self.s.monitored {
+        if want == self.s.monitored {
+            self.want = want;
+        } else {
             let old = std::mem::take(&mut self.s.monitored);
             let (mut i, mut j) = (0, 0);
             while i < old.len() || j < want.len() {
@@ -819,6 +827,7 @@ impl RelaxedRingMachine {
                 }
             }
             self.s.monitored = want;
+            self.want = old;
         }
         let t = &self.s.told;
         let same = t.succ == self.s.succ
