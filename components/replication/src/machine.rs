@@ -350,9 +350,8 @@ impl ReplicaMachine {
                 cut = Some(id.pos);
                 break;
             }
-            bytes +=
-                id.key.len() + if values { r.value.as_ref().map_or(0, |v| v.len()) } else { 0 };
-            let value = match &r.value {
+            bytes += id.key.len() + if values { r.value.map_or(0, <[u8]>::len) } else { 0 };
+            let value = match r.value {
                 Some(v) if values => Some(v.to_vec()),
                 Some(_) => Some(Vec::new()),
                 None => None,
@@ -381,7 +380,7 @@ impl ReplicaMachine {
             .map(|(id, r)| StoredReplica {
                 position: id.pos,
                 key: id.key.to_vec(),
-                replica: self.placement.replica_at(&id.key, id.pos).unwrap_or(0),
+                replica: self.placement.replica_at(id.key, id.pos).unwrap_or(0),
                 version: r.version,
             })
             .collect()

@@ -192,7 +192,7 @@ fn divergent_values_under_one_version_end_alike() {
             w.nodes[&n]
                 .store()
                 .get(&ItemId::new(pos, k.as_bytes()))
-                .and_then(|r| r.value.clone())
+                .and_then(|r| r.value)
                 .map(|v| v.to_vec())
         })
         .collect();
