@@ -368,11 +368,15 @@ impl Repair {
             let req = r.next_req;
             let msg = if !r.hashes.is_empty() {
                 let n = r.hashes.len().min(MAX_SYNC_NODES);
-                let paths = r.hashes.drain(..n).collect();
+                // Sorted, the paths travel as small deltas (`path_wire`); the answers
+                // follow the order asked.
+                let mut paths: Vec<Path> = r.hashes.drain(..n).collect();
+                paths.sort_unstable();
                 ReplMessage::SyncHashes { session: r.id, req, segment: seg.theirs, paths }
             } else if !r.leaves.is_empty() {
                 let n = r.leaves.len().min(LEAVES_PER_REQUEST);
-                let paths = r.leaves.drain(..n).collect();
+                let mut paths: Vec<Path> = r.leaves.drain(..n).collect();
+                paths.sort_unstable();
                 ReplMessage::SyncDigests { session: r.id, req, segment: seg.theirs, paths }
             } else if !r.fetch.is_empty() {
                 let budget = MAX_FETCH_KEYS.min(cx.config.batch_items).max(1);
