@@ -26,6 +26,7 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::time::Duration;
 
 use selfman_core::Time;
@@ -634,17 +635,25 @@ impl Store {
         };
         let mut parts = Vec::new();
         for (i, (lo, hi)) in segs.into_iter().enumerate().skip(first) {
-            let skip = cursor.clone().filter(|_| i == first);
-            let lo = skip.as_ref().map_or(lo, |c| c.pos.0);
-            let part = self.items.range(lo..=hi).flat_map(move |(pos, slot)| {
-                let skip = skip.clone();
-                slot.all().iter().filter_map(move |s| {
-                    let id = ItemRef { pos: RingId(*pos), key: s.key() };
-                    let sent = skip.as_ref().is_some_and(|c| id <= c.view());
-                    (!sent).then(|| (id, s.view()))
-                })
+            // The cursor's own position: only the items after it (by key), taken now; then
+            // the positions after it.
+            let mut head = Vec::new();
+            let low = match (&cursor, i == first) {
+                (Some(c), true) => {
+                    if let Some(slot) = self.items.get(&c.pos.0) {
+                        let after = slot.all().iter().filter(|s| *s.key() > *c.key);
+                        head.extend(
+                            after.map(|s| (ItemRef { pos: c.pos, key: s.key() }, s.view())),
+                        );
+                    }
+                    Bound::Excluded(c.pos.0)
+                }
+                _ => Bound::Included(lo),
+            };
+            let rest = self.items.range((low, Bound::Included(hi))).flat_map(|(pos, slot)| {
+                slot.all().iter().map(|s| (ItemRef { pos: RingId(*pos), key: s.key() }, s.view()))
             });
-            parts.push(part);
+            parts.push(head.into_iter().chain(rest));
         }
         parts.into_iter().flatten()
     }
