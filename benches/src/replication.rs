@@ -711,7 +711,7 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
             };
             let mine: Vec<ItemId> = w.repls[victim]
                 .1
-                .on_definition(|d| d.machine().store().iter().map(|(id, _)| id.clone()).collect())
+                .on_definition(|d| d.machine().store().iter().map(|(id, _)| id.to_id()).collect())
                 .map_err(|e| e.to_string())?;
             let mut stale = Vec::new();
             let mut x = seed;

@@ -46,7 +46,7 @@ use crate::machine::Flaw;
 use crate::machine::{Ctx, ReplOutput, Transition};
 use crate::messages::{ReplMessage, WireItem, WireVote};
 use crate::ranges::{offset_in, RangeSet};
-use crate::store::{ItemId, Record, VoteEntry};
+use crate::store::{ItemId, ItemRef, Record, RecordRef, VoteEntry};
 
 /// How many times a new owner pulls before it rebuilds (within `offer_wait`).
 const PULLS: u32 = 3;
@@ -142,11 +142,11 @@ pub struct Handover {
 /// A record as sent: its replica number and lease left.
 pub(crate) fn wire_item(
     cx: &Ctx<'_>,
-    id: &ItemId,
-    r: Option<&Record>,
+    id: ItemRef<'_>,
+    r: Option<RecordRef<'_>>,
     with_votes: bool,
 ) -> WireItem {
-    let replica = cx.placement.replica_at(&id.key, id.pos).unwrap_or(0);
+    let replica = cx.placement.replica_at(id.key, id.pos).unwrap_or(0);
     let votes = match (r, with_votes) {
         (Some(r), true) => r
             .votes()
@@ -168,7 +168,7 @@ pub(crate) fn wire_item(
         key: id.key.to_vec(),
         replica,
         version: r.map(|r| r.version).unwrap_or_default(),
-        value: r.and_then(|r| r.value.as_ref()).map(|v| v.to_vec()),
+        value: r.and_then(|r| r.value).map(<[u8]>::to_vec),
         votes,
     }
 }
@@ -409,7 +409,7 @@ impl Handover {
             if !delta.is_empty() {
                 while items.len() < cx.config.batch_items {
                     let Some(id) = delta.pop_first() else { break };
-                    items.push(wire_item(cx, &id, cx.store.get(&id), true));
+                    items.push(wire_item(cx, id.view(), cx.store.get(&id), true));
                 }
             } else if !*exhausted {
                 let (batch, done) = cx.store.batch(
@@ -420,9 +420,9 @@ impl Handover {
                 );
                 *exhausted = done;
                 if let Some((last, _)) = batch.last() {
-                    *cursor = Some(last.clone());
+                    *cursor = Some(last.to_id());
                 }
-                items = batch.iter().map(|(id, r)| wire_item(cx, id, Some(r), true)).collect();
+                items = batch.iter().map(|(id, r)| wire_item(cx, *id, Some(*r), true)).collect();
             } else {
                 break;
             }

@@ -65,7 +65,7 @@ pub use quorum::Coordinator;
 pub use ranges::RangeSet;
 pub use recovery::Recovery;
 pub use repair::{Repair, LEAF_ITEMS, LEAF_REPLY_MAX, SYNC_WINDOW};
-pub use store::{digest, ItemId, Merge, Record, Store, VoteEntry, VOTE_MEMORY};
+pub use store::{digest, ItemId, ItemRef, Merge, Record, RecordRef, Store, VoteEntry, VOTE_MEMORY};
 
 use selfman_core::{Component, Host, ProvidedRef, Result, Swap, System};
 use selfman_ports::{FailureDetector, Ring};

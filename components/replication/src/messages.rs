@@ -192,7 +192,8 @@ pub enum ReplMessage {
         req: u64,
         /// The segment (receiver's positions) the paths are relative to.
         segment: Range,
-        /// The nodes whose children are wanted.
+        /// The nodes whose children are wanted (on the wire as deltas: [`path_wire`]).
+        #[serde(with = "path_wire")]
         paths: Vec<Path>,
     },
     /// Anti-entropy: the hashes of the children of the nodes asked for, four per node, in
@@ -213,7 +214,8 @@ pub enum ReplMessage {
         req: u64,
         /// The segment the paths are relative to.
         segment: Range,
-        /// The leaves.
+        /// The leaves (on the wire as deltas: [`path_wire`]).
+        #[serde(with = "path_wire")]
         paths: Vec<Path>,
     },
     /// Anti-entropy: per leaf asked for, in the order asked, its replicas' fingerprints (or,
@@ -235,7 +237,9 @@ pub enum ReplMessage {
         req: u64,
         /// The segment the paths are relative to.
         segment: Range,
-        /// Per leaf, the fingerprints wanted and the sender's own unlike replicas.
+        /// Per leaf, the fingerprints wanted and the sender's own unlike replicas (on the
+        /// wire the leaves' paths first, as deltas: [`fetch_wire`]).
+        #[serde(with = "fetch_wire")]
         wanted: Vec<LeafFetch>,
     },
     /// Anti-entropy: replicas asked for.
@@ -360,6 +364,127 @@ pub enum LeafAnswer {
     Prints(Vec<ItemPrint>),
     /// The leaf holds too many replicas to list: its four children's hashes.
     Children([NodeHash; 4]),
+}
+
+pub mod path_wire {
+    //! A list of tree paths on the wire as sorted deltas: one varint token per path where it
+    //! is at the level of the one before and not before it (`delta × 2`: a delta of
+    //! the index), and two where it starts a run (`level × 2 + 1`, then the absolute index).
+    //! A request lists the differing nodes of one level in order, so most paths cost one
+    //! byte (an index of a deep level alone takes 3–5). Any list encodes (an unsorted one
+    //! only costs more) and decodes to itself; a malformed one is a decoding error.
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Path;
+
+    /// The tokens of `paths`.
+    pub fn encode(paths: &[Path]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(paths.len() + 2);
+        let mut at: Option<Path> = None;
+        for p in paths {
+            match at {
+                Some(a)
+                    if a.level == p.level && p.index >= a.index && p.index - a.index < 1 << 63 =>
+                {
+                    out.push((p.index - a.index) << 1);
+                }
+                _ => {
+                    out.push((u64::from(p.level) << 1) | 1);
+                    out.push(p.index);
+                }
+            }
+            at = Some(*p);
+        }
+        out
+    }
+
+    /// The paths of `tokens`.
+    ///
+    /// # Errors
+    ///
+    /// What is malformed: a level over 255, a run without its index, a delta before any run,
+    /// an index past `u64::MAX`.
+    pub fn decode(tokens: &[u64]) -> Result<Vec<Path>, &'static str> {
+        let mut out = Vec::with_capacity(tokens.len());
+        let mut at: Option<Path> = None;
+        let mut it = tokens.iter();
+        while let Some(&t) = it.next() {
+            let p = if t & 1 == 1 {
+                let level = u8::try_from(t >> 1).map_err(|_| "a path level over 255")?;
+                let index = *it.next().ok_or("a path run without its index")?;
+                Path { level, index }
+            } else {
+                let a = at.ok_or("a path delta before any path")?;
+                let index = a.index.checked_add(t >> 1).ok_or("a path index past u64::MAX")?;
+                Path { level: a.level, index }
+            };
+            out.push(p);
+            at = Some(p);
+        }
+        Ok(out)
+    }
+
+    /// Serde: writes `paths` as their tokens.
+    ///
+    /// # Errors
+    ///
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(paths: &[Path], s: S) -> Result<S::Ok, S::Error> {
+        encode(paths).serialize(s)
+    }
+
+    /// Serde: reads paths written by [`serialize`].
+    ///
+    /// # Errors
+    ///
+    /// The deserializer's, or a malformed list ([`decode`]).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Path>, D::Error> {
+        let tokens = Vec::<u64>::deserialize(d)?;
+        decode(&tokens).map_err(D::Error::custom)
+    }
+}
+
+pub mod fetch_wire {
+    //! A fetch's leaves on the wire: their paths first, as [`path_wire`] deltas, then each
+    //! leaf's prints and offers in the same order.
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{path_wire, ItemPrint, LeafFetch, Path};
+    use selfman_ports::Version;
+
+    type Offer = (ItemPrint, Version);
+    type Rest = (Vec<ItemPrint>, Vec<Offer>);
+
+    /// Serde: writes the leaves' paths as deltas, then their prints and offers.
+    ///
+    /// # Errors
+    ///
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(wanted: &[LeafFetch], s: S) -> Result<S::Ok, S::Error> {
+        let paths: Vec<Path> = wanted.iter().map(|l| l.leaf).collect();
+        let rest: Vec<(&[ItemPrint], &[Offer])> =
+            wanted.iter().map(|l| (&l.prints[..], &l.offers[..])).collect();
+        (path_wire::encode(&paths), rest).serialize(s)
+    }
+
+    /// Serde: reads leaves written by [`serialize`].
+    ///
+    /// # Errors
+    ///
+    /// The deserializer's, a malformed path list, or not as many paths as leaves.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LeafFetch>, D::Error> {
+        let (tokens, rest) = <(Vec<u64>, Vec<Rest>)>::deserialize(d)?;
+        let paths = path_wire::decode(&tokens).map_err(D::Error::custom)?;
+        if paths.len() != rest.len() {
+            return Err(D::Error::custom("a fetch with not as many paths as leaves"));
+        }
+        let leaves = paths.into_iter().zip(rest);
+        Ok(leaves.map(|(leaf, (prints, offers))| LeafFetch { leaf, prints, offers }).collect())
+    }
 }
 
 fn op_ok(op: &ReplicaOp) -> bool {
@@ -517,7 +642,7 @@ mod tests {
     use selfman_ports::{Range, ReplicaOp, RingId, Version};
 
     use super::{
-        LeafAnswer, LeafFetch, OpRequest, Path, ReplMessage, WireItem, MAX_BATCH_ITEMS,
+        path_wire, LeafAnswer, LeafFetch, OpRequest, Path, ReplMessage, WireItem, MAX_BATCH_ITEMS,
         MAX_KEY_BYTES, MAX_SYNC_NODES,
     };
     use crate::faults::Fault;
@@ -612,5 +737,110 @@ mod tests {
         for m in &msgs {
             assert_eq!(m.wire_size(), encoded(m), "{m:?}");
         }
+    }
+
+    fn decoded(m: &ReplMessage) -> Result<ReplMessage, String> {
+        bincode::serde::decode_from_slice(
+            &bincode::serde::encode_to_vec(m, bincode::config::standard()).unwrap(),
+            bincode::config::standard(),
+        )
+        .map(|(m, _)| m)
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn path_lists_travel_as_deltas_and_come_back_unchanged() {
+        let p = |level, index| Path { level, index };
+        let lists: Vec<Vec<Path>> = vec![
+            vec![],
+            vec![p(0, 0)],
+            vec![p(9, 70_000), p(9, 70_001), p(9, 70_040), p(10, 3), p(10, 3), p(10, 2)],
+            vec![p(255, u64::MAX), p(255, 0), p(255, u64::MAX), p(0, 0), p(0, u64::MAX)],
+            vec![p(31, 1 << 62), p(31, (1 << 62) + (1 << 61)), p(31, u64::MAX), p(31, 5)],
+            (0..1000).map(|i| p(8, i * 37)).collect(),
+        ];
+        for paths in lists {
+            assert_eq!(path_wire::decode(&path_wire::encode(&paths)), Ok(paths.clone()));
+            let m = ReplMessage::SyncHashes {
+                session: 1,
+                req: 2,
+                segment: Range::full(RingId(0)),
+                paths: paths.clone(),
+            };
+            assert_eq!(decoded(&m), Ok(m.clone()));
+            let wanted = paths
+                .iter()
+                .map(|l| LeafFetch { leaf: *l, prints: vec![[1, 2]], offers: vec![] })
+                .collect();
+            let f = ReplMessage::SyncFetch {
+                session: 1,
+                req: 2,
+                segment: Range::full(RingId(0)),
+                wanted,
+            };
+            assert_eq!(decoded(&f), Ok(f.clone()));
+        }
+        // Sorted paths of one deep level cost a byte each (their indexes alone took 3–5).
+        let deep: Vec<Path> = (0..200).map(|i| p(9, 100_000 + i * 50)).collect();
+        let tokens =
+            bincode::serde::encode_to_vec(path_wire::encode(&deep), bincode::config::standard())
+                .unwrap();
+        assert!(tokens.len() <= 200 + 8, "{}", tokens.len());
+        let plain =
+            bincode::serde::encode_to_vec(&deep, bincode::config::standard()).unwrap().len();
+        assert!(plain >= 200 * 6, "{plain}");
+    }
+
+    #[test]
+    fn a_malformed_path_list_is_an_error_not_a_panic() {
+        assert!(path_wire::decode(&[0]).is_err(), "a delta before any path");
+        assert!(path_wire::decode(&[3]).is_err(), "a run without its index");
+        assert!(path_wire::decode(&[(256 << 1) | 1, 0]).is_err(), "level 256");
+        assert!(path_wire::decode(&[3, u64::MAX, 2]).is_err(), "an index past u64::MAX");
+        assert_eq!(
+            path_wire::decode(&[3, 7, 0, 4]),
+            Ok(vec![
+                Path { level: 1, index: 7 },
+                Path { level: 1, index: 7 },
+                Path { level: 1, index: 9 }
+            ])
+        );
+        // On the wire: a message whose list is malformed does not decode.
+        let bad: (u64, u64, Range, Vec<u64>) = (1, 2, Range::full(RingId(0)), vec![0]);
+        let mut bytes = bincode::serde::encode_to_vec(
+            ReplMessage::SyncHashes {
+                session: 0,
+                req: 0,
+                segment: Range::full(RingId(0)),
+                paths: vec![],
+            },
+            bincode::config::standard(),
+        )
+        .unwrap();
+        bytes.truncate(1); // the variant
+        bytes.extend(bincode::serde::encode_to_vec(bad, bincode::config::standard()).unwrap());
+        let got: Result<(ReplMessage, usize), _> =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard());
+        assert!(got.is_err());
+        // A fetch whose paths and leaves do not pair up does not decode either.
+        let tokens = path_wire::encode(&[Path { level: 2, index: 1 }]);
+        type Leaf = (Vec<[u8; 2]>, Vec<([u8; 2], Version)>);
+        let rest: Vec<Leaf> = vec![];
+        let mut bytes = bincode::serde::encode_to_vec(
+            ReplMessage::SyncFetch {
+                session: 0,
+                req: 0,
+                segment: Range::full(RingId(0)),
+                wanted: vec![],
+            },
+            bincode::config::standard(),
+        )
+        .unwrap();
+        bytes.truncate(1);
+        let body = (1u64, 2u64, Range::full(RingId(0)), tokens, rest);
+        bytes.extend(bincode::serde::encode_to_vec(body, bincode::config::standard()).unwrap());
+        let got: Result<(ReplMessage, usize), _> =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard());
+        assert!(got.is_err());
     }
 }

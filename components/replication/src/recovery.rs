@@ -343,14 +343,14 @@ pub(crate) fn serve_range_read(
     let part = Range::new(after, end);
     let (batch, done) = cx.store.batch(part, None, cx.config.batch_items, cx.config.batch_bytes);
     let mut items: Vec<WireItem> =
-        batch.iter().map(|(id, r)| wire_item(cx, id, Some(r), false)).collect();
+        batch.iter().map(|(id, r)| wire_item(cx, *id, Some(*r), false)).collect();
     let covered = match (done, batch.last()) {
         (true, _) | (false, None) => end,
         (false, Some((last, _))) => {
             // Include every replica at the last position, so the next read can start after it.
             let rest: Vec<WireItem> = cx
                 .store
-                .iter_from(Range::new(after, last.pos), Some(last))
+                .iter_from(Range::new(after, last.pos), Some(&last.to_id()))
                 .map(|(id, r)| wire_item(cx, id, Some(r), false))
                 .collect();
             items.extend(rest);

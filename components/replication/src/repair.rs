@@ -50,7 +50,7 @@ use crate::messages::{
 };
 use crate::placement::mix64;
 use crate::ranges::offset_in;
-use crate::store::{digest, ItemId, Merge};
+use crate::store::{digest, ItemId, Merge, RecordRef};
 
 /// A node holding at most this many of the initiator's replicas is compared replica by
 /// replica: listing `n` 2-byte prints costs `2n` bytes; one more level costs its path and four
@@ -99,8 +99,8 @@ fn salt(session: u64) -> u64 {
 }
 
 /// A replica's fingerprint in a round salted `salt`.
-fn print(salt: u64, key: &[u8], rec: &crate::store::Record) -> u64 {
-    mix64(digest(key, rec.version, rec.value.as_deref()) ^ salt)
+fn print(salt: u64, key: &[u8], rec: RecordRef<'_>) -> u64 {
+    mix64(digest(key, rec.version, rec.value) ^ salt)
 }
 
 /// The 2-byte print of a key alone in a round salted `salt` (for the offers of a fetch).
@@ -120,7 +120,7 @@ fn hash_of(cx: &Ctx<'_>, r: Option<Range>, salt: u64) -> (RootHash, u32) {
     let mut count = 0u32;
     if let Some(r) = r {
         for (id, rec) in cx.store.iter_from(r, None) {
-            hash = hash.wrapping_add(print(salt, &id.key, rec) as u32);
+            hash = hash.wrapping_add(print(salt, id.key, rec) as u32);
             count = count.saturating_add(1);
         }
     }
@@ -140,7 +140,7 @@ fn child_hashes(cx: &Ctx<'_>, segment: Range, p: Path, salt: u64) -> [NodeHash; 
                 .iter()
                 .position(|c| c.is_some_and(|c| offset_in(segment, c.end) >= off))
                 .unwrap_or(3);
-            sums[k] = sums[k].wrapping_add(print(salt, &id.key, rec) as u32);
+            sums[k] = sums[k].wrapping_add(print(salt, id.key, rec) as u32);
         }
     }
     sums.map(|s| (s as u16).to_le_bytes())
@@ -368,11 +368,15 @@ impl Repair {
             let req = r.next_req;
             let msg = if !r.hashes.is_empty() {
                 let n = r.hashes.len().min(MAX_SYNC_NODES);
-                let paths = r.hashes.drain(..n).collect();
+                // Sorted, the paths travel as small deltas (`path_wire`); the answers
+                // follow the order asked.
+                let mut paths: Vec<Path> = r.hashes.drain(..n).collect();
+                paths.sort_unstable();
                 ReplMessage::SyncHashes { session: r.id, req, segment: seg.theirs, paths }
             } else if !r.leaves.is_empty() {
                 let n = r.leaves.len().min(LEAVES_PER_REQUEST);
-                let paths = r.leaves.drain(..n).collect();
+                let mut paths: Vec<Path> = r.leaves.drain(..n).collect();
+                paths.sort_unstable();
                 ReplMessage::SyncDigests { session: r.id, req, segment: seg.theirs, paths }
             } else if !r.fetch.is_empty() {
                 let budget = MAX_FETCH_KEYS.min(cx.config.batch_items).max(1);
@@ -471,10 +475,10 @@ impl Repair {
             let mut mine_set = BTreeSet::new();
             let mut unlike = Vec::new();
             for (id, rec) in cx.store.iter_from(node, None) {
-                let p = short(print(r.salt, &id.key, rec));
+                let p = short(print(r.salt, id.key, rec));
                 mine_set.insert(p);
                 if !theirs_set.contains(&p) {
-                    unlike.push(id.clone());
+                    unlike.push(id.to_id());
                 }
             }
             let want: Vec<ItemPrint> =
@@ -488,7 +492,7 @@ impl Repair {
                 let Some(i) = cx.placement.replica_at(&id.key, id.pos) else { continue };
                 push.push(WireItem {
                     replica: (i + r.shift) % f,
-                    ..wire_item(cx, &id, cx.store.get(&id), false)
+                    ..wire_item(cx, id.view(), cx.store.get(&id), false)
                 });
             }
         }
@@ -573,7 +577,7 @@ impl Repair {
             let Some(i) = cx.placement.replica_at(&id.key, id.pos) else { continue };
             push.push(WireItem {
                 replica: (i + r.shift) % f,
-                ..wire_item(cx, &id, cx.store.get(&id), false)
+                ..wire_item(cx, id.view(), cx.store.get(&id), false)
             });
         }
         Self::push(r, cx, &seg, push);
@@ -674,7 +678,7 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
                 let prints = cx
                     .store
                     .iter_from(node, None)
-                    .map(|(id, rec)| short(print(s, &id.key, rec)))
+                    .map(|(id, rec)| short(print(s, id.key, rec)))
                     .collect();
                 leaves.push(LeafAnswer::Prints(prints));
             }
@@ -703,16 +707,16 @@ pub(crate) fn serve(cx: &mut Ctx<'_>, from: NodeAddr, msg: ReplMessage) {
                 let found: Vec<ItemId> = cx
                     .store
                     .iter_from(node, None)
-                    .filter(|(id, rec)| prints.contains(&short(print(s, &id.key, rec))))
+                    .filter(|(id, rec)| prints.contains(&short(print(s, id.key, *rec))))
                     .filter(|(id, rec)| {
-                        offered.get(&key_print(s, &id.key)).is_none_or(|v| *v <= rec.version)
+                        offered.get(&key_print(s, id.key)).is_none_or(|v| *v <= rec.version)
                     })
-                    .map(|(id, _)| id.clone())
+                    .map(|(id, _)| id.to_id())
                     .collect();
                 for id in found {
                     let r = cx.store.get(&id);
-                    bytes += id.key.len() + r.and_then(|r| r.value.as_ref()).map_or(0, |v| v.len());
-                    items.push(wire_item(cx, &id, r, false));
+                    bytes += id.key.len() + r.and_then(|r| r.value).map_or(0, <[u8]>::len);
+                    items.push(wire_item(cx, id.view(), r, false));
                     if bytes >= cx.config.batch_bytes {
                         break 'leaves; // the rest waits for the next round
                     }

@@ -1,8 +1,8 @@
 //! The local replica store: every replica this node holds, ordered by position on the ring so
 //! that a range can be read in order, cut out and moved: [`Store`].
 //!
-//! One [`Record`] per replica, keyed by [`ItemId`] (the replica key, then the item's key bytes,
-//! so two keys whose hashes collide are still two items). A record holds the value, the
+//! One record per replica, identified by [`ItemId`] (the replica key, then the item's key
+//! bytes, so two keys whose hashes collide are still two items). A record holds the value, the
 //! version, and the transaction layer's votes (which are its locks) — one store for data,
 //! versions and locks, so that locks travel with the items when a range moves.
 //!
@@ -16,9 +16,13 @@
 //!   excludes write locks, while its lease lasts;
 //! * a record with version 0 and no vote is not kept.
 //!
-//! Memory per item (measured by `tests/store_memory.rs`): the map entry ([`ItemId`] 24 bytes,
-//! [`Record`] 32 bytes) inside B-tree nodes, plus one allocation for the key and one for the
-//! value; see `docs/replication.md` for the figure.
+//! Memory per item (measured by `tests/store_memory.rs`): the map is keyed by position alone
+//! (8 bytes) and holds a 32-byte slot; key and value share one allocation behind a 1–3 byte
+//! length header, so an item costs one heap block, not two. Items whose positions collide
+//! share a slot, kept sorted by key. See `docs/replication.md` for the figure.
+//!
+//! The store lends its replicas as views ([`ItemRef`], [`RecordRef`]); [`Record`] is the
+//! owned form a transfer carries.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -53,9 +57,25 @@ impl ItemId {
         ItemId { pos, key: key.into() }
     }
 
-    /// The smallest id at `pos`.
-    fn first_at(pos: u64) -> ItemId {
-        ItemId { pos: RingId(pos), key: Box::default() }
+    /// This id, borrowed.
+    pub fn view(&self) -> ItemRef<'_> {
+        ItemRef { pos: self.pos, key: &self.key }
+    }
+}
+
+/// A replica's identity as the store lends it (see [`ItemId`]); ordered like [`ItemId`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemRef<'a> {
+    /// The replica key.
+    pub pos: RingId,
+    /// The item's key.
+    pub key: &'a [u8],
+}
+
+impl ItemRef<'_> {
+    /// The owned id.
+    pub fn to_id(&self) -> ItemId {
+        ItemId::new(self.pos, self.key)
     }
 }
 
@@ -78,66 +98,72 @@ impl VoteEntry {
     }
 }
 
-/// One replica of one item.
+/// The strongest live lock among `votes`.
+fn lock_of(votes: &[VoteEntry], now: Time) -> Option<LockMode> {
+    let live = votes.iter().filter(|v| v.locks(now));
+    live.map(|v| v.mode).max_by_key(|m| matches!(m, LockMode::Write))
+}
+
+/// One replica of one item, owned (as a transfer carries it, or to insert one).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record {
     /// The version (`Version(0)`: never written).
     pub version: Version,
     /// The value (`None`: never written, or deleted).
     pub value: Option<Box<[u8]>>,
-    // Boxed so that the many records without votes pay 8 bytes, not a 24-byte `Vec`.
-    #[allow(clippy::box_collection)]
-    votes: Option<Box<Vec<VoteEntry>>>,
+    votes: Vec<VoteEntry>,
 }
 
 impl Record {
     /// A record with `version` and `value` and no votes.
     pub fn new(version: Version, value: Option<Box<[u8]>>) -> Record {
-        Record { version, value, votes: None }
+        Record { version, value, votes: Vec::new() }
     }
 
     /// The votes it remembers.
     pub fn votes(&self) -> &[VoteEntry] {
-        self.votes.as_deref().map_or(&[], |v| v.as_slice())
+        &self.votes
     }
 
     /// This record with `votes` (as received in a transfer).
     pub fn with_votes(mut self, votes: Vec<VoteEntry>) -> Record {
-        self.votes = (!votes.is_empty()).then(|| Box::new(votes));
+        self.votes = votes;
         self
     }
 
     /// The strongest live lock.
     pub fn lock(&self, now: Time) -> Option<LockMode> {
-        let live = self.votes().iter().filter(|v| v.locks(now));
-        live.map(|v| v.mode).max_by_key(|m| matches!(m, LockMode::Write))
+        lock_of(&self.votes, now)
+    }
+}
+
+/// One replica of one item as the store lends it (see [`Record`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// The version (`Version(0)`: never written).
+    pub version: Version,
+    /// The value (`None`: never written, or deleted).
+    pub value: Option<&'a [u8]>,
+    votes: &'a [VoteEntry],
+}
+
+impl<'a> RecordRef<'a> {
+    /// The votes it remembers.
+    pub fn votes(&self) -> &'a [VoteEntry] {
+        self.votes
     }
 
-    fn is_empty(&self) -> bool {
-        self.version == Version(0) && self.votes().is_empty()
+    /// The strongest live lock.
+    pub fn lock(&self, now: Time) -> Option<LockMode> {
+        lock_of(self.votes, now)
     }
 
-    fn votes_mut(&mut self) -> &mut Vec<VoteEntry> {
-        // Most locked items hold one vote: start with room for exactly one.
-        self.votes.get_or_insert_with(|| Box::new(Vec::with_capacity(1)))
-    }
-
-    fn drop_vote(&mut self, tx: TxId) {
-        if let Some(v) = self.votes.as_mut() {
-            v.retain(|e| e.tx != tx);
-            if v.is_empty() {
-                self.votes = None;
-            }
-        }
-    }
-
-    /// Forgets votes whose lease ended more than [`VOTE_MEMORY`] ago.
-    fn forget_old_votes(&mut self, now: Time) {
-        if let Some(v) = self.votes.as_mut() {
-            v.retain(|e| now < e.expires + VOTE_MEMORY);
-            if v.is_empty() {
-                self.votes = None;
-            }
+    /// The owned record.
+    pub fn to_record(&self) -> Record {
+        Record {
+            version: self.version,
+            value: self.value.map(Box::from),
+            votes: self.votes.to_vec(),
         }
     }
 }
@@ -179,10 +205,157 @@ pub enum Merge {
     Diverged(bool),
 }
 
+/// A replica as the store holds it: key and value share one allocation,
+/// `[header][key][value]`, the header a LEB128 varint of `key length × 2 + (value present)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stored {
+    version: Version,
+    data: Box<[u8]>,
+    // Boxed so that the many records without votes pay 8 bytes, not a 24-byte `Vec`.
+    #[allow(clippy::box_collection)]
+    votes: Option<Box<Vec<VoteEntry>>>,
+}
+
+/// Encodes key and value into one buffer (see [`Stored`]).
+fn pack(key: &[u8], value: Option<&[u8]>) -> Box<[u8]> {
+    let mut head = ((key.len() as u64) << 1) | u64::from(value.is_some());
+    let value = value.unwrap_or(&[]);
+    let mut out = Vec::with_capacity(10 + key.len() + value.len());
+    loop {
+        let byte = (head & 0x7f) as u8;
+        head >>= 7;
+        if head == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    out.into_boxed_slice()
+}
+
+/// Splits a buffer made by [`pack`] into key and value. A buffer `pack` did not make (it
+/// cannot happen) reads as its whole length of key and no value rather than panicking.
+fn unpack(data: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let mut head = 0u64;
+    for (i, b) in data.iter().enumerate().take(10) {
+        head |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            let rest = &data[i + 1..];
+            let key_len = usize::try_from(head >> 1).unwrap_or(usize::MAX);
+            if key_len > rest.len() {
+                break;
+            }
+            let (key, value) = rest.split_at(key_len);
+            return (key, (head & 1 == 1).then_some(value));
+        }
+    }
+    (data, None)
+}
+
+impl Stored {
+    fn new(key: &[u8], version: Version, value: Option<&[u8]>, votes: Vec<VoteEntry>) -> Stored {
+        let votes = (!votes.is_empty()).then(|| Box::new(votes));
+        Stored { version, data: pack(key, value), votes }
+    }
+
+    fn key(&self) -> &[u8] {
+        unpack(&self.data).0
+    }
+
+    fn value(&self) -> Option<&[u8]> {
+        unpack(&self.data).1
+    }
+
+    fn votes(&self) -> &[VoteEntry] {
+        self.votes.as_deref().map_or(&[], |v| v.as_slice())
+    }
+
+    /// Bytes of key and value.
+    fn payload(&self) -> usize {
+        let (k, v) = unpack(&self.data);
+        k.len() + v.map_or(0, <[u8]>::len)
+    }
+
+    fn view(&self) -> RecordRef<'_> {
+        RecordRef { version: self.version, value: self.value(), votes: self.votes() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.version == Version(0) && self.votes.is_none()
+    }
+}
+
+/// The replicas at one position: almost always one; items whose replica keys collide are kept
+/// sorted by key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Slot {
+    One(Stored),
+    // Boxed so that a slot is no larger than one record.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Stored>>),
+}
+
+impl Slot {
+    fn all(&self) -> &[Stored] {
+        match self {
+            Slot::One(s) => std::slice::from_ref(s),
+            Slot::Many(v) => v,
+        }
+    }
+
+    fn find(&self, key: &[u8]) -> Option<&Stored> {
+        self.all().iter().find(|s| s.key() == key)
+    }
+
+    fn find_mut(&mut self, key: &[u8]) -> Option<&mut Stored> {
+        match self {
+            Slot::One(s) => (s.key() == key).then_some(s),
+            Slot::Many(v) => v.iter_mut().find(|s| s.key() == key),
+        }
+    }
+
+    /// Inserts `s`, or replaces the record of its key; returns the replaced one.
+    fn insert(&mut self, s: Stored) -> Option<Stored> {
+        match self {
+            Slot::One(old) if old.key() == s.key() => Some(std::mem::replace(old, s)),
+            Slot::One(old) => {
+                let old = old.clone();
+                let mut v = vec![old, s];
+                v.sort_by(|a, b| a.key().cmp(b.key()));
+                *self = Slot::Many(Box::new(v));
+                None
+            }
+            Slot::Many(v) => match v.binary_search_by(|x| x.key().cmp(s.key())) {
+                Ok(i) => Some(std::mem::replace(&mut v[i], s)),
+                Err(i) => {
+                    v.insert(i, s);
+                    None
+                }
+            },
+        }
+    }
+
+    /// Removes the record of `key` from a slot of several (a slot of one is removed whole by
+    /// the store); returns it.
+    fn remove_from_many(&mut self, key: &[u8]) -> Option<Stored> {
+        let Slot::Many(v) = self else { return None };
+        let i = v.binary_search_by(|x| x.key().cmp(key)).ok()?;
+        let gone = v.remove(i);
+        if v.len() == 1 {
+            let last = v.remove(0);
+            *self = Slot::One(last);
+        }
+        Some(gone)
+    }
+}
+
 /// The replicas this node holds, ordered by position.
 #[derive(Clone, Debug, Default)]
 pub struct Store {
-    items: BTreeMap<ItemId, Record>,
+    items: BTreeMap<u64, Slot>,
+    len: usize,
     bytes: usize,
     abstain: Vec<(Range, Time)>,
 }
@@ -195,12 +368,12 @@ impl Store {
 
     /// How many replicas it holds.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.len
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len == 0
     }
 
     /// Bytes of keys and values held.
@@ -209,24 +382,66 @@ impl Store {
     }
 
     /// The record of `id`.
-    pub fn get(&self, id: &ItemId) -> Option<&Record> {
-        self.items.get(id)
+    pub fn get(&self, id: &ItemId) -> Option<RecordRef<'_>> {
+        self.stored(id).map(Stored::view)
     }
 
-    fn size_of(id: &ItemId, r: &Record) -> usize {
-        id.key.len() + r.value.as_ref().map_or(0, |v| v.len())
+    fn stored(&self, id: &ItemId) -> Option<&Stored> {
+        self.items.get(&id.pos.0).and_then(|s| s.find(&id.key))
     }
 
-    fn put(&mut self, id: ItemId, r: Record) {
-        if r.is_empty() {
-            if let Some(old) = self.items.remove(&id) {
-                self.bytes -= Self::size_of(&id, &old);
-            }
+    fn remove(&mut self, id: &ItemId) -> Option<Stored> {
+        let slot = self.items.get_mut(&id.pos.0)?;
+        let gone = match slot {
+            Slot::One(s) if *s.key() == *id.key => match self.items.remove(&id.pos.0) {
+                Some(Slot::One(s)) => Some(s),
+                _ => None,
+            },
+            Slot::One(_) => None,
+            Slot::Many(_) => slot.remove_from_many(&id.key),
+        };
+        if let Some(g) = &gone {
+            self.len -= 1;
+            self.bytes -= g.payload();
+        }
+        gone
+    }
+
+    /// Stores `s` at `pos` (or removes the record there if `s` is empty).
+    fn put(&mut self, pos: RingId, s: Stored) {
+        if s.is_empty() {
+            self.remove(&ItemId::new(pos, s.key()));
             return;
         }
-        self.bytes += Self::size_of(&id, &r);
-        if let Some(old) = self.items.insert(id.clone(), r) {
-            self.bytes -= Self::size_of(&id, &old);
+        self.bytes += s.payload();
+        let old = match self.items.entry(pos.0) {
+            Entry::Vacant(e) => {
+                e.insert(Slot::One(s));
+                None
+            }
+            Entry::Occupied(mut e) => e.get_mut().insert(s),
+        };
+        match old {
+            Some(o) => self.bytes -= o.payload(),
+            None => self.len += 1,
+        }
+    }
+
+    /// Replaces the votes of `id`'s record (created with version 0 if missing, removed if it
+    /// ends with version 0 and no votes).
+    fn set_votes(&mut self, id: &ItemId, votes: Vec<VoteEntry>) {
+        let votes = (!votes.is_empty()).then(|| Box::new(votes));
+        let slot = self.items.get_mut(&id.pos.0).and_then(|s| s.find_mut(&id.key));
+        match slot {
+            Some(s) if votes.is_some() || s.version != Version(0) => s.votes = votes,
+            Some(_) => {
+                self.remove(id);
+            }
+            None if votes.is_some() => {
+                let s = Stored { version: Version(0), data: pack(&id.key, None), votes };
+                self.put(id.pos, s);
+            }
+            None => {}
         }
     }
 
@@ -235,10 +450,10 @@ impl Store {
     pub fn apply(&mut self, id: ItemId, op: &ReplicaOp, now: Time) -> (ReplicaOutcome, bool) {
         match op {
             ReplicaOp::Read => {
-                let r = self.items.get(&id);
+                let r = self.get(&id);
                 let outcome = ReplicaOutcome::Record {
                     version: r.map_or(Version(0), |r| r.version),
-                    value: r.and_then(|r| r.value.as_ref()).map(|v| v.to_vec()),
+                    value: r.and_then(|r| r.value).map(<[u8]>::to_vec),
                     lock: r.and_then(|r| r.lock(now)),
                 };
                 (outcome, false)
@@ -250,26 +465,26 @@ impl Store {
                 (ReplicaOutcome::Voted(vote), changed)
             }
             ReplicaOp::Commit { tx, version, value } => {
-                let had_vote =
-                    self.items.get(&id).is_some_and(|r| r.votes().iter().any(|v| v.tx == *tx));
-                if let Some(mut r) = self.items.get(&id).cloned() {
-                    r.drop_vote(*tx);
-                    self.put(id.clone(), r);
-                }
+                let had_vote = self.drop_vote(&id, *tx);
                 let (outcome, wrote) = self.write(id, *version, value.as_deref());
                 (outcome, wrote || had_vote)
             }
             ReplicaOp::Release { tx } => {
-                let Some(mut r) = self.items.get(&id).cloned() else {
-                    return (ReplicaOutcome::Released, false);
-                };
-                let before = r.votes().len();
-                r.drop_vote(*tx);
-                let changed = r.votes().len() != before;
-                self.put(id, r);
+                let changed = self.drop_vote(&id, *tx);
                 (ReplicaOutcome::Released, changed)
             }
         }
+    }
+
+    /// Forgets `tx`'s vote at `id`; says whether there was one.
+    fn drop_vote(&mut self, id: &ItemId, tx: TxId) -> bool {
+        let Some(s) = self.stored(id) else { return false };
+        if !s.votes().iter().any(|v| v.tx == tx) {
+            return false;
+        }
+        let votes = s.votes().iter().filter(|v| v.tx != tx).copied().collect();
+        self.set_votes(id, votes);
+        true
     }
 
     /// Installs `(version, value)` if newer.
@@ -279,10 +494,10 @@ impl Store {
         version: Version,
         value: Option<&[u8]>,
     ) -> (ReplicaOutcome, bool) {
-        match self.items.get(&id) {
+        match self.stored(&id) {
             Some(r) if r.version > version => (ReplicaOutcome::Stale { current: r.version }, false),
             Some(r) if r.version == version => {
-                if r.value.as_deref() == value {
+                if r.value() == value {
                     (ReplicaOutcome::Current, false)
                 } else {
                     (ReplicaOutcome::Stale { current: r.version }, false)
@@ -294,8 +509,8 @@ impl Store {
             }
             existing => {
                 let votes = existing.and_then(|r| r.votes.clone());
-                let r = Record { version, value: value.map(Box::from), votes };
-                self.put(id, r);
+                let s = Stored { version, data: pack(&id.key, value), votes };
+                self.put(id.pos, s);
                 (ReplicaOutcome::Applied, true)
             }
         }
@@ -311,30 +526,35 @@ impl Store {
         lease: Duration,
         now: Time,
     ) -> (Vote, bool) {
-        let mut r = self.items.get(&id).cloned().unwrap_or_default();
-        r.forget_old_votes(now);
-        if let Some(e) = r.votes().iter().find(|e| e.tx == tx) {
+        let (version, mut votes) = match self.stored(&id) {
+            Some(s) => (s.version, s.votes().to_vec()),
+            None => (Version(0), Vec::new()),
+        };
+        // Votes whose lease ended more than `VOTE_MEMORY` ago are forgotten.
+        votes.retain(|e| now < e.expires + VOTE_MEMORY);
+        if let Some(e) = votes.iter().find(|e| e.tx == tx) {
             return (e.vote, false);
         }
         if self.abstains(id.pos, now) {
             return (Vote::Abstain, false);
         }
-        let conflict = r
-            .votes()
+        let conflict = votes
             .iter()
             .any(|e| e.locks(now) && (mode == LockMode::Write || e.mode == LockMode::Write));
-        let vote = if r.version != read {
-            Vote::Refused(Refusal::Version(r.version))
+        let vote = if version != read {
+            Vote::Refused(Refusal::Version(version))
         } else if conflict {
             Vote::Refused(Refusal::Locked)
         } else {
             Vote::Prepared
         };
-        if r.votes().len() >= MAX_VOTES {
+        if votes.len() >= MAX_VOTES {
             return (Vote::Refused(Refusal::TooManyVotes), false);
         }
-        r.votes_mut().push(VoteEntry { tx, mode, vote, expires: now + lease });
-        self.put(id, r);
+        // Most locked items hold one vote: room for exactly that many more.
+        votes.reserve_exact(1);
+        votes.push(VoteEntry { tx, mode, vote, expires: now + lease });
+        self.set_votes(&id, votes);
         (vote, true)
     }
 
@@ -344,20 +564,20 @@ impl Store {
         if version == Version(0) {
             return Merge::Kept;
         }
-        let (install, result) = match self.items.get(&id) {
+        let (install, result) = match self.stored(&id) {
             None => (true, Merge::Installed),
             Some(r) if version > r.version => (true, Merge::Installed),
             Some(r) if version < r.version => (false, Merge::Kept),
-            Some(r) if r.value.as_deref() == value => (false, Merge::Kept),
+            Some(r) if r.value() == value => (false, Merge::Kept),
             Some(r) => {
-                let mine = digest(&id.key, r.version, r.value.as_deref());
+                let mine = digest(&id.key, r.version, r.value());
                 let theirs = digest(&id.key, version, value);
                 (theirs > mine, Merge::Diverged(theirs > mine))
             }
         };
         if install {
-            let votes = self.items.get(&id).and_then(|r| r.votes.clone());
-            self.put(id, Record { version, value: value.map(Box::from), votes });
+            let votes = self.stored(&id).and_then(|r| r.votes.clone());
+            self.put(id.pos, Stored { version, data: pack(&id.key, value), votes });
         }
         result
     }
@@ -366,10 +586,10 @@ impl Store {
     /// authority for the range, votes included). Refused — `Err` with the version held — if
     /// it would take the version back.
     pub fn merge_handover(&mut self, id: ItemId, r: Record) -> Result<(), Version> {
-        match self.items.get(&id) {
+        match self.stored(&id) {
             Some(old) if old.version > r.version => Err(old.version),
             _ => {
-                self.put(id, r);
+                self.insert_raw(id, r);
                 Ok(())
             }
         }
@@ -384,16 +604,16 @@ impl Store {
         after: Option<&ItemId>,
         max_items: usize,
         max_bytes: usize,
-    ) -> (Vec<(ItemId, Record)>, bool) {
+    ) -> (Vec<(ItemRef<'_>, RecordRef<'_>)>, bool) {
         let mut out = Vec::new();
         let mut bytes = 0;
         for (id, r) in self.iter_from(range, after) {
-            let size = Self::size_of(id, r);
+            let size = id.key.len() + r.value.map_or(0, <[u8]>::len);
             if out.len() >= max_items || (!out.is_empty() && bytes + size > max_bytes) {
                 return (out, false);
             }
             bytes += size;
-            out.push((id.clone(), r.clone()));
+            out.push((id, r));
         }
         (out, true)
     }
@@ -403,7 +623,7 @@ impl Store {
         &'a self,
         range: Range,
         after: Option<&ItemId>,
-    ) -> impl Iterator<Item = (&'a ItemId, &'a Record)> + 'a {
+    ) -> impl Iterator<Item = (ItemRef<'a>, RecordRef<'a>)> + 'a {
         let segs = segments(range);
         // The segment the cursor is in (later segments are read whole).
         let (first, cursor) = match after {
@@ -415,34 +635,53 @@ impl Store {
         };
         let mut parts = Vec::new();
         for (i, (lo, hi)) in segs.into_iter().enumerate().skip(first) {
+            // The cursor's own position: only the items after it (by key), taken now; then
+            // the positions after it.
+            let mut head = Vec::new();
             let low = match (&cursor, i == first) {
-                (Some(c), true) => Bound::Excluded(c.clone()),
-                _ => Bound::Included(ItemId::first_at(lo)),
+                (Some(c), true) => {
+                    if let Some(slot) = self.items.get(&c.pos.0) {
+                        let after = slot.all().iter().filter(|s| *s.key() > *c.key);
+                        head.extend(
+                            after.map(|s| (ItemRef { pos: c.pos, key: s.key() }, s.view())),
+                        );
+                    }
+                    Bound::Excluded(c.pos.0)
+                }
+                _ => Bound::Included(lo),
             };
-            let high = if hi == u64::MAX {
-                Bound::Unbounded
-            } else {
-                Bound::Excluded(ItemId::first_at(hi + 1))
-            };
-            parts.push(self.items.range((low, high)));
+            let rest = self.items.range((low, Bound::Included(hi))).flat_map(|(pos, slot)| {
+                slot.all().iter().map(|s| (ItemRef { pos: RingId(*pos), key: s.key() }, s.view()))
+            });
+            parts.push(head.into_iter().chain(rest));
         }
         parts.into_iter().flatten()
     }
 
     /// How many replicas `range` holds.
     pub fn count_in(&self, range: Range) -> usize {
-        self.iter_from(range, None).count()
+        segments(range)
+            .into_iter()
+            .map(|(lo, hi)| self.items.range(lo..=hi).map(|(_, s)| s.all().len()).sum::<usize>())
+            .sum()
     }
 
     /// Removes every replica of `range`; returns how many.
     pub fn remove_range(&mut self, range: Range) -> usize {
-        let ids: Vec<ItemId> = self.iter_from(range, None).map(|(id, _)| id.clone()).collect();
-        for id in &ids {
-            if let Some(r) = self.items.remove(id) {
-                self.bytes -= Self::size_of(id, &r);
+        let mut removed = 0;
+        for (lo, hi) in segments(range) {
+            let positions: Vec<u64> = self.items.range(lo..=hi).map(|(p, _)| *p).collect();
+            for p in positions {
+                if let Some(slot) = self.items.remove(&p) {
+                    for s in slot.all() {
+                        self.len -= 1;
+                        self.bytes -= s.payload();
+                        removed += 1;
+                    }
+                }
             }
         }
-        ids.len()
+        removed
     }
 
     /// From now until `until`, replicas in `range` abstain from votes they have no record of
@@ -463,15 +702,17 @@ impl Store {
     }
 
     /// Every replica, in position order (for inspection).
-    pub fn iter(&self) -> impl Iterator<Item = (&ItemId, &Record)> {
-        self.items.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (ItemRef<'_>, RecordRef<'_>)> {
+        self.items.iter().flat_map(|(pos, slot)| {
+            slot.all().iter().map(|s| (ItemRef { pos: RingId(*pos), key: s.key() }, s.view()))
+        })
     }
 
     /// Every replica whose position is in `set`, in position order.
     pub fn iter_set<'a>(
         &'a self,
         set: &'a RangeSet,
-    ) -> impl Iterator<Item = (&'a ItemId, &'a Record)> + 'a {
+    ) -> impl Iterator<Item = (ItemRef<'a>, RecordRef<'a>)> + 'a {
         set.ranges().into_iter().flat_map(move |r| self.iter_from(r, None))
     }
 
@@ -480,19 +721,11 @@ impl Store {
         std::mem::take(self)
     }
 
-    /// Inserts a replica, or replaces it, whatever its version (for tests and state transfer).
+    /// Inserts a replica, or replaces it, whatever its version (for tests and state transfer);
+    /// a record with version 0 and no votes removes it.
     pub fn insert_raw(&mut self, id: ItemId, r: Record) {
-        match self.items.entry(id) {
-            Entry::Occupied(mut e) => {
-                self.bytes -= Self::size_of(e.key(), e.get());
-                self.bytes += Self::size_of(e.key(), &r);
-                e.insert(r);
-            }
-            Entry::Vacant(e) => {
-                self.bytes += Self::size_of(e.key(), &r);
-                e.insert(r);
-            }
-        }
+        let s = Stored::new(&id.key, r.version, r.value.as_deref(), r.votes);
+        self.put(id.pos, s);
     }
 }
 
@@ -505,8 +738,8 @@ mod tests {
         LockMode, Range, Refusal, ReplicaOp, ReplicaOutcome, RingId, TxId, Version, Vote,
     };
 
-    use super::{digest, ItemId, Merge, Record, Store};
-    use crate::messages::MAX_VOTES;
+    use super::{digest, pack, unpack, ItemId, Merge, Record, Slot, Store, Stored};
+    use crate::messages::{MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_VOTES};
 
     fn id(pos: u64, key: &str) -> ItemId {
         ItemId::new(RingId(pos), key.as_bytes())
@@ -519,7 +752,7 @@ mod tests {
 
     fn read(s: &Store, pos: u64, key: &str) -> (Version, Option<Vec<u8>>) {
         let r = s.get(&id(pos, key));
-        (r.map_or(Version(0), |r| r.version), r.and_then(|r| r.value.clone()).map(|v| v.to_vec()))
+        (r.map_or(Version(0), |r| r.version), r.and_then(|r| r.value).map(|v| v.to_vec()))
     }
 
     fn t(ms: u64) -> Time {
@@ -565,8 +798,8 @@ mod tests {
         // In batches of two, resuming after the last one sent.
         let (b1, done1) = s.batch(wrap, None, 2, usize::MAX);
         assert!(!done1);
-        let (b2, _) = s.batch(wrap, Some(&b1[1].0), 2, usize::MAX);
-        let (b3, done3) = s.batch(wrap, Some(&b2[1].0), 2, usize::MAX);
+        let (b2, _) = s.batch(wrap, Some(&b1[1].0.to_id()), 2, usize::MAX);
+        let (b3, done3) = s.batch(wrap, Some(&b2[1].0.to_id()), 2, usize::MAX);
         let got: Vec<u64> = b1.iter().chain(&b2).chain(&b3).map(|(i, _)| i.pos.0).collect();
         assert_eq!(got, order);
         assert!(done3);
@@ -698,5 +931,142 @@ mod tests {
         assert_ne!(a, digest(b"k", Version(2), Some(b"v")));
         assert_ne!(a, digest(b"k", Version(1), None));
         assert_ne!(digest(b"ab", Version(1), Some(b"")), digest(b"a", Version(1), Some(b"b")));
+    }
+
+    #[test]
+    fn key_and_value_share_one_buffer_and_come_back_unchanged() {
+        let big_key = vec![1u8; MAX_KEY_BYTES];
+        let big_value = vec![2u8; MAX_VALUE_BYTES];
+        let cases: Vec<(&[u8], Option<&[u8]>)> = vec![
+            (b"", None),
+            (b"", Some(b"")),
+            (b"k", None),
+            (b"k", Some(b"")),
+            (b"", Some(b"v")),
+            (b"key", Some(b"value")),
+            (&big_key[..63], Some(b"x")),
+            (&big_key[..64], Some(b"x")),
+            (&big_key[..8191], None),
+            (&big_key[..8192], Some(b"")),
+            (&big_key, Some(&big_value)),
+        ];
+        for (key, value) in cases {
+            let data = pack(key, value);
+            assert_eq!(unpack(&data), (key, value), "{} {:?}", key.len(), value.map(<[u8]>::len));
+            // The header is the only cost: 1 byte up to 63-byte keys, 2 up to 8191.
+            let head = data.len() - key.len() - value.map_or(0, <[u8]>::len);
+            assert_eq!(
+                head,
+                if key.len() < 64 {
+                    1
+                } else if key.len() < 8192 {
+                    2
+                } else {
+                    3
+                }
+            );
+        }
+        // A buffer that `pack` did not make reads as a key without a value, never panics.
+        assert_eq!(unpack(&[]), (&[][..], None));
+        assert_eq!(unpack(&[0x80, 0x80]), (&[0x80, 0x80][..], None));
+        assert_eq!(unpack(&[20, 1]), (&[20, 1][..], None));
+        assert_eq!(unpack(&[0xff; 12]), (&[0xff; 12][..], None));
+    }
+
+    #[test]
+    fn a_slot_is_no_larger_than_one_record() {
+        assert_eq!(std::mem::size_of::<Stored>(), 32);
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+    }
+
+    #[test]
+    fn empty_keys_empty_values_and_deletes_are_distinct_records() {
+        let mut s = Store::new();
+        let at = |k: &[u8]| ItemId::new(RingId(5), k);
+        s.write(at(b""), Version(1), Some(b""));
+        s.write(at(b"e"), Version(1), Some(b""));
+        s.write(at(b"d"), Version(1), None);
+        s.write(at(b"v"), Version(1), Some(b"x"));
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.get(&at(b"")).unwrap().value, Some(&b""[..]));
+        assert_eq!(s.get(&at(b"e")).unwrap().value, Some(&b""[..]));
+        assert_eq!(s.get(&at(b"d")).unwrap().value, None);
+        assert_eq!(s.get(&at(b"v")).unwrap().value, Some(&b"x"[..]));
+        assert!(s.get(&at(b"x")).is_none());
+        assert_eq!(s.payload_bytes(), 1 + 1 + 2);
+        // An empty value and a delete are different contents at one version.
+        assert_eq!(
+            s.write(at(b"e"), Version(1), None).0,
+            ReplicaOutcome::Stale { current: Version(1) }
+        );
+        assert_eq!(
+            s.write(at(b"d"), Version(1), Some(b"")).0,
+            ReplicaOutcome::Stale { current: Version(1) }
+        );
+        assert_eq!(s.write(at(b"e"), Version(1), Some(b"")).0, ReplicaOutcome::Current);
+    }
+
+    #[test]
+    fn colliding_items_stay_sorted_and_leave_one_by_one() {
+        let mut s = Store::new();
+        for k in ["m", "c", "x", "a"] {
+            write(&mut s, 7, k, 1, k);
+        }
+        write(&mut s, 6, "z", 1, "z");
+        write(&mut s, 8, "a", 1, "a");
+        let order: Vec<(u64, Vec<u8>)> = s.iter().map(|(i, _)| (i.pos.0, i.key.to_vec())).collect();
+        let want: Vec<(u64, Vec<u8>)> =
+            [(6, "z"), (7, "a"), (7, "c"), (7, "m"), (7, "x"), (8, "a")]
+                .iter()
+                .map(|(p, k)| (*p, k.as_bytes().to_vec()))
+                .collect();
+        assert_eq!(order, want);
+        // A cursor inside the colliding ones resumes after it.
+        let rest: Vec<Vec<u8>> = s
+            .iter_from(Range::full(RingId(0)), Some(&id(7, "c")))
+            .map(|(i, _)| i.key.to_vec())
+            .collect();
+        assert_eq!(rest, vec![b"m".to_vec(), b"x".to_vec(), b"a".to_vec()]);
+        // Values, updates and votes of one colliding item leave the others alone.
+        assert_eq!(write(&mut s, 7, "c", 2, "C"), ReplicaOutcome::Applied);
+        let lease = Duration::from_secs(1);
+        assert_eq!(
+            s.vote(id(7, "m"), TxId(1), LockMode::Write, Version(1), lease, t(0)).0,
+            Vote::Prepared
+        );
+        assert_eq!(read(&s, 7, "c"), (Version(2), Some(b"C".to_vec())));
+        assert_eq!(read(&s, 7, "m"), (Version(1), Some(b"m".to_vec())));
+        assert_eq!(s.get(&id(7, "m")).unwrap().votes().len(), 1);
+        assert!(s.get(&id(7, "x")).unwrap().votes().is_empty());
+        // Leaving one by one, down to none; the counts follow.
+        for (k, left) in [("c", 5), ("x", 4), ("a", 3), ("m", 2)] {
+            let op = ReplicaOp::Release { tx: TxId(1) };
+            s.apply(id(7, k), &op, t(1));
+            s.insert_raw(id(7, k), Record::default());
+            assert_eq!(s.len(), left, "{k}");
+            assert!(s.get(&id(7, k)).is_none());
+        }
+        assert_eq!(s.count_in(Range::full(RingId(0))), 2);
+        assert_eq!(s.payload_bytes(), 4);
+        assert_eq!(s.remove_range(Range::full(RingId(0))), 2);
+        assert!(s.is_empty());
+        assert_eq!(s.payload_bytes(), 0);
+    }
+
+    #[test]
+    fn a_hand_over_record_keeps_its_votes_and_a_later_write_keeps_them_too() {
+        let mut s = Store::new();
+        let vote = super::VoteEntry {
+            tx: TxId(3),
+            mode: LockMode::Write,
+            vote: Vote::Prepared,
+            expires: t(1000),
+        };
+        let r = Record::new(Version(2), Some(b"v".to_vec().into())).with_votes(vec![vote]);
+        assert_eq!(s.merge_handover(id(1, "k"), r.clone()), Ok(()));
+        assert_eq!(s.get(&id(1, "k")).unwrap().to_record(), r);
+        assert_eq!(write(&mut s, 1, "k", 3, "w"), ReplicaOutcome::Applied);
+        assert_eq!(s.get(&id(1, "k")).unwrap().lock(t(10)), Some(LockMode::Write));
+        assert_eq!(s.get(&id(1, "k")).unwrap().lock(t(1000)), None);
     }
 }

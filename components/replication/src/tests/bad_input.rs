@@ -32,7 +32,7 @@ fn open_transfer() -> World {
 }
 
 fn versions(w: &World, id: u64) -> Vec<(ItemId, Version)> {
-    w.m(id).store().iter().map(|(i, r)| (i.clone(), r.version)).collect()
+    w.m(id).store().iter().map(|(i, r)| (i.to_id(), r.version)).collect()
 }
 
 /// Delivers `msg` to node `to` from `from`; checks one `kind` was counted and nothing else,

@@ -84,7 +84,9 @@ fn stale_and_missing_replicas_are_repaired_moving_bytes_in_proportion() {
     let stale_bytes = changed.len() * encoded_item_bytes("key-1000", &value);
     let ratio = moved as f64 / stale_bytes as f64;
     println!("repair: {} damaged of {} replicas, {moved} bytes moved, {stale_bytes} stale bytes, ratio {ratio:.2}", changed.len(), keys.len());
-    assert!(ratio < 6.0, "repair moved {ratio:.1}x the stale bytes");
+    // 1.43 with the paths as sorted deltas, 1.49 with plain paths (deterministic world; the
+    // paths' own saving is checked in `messages`).
+    assert!(ratio < 1.5, "repair moved {ratio:.2}x the stale bytes");
     let fetched: u64 = w
         .told
         .iter()
@@ -192,7 +194,7 @@ fn divergent_values_under_one_version_end_alike() {
             w.nodes[&n]
                 .store()
                 .get(&ItemId::new(pos, k.as_bytes()))
-                .and_then(|r| r.value.clone())
+                .and_then(|r| r.value)
                 .map(|v| v.to_vec())
         })
         .collect();
