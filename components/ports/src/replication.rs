@@ -431,6 +431,8 @@ pub enum Movement {
         to: NodeAddr,
         /// Items sent (first copies and later deltas).
         items: u64,
+        /// Their key and value bytes (framing, versions and votes not counted).
+        bytes: u64,
     },
     /// This node received `range` whole from `from` and serves it now.
     Received {
@@ -440,6 +442,8 @@ pub enum Movement {
         from: NodeAddr,
         /// Items received.
         items: u64,
+        /// Their key and value bytes (framing, versions and votes not counted).
+        bytes: u64,
     },
     /// A transfer was given up (timeout, crash of the other side); what happens to the range
     /// next is told by a later movement.

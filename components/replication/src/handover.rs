@@ -100,12 +100,25 @@ struct Outgoing {
     last_progress: Time,
     resend_at: Time,
     items: u64,
+    /// Key and value bytes of the items sent (`wire_bytes`).
+    bytes: u64,
 }
 
 #[derive(Clone, Debug)]
 enum InPhase {
-    Waiting { pulls: u32, next_pull: Time },
-    Receiving { session: u64, offered: Range, next_seq: u64, items: u64, last_progress: Time },
+    Waiting {
+        pulls: u32,
+        next_pull: Time,
+    },
+    Receiving {
+        session: u64,
+        offered: Range,
+        next_seq: u64,
+        items: u64,
+        /// Key and value bytes of the items received (`wire_bytes`).
+        bytes: u64,
+        last_progress: Time,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -256,6 +269,7 @@ impl Handover {
             last_progress: cx.now,
             resend_at: cx.now + cx.config.retransmit,
             items: 0,
+            bytes: 0,
         };
         self.out.insert(id, o);
         cx.watch(to);
@@ -365,7 +379,7 @@ impl Handover {
         let o = self.out.remove(&session).expect("just looked up");
         cx.store.remove_range(o.range);
         cx.unwatch(o.to);
-        let m = Movement::HandedOver { range: o.range, to: o.to, items: o.items };
+        let m = Movement::HandedOver { range: o.range, to: o.to, items: o.items, bytes: o.bytes };
         cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
         cx.moves.push(Transition::Released(o.range));
     }
@@ -430,6 +444,7 @@ impl Handover {
                 continue;
             }
             o.items += items.len() as u64;
+            o.bytes += items.iter().map(wire_bytes).sum::<u64>();
             let seq = *next_seq;
             *next_seq += 1;
             unacked.insert(seq, (items.clone(), cx.now));
@@ -549,6 +564,7 @@ impl Handover {
                 offered: range,
                 next_seq: 0,
                 items: 0,
+                bytes: 0,
                 last_progress: now,
             },
         });
@@ -585,6 +601,7 @@ impl Handover {
                 offered: range,
                 next_seq: 0,
                 items: 0,
+                bytes: 0,
                 last_progress: now,
             };
             return cx.send(from, ReplMessage::Accept { session });
@@ -610,6 +627,7 @@ impl Handover {
                     offered: range,
                     next_seq: 0,
                     items: 0,
+                    bytes: 0,
                     last_progress: now,
                 },
             });
@@ -661,8 +679,14 @@ impl Handover {
     ) {
         let Some(at) = self.receiving(cx, from, session) else { return };
         let i = &mut self.inc[at];
-        let InPhase::Receiving { offered, next_seq, items: count, last_progress, .. } =
-            &mut i.phase
+        let InPhase::Receiving {
+            offered,
+            next_seq,
+            items: count,
+            bytes: got_bytes,
+            last_progress,
+            ..
+        } = &mut i.phase
         else {
             return;
         };
@@ -704,6 +728,7 @@ impl Handover {
         }
         *next_seq += 1;
         *count += items.len() as u64;
+        *got_bytes += items.iter().map(wire_bytes).sum::<u64>();
         *last_progress = cx.now;
         cx.send(from, ReplMessage::ItemsAck { session, seq });
     }
@@ -714,7 +739,9 @@ impl Handover {
             return cx.send(from, ReplMessage::DoneAck { session });
         }
         let Some(at) = self.receiving(cx, from, session) else { return };
-        let InPhase::Receiving { next_seq, items, .. } = self.inc[at].phase else { return };
+        let InPhase::Receiving { next_seq, items, bytes, .. } = self.inc[at].phase else {
+            return;
+        };
         if seq != next_seq {
             return cx.faults.add(
                 Fault::SequenceGap,
@@ -727,7 +754,7 @@ impl Handover {
             for part in i.want.ranges() {
                 cx.moves.push(Transition::Serve(part));
             }
-            let m = Movement::Received { range: i.range, from, items };
+            let m = Movement::Received { range: i.range, from, items, bytes };
             cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
         }
         for (part, to) in i.pass_on {
@@ -896,4 +923,10 @@ impl Handover {
             }
         }
     }
+}
+
+/// What a hand-over counts as moved for an item: its key and value bytes (framing, versions and
+/// votes excluded).
+fn wire_bytes(w: &WireItem) -> u64 {
+    (w.key.len() + w.value.as_ref().map_or(0, Vec::len)) as u64
 }

@@ -230,7 +230,7 @@ fn store_metrics(
         m.sample("selfman_store_commands_total", &[("command", name)], n as f64);
     }
     let mv = movement;
-    let moved: [(&str, &str, &AtomicU64); 11] = [
+    let moved: [(&str, &str, &AtomicU64); 13] = [
         ("selfman_repl_handovers_total", "Ranges handed over to a new holder.", &mv.handed_over),
         (
             "selfman_repl_handover_items_total",
@@ -242,7 +242,17 @@ fn store_metrics(
             "Ranges received whole from their old holder.",
             &mv.received,
         ),
+        (
+            "selfman_repl_handover_bytes_total",
+            "Key and value bytes of the items sent in finished hand-overs.",
+            &mv.handed_over_bytes,
+        ),
         ("selfman_repl_received_items_total", "Items received in them.", &mv.received_items),
+        (
+            "selfman_repl_received_bytes_total",
+            "Key and value bytes of the items received in them.",
+            &mv.received_bytes,
+        ),
         (
             "selfman_repl_transfers_aborted_total",
             "Range transfers given up.",

@@ -215,10 +215,14 @@ pub struct MovementStats {
     pub handed_over: AtomicU64,
     /// Items in them.
     pub handed_over_items: AtomicU64,
+    /// Their key and value bytes.
+    pub handed_over_bytes: AtomicU64,
     /// Ranges received whole from their old holder.
     pub received: AtomicU64,
     /// Items in them.
     pub received_items: AtomicU64,
+    /// Their key and value bytes.
+    pub received_bytes: AtomicU64,
     /// Transfers given up.
     pub transfers_aborted: AtomicU64,
     /// Ranges rebuilt from the other replicas.
@@ -256,13 +260,15 @@ impl MovementWatcher {
             c.fetch_add(n, Ordering::Relaxed);
         };
         match m {
-            M::HandedOver { items, .. } => {
+            M::HandedOver { items, bytes, .. } => {
                 add(&s.handed_over, 1);
                 add(&s.handed_over_items, items);
+                add(&s.handed_over_bytes, bytes);
             }
-            M::Received { items, .. } => {
+            M::Received { items, bytes, .. } => {
                 add(&s.received, 1);
                 add(&s.received_items, items);
+                add(&s.received_bytes, bytes);
             }
             M::TransferAborted { .. } => add(&s.transfers_aborted, 1),
             M::Rebuilt { items, .. } => {

@@ -124,9 +124,17 @@ fn a_join_moves_the_range_and_every_write_made_meanwhile() {
         assert!(w.m(joiner).store().count_in(mine) > 0);
         // The old holder dropped the range.
         assert_eq!(w.m(Q - 1).store().count_in(mine), 0, "the old holder still holds it");
+        // Both sides count what moved, in items and in key and value bytes (each key here is at
+        // least a byte long, so the bytes are at least the items).
         assert!(w.told(Q - 1, |i| matches!(
             i,
-            ReplicationIndication::Movement(Movement::HandedOver { .. })
+            ReplicationIndication::Movement(Movement::HandedOver { items, bytes, .. })
+                if *items > 0 && *bytes >= *items
+        )));
+        assert!(w.told(joiner, |i| matches!(
+            i,
+            ReplicationIndication::Movement(Movement::Received { items, bytes, .. })
+                if *items > 0 && *bytes >= *items
         )));
         assert_eq!(w.m(joiner).faults().total(), 0, "{}", w.m(joiner).faults());
     }
