@@ -4,6 +4,7 @@
 //! kv-load etcd-put  --endpoints URL[,URL...] --clients C --requests N [--keys K] [--value-bytes B]
 //! kv-load redis-tx  --addr HOST:PORT[,HOST:PORT...] --clients C --transactions N [--keys K]
 //! kv-load redis-fill --addr HOST:PORT[,...] --clients C --keys N [--pipeline P] [--value-bytes B]
+//! kv-load redis-check --addr HOST:PORT --keys N [--sample S] [--value-bytes B]
 //! kv-load redis-acked --addr HOST:PORT[,...] --clients C --duration-ms D [--interval-ms I]
 //!         [--kill-pid PID --kill-at-ms T] [--window-ms W] [--value-bytes B]
 //! ```
@@ -25,10 +26,17 @@
 //! replies, HTTP failures) are counted; the latencies are of completed requests.
 //!
 //! `redis-fill` writes the keys `fill:NNNNNNNN` (`0..N`, split over the clients in stripes)
-//! with `SET`s pipelined `--pipeline` deep (default 64), then prints
-//! `redis-fill clients=C keys=N pipeline=P elapsed_ms=X sets_per_s=Y errors=E`; any error
+//! with `SET`s pipelined `--pipeline` deep (default 64), or with `--per-command K` (K > 1) as
+//! `MSET`s of K keys each (one transaction per `MSET`), then prints
+//! `redis-fill clients=C keys=N pipeline=P per_command=K elapsed_ms=X sets_per_s=Y errors=E`
+//! (`sets_per_s` counts keys, and `errors` commands); any error
 //! reply makes it exit non-zero after the line, so a partly loaded store is never mistaken for
 //! a full one.
+//!
+//! `redis-check` reads `--sample` (default 2,000) of `redis-fill`'s keys, evenly spread over
+//! `0..N`, with pipelined `GET`s at the first address and prints `redis-check keys=N sample=S
+//! elapsed_ms=X wrong=W errors=E` (`wrong`: absent or another value); it exits non-zero
+//! unless every one was read with its value.
 //!
 //! `redis-acked` is the kill test's load (`systems/store/bench/kill9.sh`): each client `SET`s
 //! keys of its own that are never written twice (`ack:<run>:<client>:<n>`, value
@@ -64,8 +72,9 @@ fn main() {
         Some("redis-tx") => redis_tx(&Opts::parse(&args[1..])),
         Some("redis-fill") => redis_fill(&Opts::parse(&args[1..])),
         Some("redis-acked") => redis_acked(&Opts::parse(&args[1..])),
+        Some("redis-check") => redis_check(&Opts::parse(&args[1..])),
         _ => Err(
-            "usage: kv-load etcd-put|redis-tx|redis-fill|redis-acked [options] (see the source's header)"
+            "usage: kv-load etcd-put|redis-tx|redis-fill|redis-check|redis-acked [options] (see the source's header)"
                 .into(),
         ),
     };
@@ -402,22 +411,31 @@ fn redis_fill(o: &Opts) -> Result<(), String> {
     let keys = o.num("keys", 1_000_000)?;
     let pipeline = o.num("pipeline", 64)?.max(1);
     let value_bytes = o.num("value-bytes", 8)? as usize;
+    let per_command = o.num("per-command", 1)?.max(1) as usize;
     let work = move |i: u64| -> Result<Tally, String> {
         let addr = &addrs[(i as usize) % addrs.len()];
         let mut c = Conn::open(addr).map_err(|e| format!("{addr}: {e}"))?;
         let mut t = Tally::default();
         let mut buf = Vec::new();
         let mine: Vec<u64> = (i..keys).step_by(clients as usize).collect();
-        for batch in mine.chunks(pipeline as usize) {
+        for batch in mine.chunks(pipeline as usize * per_command) {
             buf.clear();
-            for &n in batch {
-                let key = format!("fill:{n:08}");
-                command(&mut buf, &[b"SET", key.as_bytes(), &padded(format!("{n}"), value_bytes)]);
+            let mut sent = Vec::new();
+            for group in batch.chunks(per_command) {
+                let mut parts: Vec<Vec<u8>> =
+                    vec![if per_command > 1 { b"MSET".to_vec() } else { b"SET".to_vec() }];
+                for &n in group {
+                    parts.push(format!("fill:{n:08}").into_bytes());
+                    parts.push(padded(format!("{n}"), value_bytes));
+                }
+                let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                command(&mut buf, &parts);
+                sent.push(group.len());
             }
             c.w.write_all(&buf).map_err(|e| format!("{addr}: {e}"))?;
-            for _ in batch {
+            for keys in sent {
                 match read_reply(&mut c.r).map_err(|e| format!("{addr}: {e}"))? {
-                    Resp::Simple => t.latencies_us.push(0),
+                    Resp::Simple => t.latencies_us.extend(std::iter::repeat_n(0, keys)),
                     _ => t.errors += 1,
                 }
             }
@@ -426,13 +444,47 @@ fn redis_fill(o: &Opts) -> Result<(), String> {
     };
     let (t, elapsed) = run_clients(clients, work)?;
     println!(
-        "redis-fill clients={clients} keys={keys} pipeline={pipeline} elapsed_ms={} sets_per_s={:.0} errors={}",
+        "redis-fill clients={clients} keys={keys} pipeline={pipeline} per_command={per_command} elapsed_ms={} sets_per_s={:.0} errors={}",
         elapsed.as_millis(),
         t.latencies_us.len() as f64 / elapsed.as_secs_f64(),
         t.errors
     );
     if t.errors > 0 {
-        return Err(format!("{} SETs were answered with an error", t.errors));
+        return Err(format!("{} commands were answered with an error", t.errors));
+    }
+    Ok(())
+}
+
+fn redis_check(o: &Opts) -> Result<(), String> {
+    let addr = o.list("addr")?.swap_remove(0);
+    let keys = o.num("keys", 1_000_000)?.max(1);
+    let sample = o.num("sample", 2000)?.clamp(1, keys);
+    let value_bytes = o.num("value-bytes", 8)? as usize;
+    let mut c = Conn::open(&addr).map_err(|e| format!("{addr}: {e}"))?;
+    let ns: Vec<u64> = (0..sample).map(|j| j * keys / sample).collect();
+    let began = Instant::now();
+    let (mut wrong, mut errors) = (0u64, 0u64);
+    let mut buf = Vec::new();
+    for batch in ns.chunks(100) {
+        buf.clear();
+        for &n in batch {
+            command(&mut buf, &[b"GET", format!("fill:{n:08}").as_bytes()]);
+        }
+        c.w.write_all(&buf).map_err(|e| format!("{addr}: {e}"))?;
+        for &n in batch {
+            match read_reply(&mut c.r).map_err(|e| format!("{addr}: {e}"))? {
+                Resp::Bulk(v) if v == padded(format!("{n}"), value_bytes) => {}
+                Resp::Error(_) => errors += 1,
+                _ => wrong += 1,
+            }
+        }
+    }
+    println!(
+        "redis-check keys={keys} sample={sample} elapsed_ms={} wrong={wrong} errors={errors}",
+        began.elapsed().as_millis()
+    );
+    if wrong + errors > 0 {
+        return Err(format!("{wrong} keys read wrong and {errors} with an error"));
     }
     Ok(())
 }
