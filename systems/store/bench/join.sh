@@ -2,8 +2,9 @@
 # A new node joining a loaded cluster (issue 18): NODES nodes (f = 4) started by this script are
 # loaded with KEYS keys `fill:NNNNNNNN` (8-byte values; `kv-load redis-fill`, pipelined SETs),
 # then one more node starts with --join and its operator endpoint (--http). The script polls the
-# joiner's /api/replicas and /metrics (one curl each per poll, ~20-50 ms apart on a loaded
-# machine: that is the resolution) and the old nodes' /api/replicas, and reports, all from the
+# joiner's /api/replicas and /metrics (one curl each per poll; each poll's time is taken after
+# its reads; polls were 30-300 ms apart on the loaded machine: that is the resolution, and
+# the printed poll_ms is the longest gap between two polls) and the old nodes' /api/replicas, and reports, all from the
 # joiner's start:
 #   ready_ms     its readiness line (it is in the ring; its range may not be served yet)
 #   owned_ms     the first poll at which it reports the range it owns (it is in the ring)
@@ -76,15 +77,17 @@ for run in $(seq 1 "$RUNS"); do
     j=$NODES
     t0=$(now_ms)
     start_node "$j" "$POSITION"
-    ready= owned= pending= last_item= serving= released= items_prev=-1
+    ready= owned= pending= last_item= serving= released= items_prev=-1 prev_t=$t0 poll_ms=0
     deadline=$((t0 + 120000))
     while (( $(now_ms) < deadline )); do
-        t=$(now_ms)
-        [[ -z $ready ]] && grep -q '^ready' "$dir/node$j.out" && ready=$((t - t0))
         kill -0 "${pids[j]}" 2>/dev/null || { echo "the joiner exited:" >&2; tail -5 "$dir/node$j.err" >&2; exit 1; }
         r=$(replicas "$j")
         got=$(curl -sf --max-time 2 "http://127.0.0.1:$((BASE + 200 + j))/metrics" |
             awk '$1 == "selfman_repl_received_items_total" { print $2 }' || true)
+        t=$(now_ms) # after the reads: what they saw held at some time before t
+        (( t - prev_t > poll_ms )) && poll_ms=$((t - prev_t))
+        prev_t=$t
+        [[ -z $ready ]] && grep -q '^ready' "$dir/node$j.out" && ready=$((t - t0))
         got=${got:-0}
         if [[ $got != "$items_prev" ]]; then items_prev=$got; (( got > 0 )) && last_item=$((t - t0)); fi
         [[ -z $owned ]] && jq -e '.owned != null' <<<"$r" >/dev/null && owned=$((t - t0))
@@ -119,6 +122,6 @@ for run in $(seq 1 "$RUNS"); do
     echo "# joiner: $(replicas "$j" | jq -c '{owned, serving, pending, outgoing, items}')"
     met=false
     (( gap <= 1000 )) && met=true
-    echo "store-join nodes=$((NODES + 1)) keys=$KEYS received_items=$got ready_ms=$ready owned_ms=$owned pending_ms=${pending:-none} last_item_ms=$last_item serving_ms=$serving released_ms=${released:-none} handover_ms=$handover serve_gap_ms=$gap target_ms=1000 met=$met run=$run"
+    echo "store-join nodes=$((NODES + 1)) keys=$KEYS received_items=$got ready_ms=$ready owned_ms=$owned pending_ms=${pending:-none} last_item_ms=$last_item serving_ms=$serving released_ms=${released:-none} handover_ms=$handover serve_gap_ms=$gap poll_ms=$poll_ms target_ms=1000 met=$met run=$run"
     stop_all
 done
