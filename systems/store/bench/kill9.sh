@@ -21,7 +21,10 @@ RUNS=${4:-1}
 NODES=5
 VICTIM=3
 BASE=${SELFMAN_BENCH_BASE:-17800}
-[[ $C =~ ^[0-9]+$ && $D =~ ^[0-9]+$ && $K =~ ^[0-9]+$ && $RUNS =~ ^[0-9]+$ ]] ||
+# f; SELFMAN_BENCH_REPLICAS=1 is the deliberately unsafe setting that shows the check catches
+# lost writes (the killed node held the only copy of its keys).
+F=${SELFMAN_BENCH_REPLICAS:-4}
+[[ $F =~ ^[0-9]+$ && $C =~ ^[0-9]+$ && $D =~ ^[0-9]+$ && $K =~ ^[0-9]+$ && $RUNS =~ ^[0-9]+$ ]] ||
     { echo "usage: $0 [CLIENTS] [DURATION_MS] [KILL_AT_MS] [RUNS] (numbers)" >&2; exit 2; }
 nice cargo build --release -q -p selfman-store --bin selfman
 CARGO_TARGET_DIR="$PWD/target" nice cargo build --release -q --manifest-path benches/peers/Cargo.toml -p kv-load
@@ -40,9 +43,9 @@ trap 'stop_all; rm -rf "$dir"' EXIT
 # start_node I: node I on redis BASE+I, ring BASE+100+I, host I; waits for its readiness line.
 start_node() {
     local i=$1 pos=0
-    (( i >= 4 )) && pos=$((1 + i))
+    (( i >= F )) && pos=$((1 + i))
     local args=(node --listen "127.0.0.1:$((BASE + 100 + i))" --redis "127.0.0.1:$((BASE + i))"
-        --host-id "$i" --replicas 4 --position "$pos")
+        --host-id "$i" --replicas "$F" --position "$pos")
     (( i > 0 )) && args+=(--join "127.0.0.1:$((BASE + 100))")
     target/release/selfman "${args[@]}" >"$dir/node$i.out" 2>"$dir/node$i.err" </dev/null &
     pids[i]=$!
@@ -51,7 +54,7 @@ start_node() {
 }
 addrs=""
 for i in $(seq 0 $((NODES - 1))); do addrs+="${addrs:+,}127.0.0.1:$((BASE + i))"; done
-echo "# $(date -u +%FT%TZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $NODES nodes f=4, $C clients, ${D} ms, SIGKILL of node $VICTIM at ${K} ms, $RUNS run(s)"
+echo "# $(date -u +%FT%TZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $NODES nodes f=$F, $C clients, ${D} ms, SIGKILL of node $VICTIM at ${K} ms, $RUNS run(s)"
 for run in $(seq 1 "$RUNS"); do
     for i in $(seq 0 $((NODES - 1))); do start_node "$i"; done
     sleep 2 # let the ring settle and the replicas be placed
@@ -62,6 +65,6 @@ for run in $(seq 1 "$RUNS"); do
     rec=$(get recovered_ms)
     met=false
     if [[ $(get lost) == 0 && $(get unread) == 0 && $rec != none ]] && (( rec <= 2000 )); then met=true; fi
-    echo "store-kill9 nodes=$NODES clients=$C before_ops_s=$(get before_ops_s) dip_ops_s=$(get dip_ops_s) recovered_ms=$rec acked=$(get acked) unknown=$(get unknown) errors=$(get errors) lost=$(get lost) unread=$(get unread) target_ms=2000 met=$met run=$run"
+    echo "store-kill9 nodes=$NODES f=$F clients=$C before_ops_s=$(get before_ops_s) dip_ops_s=$(get dip_ops_s) recovered_ms=$rec acked=$(get acked) unknown=$(get unknown) errors=$(get errors) lost=$(get lost) unread=$(get unread) target_ms=2000 met=$met run=$run"
     stop_all
 done
