@@ -202,6 +202,16 @@ pub struct ReplicaMachine {
     left: bool,
     next_repair: Option<Time>,
     repair_turn: u32,
+    /// Replica operations (and their answers) served here without the ring or the network.
+    local: LocalOps,
+}
+
+/// What [`ReplicaMachine::serve_local`] counts, and its guard against re-entry.
+#[derive(Clone, Copy, Debug, Default)]
+struct LocalOps {
+    served: u64,
+    answers: u64,
+    busy: bool,
 }
 
 impl ReplicaMachine {
@@ -236,6 +246,7 @@ impl ReplicaMachine {
             left: false,
             next_repair: None,
             repair_turn: 0,
+            local: LocalOps::default(),
         }
     }
 
@@ -288,6 +299,14 @@ impl ReplicaMachine {
     /// The ranges served.
     pub fn serving(&self) -> Vec<Range> {
         self.serving.ranges()
+    }
+
+    /// How many replica operations this node coordinated for a replica it serves itself were
+    /// served here without the ring, and how many answers to itself were taken without the
+    /// network (each such operation has one; `docs/replication.md`, "Local replica
+    /// operations").
+    pub fn served_locally(&self) -> (u64, u64) {
+        (self.local.served, self.local.answers)
     }
 
     /// Operations in flight that this node coordinates.
@@ -810,6 +829,47 @@ impl ReplicaMachine {
             self.left = true;
             out.push(ReplOutput::Indicate(ReplicationIndication::Left));
         }
+        self.serve_local(now, out);
+    }
+
+    /// Takes the replica operations among `out` that would come back to this node out of it
+    /// and handles them here, as their arrival would: an operation routed to a position this
+    /// node owns in the ring (so the ring would deliver it here) and serves (so it would be
+    /// applied here, not forwarded), and an answer sent to this node itself. Each goes
+    /// through [`ReplicaMachine::on_message`] like one received (checks, faults, versions,
+    /// locks and the coordinator's bookkeeping are the same); only the ring hop and the
+    /// network are skipped. What that handling outputs is scanned in turn.
+    fn serve_local(&mut self, now: Time, out: &mut Vec<ReplOutput>) {
+        if self.local.busy {
+            return; // called again from the handling below: the loop sees its outputs
+        }
+        self.local.busy = true;
+        let mut i = 0;
+        while i < out.len() {
+            let here = match &out[i] {
+                ReplOutput::Route { key, msg: ReplMessage::Op(_), .. } => {
+                    self.owned.is_some_and(|r| r.contains(*key)) && self.serving.contains(*key)
+                }
+                ReplOutput::Send { to, msg: ReplMessage::OpReply { .. } } => *to == self.node,
+                _ => false,
+            };
+            if !here {
+                i += 1;
+                continue;
+            }
+            match out.remove(i) {
+                ReplOutput::Route { msg, .. } => {
+                    self.local.served += 1;
+                    self.on_message(self.node, msg, now, out);
+                }
+                ReplOutput::Send { msg, .. } => {
+                    self.local.answers += 1;
+                    self.on_message(self.node, msg, now, out);
+                }
+                _ => {}
+            }
+        }
+        self.local.busy = false;
     }
 }
 

@@ -216,3 +216,57 @@ fn a_page_with_large_values_stops_at_a_few_megabytes() {
     assert_eq!(listed, 160, "every replica, over {pages} pages");
     assert!(pages >= 160 / 6, "pages are cut by bytes, not only by node ({pages})");
 }
+
+/// Node `via`'s replica of `key` in the four-anchor world (each node holds one of the four).
+fn local_replica(w: &World, via: u64, key: &str) -> u32 {
+    (0..4)
+        .find(|r| {
+            w.owner(selfman_ports::RingId::of_key(key.as_bytes()).replica(*r, 4)) == Some(addr(via))
+        })
+        .expect("every node holds one replica of every key")
+}
+
+#[test]
+fn an_operation_at_a_replica_this_node_serves_skips_the_ring_and_the_network() {
+    use crate::messages::ReplMessage;
+    let mut w = World::ring(ReplicationConfig::default(), &anchors());
+    let k = "a-local-key";
+    let mine = local_replica(&w, Q - 1, k);
+    assert_eq!(w.write(Q - 1, k, 1, "one"), 4, "all four apply, the local one too");
+    assert_eq!(w.m(Q - 1).served_locally(), (1, 1));
+    assert_eq!(w.served(k, mine), Some(Version(1)));
+    // A read: three operations leave the node, none for its own replica, and no answer to
+    // itself goes through the network.
+    let tag = 9_000;
+    w.request(Q - 1, ReplicationRequest::Read { key: k.as_bytes().to_vec(), tag });
+    let mut routed = 0;
+    while let Some((from, _, msg)) = w.queue.front().cloned() {
+        if from == addr(Q - 1) && matches!(msg, ReplMessage::Op(_)) {
+            routed += 1;
+        }
+        let to_itself =
+            matches!(&w.queue.front(), Some((f, super::world::Dest::Direct(t), _)) if f == t);
+        assert!(!to_itself, "a message from a node to itself");
+        w.step();
+    }
+    assert_eq!(routed, 3);
+    assert_eq!(w.m(Q - 1).served_locally(), (2, 2));
+    let r = w.read_result(tag).expect("answered").expect("a majority answered");
+    assert_eq!(r.version, Version(1));
+    assert!(r.replicas.iter().any(|a| a.replica == mine), "the local replica counts");
+    // An operation at a replica of another node is not served here.
+    let other = (mine + 1) % 4;
+    let op = ReplicaOp::Write { version: Version(2), value: Some(b"two".to_vec()) };
+    let req = ReplicationRequest::AtReplica {
+        key: k.as_bytes().to_vec(),
+        replica: other,
+        op,
+        tag: 9_001,
+    };
+    w.request(Q - 1, req);
+    assert_eq!(w.queue.len(), 1);
+    w.run();
+    assert_eq!(w.m(Q - 1).served_locally(), (2, 2));
+    assert_eq!(w.served(k, other), Some(Version(2)));
+    assert_eq!(w.served(k, mine), Some(Version(1)));
+}
