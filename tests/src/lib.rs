@@ -671,6 +671,15 @@ const MERGE_REGRESSIONS: &[Regression] = &[
 /// The replication family's kept seeds (`repl-*`): each failed once, before the fix named.
 const REPLICATION_REGRESSIONS: &[Regression] = &[
     Regression {
+        scenario: "repl-hosts",
+        seed: 362,
+        caught: "a member that left kept running and stayed, checked in, in its old successor's \
+                 predecessor list; after the next peer crashed, that successor redirected every \
+                 fix to the member that left, which answers not_in_ring (dropped): the crashed \
+                 peer's range was owned by nobody (fix in the relaxed ring: a peer that says it \
+                 is not in a ring leaves the predecessor list)",
+    },
+    Regression {
         scenario: "repl-join",
         seed: 1,
         caught: "two joiners in one gap: the first lost part of its range to the second before \

@@ -285,6 +285,12 @@ impl RelaxedRingMachine {
             self.mark_crashed(q.addr, now, true);
             return;
         }
+        // Nor is it a predecessor-list member to redirect a `fix` to: one that left and keeps
+        // running is never suspected, and would stay the target of every redirect, which it
+        // never takes (`repl-hosts` seed 362).
+        if self.s.pred != Some(q) {
+            self.s.pred_list.retain(|e| e.peer != q);
+        }
         let target = self.s.fixing.as_ref().is_some_and(|f| f.target == q);
         if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving)
             || (self.s.succ != Some(q) && !target)

@@ -317,3 +317,30 @@ fn a_run_of_crashed_successors_longer_than_is_watched_costs_one_more_detection()
     w.tick_for(secs(3));
     w.assert_ring();
 }
+
+#[test]
+fn a_predecessor_list_member_that_says_it_is_not_in_a_ring_is_forgotten() {
+    // 300 keeps 200 in its predecessor list, checked in once: 200 left (and keeps running,
+    // so it is never suspected) and answers `not_in_ring`. Kept, 200 would be the redirect
+    // target of every `fix` from below it, which it never takes: a redirect loop that leaves
+    // a crashed predecessor's range owned by nobody (`repl-hosts` seed 362).
+    let mut w = World::ring(&[100, 300]);
+    w.add(200);
+    let gone = w.peer(200);
+    let b = w.at(300);
+    let now = w.now;
+    w.nodes.get_mut(&b).expect("exists").m.s.pred_list.push(crate::machine::PredEntry {
+        peer: gone,
+        heard: now,
+        confirmed: true,
+    });
+    let msg = crate::messages::RingMessage {
+        sender: RingId(200),
+        body: crate::messages::Body::NotInRing,
+    };
+    let from = w.at(200);
+    w.with_node(b, |m, now, out| m.on_message(from, msg, now, out));
+    let s = &w.nodes.get(&b).expect("exists").m.s;
+    assert!(s.pred_list.iter().all(|e| e.peer != gone), "{:?}", s.pred_list);
+    assert_eq!(s.pred, Some(w.peer(100)), "the predecessor itself stays");
+}
