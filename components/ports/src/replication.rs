@@ -465,6 +465,8 @@ pub enum Movement {
         range: Range,
         /// Items copied in.
         items: u64,
+        /// Their key and value bytes (framing, versions and votes not counted).
+        bytes: u64,
     },
     /// An anti-entropy round compared `range` with the replicas `shift` positions on and
     /// repaired what differed.

@@ -100,7 +100,7 @@ struct Outgoing {
     last_progress: Time,
     resend_at: Time,
     items: u64,
-    /// Key and value bytes of the items sent (`wire_bytes`).
+    /// Key and value bytes of the items sent ([`WireItem::data_bytes`]).
     bytes: u64,
 }
 
@@ -115,7 +115,7 @@ enum InPhase {
         offered: Range,
         next_seq: u64,
         items: u64,
-        /// Key and value bytes of the items received (`wire_bytes`).
+        /// Key and value bytes of the items received ([`WireItem::data_bytes`]).
         bytes: u64,
         last_progress: Time,
     },
@@ -444,7 +444,7 @@ impl Handover {
                 continue;
             }
             o.items += items.len() as u64;
-            o.bytes += items.iter().map(wire_bytes).sum::<u64>();
+            o.bytes += items.iter().map(WireItem::data_bytes).sum::<u64>();
             let seq = *next_seq;
             *next_seq += 1;
             unacked.insert(seq, (items.clone(), cx.now));
@@ -728,7 +728,7 @@ impl Handover {
         }
         *next_seq += 1;
         *count += items.len() as u64;
-        *got_bytes += items.iter().map(wire_bytes).sum::<u64>();
+        *got_bytes += items.iter().map(WireItem::data_bytes).sum::<u64>();
         *last_progress = cx.now;
         cx.send(from, ReplMessage::ItemsAck { session, seq });
     }
@@ -923,10 +923,4 @@ impl Handover {
             }
         }
     }
-}
-
-/// What a hand-over counts as moved for an item: its key and value bytes (framing, versions and
-/// votes excluded).
-fn wire_bytes(w: &WireItem) -> u64 {
-    (w.key.len() + w.value.as_ref().map_or(0, Vec::len)) as u64
 }

@@ -305,6 +305,14 @@ pub struct WireItem {
     pub votes: Vec<WireVote>,
 }
 
+impl WireItem {
+    /// What a movement counts as moved for this item: its key and value bytes (framing,
+    /// version and votes not counted).
+    pub(crate) fn data_bytes(&self) -> u64 {
+        (self.key.len() + self.value.as_ref().map_or(0, Vec::len)) as u64
+    }
+}
+
 /// A vote on the wire: its lease as time left, since clocks differ between nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireVote {

@@ -57,6 +57,8 @@ struct Rebuild {
     want: RangeSet,
     serving: bool,
     items: u64,
+    /// Key and value bytes of the items installed ([`WireItem::data_bytes`]).
+    bytes: u64,
     sources: Vec<Source>,
 }
 
@@ -132,6 +134,7 @@ impl Recovery {
                 want: RangeSet::of(part),
                 serving: false,
                 items: 0,
+                bytes: 0,
                 sources,
             };
             self.sessions.insert(id, r);
@@ -180,7 +183,7 @@ impl Recovery {
                 cx.store.abstain(part, cx.now + cx.config.max_lease, cx.now);
                 cx.moves.push(Transition::Serve(part));
             }
-            let m = Movement::Rebuilt { range: r.range, items: r.items };
+            let m = Movement::Rebuilt { range: r.range, items: r.items, bytes: r.bytes };
             cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
         }
         if r.sources.iter().all(|s| s.complete) {
@@ -238,9 +241,15 @@ impl Recovery {
                 continue;
             }
             match cx.store.merge_newer(ItemId::new(pos, &w.key), w.version, w.value.as_deref()) {
-                Merge::Installed => r.items += 1,
+                Merge::Installed => {
+                    r.items += 1;
+                    r.bytes += w.data_bytes();
+                }
                 Merge::Diverged(taken) => {
                     r.items += u64::from(taken);
+                    if taken {
+                        r.bytes += w.data_bytes();
+                    }
                     cx.faults.add(
                         Fault::Divergent,
                         &format_args!("{pos} holds {} with two values", w.version),

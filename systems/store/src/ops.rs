@@ -230,7 +230,7 @@ fn store_metrics(
         m.sample("selfman_store_commands_total", &[("command", name)], n as f64);
     }
     let mv = movement;
-    let moved: [(&str, &str, &AtomicU64); 13] = [
+    let moved: [(&str, &str, &AtomicU64); 14] = [
         ("selfman_repl_handovers_total", "Ranges handed over to a new holder.", &mv.handed_over),
         (
             "selfman_repl_handover_items_total",
@@ -260,6 +260,11 @@ fn store_metrics(
         ),
         ("selfman_repl_rebuilds_total", "Ranges rebuilt from the other replicas.", &mv.rebuilt),
         ("selfman_repl_rebuilt_items_total", "Items copied in by rebuilds.", &mv.rebuilt_items),
+        (
+            "selfman_repl_rebuilt_bytes_total",
+            "Key and value bytes of the items copied in by rebuilds.",
+            &mv.rebuilt_bytes,
+        ),
         ("selfman_repl_repair_rounds_total", "Anti-entropy rounds finished.", &mv.repair_rounds),
         (
             "selfman_repl_repair_bytes_total",

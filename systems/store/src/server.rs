@@ -229,6 +229,8 @@ pub struct MovementStats {
     pub rebuilt: AtomicU64,
     /// Items copied in by rebuilds.
     pub rebuilt_items: AtomicU64,
+    /// Their key and value bytes.
+    pub rebuilt_bytes: AtomicU64,
     /// Anti-entropy (repair) rounds finished.
     pub repair_rounds: AtomicU64,
     /// Bytes both sides sent for those rounds.
@@ -271,9 +273,10 @@ impl MovementWatcher {
                 add(&s.received_bytes, bytes);
             }
             M::TransferAborted { .. } => add(&s.transfers_aborted, 1),
-            M::Rebuilt { items, .. } => {
+            M::Rebuilt { items, bytes, .. } => {
                 add(&s.rebuilt, 1);
                 add(&s.rebuilt_items, items);
+                add(&s.rebuilt_bytes, bytes);
             }
             M::Repaired { fetched, pushed, bytes, .. } => {
                 add(&s.repair_rounds, 1);

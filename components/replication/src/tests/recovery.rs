@@ -47,6 +47,13 @@ fn a_crashed_peer_is_rebuilt_from_the_other_replicas() {
     // Bulk reads moved about what was lost (each of the f - 1 sources sends it once).
     let moved = w.bytes_of(&["range-items"]);
     assert!(moved > 0 && moved < 3 * lost * 64, "{moved} bytes for {lost} replicas");
+    // The movement counts what it installed, in items and in key and value bytes (every key
+    // is at least a byte long, and a rebuild's data crossed the network).
+    assert!(w.told(Q - 1, |i| matches!(
+        i,
+        ReplicationIndication::Movement(Movement::Rebuilt { items, bytes, .. })
+            if *items > 0 && *bytes >= *items && *bytes <= moved as u64
+    )));
 }
 
 #[test]
