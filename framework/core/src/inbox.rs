@@ -22,6 +22,10 @@ use crate::component::cell::ComponentCell;
 use crate::lock::Lock;
 use crate::prefetch::prefetch;
 
+/// The most buffer an emptied queue keeps for the next arrivals, in bytes; a larger one (left by
+/// a backlog) is freed.
+const RETAIN_BYTES: usize = 64 * 1024;
+
 /// Producers' and runner's fields sit side by side, without padding between them: padding to
 /// separate cache lines cost a line per turn where memory is the bottleneck and bought nothing
 /// measurable across cores (decision 010).
@@ -152,10 +156,17 @@ impl<E> Inbox<E> {
         } else {
             local.extend(q.drain(..));
         }
+        // The arrival queue now holds the buffer the runner emptied. A backlog grew it, and a
+        // deque never gives capacity back: keep a large one and every burst a port ever saw
+        // stays allocated for good (the heap "growth" of long loaded runs). Give it back; it is
+        // freed after the lock is released.
+        let spare = (q.capacity() * std::mem::size_of::<E>() > RETAIN_BYTES)
+            .then(|| std::mem::take(&mut *q));
         // Published before the arrival lock is released, so an observer (`len`) never sees the
         // events in neither queue.
         self.local_len.store(local.len(), Ordering::Relaxed);
         drop(q);
+        drop(spare);
         true
     }
 
