@@ -36,20 +36,8 @@ for v in "$KEYS" "$NODES" "$FC" "$P" "$RUNS" "$POSITION"; do
     [[ $v =~ ^[0-9]+$ ]] || { echo "usage: $0 [KEYS] [NODES] [FILL_CLIENTS] [PIPELINE] [RUNS] [POSITION] (numbers)" >&2; exit 2; }
 done
 (( NODES >= 1 && NODES <= 90 )) || { echo "NODES: 1..90" >&2; exit 2; }
-nice cargo build --release -q -p selfman-store --bin selfman
-CARGO_TARGET_DIR="$PWD/target" nice cargo build --release -q --manifest-path benches/peers/Cargo.toml -p kv-load
-dir=$(mktemp -d)
-pids=()
-stop_all() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 1 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    pids=()
-}
-trap 'stop_all; rm -rf "$dir"' EXIT
+. systems/store/bench/nodes.sh   # (the working directory is the repository root)
+need_curl
 now_ms() { date +%s%3N; }
 # start_node I [POSITION]: node I on redis BASE+I, ring BASE+100+I, http BASE+200+I, host I;
 # without POSITION it waits for the readiness line (the joiner's is watched by the poll loop).

@@ -26,20 +26,7 @@ BASE=${SELFMAN_BENCH_BASE:-17800}
 F=${SELFMAN_BENCH_REPLICAS:-4}
 [[ $F =~ ^[0-9]+$ && $C =~ ^[0-9]+$ && $D =~ ^[0-9]+$ && $K =~ ^[0-9]+$ && $RUNS =~ ^[0-9]+$ ]] ||
     { echo "usage: $0 [CLIENTS] [DURATION_MS] [KILL_AT_MS] [RUNS] (numbers)" >&2; exit 2; }
-nice cargo build --release -q -p selfman-store --bin selfman
-CARGO_TARGET_DIR="$PWD/target" nice cargo build --release -q --manifest-path benches/peers/Cargo.toml -p kv-load
-dir=$(mktemp -d)
-pids=()
-stop_all() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 1 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    pids=()
-}
-trap 'stop_all; rm -rf "$dir"' EXIT
+. systems/store/bench/nodes.sh   # (the working directory is the repository root)
 # start_node I: node I on redis BASE+I, ring BASE+100+I, host I; waits for its readiness line.
 start_node() {
     local i=$1 pos=0
