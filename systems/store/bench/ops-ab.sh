@@ -31,6 +31,7 @@ KEYS=100000
 BASE=17550
 cargo build --release -q -p selfman-store --bin selfman
 CARGO_TARGET_DIR="$PWD/target" cargo build --release -q --manifest-path benches/peers/Cargo.toml -p kv-load
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 pids=()
 poller=""
 cleanup() {
