@@ -5,6 +5,9 @@
 //!
 //! Both runs check afterwards, by PID, that no node process is left (running or zombie).
 //! They take turns (one lock): ten processes each on two cores are enough.
+//!
+//! The partition runs (`--partition-s`) need root: they put the nodes into two network
+//! namespaces, and check afterwards that both namespaces are gone.
 
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -115,9 +118,81 @@ fn a_ring_that_does_not_repair_itself_fails_the_run() {
     assert_reaped(&pids, &stdout);
 }
 
+/// The partition run: six processes in two network namespaces (root), the link between them
+/// cut for 35 s — longer than suspects are remembered (30 s), so only the merge can join the
+/// two rings again — then healed.
+#[test]
+fn two_rings_left_by_a_partition_merge_into_one_after_it_heals() {
+    let (out, stdout, stderr) =
+        run(&["--nodes", "6", "--partition-s", "35", "--lookups", "10", "--timeout-s", "60"]);
+    assert!(out.status.success(), "failed:\n{stdout}\n{stderr}");
+    let last = stdout.lines().last().expect("no output");
+    assert!(last.starts_with("ring-cluster-merge nodes=6 sides=2 apart_s=35 "), "{stdout}");
+    assert_eq!(field(last, "ring"), "ok");
+    assert_eq!(field(last, "wrong"), "0", "{stdout}");
+    // Every lookup after forming and after the merge named the owner; on each side of the
+    // partition none named a wrong peer.
+    for phase in ["after forming", "after the merge"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("lookups {phase}:")))
+            .unwrap_or_else(|| panic!("no `lookups {phase}` line:\n{stdout}"));
+        assert!(line.ends_with(" 0 unavailable, 0 wrong"), "{line}");
+    }
+    assert!(stdout.contains("each side forms one ring of its own"), "{stdout}");
+    let merge: u64 = field(last, "merge_ms").parse().unwrap();
+    assert!(merge <= 60_000, "{last}");
+    let pids = node_pids(&stdout);
+    assert_eq!(pids.len(), 6, "{stdout}");
+    assert_reaped(&pids, &stdout);
+    assert_no_namespace_left(&stdout);
+    eprintln!("{last}");
+}
+
+#[test]
+fn without_the_merge_the_two_rings_stay_two() {
+    // The same run with merging off (feature `flaws`): the passive list is never probed, so
+    // after a partition longer than suspects are remembered nothing joins the two rings.
+    let (out, stdout, stderr) = run(&[
+        "--nodes",
+        "6",
+        "--partition-s",
+        "35",
+        "--lookups",
+        "5",
+        "--timeout-s",
+        "20",
+        "--flaw",
+        "merge-off",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "not caught:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("merging the two rings: not within the deadline"), "{stderr}");
+    assert!(stdout.contains("healed the link"), "{stdout}");
+    let pids = node_pids(&stdout);
+    assert_eq!(pids.len(), 6, "{stdout}");
+    assert_reaped(&pids, &stdout);
+    assert_no_namespace_left(&stdout);
+}
+
+/// The namespaces the launcher printed (`in namespaces NAME (IP) and NAME (IP)`) are gone.
+fn assert_no_namespace_left(stdout: &str) {
+    let first = stdout.lines().next().unwrap_or("");
+    let names: Vec<&str> =
+        first.split_whitespace().filter(|w| w.starts_with("selfman-rc-")).collect();
+    assert_eq!(names.len(), 2, "{first}");
+    let list = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+    let list = String::from_utf8_lossy(&list.stdout);
+    for n in names {
+        assert!(!list.lines().any(|l| l.split_whitespace().next() == Some(n)), "{n} left: {list}");
+    }
+}
+
 #[test]
 fn bad_options_exit_with_a_usage_error() {
     let (out, _, stderr) = run(&["--nodes", "10", "--kill", "5"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("--kill must be between 1 and 4"), "{stderr}");
+    let (out, _, stderr) = run(&["--partition-s", "10", "--kill", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("--partition-s replaces the swaps and kills"), "{stderr}");
 }

@@ -19,6 +19,7 @@
 //! Whatever happens, every node process is stopped and reaped by PID (`selfman-launch`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use selfman_core::{NodeAddr, Rng};
@@ -28,6 +29,7 @@ use selfman_ports::ring_check::{dead_fingers, lookup_fault, ring_convergence};
 use selfman_ports::{LookupOutcome, Peer, RingId, RingView};
 use selfman_relaxed_ring::RingConfig;
 
+use super::netns::{remove_stale, Split, SIDE_IPS};
 use super::{default_fd, fd_args, fd_flag, flag_values, number, usage, validate_fd};
 use crate::lines::{Command, NodeLine, RingSettings, Swapped};
 
@@ -71,7 +73,13 @@ pub(super) struct LaunchOptions {
     fd: FdConfig,
     /// A deliberate mistake for every node's ring (feature `flaws`).
     flaw: Option<String>,
+    /// `--partition-s`: the partition run instead of the swaps and kills, the two sides apart
+    /// this long.
+    partition: Option<Duration>,
 }
+
+/// Longest partition `--partition-s` takes.
+const MAX_APART: Duration = Duration::from_secs(600);
 
 pub(super) fn parse(args: &[String]) -> Result<LaunchOptions, String> {
     let mut o = LaunchOptions {
@@ -83,14 +91,19 @@ pub(super) fn parse(args: &[String]) -> Result<LaunchOptions, String> {
         timeout: Duration::from_secs(60),
         fd: default_fd(),
         flaw: None,
+        partition: None,
     };
+    let mut kill_given = false;
     for (flag, v) in flag_values(args)? {
         if fd_flag(&mut o.fd, flag, v)? {
             continue;
         }
         match flag {
             "--nodes" => o.nodes = number(flag, v)? as usize,
-            "--kill" => o.kill = number(flag, v)? as usize,
+            "--kill" => {
+                o.kill = number(flag, v)? as usize;
+                kill_given = true;
+            }
             "--lookups" => o.lookups = number(flag, v)? as usize,
             "--swap" => {
                 o.swap = match v {
@@ -101,6 +114,13 @@ pub(super) fn parse(args: &[String]) -> Result<LaunchOptions, String> {
             }
             "--seed" => o.seed = number(flag, v)?,
             "--timeout-s" => o.timeout = Duration::from_secs(number(flag, v)?.max(1)),
+            "--partition-s" => {
+                let apart = Duration::from_secs(number(flag, v)?);
+                if apart.is_zero() || apart > MAX_APART {
+                    return Err(usage("--partition-s must be between 1 and 600"));
+                }
+                o.partition = Some(apart);
+            }
             #[cfg(feature = "flaws")]
             "--flaw" => {
                 parse_flaw(v)?;
@@ -111,6 +131,18 @@ pub(super) fn parse(args: &[String]) -> Result<LaunchOptions, String> {
     }
     if !(3..=64).contains(&o.nodes) {
         return Err(usage("--nodes must be between 3 and 64"));
+    }
+    if o.partition.is_some() {
+        if o.nodes < 4 {
+            return Err(usage("--partition-s needs --nodes 4 or more (two on each side)"));
+        }
+        if kill_given || !o.swap {
+            return Err(usage("--partition-s replaces the swaps and kills: no --kill or --swap"));
+        }
+        o.swap = false;
+        o.kill = 0;
+        validate_fd(&o.fd)?;
+        return Ok(o);
     }
     if o.kill == 0 || o.kill > (o.nodes - 1) / 2 {
         return Err(usage(format!(
@@ -127,14 +159,27 @@ pub(super) fn parse(args: &[String]) -> Result<LaunchOptions, String> {
 pub(super) fn parse_flaw(v: &str) -> Result<selfman_relaxed_ring::Flaw, String> {
     match v {
         "recovery-skips-succ-list" => Ok(selfman_relaxed_ring::Flaw::RecoverySkipsSuccList),
-        _ => Err(usage(format!("--flaw: `{v}` (known: recovery-skips-succ-list)"))),
+        "merge-off" => Ok(selfman_relaxed_ring::Flaw::MergeOff),
+        _ => Err(usage(format!("--flaw: `{v}` (known: recovery-skips-succ-list, merge-off)"))),
     }
 }
 
-/// Node `i`: this same program's `node` subcommand.
-fn node_program(i: usize, o: &LaunchOptions) -> Result<Program, String> {
+/// Node `i`: this same program's `node` subcommand; in the partition run, inside side
+/// `i % 2`'s namespace, listening on that side's address.
+fn node_program(i: usize, o: &LaunchOptions, split: Option<&Split>) -> Result<Program, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let mut p = Program::new(exe).name(format!("node {i}")).arg("node").args(fd_args(&o.fd));
+    let mut p = match split {
+        None => Program::new(exe),
+        Some(split) => Program::new("ip")
+            .args(["netns", "exec", &split.names[i % 2]])
+            .arg(exe)
+            .arg("node")
+            .args(["--listen", &SocketAddr::new(SIDE_IPS[i % 2], 0).to_string()]),
+    };
+    if split.is_none() {
+        p = p.arg("node");
+    }
+    p = p.name(format!("node {i}")).args(fd_args(&o.fd));
     if let Some(f) = &o.flaw {
         p = p.args(["--flaw", f]);
     }
@@ -148,6 +193,10 @@ enum Phase {
     Swapping,
     Repairing,
     Repaired,
+    /// The partition run: while the sides are apart (judged against the node's own side).
+    Apart,
+    /// The partition run: after the sides merged.
+    Merged,
 }
 
 impl Phase {
@@ -157,6 +206,8 @@ impl Phase {
             Phase::Swapping => "during the swaps",
             Phase::Repairing => "during the repair",
             Phase::Repaired => "after the repair",
+            Phase::Apart => "on each side of the partition",
+            Phase::Merged => "after the merge",
         }
     }
 }
@@ -198,10 +249,10 @@ struct Run {
 }
 
 impl Run {
-    fn start(o: &LaunchOptions) -> Result<Run, String> {
+    fn start(o: &LaunchOptions, split: Option<&Split>) -> Result<Run, String> {
         let mut nodes = Cluster::new();
         for i in 0..o.nodes {
-            nodes.spawn(&node_program(i, o)?).map_err(|e| e.to_string())?;
+            nodes.spawn(&node_program(i, o, split)?).map_err(|e| e.to_string())?;
         }
         let mut addrs = Vec::with_capacity(o.nodes);
         for i in 0..o.nodes {
@@ -240,6 +291,14 @@ impl Run {
     /// The live peers, as their views name them.
     fn live_peers(&self) -> Vec<Peer> {
         self.live().filter_map(|i| self.views[i].as_ref().map(|v| v.me)).collect()
+    }
+
+    /// The live peers on node `i`'s side of the partition (even or odd node numbers).
+    fn side_peers(&self, i: usize) -> Vec<Peer> {
+        self.live()
+            .filter(|j| j % 2 == i % 2)
+            .filter_map(|j| self.views[j].as_ref().map(|v| v.me))
+            .collect()
     }
 
     fn index_of(&self, n: NodeAddr) -> Option<usize> {
@@ -298,7 +357,8 @@ impl Run {
                 if s.node != i || s.key != key {
                     return Err(format!("node {i} answered lookup {tag} sent to node {}", s.node));
                 }
-                let peers = self.live_peers();
+                let peers =
+                    if s.phase == Phase::Apart { self.side_peers(i) } else { self.live_peers() };
                 let tally = self.tallies.entry(s.phase).or_default();
                 match (lookup_fault(&peers, key, &outcome), outcome) {
                     (None, _) => tally.right += 1,
@@ -349,6 +409,28 @@ impl Run {
         self.wait_for(deadline, what, |r| {
             let views = r.live_views().ok_or("not every node has reported its view yet")?;
             let faults = ring_convergence(&views, succ_list);
+            if faults.is_empty() {
+                Ok(())
+            } else {
+                Err(summary(&faults))
+            }
+        })
+    }
+
+    /// Waits until each side of the partition has formed one ring of its own, in sorted
+    /// order with successor lists of `succ_list` (or all its other peers).
+    fn wait_for_sides(&mut self, deadline: Instant, succ_list: usize) -> Result<(), String> {
+        self.wait_for(deadline, "one ring on each side", |r| {
+            let views = r.live_views().ok_or("not every node has reported its view yet")?;
+            let mut faults = Vec::new();
+            for side in 0..2 {
+                let mine: BTreeMap<NodeAddr, RingView> = views
+                    .iter()
+                    .filter(|(a, _)| r.index_of(**a).is_some_and(|j| j % 2 == side))
+                    .map(|(a, v)| (*a, v.clone()))
+                    .collect();
+                faults.extend(ring_convergence(&mine, succ_list));
+            }
             if faults.is_empty() {
                 Ok(())
             } else {
@@ -412,6 +494,13 @@ impl Run {
         Ok(line)
     }
 
+    /// Stops every node (stdin closed, then SIGKILL after [`STOP_GRACE`]) and reaps it;
+    /// returns how many of the live ones exited cleanly.
+    fn stop(&mut self) -> Result<usize, String> {
+        let statuses = self.nodes.stop_all(STOP_GRACE).map_err(|e| e.to_string())?;
+        Ok(statuses.iter().enumerate().filter(|(i, s)| self.alive[*i] && s.success()).count())
+    }
+
     fn describe(&self, i: usize) -> String {
         let id = self.views[i].as_ref().map_or("?".to_owned(), |v| v.me.id.to_string());
         format!("node {i} (pid {}, id {id})", self.nodes[i].pid())
@@ -444,18 +533,13 @@ fn victims(sorted: &[usize], k: usize, rng: &mut Rng) -> Vec<usize> {
     out
 }
 
-pub(super) fn run(o: LaunchOptions) -> Result<(), String> {
-    let began = Instant::now();
-    println!(
-        "ring-cluster: {} nodes, kill {}, seed {}, detector {:?}",
-        o.nodes, o.kill, o.seed, o.fd
-    );
-    let mut r = Run::start(&o)?;
+/// Phases 1 and 2: every node printed its address; node 0 bootstraps and the others join
+/// through it; once they form one ring, lookups from every node must name the owner. Returns
+/// the time it took to form and the nodes in ring order.
+fn form(r: &mut Run, o: &LaunchOptions) -> Result<(Duration, Vec<usize>), String> {
     for i in 0..o.nodes {
         println!("node {i}: {} (pid {})", r.addrs[i], r.nodes[i].pid());
     }
-    let list = RingConfig::default().succ_list_size;
-
     // 1. Form.
     let t0 = Instant::now();
     let deadline = t0 + o.timeout;
@@ -468,7 +552,7 @@ pub(super) fn run(o: LaunchOptions) -> Result<(), String> {
     for i in 1..o.nodes {
         r.send(i, &Command::Join(access))?;
     }
-    r.wait_for_ring(deadline, "forming the ring", list)?;
+    r.wait_for_ring(deadline, "forming the ring", RingConfig::default().succ_list_size)?;
     let formed = t0.elapsed();
     println!("one ring of {} peers after {} ms:", o.nodes, ms(formed));
     let mut sorted: Vec<usize> = r.live().collect();
@@ -481,6 +565,21 @@ pub(super) fn run(o: LaunchOptions) -> Result<(), String> {
     // 2. Lookups from every node.
     r.lookups_from_every_node(o.lookups, Phase::Formed)?;
     println!("{}", r.check_tally(Phase::Formed, false)?);
+    Ok((formed, sorted))
+}
+
+pub(super) fn run(o: LaunchOptions) -> Result<(), String> {
+    if o.partition.is_some() {
+        return run_partition(o);
+    }
+    let began = Instant::now();
+    println!(
+        "ring-cluster: {} nodes, kill {}, seed {}, detector {:?}",
+        o.nodes, o.kill, o.seed, o.fd
+    );
+    let mut r = Run::start(&o, None)?;
+    let (formed, sorted) = form(&mut r, &o)?;
+    let list = RingConfig::default().succ_list_size;
 
     // 3. Swaps under lookups.
     let mut list = list;
@@ -582,8 +681,7 @@ pub(super) fn run(o: LaunchOptions) -> Result<(), String> {
     if !r.false_suspicions.is_empty() {
         println!("note: live nodes were falsely suspected at times: {:?}", r.false_suspicions);
     }
-    let statuses = r.nodes.stop_all(STOP_GRACE).map_err(|e| e.to_string())?;
-    let clean = statuses.iter().enumerate().filter(|(i, s)| r.alive[*i] && s.success()).count();
+    let clean = r.stop()?;
     println!(
         "{clean} of {} survivors exited cleanly when told; all {} processes reaped; {} s in all",
         o.nodes - o.kill,
@@ -602,8 +700,88 @@ pub(super) fn run(o: LaunchOptions) -> Result<(), String> {
     Ok(())
 }
 
+/// The partition run (`--partition-s S`): the nodes in two network namespaces ([`Split`]),
+/// even-numbered nodes on side a, odd on side b. After phases 1 and 2 ([`form`]):
+///
+/// 3. **cut** the link between the sides; each side must form one ring of its own (within the
+///    time apart, `split_ms`), and lookups from every node must name the owner among the peers
+///    of its own side (an answer that a range is unavailable is allowed, a wrong owner not);
+/// 4. **heal** the link `S` seconds after the cut; the peers must form one ring again by
+///    themselves (`merge_ms`, from the heal: the relaxed ring's merge, started by probing its
+///    passive list, since the sides were apart longer than suspects are remembered);
+/// 5. **lookups** from every node: every one must name the owner.
+fn run_partition(o: LaunchOptions) -> Result<(), String> {
+    let apart = o.partition.expect("the partition run has --partition-s");
+    let began = Instant::now();
+    remove_stale();
+    // Declared before the nodes, so dropped after them: the namespaces go last.
+    let split = Split::create()?;
+    println!(
+        "ring-cluster: {} nodes in namespaces {} ({}) and {} ({}), apart {} s, seed {}, detector {:?}",
+        o.nodes,
+        split.names[0],
+        SIDE_IPS[0],
+        split.names[1],
+        SIDE_IPS[1],
+        apart.as_secs(),
+        o.seed,
+        o.fd
+    );
+    let mut r = Run::start(&o, Some(&split))?;
+    let (formed, _) = form(&mut r, &o)?;
+    let list = RingConfig::default().succ_list_size;
+
+    // 3. Cut, and each side heals into a ring of its own.
+    split.cut()?;
+    let cut_at = Instant::now();
+    println!("cut the link between the sides");
+    r.wait_for_sides(cut_at + apart.min(o.timeout), list)?;
+    let split_time = cut_at.elapsed();
+    println!("each side forms one ring of its own {} ms after the cut", ms(split_time));
+    r.lookups_from_every_node(o.lookups, Phase::Apart)?;
+    println!("{}", r.check_tally(Phase::Apart, true)?);
+
+    // 4. Heal, and the two rings merge by themselves.
+    let heal_at = cut_at + apart;
+    while Instant::now() < heal_at {
+        r.pump(Duration::from_millis(5))?;
+    }
+    split.heal()?;
+    let healed = Instant::now();
+    println!("healed the link {} s after the cut", apart.as_secs());
+    r.wait_for_ring(healed + o.timeout, "merging the two rings", list)?;
+    let merge = healed.elapsed();
+    println!("one ring of {} peers again {} ms after the heal", o.nodes, ms(merge));
+
+    // 5. Lookups from every node.
+    r.lookups_from_every_node(o.lookups, Phase::Merged)?;
+    println!("{}", r.check_tally(Phase::Merged, false)?);
+
+    let total: usize = r.tallies.values().map(|t| t.sent).sum();
+    let right: usize = r.tallies.values().map(|t| t.right).sum();
+    let failed: usize = r.tallies.values().map(|t| t.unavailable).sum();
+    let clean = r.stop()?;
+    println!(
+        "{clean} of {} nodes exited cleanly when told; all reaped; {} s in all",
+        o.nodes,
+        began.elapsed().as_secs()
+    );
+    println!(
+        "ring-cluster-merge nodes={} sides=2 apart_s={} formed_ms={} split_ms={} merge_ms={} \
+         lookups={total} right={right} wrong=0 failed={failed} ring=ok",
+        o.nodes,
+        apart.as_secs(),
+        ms(formed),
+        ms(split_time),
+        ms(merge)
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use selfman_core::Rng;
 
     use super::{parse, swapped_fd, swapped_ring, victims};
@@ -645,10 +823,17 @@ mod tests {
             "--swap maybe",
             "--bogus 1",
             "--fd-timeout-ms 10",
+            "--partition-s 0",
+            "--partition-s 601",
+            "--partition-s 10 --nodes 3",
+            "--partition-s 10 --kill 1",
+            "--partition-s 10 --swap no",
         ] {
             assert!(parse(&args(bad)).unwrap_err().starts_with("usage"), "{bad}");
         }
         assert!(!parse(&args("--swap no")).unwrap().swap);
+        let p = parse(&args("--partition-s 40 --nodes 6")).unwrap();
+        assert_eq!((p.partition, p.kill, p.swap), (Some(Duration::from_secs(40)), 0, false));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ```text
 //! ring-cluster [--nodes N] [--kill K] [--lookups L] [--swap yes|no] [--seed S]
 //!              [--timeout-s T] [--fd-period-ms P] [--fd-timeout-ms T0] [--fd-max-ms TM]
+//! ring-cluster --partition-s S [--nodes N] [--lookups L] [--seed S] [--timeout-s T] [--fd-…]
 //! ring-cluster node [--listen IP:PORT] [--fd-period-ms P] [--fd-timeout-ms T0]
 //!                   [--fd-max-ms TM] [--view-poll-ms V]
 //! ```
@@ -22,8 +23,18 @@
 //! and it exits 1 (with what it saw) if the ring does not form or repair within `T` seconds
 //! (default 60), if a lookup is not answered by the owner, or if a swap fails; 2 for a usage
 //! error. The node side (`cli/node.rs`) speaks the lines of [`crate::lines`].
+//!
+//! With `--partition-s S` (root only) the launcher runs a partition instead of the swaps and
+//! kills: the nodes live in two network namespaces joined by one virtual link
+//! (`cli/netns.rs`); it cuts the link, checks that each side forms a ring of its own, heals the
+//! link `S` seconds later and waits until the two rings have merged into one by themselves:
+//!
+//! ```text
+//! ring-cluster-merge nodes=N sides=2 apart_s=S formed_ms=F split_ms=P merge_ms=M lookups=L right=R wrong=0 failed=U ring=ok
+//! ```
 
 mod launcher;
+mod netns;
 mod node;
 
 use std::process::ExitCode;
@@ -53,6 +64,8 @@ pub fn main() -> ExitCode {
 
 const USAGE: &str = "usage: ring-cluster [--nodes N] [--kill K] [--lookups L] [--swap yes|no] \
 [--seed S] [--timeout-s T] [--fd-period-ms P] [--fd-timeout-ms T0] [--fd-max-ms TM]\n       \
+ring-cluster --partition-s S [--nodes N] [--lookups L] [--seed S] [--timeout-s T] [--fd-...] \
+(root: two network namespaces)\n       \
 ring-cluster node [--listen IP:PORT] [--fd-period-ms P] [--fd-timeout-ms T0] [--fd-max-ms TM] \
 [--view-poll-ms V]";
 
