@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: brings the client tools the store's tests use (installing what is
 # missing — apt as root for redis-server/redis-tools and chromium, a Python venv with redis-py), then runs
-# every test of the workspace. No client test skips: a missing tool fails it, saying how to
-# get it. Usage: ./test.sh [cargo test arguments, e.g. -p selfman-store]
+# every test of the workspace, as root (the ring's partition test creates network namespaces).
+# No client test skips: a missing tool fails it, saying how to get it. Usage: ./test.sh [cargo test arguments, e.g. -p selfman-store]
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,6 +24,16 @@ if ! command -v chromium >/dev/null; then
         exit 1
     fi
     apt-get update && apt-get install -y chromium
+fi
+
+# iproute2's `ip` for the ring's partition run (systems/ring-cluster/tests/cluster.rs puts node
+# processes into two network namespaces, which needs root)
+if ! command -v ip >/dev/null; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test.sh: the partition test needs root and iproute2 ('apt-get install -y iproute2')" >&2
+        exit 1
+    fi
+    apt-get update && apt-get install -y iproute2
 fi
 
 VENV="$PWD/.venv-clients"
