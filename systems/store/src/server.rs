@@ -7,7 +7,9 @@
 //! one in flight writes and nothing is watched; any other command waits for those in flight
 //! first (a pipelined `GET` after a `SET` of the same key sees it). Replies go out in command
 //! order once every command of a read has been answered. Many connections run at once, each
-//! its own transactions.
+//! its own transactions. A lone command's reply is written by the backend itself, the
+//! connection's thread having gone back to reading (see `Handoff`): one wake-up of that thread
+//! per command instead of two.
 //!
 //! **WATCH.** When a command adds watched keys, the connection reads them (one read-only
 //! transaction) and keeps each record as the key's *expected* contents. Each later command's
