@@ -43,6 +43,22 @@ pub(crate) const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 /// Reads per readiness event before other connections get a turn.
 const READS_PER_TURN: usize = 16;
+/// Whether a short read ends a connection's read turn (see `IoLoop::read`): only where mio's
+/// readiness is Linux's edge-triggered epoll.
+const SHORT_READ_ENDS_TURN: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// A socket read that records how many bytes it offered to take.
+struct Offered<'a> {
+    stream: &'a TcpStream,
+    offered: &'a mut usize,
+}
+
+impl Read for Offered<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        *self.offered = buf.len();
+        (&*self.stream).read(buf)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -255,7 +271,9 @@ impl IoLoop {
                             continue;
                         }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read(i);
+                            // a closing or failing socket is read to its end; a live one until
+                            // a read comes back short (see `read`)
+                            self.read(i, ev.is_read_closed() || ev.is_error());
                         }
                         if ev.is_writable() && self.conns[i].is_some() {
                             self.flush(i);
@@ -271,7 +289,7 @@ impl IoLoop {
                 let again = std::mem::take(&mut self.again);
                 for i in again {
                     if self.conns[i].is_some() {
-                        self.read(i);
+                        self.read(i, false);
                     }
                 }
             }
@@ -510,7 +528,7 @@ impl IoLoop {
         }
         self.flush(i);
         if self.conns[i].is_some() {
-            self.read(i); // the peer's hello may already be there
+            self.read(i, true); // the peer's hello may already be there
         }
     }
 
@@ -575,14 +593,28 @@ impl IoLoop {
         }
     }
 
-    fn read(&mut self, i: usize) {
+    /// Reads connection `i` (at most [`READS_PER_TURN`] times, then again next turn) and
+    /// handles the frames read.
+    ///
+    /// Unless `to_end`, a read that fills less than the space offered ends the turn without
+    /// the extra read that would only report `WouldBlock` (one `recv` per readable event
+    /// instead of two). That is safe with Linux's edge-triggered epoll, on which mio rests:
+    /// the socket was empty when the short read copied its bytes, and any byte (or the end of
+    /// the stream) arriving after the last `epoll_wait` took the event queues a new one. On
+    /// other systems, and for a socket reported closing or failed, it reads until
+    /// `WouldBlock` or the end.
+    fn read(&mut self, i: usize, to_end: bool) {
         let budget = self.shared.config.inbound_budget_bytes;
+        let stop_short = !to_end && SHORT_READ_ENDS_TURN;
         for _ in 0..READS_PER_TURN {
             let Some(c) = self.conns[i].as_mut() else { return };
+            let mut offered = 0;
             let read = if c.secure.is_some() {
+                offered = self.shared.config.read_buffer_bytes;
                 self.read_secure(i)
             } else {
-                c.decoder.read_from(&mut &*c.stream).map(|n| (n, false)).map_err(Fail::Io)
+                let mut from = Offered { stream: &c.stream, offered: &mut offered };
+                c.decoder.read_from(&mut from).map(|n| (n, false)).map_err(Fail::Io)
             };
             let Some(c) = self.conns[i].as_mut() else { return };
             match read {
@@ -615,6 +647,9 @@ impl IoLoop {
                     let Some(c) = self.conns[i].as_ref() else { return };
                     if c.credit.load(Ordering::Relaxed) > budget {
                         return self.close(i, CloseReason::Overloaded.into());
+                    }
+                    if stop_short && !secured && n < offered {
+                        return;
                     }
                 }
                 Err(Fail::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,

@@ -8,12 +8,14 @@ cd "$(dirname "$0")/../../.."
 NODES=${1:-4}
 N=${2:-20000}
 BASE=17400
-cargo build --release -q -p selfman-store --bin selfman
+# SELFMAN_BIN=path runs another build of `selfman` (to compare two builds); default: build this one
+BIN=${SELFMAN_BIN:-target/release/selfman}
+[ -n "${SELFMAN_BIN:-}" ] || cargo build --release -q -p selfman-store --bin selfman
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 out=$(mktemp)
-target/release/selfman cluster --nodes "$NODES" --base-port "$BASE" --replicas 4 >"$out" 2>/dev/null &
+"$BIN" cluster --nodes "$NODES" --base-port "$BASE" --replicas 4 >"$out" 2>/dev/null &
 pids+=($!)
 for _ in $(seq 1 600); do grep -q "cluster ready" "$out" && break; sleep 0.1; done
 grep -q "cluster ready" "$out" || { cat "$out"; echo "the cluster did not start" >&2; exit 1; }

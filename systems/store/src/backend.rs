@@ -127,7 +127,44 @@ pub struct Job {
     /// Watched keys and what they must still hold.
     pub watched: Vec<(Key, Expect)>,
     /// Where the outcome goes.
-    pub reply: Sender<Done>,
+    pub reply: Replier,
+}
+
+/// Where a [`Job`]'s outcome goes.
+#[derive(Clone)]
+pub enum Replier {
+    /// Into a channel the submitter reads.
+    Channel(Sender<Done>),
+    /// To a function, called on the backend's thread as the job finishes. It must not block
+    /// for long: the backend's other work waits meanwhile.
+    Call(Arc<dyn Fn(Done) + Send + Sync>),
+}
+
+impl Replier {
+    /// Hands `done` over; an answer nobody waits for any more is dropped.
+    pub fn send(&self, done: Done) {
+        match self {
+            Replier::Channel(to) => {
+                let _ = to.send(done);
+            }
+            Replier::Call(f) => f(done),
+        }
+    }
+}
+
+impl From<Sender<Done>> for Replier {
+    fn from(to: Sender<Done>) -> Replier {
+        Replier::Channel(to)
+    }
+}
+
+impl std::fmt::Debug for Replier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Replier::Channel(_) => "Replier::Channel",
+            Replier::Call(_) => "Replier::Call",
+        })
+    }
 }
 
 /// Why a job did nothing.
@@ -276,6 +313,9 @@ pub struct BackendStats {
     pub fast_read_fallbacks: AtomicU64,
     /// Key changes told to subscribed connections.
     pub notifications: AtomicU64,
+    /// Replies written to the client on the backend's thread, the connection's thread having
+    /// handed its reply queue over (see `server`'s module documentation).
+    pub replies_written: AtomicU64,
     /// Jobs answered with an error because the transaction layer did not answer in time: a
     /// commit whose outcome is unknown, or reads without a majority (part of `failed`).
     pub timed_out: AtomicU64,
@@ -521,7 +561,7 @@ impl Backend {
             .map(|k| (k.clone(), r.view.read_of(k)))
             .collect();
         // A connection that is gone no longer waits for its answer.
-        let _ = r.job.reply.send(Done { result, observed });
+        r.job.reply.send(Done { result, observed });
     }
 
     fn fail(&mut self, handle: TxHandle, r: Running, error: Reply, abort: bool) {

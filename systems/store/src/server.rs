@@ -7,7 +7,9 @@
 //! one in flight writes and nothing is watched; any other command waits for those in flight
 //! first (a pipelined `GET` after a `SET` of the same key sees it). Replies go out in command
 //! order once every command of a read has been answered. Many connections run at once, each
-//! its own transactions.
+//! its own transactions. A lone command's reply is written by the backend itself, the
+//! connection's thread having gone back to reading (see `Handoff`): one wake-up of that thread
+//! per command instead of two.
 //!
 //! **WATCH.** When a command adds watched keys, the connection reads them (one read-only
 //! transaction) and keeps each record as the key's *expected* contents. Each later command's
@@ -30,14 +32,15 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use selfman_core::{ComponentDefinition, Handled, ProvidedRef, Required, Setup};
 use selfman_ports::{Listing, Range, Ring, RingId, RingIndication, Version};
 
 use crate::backend::{
-    BackendStats, Done, Expect, Failure, Job, KeyChange, NotifyRequest, NotifyService, StoreService,
+    BackendStats, Done, Expect, Failure, Job, KeyChange, NotifyRequest, NotifyService, Replier,
+    StoreService,
 };
 use crate::command::{Key, Op};
 use crate::data;
@@ -45,7 +48,7 @@ use crate::node::StorePayload;
 use crate::resp::{Limits, Reply, RequestDecoder};
 use crate::session::{message, Topic};
 use crate::session::{
-    Action, Completion, ExecOutcome, ReplyQueue, Request, Session, SessionConfig,
+    Action, Completion, ExecOutcome, ReplyQueue, Request, Seq, Session, SessionConfig,
 };
 use crate::walk::{WalkError, WalkJob, WalkService, WalkStats};
 
@@ -321,7 +324,7 @@ fn connection(mut stream: TcpStream, shared: &Shared) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut conn = Connection::new(shared);
+    let mut conn = Connection::new(shared, stream.try_clone().ok());
     let mut buf = vec![0u8; 64 * 1024];
     let mut input: Vec<u8> = Vec::new();
     let mut listening = false;
@@ -332,7 +335,12 @@ fn connection(mut stream: TcpStream, shared: &Shared) {
             let wait = if listening { NOTIFY_POLL } else { Duration::from_millis(200) };
             let _ = stream.set_read_timeout(Some(wait));
         }
-        let n = match stream.read(&mut buf) {
+        let read = stream.read(&mut buf);
+        // whatever woke this thread, the reply the backend was writing comes first
+        if conn.settle(&mut stream).is_err() {
+            break;
+        }
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => 0,
@@ -353,6 +361,7 @@ fn connection(mut stream: TcpStream, shared: &Shared) {
             break;
         }
     }
+    conn.abandon();
     let _ = stream.shutdown(std::net::Shutdown::Both);
     conn.unsubscribe_all();
     shared.clients.fetch_sub(1, Ordering::Relaxed);
@@ -371,18 +380,219 @@ struct Connection<'a> {
     /// Keys whose keyspace channel this connection subscribed to.
     subscribed: std::collections::BTreeSet<Key>,
     changes: (mpsc::Sender<KeyChange>, mpsc::Receiver<KeyChange>),
+    /// A second handle of the client's socket, for the backend to write a reply through.
+    direct: Option<TcpStream>,
+    /// The command whose reply the backend writes, holding the reply queue meanwhile.
+    handed: Option<Arc<Handoff>>,
 }
 
 /// A pipelined command running while others run.
 struct InFlight {
-    seq: crate::session::Seq,
-    answer: mpsc::Receiver<Done>,
+    seq: Seq,
+    answer: Arc<Handoff>,
     keys: Vec<Key>,
     write: bool,
 }
 
+/// The answer to one command in flight, between the connection's thread and the backend.
+///
+/// Normally the backend leaves the answer here and the connection's thread, waiting for it,
+/// completes the command in its [`ReplyQueue`] and writes the reply. When that command is the
+/// only one the connection waits for (nothing watched, nothing subscribed, no other reply
+/// pending: a client that sent one command and waits for its reply), the thread instead hands
+/// its reply queue over and goes back to reading the socket. The backend then completes the
+/// command in that queue and writes the reply itself, so a command costs the connection's
+/// thread one wake-up (the client's next bytes) instead of two (the answer, then the next
+/// bytes). The thread takes the queue back as soon as its read returns, whatever woke it
+/// (next command, timeout, end of stream), before it does anything else, waiting for the
+/// answer if need be: replies stay in command order.
+struct Handoff {
+    state: Mutex<HandoffState>,
+    answered: Condvar,
+}
+
+enum HandoffState {
+    /// No answer yet; `waiting` when the connection's thread waits for it.
+    Open { waiting: bool },
+    /// The answer, for the connection's thread to collect.
+    Answered(Done),
+    /// The connection's reply queue, for the backend to complete `seq` in and write out on
+    /// `stream`; `waiting` as for `Open`.
+    Direct { queue: ReplyQueue, seq: Seq, stream: TcpStream, waiting: bool },
+    /// The backend wrote the reply but `rest` (the client did not take it at once); the queue
+    /// goes back to the connection.
+    Written { queue: ReplyQueue, rest: Vec<u8> },
+    /// Given up: a late answer is dropped.
+    Abandoned,
+}
+
+/// How long the backend waits for a client's socket to take a reply before it leaves the
+/// rest to the connection's thread (which writes it once its read returns, within the read
+/// timeout, 200 ms).
+const DIRECT_WRITE_WAIT: Duration = Duration::from_millis(2);
+
+impl Handoff {
+    fn new() -> Arc<Handoff> {
+        Arc::new(Handoff {
+            state: Mutex::new(HandoffState::Open { waiting: false }),
+            answered: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HandoffState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The backend's answer (on the backend's thread); true if it wrote the reply.
+    fn answer(&self, done: Done) -> bool {
+        let mut state = self.lock();
+        let mut wrote = false;
+        let wake = match std::mem::replace(&mut *state, HandoffState::Abandoned) {
+            HandoffState::Open { waiting } => {
+                *state = HandoffState::Answered(done);
+                waiting
+            }
+            HandoffState::Direct { mut queue, seq, stream, waiting } => {
+                let _ = queue.complete(seq, Completion::Reply(reply_of(done)));
+                let out = queue.take_output();
+                let n = write_nonblocking(&stream, &out, DIRECT_WRITE_WAIT);
+                *state = HandoffState::Written { queue, rest: out[n..].to_vec() };
+                wrote = true;
+                waiting
+            }
+            other => {
+                *state = other; // answered twice, or given up: keep what is there
+                false
+            }
+        };
+        drop(state);
+        if wake {
+            self.answered.notify_one();
+        }
+        wrote
+    }
+
+    /// Waits (at most `wait`) while `busy` holds of the state; false if the wait ran out.
+    fn wait_while<'s>(
+        &'s self,
+        mut state: std::sync::MutexGuard<'s, HandoffState>,
+        wait: Duration,
+        busy: impl Fn(&HandoffState) -> bool,
+    ) -> std::sync::MutexGuard<'s, HandoffState> {
+        let deadline = Instant::now() + wait;
+        while busy(&state) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            set_waiting(&mut state, true);
+            state = self
+                .answered
+                .wait_timeout(state, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            set_waiting(&mut state, false);
+        }
+        state
+    }
+
+    /// The answer, waiting at most `wait` for it (on the connection's thread); `None` if it
+    /// did not come in time (a later one is dropped).
+    fn take(&self, wait: Duration) -> Option<Done> {
+        let state = self.lock();
+        let mut state = self.wait_while(state, wait, |s| matches!(s, HandoffState::Open { .. }));
+        match std::mem::replace(&mut *state, HandoffState::Abandoned) {
+            HandoffState::Answered(done) => Some(done),
+            _ => None,
+        }
+    }
+
+    /// Hands `queue` over for the backend to complete `seq` in and write to `stream`, unless
+    /// the answer is already here: then the queue comes back at once (`Err`).
+    fn hand_over(&self, queue: ReplyQueue, seq: Seq, stream: TcpStream) -> Result<(), ReplyQueue> {
+        let mut state = self.lock();
+        match &*state {
+            HandoffState::Open { .. } => {
+                *state = HandoffState::Direct { queue, seq, stream, waiting: false };
+                Ok(())
+            }
+            _ => Err(queue),
+        }
+    }
+
+    /// Takes the queue back (on the connection's thread), waiting at most `wait` for the
+    /// backend to write; with the bytes it could not write, or, if it did not answer in time,
+    /// the command `seq` it did not answer (the queue still waits for it).
+    fn take_back(&self, wait: Duration) -> (ReplyQueue, Result<Vec<u8>, Seq>) {
+        let state = self.lock();
+        let mut state = self.wait_while(state, wait, |s| matches!(s, HandoffState::Direct { .. }));
+        match std::mem::replace(&mut *state, HandoffState::Abandoned) {
+            HandoffState::Written { queue, rest } => (queue, Ok(rest)),
+            HandoffState::Direct { queue, seq, .. } => (queue, Err(seq)),
+            _ => unreachable!("a handed-over queue is with the backend or written"),
+        }
+    }
+}
+
+fn set_waiting(state: &mut HandoffState, on: bool) {
+    if let HandoffState::Open { waiting } | HandoffState::Direct { waiting, .. } = state {
+        *waiting = on;
+    }
+}
+
+/// The reply to a single command from the backend's answer.
+fn reply_of(done: Done) -> Reply {
+    match done.result {
+        Ok(mut replies) => replies.pop().unwrap_or(Reply::Null),
+        Err(Failure::Error(reply)) => reply,
+        Err(Failure::WatchedKeyChanged) => Reply::error("ERR internal: no key was watched"),
+    }
+}
+
+/// Writes what `stream` takes of `bytes` without blocking, retrying for at most `wait` while
+/// its send buffer is full; returns how many bytes went out.
+fn write_nonblocking(stream: &TcpStream, bytes: &[u8], wait: Duration) -> usize {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let deadline = Instant::now() + wait;
+    let mut n = 0;
+    while n < bytes.len() {
+        let rest = &bytes[n..];
+        // SAFETY: `rest` is a live slice of `rest.len()` bytes and `fd` an open socket (the
+        // `TcpStream` is borrowed for the call).
+        let sent = unsafe {
+            libc::send(
+                fd,
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if sent > 0 {
+            n += sent as usize;
+            continue;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            ErrorKind::Interrupted => {}
+            ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                let ms = left.as_millis().clamp(1, 1_000) as libc::c_int;
+                // SAFETY: one valid `pollfd` for the call's duration.
+                unsafe { libc::poll(&mut p, 1, ms) };
+            }
+            _ => break, // the connection's thread finds the error on its next read or write
+        }
+    }
+    n
+}
+
 impl<'a> Connection<'a> {
-    fn new(shared: &'a Shared) -> Connection<'a> {
+    fn new(shared: &'a Shared, direct: Option<TcpStream>) -> Connection<'a> {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let mut config = SessionConfig::new(id);
         config.password = shared.password.clone();
@@ -396,6 +606,59 @@ impl<'a> Connection<'a> {
             id,
             subscribed: std::collections::BTreeSet::new(),
             changes: mpsc::channel(),
+            direct,
+            handed: None,
+        }
+    }
+
+    /// Takes back the reply queue handed to the backend, if any, and writes what it could not
+    /// (waiting for its answer if need be: at most [`ANSWER_WAIT`], then the command is
+    /// answered with an error as [`flush`](Self::flush) does). `Err` if the socket failed.
+    fn settle(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        let Some(handoff) = self.handed.take() else { return Ok(()) };
+        let (queue, written) = handoff.take_back(ANSWER_WAIT);
+        self.queue = queue;
+        match written {
+            Ok(rest) if rest.is_empty() => Ok(()),
+            Ok(rest) => stream.write_all(&rest),
+            Err(seq) => {
+                let reply = Reply::error("ERR the store did not answer in time");
+                let _ = self.queue.complete(seq, Completion::Reply(reply));
+                Ok(())
+            }
+        }
+    }
+
+    /// The connection ends: a reply the backend still has to write is dropped.
+    fn abandon(&mut self) {
+        if let Some(handoff) = self.handed.take() {
+            *handoff.lock() = HandoffState::Abandoned;
+        }
+    }
+
+    /// At the end of a read's commands: hands the reply queue to the backend if the
+    /// connection waits for exactly one command's answer and for nothing else (see
+    /// [`Handoff`]); true if it did.
+    fn hand_over(&mut self) -> bool {
+        let one = self.in_flight.len() == 1
+            && self.queue.pending() == 1
+            && self.queue.output().is_empty()
+            && self.expected.is_empty()
+            && self.subscribed.is_empty()
+            && !self.queue.is_closed();
+        let Some(stream) = self.direct.as_ref().filter(|_| one) else { return false };
+        let Ok(stream) = stream.try_clone() else { return false };
+        let f = self.in_flight.pop().expect("one command in flight");
+        match f.answer.hand_over(std::mem::take(&mut self.queue), f.seq, stream) {
+            Ok(()) => {
+                self.handed = Some(f.answer);
+                true
+            }
+            Err(queue) => {
+                self.queue = queue;
+                self.in_flight.push(f);
+                false
+            }
         }
     }
 
@@ -474,7 +737,9 @@ impl<'a> Connection<'a> {
                     self.sync_watch();
                 }
                 Ok((n, None)) => {
-                    self.flush();
+                    if !self.hand_over() {
+                        self.flush();
+                    }
                     return used + n;
                 }
                 Err(error) => {
@@ -509,15 +774,9 @@ impl<'a> Connection<'a> {
     /// Waits for every command in flight and completes it, in order.
     fn flush(&mut self) {
         for f in std::mem::take(&mut self.in_flight) {
-            let reply = match f.answer.recv_timeout(ANSWER_WAIT) {
-                Ok(done) => match done.result {
-                    Ok(mut replies) => replies.pop().unwrap_or(Reply::Null),
-                    Err(Failure::Error(reply)) => reply,
-                    Err(Failure::WatchedKeyChanged) => {
-                        Reply::error("ERR internal: no key was watched")
-                    }
-                },
-                Err(_) => Reply::error("ERR the store did not answer in time"),
+            let reply = match f.answer.take(ANSWER_WAIT) {
+                Some(done) => reply_of(done),
+                None => Reply::error("ERR the store did not answer in time"),
             };
             let _ = self.queue.complete(f.seq, Completion::Reply(reply));
         }
@@ -529,7 +788,16 @@ impl<'a> Connection<'a> {
             Some(Request::Subscribe(topics)) => self.subscription(topics, true),
             Some(Request::Unsubscribe(topics)) => self.subscription(topics, false),
             Some(Request::Execute { seq, op }) if self.may_overlap(&op) => {
-                let (reply, answer) = mpsc::channel();
+                let answer = Handoff::new();
+                let reply = {
+                    let answer = Arc::clone(&answer);
+                    let stats = Arc::clone(&self.shared.stats);
+                    Replier::Call(Arc::new(move |done| {
+                        if answer.answer(done) {
+                            stats.replies_written.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }))
+                };
                 let write = op.is_write();
                 let keys = op.keys().into_iter().map(<[u8]>::to_vec).collect();
                 match self.shared.service.request(Job { ops: vec![op], watched: Vec::new(), reply })
@@ -562,7 +830,7 @@ impl<'a> Connection<'a> {
             .filter(|op| op.is_write())
             .flat_map(|op| op.keys().into_iter().map(<[u8]>::to_vec))
             .collect();
-        let job = Job { ops, watched, reply };
+        let job = Job { ops, watched, reply: reply.into() };
         let done = match self.shared.service.request(job) {
             Err(e) => Done {
                 result: Err(Failure::Error(Reply::error(format!(
@@ -858,6 +1126,7 @@ impl<'a> Connection<'a> {
             out.push_str(&format!("fast_reads:{}\r\n", c(&st.fast_reads)));
             out.push_str(&format!("fast_read_fallbacks:{}\r\n", c(&st.fast_read_fallbacks)));
             out.push_str(&format!("keyspace_notifications:{}\r\n", c(&st.notifications)));
+            out.push_str(&format!("replies_written_by_backend:{}\r\n", c(&st.replies_written)));
             let w = &sh.walk_stats;
             out.push_str(&format!("walks:{}\r\n", c(&w.walks)));
             out.push_str(&format!("walks_failed:{}\r\n", c(&w.failed)));
@@ -1036,6 +1305,96 @@ pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::redis_glob;
+    use super::{Done, Handoff, Reply, ReplyQueue, Seq};
+    use crate::command::Op;
+    use crate::session::{Action, Request};
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    /// A socket pair on loopback: (the server's end, the client's end).
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        (l.accept().unwrap().0, client)
+    }
+
+    /// A reply queue waiting for command 1 (a `GET`), as the connection hands it over.
+    fn waiting_queue() -> ReplyQueue {
+        let mut q = ReplyQueue::new();
+        let issued = q.issue(Action::Execute { seq: Seq(1), op: Op::Get { key: b"k".to_vec() } });
+        assert!(matches!(issued, Some(Request::Execute { .. })));
+        q
+    }
+
+    fn done(value: Vec<u8>) -> Done {
+        Done { result: Ok(vec![Reply::Bulk(value)]), observed: Vec::new() }
+    }
+
+    fn resp_bulk(value: &[u8]) -> Vec<u8> {
+        let mut want = format!("${}\r\n", value.len()).into_bytes();
+        want.extend_from_slice(value);
+        want.extend_from_slice(b"\r\n");
+        want
+    }
+
+    #[test]
+    fn the_backend_writes_a_handed_over_reply_and_gives_the_queue_back() {
+        let (server, mut client) = pair();
+        let h = Handoff::new();
+        let q = waiting_queue();
+        assert!(h.hand_over(q, Seq(1), server.try_clone().unwrap()).is_ok());
+        assert!(h.answer(done(b"v".to_vec())));
+        let (q, written) = h.take_back(Duration::from_secs(5));
+        assert_eq!(written.unwrap(), Vec::<u8>::new(), "all written by the backend");
+        assert_eq!(q.pending(), 0, "the command is complete in the queue given back");
+        let mut got = vec![0; 7];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, resp_bulk(b"v"));
+    }
+
+    #[test]
+    fn a_reply_the_socket_does_not_take_comes_back_as_the_rest_in_order() {
+        let (server, mut client) = pair();
+        // nobody reads the client's end: 32 MiB cannot fit in the sockets' buffers
+        let value = vec![7u8; 32 << 20];
+        let h = Handoff::new();
+        assert!(h.hand_over(waiting_queue(), Seq(1), server.try_clone().unwrap()).is_ok());
+        assert!(h.answer(done(value.clone())));
+        let (_, written) = h.take_back(Duration::from_secs(5));
+        let rest = written.unwrap();
+        assert!(!rest.is_empty() && rest.len() < value.len(), "a rest: {}", rest.len());
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut server = server;
+        std::io::Write::write_all(&mut server, &rest).unwrap();
+        server.shutdown(std::net::Shutdown::Both).unwrap();
+        assert_eq!(reader.join().unwrap(), resp_bulk(&value), "whole and in order");
+    }
+
+    #[test]
+    fn an_answer_before_the_hand_over_keeps_the_queue_with_the_connection() {
+        let (server, _client) = pair();
+        let h = Handoff::new();
+        assert!(!h.answer(done(b"v".to_vec())), "left for the connection");
+        let q = h.hand_over(waiting_queue(), Seq(1), server).expect_err("already answered");
+        assert_eq!(q.pending(), 1);
+        assert_eq!(h.take(Duration::ZERO), Some(done(b"v".to_vec())));
+    }
+
+    #[test]
+    fn no_answer_in_time_gives_the_queue_back_still_waiting() {
+        let (server, _client) = pair();
+        let h = Handoff::new();
+        assert!(h.hand_over(waiting_queue(), Seq(1), server).is_ok());
+        let (q, written) = h.take_back(Duration::from_millis(10));
+        assert_eq!(written, Err(Seq(1)));
+        assert_eq!(q.pending(), 1);
+        assert!(!h.answer(done(b"late".to_vec())), "dropped, never written");
+    }
 
     #[test]
     fn globs_match_like_redis() {

@@ -341,6 +341,48 @@ fn pipelined_commands_keep_their_order_on_each_key() {
     assert_eq!(got, want);
 }
 
+/// A client that sends its next command while the backend still writes the previous reply
+/// (the connection handed its reply queue over: `server::Handoff`): each command in its own
+/// write, a few after a pause, others at once, some answered by the session itself. Every
+/// reply comes in command order.
+#[test]
+fn replies_written_by_the_backend_keep_their_order() {
+    let c = StoreCluster::start(3, 3);
+    let mut cl = c.client(0);
+    cl.no_delay();
+    let pause = |i: u64| Duration::from_micros([50, 150, 10_000][(i % 3) as usize]);
+    for i in 0..80u64 {
+        let key = format!("h{}", i % 4);
+        if i % 2 == 0 {
+            // one command at a time: each is alone in its read, so its reply is handed over
+            assert_eq!(cl.cmd(&format!("SET {key} {i}")), V::ok());
+            assert_eq!(cl.cmd(&format!("GET {key}")), V::bulk(&i.to_string()));
+            continue;
+        }
+        // the next command while the previous may still be handed over: a PING is answered
+        // by the session at once, so it would overtake the SET's reply (or be lost) if the
+        // queue were not taken back first
+        cl.send(&[b"SET", key.as_bytes(), i.to_string().as_bytes()]);
+        std::thread::sleep(pause(i));
+        cl.send(&[b"PING"]);
+        std::thread::sleep(pause(i + 1));
+        cl.send(&[b"GET", key.as_bytes()]);
+        std::thread::sleep(pause(i + 2));
+        let want = [V::ok(), V::Simple("PONG".into()), V::bulk(&i.to_string())];
+        let got: Vec<V> = (0..3).map(|_| cl.read()).collect();
+        assert_eq!(got, want, "iteration {i}");
+    }
+    // and the backend did write replies itself (else this test checks nothing new)
+    let V::Bulk(Some(info)) = cl.cmd("INFO selfman") else { panic!("INFO is a bulk") };
+    let info = String::from_utf8(info).unwrap();
+    let written: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("replies_written_by_backend:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no replies_written_by_backend in {info}"));
+    assert!(written >= 40, "only {written} replies written by the backend: {info}");
+}
+
 /// Writes at node 0 and, as soon as each is acknowledged, reads the key at node 1 (a fast read
 /// there); returns how many reads missed the write they followed.
 fn stale_reads_after_writes(extra: &[&str], rounds: usize) -> usize {

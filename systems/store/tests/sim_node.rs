@@ -62,7 +62,7 @@ fn cluster(seed: u64, n: u32) -> (Simulation, Services, Vec<NodeAddr>) {
 fn job(sim: &Simulation, services: &Services, at: usize, ops: Vec<Op>) -> Done {
     let (reply, answer) = mpsc::channel();
     let service = services.lock().unwrap()[at].clone();
-    service.request(Job { ops, watched: Vec::new(), reply }).expect("submit a job");
+    service.request(Job { ops, watched: Vec::new(), reply: reply.into() }).expect("submit a job");
     for _ in 0..200 {
         sim.run_for(Duration::from_millis(100));
         if let Ok(done) = answer.try_recv() {

@@ -143,6 +143,12 @@ impl Client {
         Client { reader: BufReader::new(s.try_clone().unwrap()), writer: s }
     }
 
+    /// Turns Nagle's algorithm off: each request leaves at once, even while an earlier one is
+    /// not acknowledged yet (else a request sent right after another waits for its reply).
+    pub fn no_delay(&mut self) {
+        self.writer.set_nodelay(true).expect("set TCP_NODELAY");
+    }
+
     /// Sends `args` as one multibulk request.
     pub fn send(&mut self, args: &[&[u8]]) {
         let mut out = format!("*{}\r\n", args.len()).into_bytes();
