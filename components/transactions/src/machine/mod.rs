@@ -381,7 +381,7 @@ impl TxMachine {
     /// The room (in entries) of the buffers that do not shrink by themselves: the tombstones'
     /// order queues, the held `Applied` answers and the queue of messages to itself. It
     /// follows what they hold: a burst's room is given back within a window of the tombstones
-    /// (see [`crate::tombstone`]).
+    /// (see the tombstones' module).
     pub fn buffer_room(&self) -> usize {
         self.gone.room()
             + self.finished.room()
