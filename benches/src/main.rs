@@ -10,6 +10,7 @@
 //! selfman-bench consensus --nodes N --instances I [--window W] [--tcp 1] [--threads T]
 //! selfman-bench ring --impl relaxed --nodes N [--seed S] [--k K] [--lookups L] [--phases …]
 //! selfman-bench tx --nodes 4 --replicas 4 [--clients C] [--transactions T] [--keys K] [--tcp 1]
+//!                  [--processes 4]
 //! selfman-bench replication --phase handover|rereplicate|repair|reads [--nodes N] [--items I]
 //! ```
 
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         "consensus" => args::Args::parse(&rest).and_then(|a| consensus::run(&a)),
         "ring" => args::Args::parse(&rest).and_then(|a| ring::run(&a)),
         "tx" => args::Args::parse(&rest).and_then(|a| tx::run(&a)),
+        "tx-node" => args::Args::parse(&rest).and_then(|a| tx::node(&a)),
         "replication" => args::Args::parse(&rest).and_then(|a| replication::run(&a)),
         "net-ponger" => args::Args::parse(&rest).and_then(|a| net_pingpong::ponger(&a)),
         other => Err(format!(

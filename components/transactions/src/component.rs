@@ -225,6 +225,7 @@ impl<P: TxPayload> TxLayer<P> {
         if t.id == TICK {
             self.machine.on_tick(self.ctx.now(), &mut self.out);
             self.flush();
+            crate::machine::give_back(&mut self.out);
         }
         Ok(())
     }

@@ -5,7 +5,9 @@
 //! Invariants:
 //! * an entry is kept at least `ttl` after it was written, unless more than `cap` entries were
 //!   written within `ttl` (then the oldest go first; counted in [`Tombstones::evicted`]);
-//! * memory is bounded by `cap` entries whatever the input;
+//! * memory is bounded by `cap` entries whatever the input, and follows the entries held: a
+//!   burst grows the order queue's buffer, and once most of it has expired the buffer is given
+//!   back (at most [`SPARE`] times the entries held, or [`KEEP`] entries, stay allocated);
 //! * an entry is never changed once written (the first write wins): a decision never flips.
 //!
 //! Why a time bound is enough: every holder of live state about a transaction drops it within
@@ -17,6 +19,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use selfman_core::Time;
+
+/// Entries' room the order queue keeps whatever it holds (a quiet node's buffer is small).
+pub(crate) const KEEP: usize = 1024;
+/// The order queue's buffer is cut back once it is more than this many times the entries held
+/// (to twice them), so the room left by a burst is given back within one window.
+pub(crate) const SPARE: usize = 4;
 
 /// A bounded, time-limited map of finished keys to what became of them.
 #[derive(Clone, Debug)]
@@ -72,6 +80,17 @@ impl<K: Ord + Clone, V> Tombstones<K, V> {
                 self.map.remove(&k);
             }
         }
+        // A `VecDeque` never shrinks by itself: without this, the largest window a burst ever
+        // filled (up to `cap` entries) would stay allocated for good.
+        let room = self.order.capacity();
+        if room > KEEP && room > SPARE * self.order.len() {
+            self.order.shrink_to((2 * self.order.len()).max(KEEP));
+        }
+    }
+
+    /// Entries the order queue has room for (its buffer, in entries): what it holds allocated.
+    pub(crate) fn room(&self) -> usize {
+        self.order.capacity()
     }
 
     /// Entries held.
@@ -104,6 +123,27 @@ mod tests {
         t.expire(Time::from_secs(6));
         assert_eq!(t.get(&1), None, "5 s old");
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn a_burst_gives_its_buffer_back_once_it_expired() {
+        let ttl = Duration::from_secs(10);
+        let mut t = Tombstones::new(1 << 20, ttl);
+        for k in 0..100_000u64 {
+            t.insert(k, (), Time::from_secs(1));
+        }
+        assert!(t.room() >= 100_000);
+        // A trickle afterwards: a few entries a second, far fewer than the burst.
+        for s in 0..30u64 {
+            for k in 0..10u64 {
+                t.insert(1_000_000 + s * 10 + k, (), Time::from_secs(20 + s));
+            }
+        }
+        assert!(t.len() <= 100, "only the trickle of the last 10 s is left: {}", t.len());
+        assert!(t.room() <= super::KEEP.max(2 * t.len()) * 2, "room {} kept", t.room());
+        t.expire(Time::from_secs(1000));
+        assert_eq!(t.len(), 0);
+        assert!(t.room() <= super::KEEP, "room {} kept when empty", t.room());
     }
 
     #[test]

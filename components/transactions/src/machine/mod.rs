@@ -378,6 +378,17 @@ impl TxMachine {
         (self.gone.len(), self.finished.len(), self.gone.evicted() + self.finished.evicted())
     }
 
+    /// The room (in entries) of the buffers that do not shrink by themselves: the tombstones'
+    /// order queues, the held `Applied` answers and the queue of messages to itself. It
+    /// follows what they hold: a burst's room is given back within a window of the tombstones
+    /// (see the tombstones' module).
+    pub fn buffer_room(&self) -> usize {
+        self.gone.room()
+            + self.finished.room()
+            + self.held_applied.capacity()
+            + self.local.capacity()
+    }
+
     /// Messages this node sent to itself (handled at once, not on the network), by
     /// [`TxMessage::kind_index`].
     pub fn local_sent(&self) -> [u64; TxMessage::KINDS.len()] {
@@ -631,6 +642,10 @@ impl TxMachine {
         self.gone.expire(now);
         self.finished.expire(now);
         self.drain(now, out);
+        give_back(&mut self.held_applied);
+        if self.local.capacity() > BUFFER_KEEP && self.local.capacity() > 4 * self.local.len() {
+            self.local.shrink_to(BUFFER_KEEP.max(2 * self.local.len()));
+        }
         coalesce(out, start);
     }
 
@@ -781,6 +796,17 @@ fn msg_batch_ok(msgs: &[TxMessage]) -> bool {
 ///
 /// In place: a destination with one message costs a scan and no allocation; one with several
 /// costs the batch's own vector (the later messages are moved out and the rest compacted).
+/// Room a buffer of this layer keeps whatever it holds (see [`give_back`]).
+pub(crate) const BUFFER_KEEP: usize = 1024;
+
+/// Cuts `v`'s buffer back to twice its length (at least [`BUFFER_KEEP`]) once it is more than
+/// four times its length: a `Vec` keeps the room of its largest backlog otherwise.
+pub(crate) fn give_back<T>(v: &mut Vec<T>) {
+    if v.capacity() > BUFFER_KEEP && v.capacity() > 4 * v.len() {
+        v.shrink_to(BUFFER_KEEP.max(2 * v.len()));
+    }
+}
+
 pub(crate) fn coalesce(out: &mut Vec<TxOutput>, start: usize) {
     /// What a moved-out slot holds until it is compacted away (allocates nothing).
     const HOLE: TxOutput = TxOutput::Lookup { key: RingId(0), tag: 0 };

@@ -6,6 +6,7 @@ mod bounds;
 mod commit;
 mod eager;
 mod flaws;
+mod memory;
 mod replica;
 mod safety;
 mod sets;
