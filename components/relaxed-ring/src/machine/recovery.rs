@@ -345,7 +345,7 @@ impl RelaxedRingMachine {
         &mut self,
         s: Peer,
         succ_list: Vec<Peer>,
-        _now: Time,
+        now: Time,
         out: &mut Vec<RingOutput<M>>,
     ) {
         if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
@@ -362,7 +362,10 @@ impl RelaxedRingMachine {
         self.s.succ = Some(s);
         let new = self.build_succ_list(s, &list);
         let changed = new != self.s.succ_list;
-        self.s.succ_list = new;
+        let old = std::mem::replace(&mut self.s.succ_list, new);
+        if changed {
+            self.passive_from_dropped(&old, now);
+        }
         self.learn(s);
         for p in list {
             self.learn(p);
@@ -416,7 +419,9 @@ impl RelaxedRingMachine {
         let mut tail = vec![s];
         tail.extend(list.iter().copied());
         self.s.succ = Some(c);
-        self.s.succ_list = self.build_succ_list(c, &tail);
+        let new = self.build_succ_list(c, &tail);
+        let old = std::mem::replace(&mut self.s.succ_list, new);
+        self.passive_from_dropped(&old, now);
         self.s.fixing = Some(Fixing { target: c, sent: now, replaced, redirects, repair });
         self.learn(c);
         self.send(c.addr, Body::Fix, out);
@@ -428,6 +433,7 @@ impl RelaxedRingMachine {
         s: Peer,
         succ_list: Vec<Peer>,
         ttl: u8,
+        now: Time,
         out: &mut Vec<RingOutput<M>>,
     ) {
         if self.s.status == RingStatus::Left {
@@ -442,7 +448,10 @@ impl RelaxedRingMachine {
         }
         let new = self.build_succ_list(s, &list);
         let changed = new != self.s.succ_list;
-        self.s.succ_list = new;
+        let old = std::mem::replace(&mut self.s.succ_list, new);
+        if changed {
+            self.passive_from_dropped(&old, now);
+        }
         for p in list {
             self.learn(p);
         }
