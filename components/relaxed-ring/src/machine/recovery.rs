@@ -37,8 +37,8 @@ use selfman_ports::{has_flaw, Peer, RingStatus};
 #[cfg(feature = "flaws")]
 use super::Flaw;
 use super::{
-    Fault, Fixing, RelaxedRingMachine, RingOutput, Suspected, MAX_CRASHED, MAX_REDIRECTS,
-    PRED_LIST_EXPIRY,
+    Fault, Fixing, JoinRecord, RelaxedRingMachine, RingOutput, Suspected, JOIN_OK_RESENDS,
+    MAX_CRASHED, MAX_REDIRECTS, PRED_LIST_EXPIRY,
 };
 use crate::messages::Body;
 
@@ -508,6 +508,20 @@ impl RelaxedRingMachine {
                 if !sus.confirmed {
                     // A joiner suspected before it checked in: still not one to redirect to.
                     self.unconfirm(x.addr);
+                    // Its `join_ok` may never have arrived (a partition fell right after it
+                    // was let in), and its record went when the range grew over it: without
+                    // one its next join is told "try later" for good, and its predecessor's
+                    // `fix` "wait" (`merge-short` seed 48). Let it in again as a new joiner
+                    // would be, between `p` and this peer.
+                    let old = self.joiner_pred(p, x);
+                    self.s.join_record = Some(JoinRecord {
+                        joiner: x,
+                        pred: old,
+                        attempt: 0,
+                        accepted_at: now,
+                        resend_at: now,
+                        resends: JOIN_OK_RESENDS,
+                    });
                 }
                 if self.live(&p) {
                     let succ_list = self.s.succ_list.clone();

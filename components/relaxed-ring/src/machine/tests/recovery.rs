@@ -365,3 +365,35 @@ fn a_predecessor_list_member_that_says_it_is_not_in_a_ring_is_forgotten() {
     assert!(s.pred_list.iter().all(|e| e.peer != gone), "{:?}", s.pred_list);
     assert_eq!(s.pred, Some(w.peer(100)), "the predecessor itself stays");
 }
+
+#[test]
+fn a_joiner_whose_join_ok_never_arrived_gets_in_after_its_restore() {
+    // 300 lets 200 in (pred := 200), then 200 is cut off before any `join_ok` arrives, and
+    // suspected; 100 fixes into 300, which grows over 200 and forgets how it joined. When the
+    // cut heals, the restore takes 200 back as the closer predecessor: without a record of its
+    // join, its next join was told "try later" for good, and 100's `fix` "wait" — a ring that
+    // never closed (`merge-short` seed 48 with one watched successor).
+    let mut w = World::ring(&[100, 300, 500]);
+    let j = w.add(200);
+    let others = [w.at(100), w.at(300), w.at(500)];
+    w.join(200, 100);
+    while !w.names().iter().any(|(n, from, to)| *n == "JoinOk" && *from == 300 && *to == 200) {
+        assert!(w.step(), "no join_ok sent");
+    }
+    for o in others {
+        w.cut.insert((o, j));
+        w.cut.insert((j, o));
+    }
+    w.suspect(300, 200);
+    w.tick_for(secs(3));
+    assert_eq!(w.view(300).pred, Some(w.peer(100)), "{:?}", w.view(300));
+    assert_eq!(w.view(200).status, RingStatus::Joining);
+    w.cut.clear();
+    w.restore(300, 200);
+    assert_eq!(w.view(300).pred, Some(w.peer(200)));
+    w.tick_for(secs(5));
+    assert_eq!(w.view(200).status, RingStatus::InRing, "{:?}", w.view(200));
+    assert_eq!(w.view(200).range, Some(range(100, 200)));
+    assert_eq!(w.view(100).succ, Some(w.peer(200)));
+    w.assert_ring();
+}
