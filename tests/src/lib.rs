@@ -638,6 +638,14 @@ const RING_REGRESSIONS: &[Regression] = &[
         caught: "a lookup answered from a range held within one instant, which observations \
                  between steps never saw (the history now takes the ranges the ring tells)",
     },
+    Regression {
+        scenario: "ring-leave",
+        seed: 108,
+        caught: "a joiner whose access peer had left (and kept running) was told \"try later\" \
+                 on every attempt, so it never tried another peer and never got in (fix: a \
+                 left peer passes a joiner's own join to the successor it handed its range \
+                 to; found with one watched successor)",
+    },
 ];
 
 /// The ring merge family's kept seeds (`merge-*`): each failed once, before the fix named.
