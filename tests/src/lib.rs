@@ -638,6 +638,14 @@ const RING_REGRESSIONS: &[Regression] = &[
         caught: "a lookup answered from a range held within one instant, which observations \
                  between steps never saw (the history now takes the ranges the ring tells)",
     },
+    Regression {
+        scenario: "ring-leave",
+        seed: 108,
+        caught: "a joiner whose access peer had left (and kept running) was told \"try later\" \
+                 on every attempt, so it never tried another peer and never got in (fix: a \
+                 left peer passes a joiner's own join to the successor it handed its range \
+                 to; found with one watched successor)",
+    },
 ];
 
 /// The ring merge family's kept seeds (`merge-*`): each failed once, before the fix named.
@@ -666,6 +674,16 @@ const MERGE_REGRESSIONS: &[Regression] = &[
     Regression { scenario: "merge-churn", seed: 28, caught: "as merge-churn 6" },
     Regression { scenario: "merge-short", seed: 32, caught: "as merge-churn 6" },
     Regression { scenario: "merge-short", seed: 38, caught: "as merge-churn 6" },
+    Regression {
+        scenario: "merge-short",
+        seed: 48,
+        caught: "a joiner let in just before the split never got its join_ok; its successor grew \
+                 over it, then took it back as predecessor on restore without a record of the \
+                 join, and told it \"try later\" (and its predecessor's fix \"wait\") for good: \
+                 the merge missed its bound (fix: the restore records the join again; found with \
+                 one watched successor, which the merge also needed: entries the successor's \
+                 list drops go to the passive list)",
+    },
 ];
 
 /// The replication family's kept seeds (`repl-*`): each failed once, before the fix named.

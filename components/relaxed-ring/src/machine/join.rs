@@ -172,6 +172,20 @@ impl RelaxedRingMachine {
         self.send_join(out);
     }
 
+    /// The predecessor to give a joiner `q` let in over `(pred, q]`: `pred`, or, if this
+    /// peer's range grew over peers it suspects, the nearest of them before `q` — a false
+    /// suspicion lets a suspected peer still own its range, and no part of it is handed on.
+    pub(super) fn joiner_pred(&self, pred: Peer, q: Peer) -> Peer {
+        self.s
+            .crashed
+            .iter()
+            .filter(|(_, s)| !s.departed)
+            .filter_map(|(a, s)| s.id.map(|id| Peer::new(id, *a)))
+            .filter(|x| x.id.in_open(pred.id, q.id))
+            .min_by_key(|x| q.id.distance_from(x.id))
+            .unwrap_or(pred)
+    }
+
     /// Step 1 at `r`: a join of `q` reached this peer, which owns `q`'s identifier.
     pub(super) fn on_join_request<M>(
         &mut self,
@@ -224,18 +238,7 @@ impl RelaxedRingMachine {
             self.send(q.addr, Body::TryLater { attempt }, out);
             return;
         }
-        // The joiner's predecessor: this peer's, or, if this peer's range grew over peers it
-        // suspects, the nearest of them before the joiner — a false suspicion lets a
-        // suspected peer still own its range, and no part of it is handed on.
-        let old = self
-            .s
-            .crashed
-            .iter()
-            .filter(|(_, s)| !s.departed)
-            .filter_map(|(a, s)| s.id.map(|id| Peer::new(id, *a)))
-            .filter(|x| x.id.in_open(pred.id, q.id))
-            .min_by_key(|x| q.id.distance_from(x.id))
-            .unwrap_or(pred);
+        let old = self.joiner_pred(pred, q);
         if has_flaw!(self, EagerJoin) {
             // Broken on purpose: keep (old, me] until the join ack arrives.
             self.s.deferred_join = Some(q);

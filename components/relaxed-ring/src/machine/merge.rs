@@ -7,8 +7,10 @@
 //! Haridi's ring merge; Beernet 1.0's `Merger` does the single walk):
 //!
 //! 1. **Passive list.** A peer that suspects a peer it knew (successor, predecessor, a list
-//!    member: whatever the failure detector watched), or drops a finger that stayed silent,
-//!    puts it in a bounded list ([`RingConfig::passive_size`], oldest out first). While the
+//!    member: whatever the failure detector watched), drops a finger that stayed silent, or
+//!    sees an entry of its successor list left out of the list its successor sends (an
+//!    unwatched entry the successor lost: see `passive_from_dropped`), puts it in a bounded
+//!    list ([`RingConfig::passive_size`], oldest out first). While the
 //!    peer is in the crashed set the failure detector watches it (a restore is the first
 //!    probe); after that the list **probes** it: at most [`RingConfig::probe_batch`] entries
 //!    per [`RingConfig::probe_every`], each entry waiting twice as long after every probe up
@@ -122,6 +124,35 @@ impl RelaxedRingMachine {
             if let Some(i) = list.iter().enumerate().min_by_key(|(_, e)| e.added).map(|(i, _)| i) {
                 list.remove(i);
             }
+        }
+    }
+
+    /// Successor-list entries that a list from the successor no longer names go to the
+    /// passive list: `old` is this peer's list before, the current one after. Only the
+    /// failure detector's watches (the successor, and a few entries while repairing) are
+    /// suspected; the other entries leave the list when the successor's list comes without
+    /// them — crashed, left, or behind a partition that the successor sees and this peer's
+    /// detector does not watch across. Probing them is what lets a merge after a partition
+    /// into many small groups find the other sides without watching every entry. An entry
+    /// pushed off the end (farther than the new last entry of a full list: a closer peer
+    /// joined) is no such sign and is left out; a suspected one is in already (see
+    /// `mark_crashed`).
+    pub(super) fn passive_from_dropped(&mut self, old: &[Peer], now: Time) {
+        if old.is_empty() || !self.in_ring() {
+            return;
+        }
+        let me = self.s.me.id;
+        let full = self.s.succ_list.len() >= self.config.succ_list_size;
+        let last = self.s.succ_list.last().map(|p| p.id.distance_from(me));
+        let first = now + self.config.probe_every;
+        for p in old {
+            let kept = self.s.succ_list.iter().any(|q| q.addr == p.addr);
+            let off_the_end = full && last.is_some_and(|l| p.id.distance_from(me) > l);
+            if kept || off_the_end || self.is_crashed(p.addr) || self.is_neighbour(p) {
+                continue;
+            }
+            tracing::trace!(me = %me, dropped = %p.id, "successor list dropped a peer: passive");
+            self.passive_add(*p, now, first);
         }
     }
 

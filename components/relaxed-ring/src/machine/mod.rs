@@ -161,14 +161,15 @@ struct Joining {
 pub(crate) const JOIN_ACCESS: usize = 4;
 
 /// How many successor-list entries (the successor first) the failure detector watches in a
-/// steady ring. The rest of the list is kept fresh by the successor (its list comes with
-/// every answer to a check-in, and travels backwards as soon as it changes). Why 3: watching
-/// all 7 made 160 of a node's 168 messages per second heartbeats (`selfman-bench ring`,
-/// `ring-maintenance`); watching the successor only (tried in session 12: 2 watches instead
-/// of 4) left merges after a partition into five groups short of suspects to probe, and
-/// `merge-short` seed 48 missed its bound. A longer run of crashes is covered by
-/// [`REPAIR_WATCHED_SUCCS`].
-pub const WATCHED_SUCCS: usize = 3;
+/// steady ring: the successor only. The rest of the list is kept fresh by the successor (its
+/// list comes with every answer to a check-in, and travels backwards as soon as it changes):
+/// the peer just before a crashed one suspects it, repairs, and passes its new list back, and
+/// the lists behind follow. Why 1: each watch costs 20 messages a second (a probe and its
+/// answer every 100 ms), and watching the first three entries made 60 of a node's 88
+/// messages per second heartbeats for entries whose crash the successor's list reports
+/// anyway (`selfman-bench ring`, `ring-maintenance`; all 7 made it 160 of 168). A run of
+/// crashed successors is covered by [`REPAIR_WATCHED_SUCCS`].
+pub const WATCHED_SUCCS: usize = 1;
 
 /// How many successor-list entries (the successor first) are watched while a repair is under
 /// way (the successor was suspected and its replacement has not accepted the `fix` yet): the
@@ -542,7 +543,7 @@ impl RelaxedRingMachine {
             Body::NewSucc { succ_list } => self.on_new_succ(sender, succ_list, now, out),
             Body::PredNoMore => self.on_pred_no_more(sender, now, out),
             Body::UpdSuccList { succ_list, ttl } => {
-                self.on_upd_succ_list(sender, succ_list, ttl, out)
+                self.on_upd_succ_list(sender, succ_list, ttl, now, out)
             }
             Body::Fix => self.on_fix(sender, now, out),
             Body::FixOk { succ_list } => self.on_fix_ok(sender, succ_list, now, out),
@@ -775,8 +776,8 @@ impl RelaxedRingMachine {
         }
     }
 
-    /// After every input: watch exactly the peers recovery depends on — the first
-    /// [`WATCHED_SUCCS`] successor-list entries ([`REPAIR_WATCHED_SUCCS`] while repairing), the
+    /// After every input: watch exactly the peers recovery depends on — the successor (and the
+    /// next [`REPAIR_WATCHED_SUCCS`] − 1 successor-list entries while repairing it), the
     /// predecessor and the
     /// predecessor list (branch peers: routing goes backwards to them), a peer being sent
     /// `fix`, and the suspected ones, to notice a false suspicion — and tell the user if the
@@ -789,8 +790,7 @@ impl RelaxedRingMachine {
             want.extend(self.s.succ.iter().map(|p| p.addr));
             want.extend(self.s.pred.iter().map(|p| p.addr));
             let repairing = self.s.fixing.as_ref().is_some_and(|f| f.repair);
-            let succs =
-                if repairing { REPAIR_WATCHED_SUCCS.max(WATCHED_SUCCS) } else { WATCHED_SUCCS };
+            let succs = if repairing { REPAIR_WATCHED_SUCCS } else { WATCHED_SUCCS };
             want.extend(self.s.succ_list.iter().take(succs).map(|p| p.addr));
             want.extend(self.s.pred_list.iter().map(|e| e.peer.addr));
             want.extend(self.s.fixing.iter().map(|f| f.target.addr));

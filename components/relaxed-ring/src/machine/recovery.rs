@@ -37,8 +37,8 @@ use selfman_ports::{has_flaw, Peer, RingStatus};
 #[cfg(feature = "flaws")]
 use super::Flaw;
 use super::{
-    Fault, Fixing, RelaxedRingMachine, RingOutput, Suspected, MAX_CRASHED, MAX_REDIRECTS,
-    PRED_LIST_EXPIRY,
+    Fault, Fixing, JoinRecord, RelaxedRingMachine, RingOutput, Suspected, JOIN_OK_RESENDS,
+    MAX_CRASHED, MAX_REDIRECTS, PRED_LIST_EXPIRY,
 };
 use crate::messages::Body;
 
@@ -345,7 +345,7 @@ impl RelaxedRingMachine {
         &mut self,
         s: Peer,
         succ_list: Vec<Peer>,
-        _now: Time,
+        now: Time,
         out: &mut Vec<RingOutput<M>>,
     ) {
         if !matches!(self.s.status, RingStatus::InRing | RingStatus::Leaving) {
@@ -362,7 +362,10 @@ impl RelaxedRingMachine {
         self.s.succ = Some(s);
         let new = self.build_succ_list(s, &list);
         let changed = new != self.s.succ_list;
-        self.s.succ_list = new;
+        let old = std::mem::replace(&mut self.s.succ_list, new);
+        if changed {
+            self.passive_from_dropped(&old, now);
+        }
         self.learn(s);
         for p in list {
             self.learn(p);
@@ -416,7 +419,9 @@ impl RelaxedRingMachine {
         let mut tail = vec![s];
         tail.extend(list.iter().copied());
         self.s.succ = Some(c);
-        self.s.succ_list = self.build_succ_list(c, &tail);
+        let new = self.build_succ_list(c, &tail);
+        let old = std::mem::replace(&mut self.s.succ_list, new);
+        self.passive_from_dropped(&old, now);
         self.s.fixing = Some(Fixing { target: c, sent: now, replaced, redirects, repair });
         self.learn(c);
         self.send(c.addr, Body::Fix, out);
@@ -428,6 +433,7 @@ impl RelaxedRingMachine {
         s: Peer,
         succ_list: Vec<Peer>,
         ttl: u8,
+        now: Time,
         out: &mut Vec<RingOutput<M>>,
     ) {
         if self.s.status == RingStatus::Left {
@@ -442,7 +448,10 @@ impl RelaxedRingMachine {
         }
         let new = self.build_succ_list(s, &list);
         let changed = new != self.s.succ_list;
-        self.s.succ_list = new;
+        let old = std::mem::replace(&mut self.s.succ_list, new);
+        if changed {
+            self.passive_from_dropped(&old, now);
+        }
         for p in list {
             self.learn(p);
         }
@@ -499,6 +508,20 @@ impl RelaxedRingMachine {
                 if !sus.confirmed {
                     // A joiner suspected before it checked in: still not one to redirect to.
                     self.unconfirm(x.addr);
+                    // Its `join_ok` may never have arrived (a partition fell right after it
+                    // was let in), and its record went when the range grew over it: without
+                    // one its next join is told "try later" for good, and its predecessor's
+                    // `fix` "wait" (`merge-short` seed 48). Let it in again as a new joiner
+                    // would be, between `p` and this peer.
+                    let old = self.joiner_pred(p, x);
+                    self.s.join_record = Some(JoinRecord {
+                        joiner: x,
+                        pred: old,
+                        attempt: 0,
+                        accepted_at: now,
+                        resend_at: now,
+                        resends: JOIN_OK_RESENDS,
+                    });
                 }
                 if self.live(&p) {
                     let succ_list = self.s.succ_list.clone();

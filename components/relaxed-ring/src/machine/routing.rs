@@ -156,6 +156,16 @@ impl RelaxedRingMachine {
                 // too early or kept after this peer left, a redirect): tell it. (A joiner
                 // sending its own join to a peer not in a ring is only told to try later.)
                 self.send(sender.addr, Body::NotInRing, out);
+            } else if self.s.status == RingStatus::Left && r.hops < self.config.max_hops {
+                // A joiner's own join through a peer that has left (and keeps running): pass
+                // it to the successor the range went to. Told "try later" here, the joiner
+                // never tries another access peer — each attempt is answered — and waits for
+                // good (`ring-leave` seed 108).
+                if let Some(s) = self.s.succ.filter(|s| !self.is_me(s)) {
+                    let mut r = r;
+                    r.hops += 1;
+                    return self.send(s.addr, Body::Route(r), out);
+                }
             }
             return self.unroutable(r, now, out);
         }

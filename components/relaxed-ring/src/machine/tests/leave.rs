@@ -177,3 +177,19 @@ fn a_successor_that_missed_the_leave_learns_it_from_the_peer_that_left() {
     assert_eq!(w.view(400).range, Some(range(200, 400)));
     w.assert_ring();
 }
+
+#[test]
+fn a_joiner_whose_access_peer_left_and_keeps_running_gets_in() {
+    // 300 leaves and keeps running; a joiner told to join through it was answered "try later"
+    // on every attempt (answered, so it never tried another peer) and waited for good
+    // (`ring-leave` seed 108). The left peer passes the join to the successor it handed over to.
+    let mut w = World::ring(&[100, 300, 500, 700]);
+    w.request(300, RingRequest::Leave);
+    w.tick_for(secs(2));
+    assert_eq!(w.view(300).status, RingStatus::Left);
+    w.add(600);
+    w.join(600, 300);
+    w.tick_for(secs(3));
+    assert_eq!(w.view(600).status, RingStatus::InRing, "{:?}", w.view(600));
+    assert_eq!(w.view(600).range, Some(range(500, 600)));
+}

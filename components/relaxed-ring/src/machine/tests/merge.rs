@@ -334,3 +334,42 @@ mod flawed {
         assert!(merge_with(Flaw::ProbeNeverRetried).is_err());
     }
 }
+
+#[test]
+fn successor_list_entries_the_successor_lost_go_to_the_passive_list() {
+    // Every other peer on the other side of a cut. 100 watches only its successor (and a few
+    // entries while repairing), so 600, 800 and 1000 are never suspected: they leave its list
+    // when 300's list comes without them. Without probing them, a partition into many small
+    // groups leaves too few passive entries to notice the heal (`merge-short` seed 48 with
+    // one watched successor).
+    let a = [100, 300, 500, 700, 900];
+    let b = [200, 400, 600, 800, 1000];
+    let mut w = World::with(RingConfig::default());
+    w.build(&[100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]);
+    let (ga, gb) = (addrs(&w, &a), addrs(&w, &b));
+    set_cut(&mut w, &ga, &gb, true);
+    tick_groups(&mut w, secs(3), &[ga, gb]);
+    let v = w.view(100);
+    assert!(v.succ_list.iter().all(|p| a.contains(&p.id.0)), "{:?}", v.succ_list);
+    let passive: BTreeSet<u64> = w.m(100).passive().iter().map(|p| p.id.0).collect();
+    for id in [600, 800] {
+        assert!(passive.contains(&id), "{id} missing from {passive:?}");
+    }
+}
+
+#[test]
+fn an_entry_pushed_off_the_end_of_the_successor_list_is_not_probed() {
+    // 150 joins: the peers before it take it into their lists and drop their last entries,
+    // which are live and no sign of a partition.
+    let ids: Vec<u64> = (1..=10).map(|i| i * 100).collect();
+    let mut w = World::ring(&ids);
+    w.add(150);
+    w.join(150, 500);
+    w.run();
+    w.tick_for(secs(3));
+    w.assert_ring();
+    for id in [100, 1000, 900, 800] {
+        assert!(w.view(id).succ_list.iter().any(|p| p.id.0 == 150), "{id} knows 150");
+        assert!(w.m(id).passive().is_empty(), "{id}: {:?}", w.m(id).passive());
+    }
+}
