@@ -22,6 +22,7 @@ use selfman::{
 };
 use selfman_chord::{Chord, ChordConfig, ChordMessage};
 use selfman_failure_detector::{FdConfig, FdMessage, HeartbeatFd};
+use selfman_ports::ring_check::ring_convergence;
 use selfman_ports::{
     FailureDetector, JoinRefusal, LookupOutcome, Ring, RingId, RingIndication, RingRequest,
     RingView, RingViews,
@@ -332,12 +333,14 @@ impl World {
     /// Builds a ring of `nodes` peers: one bootstraps, then waves of joiners, each wave as
     /// large as the ring already is times `growth` (so the ring doubles by default), each
     /// joiner through a random member; a wave starts once every joiner of the previous one is
-    /// in. Fails if a wave takes longer than `wave_limit`.
+    /// in (with `sorted`, once moreover the ring's pointers, ranges and successor lists are
+    /// as the sorted order says). Fails if a wave takes longer than `wave_limit`.
     pub(crate) fn build(
         &mut self,
         nodes: usize,
         growth: usize,
         wave_limit: Duration,
+        sorted: bool,
     ) -> Result<Built, String> {
         let first = self.add_node()?;
         self.request(first, RingRequest::Bootstrap)?;
@@ -367,6 +370,20 @@ impl World {
                 }
                 self.sim.run_for(step);
                 self.take_joined();
+            }
+            while sorted {
+                let views = self.snapshot();
+                if ring_convergence(&views, self.imp.succ_list_size()).is_empty() {
+                    break;
+                }
+                if self.sim.now() >= deadline {
+                    return Err(format!(
+                        "wave {waves} of {size} joiners: the ring of {} peers not sorted \
+                         after {wave_limit:?}",
+                        self.members.len(),
+                    ));
+                }
+                self.sim.run_for(step);
             }
         }
         Ok(Built { waves, joined_at: self.sim.now() })
