@@ -482,7 +482,41 @@ pub(crate) fn joins(
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{overlapping_pairs, percentile};
+    use selfman::sim::address_of;
+    use selfman::{NodeAddr, NodeId};
+    use selfman_ports::{Peer, Range, RingId, RingStatus, RingView};
+    use std::collections::BTreeMap;
+
+    fn owner(id: u64, from: u64) -> (NodeAddr, RingView) {
+        let me = Peer::new(RingId(id), NodeAddr::new(address_of(id as usize), NodeId(id)));
+        let v = RingView {
+            me,
+            status: RingStatus::InRing,
+            range: Some(Range::new(RingId(from), RingId(id))),
+            succ: None,
+            pred: None,
+            succ_list: Vec::new(),
+            pred_list: Vec::new(),
+            fingers: Vec::new(),
+            crashed: Vec::new(),
+        };
+        (me.addr, v)
+    }
+
+    #[test]
+    fn overlapping_pairs_name_every_owner_a_range_holds() {
+        // 10, 20, 30, 40 partition the circle: no pair.
+        let ok: BTreeMap<_, _> =
+            [owner(10, 40), owner(20, 10), owner(30, 20), owner(40, 30)].into_iter().collect();
+        assert!(overlapping_pairs(&ok).is_empty());
+        // 40 still claims back to 10 (a joiner 20 and 30 it has not heard of): two pairs.
+        let bad: BTreeMap<_, _> =
+            [owner(10, 40), owner(20, 10), owner(30, 20), owner(40, 10)].into_iter().collect();
+        let pairs: Vec<(u64, u64)> =
+            overlapping_pairs(&bad).into_iter().map(|(a, b)| (a.id.0, b.id.0)).collect();
+        assert_eq!(pairs, vec![(40, 30), (40, 20)]);
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {
