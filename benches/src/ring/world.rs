@@ -302,6 +302,12 @@ impl World {
             .ok_or_else(|| format!("node {addr} has no slot"))
     }
 
+    /// Whether the ring's pointers, ranges and successor lists are as the sorted order of the
+    /// live peers says (fingers not looked at).
+    fn sorted(&self) -> bool {
+        ring_convergence(&self.snapshot(), self.imp.succ_list_size()).is_empty()
+    }
+
     /// The views of every live peer now.
     pub(crate) fn snapshot(&self) -> BTreeMap<NodeAddr, RingView> {
         self.shared.views.snapshot()
@@ -371,11 +377,7 @@ impl World {
                 self.sim.run_for(step);
                 self.take_joined();
             }
-            while sorted {
-                let views = self.snapshot();
-                if ring_convergence(&views, self.imp.succ_list_size()).is_empty() {
-                    break;
-                }
+            while sorted && !self.sorted() {
                 if self.sim.now() >= deadline {
                     return Err(format!(
                         "wave {waves} of {size} joiners: the ring of {} peers not sorted \
