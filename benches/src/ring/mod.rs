@@ -10,6 +10,7 @@
 //!                    [--lookup-s 10] [--churn-s 60] [--churn-per-s 10] [--kill-permille 100]
 //!                    [--check-ms 50] [--growth 1] [--fd-period-ms 100] [--fd-timeout-ms 400]
 //!                    [--stabilize-ms 1000] [--succ-list 7] [--sorted-waves 0|1]
+//!                    [--watch-succs 1 (Chord: list entries its detector watches)]
 //!                    [--phases joins --joins 1000 --joins-limit-s 300]
 //!                    [--phases merge --groups 2 --apart-s 40 --merge-limit-s 120 --fanout 4
 //!                     --merge-depth 3]
@@ -86,6 +87,7 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
     let chord_config = ChordConfig {
         succ_list_size: args.get("succ-list", chord_default.succ_list_size as u64)? as usize,
         stabilize: chord_stabilize,
+        watched_succs: args.get("watch-succs", chord_default.watched_succs as u64)? as usize,
         // Timers are checked once a tick: a period below the default tick shortens the tick.
         tick: chord_default.tick.min(chord_stabilize).max(ms(1)),
         ..chord_default
