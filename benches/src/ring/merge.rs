@@ -201,7 +201,16 @@ pub(crate) fn merge(
     let l = w.imp.succ_list_size();
     let views = w.snapshot();
     let sets = sub_rings(&views, &groups_sets);
-    let split_ok = by_group(&views, &sets).iter().all(|g| convergence(&bare(g), l).is_empty());
+    let split_errors: Vec<String> =
+        by_group(&views, &sets).iter().flat_map(|g| convergence(&bare(g), l)).collect();
+    let split_ok = split_errors.is_empty();
+    if let Some(first) = split_errors.first() {
+        eprintln!(
+            "merge: at the heal, {} complaints about the sides as rings of their own; first: \
+             {first}",
+            split_errors.len()
+        );
+    }
     w.shared.sent.take();
     w.sim.heal();
     let t0 = w.sim.now();
