@@ -8,7 +8,7 @@
 //! selfman-bench sim --nodes N --virtual-seconds S --seed X
 //! selfman-bench net-pingpong --pairs K --window W --round-trips N [--threads T] [--secure 0/1]
 //! selfman-bench consensus --nodes N --instances I [--window W] [--tcp 1] [--threads T]
-//! selfman-bench ring --impl relaxed --nodes N [--seed S] [--k K] [--lookups L] [--phases …]
+//! selfman-bench ring --impl relaxed|chord --nodes N [--seed S] [--k K] [--lookups L] [--phases …]
 //! selfman-bench tx --nodes 4 --replicas 4 [--clients C] [--transactions T] [--keys K] [--tcp 1]
 //!                  [--processes 4]
 //! selfman-bench replication --phase handover|rereplicate|repair|reads [--nodes N] [--items I]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use selfman::core::Time;
 use selfman::sim::address_of;
 use selfman::{NodeAddr, NodeId};
-use selfman_ports::ring_check::{convergence, overlap, responsible};
-use selfman_ports::{LookupOutcome, RingId, RingRequest, RingStatus, RingView, Unavailable};
+use selfman_ports::ring_check::{convergence, overlap, overreaches, responsible};
+use selfman_ports::{LookupOutcome, Peer, RingId, RingRequest, RingStatus, RingView, Unavailable};
 
 use super::world::World;
 
@@ -29,7 +29,7 @@ pub(crate) fn converge(
     loop {
         w.rejoin_refused().map_err(|e| (1, e))?;
         let views = w.snapshot();
-        let errors = convergence(&views, w.ring_config.succ_list_size);
+        let errors = convergence(&views, w.imp.succ_list_size());
         if errors.is_empty() {
             return Ok(w.sim.now().duration_since(start));
         }
@@ -119,7 +119,7 @@ pub(crate) fn lookups(w: &mut World, n: u64, over: Duration) -> Result<Lookups, 
         }
         w.sim.run_for(over / batches as u32);
     }
-    let deadline = w.sim.now() + 2 * w.ring_config.lookup_timeout;
+    let deadline = w.sim.now() + 2 * w.imp.lookup_timeout();
     while (w.shared.answers.lock().map_err(|_| "answers poisoned")?.len() as u64) < n
         && w.sim.now() < deadline
     {
@@ -235,7 +235,7 @@ pub(crate) fn heal(
         }
     }
     let t0 = w.sim.now();
-    let succ_list = w.ring_config.succ_list_size;
+    let succ_list = w.imp.succ_list_size();
     let mut h = Heal {
         killed: victims.len(),
         ring: None,
@@ -370,9 +370,153 @@ pub(crate) fn churn(
     Ok(Churn { crashes, joins, wall, deliveries, consistency, settled })
 }
 
+/// What `joins` concurrent joins did to lookup consistency.
+pub(crate) struct Joins {
+    pub(crate) joins: usize,
+    /// Virtual time from the joins until every joiner was told `Joined`.
+    pub(crate) joined: Option<Duration>,
+    /// Until the live peers formed one ring (structure: pointers, ranges, successor lists).
+    pub(crate) converged: Option<Duration>,
+    pub(crate) checks: u64,
+    /// Checks that found two live peers owning one key.
+    pub(crate) violating_checks: u64,
+    /// Overlap episodes: a pair (owner, owner whose identifier its range holds) from the first
+    /// check that sees it to the first that does not.
+    pub(crate) episodes: u64,
+    /// The longest episode (to the check that saw it end, or to the end of the phase).
+    pub(crate) longest: Duration,
+    /// The sum of the episodes' lengths.
+    pub(crate) total: Duration,
+    /// The most overlapping pairs one check saw.
+    pub(crate) max_pairs: usize,
+    /// The first violation: when (from the joins), and what the checker said.
+    pub(crate) first: Option<(Duration, String)>,
+}
+
+/// Every pair (owner, owner whose identifier its range holds) among the live peers now.
+fn overlapping_pairs(views: &BTreeMap<NodeAddr, RingView>) -> Vec<(Peer, Peer)> {
+    let owners: Vec<_> = views.values().filter_map(|v| v.range.map(|r| (v.me, r))).collect();
+    overreaches(&owners)
+        .into_iter()
+        .flat_map(|o| o.covered.into_iter().map(move |(c, _)| (o.peer, c)))
+        .collect()
+}
+
+/// `joins` new nodes join at one instant, each through a random member; every `every`,
+/// until the ring has converged again (or `limit` passed), the live peers' ranges are
+/// checked for overlaps, each overlapping pair timed as an episode.
+pub(crate) fn joins(
+    w: &mut World,
+    joins: usize,
+    every: Duration,
+    limit: Duration,
+) -> Result<Joins, String> {
+    w.take_joined();
+    let target = w.members.len() + joins;
+    for _ in 0..joins {
+        let slot = w.add_node()?;
+        w.join_random(slot)?;
+    }
+    let t0 = w.sim.now();
+    let mut j = Joins {
+        joins,
+        joined: None,
+        converged: None,
+        checks: 0,
+        violating_checks: 0,
+        episodes: 0,
+        longest: Duration::ZERO,
+        total: Duration::ZERO,
+        max_pairs: 0,
+        first: None,
+    };
+    let mut open: BTreeMap<(Peer, Peer), Duration> = BTreeMap::new();
+    let succ_list = w.imp.succ_list_size();
+    loop {
+        w.sim.run_for(every);
+        w.take_joined();
+        w.rejoin_refused()?;
+        let took = w.sim.now().duration_since(t0);
+        if j.joined.is_none() && w.members.len() >= target {
+            j.joined = Some(took);
+        }
+        let views = w.snapshot();
+        j.checks += 1;
+        let pairs = overlapping_pairs(&views);
+        if !pairs.is_empty() {
+            j.violating_checks += 1;
+            j.max_pairs = j.max_pairs.max(pairs.len());
+            if j.first.is_none() {
+                j.first = overlap(&views).map(|o| (took, o.to_string()));
+            }
+        }
+        let now: std::collections::BTreeSet<(Peer, Peer)> = pairs.into_iter().collect();
+        open.retain(|pair, since| {
+            if now.contains(pair) {
+                return true;
+            }
+            let d = took - *since;
+            j.episodes += 1;
+            j.total += d;
+            j.longest = j.longest.max(d);
+            false
+        });
+        for pair in now {
+            open.entry(pair).or_insert(took);
+        }
+        let done = j.joined.is_some() && structure_complaints(&views, succ_list).is_empty();
+        if done || took >= limit {
+            if done {
+                j.converged = Some(took);
+            }
+            for since in open.into_values() {
+                let d = took - since;
+                j.episodes += 1;
+                j.total += d;
+                j.longest = j.longest.max(d);
+            }
+            return Ok(j);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{overlapping_pairs, percentile};
+    use selfman::sim::address_of;
+    use selfman::{NodeAddr, NodeId};
+    use selfman_ports::{Peer, Range, RingId, RingStatus, RingView};
+    use std::collections::BTreeMap;
+
+    fn owner(id: u64, from: u64) -> (NodeAddr, RingView) {
+        let me = Peer::new(RingId(id), NodeAddr::new(address_of(id as usize), NodeId(id)));
+        let v = RingView {
+            me,
+            status: RingStatus::InRing,
+            range: Some(Range::new(RingId(from), RingId(id))),
+            succ: None,
+            pred: None,
+            succ_list: Vec::new(),
+            pred_list: Vec::new(),
+            fingers: Vec::new(),
+            crashed: Vec::new(),
+        };
+        (me.addr, v)
+    }
+
+    #[test]
+    fn overlapping_pairs_name_every_owner_a_range_holds() {
+        // 10, 20, 30, 40 partition the circle: no pair.
+        let ok: BTreeMap<_, _> =
+            [owner(10, 40), owner(20, 10), owner(30, 20), owner(40, 30)].into_iter().collect();
+        assert!(overlapping_pairs(&ok).is_empty());
+        // 40 still claims back to 10 (a joiner 20 and 30 it has not heard of): two pairs.
+        let bad: BTreeMap<_, _> =
+            [owner(10, 40), owner(20, 10), owner(30, 20), owner(40, 10)].into_iter().collect();
+        let pairs: Vec<(u64, u64)> =
+            overlapping_pairs(&bad).into_iter().map(|(a, b)| (a.id.0, b.id.0)).collect();
+        assert_eq!(pairs, vec![(40, 30), (40, 20)]);
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -1,11 +1,13 @@
 //! The simulated world of the ring benchmark: N nodes, each a heartbeat failure detector, a
-//! relaxed-ring peer and a small driver that records what the ring tells it; the shared
-//! tables the benchmark reads (the peers' views, message counters, lookup answers); and
-//! building a ring by joins in waves.
+//! ring peer (the relaxed ring or Chord, [`Impl`]: the same `Ring` port, the same detector)
+//! and a small driver that records what the ring tells it; the shared tables the benchmark
+//! reads (the peers' views, message counters, lookup answers); and building a ring by joins
+//! in waves.
 //!
-//! Every node is wired here rather than by `selfman_relaxed_ring::build` so that each
-//! network channel counts the messages its protocol sends (a request selector that counts
-//! and lets everything through): the maintenance traffic is measured per protocol, exactly.
+//! Every node is wired here rather than by `selfman_relaxed_ring::build` or
+//! `selfman_chord::build` so that each network channel counts the messages its protocol
+//! sends (a request selector that counts and lets everything through): the maintenance
+//! traffic is measured per protocol, exactly.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,12 +20,54 @@ use selfman::{
     Component, ComponentDefinition, Handled, Host, NetRequest, Network, NodeAddr, NodeId, Required,
     Rng, Selector, Setup,
 };
+use selfman_chord::{Chord, ChordConfig, ChordMessage};
 use selfman_failure_detector::{FdConfig, FdMessage, HeartbeatFd};
+use selfman_ports::ring_check::ring_convergence;
 use selfman_ports::{
     FailureDetector, JoinRefusal, LookupOutcome, Ring, RingId, RingIndication, RingRequest,
     RingView, RingViews,
 };
 use selfman_relaxed_ring::{RelaxedRing, RingConfig, RingMessage};
+
+/// Which ring every node of the world runs, with its settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Impl {
+    Relaxed(RingConfig),
+    Chord(ChordConfig),
+}
+
+impl Impl {
+    /// The successor-list length the convergence checker expects.
+    pub(crate) fn succ_list_size(&self) -> usize {
+        match self {
+            Impl::Relaxed(c) => c.succ_list_size,
+            Impl::Chord(c) => c.succ_list_size,
+        }
+    }
+
+    /// How long a lookup may go unanswered before the ring answers `Timeout`.
+    pub(crate) fn lookup_timeout(&self) -> Duration {
+        match self {
+            Impl::Relaxed(c) => c.lookup_timeout,
+            Impl::Chord(c) => c.lookup_timeout,
+        }
+    }
+
+    /// The period of the ring's own repair: the relaxed ring's check-in with its successor,
+    /// Chord's stabilisation.
+    pub(crate) fn stabilize(&self) -> Duration {
+        match self {
+            Impl::Relaxed(c) => c.stabilize,
+            Impl::Chord(c) => c.stabilize,
+        }
+    }
+}
+
+/// The ring component of one node.
+enum RingComp {
+    Relaxed(Component<RelaxedRing<Payload>>),
+    Chord(Component<Chord<Payload>>),
+}
 
 /// The payload type of the benchmark's rings (nothing is routed but lookups).
 pub(crate) type Payload = u64;
@@ -64,7 +108,7 @@ pub(crate) struct Shared {
     refused: Mutex<Vec<usize>>,
     pub(crate) answers: Mutex<Vec<Answer>>,
     /// The ring component of each node slot's current incarnation.
-    rings: Mutex<Vec<Option<Component<RelaxedRing<Payload>>>>>,
+    rings: Mutex<Vec<Option<RingComp>>>,
 }
 
 /// Records the indications the benchmark needs; the channel to it carries no others.
@@ -102,12 +146,7 @@ impl ComponentDefinition for Driver {
 }
 
 /// Wires one node: detector, ring peer, driver. It does not join: the benchmark asks it to.
-fn wire(
-    h: &SimHost,
-    shared: &Arc<Shared>,
-    ring_config: RingConfig,
-    fd_config: FdConfig,
-) -> selfman::Result<()> {
+fn wire(h: &SimHost, shared: &Arc<Shared>, imp: Impl, fd_config: FdConfig) -> selfman::Result<()> {
     let sys = h.system();
     let me = h.local();
     let fd = h.create(move || HeartbeatFd::new(fd_config))?;
@@ -124,24 +163,7 @@ fn wire(
         count_fd,
     )?;
     sys.connect(&h.timer()?, &fd.required()?)?;
-
-    let ring = h.create(move || RelaxedRing::<Payload>::new(me, ring_config))?;
-    let s = Arc::clone(shared);
-    let count_ring = Selector::<Network<RingMessage<Payload>>>::requests(
-        move |r: &NetRequest<RingMessage<Payload>>| {
-            if matches!(r, NetRequest::Send { .. }) {
-                s.sent.ring.fetch_add(1, Ordering::Relaxed);
-            }
-            true
-        },
-    );
-    sys.connect_with(
-        &h.network::<RingMessage<Payload>>(selfman_relaxed_ring::PROTOCOL)?,
-        &ring.required()?,
-        count_ring,
-    )?;
-    sys.connect(&h.timer()?, &ring.required()?)?;
-    sys.connect(&fd.provided::<FailureDetector>()?, &ring.required()?)?;
+    let fd_port = fd.provided::<FailureDetector>()?;
 
     let s = Arc::clone(shared);
     let slot = h.index();
@@ -155,14 +177,57 @@ fn wire(
                 | RingIndication::LookupResult { .. }
         )
     });
-    sys.connect_with(&ring.provided()?, &driver.required()?, wanted)?;
+    let s = Arc::clone(shared);
+    let comp = match imp {
+        Impl::Relaxed(config) => {
+            let ring = h.create(move || RelaxedRing::<Payload>::new(me, config))?;
+            let count_ring = Selector::<Network<RingMessage<Payload>>>::requests(
+                move |r: &NetRequest<RingMessage<Payload>>| {
+                    if matches!(r, NetRequest::Send { .. }) {
+                        s.sent.ring.fetch_add(1, Ordering::Relaxed);
+                    }
+                    true
+                },
+            );
+            sys.connect_with(
+                &h.network::<RingMessage<Payload>>(selfman_relaxed_ring::PROTOCOL)?,
+                &ring.required()?,
+                count_ring,
+            )?;
+            sys.connect(&h.timer()?, &ring.required()?)?;
+            sys.connect(&fd_port, &ring.required()?)?;
+            sys.connect_with(&ring.provided()?, &driver.required()?, wanted)?;
+            shared.views.register(me, &ring);
+            RingComp::Relaxed(ring)
+        }
+        Impl::Chord(config) => {
+            let ring = h.create(move || Chord::<Payload>::new(me, config))?;
+            let count_ring = Selector::<Network<ChordMessage<Payload>>>::requests(
+                move |r: &NetRequest<ChordMessage<Payload>>| {
+                    if matches!(r, NetRequest::Send { .. }) {
+                        s.sent.ring.fetch_add(1, Ordering::Relaxed);
+                    }
+                    true
+                },
+            );
+            sys.connect_with(
+                &h.network::<ChordMessage<Payload>>(selfman_chord::PROTOCOL)?,
+                &ring.required()?,
+                count_ring,
+            )?;
+            sys.connect(&h.timer()?, &ring.required()?)?;
+            sys.connect(&fd_port, &ring.required()?)?;
+            sys.connect_with(&ring.provided()?, &driver.required()?, wanted)?;
+            shared.views.register(me, &ring);
+            RingComp::Chord(ring)
+        }
+    };
 
-    shared.views.register(me, &ring);
     let mut rings = shared.rings.lock().unwrap_or_else(PoisonError::into_inner);
     if rings.len() <= slot {
         rings.resize_with(slot + 1, || None);
     }
-    rings[slot] = Some(ring);
+    rings[slot] = Some(comp);
     Ok(())
 }
 
@@ -170,7 +235,8 @@ fn wire(
 pub(crate) struct World {
     pub(crate) sim: Simulation,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) ring_config: RingConfig,
+    /// The ring every node runs.
+    pub(crate) imp: Impl,
     /// The slots whose current incarnation is (or was told to be) in the ring, for choosing
     /// access peers and victims.
     pub(crate) members: Vec<usize>,
@@ -186,16 +252,16 @@ pub(crate) struct Built {
 }
 
 impl World {
-    pub(crate) fn new(seed: u64, ring_config: RingConfig, fd_config: FdConfig) -> World {
+    pub(crate) fn new(seed: u64, imp: Impl, fd_config: FdConfig) -> World {
         let sim = Simulation::new(seed);
         let shared = Arc::new(Shared::default());
         let s = Arc::clone(&shared);
         let builder: selfman::sim::NodeBuilder =
-            Arc::new(move |h: &SimHost| wire(h, &s, ring_config, fd_config));
+            Arc::new(move |h: &SimHost| wire(h, &s, imp, fd_config));
         World {
             sim,
             shared,
-            ring_config,
+            imp,
             members: Vec::new(),
             rng: Rng::seeded(seed ^ 0x7269_6e67), // "ring"
             builder,
@@ -206,7 +272,11 @@ impl World {
     pub(crate) fn request(&self, slot: usize, req: RingRequest<Payload>) -> Result<(), String> {
         let rings = self.shared.rings.lock().unwrap_or_else(PoisonError::into_inner);
         let ring = rings.get(slot).and_then(Option::as_ref).ok_or("no such node")?;
-        ring.provided::<Ring<Payload>>().and_then(|p| p.request(req)).map_err(|e| e.to_string())
+        let port = match ring {
+            RingComp::Relaxed(r) => r.provided::<Ring<Payload>>(),
+            RingComp::Chord(r) => r.provided::<Ring<Payload>>(),
+        };
+        port.and_then(|p| p.request(req)).map_err(|e| e.to_string())
     }
 
     /// A random member slot.
@@ -230,6 +300,12 @@ impl World {
             .iter()
             .position(|(a, _)| *a == addr.addr)
             .ok_or_else(|| format!("node {addr} has no slot"))
+    }
+
+    /// Whether the ring's pointers, ranges and successor lists are as the sorted order of the
+    /// live peers says (fingers not looked at).
+    fn sorted(&self) -> bool {
+        ring_convergence(&self.snapshot(), self.imp.succ_list_size()).is_empty()
     }
 
     /// The views of every live peer now.
@@ -263,12 +339,14 @@ impl World {
     /// Builds a ring of `nodes` peers: one bootstraps, then waves of joiners, each wave as
     /// large as the ring already is times `growth` (so the ring doubles by default), each
     /// joiner through a random member; a wave starts once every joiner of the previous one is
-    /// in. Fails if a wave takes longer than `wave_limit`.
+    /// in (with `sorted`, once moreover the ring's pointers, ranges and successor lists are
+    /// as the sorted order says). Fails if a wave takes longer than `wave_limit`.
     pub(crate) fn build(
         &mut self,
         nodes: usize,
         growth: usize,
         wave_limit: Duration,
+        sorted: bool,
     ) -> Result<Built, String> {
         let first = self.add_node()?;
         self.request(first, RingRequest::Bootstrap)?;
@@ -298,6 +376,16 @@ impl World {
                 }
                 self.sim.run_for(step);
                 self.take_joined();
+            }
+            while sorted && !self.sorted() {
+                if self.sim.now() >= deadline {
+                    return Err(format!(
+                        "wave {waves} of {size} joiners: the ring of {} peers not sorted \
+                         after {wave_limit:?}",
+                        self.members.len(),
+                    ));
+                }
+                self.sim.run_for(step);
             }
         }
         Ok(Built { waves, joined_at: self.sim.now() })

@@ -32,12 +32,18 @@ pub struct ChordConfig {
     pub lookup_timeout: Duration,
     /// Most overlay hops a lookup or routed payload may take.
     pub max_hops: u32,
+    /// How many successor-list entries, nearest first, the failure detector watches (1:
+    /// the successor only, as in the Chord paper). With more, a run of consecutive crashed
+    /// successors is detected in parallel instead of one after another, at the cost of one
+    /// more heartbeat stream per entry.
+    pub watched_succs: usize,
 }
 
 impl Default for ChordConfig {
     /// Successor lists of 7 (as the relaxed ring's), tick 100 ms, stabilise every 1 s (the
     /// relaxed ring checks in with its successor as often), fix 4 fingers per second, joins
-    /// re-sent after 2 s, lookups time out after 2 s, 64 hops at most.
+    /// re-sent after 2 s, lookups time out after 2 s, 64 hops at most, the successor alone
+    /// watched.
     fn default() -> Self {
         ChordConfig {
             id: None,
@@ -49,6 +55,7 @@ impl Default for ChordConfig {
             join_timeout: Duration::from_secs(2),
             lookup_timeout: Duration::from_secs(2),
             max_hops: 64,
+            watched_succs: 1,
         }
     }
 }
@@ -65,7 +72,8 @@ pub struct ConfigError {
 
 impl ChordConfig {
     /// Checks the settings: a successor list of 1 to 64 entries, positive periods no shorter
-    /// than the tick, 1 to 64 fingers per fix, 1 to 1024 hops.
+    /// than the tick, 1 to 64 fingers per fix, 1 to 1024 hops, 1 to `succ_list_size` watched
+    /// successors.
     ///
     /// # Errors
     ///
@@ -89,6 +97,9 @@ impl ChordConfig {
         if !(1..=1024).contains(&self.max_hops) {
             return err("max_hops must be between 1 and 1024");
         }
+        if !(1..=self.succ_list_size).contains(&self.watched_succs) {
+            return err("watched_succs must be between 1 and succ_list_size");
+        }
         Ok(())
     }
 }
@@ -107,6 +118,8 @@ mod tests {
             (ChordConfig { stabilize: Duration::from_millis(1), ..d }, "stabilize"),
             (ChordConfig { fingers_per_fix: 0, ..d }, "fingers_per_fix"),
             (ChordConfig { max_hops: 0, ..d }, "max_hops"),
+            (ChordConfig { watched_succs: 0, ..d }, "watched_succs"),
+            (ChordConfig { watched_succs: 8, ..d }, "watched_succs"),
         ];
         for (c, field) in bad {
             let e = c.validate().unwrap_err();

@@ -1098,13 +1098,14 @@ impl ChordMachine {
         }
     }
 
-    /// Watches the successor, the predecessor and the recent suspects; tells the user when
-    /// its neighbours changed.
+    /// Watches the successor (the first [`ChordConfig::watched_succs`] list entries), the
+    /// predecessor and the recent suspects; tells the user when its neighbours changed.
     fn settle<M: Message>(&mut self, out: &mut Vec<ChordOutput<M>>) {
         let in_ring = self.status == RingStatus::InRing;
         let mut want = BTreeSet::new();
         if in_ring {
-            for p in [Some(self.succ()), self.pred].into_iter().flatten() {
+            let succs = self.succ_list.iter().take(self.config.watched_succs.max(1)).copied();
+            for p in std::iter::once(self.succ()).chain(succs).chain(self.pred) {
                 if p.addr != self.me.addr {
                     want.insert(p.addr);
                 }

@@ -545,3 +545,31 @@ fn seeds_of_joins_crashes_and_leaves_converge_and_look_up_right() {
         }
     }
 }
+
+/// How long (virtual, in 50 ms steps) a ring of 16 formed with `c` takes to be one ring
+/// again after its peers 3, 4 and 5 (in identifier order) crash at once.
+fn repair_time(c: ChordConfig) -> Duration {
+    let mut w = form(11, 16, c);
+    settle(&w, Duration::from_secs(30), c.succ_list_size);
+    let sorted: Vec<NodeAddr> = w.live_views().iter().map(|v| v.me.addr).collect();
+    for n in [sorted[3], sorted[4], sorted[5]] {
+        w.crash(n);
+    }
+    let mut took = Duration::ZERO;
+    while !w.faults(c.succ_list_size).is_empty() {
+        assert!(took < Duration::from_secs(30), "not repaired: {:#?}", w.faults(c.succ_list_size));
+        w.run(Duration::from_millis(50));
+        took += Duration::from_millis(50);
+    }
+    took
+}
+
+#[test]
+fn watching_more_successors_detects_a_run_of_crashes_in_parallel() {
+    let d = ChordConfig::default();
+    let one = repair_time(d);
+    let three = repair_time(ChordConfig { watched_succs: 3, ..d });
+    // With the successor alone watched, the peer before the run suspects its three crashed
+    // successors one after another (a detection each); watching three, all at once.
+    assert!(three < one, "watching 3: {three:?}, watching 1: {one:?}");
+}
