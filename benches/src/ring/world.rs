@@ -17,15 +17,15 @@ use std::time::Duration;
 use selfman::core::Time;
 use selfman::sim::{address_of, SimHost, Simulation};
 use selfman::{
-    Component, ComponentDefinition, Handled, Host, NetRequest, Network, NodeAddr, NodeId, Required,
-    Rng, Selector, Setup,
+    Component, ComponentDefinition, Handled, Host, Message, NetRequest, Network, NodeAddr, NodeId,
+    ProvidedRef, Required, Rng, Selector, Setup,
 };
 use selfman_chord::{Chord, ChordConfig, ChordMessage};
 use selfman_failure_detector::{FdConfig, FdMessage, HeartbeatFd};
 use selfman_ports::ring_check::ring_convergence;
 use selfman_ports::{
-    FailureDetector, JoinRefusal, LookupOutcome, Ring, RingId, RingIndication, RingRequest,
-    RingView, RingViews,
+    FailureDetector, JoinRefusal, LookupOutcome, Ring, RingId, RingIndication, RingInspect,
+    RingRequest, RingView, RingViews,
 };
 use selfman_relaxed_ring::{RelaxedRing, RingConfig, RingMessage};
 
@@ -145,6 +145,38 @@ impl ComponentDefinition for Driver {
     }
 }
 
+/// Connects a ring peer of either implementation: its network (sends counted as ring
+/// messages), the timer, the detector, and the driver (only the indications it wants); and
+/// registers its view.
+fn connect_ring<D, M>(
+    h: &SimHost,
+    ring: &Component<D>,
+    protocol: &str,
+    fd_port: &ProvidedRef<FailureDetector>,
+    driver: &Component<Driver>,
+    wanted: Selector<Ring<Payload>>,
+    shared: &Arc<Shared>,
+) -> selfman::Result<()>
+where
+    D: ComponentDefinition + RingInspect,
+    M: Message,
+{
+    let sys = h.system();
+    let s = Arc::clone(shared);
+    let count_ring = Selector::<Network<M>>::requests(move |r: &NetRequest<M>| {
+        if matches!(r, NetRequest::Send { .. }) {
+            s.sent.ring.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    });
+    sys.connect_with(&h.network::<M>(protocol)?, &ring.required()?, count_ring)?;
+    sys.connect(&h.timer()?, &ring.required()?)?;
+    sys.connect(fd_port, &ring.required()?)?;
+    sys.connect_with(&ring.provided()?, &driver.required()?, wanted)?;
+    shared.views.register(h.local(), ring);
+    Ok(())
+}
+
 /// Wires one node: detector, ring peer, driver. It does not join: the benchmark asks it to.
 fn wire(h: &SimHost, shared: &Arc<Shared>, imp: Impl, fd_config: FdConfig) -> selfman::Result<()> {
     let sys = h.system();
@@ -177,48 +209,31 @@ fn wire(h: &SimHost, shared: &Arc<Shared>, imp: Impl, fd_config: FdConfig) -> se
                 | RingIndication::LookupResult { .. }
         )
     });
-    let s = Arc::clone(shared);
     let comp = match imp {
         Impl::Relaxed(config) => {
             let ring = h.create(move || RelaxedRing::<Payload>::new(me, config))?;
-            let count_ring = Selector::<Network<RingMessage<Payload>>>::requests(
-                move |r: &NetRequest<RingMessage<Payload>>| {
-                    if matches!(r, NetRequest::Send { .. }) {
-                        s.sent.ring.fetch_add(1, Ordering::Relaxed);
-                    }
-                    true
-                },
-            );
-            sys.connect_with(
-                &h.network::<RingMessage<Payload>>(selfman_relaxed_ring::PROTOCOL)?,
-                &ring.required()?,
-                count_ring,
+            connect_ring::<_, RingMessage<Payload>>(
+                h,
+                &ring,
+                selfman_relaxed_ring::PROTOCOL,
+                &fd_port,
+                &driver,
+                wanted,
+                shared,
             )?;
-            sys.connect(&h.timer()?, &ring.required()?)?;
-            sys.connect(&fd_port, &ring.required()?)?;
-            sys.connect_with(&ring.provided()?, &driver.required()?, wanted)?;
-            shared.views.register(me, &ring);
             RingComp::Relaxed(ring)
         }
         Impl::Chord(config) => {
             let ring = h.create(move || Chord::<Payload>::new(me, config))?;
-            let count_ring = Selector::<Network<ChordMessage<Payload>>>::requests(
-                move |r: &NetRequest<ChordMessage<Payload>>| {
-                    if matches!(r, NetRequest::Send { .. }) {
-                        s.sent.ring.fetch_add(1, Ordering::Relaxed);
-                    }
-                    true
-                },
-            );
-            sys.connect_with(
-                &h.network::<ChordMessage<Payload>>(selfman_chord::PROTOCOL)?,
-                &ring.required()?,
-                count_ring,
+            connect_ring::<_, ChordMessage<Payload>>(
+                h,
+                &ring,
+                selfman_chord::PROTOCOL,
+                &fd_port,
+                &driver,
+                wanted,
+                shared,
             )?;
-            sys.connect(&h.timer()?, &ring.required()?)?;
-            sys.connect(&fd_port, &ring.required()?)?;
-            sys.connect_with(&ring.provided()?, &driver.required()?, wanted)?;
-            shared.views.register(me, &ring);
             RingComp::Chord(ring)
         }
     };
