@@ -142,10 +142,7 @@ fn two_rings_left_by_a_partition_merge_into_one_after_it_heals() {
     assert!(stdout.contains("each side forms one ring of its own"), "{stdout}");
     let merge: u64 = field(last, "merge_ms").parse().unwrap();
     assert!(merge <= 60_000, "{last}");
-    let pids = node_pids(&stdout);
-    assert_eq!(pids.len(), 6, "{stdout}");
-    assert_reaped(&pids, &stdout);
-    assert_no_namespace_left(&stdout);
+    assert_partition_run_cleaned_up(&stdout);
     eprintln!("{last}");
 }
 
@@ -168,10 +165,15 @@ fn without_the_merge_the_two_rings_stay_two() {
     assert_eq!(out.status.code(), Some(1), "not caught:\n{stdout}\n{stderr}");
     assert!(stderr.contains("merging the two rings: not within the deadline"), "{stderr}");
     assert!(stdout.contains("healed the link"), "{stdout}");
-    let pids = node_pids(&stdout);
+    assert_partition_run_cleaned_up(&stdout);
+}
+
+/// A partition run of 6 nodes left no node process and no namespace behind.
+fn assert_partition_run_cleaned_up(stdout: &str) {
+    let pids = node_pids(stdout);
     assert_eq!(pids.len(), 6, "{stdout}");
-    assert_reaped(&pids, &stdout);
-    assert_no_namespace_left(&stdout);
+    assert_reaped(&pids, stdout);
+    assert_no_namespace_left(stdout);
 }
 
 /// The namespaces the launcher printed (`in namespaces NAME (IP) and NAME (IP)`) are gone.

@@ -10,6 +10,13 @@
 # perf_event_paranoid) for the tracepoints. Every process it starts is stopped by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+# the tools it calls, from Debian's packages when missing (as root)
+missing=()
+command -v perf >/dev/null || missing+=(linux-perf)
+command -v bc >/dev/null || missing+=(bc)
+command -v curl >/dev/null || missing+=(curl)
+command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+[ ${#missing[@]} -eq 0 ] || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }
 NODES=${1:-4}
 N=${2:-20000}
 TEST=${3:-set}
