@@ -57,6 +57,10 @@ const TRIES: u32 = 2;
 /// Completed incoming transfers remembered, to answer a repeated `Done` (its `DoneAck` lost).
 const RECENT: usize = 16;
 
+/// Debts remembered ([`Handover::owe`]); the oldest is forgotten beyond (a debt whose range
+/// was rebuilt by its new owner, or whose old holder has gone, is never paid).
+const MAX_OWED: usize = 64;
+
 /// Where an operation for a position not served here should go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Holder {
@@ -113,6 +117,10 @@ enum InPhase {
     Receiving {
         session: u64,
         offered: Range,
+        /// The positions whose records are kept as they come: what was wanted or owed when
+        /// the transfer started (a debt added later is not paid by this transfer, which did
+        /// not keep all of its records).
+        kept: RangeSet,
         next_seq: u64,
         items: u64,
         /// Key and value bytes of the items received ([`WireItem::data_bytes`]).
@@ -134,10 +142,6 @@ struct Incoming {
     merge: bool,
     /// Transfers of it that timed out.
     failed: u32,
-    /// Parts of the range this node lost to a later joiner before their data arrived, with
-    /// that joiner: their records are kept as they come, and handed on to it once the
-    /// transfer is complete (the joiner was told to expect them from here).
-    pass_on: Vec<(Range, NodeAddr)>,
     phase: InPhase,
 }
 
@@ -147,6 +151,14 @@ pub struct Handover {
     next: u64,
     out: BTreeMap<u64, Outgoing>,
     inc: Vec<Incoming>,
+    /// Parts of ranges this node lost before it had their data (received or rebuilt), with
+    /// the peer the ring gave each to: that peer was told to expect the data from here. An
+    /// offer of such a part is accepted, its records are kept as they come, and handed on to
+    /// the peer once the transfer is complete, whatever happened to this node's own part
+    /// meanwhile (waited for, rebuilt, served, lost). The old holder drops what it sent at
+    /// `DoneAck`, so without this its data of the part would be dropped with nobody holding
+    /// it (`docs/replication.md`, "A rebuild that waited forever").
+    owed: Vec<(Range, NodeAddr)>,
     recent: VecDeque<(NodeAddr, u64)>,
     #[cfg(feature = "flaws")]
     flaw: Option<Flaw>,
@@ -199,6 +211,16 @@ pub(crate) fn record_of(cx: &Ctx<'_>, w: &WireItem) -> Record {
         })
         .collect();
     Record::new(w.version, w.value.as_deref().map(Box::from)).with_votes(votes)
+}
+
+/// Whether `i` is a transfer under way that keeps records of a debt in `owed`.
+fn carries(owed: &[(Range, NodeAddr)], i: &Incoming) -> bool {
+    match &i.phase {
+        InPhase::Receiving { kept, .. } => {
+            owed.iter().any(|(p, _)| !kept.intersection(&RangeSet::of(*p)).is_empty())
+        }
+        InPhase::Waiting { .. } => false,
+    }
 }
 
 /// Whether `id` comes at or before `cursor` in the circular order of `range`.
@@ -464,6 +486,7 @@ impl Handover {
     /// yet, so the data here is the latest) or rebuild it (the new owner may have applied
     /// writes after `Done`).
     pub(crate) fn regain(&mut self, cx: &mut Ctx<'_>, range: Range) -> Vec<(Range, Transition)> {
+        self.forgive(range);
         let mut back = Vec::new();
         let ids: Vec<u64> =
             self.out.iter().filter(|(_, o)| o.range.overlaps(&range)).map(|(i, _)| *i).collect();
@@ -501,7 +524,6 @@ impl Handover {
             since: cx.now,
             merge: false,
             failed: 0,
-            pass_on: Vec::new(),
             phase: InPhase::Waiting { pulls: 1, next_pull: pull_at },
         });
         cx.watch(from);
@@ -509,35 +531,81 @@ impl Handover {
     }
 
     /// `range` is no longer owned here, but by `to` (if known): stop expecting it for this
-    /// node. The parts of it still incoming are received anyway and handed on to `to` once
-    /// complete: the ring told `to` to expect them from this node, and the old holder drops
-    /// everything it sent here at `Done`.
-    pub(crate) fn lose(&mut self, cx: &mut Ctx<'_>, range: Range, to: Option<NodeAddr>) {
+    /// node. The parts `unserved` of it (still incoming or being rebuilt here) become debts
+    /// to `to` ([`Handover::owe`]): the ring told `to` to expect them from this node, so
+    /// whatever data of them reaches this node — the transfer under way, or an offer that
+    /// comes after this node gave up waiting — is received anyway and handed on to `to`.
+    pub(crate) fn lose(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        range: Range,
+        to: Option<NodeAddr>,
+        unserved: &RangeSet,
+    ) {
         let lost = RangeSet::of(range);
-        for i in &mut self.inc {
-            if let Some(t) = to.filter(|t| *t != cx.me && !i.merge) {
-                for part in i.want.intersection(&lost).ranges() {
-                    i.pass_on.push((part, t));
-                }
+        if let Some(t) = to.filter(|t| *t != cx.me) {
+            for part in unserved.intersection(&lost).ranges() {
+                self.owe(part, t);
             }
+        }
+        for i in &mut self.inc {
             i.want.subtract(&lost);
         }
-        let (gone, keep): (Vec<_>, Vec<_>) =
-            self.inc.drain(..).partition(|i| i.want.is_empty() && !i.merge && i.pass_on.is_empty());
+        // A transfer under way goes on while it carries a debt (it is handed on at `Done`).
+        let owed = &self.owed;
+        let (gone, keep): (Vec<_>, Vec<_>) = self.inc.drain(..).partition(|i| {
+            let carries = carries(owed, i);
+            i.want.is_empty() && !i.merge && !carries
+        });
         self.inc = keep;
         for i in gone {
             cx.unwatch(i.from);
         }
     }
 
+    /// Records that `to` expects the data of `part` from this node.
+    fn owe(&mut self, part: Range, to: NodeAddr) {
+        if self.owed.len() >= MAX_OWED {
+            let (old, _) = self.owed.remove(0);
+            tracing::warn!(range = %old, "replication: too many debts; the oldest is forgotten");
+        }
+        self.owed.push((part, to));
+    }
+
+    /// The positions of `offered` a transfer starting now keeps: `want`, and the debts.
+    fn kept(&self, want: &RangeSet, offered: Range) -> RangeSet {
+        let mut kept = self.owed_in(offered);
+        kept.union(&want.intersection(&RangeSet::of(offered)));
+        kept
+    }
+
+    /// The parts of `range` owed to someone.
+    fn owed_in(&self, range: Range) -> RangeSet {
+        let mut set = RangeSet::new();
+        for (p, _) in &self.owed {
+            set.union(&RangeSet::of(*p).intersection(&RangeSet::of(range)));
+        }
+        set
+    }
+
+    /// `range` is owned here again (or its peer is gone): no debt of it is owed any more.
+    fn forgive(&mut self, range: Range) {
+        let gone = RangeSet::of(range);
+        let mut kept = Vec::new();
+        for (p, t) in self.owed.drain(..) {
+            let mut rest = RangeSet::of(p);
+            rest.subtract(&gone);
+            kept.extend(rest.ranges().into_iter().map(|r| (r, t)));
+        }
+        self.owed = kept;
+    }
+
     /// Whether an offer of `range` from `from` belongs to a transfer this node expects
     /// (waiting for it, or receiving it already).
     pub(crate) fn expects(&self, from: NodeAddr, range: Range) -> bool {
-        self.inc.iter().any(|i| {
-            i.from == from
-                && (i.want.ranges().iter().any(|w| w.overlaps(&range))
-                    || i.pass_on.iter().any(|(p, _)| p.overlaps(&range)))
-        })
+        self.inc
+            .iter()
+            .any(|i| i.from == from && i.want.ranges().iter().any(|w| w.overlaps(&range)))
     }
 
     /// Accepts the offer `session` of `range` from `from` for the parts `want` this node was
@@ -551,6 +619,7 @@ impl Handover {
         want: RangeSet,
     ) {
         let now = cx.now;
+        let kept = self.kept(&want, range);
         self.inc.push(Incoming {
             want,
             range,
@@ -558,10 +627,10 @@ impl Handover {
             since: now,
             merge: false,
             failed: 0,
-            pass_on: Vec::new(),
             phase: InPhase::Receiving {
                 session,
                 offered: range,
+                kept,
                 next_seq: 0,
                 items: 0,
                 bytes: 0,
@@ -590,15 +659,16 @@ impl Handover {
             return cx.send(from, ReplMessage::Accept { session });
         }
         let now = cx.now;
-        if let Some(i) = self.inc.iter_mut().find(|i| {
+        if let Some(at) = self.inc.iter().position(|i| {
             i.from == from
                 && matches!(i.phase, InPhase::Waiting { .. })
-                && (i.want.ranges().iter().any(|w| w.overlaps(&range))
-                    || i.pass_on.iter().any(|(p, _)| p.overlaps(&range)))
+                && i.want.ranges().iter().any(|w| w.overlaps(&range))
         }) {
-            i.phase = InPhase::Receiving {
+            let kept = self.kept(&self.inc[at].want, range);
+            self.inc[at].phase = InPhase::Receiving {
                 session,
                 offered: range,
+                kept,
                 next_seq: 0,
                 items: 0,
                 bytes: 0,
@@ -607,24 +677,26 @@ impl Handover {
             return cx.send(from, ReplMessage::Accept { session });
         }
         let served = cx.serving.intersection(&RangeSet::of(range));
-        if !served.is_empty() {
+        let owed = !self.owed_in(range).is_empty();
+        if !served.is_empty() || owed {
             // Handed over what this node serves already (it was falsely suspected meanwhile,
             // or rebuilt the range before the old holder heard it lost it): take the records
-            // of what it serves, newest version wins. The rest of the offer is someone
-            // else's, who rebuilt it or receives it from elsewhere: every acknowledged
-            // version of it is on enough other replicas for their rebuild, so the old holder
-            // may drop it at `Done`.
+            // of what it serves, newest version wins. Or handed over what this node lost
+            // before its data came, and owes to a later owner: take it to hand it on. The
+            // parts owed are received and handed on in both cases; the rest of the offer
+            // (lost to nobody known) the old holder drops at `Done`.
+            let kept = self.kept(&served, range);
             self.inc.push(Incoming {
+                merge: !served.is_empty(),
                 want: served,
                 range,
                 from,
                 since: now,
-                merge: true,
                 failed: 0,
-                pass_on: Vec::new(),
                 phase: InPhase::Receiving {
                     session,
                     offered: range,
+                    kept,
                     next_seq: 0,
                     items: 0,
                     bytes: 0,
@@ -681,6 +753,7 @@ impl Handover {
         let i = &mut self.inc[at];
         let InPhase::Receiving {
             offered,
+            kept,
             next_seq,
             items: count,
             bytes: got_bytes,
@@ -706,11 +779,11 @@ impl Handover {
                     .add(Fault::OutsideRange, &format_args!("item at {pos} outside {offered}"));
                 continue;
             }
-            if !i.want.contains(pos) && !i.pass_on.iter().any(|(p, _)| p.contains(pos)) {
-                continue; // a part this node lost meanwhile, to nobody known
+            if !kept.contains(pos) {
+                continue; // a part this node lost, to nobody known
             }
             let id = ItemId::new(pos, &w.key);
-            if i.merge {
+            if i.merge && i.want.contains(pos) {
                 if let crate::store::Merge::Diverged(_) =
                     cx.store.merge_newer(id, w.version, w.value.as_deref())
                 {
@@ -739,9 +812,10 @@ impl Handover {
             return cx.send(from, ReplMessage::DoneAck { session });
         }
         let Some(at) = self.receiving(cx, from, session) else { return };
-        let InPhase::Receiving { next_seq, items, bytes, .. } = self.inc[at].phase else {
+        let InPhase::Receiving { next_seq, items, bytes, ref kept, .. } = self.inc[at].phase else {
             return;
         };
+        let kept = kept.clone();
         if seq != next_seq {
             return cx.faults.add(
                 Fault::SequenceGap,
@@ -750,14 +824,26 @@ impl Handover {
         }
         let i = self.inc.remove(at);
         cx.unwatch(i.from);
-        if !i.merge {
+        if !i.merge && !i.want.is_empty() {
             for part in i.want.ranges() {
                 cx.moves.push(Transition::Serve(part));
             }
             let m = Movement::Received { range: i.range, from, items, bytes };
             cx.out.push(ReplOutput::Indicate(ReplicationIndication::Movement(m)));
         }
-        for (part, to) in i.pass_on {
+        // The debts this transfer kept are paid: hand them on.
+        let paid: Vec<(Range, NodeAddr)> = self
+            .owed
+            .iter()
+            .flat_map(|(p, t)| {
+                RangeSet::of(*p).intersection(&kept).ranges().into_iter().map(|r| (r, *t))
+            })
+            .collect();
+        for (part, _) in &paid {
+            self.forgive(*part);
+        }
+        for (part, to) in paid {
+            tracing::debug!(range = %part, %to, "replication: handing on a range received for its new owner");
             self.send(cx, part, to);
         }
         if self.recent.len() >= RECENT {
@@ -783,6 +869,8 @@ impl Handover {
                 }
             }
         }
+        // The ring gives a suspected owner's range to another peer, which rebuilds it.
+        self.owed.retain(|(_, t)| t.addr != node.addr);
         for o in self.out.values_mut() {
             if o.to.addr == node.addr && !matches!(o.phase, OutPhase::Draining { .. }) {
                 o.phase = OutPhase::Stalled;
@@ -909,7 +997,8 @@ impl Handover {
                 }
             }
         }
-        self.inc.retain(|i| !(i.merge && i.want.is_empty()));
+        let owed = &self.owed;
+        self.inc.retain(|i| !(i.merge && i.want.is_empty()) || carries(owed, i));
         // Waited long enough for an offer: rebuild from the replicas.
         let (gone, keep): (Vec<_>, Vec<_>) = self.inc.drain(..).partition(|i| {
             matches!(i.phase, InPhase::Waiting { .. })

@@ -534,7 +534,9 @@ impl ReplicaMachine {
             let held = self.serving.intersection(&RangeSet::of(r));
             self.serving.remove(r);
             let mut cx = ctx!(self, now, out);
-            self.handover.lose(&mut cx, r, to.map(|t| t.addr));
+            let mut unserved = RangeSet::of(r);
+            unserved.subtract(&held);
+            self.handover.lose(&mut cx, r, to.map(|t| t.addr), &unserved);
             self.rebuild.lose(r);
             self.repair.lose(&mut cx, r);
             match to {

@@ -169,3 +169,69 @@ fn a_rebuild_asks_again_when_a_source_is_not_ready_and_serves_once_enough_are_re
     assert_eq!(h.faults.get(crate::faults::Fault::OutsideRange), 1, "the stray item was dropped");
     assert!(!rec.holds(RingId(150)), "served now");
 }
+
+/// The shape of `repl-join` seed 5731 (`docs/replication.md`, "A rebuild that waited
+/// forever"): in three sectors at once a joiner `y` takes part of its anchor's sector, and a
+/// second joiner `z` takes part of `y`'s range before `y` had its data; the anchors' offers
+/// come late (lost here), so `y` and `z` give up waiting and rebuild, and each rebuild finds
+/// only one of its three sources served (the fourth sector's). When the anchors finally
+/// offer, `y` takes the offer for the part it rebuilds — and must take `z`'s part too and
+/// hand it on: the anchor drops everything it sent at `DoneAck`, and `z`'s rebuild, whose
+/// other sources are the other `z`s, would wait forever.
+#[test]
+fn three_sectors_rebuilding_at_once_get_the_late_old_holders_data_handed_on() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use selfman_ports::HostId;
+
+    use super::world::addr;
+
+    let mut w = World::ring(small_batches(), &anchors());
+    let keys = keys(300);
+    write_all(&mut w, &keys, 1, Q - 1);
+    let latest: BTreeMap<String, u64> = keys.iter().map(|k| (k.clone(), 1)).collect();
+    // The anchors of sectors 1, 2 and 3 are slow to offer (their offers are lost for now).
+    let late = [2 * Q - 1, 3 * Q - 1, u64::MAX].map(addr);
+    let blocked = Rc::new(Cell::new(true));
+    let b = blocked.clone();
+    w.lose = Some(Box::new(move |from, _, m| {
+        b.get() && late.contains(from) && matches!(m, ReplMessage::Offer { .. })
+    }));
+    let (ys, zs): (Vec<u64>, Vec<u64>) = (1..4).map(|s| (s * Q + Q / 2, s * Q + Q / 4)).unzip();
+    for (s, (y, z)) in ys.iter().zip(&zs).enumerate() {
+        let s = s as u32;
+        w.join(*y, HostId(4 + s), true);
+        w.join(*z, HostId(8 + s), true);
+    }
+    w.run();
+    // Both joiners of every sector give up waiting and rebuild; none can finish.
+    w.tick_for(w.config.offer_wait + Duration::from_secs(1));
+    for id in ys.iter().chain(&zs) {
+        let v = w.m(*id).view();
+        assert!(v.serving.is_empty() && !v.pending.is_empty(), "{id:x}: {v:?}");
+        assert!(!rebuilt(&w, *id), "{id:x} rebuilt from one source");
+    }
+    // The anchors offer again: every node ends up serving exactly its range, every replica
+    // at its latest version, and the anchors hold nothing outgoing.
+    blocked.set(false);
+    let all: Vec<u64> = w.ring.keys().map(|i| i.0).collect();
+    let settled = |w: &World| {
+        all.iter().all(|id| {
+            let v = w.m(*id).view();
+            v.serving == vec![w.range_of(*id)] && v.pending.is_empty() && v.outgoing.is_empty()
+        })
+    };
+    assert!(
+        w.tick_until(Duration::from_secs(60), settled),
+        "never settled: {:?}",
+        zs.iter().map(|z| w.m(*z).view()).collect::<Vec<_>>()
+    );
+    all_replicas_at(&w, &latest);
+    for z in &zs {
+        assert!(
+            w.told(*z, |i| matches!(i, ReplicationIndication::Movement(Movement::Received { .. }))),
+            "{z:x} received its range from the joiner it was taken from"
+        );
+    }
+}
