@@ -395,6 +395,15 @@ pub const SCENARIOS: &[Entry] = &[
         build: replication::repl_window,
     },
     Entry {
+        name: "repl-nested",
+        about: "replication: while the 4 anchors still receive their sectors, 4 nodes join at \
+                once mid-sector and 4 more inside their ranges before those got any data \
+                (rebuilds whose sources all move); no stale read, durability, convergence \
+                within the bound",
+        must_pass: true,
+        build: replication::repl_nested,
+    },
+    Entry {
         name: "repl-broken-skips-delta",
         about: "repl-window with hand-overs that never re-send the meanwhile-writes \
                 (SkipsDelta): durability or no stale read must fail",
@@ -739,4 +748,20 @@ const REPLICATION_REGRESSIONS: &[Regression] = &[
     },
     Regression { scenario: "repl-join", seed: 71, caught: "same as seed 133" },
     Regression { scenario: "repl-join", seed: 137, caught: "same as seed 133" },
+    Regression {
+        scenario: "repl-join",
+        seed: 5731,
+        caught: "on the ring of f26f269 (it takes another course on later rings): in three \
+                 sectors a joiner lost part of its range to a second joiner before its own old \
+                 holder, still receiving, had the data; both gave up waiting and rebuilt, the \
+                 first took the late offer for its own part only and the old holder dropped \
+                 the rest; the second joiners' rebuilds, each with two sources among the \
+                 others, waited forever (fix: a range lost before its data came is owed to its \
+                 new owner, and whatever data of it comes is handed on)",
+    },
+    Regression {
+        scenario: "repl-nested",
+        seed: 0,
+        caught: "the shape of repl-join seed 5731 in all four sectors at once (same fix)",
+    },
 ];
