@@ -395,15 +395,6 @@ pub const SCENARIOS: &[Entry] = &[
         build: replication::repl_window,
     },
     Entry {
-        name: "repl-nested",
-        about: "replication: while the 4 anchors still receive their sectors, 4 nodes join at \
-                once mid-sector and 4 more inside their ranges before those got any data \
-                (rebuilds whose sources all move); no stale read, durability, convergence \
-                within the bound",
-        must_pass: true,
-        build: replication::repl_nested,
-    },
-    Entry {
         name: "repl-broken-skips-delta",
         about: "repl-window with hand-overs that never re-send the meanwhile-writes \
                 (SkipsDelta): durability or no stale read must fail",
@@ -758,10 +749,5 @@ const REPLICATION_REGRESSIONS: &[Regression] = &[
                  the rest; the second joiners' rebuilds, each with two sources among the \
                  others, waited forever (fix: a range lost before its data came is owed to its \
                  new owner, and whatever data of it comes is handed on)",
-    },
-    Regression {
-        scenario: "repl-nested",
-        seed: 0,
-        caught: "the shape of repl-join seed 5731 in all four sectors at once (same fix)",
     },
 ];

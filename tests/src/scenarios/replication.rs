@@ -112,9 +112,6 @@ pub struct ReplWiring {
     /// salted position, so that the `f` replicas of a key move at once, in the same order
     /// (`repl-window`).
     pub mid_sector: bool,
-    /// Nodes `f..2f` join at the middle of their sector, nodes from `2f` on at a quarter of
-    /// it, inside the range of the one before (`repl-nested`).
-    pub nested: bool,
 }
 
 /// The running incarnation's replication at each address.
@@ -180,13 +177,6 @@ pub fn mid_sector(host: HostId, f: u32) -> selfman_ports::RingId {
     sector.start.offset(p.shift(1) / 2)
 }
 
-/// A quarter into `host`'s sector: inside the range of a node at [`mid_sector`] of it.
-pub fn quarter_sector(host: HostId, f: u32) -> selfman_ports::RingId {
-    let p = Placement::new(f);
-    let sector = p.sector(p.sector_of_host(host));
-    sector.start.offset(p.shift(1) / 4)
-}
-
 /// Builds one node of the replication scenarios: the heartbeat detector, the relaxed ring
 /// at the position [`position`] gives it, replication over both (flawed in broken twins) on
 /// its host, registered in `board`, and a client recording into the board's history. The
@@ -199,10 +189,7 @@ pub fn build_repl_node(h: &SimHost, w: ReplWiring, board: &ReplBoard) -> selfman
     let me = h.local();
     let i = h.index();
     let (host, mut id) = position(i, w.hosts, w.repl.f, w.flaw);
-    let f = w.repl.f as usize;
-    if w.nested && i >= 2 * f {
-        id = quarter_sector(host, w.repl.f);
-    } else if (w.mid_sector || w.nested) && i >= f {
+    if w.mid_sector && i >= w.repl.f as usize {
         id = mid_sector(host, w.repl.f);
     }
     let access = board.members();
@@ -420,7 +407,6 @@ impl Recipe {
             op_every: ms(50),
             writes_until: secs(quiet_at),
             mid_sector: false,
-            nested: false,
         };
         let config = SimConfig {
             network: SimNetConfig {
@@ -618,23 +604,6 @@ fn join(name: &str, flaw: Option<Flaw>) -> Scenario {
 /// with transfer batches of 2 items, one in flight.
 pub fn repl_join() -> Scenario {
     join("repl-join", None)
-}
-
-/// `repl-nested`: 4 anchors; while they still receive their sectors (transfers of 2 items
-/// per batch, one in flight, under writes every 20 ms), 4 nodes join at once in the middle of
-/// their sectors, and 50 ms later 4 more at a quarter of them, each inside the range of the
-/// one before, which has none of its data yet. In every sector the second joiner's range is
-/// owed by the first, whose own offer comes late: both give up waiting and rebuild, every
-/// rebuild's sources are moving too, and only the anchors' late data can end them — handed
-/// on by the first joiner to the second (`docs/replication.md`, "A rebuild that waited
-/// forever").
-pub fn repl_nested() -> Scenario {
-    let mut r = Recipe::new("repl-nested", None, 16, 14.0);
-    r.w.repl = ReplicationConfig { batch_items: 2, window: 1, ..r.w.repl };
-    r.w.op_every = ms(20);
-    r.w.nested = true;
-    let f = r.w.repl.f as usize;
-    r.start(0.0, f).start_at_once(3.0, f).start_at_once(3.05, f).finish(false)
 }
 
 /// Items a mid-sector joiner of `repl-window` must have received before the writes stop.
