@@ -28,6 +28,12 @@
 //! * **no stale version is served**: `q` answers nothing for the range before `Done` (it
 //!   forwards, or says "not ready"); after `Done` it has every record in its latest version;
 //!   `r` applies nothing for the range after `Done` (it bounces);
+//! * **no range is dropped with nobody holding it**: `r` drops the range only at `q`'s
+//!   `DoneAck`, and `q` takes every part of the offer it knows an owner of — its own, and
+//!   each part it lost to a later owner before its data came, which it owes to that owner
+//!   and hands on at `Done` ([`Handover::lose`]), whatever became of its own part meanwhile
+//!   (still awaited, rebuilt, served); a transfer hands on only the parts whose records it
+//!   kept from its start;
 //! * a record from `r` never takes `q`'s version back (counted as
 //!   [`Fault::VersionBackwards`] and dropped); items outside the offered range are dropped;
 //! * **a stuck transfer ends**: without progress for `transfer_timeout`, either side gives
