@@ -22,6 +22,7 @@ use selfman_core::{
 };
 
 use crate::clock::{Due, VirtualClock};
+use crate::digest::Digest;
 use crate::fast_map::FastMap;
 
 /// A latency distribution for one direction of a link.
@@ -163,6 +164,9 @@ pub struct SimNetStats {
 /// Delivers type-erased messages through one adapter's typed port.
 trait Port: Send {
     fn deliver(&mut self, from: NodeAddr, msg: Box<dyn Any + Send>) -> bool;
+    /// Folds `msg`'s encoding into `digest` (a message of another type folds in nothing: its
+    /// delivery is refused and counted).
+    fn digest(&self, msg: &(dyn Any + Send), digest: &mut Digest);
     fn status(&mut self, status: PeerStatus);
     /// Starts fetching what delivering through this port reads first: its channel (a hint).
     fn prefetch(&self);
@@ -187,6 +191,12 @@ impl<M: Message> Port for TypedPort<M> {
 
     fn status(&mut self, status: PeerStatus) {
         self.indicator.trigger(NetIndication::Status(status));
+    }
+
+    fn digest(&self, msg: &(dyn Any + Send), digest: &mut Digest) {
+        if let Some(m) = msg.downcast_ref::<M>() {
+            digest.message(m);
+        }
     }
 
     #[inline]
@@ -290,6 +300,8 @@ pub(crate) struct NetState {
     seq: u64,
     pub(crate) stats: SimNetStats,
     pub(crate) next_node_id: u64,
+    /// The run digest, once [`World::record_digest`] turned it on.
+    digest: Option<Digest>,
 }
 
 /// The simulated network shared by a simulation and its network adapters.
@@ -323,6 +335,7 @@ impl World {
                 seq: 0,
                 stats: SimNetStats::default(),
                 next_node_id: 1,
+                digest: None,
             }),
             next: AtomicU64::new(NO_DELIVERY),
             clock,
@@ -411,6 +424,16 @@ impl World {
 
     pub(crate) fn stats(&self) -> SimNetStats {
         self.state.lock().stats
+    }
+
+    /// Turns the run digest on (from the next delivery; a second call changes nothing).
+    pub(crate) fn record_digest(&self) {
+        self.state.lock().digest.get_or_insert_with(Digest::default);
+    }
+
+    /// The run digest and the deliveries it covers, if it is on.
+    pub(crate) fn digest(&self) -> Option<(u64, u64)> {
+        self.state.lock().digest.as_ref().map(|d| (d.value(), d.deliveries))
     }
 
     /// The network port for `name` on incarnation `me` of `slot`, created by `create` on first
@@ -742,7 +765,12 @@ impl NetState {
                 };
                 match port {
                     Some(port) => {
-                        trace(&[at.0, f.from.0, f.to.0, u64::from(proto.0)]);
+                        let words = [at.0, f.from.0, f.to.0, u64::from(proto.0)];
+                        trace(&words);
+                        if let Some(d) = self.digest.as_mut() {
+                            d.delivery(&words);
+                            port.digest(&*msg, d);
+                        }
                         let from = NodeAddr::new(slot_addr(f.from_slot), f.from);
                         if port.deliver(from, msg) {
                             self.stats.delivered += 1;
@@ -754,7 +782,11 @@ impl NetState {
                 }
             }
             Payload::Unreachable { peer } => {
-                trace(&[at.0, f.to.0, peer.id.0, u64::MAX]);
+                let words = [at.0, f.to.0, peer.id.0, u64::MAX];
+                trace(&words);
+                if let Some(d) = self.digest.as_mut() {
+                    d.delivery(&words);
+                }
                 let status = PeerStatus {
                     peer: *peer,
                     status: LinkStatus::Unreachable(CloseReason::Other("node not running".into())),
