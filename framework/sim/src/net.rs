@@ -287,7 +287,15 @@ pub(crate) struct NetState {
     /// Blocked directed links (by [`link_key`]): what `from` sends to `to` is dropped, while
     /// both stay in the same partition group — non-transitive connectivity.
     blocked: FastMap<u64, ()>,
+    /// With FIFO links, the delivery time of the latest message sent on each link (by
+    /// [`link_key`]) that may still be in flight. An entry no later than now cannot delay a
+    /// send (every send is due at now or later), so entries are pruned once the map doubles
+    /// ([`NetState::prune_last`]): it holds the links of the last few milliseconds, not of the
+    /// whole run, and stays in the cache (a 10,000-node churn run used some 10⁵ links; looking
+    /// their times up missed the cache on most sends).
     last: FastMap<u64, Time>,
+    /// `last`'s size at which it is pruned next.
+    last_prune_at: usize,
     pub(crate) slots: Vec<Slot>,
     /// Parallel to `slots`.
     hot: Vec<Hot>,
@@ -313,6 +321,9 @@ pub(crate) struct World {
     clock: Arc<VirtualClock>,
 }
 
+/// `NetState::last` is not pruned below this many entries.
+const MIN_LAST_PRUNE: usize = 1024;
+
 /// The mirrored next delivery time when nothing is in flight (or, rarely, when it is the end of
 /// time).
 const NO_DELIVERY: u64 = u64::MAX;
@@ -327,6 +338,7 @@ impl World {
                 links: FastMap::default(),
                 blocked: FastMap::default(),
                 last: FastMap::default(),
+                last_prune_at: MIN_LAST_PRUNE,
                 slots: Vec::new(),
                 hot: Vec::new(),
                 heap: BinaryHeap::new(),
@@ -560,6 +572,9 @@ impl World {
                 }
                 None => {
                     s.last.insert(key, at);
+                    if s.last.len() >= s.last_prune_at {
+                        s.prune_last(now);
+                    }
                 }
             }
         }
@@ -721,6 +736,18 @@ impl NetState {
     /// The time of the next delivery, or [`NO_DELIVERY`].
     fn next_at(&self) -> u64 {
         self.heap.peek().map_or(NO_DELIVERY, |due| due.0.at.0)
+    }
+
+    /// Forgets the links whose latest message is due no later than `now`: a message sent now
+    /// or later is due at `now` or later, so such an entry would not delay it — forgetting it
+    /// changes no delivery time. The map is rebuilt at twice the size kept (its table would
+    /// otherwise stay as large as it ever was, and as spread out).
+    fn prune_last(&mut self, now: Time) {
+        let kept = self.last.iter().filter(|(_, at)| **at > now).count();
+        let mut last = FastMap::with_capacity_and_hasher(2 * kept, Default::default());
+        last.extend(self.last.drain().filter(|(_, at)| *at > now));
+        self.last = last;
+        self.last_prune_at = (2 * kept).max(MIN_LAST_PRUNE);
     }
 
     fn push(&mut self, at: Time, f: InFlight) {
