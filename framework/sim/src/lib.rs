@@ -16,6 +16,9 @@
 //!   per-link [`Latency`] distributions, loss, FIFO links, partitions, and nodes that crash and
 //!   restart as new incarnations ([`Simulation::add_node`], [`Simulation::crash`],
 //!   [`Simulation::restart`], [`Simulation::partition`]).
+//! * The **run digest** ([`Simulation::record_digest`], [`Scenario::run_digest`]), off by
+//!   default: the trace's delivery headers plus every delivered message's encoding, to show
+//!   that two builds run a scenario identically, message contents included.
 //! * [`Scenario`] — a scripted run: nodes started at given times, a [`Churn`] process, partitions
 //!   set and healed, invariant checks at given times, after every step or at the end. Its
 //!   [`Outcome`] lists violations; a failing run prints its seed and a command that replays it.
@@ -28,6 +31,7 @@
 #![deny(missing_docs)]
 
 mod clock;
+mod digest;
 mod fast_map;
 mod net;
 mod node;

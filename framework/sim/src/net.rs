@@ -22,6 +22,7 @@ use selfman_core::{
 };
 
 use crate::clock::{Due, VirtualClock};
+use crate::digest::Digest;
 use crate::fast_map::FastMap;
 
 /// A latency distribution for one direction of a link.
@@ -163,6 +164,9 @@ pub struct SimNetStats {
 /// Delivers type-erased messages through one adapter's typed port.
 trait Port: Send {
     fn deliver(&mut self, from: NodeAddr, msg: Box<dyn Any + Send>) -> bool;
+    /// Folds `msg`'s encoding into `digest` (a message of another type folds in nothing: its
+    /// delivery is refused and counted).
+    fn digest(&self, msg: &(dyn Any + Send), digest: &mut Digest);
     fn status(&mut self, status: PeerStatus);
     /// Starts fetching what delivering through this port reads first: its channel (a hint).
     fn prefetch(&self);
@@ -187,6 +191,12 @@ impl<M: Message> Port for TypedPort<M> {
 
     fn status(&mut self, status: PeerStatus) {
         self.indicator.trigger(NetIndication::Status(status));
+    }
+
+    fn digest(&self, msg: &(dyn Any + Send), digest: &mut Digest) {
+        if let Some(m) = msg.downcast_ref::<M>() {
+            digest.message(m);
+        }
     }
 
     #[inline]
@@ -277,7 +287,15 @@ pub(crate) struct NetState {
     /// Blocked directed links (by [`link_key`]): what `from` sends to `to` is dropped, while
     /// both stay in the same partition group — non-transitive connectivity.
     blocked: FastMap<u64, ()>,
+    /// With FIFO links, the delivery time of the latest message sent on each link (by
+    /// [`link_key`]) that may still be in flight. An entry no later than now cannot delay a
+    /// send (every send is due at now or later), so entries are pruned once the map doubles
+    /// ([`NetState::prune_last`]): it holds the links of the last few milliseconds, not of the
+    /// whole run, and stays in the cache (a 10,000-node churn run used some 10⁵ links; looking
+    /// their times up missed the cache on most sends).
     last: FastMap<u64, Time>,
+    /// `last`'s size at which it is pruned next.
+    last_prune_at: usize,
     pub(crate) slots: Vec<Slot>,
     /// Parallel to `slots`.
     hot: Vec<Hot>,
@@ -290,6 +308,8 @@ pub(crate) struct NetState {
     seq: u64,
     pub(crate) stats: SimNetStats,
     pub(crate) next_node_id: u64,
+    /// The run digest, once [`World::record_digest`] turned it on.
+    digest: Option<Digest>,
 }
 
 /// The simulated network shared by a simulation and its network adapters.
@@ -300,6 +320,9 @@ pub(crate) struct World {
     next: AtomicU64,
     clock: Arc<VirtualClock>,
 }
+
+/// `NetState::last` is not pruned below this many entries.
+const MIN_LAST_PRUNE: usize = 1024;
 
 /// The mirrored next delivery time when nothing is in flight (or, rarely, when it is the end of
 /// time).
@@ -315,6 +338,7 @@ impl World {
                 links: FastMap::default(),
                 blocked: FastMap::default(),
                 last: FastMap::default(),
+                last_prune_at: MIN_LAST_PRUNE,
                 slots: Vec::new(),
                 hot: Vec::new(),
                 heap: BinaryHeap::new(),
@@ -323,6 +347,7 @@ impl World {
                 seq: 0,
                 stats: SimNetStats::default(),
                 next_node_id: 1,
+                digest: None,
             }),
             next: AtomicU64::new(NO_DELIVERY),
             clock,
@@ -411,6 +436,16 @@ impl World {
 
     pub(crate) fn stats(&self) -> SimNetStats {
         self.state.lock().stats
+    }
+
+    /// Turns the run digest on (from the next delivery; a second call changes nothing).
+    pub(crate) fn record_digest(&self) {
+        self.state.lock().digest.get_or_insert_with(Digest::default);
+    }
+
+    /// The run digest and the deliveries it covers, if it is on.
+    pub(crate) fn digest(&self) -> Option<(u64, u64)> {
+        self.state.lock().digest.as_ref().map(|d| (d.value(), d.deliveries))
     }
 
     /// The network port for `name` on incarnation `me` of `slot`, created by `create` on first
@@ -537,6 +572,9 @@ impl World {
                 }
                 None => {
                     s.last.insert(key, at);
+                    if s.last.len() >= s.last_prune_at {
+                        s.prune_last(now);
+                    }
                 }
             }
         }
@@ -700,6 +738,18 @@ impl NetState {
         self.heap.peek().map_or(NO_DELIVERY, |due| due.0.at.0)
     }
 
+    /// Forgets the links whose latest message is due no later than `now`: a message sent now
+    /// or later is due at `now` or later, so such an entry would not delay it — forgetting it
+    /// changes no delivery time. The map is rebuilt at twice the size kept (its table would
+    /// otherwise stay as large as it ever was, and as spread out).
+    fn prune_last(&mut self, now: Time) {
+        let kept = self.last.iter().filter(|(_, at)| **at > now).count();
+        let mut last = FastMap::with_capacity_and_hasher(2 * kept, Default::default());
+        last.extend(self.last.drain().filter(|(_, at)| *at > now));
+        self.last = last;
+        self.last_prune_at = (2 * kept).max(MIN_LAST_PRUNE);
+    }
+
     fn push(&mut self, at: Time, f: InFlight) {
         self.seq += 1;
         let slot = match self.free.pop() {
@@ -742,7 +792,12 @@ impl NetState {
                 };
                 match port {
                     Some(port) => {
-                        trace(&[at.0, f.from.0, f.to.0, u64::from(proto.0)]);
+                        let words = [at.0, f.from.0, f.to.0, u64::from(proto.0)];
+                        trace(&words);
+                        if let Some(d) = self.digest.as_mut() {
+                            d.delivery(&words);
+                            port.digest(&*msg, d);
+                        }
                         let from = NodeAddr::new(slot_addr(f.from_slot), f.from);
                         if port.deliver(from, msg) {
                             self.stats.delivered += 1;
@@ -754,7 +809,11 @@ impl NetState {
                 }
             }
             Payload::Unreachable { peer } => {
-                trace(&[at.0, f.to.0, peer.id.0, u64::MAX]);
+                let words = [at.0, f.to.0, peer.id.0, u64::MAX];
+                trace(&words);
+                if let Some(d) = self.digest.as_mut() {
+                    d.delivery(&words);
+                }
                 let status = PeerStatus {
                     peer: *peer,
                     status: LinkStatus::Unreachable(CloseReason::Other("node not running".into())),

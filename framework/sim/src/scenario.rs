@@ -133,6 +133,12 @@ pub struct Outcome {
     pub violations: Vec<Violation>,
     /// The command that replays this run.
     pub replay: String,
+    /// The run digest ([`Scenario::run_digest`]; `None` from the other runs): one value over
+    /// the message digest ([`Simulation::digest`]), the trace hash, the counts of turns, timer
+    /// firings, churn events and every network counter, the end time, the nodes alive and the
+    /// violations (check names and messages) — equal for two builds only if they ran this seed
+    /// the same way.
+    pub digest: Option<u64>,
 }
 
 impl Outcome {
@@ -356,6 +362,49 @@ impl Scenario {
         self.play(&Simulation::with(seed, self.config.clone()), seed)
     }
 
+    /// As [`Scenario::run_quiet`], with the run digest on ([`Simulation::record_digest`]):
+    /// the outcome's [`Outcome::digest`] is set. The run is the same run (the digest only
+    /// reads), just slower.
+    pub fn run_digest(&self, seed: u64) -> Outcome {
+        let sim = Simulation::with(seed, self.config.clone());
+        sim.record_digest();
+        let mut outcome = self.play(&sim, seed);
+        let (messages, deliveries) = sim.digest().unwrap_or_default();
+        let n = &outcome.net;
+        let mut words = vec![
+            messages,
+            deliveries,
+            outcome.trace_hash,
+            outcome.turns,
+            sim.timer_firings(),
+            outcome.end.0,
+            outcome.alive as u64,
+            outcome.churn.0,
+            outcome.churn.1,
+            outcome.churn.2,
+            n.sent,
+            n.delivered,
+            n.lost,
+            n.partitioned,
+            n.blocked,
+            n.dead,
+            n.unknown_protocol,
+            n.hints,
+            outcome.violations.len() as u64,
+        ];
+        for v in &outcome.violations {
+            words.push(v.at.0);
+            words.extend(v.check.bytes().chain(v.message.bytes()).map(u64::from));
+        }
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for w in words {
+            h = (h.rotate_left(23) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 29;
+        }
+        outcome.digest = Some(h);
+        outcome
+    }
+
     /// As [`Scenario::run`], and hands the simulation to `inspect` before it is dropped.
     pub fn run_inspect(&self, seed: u64, inspect: impl FnOnce(&Simulation)) -> Outcome {
         let sim = Simulation::with(seed, self.config.clone());
@@ -473,6 +522,7 @@ impl Scenario {
                 .replay
                 .replace("{scenario}", &self.name)
                 .replace("{seed}", &seed.to_string()),
+            digest: None,
         }
     }
 }

@@ -233,6 +233,21 @@ impl Simulation {
         self.trace.hash.get()
     }
 
+    /// Turns the run digest on: from now on every delivery — its time, sender, receiver and
+    /// protocol, and the message's bincode encoding — is folded into
+    /// [`Simulation::digest`]. Off by default (it encodes every message); it changes nothing
+    /// about the run.
+    pub fn record_digest(&self) {
+        self.world.record_digest();
+    }
+
+    /// The run digest so far and the deliveries it covers, or `None` if
+    /// [`Simulation::record_digest`] was not called. Equal digests mean the same messages,
+    /// byte for byte, reached the same nodes at the same virtual times.
+    pub fn digest(&self) -> Option<(u64, u64)> {
+        self.world.digest()
+    }
+
     /// Component turns run so far.
     pub fn turns(&self) -> u64 {
         self.trace.turns.get()

@@ -14,23 +14,43 @@
 //! that is still before the key), which roughly divides the remaining distance by `k` at every
 //! hop: `O(log_k n)` hops.
 
+use std::sync::OnceLock;
+
 use selfman_core::NodeAddr;
 use selfman_ports::{Peer, Range, RingId};
+
+/// The ideal distances of each arity (index `k`, `2..=64`), computed once per process: they
+/// depend on `k` only, so every peer of a simulation shares one table, which stays in the
+/// cache (a table of its own per peer was 96 words at `k = 4` that `learn`'s binary search
+/// fetched from memory at nearly every call in a large simulation).
+static IDEALS: [OnceLock<Vec<u64>>; 65] = [const { OnceLock::new() }; 65];
+
+/// The shared table of [`ideal_distances`]`(k)`, `k` in `2..=64`.
+fn shared_ideals(k: u32) -> &'static [u64] {
+    let k = k.clamp(2, 64);
+    IDEALS[k as usize].get_or_init(|| ideal_distances(k))
+}
 
 /// A k-ary finger table for the peer at `me`.
 #[derive(Clone, Debug)]
 pub struct Fingers {
     me: RingId,
-    /// Distances of the ideal identifiers from `me`, ascending, distinct.
-    ideals: Vec<u64>,
+    /// Distances of the ideal identifiers from `me`, ascending, distinct (shared by every
+    /// table of the same arity).
+    ideals: &'static [u64],
     /// The fingers, by ascending distance from `me`.
     peers: Vec<Peer>,
+    /// The distance from `me` of `peers[0]` (`u64::MAX` if there is none), kept beside the
+    /// table so that [`Fingers::forget_nearer_than`]'s usual answer, after every input of
+    /// the machine, reads no memory outside the machine (every mutation ends in
+    /// [`Fingers::sync`]).
+    nearest: u64,
 }
 
 impl Fingers {
     /// An empty table of arity `k` (clamped to `2..=64`) for the peer at `me`.
     pub fn new(me: RingId, k: u32) -> Fingers {
-        Fingers { me, ideals: ideal_distances(k.clamp(2, 64)), peers: Vec::new() }
+        Fingers { me, ideals: shared_ideals(k), peers: Vec::new(), nearest: u64::MAX }
     }
 
     /// The fingers, nearest first.
@@ -55,6 +75,11 @@ impl Fingers {
         first..self.ideals.len()
     }
 
+    /// Recomputes `nearest` after a change of `peers`.
+    fn sync(&mut self) {
+        self.nearest = self.peers.first().map_or(u64::MAX, |q| q.id.distance_from(self.me));
+    }
+
     /// Learns that `p` exists; returns whether the table changed.
     ///
     /// `O(log)`: `p` at distance `d` is some slot's first known peer iff an ideal distance
@@ -72,7 +97,8 @@ impl Fingers {
             if self.peers[at] == p {
                 return false;
             }
-            // Same position, another node (a new incarnation): the newest word wins.
+            // Same position, another node (a new incarnation): the newest word wins (at the
+            // same distance: `nearest` stays).
             self.peers[at] = p;
             return true;
         }
@@ -86,6 +112,7 @@ impl Fingers {
                 self.peers.remove(at + 1);
             }
         }
+        self.sync();
         true
     }
 
@@ -108,6 +135,7 @@ impl Fingers {
             });
         }
         let removed = before != self.peers.len();
+        self.sync();
         self.learn(owner) || removed
     }
 
@@ -116,8 +144,13 @@ impl Fingers {
     /// is none (they are a prefix of the table).
     pub fn forget_nearer_than(&mut self, distance: u64) -> bool {
         let me = self.me;
+        // The usual answer (it runs after every input), without reading the table.
+        if self.nearest >= distance {
+            return false;
+        }
         let at = self.peers.partition_point(|q| q.id.distance_from(me) < distance);
         self.peers.drain(..at);
+        self.sync();
         at > 0
     }
 
@@ -128,6 +161,7 @@ impl Fingers {
     pub fn forget_within(&mut self, range: Range) -> bool {
         let before = self.peers.len();
         self.peers.retain(|q| !range.contains(q.id));
+        self.sync();
         before != self.peers.len()
     }
 
@@ -135,6 +169,7 @@ impl Fingers {
     pub fn remove(&mut self, node: NodeAddr) -> bool {
         let before = self.peers.len();
         self.peers.retain(|p| p.addr != node);
+        self.sync();
         before != self.peers.len()
     }
 
@@ -168,9 +203,9 @@ fn ideal_distances(k: u32) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use selfman_core::{NodeAddr, NodeId};
-    use selfman_ports::{Peer, RingId};
+    use selfman_ports::{Peer, Range, RingId};
 
-    use super::{ideal_distances, Fingers};
+    use super::{ideal_distances, shared_ideals, Fingers};
 
     fn peer(id: u64) -> Peer {
         Peer::new(RingId(id), NodeAddr::simulated((id % 1_000_000) as u32, NodeId(id | 1)))
@@ -188,6 +223,18 @@ mod tests {
         // k = 3 does not divide 2^64: the steps round down but stay distinct and ascending.
         let d = ideal_distances(3);
         assert!(d.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// The shared tables are the ones a table of its own would compute, arity clamped as
+    /// `Fingers::new` clamps it.
+    #[test]
+    fn shared_ideal_tables_match_their_arity() {
+        for k in 2..=64 {
+            assert_eq!(shared_ideals(k), ideal_distances(k).as_slice(), "k = {k}");
+        }
+        assert_eq!(shared_ideals(0), shared_ideals(2));
+        assert_eq!(shared_ideals(1000), shared_ideals(64));
+        assert_eq!(Fingers::new(RingId(5), 1).slots(), ideal_distances(2).len());
     }
 
     #[test]
@@ -273,6 +320,58 @@ mod tests {
         keep
     }
 
+    /// The cached distance of the nearest finger is the table's.
+    fn assert_nearest(f: &Fingers) {
+        let want = f.peers().first().map_or(u64::MAX, |q| q.id.distance_from(f.me));
+        assert_eq!(f.nearest, want, "nearest out of date for {:?}", f.peers());
+    }
+
+    /// Every kind of change keeps the cached nearest distance right, and
+    /// `forget_nearer_than` (which answers from it) forgets exactly the fingers nearer than
+    /// the distance it is given.
+    #[test]
+    fn every_change_keeps_the_nearest_finger_distance() {
+        let mut rng = selfman_core::Rng::seeded(11);
+        for round in 0..300 {
+            let me = RingId(rng.next_u64());
+            let mut f = Fingers::new(me, [2, 4, 8][round % 3]);
+            for _ in 0..60 {
+                let p = peer(me.0.wrapping_add(rng.next_u64() >> rng.below(64)));
+                match rng.below(6) {
+                    0 | 1 => {
+                        f.learn(p);
+                    }
+                    2 => {
+                        let owner = f.peers().get(rng.below(4) as usize).copied().unwrap_or(p);
+                        f.learn_authoritative(p.id, owner);
+                    }
+                    3 => {
+                        let d = rng.next_u64() >> rng.below(64);
+                        let kept: Vec<Peer> = f
+                            .peers()
+                            .iter()
+                            .copied()
+                            .filter(|q| q.id.distance_from(me) >= d)
+                            .collect();
+                        let some = kept.len() != f.peers().len();
+                        assert_eq!(f.forget_nearer_than(d), some);
+                        assert_eq!(f.peers(), kept.as_slice());
+                    }
+                    4 => {
+                        let r = Range::new(me.offset(rng.next_u64() >> 1), me);
+                        f.forget_within(r);
+                    }
+                    _ => {
+                        if let Some(q) = f.peers().get(rng.below(8) as usize).copied() {
+                            assert!(f.remove(q.addr));
+                        }
+                    }
+                }
+                assert_nearest(&f);
+            }
+        }
+    }
+
     #[test]
     fn learning_in_any_order_keeps_exactly_each_slots_first_peer() {
         let mut rng = selfman_core::Rng::seeded(7);
@@ -288,6 +387,7 @@ mod tests {
                 known.push(p);
                 f.learn(p);
                 assert_eq!(f.peers(), model(me, k, &known).as_slice(), "round {round}");
+                assert_nearest(&f);
             }
         }
     }

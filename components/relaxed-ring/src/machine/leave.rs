@@ -73,6 +73,9 @@ impl RelaxedRingMachine {
     pub(super) fn leave_tick<M>(&mut self, now: Time, out: &mut Vec<RingOutput<M>>) {
         let max = self.config.leave_attempts;
         let period = self.config.stabilize;
+        if self.s.leaving.is_none() {
+            return;
+        }
         let no_succ = self.live_succ().is_none();
         let Some(l) = self.s.leaving.as_mut() else { return };
         if now < l.retry_at {
