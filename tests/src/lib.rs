@@ -353,6 +353,57 @@ pub const SCENARIOS: &[Entry] = &[
         must_pass: false,
         build: transactions::tx_faults_broken,
     },
+    Entry {
+        name: "tx-faults-broken-aborted",
+        about: "tx-faults with participants that apply an aborted transaction's write \
+                (AppliesAbortedWrites): the atomicity check over the replica stores must fail",
+        must_pass: false,
+        build: transactions::tx_faults_broken_aborted,
+    },
+    Entry {
+        name: "tx-live",
+        about: "liveness under partitions, full stack on lossy links: a node cut off, a two-two \
+                split with no majority, the crash of a node mid-commit; after the faults every \
+                lock is gone within 5 s, no lock outlives its lease, atomicity at the \
+                replicas, serializability",
+        must_pass: true,
+        build: transactions::tx_live,
+    },
+    Entry {
+        name: "tx-live-broken",
+        about: "tx-live with rTMs that never take over (NoTakeover): the crashed TM's locks \
+                last until their lease, the liveness bound must fail",
+        must_pass: false,
+        build: transactions::tx_live_broken,
+    },
+    Entry {
+        name: "tx-kill-1",
+        about: "Scalaris' kill test over the full stack, f = 4 on 4 nodes, 1 killed: reads and \
+                writes commit once the lost replicas are rebuilt, never a wrong answer",
+        must_pass: true,
+        build: transactions::tx_kill_1,
+    },
+    Entry {
+        name: "tx-kill-2",
+        about: "the kill test with 2 of 4 killed: reads answer the last committed value or \
+                fail, no write commits",
+        must_pass: true,
+        build: transactions::tx_kill_2,
+    },
+    Entry {
+        name: "tx-kill-3",
+        about: "the kill test with 3 of 4 killed: no read succeeds, no write commits",
+        must_pass: true,
+        build: transactions::tx_kill_3,
+    },
+    Entry {
+        name: "tx-kill-2-broken",
+        about: "tx-kill-2 with a TM that commits without a majority of prepared votes \
+                (CommitsWithoutMajority): a write commits with 2 of 4 dead, the kill check \
+                must fail",
+        must_pass: false,
+        build: transactions::tx_kill_2_broken,
+    },
     // scenarios/replication.rs: symmetric replication over the relaxed ring, and its broken
     // variants, each caught on every seed.
     Entry {
