@@ -411,8 +411,10 @@ pub struct ReplicaWatch {
     applied: BTreeMap<String, Duration>,
     /// Samples taken.
     samples: u64,
-    /// The longest a lock was held after the later of `quiet` and its first sighting.
+    /// The longest a lock was held after the later of `quiet` and its first sighting, and
+    /// which.
     worst_resolve: Duration,
+    worst_lock: String,
 }
 
 /// What a run's [`ReplicaWatch`] saw.
@@ -476,7 +478,16 @@ impl ReplicaWatch {
                 if let Some(quiet) = self.quiet {
                     let from = quiet.max(seen.first);
                     let held = now.duration_since(from);
-                    self.worst_resolve = self.worst_resolve.max(held);
+                    if held > self.worst_resolve {
+                        self.worst_resolve = held;
+                        self.worst_lock = format!(
+                            "{tx:?} at {} {:?} {} first seen {:?} until {expires:?}",
+                            r.node,
+                            r.pos,
+                            String::from_utf8_lossy(&r.key),
+                            seen.first
+                        );
+                    }
                     if held > bounds.resolve_within {
                         return Err(format!(
                             "liveness: {tx:?} still locks {} at {} (replica key {:?}) at {now:?}, \
@@ -549,6 +560,11 @@ impl ReplicaWatch {
             }
         }
         Ok(())
+    }
+
+    /// The lock that lasted longest after the faults stopped, for reports.
+    pub fn worst_lock(&self) -> &str {
+        &self.worst_lock
     }
 
     /// The checks at the end of a run (after its last sample), over the whole `history`.
@@ -726,10 +742,12 @@ const KILL_TEST_KEYS: u64 = 6;
 /// * 1 killed: every probe begun `settle` or more after the kill commits (its read and its
 ///   write), at least 5 reads and 5 writes among them: the successor rebuilt the lost
 ///   replicas, three of four answer and vote;
-/// * 2 killed: no write commits (nor ends of unknown outcome and is then read): two
-///   replicas are lost; the successors rebuild them from the two left, but a rebuilt replica
-///   abstains from votes for the longest lease, so no item has a majority of prepared votes;
-///   reads may succeed once the rebuilt replicas answer, with the right value;
+/// * 2 killed: no write commits (nor ends of unknown outcome and is then read) until
+///   `abstain` after the kill: two replicas are lost; the successors rebuild them from the two
+///   left, but a rebuilt replica abstains from votes for `abstain` (replication's
+///   `max_lease`), so no item has a majority of prepared votes; reads may succeed once the
+///   rebuilt replicas answer, with the right value; after the abstention, writes commit again
+///   (at least 5 begun after it: the rebuild restored four replicas on the two survivors);
 /// * 3 killed: no read succeeds and no write commits: one replica of four answers.
 ///
 /// # Errors
@@ -740,6 +758,7 @@ pub fn check_kill(
     log: &KillLog,
     kill: Time,
     settle: Duration,
+    abstain: Duration,
 ) -> Result<String, String> {
     for k in 0..KILL_TEST_KEYS {
         match log.setup.get(&k) {
@@ -755,6 +774,7 @@ pub fn check_kill(
     let mut probes: Vec<&ProbeRecord> = log.probes.iter().collect();
     probes.sort_by_key(|p| p.begin);
     let (mut reads_ok, mut writes_ok, mut settled, mut longest) = (0, 0, 0, Duration::ZERO);
+    let mut writes_late = 0;
     let show = |p: &ProbeRecord| {
         format!(
             "node {}'s probe of key {} ({}) from {:?} to {:?}: read {:?}, {:?}",
@@ -783,18 +803,28 @@ pub fn check_kill(
                 return Err(format!("a read succeeded with 3 of 4 dead: {}", show(p)));
             }
         }
+        // Whether a write may commit: with 1 dead always; with 2, once the rebuilt replicas
+        // may vote (not before `abstain` after the kill); with 3 never.
+        let may_commit = killed == 1 || (killed == 2 && p.end >= kill + abstain);
         if let Some(v) = &p.write {
             match p.outcome {
-                ProbeEnd::Committed if killed >= 2 => {
-                    return Err(format!("a write committed with {killed} of 4 dead: {}", show(p)))
+                ProbeEnd::Committed if !may_commit => {
+                    return Err(format!(
+                        "a write committed with {killed} of 4 dead{}: {}",
+                        if killed == 2 { " while the rebuilt replicas abstain" } else { "" },
+                        show(p)
+                    ))
                 }
                 ProbeEnd::Committed => {
                     writes_ok += 1;
+                    if p.begin >= kill + abstain {
+                        writes_late += 1;
+                    }
                     *ok = vec![v.clone()];
                 }
-                // Of unknown outcome: may have committed (with 1 dead; with more it must not
-                // have, so it stays unreadable).
-                ProbeEnd::Unknown if killed == 1 => ok.push(v.clone()),
+                // Of unknown outcome: may have committed if it could (otherwise it must not
+                // have, and stays unreadable).
+                ProbeEnd::Unknown if may_commit => ok.push(v.clone()),
                 _ => {}
             }
         }
@@ -809,10 +839,17 @@ pub fn check_kill(
         }
     }
     let summary = format!(
-        "{} probes, {reads_ok} reads answered, {writes_ok} writes committed, {settled} after \
-         the settling time, longest probe {longest:?}",
+        "{} probes, {reads_ok} reads answered, {writes_ok} writes committed ({writes_late} \
+         begun after the abstention), {settled} after the settling time, longest probe \
+         {longest:?}",
         log.probes.len()
     );
+    if killed == 2 && writes_late < 5 {
+        return Err(format!(
+            "with 2 of 4 dead, writes did not commit again once the rebuilt replicas could vote \
+             ({summary})"
+        ));
+    }
     if killed == 1 && (settled < 10 || writes_ok < 5) {
         return Err(format!("too few probes after the settling time ({summary})"));
     }
