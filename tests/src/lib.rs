@@ -497,7 +497,12 @@ pub struct Regression {
 /// back over a ring still sorting itself out, or stabilisation settling into two interleaved
 /// cycles, which it cannot undo (see `docs/chord.md`). (ring-branches, ring-partition and ring-leave were listed until the
 /// ring's repairs of session 7.)
-pub const NOT_YET_PASSING: &[&str] = &["chord-leave", "chord-partition"];
+///
+/// `tx-live` (6 of seeds 0–299 fail, session 15): a transaction decided while its TM's node
+/// was cut off locks a replica again after the heal, when a late prepare reaches a node
+/// without that participant's tombstone; the new lock lasts a full lease past the first,
+/// which the lease check reports (docs/transactions.md, "What is not done yet").
+pub const NOT_YET_PASSING: &[&str] = &["chord-leave", "chord-partition", "tx-live"];
 
 /// Seeds that once failed, one table per scenario family (a family that never had one has no
 /// table: an empty table would check nothing). When `sweep` reports a failing seed, fix the

@@ -459,6 +459,9 @@ impl ReplicaWatch {
                 served.entry((r.key.as_slice(), r.pos)).or_default().push(r);
             }
             for &(tx, expires) in &r.locks {
+                if std::env::var("SELFMAN_TX_LOCK").is_ok_and(|t| t == format!("{}", tx.0)) {
+                    eprintln!("{now:?} {} {:?} {:?} until {expires:?}", r.node, r.pos, r.key);
+                }
                 let seen = self
                     .locks
                     .entry((r.node, r.pos, r.key.clone(), tx))
@@ -715,6 +718,8 @@ pub struct ProbeRecord {
     pub read: Option<Option<Vec<u8>>>,
     /// How it ended.
     pub outcome: ProbeEnd,
+    /// Whether it aborted and was tried again (as a new probe).
+    pub retried: bool,
 }
 
 /// What the kill test's clients did.
@@ -740,8 +745,11 @@ const KILL_TEST_KEYS: u64 = 6;
 ///   the key's last committed value (or the value of a write of unknown outcome since), never
 ///   another, never nothing; every probe ended;
 /// * 1 killed: every probe begun `settle` or more after the kill commits (its read and its
-///   write), at least 5 reads and 5 writes among them: the successor rebuilt the lost
-///   replicas, three of four answer and vote;
+///   write), possibly after aborted tries (each retried, at most 5 tries: the client's
+///   previous probe's release may reach a replica after the next vote, and with the rebuilt
+///   replica abstaining all three others must vote prepared), at least 5 reads and 5
+///   writes among them: the successor rebuilt the lost replicas, three of four answer and
+///   vote;
 /// * 2 killed: no write commits (nor ends of unknown outcome and is then read) until
 ///   `abstain` after the kill: two replicas are lost; the successors rebuild them from the two
 ///   left, but a rebuilt replica abstains from votes for `abstain` (replication's
@@ -828,7 +836,7 @@ pub fn check_kill(
                 _ => {}
             }
         }
-        if killed == 1 && p.begin >= kill + settle {
+        if killed == 1 && p.begin >= kill + settle && !p.retried {
             settled += 1;
             if p.outcome != ProbeEnd::Committed {
                 return Err(format!(
@@ -861,7 +869,13 @@ pub fn check_kill(
 
 #[cfg(test)]
 mod tests {
-    use super::{check_serializable, TxHistory, TxRecord};
+    use super::{
+        check_kill, check_serializable, KillLog, ProbeEnd, ProbeRecord, ReplicaWatch,
+        SampledReplica, TxHistory, TxRecord, WatchBounds,
+    };
+    use selfman_core::{NodeAddr, NodeId, Time};
+    use selfman_ports::{RingId, TxId};
+    use std::time::Duration;
 
     fn tx(name: &str, reads: &[(&str, Option<&str>)], writes: &[(&str, &str)]) -> TxRecord {
         TxRecord {
@@ -944,5 +958,168 @@ mod tests {
             ..TxHistory::default()
         };
         assert!(check_serializable(&h).unwrap_err().contains("no transaction wrote"));
+    }
+
+    fn node(i: u8) -> NodeAddr {
+        NodeAddr { addr: ([10, 0, 0, i], 4000).into(), id: NodeId(u64::from(i)) }
+    }
+
+    fn bounds() -> WatchBounds {
+        WatchBounds {
+            f: 4,
+            apply_within: Duration::from_secs(5),
+            lease: Duration::from_secs(10),
+            resolve_within: Duration::from_secs(5),
+        }
+    }
+
+    /// Replica `i` of `key` at node `i`, served, at `version` with `value`.
+    fn replica(i: u32, key: &str, version: u64, value: &str) -> SampledReplica {
+        SampledReplica {
+            node: node(i as u8),
+            pos: RingId::of_key(key.as_bytes()).replica(i, 4),
+            key: key.as_bytes().to_vec(),
+            version,
+            value: Some(value.as_bytes().to_vec()),
+            served: true,
+            locks: Vec::new(),
+        }
+    }
+
+    fn secs(s: u64) -> Time {
+        Time::from_secs(s)
+    }
+
+    /// `w` wrote x = "w" over nothing and committed at 1 s.
+    fn committed_w() -> TxHistory {
+        let mut h = TxHistory::default();
+        h.ended_at(tx("w", &[("x", None)], &[("x", "w")]), Some(true), secs(1));
+        h
+    }
+
+    #[test]
+    fn a_committed_write_at_a_majority_passes_and_at_a_minority_fails_after_the_bound() {
+        let h = committed_w();
+        let b = bounds();
+        let mut w = ReplicaWatch::default();
+        let three: Vec<_> = (0..3).map(|i| replica(i, "x", 1, "w")).collect();
+        w.observe(secs(2), &three, &h, &b).unwrap();
+        assert_eq!(w.finish(secs(20), &h, &b).unwrap().applied, 1);
+        // A later version counts as holding it; an unserved copy does not.
+        let mut w = ReplicaWatch::default();
+        let mut later = vec![replica(0, "x", 1, "w"), replica(1, "x", 2, "v")];
+        let mut unserved = replica(2, "x", 1, "w");
+        unserved.served = false;
+        later.push(unserved);
+        w.observe(secs(2), &later, &h, &b).unwrap();
+        let e = w.observe(secs(7), &later, &h, &b).unwrap_err();
+        assert!(e.contains("2 of 4 replicas of x hold w"), "{e}");
+    }
+
+    #[test]
+    fn an_aborted_value_at_a_replica_fails_and_so_does_a_wrong_version() {
+        let mut h = committed_w();
+        h.ended_at(tx("a", &[("x", Some("w"))], &[("x", "a")]), Some(false), secs(2));
+        let b = bounds();
+        let mut w = ReplicaWatch::default();
+        let mut rs: Vec<_> = (0..3).map(|i| replica(i, "x", 1, "w")).collect();
+        rs.push(replica(3, "x", 2, "a"));
+        w.observe(secs(3), &rs, &h, &b).unwrap();
+        let e = w.finish(secs(20), &h, &b).unwrap_err();
+        assert!(e.contains("only the aborted transaction a wrote"), "{e}");
+        let mut w = ReplicaWatch::default();
+        let rs: Vec<_> = (0..3).map(|i| replica(i, "x", 7, "w")).collect();
+        w.observe(secs(3), &rs, &h, &b).unwrap();
+        let e = w.finish(secs(20), &h, &b).unwrap_err();
+        assert!(e.contains("the history puts it at version 1"), "{e}");
+    }
+
+    #[test]
+    fn a_lock_past_its_lease_or_past_the_liveness_bound_fails() {
+        let h = TxHistory::default();
+        let b = bounds();
+        let mut locked = replica(0, "x", 0, "-");
+        locked.value = None;
+        locked.locks = vec![(TxId(7), secs(11))];
+        let mut w = ReplicaWatch::default();
+        w.observe(secs(1), std::slice::from_ref(&locked), &h, &b).unwrap();
+        // Faults stop at 2 s: the lock may last until 7 s.
+        w.quiet = Some(secs(2));
+        w.observe(secs(6), std::slice::from_ref(&locked), &h, &b).unwrap();
+        let e = w.observe(secs(8), std::slice::from_ref(&locked), &h, &b).unwrap_err();
+        assert!(e.contains("liveness: TxId(7) still locks x"), "{e}");
+        // A lease longer than the lease from the first sighting.
+        let mut w = ReplicaWatch::default();
+        locked.locks = vec![(TxId(8), secs(30))];
+        let e = w.observe(secs(1), &[locked], &h, &b).unwrap_err();
+        assert!(e.contains("a lock past its lease"), "{e}");
+    }
+
+    fn probe(
+        key: u64,
+        write: Option<&str>,
+        begin: u64,
+        read: Option<&str>,
+        outcome: ProbeEnd,
+    ) -> ProbeRecord {
+        ProbeRecord {
+            node: 0,
+            key,
+            write: write.map(|w| w.as_bytes().to_vec()),
+            begin: secs(begin),
+            end: secs(begin) + Duration::from_millis(10),
+            read: read.map(|r| Some(r.as_bytes().to_vec())),
+            outcome,
+            retried: false,
+        }
+    }
+
+    fn kill_log(probes: Vec<ProbeRecord>) -> KillLog {
+        KillLog {
+            setup: (0..6).map(|k| (k, (format!("setup-{k}").into_bytes(), secs(5)))).collect(),
+            probes,
+            open: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_kill_check_takes_the_expected_outcomes_and_nothing_else() {
+        let (kill, settle, abstain) = (secs(9), Duration::from_secs(6), Duration::from_secs(10));
+        // 3 dead: reads time out, nothing commits.
+        let failed = || ProbeEnd::Failed("Timeout".into());
+        let log = kill_log((0..6).map(|k| probe(k, None, 10 + k, None, failed())).collect());
+        check_kill(3, &log, kill, settle, abstain).unwrap();
+        let mut bad = log.clone();
+        bad.probes.push(probe(0, None, 20, Some("setup-0"), ProbeEnd::Committed));
+        assert!(check_kill(3, &bad, kill, settle, abstain)
+            .unwrap_err()
+            .contains("a read succeeded"));
+        // 2 dead: a write committing during the abstention fails; after it, it is allowed
+        // and its value becomes the one to read.
+        let mut ok: Vec<_> =
+            (0..5).map(|k| probe(k, None, 10, Some(&format!("setup-{k}")), failed())).collect();
+        for i in 0..5 {
+            let w = format!("p{i}");
+            ok.push(probe(
+                1,
+                Some(&w),
+                20 + 2 * i,
+                Some(if i == 0 { "setup-1" } else { "" }),
+                ProbeEnd::Committed,
+            ));
+        }
+        for (i, p) in ok.iter_mut().enumerate().skip(6) {
+            p.read = Some(Some(format!("p{}", i - 6).into_bytes()));
+        }
+        check_kill(2, &kill_log(ok.clone()), kill, settle, abstain).unwrap();
+        let mut early = ok.clone();
+        early.push(probe(2, Some("e"), 12, Some("setup-2"), ProbeEnd::Committed));
+        let e = check_kill(2, &kill_log(early), kill, settle, abstain).unwrap_err();
+        assert!(e.contains("while the rebuilt replicas abstain"), "{e}");
+        // A wrong answer fails whatever the number dead.
+        let mut wrong = ok;
+        wrong.push(probe(1, None, 40, Some("setup-1"), ProbeEnd::Committed));
+        let e = check_kill(2, &kill_log(wrong), kill, settle, abstain).unwrap_err();
+        assert!(e.contains("a wrong answer"), "{e}");
     }
 }

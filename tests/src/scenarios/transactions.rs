@@ -1065,6 +1065,8 @@ fn kill_key(j: u64) -> Vec<u8> {
 /// One probe of the kill test's client, under way.
 struct Probe {
     key: u64,
+    /// Its try (an aborted probe is tried again, up to [`PROBE_TRIES`] times).
+    tries: u32,
     /// The value to write (`None`: a read-only probe).
     write: Option<Vec<u8>>,
     setup: bool,
@@ -1073,6 +1075,9 @@ struct Probe {
     read: Option<Option<Vec<u8>>>,
     record: TxRecord,
 }
+
+/// Tries of one kill-test probe that aborts.
+const PROBE_TRIES: u32 = 5;
 
 /// The kill test's client: node 0 writes every key once (the setup, retried until
 /// committed); after the kill, each of the first `survivors` nodes probes its own keys (key
@@ -1113,7 +1118,7 @@ impl Prober {
         }
     }
 
-    fn start(&mut self, key: u64, write: Option<Vec<u8>>, setup: bool) {
+    fn start(&mut self, key: u64, write: Option<Vec<u8>>, setup: bool, tries: u32) {
         self.handle += 1;
         let now = self.ctx.now();
         let record = TxRecord {
@@ -1121,7 +1126,7 @@ impl Prober {
             reads: BTreeMap::new(),
             writes: BTreeMap::new(),
         };
-        self.current = Some(Probe { key, write, setup, begin: now, read: None, record });
+        self.current = Some(Probe { key, tries, write, setup, begin: now, read: None, record });
         self.log.lock().expect("not poisoned").open.insert(self.index, now);
         self.tx.trigger(TxRequest::Begin { handle: TxHandle(self.handle) });
     }
@@ -1135,7 +1140,7 @@ impl Prober {
             let done = self.log.lock().expect("not poisoned").setup.len() as u64;
             if done < KILL_KEYS {
                 let value = format!("setup-{done}").into_bytes();
-                self.start(done, Some(value), true);
+                self.start(done, Some(value), true, 1);
             }
         } else if self.index < self.survivors && now >= at(KILL_AT) && now < at(KILL_STOP) {
             let mine: Vec<u64> =
@@ -1144,7 +1149,7 @@ impl Prober {
             self.probes += 1;
             let key = mine[(n / 2) as usize % mine.len()];
             let write = (n % 2 == 1).then(|| format!("p{}-{}", self.index, self.handle + 1));
-            self.start(key, write.map(String::into_bytes), false);
+            self.start(key, write.map(String::into_bytes), false, 1);
         }
         Ok(())
     }
@@ -1169,6 +1174,12 @@ impl Prober {
             }
             return;
         }
+        // An abort (a conflict with the client's own previous probe, whose release may
+        // reach a replica after this probe's vote) is retried, as Scalaris' tests retry.
+        let retried = matches!(&end, ProbeEnd::Failed(r) if r.starts_with("Abort"))
+            && p.tries < PROBE_TRIES
+            && now < at(KILL_STOP);
+        let again = p.write.is_some();
         log.probes.push(ProbeRecord {
             node: self.index,
             key: p.key,
@@ -1177,7 +1188,13 @@ impl Prober {
             end: now,
             read: p.read,
             outcome: end,
+            retried,
         });
+        drop(log);
+        if retried {
+            let write = again.then(|| format!("p{}-{}", self.index, self.handle + 1).into_bytes());
+            self.start(p.key, write, false, p.tries + 1);
+        }
     }
 
     fn fail(&mut self, result: TxResult) {
