@@ -354,11 +354,19 @@ pub const SCENARIOS: &[Entry] = &[
         build: transactions::tx_faults_broken,
     },
     Entry {
-        name: "tx-faults-broken-aborted",
-        about: "tx-faults with participants that apply an aborted transaction's write \
+        name: "tx-atomic",
+        about: "tx-faults with every node's replica store sampled every 25 ms: no replica ever \
+                holds an aborted transaction's value, a committed write is at a majority of \
+                its replicas within 5 s, versions as the history implies, no lock past its lease",
+        must_pass: true,
+        build: transactions::tx_atomic,
+    },
+    Entry {
+        name: "tx-atomic-broken",
+        about: "tx-atomic with participants that apply an aborted transaction's write \
                 (AppliesAbortedWrites): the atomicity check over the replica stores must fail",
         must_pass: false,
-        build: transactions::tx_faults_broken_aborted,
+        build: transactions::tx_atomic_broken,
     },
     Entry {
         name: "tx-live",
@@ -502,7 +510,11 @@ pub struct Regression {
 /// was cut off locks a replica again after the heal, when a late prepare reaches a node
 /// without that participant's tombstone; the new lock lasts a full lease past the first,
 /// which the lease check reports (docs/transactions.md, "What is not done yet").
-pub const NOT_YET_PASSING: &[&str] = &["chord-leave", "chord-partition", "tx-live"];
+///
+/// `tx-atomic` (26 of seeds 0–299, session 15): around node 1's graceful leave a committed
+/// write reaches only 2 of 4 replicas within 5 s (votes handed over with the range find no
+/// participant, the decision is not applied there), and the re-lock above after the heal.
+pub const NOT_YET_PASSING: &[&str] = &["chord-leave", "chord-partition", "tx-live", "tx-atomic"];
 
 /// Seeds that once failed, one table per scenario family (a family that never had one has no
 /// table: an empty table would check nothing). When `sweep` reports a failing seed, fix the

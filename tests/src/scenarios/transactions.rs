@@ -714,16 +714,19 @@ pub fn faults_report(
     let flaw = match name {
         "tx-faults" => None,
         "tx-faults-broken" => Some(TxFlaw::SkipsVersionCheck),
-        "tx-faults-broken-aborted" => Some(TxFlaw::AppliesAbortedWrites),
+        "tx-atomic" => None,
+        "tx-atomic-broken" => Some(TxFlaw::AppliesAbortedWrites),
         _ => return None,
     };
     let board = TxBoard::default();
-    let out = faults_with(name, flaw, board.clone()).run_quiet(seed);
+    let watch = name.starts_with("tx-atomic");
+    let out = faults_with(name, flaw, board.clone(), watch).run_quiet(seed);
     let h = board.history.lock().expect("not poisoned");
     Some((out, (h.committed.len(), h.unknown.len(), h.aborted.len())))
 }
 
-fn faults_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
+/// `tx-faults` (or a twin), with the replica stores watched if `watch` (`tx-atomic`).
+fn faults_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard, watch: bool) -> Scenario {
     let config = selfman_sim::SimConfig {
         network: selfman_sim::SimNetConfig {
             default_link: selfman_sim::LinkModel { latency: FAULT_LATENCY, loss: FAULT_LOSS },
@@ -758,10 +761,10 @@ fn faults_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
         run.sim.set_default_link(selfman_sim::LinkModel { latency: FAULT_LATENCY, loss: 0.0 });
         Ok(())
     });
-    // Atomicity and leases at the replicas; no liveness bound (`quiet` stays unset): a vote
-    // handed over by node 1's leave at 15 s lasts until its lease, since the decision finds
-    // no participant at the new holder (docs/transactions.md, "What is not done yet").
-    let s = watched(s, &board, REG_END);
+    // `tx-atomic`: atomicity and leases at the replicas, checked first; no liveness bound
+    // (`quiet` stays unset): a vote handed over by node 1's leave at 15 s lasts until its
+    // lease, since the decision finds no participant at the new holder (docs/transactions.md).
+    let s = if watch { watched(s, &board, REG_END) } else { s };
     let b = board.clone();
     s.check_at_end("serializable", move |sim| {
         let h = b.history.lock().expect("not poisoned");
@@ -789,12 +792,12 @@ fn faults_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
 
 /// `tx-faults` (see the module documentation).
 pub fn tx_faults() -> Scenario {
-    faults_with("tx-faults", None, TxBoard::default())
+    faults_with("tx-faults", None, TxBoard::default(), false)
 }
 
 /// `tx-faults-broken`: participants skip the version check.
 pub fn tx_faults_broken() -> Scenario {
-    faults_with("tx-faults-broken", Some(TxFlaw::SkipsVersionCheck), TxBoard::default())
+    faults_with("tx-faults-broken", Some(TxFlaw::SkipsVersionCheck), TxBoard::default(), false)
 }
 
 /// The bounds of the replica-store checks ([`ReplicaWatch`]), from the layers' defaults:
@@ -1038,10 +1041,16 @@ pub fn tx_live_broken() -> Scenario {
     live_with("tx-live-broken", Some(TxFlaw::NoTakeover), TxBoard::default())
 }
 
-/// `tx-faults-broken-aborted`: `tx-faults` with participants that apply an aborted
-/// transaction's write (`AppliesAbortedWrites`): the atomicity check at the replicas must fail.
-pub fn tx_faults_broken_aborted() -> Scenario {
-    faults_with("tx-faults-broken-aborted", Some(TxFlaw::AppliesAbortedWrites), TxBoard::default())
+/// `tx-atomic`: `tx-faults` with the replica stores watched ([`ReplicaWatch`]: atomicity at
+/// the replicas, versions, leases).
+pub fn tx_atomic() -> Scenario {
+    faults_with("tx-atomic", None, TxBoard::default(), true)
+}
+
+/// `tx-atomic-broken`: `tx-atomic` with participants that apply an aborted transaction's
+/// write (`AppliesAbortedWrites`): the atomicity check at the replicas must fail.
+pub fn tx_atomic_broken() -> Scenario {
+    faults_with("tx-atomic-broken", Some(TxFlaw::AppliesAbortedWrites), TxBoard::default(), true)
 }
 
 /// Keys of the kill test.
