@@ -376,6 +376,9 @@ pub struct WatchBounds {
     pub resolve_within: Duration,
 }
 
+/// Where and when a value was first seen at a replica, and at which version.
+type FirstSeen = (Time, NodeAddr, u64);
+
 /// A lock as the watch follows it.
 #[derive(Clone, Copy, Debug)]
 struct LockSeen {
@@ -404,7 +407,7 @@ pub struct ReplicaWatch {
     /// When the faults stopped (set by the scenario); no liveness bound before.
     pub quiet: Option<Time>,
     /// Each value seen at a replica: first seen when, where, at which version.
-    values: BTreeMap<(Vec<u8>, Vec<u8>), (Time, NodeAddr, u64)>,
+    values: BTreeMap<(Vec<u8>, Vec<u8>), FirstSeen>,
     /// Each lock seen, by node, replica key, item and transaction.
     locks: BTreeMap<(NodeAddr, RingId, Vec<u8>, TxId), LockSeen>,
     /// Committed transactions (by name) shown at a majority, with how long it took.
