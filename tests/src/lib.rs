@@ -353,6 +353,65 @@ pub const SCENARIOS: &[Entry] = &[
         must_pass: false,
         build: transactions::tx_faults_broken,
     },
+    Entry {
+        name: "tx-atomic",
+        about: "tx-faults with every node's replica store sampled every 25 ms: no replica ever \
+                holds an aborted transaction's value, a committed write is at a majority of \
+                its replicas within 5 s, versions as the history implies, no lock past its lease",
+        must_pass: true,
+        build: transactions::tx_atomic,
+    },
+    Entry {
+        name: "tx-atomic-broken",
+        about: "tx-atomic with participants that apply an aborted transaction's write \
+                (AppliesAbortedWrites): the atomicity check over the replica stores must fail",
+        must_pass: false,
+        build: transactions::tx_atomic_broken,
+    },
+    Entry {
+        name: "tx-live",
+        about: "liveness under partitions, full stack on lossy links: a node cut off, a two-two \
+                split with no majority, the crash of a node mid-commit; after the faults every \
+                lock is gone within 5 s, no lock outlives its lease, atomicity at the \
+                replicas, serializability",
+        must_pass: true,
+        build: transactions::tx_live,
+    },
+    Entry {
+        name: "tx-live-broken",
+        about: "tx-live with rTMs that never take over (NoTakeover): the crashed TM's locks \
+                last until their lease, the liveness bound must fail",
+        must_pass: false,
+        build: transactions::tx_live_broken,
+    },
+    Entry {
+        name: "tx-kill-1",
+        about: "Scalaris' kill test over the full stack, f = 4 on 4 nodes, 1 killed: reads and \
+                writes commit once the lost replicas are rebuilt, never a wrong answer",
+        must_pass: true,
+        build: transactions::tx_kill_1,
+    },
+    Entry {
+        name: "tx-kill-2",
+        about: "the kill test with 2 of 4 killed: reads answer the last committed value or \
+                fail, no write commits",
+        must_pass: true,
+        build: transactions::tx_kill_2,
+    },
+    Entry {
+        name: "tx-kill-3",
+        about: "the kill test with 3 of 4 killed: no read succeeds, no write commits",
+        must_pass: true,
+        build: transactions::tx_kill_3,
+    },
+    Entry {
+        name: "tx-kill-2-broken",
+        about: "tx-kill-2 with a TM that commits without a majority of prepared votes \
+                (CommitsWithoutMajority): a write commits with 2 of 4 dead, the kill check \
+                must fail",
+        must_pass: false,
+        build: transactions::tx_kill_2_broken,
+    },
     // scenarios/replication.rs: symmetric replication over the relaxed ring, and its broken
     // variants, each caught on every seed.
     Entry {
@@ -446,7 +505,16 @@ pub struct Regression {
 /// back over a ring still sorting itself out, or stabilisation settling into two interleaved
 /// cycles, which it cannot undo (see `docs/chord.md`). (ring-branches, ring-partition and ring-leave were listed until the
 /// ring's repairs of session 7.)
-pub const NOT_YET_PASSING: &[&str] = &["chord-leave", "chord-partition"];
+///
+/// `tx-live` (6 of seeds 0–299 fail, session 15): a transaction decided while its TM's node
+/// was cut off locks a replica again after the heal, when a late prepare reaches a node
+/// without that participant's tombstone; the new lock lasts a full lease past the first,
+/// which the lease check reports (docs/transactions.md, "What is not done yet").
+///
+/// `tx-atomic` (26 of seeds 0–299, session 15): around node 1's graceful leave a committed
+/// write reaches only 2 of 4 replicas within 5 s (votes handed over with the range find no
+/// participant, the decision is not applied there), and the re-lock above after the heal.
+pub const NOT_YET_PASSING: &[&str] = &["chord-leave", "chord-partition", "tx-live", "tx-atomic"];
 
 /// Seeds that once failed, one table per scenario family (a family that never had one has no
 /// table: an empty table would check nothing). When `sweep` reports a failing seed, fix the

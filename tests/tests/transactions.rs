@@ -13,7 +13,10 @@ use selfman_ports::{
 };
 use selfman_replication::{ItemId, Store};
 use selfman_sim::seeds;
-use selfman_tests::scenarios::transactions::{bank_report, faults_report};
+use selfman_tests::checkers::transactions::ProbeEnd;
+use selfman_tests::scenarios::transactions::{
+    bank_report, faults_report, kill_report, live_report,
+};
 
 #[test]
 fn the_bank_keeps_its_total_through_contention_and_a_crash() {
@@ -52,6 +55,49 @@ fn lost_updates_are_caught_as_dependency_cycles() {
         let (out, _) = faults_report("tx-faults-broken", seed).expect("registered");
         let v = out.violations.first().unwrap_or_else(|| panic!("seed {seed}: missed"));
         assert!(v.message.contains("dependency cycle"), "seed {seed}: caught as {v:?}");
+    }
+}
+
+#[test]
+fn aborted_writes_applied_at_replicas_are_caught_by_the_atomicity_check() {
+    for seed in seeds(0..3) {
+        let (out, _) = faults_report("tx-atomic-broken", seed).expect("registered");
+        let caught = out.violations.iter().any(|v| v.message.starts_with("atomicity"));
+        assert!(caught, "seed {seed}: caught as {:?}", out.violations);
+    }
+}
+
+#[test]
+fn without_takeover_the_crashed_tms_locks_outlast_the_liveness_bound() {
+    for seed in seeds(0..3) {
+        let (out, quiet, _) = live_report("tx-live-broken", seed).expect("registered");
+        assert!(quiet.is_some(), "seed {seed}: node 3 never crashed");
+        let v = out.violations.first().unwrap_or_else(|| panic!("seed {seed}: missed"));
+        assert!(v.message.starts_with("liveness"), "seed {seed}: caught as {v:?}");
+    }
+}
+
+#[test]
+fn the_kill_test_gives_scalaris_outcomes_for_one_two_and_three_dead() {
+    for seed in seeds(0..1) {
+        let (out, log) = kill_report("tx-kill-1", seed).expect("registered");
+        out.assert_ok();
+        assert!(log.probes.iter().filter(|p| p.outcome == ProbeEnd::Committed).count() > 100);
+        let (out, log) = kill_report("tx-kill-2", seed).expect("registered");
+        out.assert_ok();
+        assert!(log.probes.iter().any(|p| p.read.is_some()), "seed {seed}: no read answered");
+        let (out, log) = kill_report("tx-kill-3", seed).expect("registered");
+        out.assert_ok();
+        assert!(log.probes.iter().all(|p| p.read.is_none() && p.outcome != ProbeEnd::Committed));
+    }
+}
+
+#[test]
+fn a_commit_without_a_majority_is_caught_by_the_kill_check() {
+    for seed in seeds(0..3) {
+        let (out, _) = kill_report("tx-kill-2-broken", seed).expect("registered");
+        let v = out.violations.first().unwrap_or_else(|| panic!("seed {seed}: missed"));
+        assert!(v.message.contains("a write committed with 2 of 4 dead"), "seed {seed}: {v:?}");
     }
 }
 

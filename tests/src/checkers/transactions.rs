@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use selfman_core::{NodeAddr, Time};
+use selfman_ports::{RingId, TxId};
 
 /// What the bank clients of a run did.
 #[derive(Clone, Debug, Default)]
@@ -114,12 +115,21 @@ pub struct TxHistory {
     /// Commits asked for and not answered (yet, or ever: the client's node crashed), by
     /// name: like `unknown`.
     pub in_flight: BTreeMap<String, TxRecord>,
+    /// When each ended transaction's client was told its outcome, by name (for the
+    /// atomicity check's bound: [`ReplicaWatch`]).
+    pub ended_at: BTreeMap<String, Time>,
 }
 
 impl TxHistory {
     /// The commit of `record` was asked for.
     pub fn committing(&mut self, record: &TxRecord) {
         self.in_flight.insert(record.name.clone(), record.clone());
+    }
+
+    /// `record` ended at `now`: as [`TxHistory::ended`], remembering when.
+    pub fn ended_at(&mut self, record: TxRecord, committed: Option<bool>, now: Time) {
+        self.ended_at.insert(record.name.clone(), now);
+        self.ended(record, committed);
     }
 
     /// `record` ended: `Some(true)` committed, `Some(false)` aborted, `None` unknown.
@@ -331,9 +341,544 @@ fn find_cycle(
     None
 }
 
+/// One replica of one item as a sample of a node's store shows it ([`ReplicaWatch`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampledReplica {
+    /// The node holding it.
+    pub node: NodeAddr,
+    /// Its replica key.
+    pub pos: RingId,
+    /// The item's key.
+    pub key: Vec<u8>,
+    /// Its version.
+    pub version: u64,
+    /// Its value.
+    pub value: Option<Vec<u8>>,
+    /// Whether the node serves the range holding `pos` (answers for this replica).
+    pub served: bool,
+    /// Its prepared votes whose lease has not ended: the transaction and when the lease ends.
+    pub locks: Vec<(TxId, Time)>,
+}
+
+/// The bounds a [`ReplicaWatch`] checks.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchBounds {
+    /// Replicas per item.
+    pub f: u32,
+    /// A committed write must be at a majority of its item's replicas within this time of
+    /// the client's `Ok`.
+    pub apply_within: Duration,
+    /// The longest lease a vote may have (a vote's lease ends at most this long after it was
+    /// first seen).
+    pub lease: Duration,
+    /// After the faults stop, every lock must be gone within this time of the later of the
+    /// fault's end and the lock's first sighting (the liveness bound).
+    pub resolve_within: Duration,
+}
+
+/// Where and when a value was first seen at a replica, and at which version.
+type FirstSeen = (Time, NodeAddr, u64);
+
+/// A lock as the watch follows it.
+#[derive(Clone, Copy, Debug)]
+struct LockSeen {
+    first: Time,
+    last: Time,
+}
+
+/// The atomicity and liveness checks over the simulator's global view of every node's replica
+/// store, sampled during a run ([`ReplicaWatch::observe`]) and finished at its end
+/// ([`ReplicaWatch::finish`]):
+///
+/// * *aborted nowhere*: no replica ever holds a value that only an aborted transaction wrote
+///   (values are unique per transaction), nor one no transaction wrote;
+/// * *committed at a majority*: within [`WatchBounds::apply_within`] of the client's `Ok`, a
+///   majority of each written item's replicas (served replicas, one per replica key) hold the
+///   transaction's value at its version, or a later version;
+/// * each replica's version of a value is the one the history implies (the version read,
+///   plus one);
+/// * *no lock past its lease*: a prepared vote's lease ends at most [`WatchBounds::lease`]
+///   after the vote was first seen;
+/// * *liveness*: once the faults stopped ([`ReplicaWatch::quiet`]), every transaction's locks
+///   are gone (decision applied, or lease over) within [`WatchBounds::resolve_within`] of the
+///   later of the fault's end and the lock's first sighting.
+#[derive(Clone, Debug, Default)]
+pub struct ReplicaWatch {
+    /// When the faults stopped (set by the scenario); no liveness bound before.
+    pub quiet: Option<Time>,
+    /// Each value seen at a replica: first seen when, where, at which version.
+    values: BTreeMap<(Vec<u8>, Vec<u8>), FirstSeen>,
+    /// Each lock seen, by node, replica key, item and transaction.
+    locks: BTreeMap<(NodeAddr, RingId, Vec<u8>, TxId), LockSeen>,
+    /// Committed transactions (by name) shown at a majority, with how long it took.
+    applied: BTreeMap<String, Duration>,
+    /// Samples taken.
+    samples: u64,
+    /// The longest a lock was held after the later of `quiet` and its first sighting, and
+    /// which.
+    worst_resolve: Duration,
+    worst_lock: String,
+}
+
+/// What a run's [`ReplicaWatch`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchSummary {
+    /// Samples taken.
+    pub samples: u64,
+    /// Distinct values seen at replicas.
+    pub values: usize,
+    /// Committed transactions found at a majority.
+    pub applied: usize,
+    /// The longest time from a client's `Ok` to a majority.
+    pub worst_apply: Duration,
+    /// Locks seen (node, replica, transaction).
+    pub locks: usize,
+    /// The longest a lock lasted after the faults stopped (see [`WatchBounds`]).
+    pub worst_resolve: Duration,
+}
+
+impl ReplicaWatch {
+    /// Takes the sample `replicas` of every live node's store at `now`, checking the
+    /// committed transactions of `history` not yet found at a majority, the leases and (after
+    /// [`ReplicaWatch::quiet`]) the liveness bound.
+    ///
+    /// # Errors
+    ///
+    /// The first violation, with the replicas concerned.
+    pub fn observe(
+        &mut self,
+        now: Time,
+        replicas: &[SampledReplica],
+        history: &TxHistory,
+        bounds: &WatchBounds,
+    ) -> Result<(), String> {
+        self.samples += 1;
+        let mut served: BTreeMap<(&[u8], RingId), Vec<&SampledReplica>> = BTreeMap::new();
+        for r in replicas {
+            if let Some(v) = &r.value {
+                self.values.entry((r.key.clone(), v.clone())).or_insert((now, r.node, r.version));
+            }
+            if r.served {
+                served.entry((r.key.as_slice(), r.pos)).or_default().push(r);
+            }
+            for &(tx, expires) in &r.locks {
+                if std::env::var("SELFMAN_TX_LOCK").is_ok_and(|t| t == format!("{}", tx.0)) {
+                    eprintln!("{now:?} {} {:?} {:?} until {expires:?}", r.node, r.pos, r.key);
+                }
+                let seen = self
+                    .locks
+                    .entry((r.node, r.pos, r.key.clone(), tx))
+                    .or_insert(LockSeen { first: now, last: now });
+                seen.last = now;
+                if expires.duration_since(seen.first) > bounds.lease + Duration::from_millis(1) {
+                    return Err(format!(
+                        "a lock past its lease: {tx:?} locks {} at {} (replica key {:?}) until \
+                         {expires:?}, first seen at {:?}: more than the lease {:?}",
+                        String::from_utf8_lossy(&r.key),
+                        r.node,
+                        r.pos,
+                        seen.first,
+                        bounds.lease
+                    ));
+                }
+                if let Some(quiet) = self.quiet {
+                    let from = quiet.max(seen.first);
+                    let held = now.duration_since(from);
+                    if held > self.worst_resolve {
+                        self.worst_resolve = held;
+                        self.worst_lock = format!(
+                            "{tx:?} at {} {:?} {} first seen {:?} until {expires:?}",
+                            r.node,
+                            r.pos,
+                            String::from_utf8_lossy(&r.key),
+                            seen.first
+                        );
+                    }
+                    if held > bounds.resolve_within {
+                        return Err(format!(
+                            "liveness: {tx:?} still locks {} at {} (replica key {:?}) at {now:?}, \
+                             {held:?} after {from:?} (the later of the faults' end and its \
+                             first sighting); the bound is {:?}",
+                            String::from_utf8_lossy(&r.key),
+                            r.node,
+                            r.pos,
+                            bounds.resolve_within
+                        ));
+                    }
+                }
+            }
+        }
+        let versions = Versions::new(history);
+        let quorum = bounds.f as usize / 2 + 1;
+        for t in &history.committed {
+            if self.applied.contains_key(&t.name) {
+                continue;
+            }
+            let Some(&told) = history.ended_at.get(&t.name) else { continue };
+            let mut everywhere = true;
+            let mut report = String::new();
+            for (key, value) in &t.writes {
+                let version = versions
+                    .of(key, value)
+                    .or_else(|| self.values.get(&(key.clone(), value.clone())).map(|&(_, _, v)| v));
+                let home = RingId::of_key(key);
+                let mut holding = 0;
+                for i in 0..bounds.f {
+                    let pos = home.replica(i, bounds.f);
+                    let best = served
+                        .get(&(key.as_slice(), pos))
+                        .and_then(|rs| rs.iter().max_by_key(|r| r.version).copied());
+                    let holds = best.is_some_and(|r| {
+                        r.value.as_ref() == Some(value) || version.is_some_and(|v| r.version > v)
+                    });
+                    holding += usize::from(holds);
+                    if !holds {
+                        let what = best.map_or("none served".to_string(), |r| {
+                            format!(
+                                "v{} {}",
+                                r.version,
+                                String::from_utf8_lossy(r.value.as_deref().unwrap_or(b"-"))
+                            )
+                        });
+                        report.push_str(&format!(" {pos:?}: {what};"));
+                    }
+                }
+                if holding < quorum {
+                    everywhere = false;
+                    report = format!(
+                        "{} of {} replicas of {} hold {} (v{version:?}) or later:{report}",
+                        holding,
+                        bounds.f,
+                        String::from_utf8_lossy(key),
+                        String::from_utf8_lossy(value)
+                    );
+                    break;
+                }
+            }
+            let waited = now.duration_since(told);
+            if everywhere {
+                self.applied.insert(t.name.clone(), waited);
+            } else if waited > bounds.apply_within {
+                return Err(format!(
+                    "atomicity: {} committed (told at {told:?}) but {waited:?} later {report}",
+                    t.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The lock that lasted longest after the faults stopped, for reports.
+    pub fn worst_lock(&self) -> &str {
+        &self.worst_lock
+    }
+
+    /// The checks at the end of a run (after its last sample), over the whole `history`.
+    ///
+    /// # Errors
+    ///
+    /// A value of an aborted transaction (or of none) seen at a replica, a version that is
+    /// not the history's, a committed transaction never found at a majority, or (after
+    /// [`ReplicaWatch::quiet`]) a lock still held at the last sample.
+    pub fn finish(
+        &self,
+        end: Time,
+        history: &TxHistory,
+        bounds: &WatchBounds,
+    ) -> Result<WatchSummary, String> {
+        let versions = Versions::new(history);
+        let aborted: BTreeMap<(&[u8], &[u8]), &str> = history
+            .aborted
+            .iter()
+            .flat_map(|t| t.writes.iter().map(|(k, v)| ((k.as_slice(), v.as_slice()), &*t.name)))
+            .collect();
+        for ((key, value), &(at, node, version)) in &self.values {
+            let (k, v) = (String::from_utf8_lossy(key), String::from_utf8_lossy(value));
+            if let Some(name) = aborted.get(&(key.as_slice(), value.as_slice())) {
+                return Err(format!(
+                    "atomicity: {node} held {k} = {v} at {at:?}, a value only the aborted \
+                     transaction {name} wrote"
+                ));
+            }
+            match versions.writer.get(&(key.as_slice(), value.as_slice())) {
+                None if !is_initial(value) => {
+                    return Err(format!(
+                        "{node} held {k} = {v} at {at:?}, a value no transaction wrote"
+                    ))
+                }
+                Some(_) => {
+                    if let Some(want) = versions.of(key, value) {
+                        if want != version {
+                            return Err(format!(
+                                "{node} held {k} = {v} at version {version} at {at:?}; the \
+                                 history puts it at version {want}"
+                            ));
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        for t in &history.committed {
+            let told = history.ended_at.get(&t.name).copied();
+            let late = told.is_some_and(|t| end.duration_since(t) <= bounds.apply_within);
+            if !t.writes.is_empty() && !late && !self.applied.contains_key(&t.name) {
+                return Err(format!(
+                    "atomicity: {} committed (told at {told:?}) and was never found at a \
+                     majority of its replicas",
+                    t.name
+                ));
+            }
+        }
+        if let Some(quiet) = self.quiet {
+            if let Some(((node, pos, key, tx), seen)) = self.locks.iter().find(|(_, s)| {
+                end.duration_since(s.last) <= Duration::from_millis(100) && s.last > quiet
+            }) {
+                return Err(format!(
+                    "liveness: {tx:?} still locks {} at {node} (replica key {pos:?}) at the end \
+                     (first seen at {:?})",
+                    String::from_utf8_lossy(key),
+                    seen.first
+                ));
+            }
+        }
+        Ok(WatchSummary {
+            samples: self.samples,
+            values: self.values.len(),
+            applied: self.applied.len(),
+            worst_apply: self.applied.values().copied().max().unwrap_or_default(),
+            locks: self.locks.len(),
+            worst_resolve: self.worst_resolve,
+        })
+    }
+}
+
+/// The versions a history implies: a write's version is one more than the version of the
+/// value its transaction read at the key (nothing read: version 0).
+struct Versions<'a> {
+    /// Each written value's transaction, by key and value.
+    writer: BTreeMap<(&'a [u8], &'a [u8]), &'a TxRecord>,
+}
+
+impl<'a> Versions<'a> {
+    fn new(history: &'a TxHistory) -> Versions<'a> {
+        let all = history
+            .committed
+            .iter()
+            .chain(&history.unknown)
+            .chain(&history.aborted)
+            .chain(history.in_flight.values());
+        let writer = all
+            .flat_map(|t| t.writes.iter().map(move |(k, v)| ((k.as_slice(), v.as_slice()), t)))
+            .collect();
+        Versions { writer }
+    }
+
+    /// The version at which `value` was written at `key`, if the history tells (not for a
+    /// seeded value, nor one whose chain of predecessors leaves the history).
+    fn of(&self, key: &[u8], value: &[u8]) -> Option<u64> {
+        let mut version = 0u64;
+        let mut value = value;
+        // Walk back the chain of predecessors (at most one step per written value).
+        for _ in 0..=self.writer.len() {
+            let t = self.writer.get(&(key, value))?;
+            version += 1;
+            match t.reads.get(key) {
+                None => return None,
+                Some(None) => return Some(version),
+                Some(Some(v)) => value = v,
+            }
+        }
+        None
+    }
+}
+
+/// How a probe of the kill test ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeEnd {
+    /// Its commit was answered `Ok`.
+    Committed,
+    /// Its commit was answered `Timeout`: committed or not.
+    Unknown,
+    /// It failed before or at its commit (the result, e.g. `Timeout` of a read, `Abort`).
+    Failed(String),
+}
+
+/// One probe of the kill test: a transaction reading `key` and, if `write`, writing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeRecord {
+    /// The client's node index.
+    pub node: usize,
+    /// The key probed.
+    pub key: u64,
+    /// The value written (`None`: a read-only probe).
+    pub write: Option<Vec<u8>>,
+    /// When it began.
+    pub begin: Time,
+    /// When it ended.
+    pub end: Time,
+    /// What its read answered, if it succeeded (`Some(None)`: nothing there).
+    pub read: Option<Option<Vec<u8>>>,
+    /// How it ended.
+    pub outcome: ProbeEnd,
+    /// Whether it aborted and was tried again (as a new probe).
+    pub retried: bool,
+}
+
+/// What the kill test's clients did.
+#[derive(Clone, Debug, Default)]
+pub struct KillLog {
+    /// The setup's committed values by key, with when they committed.
+    pub setup: BTreeMap<u64, (Vec<u8>, Time)>,
+    /// The probes, in the order they ended.
+    pub probes: Vec<ProbeRecord>,
+    /// Clients with a probe open, since when.
+    pub open: BTreeMap<usize, Time>,
+}
+
+/// The keys of the kill test.
+const KILL_TEST_KEYS: u64 = 6;
+
+/// Checks the outcomes of Scalaris' kill test with `f = 4` on 4 nodes, `killed` of them
+/// crashed at `kill` (`PROTOCOLS.md`, "Transactions": 1 killed, reads and writes work; 2,
+/// reads ok or abort; 3, reads fail), as they follow from majorities (3 of 4 replicas) on this
+/// stack:
+///
+/// * always: the setup committed every key before the kill; a read that succeeds answers
+///   the key's last committed value (or the value of a write of unknown outcome since), never
+///   another, never nothing; every probe ended;
+/// * 1 killed: every probe begun `settle` or more after the kill commits (its read and its
+///   write), possibly after aborted tries (each retried, at most 5 tries: the client's
+///   previous probe's release may reach a replica after the next vote, and with the rebuilt
+///   replica abstaining all three others must vote prepared), at least 5 reads and 5
+///   writes among them: the successor rebuilt the lost replicas, three of four answer and
+///   vote;
+/// * 2 killed: no write commits (nor ends of unknown outcome and is then read) until
+///   `abstain` after the kill: two replicas are lost; the successors rebuild them from the two
+///   left, but a rebuilt replica abstains from votes for `abstain` (replication's
+///   `max_lease`), so no item has a majority of prepared votes; reads may succeed once the
+///   rebuilt replicas answer, with the right value; after the abstention, writes commit again
+///   (at least 5 begun after it: the rebuild restored four replicas on the two survivors);
+/// * 3 killed: no read succeeds and no write commits: one replica of four answers.
+///
+/// # Errors
+///
+/// The first outcome that is not the expected one, with the probe.
+pub fn check_kill(
+    killed: usize,
+    log: &KillLog,
+    kill: Time,
+    settle: Duration,
+    abstain: Duration,
+) -> Result<String, String> {
+    for k in 0..KILL_TEST_KEYS {
+        match log.setup.get(&k) {
+            Some((_, t)) if *t < kill => {}
+            _ => return Err(format!("the setup did not commit key {k} before the kill")),
+        }
+    }
+    if let Some((n, since)) = log.open.iter().next() {
+        return Err(format!("node {n}'s probe begun at {since:?} never ended"));
+    }
+    let mut acceptable: BTreeMap<u64, Vec<Vec<u8>>> =
+        log.setup.iter().map(|(k, (v, _))| (*k, vec![v.clone()])).collect();
+    let mut probes: Vec<&ProbeRecord> = log.probes.iter().collect();
+    probes.sort_by_key(|p| p.begin);
+    let (mut reads_ok, mut writes_ok, mut settled, mut longest) = (0, 0, 0, Duration::ZERO);
+    let mut writes_late = 0;
+    let show = |p: &ProbeRecord| {
+        format!(
+            "node {}'s probe of key {} ({}) from {:?} to {:?}: read {:?}, {:?}",
+            p.node,
+            p.key,
+            if p.write.is_some() { "read-write" } else { "read-only" },
+            p.begin,
+            p.end,
+            p.read.as_ref().map(|v| v.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())),
+            p.outcome
+        )
+    };
+    for p in probes {
+        longest = longest.max(p.end.duration_since(p.begin));
+        let ok = acceptable.entry(p.key).or_default();
+        if let Some(read) = &p.read {
+            reads_ok += 1;
+            if !read.as_ref().is_some_and(|v| ok.contains(v)) {
+                return Err(format!(
+                    "a wrong answer with {killed} of 4 dead: {} (expected one of {:?})",
+                    show(p),
+                    ok.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect::<Vec<_>>()
+                ));
+            }
+            if killed >= 3 {
+                return Err(format!("a read succeeded with 3 of 4 dead: {}", show(p)));
+            }
+        }
+        // Whether a write may commit: with 1 dead always; with 2, once the rebuilt replicas
+        // may vote (not before `abstain` after the kill); with 3 never.
+        let may_commit = killed == 1 || (killed == 2 && p.end >= kill + abstain);
+        if let Some(v) = &p.write {
+            match p.outcome {
+                ProbeEnd::Committed if !may_commit => {
+                    return Err(format!(
+                        "a write committed with {killed} of 4 dead{}: {}",
+                        if killed == 2 { " while the rebuilt replicas abstain" } else { "" },
+                        show(p)
+                    ))
+                }
+                ProbeEnd::Committed => {
+                    writes_ok += 1;
+                    if p.begin >= kill + abstain {
+                        writes_late += 1;
+                    }
+                    *ok = vec![v.clone()];
+                }
+                // Of unknown outcome: may have committed if it could (otherwise it must not
+                // have, and stays unreadable).
+                ProbeEnd::Unknown if may_commit => ok.push(v.clone()),
+                _ => {}
+            }
+        }
+        if killed == 1 && p.begin >= kill + settle && !p.retried {
+            settled += 1;
+            if p.outcome != ProbeEnd::Committed {
+                return Err(format!(
+                    "with 1 of 4 dead, {settle:?} after the kill, a probe did not commit: {}",
+                    show(p)
+                ));
+            }
+        }
+    }
+    let summary = format!(
+        "{} probes, {reads_ok} reads answered, {writes_ok} writes committed ({writes_late} \
+         begun after the abstention), {settled} after the settling time, longest probe \
+         {longest:?}",
+        log.probes.len()
+    );
+    if killed == 2 && writes_late < 5 {
+        return Err(format!(
+            "with 2 of 4 dead, writes did not commit again once the rebuilt replicas could vote \
+             ({summary})"
+        ));
+    }
+    if killed == 1 && (settled < 10 || writes_ok < 5) {
+        return Err(format!("too few probes after the settling time ({summary})"));
+    }
+    if log.probes.len() < 5 {
+        return Err(format!("too few probes ({summary})"));
+    }
+    Ok(summary)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{check_serializable, TxHistory, TxRecord};
+    use super::{
+        check_kill, check_serializable, KillLog, ProbeEnd, ProbeRecord, ReplicaWatch,
+        SampledReplica, TxHistory, TxRecord, WatchBounds,
+    };
+    use selfman_core::{NodeAddr, NodeId, Time};
+    use selfman_ports::{RingId, TxId};
+    use std::time::Duration;
 
     fn tx(name: &str, reads: &[(&str, Option<&str>)], writes: &[(&str, &str)]) -> TxRecord {
         TxRecord {
@@ -416,5 +961,168 @@ mod tests {
             ..TxHistory::default()
         };
         assert!(check_serializable(&h).unwrap_err().contains("no transaction wrote"));
+    }
+
+    fn node(i: u8) -> NodeAddr {
+        NodeAddr { addr: ([10, 0, 0, i], 4000).into(), id: NodeId(u64::from(i)) }
+    }
+
+    fn bounds() -> WatchBounds {
+        WatchBounds {
+            f: 4,
+            apply_within: Duration::from_secs(5),
+            lease: Duration::from_secs(10),
+            resolve_within: Duration::from_secs(5),
+        }
+    }
+
+    /// Replica `i` of `key` at node `i`, served, at `version` with `value`.
+    fn replica(i: u32, key: &str, version: u64, value: &str) -> SampledReplica {
+        SampledReplica {
+            node: node(i as u8),
+            pos: RingId::of_key(key.as_bytes()).replica(i, 4),
+            key: key.as_bytes().to_vec(),
+            version,
+            value: Some(value.as_bytes().to_vec()),
+            served: true,
+            locks: Vec::new(),
+        }
+    }
+
+    fn secs(s: u64) -> Time {
+        Time::from_secs(s)
+    }
+
+    /// `w` wrote x = "w" over nothing and committed at 1 s.
+    fn committed_w() -> TxHistory {
+        let mut h = TxHistory::default();
+        h.ended_at(tx("w", &[("x", None)], &[("x", "w")]), Some(true), secs(1));
+        h
+    }
+
+    #[test]
+    fn a_committed_write_at_a_majority_passes_and_at_a_minority_fails_after_the_bound() {
+        let h = committed_w();
+        let b = bounds();
+        let mut w = ReplicaWatch::default();
+        let three: Vec<_> = (0..3).map(|i| replica(i, "x", 1, "w")).collect();
+        w.observe(secs(2), &three, &h, &b).unwrap();
+        assert_eq!(w.finish(secs(20), &h, &b).unwrap().applied, 1);
+        // A later version counts as holding it; an unserved copy does not.
+        let mut w = ReplicaWatch::default();
+        let mut later = vec![replica(0, "x", 1, "w"), replica(1, "x", 2, "v")];
+        let mut unserved = replica(2, "x", 1, "w");
+        unserved.served = false;
+        later.push(unserved);
+        w.observe(secs(2), &later, &h, &b).unwrap();
+        let e = w.observe(secs(7), &later, &h, &b).unwrap_err();
+        assert!(e.contains("2 of 4 replicas of x hold w"), "{e}");
+    }
+
+    #[test]
+    fn an_aborted_value_at_a_replica_fails_and_so_does_a_wrong_version() {
+        let mut h = committed_w();
+        h.ended_at(tx("a", &[("x", Some("w"))], &[("x", "a")]), Some(false), secs(2));
+        let b = bounds();
+        let mut w = ReplicaWatch::default();
+        let mut rs: Vec<_> = (0..3).map(|i| replica(i, "x", 1, "w")).collect();
+        rs.push(replica(3, "x", 2, "a"));
+        w.observe(secs(3), &rs, &h, &b).unwrap();
+        let e = w.finish(secs(20), &h, &b).unwrap_err();
+        assert!(e.contains("only the aborted transaction a wrote"), "{e}");
+        let mut w = ReplicaWatch::default();
+        let rs: Vec<_> = (0..3).map(|i| replica(i, "x", 7, "w")).collect();
+        w.observe(secs(3), &rs, &h, &b).unwrap();
+        let e = w.finish(secs(20), &h, &b).unwrap_err();
+        assert!(e.contains("the history puts it at version 1"), "{e}");
+    }
+
+    #[test]
+    fn a_lock_past_its_lease_or_past_the_liveness_bound_fails() {
+        let h = TxHistory::default();
+        let b = bounds();
+        let mut locked = replica(0, "x", 0, "-");
+        locked.value = None;
+        locked.locks = vec![(TxId(7), secs(11))];
+        let mut w = ReplicaWatch::default();
+        w.observe(secs(1), std::slice::from_ref(&locked), &h, &b).unwrap();
+        // Faults stop at 2 s: the lock may last until 7 s.
+        w.quiet = Some(secs(2));
+        w.observe(secs(6), std::slice::from_ref(&locked), &h, &b).unwrap();
+        let e = w.observe(secs(8), std::slice::from_ref(&locked), &h, &b).unwrap_err();
+        assert!(e.contains("liveness: TxId(7) still locks x"), "{e}");
+        // A lease longer than the lease from the first sighting.
+        let mut w = ReplicaWatch::default();
+        locked.locks = vec![(TxId(8), secs(30))];
+        let e = w.observe(secs(1), &[locked], &h, &b).unwrap_err();
+        assert!(e.contains("a lock past its lease"), "{e}");
+    }
+
+    fn probe(
+        key: u64,
+        write: Option<&str>,
+        begin: u64,
+        read: Option<&str>,
+        outcome: ProbeEnd,
+    ) -> ProbeRecord {
+        ProbeRecord {
+            node: 0,
+            key,
+            write: write.map(|w| w.as_bytes().to_vec()),
+            begin: secs(begin),
+            end: secs(begin) + Duration::from_millis(10),
+            read: read.map(|r| Some(r.as_bytes().to_vec())),
+            outcome,
+            retried: false,
+        }
+    }
+
+    fn kill_log(probes: Vec<ProbeRecord>) -> KillLog {
+        KillLog {
+            setup: (0..6).map(|k| (k, (format!("setup-{k}").into_bytes(), secs(5)))).collect(),
+            probes,
+            open: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_kill_check_takes_the_expected_outcomes_and_nothing_else() {
+        let (kill, settle, abstain) = (secs(9), Duration::from_secs(6), Duration::from_secs(10));
+        // 3 dead: reads time out, nothing commits.
+        let failed = || ProbeEnd::Failed("Timeout".into());
+        let log = kill_log((0..6).map(|k| probe(k, None, 10 + k, None, failed())).collect());
+        check_kill(3, &log, kill, settle, abstain).unwrap();
+        let mut bad = log.clone();
+        bad.probes.push(probe(0, None, 20, Some("setup-0"), ProbeEnd::Committed));
+        assert!(check_kill(3, &bad, kill, settle, abstain)
+            .unwrap_err()
+            .contains("a read succeeded"));
+        // 2 dead: a write committing during the abstention fails; after it, it is allowed
+        // and its value becomes the one to read.
+        let mut ok: Vec<_> =
+            (0..5).map(|k| probe(k, None, 10, Some(&format!("setup-{k}")), failed())).collect();
+        for i in 0..5 {
+            let w = format!("p{i}");
+            ok.push(probe(
+                1,
+                Some(&w),
+                20 + 2 * i,
+                Some(if i == 0 { "setup-1" } else { "" }),
+                ProbeEnd::Committed,
+            ));
+        }
+        for (i, p) in ok.iter_mut().enumerate().skip(6) {
+            p.read = Some(Some(format!("p{}", i - 6).into_bytes()));
+        }
+        check_kill(2, &kill_log(ok.clone()), kill, settle, abstain).unwrap();
+        let mut early = ok.clone();
+        early.push(probe(2, Some("e"), 12, Some("setup-2"), ProbeEnd::Committed));
+        let e = check_kill(2, &kill_log(early), kill, settle, abstain).unwrap_err();
+        assert!(e.contains("while the rebuilt replicas abstain"), "{e}");
+        // A wrong answer fails whatever the number dead.
+        let mut wrong = ok;
+        wrong.push(probe(1, None, 40, Some("setup-1"), ProbeEnd::Committed));
+        let e = check_kill(2, &kill_log(wrong), kill, settle, abstain).unwrap_err();
+        assert!(e.contains("a wrong answer"), "{e}");
     }
 }

@@ -44,7 +44,10 @@ use selfman_sim::{Scenario, SimHost};
 use selfman_transactions::{Flaw as TxFlaw, TxConfig, TxLayer, TxMessage, TxPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::checkers::transactions::{check_bank, check_serializable, BankLog, TxHistory, TxRecord};
+use crate::checkers::transactions::{
+    check_bank, check_kill, check_serializable, BankLog, KillLog, ProbeEnd, ProbeRecord,
+    ReplicaWatch, SampledReplica, TxHistory, TxRecord, WatchBounds,
+};
 
 /// Replicas per item.
 pub const F: u32 = 4;
@@ -113,6 +116,12 @@ pub struct TxBoard {
     /// Each node's replication, by index (for a graceful leave).
     pub repls:
         Arc<Mutex<BTreeMap<usize, Component<selfman_replication::SymmetricReplication<Payload>>>>>,
+    /// The atomicity and liveness checks over every node's replica store.
+    pub watch: Arc<Mutex<ReplicaWatch>>,
+    /// What the kill test's clients did (`tx-kill-*`).
+    pub kill: Arc<Mutex<KillLog>>,
+    /// The commit of node 3's client last seen in flight (`tx-live`'s crash).
+    pub committing: Arc<Mutex<Option<String>>>,
 }
 
 /// Which client a node runs.
@@ -122,6 +131,12 @@ pub enum Workload {
     Bank,
     /// Register transactions recorded for the serializability check (`tx-faults`).
     Registers,
+    /// The kill test's setup writes and probes (`tx-kill-*`), the clients of the first
+    /// `survivors` nodes probing.
+    Probes {
+        /// Nodes that survive the kill.
+        survivors: usize,
+    },
 }
 
 fn account(i: u64) -> Vec<u8> {
@@ -185,6 +200,13 @@ pub fn build_node(
         Workload::Registers => {
             let (history, open) = (board.history.clone(), board.open.clone());
             let client = h.create(move || Registers::new(me, i, history.clone(), open.clone()))?;
+            h.system().connect(&tx_port, &client.required::<Transactions>()?)?;
+            h.system().connect(&h.timer()?, &client.required::<Timer>()?)?;
+        }
+        Workload::Probes { survivors } => {
+            let (log, history) = (board.kill.clone(), board.history.clone());
+            let client =
+                h.create(move || Prober::new(i, survivors, log.clone(), history.clone()))?;
             h.system().connect(&tx_port, &client.required::<Transactions>()?)?;
             h.system().connect(&h.timer()?, &client.required::<Timer>()?)?;
         }
@@ -377,7 +399,7 @@ impl Bank {
             (TxResult::Timeout, true) => None,
             _ => Some(false),
         };
-        self.history.lock().expect("not poisoned").ended(record, outcome);
+        self.history.lock().expect("not poisoned").ended_at(record, outcome, now);
         let step = std::mem::replace(&mut self.step, Step::Idle);
         let mut log = self.log.lock().expect("not poisoned");
         log.open.remove(&self.me);
@@ -621,7 +643,8 @@ impl Registers {
             (TxResult::Timeout, true) => None,
             _ => Some(false),
         };
-        self.history.lock().expect("not poisoned").ended(record, outcome);
+        let now = self.ctx.now();
+        self.history.lock().expect("not poisoned").ended_at(record, outcome, now);
     }
 
     fn on_tx(&mut self, ind: TxIndication) -> Handled {
@@ -691,15 +714,19 @@ pub fn faults_report(
     let flaw = match name {
         "tx-faults" => None,
         "tx-faults-broken" => Some(TxFlaw::SkipsVersionCheck),
+        "tx-atomic" => None,
+        "tx-atomic-broken" => Some(TxFlaw::AppliesAbortedWrites),
         _ => return None,
     };
     let board = TxBoard::default();
-    let out = faults_with(name, flaw, board.clone()).run_quiet(seed);
+    let watch = name.starts_with("tx-atomic");
+    let out = faults_with(name, flaw, board.clone(), watch).run_quiet(seed);
     let h = board.history.lock().expect("not poisoned");
     Some((out, (h.committed.len(), h.unknown.len(), h.aborted.len())))
 }
 
-fn faults_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
+/// `tx-faults` (or a twin), with the replica stores watched if `watch` (`tx-atomic`).
+fn faults_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard, watch: bool) -> Scenario {
     let config = selfman_sim::SimConfig {
         network: selfman_sim::SimNetConfig {
             default_link: selfman_sim::LinkModel { latency: FAULT_LATENCY, loss: FAULT_LOSS },
@@ -729,10 +756,15 @@ fn faults_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
         let port = repl.provided::<Replication>().map_err(|e| e.to_string())?;
         port.request(selfman_ports::ReplicationRequest::Leave).map_err(|e| e.to_string())
     });
-    s = s.at(at(REG_STOP), "quiet: links lose nothing", |run| {
+
+    s = s.at(at(REG_STOP), "quiet: links lose nothing", move |run| {
         run.sim.set_default_link(selfman_sim::LinkModel { latency: FAULT_LATENCY, loss: 0.0 });
         Ok(())
     });
+    // `tx-atomic`: atomicity and leases at the replicas, checked first; no liveness bound
+    // (`quiet` stays unset): a vote handed over by node 1's leave at 15 s lasts until its
+    // lease, since the decision finds no participant at the new holder (docs/transactions.md).
+    let s = if watch { watched(s, &board, REG_END) } else { s };
     let b = board.clone();
     s.check_at_end("serializable", move |sim| {
         let h = b.history.lock().expect("not poisoned");
@@ -760,10 +792,560 @@ fn faults_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
 
 /// `tx-faults` (see the module documentation).
 pub fn tx_faults() -> Scenario {
-    faults_with("tx-faults", None, TxBoard::default())
+    faults_with("tx-faults", None, TxBoard::default(), false)
 }
 
 /// `tx-faults-broken`: participants skip the version check.
 pub fn tx_faults_broken() -> Scenario {
-    faults_with("tx-faults-broken", Some(TxFlaw::SkipsVersionCheck), TxBoard::default())
+    faults_with("tx-faults-broken", Some(TxFlaw::SkipsVersionCheck), TxBoard::default(), false)
+}
+
+/// The bounds of the replica-store checks ([`ReplicaWatch`]), from the layers' defaults:
+///
+/// * a committed write is at a majority of its replicas within **5 s** of the client's `Ok`
+///   (the decision went to the participants with the client's `Ok`; each lost copy is sent
+///   again every `retransmit`, 250 ms; a TM cut off right after its decision is taken over
+///   within the liveness bound below, and its rTMs deliver the decision);
+/// * a vote's lease is the layer's `lease` (10 s: these clients take no eager locks);
+/// * once the faults stop, every lock is gone within **5 s** of the later of the faults' end
+///   and its first sighting: the detector suspects a dead TM within its largest timeout
+///   (`max_timeout`, 2 s), the first rTM leads at once or, unsuspecting, after
+///   `takeover_after` (2 s), its round (collect, accept, decide: three message delays) and
+///   the decision's delivery (a retransmit) fit in the last second. 5 s is half the lease:
+///   locks that end only with their lease (no takeover) fail it.
+pub fn watch_bounds() -> WatchBounds {
+    let tx = TxConfig::default();
+    let fd = FdConfig::default();
+    WatchBounds {
+        f: F,
+        apply_within: fd.max_timeout + tx.takeover_after + Duration::from_secs(1),
+        lease: tx.lease,
+        resolve_within: fd.max_timeout + tx.takeover_after + Duration::from_secs(1),
+    }
+}
+
+/// How often the replica stores are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(25);
+
+/// Every live node's replicas at `now`, as the watch samples them.
+fn sample(board: &TxBoard, sim: &selfman_sim::Simulation) -> Vec<SampledReplica> {
+    let now = sim.now();
+    let alive = sim.alive_nodes();
+    let nodes = board.nodes.lock().expect("not poisoned").clone();
+    let repls = board.repls.lock().expect("not poisoned").clone();
+    let mut out = Vec::new();
+    for (i, repl) in repls {
+        let Some(&node) = nodes.get(&i) else { continue };
+        if !alive.contains(&node) {
+            continue;
+        }
+        let _ = repl.on_definition(|d| {
+            let m = d.machine();
+            let serving = m.serving();
+            for (id, r) in m.store().iter() {
+                let locks = r
+                    .votes()
+                    .iter()
+                    .filter(|v| v.vote == selfman_ports::Vote::Prepared && now < v.expires)
+                    .map(|v| (v.tx, v.expires))
+                    .collect();
+                out.push(SampledReplica {
+                    node,
+                    pos: id.pos,
+                    key: id.key.to_vec(),
+                    version: r.version.0,
+                    value: r.value.map(<[u8]>::to_vec),
+                    served: serving.iter().any(|range| range.contains(id.pos)),
+                    locks,
+                });
+            }
+        });
+    }
+    out
+}
+
+/// `s` with the replica stores sampled every [`SAMPLE_EVERY`] until `end` and the watch's
+/// checks ([`ReplicaWatch`]) at each sample and at the end.
+fn watched(mut s: Scenario, board: &TxBoard, end: f64) -> Scenario {
+    let bounds = watch_bounds();
+    let mut t = Time::ZERO + SAMPLE_EVERY;
+    while t < at(end) {
+        let b = board.clone();
+        s = s.check_at(t, "replicas", move |sim| {
+            let replicas = sample(&b, sim);
+            let h = b.history.lock().expect("not poisoned");
+            b.watch.lock().expect("not poisoned").observe(sim.now(), &replicas, &h, &bounds)
+        });
+        t = t + SAMPLE_EVERY;
+    }
+    let b = board.clone();
+    s.check_at_end("atomicity and liveness at the replicas", move |sim| {
+        let h = b.history.lock().expect("not poisoned");
+        let summary = b.watch.lock().expect("not poisoned").finish(sim.now(), &h, &bounds)?;
+        if std::env::var_os("SELFMAN_TX_REPORT").is_some() {
+            let worst = b.watch.lock().expect("not poisoned").worst_lock().to_string();
+            eprintln!("replicas: {summary:?} worst lock: {worst}");
+        }
+        if summary.applied == 0 {
+            return Err(format!("no committed write was checked at the replicas ({summary:?})"));
+        }
+        Ok(())
+    })
+}
+
+/// The end of `tx-live` (its clients run from 4 s to 20 s, as `tx-faults`').
+const LIVE_END: f64 = 30.0;
+
+/// `tx-live` (or its broken twin): the register clients of `tx-faults` on lossy links; node
+/// 2 cut off from 5 s to 7.5 s, then the nodes split two and two from 9 s to 10.5 s (no
+/// majority anywhere), then node 3 crashes at its client's first commit after 13 s (by 15 s
+/// at the latest): its TMs die with votes out. Then the links are clean: the faults stopped
+/// ([`ReplicaWatch::quiet`]). Checked: the liveness bound and leases ([`watch_bounds`]),
+/// atomicity at the replicas, serializability, every live client's transaction ended.
+fn live_with(name: &str, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
+    let config = selfman_sim::SimConfig {
+        network: selfman_sim::SimNetConfig {
+            default_link: selfman_sim::LinkModel { latency: FAULT_LATENCY, loss: FAULT_LOSS },
+            ..selfman_sim::SimNetConfig::default()
+        },
+        ..selfman_sim::SimConfig::default()
+    };
+    let mut s = Scenario::new(name).config(config).until(at(LIVE_END));
+    for (n, t) in [0.0, 0.3, 0.6, 0.9].into_iter().enumerate() {
+        let b = board.clone();
+        s = s.start_nodes(at(t), 1, move |h| {
+            debug_assert_eq!(h.index(), n);
+            build_node(h, &b, flaw, Workload::Registers)
+        });
+    }
+    let nodes_of = |b: &TxBoard, idx: &[usize]| -> Vec<std::net::SocketAddr> {
+        let nodes = b.nodes.lock().expect("not poisoned");
+        idx.iter().filter_map(|i| nodes.get(i).map(|n| n.addr)).collect()
+    };
+    let b = board.clone();
+    s = s.partition(at(5.0), move |nodes| {
+        let cut = nodes_of(&b, &[2]);
+        let (a, rest): (Vec<NodeAddr>, Vec<NodeAddr>) =
+            nodes.iter().partition(|n| cut.contains(&n.addr));
+        vec![a, rest]
+    });
+    s = s.heal(at(7.5));
+    let b = board.clone();
+    s = s.partition(at(9.0), move |nodes| {
+        let left = nodes_of(&b, &[0, 1]);
+        let (a, rest): (Vec<NodeAddr>, Vec<NodeAddr>) =
+            nodes.iter().partition(|n| left.contains(&n.addr));
+        vec![a, rest]
+    });
+    s = s.heal(at(10.5));
+    // Node 3 crashes once its client asked for a commit (polled every 5 ms), at 15 s at the
+    // latest; the links are clean from then on.
+    let mut t = at(13.0);
+    while t <= at(15.0) {
+        let b = board.clone();
+        let last = t + Duration::from_millis(5) > at(15.0);
+        s = s.at(t, "crash node 3 mid-commit", move |run| {
+            let mut watch = b.watch.lock().expect("not poisoned");
+            if watch.quiet.is_some() {
+                return Ok(());
+            }
+            // The commit node 3's client asked for, if any: crash at the second poll that
+            // sees the same one (5 to 10 ms after it was asked: votes are out) ...
+            let (committing, writes) = b
+                .history
+                .lock()
+                .expect("not poisoned")
+                .in_flight
+                .iter()
+                .find(|(n, _)| n.starts_with("n3-"))
+                .map_or((None, Vec::new()), |(n, r)| {
+                    (Some(n.clone()), r.writes.keys().cloned().collect::<Vec<_>>())
+                });
+            let mut seen = b.committing.lock().expect("not poisoned");
+            // ... and while its TM has not decided.
+            let undecided = b
+                .layers
+                .lock()
+                .expect("not poisoned")
+                .get(&3)
+                .and_then(|l| l.on_definition(|d| d.machine().state_kinds().0).ok())
+                .unwrap_or(0);
+            // ... and while a transaction locking a key it writes at node 3's replica
+            // (its TM votes there at once) locks it at another node too.
+            let node3 = b.nodes.lock().expect("not poisoned").get(&3).copied();
+            let replicas = sample(&b, run.sim);
+            let locked_at =
+                |here: bool| -> std::collections::BTreeSet<(Vec<u8>, selfman_ports::TxId)> {
+                    replicas
+                        .iter()
+                        .filter(|r| (Some(r.node) == node3) == here && writes.contains(&r.key))
+                        .flat_map(|r| r.locks.iter().map(|(tx, _)| (r.key.clone(), *tx)))
+                        .collect()
+                };
+            let held = !locked_at(true).is_disjoint(&locked_at(false));
+            let again = committing.is_some() && *seen == committing && undecided > 0 && held;
+            *seen = committing;
+            if !again && !last {
+                return Ok(());
+            }
+            let victim = *b.nodes.lock().expect("not poisoned").get(&3).ok_or("no node 3")?;
+            run.sim.crash(victim).map_err(|e| e.to_string())?;
+            run.sim.set_default_link(selfman_sim::LinkModel { latency: FAULT_LATENCY, loss: 0.0 });
+            watch.quiet = Some(run.sim.now());
+            Ok(())
+        });
+        t = t + Duration::from_millis(5);
+    }
+    let s = watched(s, &board, LIVE_END);
+    let b = board.clone();
+    s.check_at_end("serializable, every transaction ended", move |sim| {
+        let h = b.history.lock().expect("not poisoned");
+        check_serializable(&h)?;
+        if h.committed.len() < 50 {
+            return Err(format!("too few transactions committed ({})", h.committed.len()));
+        }
+        let alive = sim.alive_nodes();
+        let open = b.open.lock().expect("not poisoned");
+        if let Some((n, since)) = open.iter().find(|(n, _)| alive.contains(n)) {
+            return Err(format!("{n} has a transaction open since {since:?}"));
+        }
+        Ok(())
+    })
+}
+
+/// The figures of a `tx-live` run, for tests: the run and what its watch saw.
+pub fn live_report(
+    name: &str,
+    seed: u64,
+) -> Option<(selfman_sim::Outcome, Option<Time>, (usize, usize))> {
+    let flaw = match name {
+        "tx-live" => None,
+        "tx-live-broken" => Some(TxFlaw::NoTakeover),
+        _ => return None,
+    };
+    let board = TxBoard::default();
+    let out = live_with(name, flaw, board.clone()).run_quiet(seed);
+    let quiet = board.watch.lock().expect("not poisoned").quiet;
+    let h = board.history.lock().expect("not poisoned");
+    Some((out, quiet, (h.committed.len(), h.aborted.len())))
+}
+
+/// `tx-live` (see [`live_with`]).
+pub fn tx_live() -> Scenario {
+    live_with("tx-live", None, TxBoard::default())
+}
+
+/// `tx-live-broken`: rTMs never take over (`NoTakeover`): the crashed TM's locks last until
+/// their lease, past the liveness bound.
+pub fn tx_live_broken() -> Scenario {
+    live_with("tx-live-broken", Some(TxFlaw::NoTakeover), TxBoard::default())
+}
+
+/// `tx-atomic`: `tx-faults` with the replica stores watched ([`ReplicaWatch`]: atomicity at
+/// the replicas, versions, leases).
+pub fn tx_atomic() -> Scenario {
+    faults_with("tx-atomic", None, TxBoard::default(), true)
+}
+
+/// `tx-atomic-broken`: `tx-atomic` with participants that apply an aborted transaction's
+/// write (`AppliesAbortedWrites`): the atomicity check at the replicas must fail.
+pub fn tx_atomic_broken() -> Scenario {
+    faults_with("tx-atomic-broken", Some(TxFlaw::AppliesAbortedWrites), TxBoard::default(), true)
+}
+
+/// Keys of the kill test.
+pub const KILL_KEYS: u64 = 6;
+
+/// The kill test's times: setup writes from 3 s, the kill at 9 s, probes until 27 s.
+const KILL_SETUP: f64 = 3.0;
+const KILL_AT: f64 = 9.0;
+const KILL_STOP: f64 = 27.0;
+const KILL_END: f64 = 30.0;
+
+/// After the kill of one node, every probe begun this long after it commits: the detector
+/// suspects within `max_timeout` (2 s), the ring repairs, the successor rebuilds the lost
+/// replicas (reading two of the three other replica intervals), all within a few seconds.
+pub const KILL_SETTLE: Duration = Duration::from_secs(6);
+
+fn kill_key(j: u64) -> Vec<u8> {
+    format!("kill-{j}").into_bytes()
+}
+
+/// One probe of the kill test's client, under way.
+struct Probe {
+    key: u64,
+    /// Its try (an aborted probe is tried again, up to [`PROBE_TRIES`] times).
+    tries: u32,
+    /// The value to write (`None`: a read-only probe).
+    write: Option<Vec<u8>>,
+    setup: bool,
+    begin: Time,
+    /// What the read answered: `Some(value or nothing)` when it succeeded.
+    read: Option<Option<Vec<u8>>>,
+    record: TxRecord,
+}
+
+/// Tries of one kill-test probe that aborts.
+const PROBE_TRIES: u32 = 5;
+
+/// The kill test's client: node 0 writes every key once (the setup, retried until
+/// committed); after the kill, each of the first `survivors` nodes probes its own keys (key
+/// `j` with `j % survivors` its index), alternating a read-only transaction and a
+/// read-then-write one, one at a time, and logs every outcome.
+struct Prober {
+    ctx: Context,
+    index: usize,
+    survivors: usize,
+    tx: Required<Transactions>,
+    timer: Required<Timer>,
+    handle: u64,
+    current: Option<Probe>,
+    /// Probes begun (for the alternation and the keys' rotation).
+    probes: u64,
+    log: Arc<Mutex<KillLog>>,
+    history: Arc<Mutex<TxHistory>>,
+}
+
+impl Prober {
+    fn new(
+        index: usize,
+        survivors: usize,
+        log: Arc<Mutex<KillLog>>,
+        history: Arc<Mutex<TxHistory>>,
+    ) -> Prober {
+        Prober {
+            ctx: Context::new(),
+            index,
+            survivors,
+            tx: Required::new(),
+            timer: Required::new(),
+            handle: 0,
+            current: None,
+            probes: 0,
+            log,
+            history,
+        }
+    }
+
+    fn start(&mut self, key: u64, write: Option<Vec<u8>>, setup: bool, tries: u32) {
+        self.handle += 1;
+        let now = self.ctx.now();
+        let record = TxRecord {
+            name: format!("k{}-{}", self.index, self.handle),
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        };
+        self.current = Some(Probe { key, tries, write, setup, begin: now, read: None, record });
+        self.log.lock().expect("not poisoned").open.insert(self.index, now);
+        self.tx.trigger(TxRequest::Begin { handle: TxHandle(self.handle) });
+    }
+
+    fn on_tick(&mut self, _: Timeout) -> Handled {
+        let now = self.ctx.now();
+        if self.current.is_some() {
+            return Ok(());
+        }
+        if self.index == 0 && now >= at(KILL_SETUP) && now < at(KILL_AT) {
+            let done = self.log.lock().expect("not poisoned").setup.len() as u64;
+            if done < KILL_KEYS {
+                let value = format!("setup-{done}").into_bytes();
+                self.start(done, Some(value), true, 1);
+            }
+        } else if self.index < self.survivors && now >= at(KILL_AT) && now < at(KILL_STOP) {
+            let mine: Vec<u64> =
+                (0..KILL_KEYS).filter(|j| *j as usize % self.survivors == self.index).collect();
+            let n = self.probes;
+            self.probes += 1;
+            let key = mine[(n / 2) as usize % mine.len()];
+            let write = (n % 2 == 1).then(|| format!("p{}-{}", self.index, self.handle + 1));
+            self.start(key, write.map(String::into_bytes), false, 1);
+        }
+        Ok(())
+    }
+
+    /// The open probe ended with `end`.
+    fn ended(&mut self, end: ProbeEnd) {
+        let Some(p) = self.current.take() else { return };
+        let now = self.ctx.now();
+        let outcome = match end {
+            ProbeEnd::Committed => Some(true),
+            ProbeEnd::Unknown => None,
+            ProbeEnd::Failed(_) => Some(false),
+        };
+        self.history.lock().expect("not poisoned").ended_at(p.record, outcome, now);
+        let mut log = self.log.lock().expect("not poisoned");
+        log.open.remove(&self.index);
+        if p.setup {
+            if end == ProbeEnd::Committed {
+                if let Some(v) = p.write {
+                    log.setup.insert(p.key, (v, now));
+                }
+            }
+            return;
+        }
+        // An abort (a conflict with the client's own previous probe, whose release may
+        // reach a replica after this probe's vote) is retried, as Scalaris' tests retry.
+        let retried = matches!(&end, ProbeEnd::Failed(r) if r.starts_with("Abort"))
+            && p.tries < PROBE_TRIES
+            && now < at(KILL_STOP);
+        let again = p.write.is_some();
+        log.probes.push(ProbeRecord {
+            node: self.index,
+            key: p.key,
+            write: p.write,
+            begin: p.begin,
+            end: now,
+            read: p.read,
+            outcome: end,
+            retried,
+        });
+        drop(log);
+        if retried {
+            let write = again.then(|| format!("p{}-{}", self.index, self.handle + 1).into_bytes());
+            self.start(p.key, write, false, p.tries + 1);
+        }
+    }
+
+    fn fail(&mut self, result: TxResult) {
+        self.tx.trigger(TxRequest::Abort { handle: TxHandle(self.handle) });
+        self.ended(ProbeEnd::Failed(format!("{result:?}")));
+    }
+
+    fn on_tx(&mut self, ind: TxIndication) -> Handled {
+        let h = TxHandle(self.handle);
+        match ind {
+            TxIndication::Begun { handle, result } if handle == h => match result {
+                TxResult::Ok => {
+                    let Some(p) = &self.current else { return Ok(()) };
+                    self.tx.trigger(TxRequest::Read { handle: h, key: kill_key(p.key) });
+                }
+                r => self.ended(ProbeEnd::Failed(format!("{r:?}"))),
+            },
+            TxIndication::ReadDone { handle, key, result, value } if handle == h => match result {
+                TxResult::Ok | TxResult::NotFound => {
+                    let Some(p) = self.current.as_mut() else { return Ok(()) };
+                    p.read = Some(value.clone());
+                    p.record.reads.insert(key.clone(), value);
+                    match p.write.clone() {
+                        Some(v) => {
+                            p.record.writes.insert(key.clone(), v.clone());
+                            self.tx.trigger(TxRequest::Write { handle: h, key, value: Some(v) });
+                        }
+                        None => {
+                            self.history.lock().expect("not poisoned").committing(&p.record);
+                            self.tx.trigger(TxRequest::Commit { handle: h });
+                        }
+                    }
+                }
+                r => self.fail(r),
+            },
+            TxIndication::OpDone { handle, result, .. } if handle == h => match result {
+                TxResult::Ok => {
+                    if let Some(p) = &self.current {
+                        self.history.lock().expect("not poisoned").committing(&p.record);
+                    }
+                    self.tx.trigger(TxRequest::Commit { handle: h });
+                }
+                r => self.fail(r),
+            },
+            TxIndication::Committed { handle, result, .. } if handle == h => {
+                self.ended(match result {
+                    TxResult::Ok => ProbeEnd::Committed,
+                    TxResult::Timeout => ProbeEnd::Unknown,
+                    r => ProbeEnd::Failed(format!("{r:?}")),
+                })
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl ComponentDefinition for Prober {
+    fn setup(&mut self, s: &mut Setup<Self>) {
+        s.context(|c| &mut c.ctx);
+        s.require(|c| &mut c.tx, Self::on_tx);
+        s.require(|c| &mut c.timer, Self::on_tick);
+    }
+
+    fn on_start(&mut self) -> Handled {
+        let p = Duration::from_millis(20);
+        self.timer.schedule_periodic(TimerId(1), p, p);
+        Ok(())
+    }
+}
+
+/// `tx-kill-N` (or a broken twin): Scalaris' kill test over the full stack. 4 nodes on 4
+/// hosts, `f = 4` (each node holds one replica of every key); node 0 writes 6 keys; at 9 s
+/// nodes 3, 2, 1 (the first `killed` of them) crash at once; until 27 s the survivors probe
+/// their keys (read-only and read-then-write transactions). Checked by [`check_kill`]: the
+/// outcomes `PROTOCOLS.md` gives for `killed` dead nodes, never a wrong answer; and
+/// atomicity and the leases at the replicas.
+fn kill_with(name: &str, killed: usize, flaw: Option<TxFlaw>, board: TxBoard) -> Scenario {
+    let survivors = 4 - killed;
+    let mut s = Scenario::new(name).until(at(KILL_END));
+    for (n, t) in [0.0, 0.3, 0.6, 0.9].into_iter().enumerate() {
+        let b = board.clone();
+        s = s.start_nodes(at(t), 1, move |h| {
+            debug_assert_eq!(h.index(), n);
+            build_node(h, &b, flaw, Workload::Probes { survivors })
+        });
+    }
+    let b = board.clone();
+    s = s.at(at(KILL_AT), format!("crash {killed} of 4 nodes"), move |run| {
+        let nodes = b.nodes.lock().expect("not poisoned");
+        for i in (survivors..4).rev() {
+            let victim = *nodes.get(&i).ok_or("a node is missing")?;
+            run.sim.crash(victim).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    });
+    let s = watched(s, &board, KILL_END);
+    let b = board.clone();
+    s.check_at_end("kill test outcomes", move |_| {
+        let log = b.kill.lock().expect("not poisoned");
+        let abstain = ReplicationConfig::default().max_lease;
+        let summary = check_kill(killed, &log, at(KILL_AT), KILL_SETTLE, abstain)?;
+        if std::env::var_os("SELFMAN_TX_REPORT").is_some() {
+            eprintln!("tx-kill-{killed}: {summary}");
+        }
+        Ok(())
+    })
+}
+
+/// The kill test's log of a run of `name`, for tests.
+pub fn kill_report(name: &str, seed: u64) -> Option<(selfman_sim::Outcome, KillLog)> {
+    let (killed, flaw) = match name {
+        "tx-kill-1" => (1, None),
+        "tx-kill-2" => (2, None),
+        "tx-kill-3" => (3, None),
+        "tx-kill-2-broken" => (2, Some(TxFlaw::CommitsWithoutMajority)),
+        _ => return None,
+    };
+    let board = TxBoard::default();
+    let out = kill_with(name, killed, flaw, board.clone()).run_quiet(seed);
+    let log = board.kill.lock().expect("not poisoned").clone();
+    Some((out, log))
+}
+
+/// `tx-kill-1`: one of 4 nodes killed: reads and writes commit once the replicas are rebuilt.
+pub fn tx_kill_1() -> Scenario {
+    kill_with("tx-kill-1", 1, None, TxBoard::default())
+}
+
+/// `tx-kill-2`: two of 4 killed: reads answer the last committed value or fail, no write
+/// commits.
+pub fn tx_kill_2() -> Scenario {
+    kill_with("tx-kill-2", 2, None, TxBoard::default())
+}
+
+/// `tx-kill-3`: three of 4 killed: reads fail, no write commits.
+pub fn tx_kill_3() -> Scenario {
+    kill_with("tx-kill-3", 3, None, TxBoard::default())
+}
+
+/// `tx-kill-2-broken`: `tx-kill-2` with a TM that takes an item as prepared when one replica
+/// is (`CommitsWithoutMajority`): writes commit without a majority, the kill check must fail.
+pub fn tx_kill_2_broken() -> Scenario {
+    kill_with("tx-kill-2-broken", 2, Some(TxFlaw::CommitsWithoutMajority), TxBoard::default())
 }

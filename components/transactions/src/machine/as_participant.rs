@@ -193,7 +193,8 @@ impl TxMachine {
             // Tried and failed before: once more, now that the decision came again.
             Stage::ApplyFailed { .. } | Stage::Voting(_) | Stage::Voted(_) => {}
         }
-        let op = match (commit, p.commit_write()) {
+        let apply = commit || has_flaw!(self, AppliesAbortedWrites);
+        let op = match (apply, p.commit_write()) {
             (true, Some((version, value))) => ReplicaOp::Commit { tx, version, value },
             _ => ReplicaOp::Release { tx },
         };

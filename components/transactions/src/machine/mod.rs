@@ -104,6 +104,10 @@ pub enum Flaw {
     /// A value-set operation that met a concurrent one says `Ok` without retrying (an
     /// acknowledged add is lost: `no_set_retry_is_caught`).
     NoSetRetry,
+    /// A participant told to abort applies its transaction's write anyway, as if told to
+    /// commit (an aborted value reaches replicas: caught by the atomicity check over the
+    /// replica stores, `tx-faults-broken-aborted`).
+    AppliesAbortedWrites,
 }
 
 /// What the machine asks its component to do.
