@@ -22,6 +22,11 @@
 //!   windows instead of failing on them.
 //! * **Leave**: tell the successor (it takes the range, and the leaving peer's predecessor) and
 //!   the predecessor (it takes the leaving peer's successor list).
+//! * **Ring check** (the one addition, [`ChordConfig::check_ring`]): look up this peer's own
+//!   identifier through a contact, finger or predecessor; an answer other than this peer is
+//!   taken as successor if closer, and notified. Stabilisation cannot join separate cycles
+//!   over one identifier space (a partition leaves them); this does. A rejected notify makes
+//!   the peer ask its predecessor, which answers `Gone` if it left.
 
 use std::collections::{BTreeMap, BTreeSet};
 
