@@ -37,13 +37,20 @@ pub struct ChordConfig {
     /// successors is detected in parallel instead of one after another, at the cost of one
     /// more heartbeat stream per entry.
     pub watched_succs: usize,
+    /// How often a peer checks its place in the ring through another peer than its
+    /// successor (the ring check): it asks a known peer — a contact, finger or predecessor,
+    /// round robin — for the successor of its own identifier, and takes a closer successor,
+    /// or notifies the peer found, by the rules of stabilisation. Stabilisation alone cannot
+    /// undo a ring that split into separate cycles (after a partition, or peers leaving a
+    /// segment behind); this check joins them again.
+    pub check_ring: Duration,
 }
 
 impl Default for ChordConfig {
     /// Successor lists of 7 (as the relaxed ring's), tick 100 ms, stabilise every 1 s (the
     /// relaxed ring checks in with its successor as often), fix 4 fingers per second, joins
     /// re-sent after 2 s, lookups time out after 2 s, 64 hops at most, the successor alone
-    /// watched.
+    /// watched, the ring checked every 4 s.
     fn default() -> Self {
         ChordConfig {
             id: None,
@@ -56,6 +63,7 @@ impl Default for ChordConfig {
             lookup_timeout: Duration::from_secs(2),
             max_hops: 64,
             watched_succs: 1,
+            check_ring: Duration::from_secs(4),
         }
     }
 }
@@ -86,9 +94,15 @@ impl ChordConfig {
         if self.tick.is_zero() {
             return err("tick must be positive");
         }
-        for d in [self.stabilize, self.fix_fingers, self.join_timeout, self.lookup_timeout] {
+        for d in [
+            self.stabilize,
+            self.fix_fingers,
+            self.join_timeout,
+            self.lookup_timeout,
+            self.check_ring,
+        ] {
             if d < self.tick {
-                return err("stabilize, fix_fingers, join_timeout and lookup_timeout must be at least one tick");
+                return err("stabilize, fix_fingers, join_timeout, lookup_timeout and check_ring must be at least one tick");
             }
         }
         if !(1..=64).contains(&self.fingers_per_fix) {
@@ -120,6 +134,7 @@ mod tests {
             (ChordConfig { max_hops: 0, ..d }, "max_hops"),
             (ChordConfig { watched_succs: 0, ..d }, "watched_succs"),
             (ChordConfig { watched_succs: 8, ..d }, "watched_succs"),
+            (ChordConfig { check_ring: Duration::ZERO, ..d }, "check_ring"),
         ];
         for (c, field) in bad {
             let e = c.validate().unwrap_err();

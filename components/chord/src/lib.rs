@@ -14,7 +14,11 @@
 //! * **graceful leave**: the successor takes the range, the predecessor the successor list;
 //!   ring traffic that still reaches the departed peer is forwarded to that successor, and
 //!   its sender told to forget the peer;
-//! * the same failure detector port as the relaxed ring, watching successor and predecessor.
+//! * the same failure detector port as the relaxed ring, watching successor and predecessor;
+//! * one addition to the paper's rules, the **ring check** ([`ChordConfig::check_ring`]): a
+//!   peer looks up its own identifier through another peer than its successor, which joins
+//!   separate cycles (after a partition) that stabilisation cannot; and a rejected notify
+//!   makes a peer ask its predecessor, so one that left and still runs is found out.
 //!
 //! Unlike the relaxed ring, Chord does **not** keep lookup consistency: while a joiner's
 //! successor has not been notified, both claim the joiner's range, and a peer whose

@@ -22,6 +22,11 @@
 //!   windows instead of failing on them.
 //! * **Leave**: tell the successor (it takes the range, and the leaving peer's predecessor) and
 //!   the predecessor (it takes the leaving peer's successor list).
+//! * **Ring check** (the one addition, [`ChordConfig::check_ring`]): look up this peer's own
+//!   identifier through a contact, finger or predecessor; an answer other than this peer is
+//!   taken as successor if closer, and notified. Stabilisation cannot join separate cycles
+//!   over one identifier space (a partition leaves them); this does. A rejected notify makes
+//!   the peer ask its predecessor, which answers `Gone` if it left.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,6 +55,9 @@ pub const MAX_CRASHED: usize = 1024;
 /// once and dropped from the successor list and predecessor was never watched again, and
 /// stayed shunned for good (the `chord-slow` scenario found it).
 pub(crate) const WATCHED_SUSPECTS: usize = 16;
+/// Peers this one heard from lately, remembered as contacts for the ring check
+/// ([`ChordConfig::check_ring`]) and as further access peers for a join.
+pub(crate) const CONTACTS: usize = 16;
 
 /// What the machine asks its component to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +105,10 @@ enum Pending {
         index: u8,
         deadline: Time,
     },
+    /// The ring check: this peer's own identifier, looked up through a contact.
+    Check {
+        deadline: Time,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +118,9 @@ struct Joining {
     retry_at: Time,
     /// The successor found, waiting for its predecessor and list.
     found: Option<Peer>,
+    /// Attempts so far: they go through `access` and the contacts heard from in turn, so
+    /// that an access peer that crashed or left does not hold the join up for good.
+    attempts: u32,
 }
 
 /// How often a leaving peer sends its `Leaving` notice again, one stabilisation period apart
@@ -154,6 +169,11 @@ pub struct ChordMachine {
     leave_again: Option<LeaveAgain>,
     next_stabilize: Time,
     next_fix: Time,
+    /// Peers heard from lately (most recent last, at most [`CONTACTS`]).
+    contacts: std::collections::VecDeque<NodeAddr>,
+    next_check: Time,
+    /// Ring checks so far (picks the contact, round robin).
+    checks: u64,
     faults: FaultCounts,
 }
 
@@ -182,6 +202,9 @@ impl ChordMachine {
             leave_again: None,
             next_stabilize: Time::ZERO,
             next_fix: Time::ZERO,
+            contacts: std::collections::VecDeque::new(),
+            next_check: Time::ZERO,
+            checks: 0,
             faults: FaultCounts::default(),
         }
     }
@@ -286,6 +309,7 @@ impl ChordMachine {
                 out.push(responsibility(Some(range), RangeChange::Gained { range, from: None }));
                 self.next_stabilize = now + self.config.stabilize;
                 self.next_fix = now + self.config.fix_fingers;
+                self.next_check = now + self.config.check_ring;
             }
             RingRequest::Join { access } if self.status == RingStatus::Outside => {
                 let req = self.req();
@@ -295,6 +319,7 @@ impl ChordMachine {
                     req,
                     retry_at: now + self.config.join_timeout,
                     found: None,
+                    attempts: 0,
                 });
                 out.push(self.find_to(access, req, self.me.id, 0, Purpose::Join));
             }
@@ -501,6 +526,7 @@ impl ChordMachine {
                     self.fingers[usize::from(index)] = Some(owner);
                 }
             }
+            Some(Pending::Check { .. }) => self.checked(owner, out),
             None => self.faults.unknown_request += 1,
         }
     }
@@ -526,6 +552,40 @@ impl ChordMachine {
         now: Time,
         out: &mut Vec<ChordOutput<M>>,
     ) {
+        match &msg {
+            ChordMessage::Gone { .. } | ChordMessage::Leaving { .. } => {}
+            // Only a peer in a ring (or joining one) stabilises, answers a stabilisation or
+            // notifies; a departed peer never does. Heard first-hand, the peer is not gone:
+            // whatever this one held against it (a suspicion, a `Gone` from when it was
+            // outside) is forgotten.
+            ChordMessage::GetPred | ChordMessage::Notify { .. } | ChordMessage::PredIs { .. }
+                if from != self.me.addr
+                    && (self.crashed.contains(&from) || self.departed.contains(&from)) =>
+            {
+                let first_hand = match &msg {
+                    ChordMessage::Notify { me } | ChordMessage::PredIs { me, .. } => {
+                        me.addr == from
+                    }
+                    _ => true,
+                };
+                if first_hand {
+                    self.crashed.remove(&from);
+                    self.suspects.retain(|s| s.0 != from);
+                    self.departed.retain(|a| *a != from);
+                    self.note_contact(from);
+                }
+            }
+            ChordMessage::PredIs { pred, succ_list, .. } if self.status == RingStatus::Joining => {
+                // a joiner remembers the peers it hears of, as further access peers
+                let heard: Vec<NodeAddr> =
+                    pred.iter().chain(succ_list.iter()).map(|p| p.addr).collect();
+                for n in heard {
+                    self.note_contact(n);
+                }
+                self.note_contact(from);
+            }
+            _ => self.note_contact(from),
+        }
         match msg {
             ChordMessage::FindSucc { req, origin, key, hops, purpose } => {
                 if self.status == RingStatus::InRing {
@@ -598,6 +658,17 @@ impl ChordMachine {
             ChordMessage::Gone { me } if me.addr == from => {
                 if self.status == RingStatus::InRing {
                     self.drop_peer(from, false, out);
+                } else if self.joining.is_some() {
+                    // the successor found (or the access peer) is outside the ring: try again
+                    // at the next tick, through the next peer
+                    self.forget(from);
+                    self.contacts.retain(|a| *a != from);
+                    if let Some(j) = &mut self.joining {
+                        if j.found.is_some_and(|f| f.addr == from) || j.access == from {
+                            j.found = None;
+                            j.retry_at = now;
+                        }
+                    }
                 }
             }
             // a peer speaking for another node
@@ -611,10 +682,13 @@ impl ChordMachine {
         self.settle(out);
     }
 
-    /// Ring traffic reached this peer outside any ring: tell the sender to forget it.
+    /// Ring traffic reached this peer outside any ring: tell the sender to forget it. A
+    /// joiner says nothing: it is not in the ring yet, but will be (a `Gone` would make the
+    /// sender hold it for departed; the ring check, asking a contact that was a joiner when
+    /// it was heard from, ran into that in `chord-partition`).
     fn gone<M>(&mut self, from: NodeAddr, out: &mut Vec<ChordOutput<M>>) {
         self.faults.out_of_state += 1;
-        if from != self.me.addr {
+        if from != self.me.addr && self.status != RingStatus::Joining {
             out.push(ChordOutput::Send { to: from, msg: ChordMessage::Gone { me: self.me } });
         }
     }
@@ -685,6 +759,13 @@ impl ChordMachine {
             }
             return;
         }
+        if self.status == RingStatus::InRing
+            && from.addr != self.succ().addr
+            && self.pred.is_some_and(|p| p.addr == from.addr)
+        {
+            // the predecessor answering the check of a rejected notify: it is in a ring
+            return;
+        }
         if self.status != RingStatus::InRing || from.addr != self.succ().addr {
             self.faults.stale_answer += 1;
             return;
@@ -728,6 +809,12 @@ impl ChordMachine {
                 // a ring of two: the newcomer is also the successor
                 self.succ_list = vec![n];
             }
+        } else {
+            // A peer before the predecessor takes this one as its successor: the predecessor
+            // may have left and still run (the detector trusts it, and a successor that missed
+            // its `Leaving` would keep it for good — `chord-leave` found it). Ask it: a peer
+            // outside the ring answers `Gone`, and is dropped.
+            out.push(ChordOutput::Send { to: pred.addr, msg: ChordMessage::GetPred });
         }
     }
 
@@ -867,7 +954,16 @@ impl ChordMachine {
         self.suspects.retain(|s| s.0 != n);
         if watch {
             if self.suspects.len() >= WATCHED_SUSPECTS {
-                self.suspects.pop_front();
+                // No longer watched, it is no longer held for crashed either (unless it said it
+                // left): the detector could never restore it, and lists would skip it for
+                // good — a partition suspects more than 16 peers at once, and `chord-partition`
+                // found a live peer left out of its predecessors' lists so. If it did crash,
+                // it is suspected again when it next becomes a successor or predecessor.
+                if let Some((old, _)) = self.suspects.pop_front() {
+                    if !self.departed.contains(&old) {
+                        self.crashed.remove(&old);
+                    }
+                }
             }
             self.suspects.push_back((n, known));
         } else {
@@ -952,7 +1048,9 @@ impl ChordMachine {
                 // the `chord-crash-10` scenario found a joiner stuck so).
                 j.retry_at = now + self.config.join_timeout;
                 j.found = None;
-                let (access, req) = (j.access, j.req);
+                j.attempts = j.attempts.wrapping_add(1);
+                let (attempts, req) = (j.attempts, j.req);
+                let access = self.join_access(attempts);
                 out.push(self.find_to(access, req, self.me.id, 0, Purpose::Join));
             }
         }
@@ -960,9 +1058,9 @@ impl ChordMachine {
             .pending
             .iter()
             .filter(|(_, p)| match p {
-                Pending::Lookup { deadline, .. } | Pending::Finger { deadline, .. } => {
-                    now >= *deadline
-                }
+                Pending::Lookup { deadline, .. }
+                | Pending::Finger { deadline, .. }
+                | Pending::Check { deadline } => now >= *deadline,
             })
             .map(|(r, _)| *r)
             .collect();
@@ -1014,8 +1112,88 @@ impl ChordMachine {
                     self.fix_finger(now, out);
                 }
             }
+            if now >= self.next_check {
+                self.next_check = now + self.config.check_ring;
+                self.check_ring(now, out);
+            }
         }
         self.settle(out);
+    }
+
+    /// Where join attempt `attempts` goes: the access peer on even attempts, the contacts
+    /// heard from (not suspected, not departed) in turn on odd ones.
+    fn join_access(&self, attempts: u32) -> NodeAddr {
+        let access = self.joining.as_ref().map_or(self.me.addr, |j| j.access);
+        let gone = self.crashed.contains(&access);
+        let others: Vec<NodeAddr> = self
+            .contacts
+            .iter()
+            .filter(|a| **a != access && **a != self.me.addr && !self.crashed.contains(a))
+            .copied()
+            .collect();
+        if (attempts % 2 == 0 && !gone) || others.is_empty() {
+            access
+        } else {
+            others[(attempts as usize / 2) % others.len()]
+        }
+    }
+
+    /// Remembers `n` as a peer heard from lately.
+    fn note_contact(&mut self, n: NodeAddr) {
+        if n == self.me.addr || self.crashed.contains(&n) {
+            return;
+        }
+        self.contacts.retain(|a| *a != n);
+        if self.contacts.len() >= CONTACTS {
+            self.contacts.pop_front();
+        }
+        self.contacts.push_back(n);
+    }
+
+    /// The ring check: looks up this peer's own identifier through a known peer other than
+    /// the successor (contacts, fingers, predecessor, successor list, round robin). On a
+    /// sorted ring the answer is this peer; a different answer is a peer that claims this
+    /// one's identifier, on another cycle or past a gap that stabilisation does not see
+    /// (`checked`).
+    fn check_ring<M: Message>(&mut self, now: Time, out: &mut Vec<ChordOutput<M>>) {
+        let succ = self.succ().addr;
+        let known: BTreeSet<NodeAddr> = self
+            .contacts
+            .iter()
+            .copied()
+            .chain(self.live_known().map(|p| p.addr))
+            .chain(self.pred.map(|p| p.addr))
+            .filter(|a| *a != self.me.addr && *a != succ && !self.crashed.contains(a))
+            .collect();
+        if known.is_empty() || self.pending.len() >= MAX_PENDING {
+            return;
+        }
+        let to = known.iter().nth((self.checks % known.len() as u64) as usize).copied();
+        self.checks = self.checks.wrapping_add(1);
+        let Some(to) = to else { return };
+        let req = self.req();
+        self.pending.insert(req, Pending::Check { deadline: now + self.config.lookup_timeout });
+        out.push(self.find_to(to, req, self.me.id, 0, Purpose::Check));
+    }
+
+    /// The answer to a ring check: `owner` is the successor of this peer's identifier as the
+    /// ring seen from elsewhere has it. Another peer than this one is taken as the successor
+    /// if it is closer than the present one (stabilisation's rule), and notified either way
+    /// (it takes this peer as predecessor by notify's rule if this peer lies between).
+    fn checked<M: Message>(&mut self, owner: Peer, out: &mut Vec<ChordOutput<M>>) {
+        if owner.addr == self.me.addr
+            || self.crashed.contains(&owner.addr)
+            || self.status != RingStatus::InRing
+        {
+            return;
+        }
+        let succ = self.succ();
+        if succ.addr == self.me.addr || owner.id.in_open(self.me.id, succ.id) {
+            tracing::debug!(me = %self.me, %owner, %succ, "chord: the ring check found a closer successor");
+            let list = self.succ_list.clone();
+            self.adopt_list(owner, &list);
+        }
+        out.push(ChordOutput::Send { to: owner.addr, msg: ChordMessage::Notify { me: self.me } });
     }
 
     fn fix_finger<M: Message>(&mut self, now: Time, out: &mut Vec<ChordOutput<M>>) {

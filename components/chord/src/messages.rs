@@ -20,6 +20,9 @@ pub enum Purpose {
     Join,
     /// Refreshing finger `i` (its start is `me + 2^i`).
     Finger(u8),
+    /// The ring check ([`ChordConfig::check_ring`](crate::ChordConfig::check_ring)): the
+    /// origin's own identifier, looked up through another peer than its successor.
+    Check,
 }
 
 /// A message between Chord peers, carrying user payloads of type `M`.

@@ -573,3 +573,152 @@ fn watching_more_successors_detects_a_run_of_crashes_in_parallel() {
     // successors one after another (a detection each); watching three, all at once.
     assert!(three < one, "watching 3: {three:?}, watching 1: {one:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Machines wired by hand: every message delivered at once (no loss, no delay), a tick every
+// 100 ms, a failure detector that suspects no one. Used to build states the simulator does
+// not reach on purpose (two separate cycles over one identifier space, a lost `Leaving`).
+// ---------------------------------------------------------------------------------------
+
+struct Bench {
+    peers: BTreeMap<NodeAddr, ChordMachine>,
+    now: Time,
+    /// Messages the links drop: (sender, receiver, kind) for which `drop` says so.
+    drop: fn(NodeAddr, NodeAddr, &ChordMessage<u64>) -> bool,
+}
+
+impl Bench {
+    fn new(config: ChordConfig, n: u16) -> Bench {
+        let peers = (1..=n).map(|i| (addr(i), ChordMachine::new(addr(i), config))).collect();
+        Bench { peers, now: Time::ZERO, drop: |_, _, _| false }
+    }
+
+    /// Hands `input` to `at`, then delivers every message it causes, transitively.
+    fn input(
+        &mut self,
+        at: NodeAddr,
+        input: impl FnOnce(&mut ChordMachine, Time, &mut Vec<ChordOutput<u64>>),
+    ) {
+        let mut out = Vec::new();
+        if let Some(m) = self.peers.get_mut(&at) {
+            input(m, self.now, &mut out);
+        }
+        let mut queue: std::collections::VecDeque<(NodeAddr, ChordOutput<u64>)> =
+            out.into_iter().map(|o| (at, o)).collect();
+        let mut steps = 0;
+        while let Some((from, o)) = queue.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "a message storm");
+            let ChordOutput::Send { to, msg } = o else { continue };
+            if (self.drop)(from, to, &msg) {
+                continue;
+            }
+            let now = self.now;
+            let Some(m) = self.peers.get_mut(&to) else { continue };
+            let mut out = Vec::new();
+            m.on_message(from, msg, now, &mut out);
+            queue.extend(out.into_iter().map(|o| (to, o)));
+        }
+    }
+
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now = self.now + Duration::from_millis(100);
+            let all: Vec<NodeAddr> = self.peers.keys().copied().collect();
+            for a in all {
+                self.input(a, |m, now, out| m.on_tick(now, out));
+            }
+        }
+    }
+
+    /// The cycles the successor pointers of the peers in a ring make, each as its members.
+    fn cycles(&self) -> Vec<BTreeSet<NodeAddr>> {
+        let mut seen = BTreeSet::new();
+        let mut cycles = Vec::new();
+        for (a, m) in &self.peers {
+            if m.status() != RingStatus::InRing || seen.contains(a) {
+                continue;
+            }
+            let mut cycle = BTreeSet::new();
+            let mut at = *a;
+            while cycle.insert(at) {
+                let Some(next) = self.peers.get(&at).and_then(|m| m.view().succ) else { break };
+                at = next.addr;
+            }
+            seen.extend(cycle.iter().copied());
+            cycles.push(cycle);
+        }
+        cycles
+    }
+}
+
+/// Two rings formed apart over one identifier space (peers 1–6 and 7–12), then one peer of
+/// the second hears from one of the first (a stabilisation request, which changes no
+/// pointer).
+fn two_rings(config: ChordConfig) -> Bench {
+    let mut b = Bench::new(config, 12);
+    for (first, rest) in [(1u16, 2..=6u16), (7, 8..=12)] {
+        b.input(addr(first), |m, now, out| m.on_request(RingRequest::Bootstrap, now, out));
+        for i in rest {
+            b.run(Duration::from_millis(300));
+            b.input(addr(i), |m, now, out| {
+                m.on_request(RingRequest::Join { access: addr(first) }, now, out)
+            });
+        }
+    }
+    b.run(Duration::from_secs(20));
+    assert_eq!(b.cycles().len(), 2, "two rings formed apart");
+    b.input(addr(9), |m, now, out| m.on_message(addr(2), ChordMessage::GetPred, now, out));
+    b
+}
+
+#[test]
+fn the_ring_check_joins_two_separate_cycles() {
+    // Stabilisation alone cannot join them: each peer's successor is right by what it knows.
+    let d = ChordConfig::default();
+    let mut without = two_rings(ChordConfig { check_ring: Duration::from_secs(3600), ..d });
+    without.run(Duration::from_secs(60));
+    assert_eq!(without.cycles().len(), 2, "without the ring check, two cycles for good");
+    // The check, through the one contact across, brings one ring, sorted.
+    let mut with = two_rings(d);
+    with.run(Duration::from_secs(60));
+    let cycles = with.cycles();
+    assert_eq!(cycles.len(), 1, "{cycles:?}");
+    let mut sorted: Vec<Peer> = with.peers.values().map(ChordMachine::me).collect();
+    sorted.sort_by_key(|p| p.id);
+    for (i, p) in sorted.iter().enumerate() {
+        let v = with.peers[&p.addr].view();
+        assert_eq!(v.succ, Some(sorted[(i + 1) % sorted.len()]), "{p}: successor");
+        assert_eq!(v.pred, Some(sorted[(i + sorted.len() - 1) % sorted.len()]), "{p}: pred");
+    }
+}
+
+#[test]
+fn a_predecessor_that_left_unheard_is_found_out_by_a_rejected_notify() {
+    // A ring of six; one peer leaves and every `Leaving` it sends to its successor is lost.
+    // It keeps running (the detector would trust it): its successor keeps it as predecessor
+    // until the notify of the peer before it, rejected, makes it ask — and hear `Gone`.
+    let mut b = Bench::new(ChordConfig::default(), 6);
+    b.input(addr(1), |m, now, out| m.on_request(RingRequest::Bootstrap, now, out));
+    for i in 2..=6 {
+        b.run(Duration::from_millis(300));
+        b.input(addr(i), |m, now, out| {
+            m.on_request(RingRequest::Join { access: addr(1) }, now, out)
+        });
+    }
+    b.run(Duration::from_secs(20));
+    let mut sorted: Vec<Peer> = b.peers.values().map(ChordMachine::me).collect();
+    sorted.sort_by_key(|p| p.id);
+    let (before, leaver, after) = (sorted[1], sorted[2], sorted[3]);
+    assert_eq!(b.peers[&after.addr].view().pred, Some(leaver));
+    b.drop = |_, _, m| matches!(m, ChordMessage::Leaving { .. });
+    b.input(leaver.addr, |m, now, out| m.on_request(RingRequest::Leave, now, out));
+    b.run(Duration::from_secs(10));
+    assert_eq!(
+        b.peers[&after.addr].view().pred,
+        Some(before),
+        "the successor of the departed peer took the peer before it as predecessor"
+    );
+    assert_eq!(b.peers[&before.addr].view().succ, Some(after));
+}
