@@ -1030,7 +1030,7 @@ pub fn live_report(
     Some((out, quiet, (h.committed.len(), h.aborted.len())))
 }
 
-/// `tx-live` (see [`live_with`]).
+/// `tx-live`: faults while transactions run, then the liveness and lease checks (see `live_with`).
 pub fn tx_live() -> Scenario {
     live_with("tx-live", None, TxBoard::default())
 }
