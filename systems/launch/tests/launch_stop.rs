@@ -4,7 +4,7 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{assert_reaped, test_node, within, Seen, PATIENCE};
 use selfman_launch::Cluster;
@@ -19,7 +19,12 @@ fn closing_stdin_ends_a_node_by_itself() {
     p.close_stdin();
     let status = p.wait_timeout(PATIENCE).unwrap().expect("the node did not exit");
     assert!(status.success(), "{status}");
-    assert!(p.stdout_closed());
+    // the reader thread sees the end of stdout a moment after the exit (bounded)
+    let until = Instant::now() + PATIENCE;
+    while !p.stdout_closed() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(p.stdout_closed(), "stdout still open {PATIENCE:?} after the node exited");
     assert_reaped(seen);
     // `stop` on a reaped node returns the same status and signals nothing.
     assert_eq!(p.stop(SHORT_GRACE).unwrap(), status);
