@@ -713,6 +713,14 @@ const RING_REGRESSIONS: &[Regression] = &[
                  left peer passes a joiner's own join to the successor it handed its range \
                  to; found with one watched successor)",
     },
+    Regression {
+        scenario: "ring-branches",
+        seed: 1907,
+        caught: "a peer that took its predecessor over a cut-off joiner it suspected dropped \
+                 that predecessor's join ack (it came from the current predecessor, not a \
+                 former one) and owned the joiner's range for as long as the cut lasted (fix: \
+                 the ack gives the range back to the suspected peer between them)",
+    },
 ];
 
 /// The Chord family's kept seeds (`chord-*`): each failed once, before the fix named (all in

@@ -435,6 +435,17 @@ impl RelaxedRingMachine {
         if self.s.pred != Some(p) && self.remove_pred_entry(p.addr) {
             return;
         }
+        if self.s.pred == Some(p) {
+            // The current predecessor took a joiner as its successor: a live peer now sits
+            // between `p` and this peer. If this peer took `p` over a suspected peer there (a
+            // joiner cut off from it, say), that peer is the joiner: give its range back rather
+            // than own it over a live peer until the suspicion ends (`ring-branches` seed 1907).
+            let x = self.joiner_pred(p, self.s.me);
+            if x != p {
+                self.set_pred(x, now, out);
+                return;
+            }
+        }
         self.fault(Fault::StrangerJoinAck, "join ack from a peer that is not a former pred");
     }
 }

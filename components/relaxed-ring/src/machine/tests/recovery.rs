@@ -4,6 +4,7 @@
 use selfman_ports::{Range, RangeChange, RingId, RingStatus};
 
 use super::{changes, range, secs, World};
+use crate::machine::Fault;
 
 #[test]
 fn a_crashed_successor_is_replaced_by_the_first_live_entry_of_the_successor_list() {
@@ -396,4 +397,42 @@ fn a_joiner_whose_join_ok_never_arrived_gets_in_after_its_restore() {
     assert_eq!(w.view(200).range, Some(range(100, 200)));
     assert_eq!(w.view(100).succ, Some(w.peer(200)));
     w.assert_ring();
+}
+
+#[test]
+fn a_join_ack_from_the_predecessor_gives_back_a_range_taken_over_a_cut_off_joiner() {
+    // `ring-branches` seed 1907: 200 joins between 100 and 300, but its `NewSucc` to 100 is
+    // lost, and the link 200–300 is cut, so 300 and 200 suspect each other. 100, still
+    // pointing at 300, checks in there; 300 takes it as predecessor (its own is suspected) and
+    // owns (100, 300] over the live 200. When 200's `NewSucc` at last reaches 100, 100's join
+    // ack to 300 says a live peer sits between them: 300 must give (100, 200] back at once,
+    // not drop the ack as a stranger's and keep the overlap for as long as the cut lasts.
+    let mut w = World::ring(&[100, 300]);
+    w.drain(100);
+    w.drain(300);
+    w.add(200);
+    w.join(200, 100);
+    w.deliver_named("Route(Join)", 200, 100);
+    w.deliver_named("Route(Join)", 100, 300);
+    w.deliver_named("JoinOk", 300, 200);
+    let (a100, a200) = (w.at(100), w.at(200));
+    let new_succ = w
+        .take(|f| f.name() == "NewSucc" && f.from == a200 && f.to == a100)
+        .expect("200 tells 100 it is its new successor");
+    w.suspect(300, 200);
+    w.suspect(200, 300);
+    // 100 checks in with its successor, still 300, which takes it over the suspected 200.
+    w.now = w.now + secs(2);
+    w.with_node(a100, |m, now, out| m.on_tick(now, out));
+    w.run_unchecked();
+    assert_eq!(w.view(300).pred, Some(w.peer(100)));
+    assert_eq!(w.view(300).range, Some(range(100, 300)));
+    assert_eq!(w.view(200).range, Some(range(100, 200)), "the overlap the ack must end");
+    // 200's `NewSucc` arrives; 100's join ack reaches 300.
+    w.deliver(new_succ);
+    assert_eq!(w.view(100).succ, Some(w.peer(200)));
+    w.deliver_named("PredNoMore", 100, 300);
+    assert_eq!(w.view(300).range, Some(range(200, 300)));
+    assert_eq!(w.m(300).faults().get(Fault::StrangerJoinAck), 0);
+    w.assert_consistent();
 }
